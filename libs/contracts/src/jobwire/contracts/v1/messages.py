@@ -1,0 +1,175 @@
+"""Messages on the bus: commands, work for executors, executor reports, events, logs, heartbeats.
+
+Each family is a tagged union on one field so any NATS client can tell them apart.
+New fields get defaults; field types never change; unknown fields are ignored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from .job import Artifact, GpuInfo, NodeCapacity, Usage
+from .spec import JobSpec
+from .states import JobState
+
+# --- commands: anyone -> scheduler, on jobwire.cmd.<type> ---------------------------------------
+
+
+class SubmitJob(msgspec.Struct, kw_only=True, tag="submit", tag_field="type"):
+    job_id: str
+    spec: JobSpec
+    owner: str = "anonymous"
+    submitted_at: datetime | None = None
+
+
+class CancelJob(msgspec.Struct, kw_only=True, tag="cancel", tag_field="type"):
+    job_id: str
+    reason: str = "cancelled by user"
+    requested_by: str | None = None
+
+
+class DeleteJob(msgspec.Struct, kw_only=True, tag="delete", tag_field="type"):
+    job_id: str
+    requested_by: str | None = None
+
+
+class HoldJob(msgspec.Struct, kw_only=True, tag="hold", tag_field="type"):
+    job_id: str
+    reason: str = "held by user"
+
+
+class ReleaseJob(msgspec.Struct, kw_only=True, tag="release", tag_field="type"):
+    job_id: str
+
+
+Command = SubmitJob | CancelJob | DeleteJob | HoldJob | ReleaseJob
+
+# --- work: scheduler -> one node, on jobwire.exec.<node>.<type> ---------------------------------
+
+
+class RunJob(msgspec.Struct, kw_only=True, tag="run", tag_field="type"):
+    job_id: str
+    attempt: int
+    node: str
+    spec: JobSpec
+    owner: str = "anonymous"
+    timeout: float | None = None
+
+
+class CancelRun(msgspec.Struct, kw_only=True, tag="cancel", tag_field="type"):
+    job_id: str
+    attempt: int
+    node: str
+    #: what the executor reports once the run is stopped: cancelled, timed_out, or lost for stale runs
+    outcome: JobState = JobState.CANCELLED
+    reason: str = "cancelled by user"
+    grace: float = 10.0
+
+
+Work = RunJob | CancelRun
+
+# --- reports: executor -> scheduler, on jobwire.report.<node>.<job>.<kind> ----------------------
+
+
+class RunStarting(msgspec.Struct, kw_only=True, tag="starting", tag_field="kind"):
+    job_id: str
+    attempt: int
+    node: str
+    at: datetime
+
+
+class RunRunning(msgspec.Struct, kw_only=True, tag="running", tag_field="kind"):
+    job_id: str
+    attempt: int
+    node: str
+    at: datetime
+    ports: dict[str, str] = {}
+    details: dict[str, Any] = {}
+
+
+class RunFinished(msgspec.Struct, kw_only=True, tag="finished", tag_field="kind"):
+    job_id: str
+    attempt: int
+    node: str
+    at: datetime
+    outcome: JobState
+    exit_code: int | None = None
+    reason: str | None = None
+    usage: Usage | None = None
+    artifacts: list[Artifact] = []
+
+
+Report = RunStarting | RunRunning | RunFinished
+
+# --- events: scheduler/executors -> anyone, on jobwire.evt.job.<job>.<kind> ---------------------
+
+
+class JobTransitioned(msgspec.Struct, kw_only=True, tag="transition", tag_field="kind"):
+    """One per accepted state change, published after the change is committed."""
+
+    job_id: str
+    state: JobState
+    previous: JobState | None
+    at: datetime
+    attempt: int = 0
+    node: str | None = None
+    reason: str | None = None
+    exit_code: int | None = None
+    queue_position: int | None = None
+    owner: str | None = None
+
+
+class JobProgress(msgspec.Struct, kw_only=True, tag="progress", tag_field="kind"):
+    """What the job last wrote to ``$JOBWIRE_PROGRESS_FILE``."""
+
+    job_id: str
+    attempt: int
+    at: datetime
+    progress: Any = None
+
+
+class JobDeleted(msgspec.Struct, kw_only=True, tag="deleted", tag_field="kind"):
+    job_id: str
+    at: datetime
+
+
+Event = JobTransitioned | JobProgress | JobDeleted
+
+# --- logs: executor -> anyone, on jobwire.log.<job>.<stream> ------------------------------------
+
+
+class LogChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A piece of stdout or stderr; ``offset`` is the byte offset in that attempt's stream."""
+
+    job_id: str
+    attempt: int
+    stream: str
+    offset: int
+    data: str = ""
+    eof: bool = False
+
+
+# --- nodes: executor -> scheduler, on jobwire.node.<node>.heartbeat -----------------------------
+
+
+class RunRef(msgspec.Struct, kw_only=True, array_like=False):
+    job_id: str
+    attempt: int
+
+
+class NodeHeartbeat(msgspec.Struct, kw_only=True, omit_defaults=True):
+    node: str
+    backend: str
+    capacity: NodeCapacity
+    at: datetime
+    instance: str
+    interval: float = 2.0
+    labels: dict[str, str] = {}
+    pool: str | None = None
+    version: str | None = None
+    running: list[RunRef] = []
+    gpus: list[GpuInfo] = []
+    draining: bool = False

@@ -1,0 +1,163 @@
+"""What a user asks for: ``JobSpec`` and its parts.
+
+Sizes accept bytes or ``"4G"``; durations accept seconds or ``"15m"``/``"HH:MM:SS"``.
+Both are normalised on decode, so everything past the gateway sees bytes and seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from .units import parse_duration, parse_size
+
+Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+=-]*$")]
+LabelKey = Annotated[str, Meta(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+LabelValue = Annotated[str, Meta(max_length=256)]
+EnvName = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Size = int | str
+Duration = float | int | str
+PositiveSeconds = Annotated[float, Meta(gt=0, le=366 * 86400)]
+PROGRAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*@[A-Za-z0-9][A-Za-z0-9._+-]*$")
+#: Names of environment variables jobwire sets itself; a spec may not override them.
+RESERVED_ENV_PREFIX = "JOBWIRE_"
+
+
+class Resources(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What one attempt needs on its node."""
+
+    cpus: Annotated[float, Meta(gt=0, le=4096)] = 1.0
+    memory: Size | None = None
+    gpus: Annotated[int, Meta(ge=0, le=64)] = 0
+    slots: Annotated[int, Meta(ge=1, le=4096)] = 1
+    nodes: Annotated[int, Meta(ge=1, le=4096)] = 1
+    walltime: Duration | None = None
+
+    def __post_init__(self) -> None:
+        if self.memory is not None:
+            self.memory = parse_size(self.memory)
+            if self.memory <= 0:
+                raise ValueError("resources.memory must be more than 0 bytes")
+        if self.walltime is not None:
+            self.walltime = parse_duration(self.walltime)
+            if self.walltime <= 0:
+                raise ValueError("resources.walltime must be more than 0 seconds")
+
+    @property
+    def memory_bytes(self) -> int | None:
+        return int(self.memory) if self.memory is not None else None
+
+    @property
+    def walltime_seconds(self) -> float | None:
+        return float(self.walltime) if self.walltime is not None else None
+
+
+class InputRef(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A named stored input (config file, dataset) placed at ``path`` under the job's workdir."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=255)]
+    path: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
+
+
+class CodeFile(msgspec.Struct, kw_only=True):
+    """An uploaded script: the job runs ``interpreter filename *args`` in its directory."""
+
+    filename: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._-]+$")]
+    content: str
+    interpreter: list[str] | None = None
+
+
+class DockerOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
+    mounts: list[dict[str, Any]] = []
+    ports: list[Any] = []
+    shm_size: Size | None = None
+    network: str | None = None
+    user: str | None = None
+    pull_policy: str = "if_not_present"
+    gpu_ids: list[str] = []
+
+
+class SlurmOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraints: str | None = None
+    gres: str | None = None
+    setup: str | None = None
+
+
+class SgeOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
+    queue: str | None = None
+    parallel_environment: str | None = None
+    setup: str | None = None
+
+
+class TorqueOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
+    queue: str | None = None
+    nodes: str | None = None
+    ppn: int | None = None
+    setup: str | None = None
+
+
+class SshOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
+    gpu_ids: list[int] = []
+
+
+class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A job as submitted. Exactly one of ``command``, ``script``, ``program`` or ``code``."""
+
+    name: Name | None = None
+    command: Annotated[list[str], Meta(min_length=1, max_length=4096)] | None = None
+    script: Annotated[str, Meta(min_length=1, max_length=1_000_000)] | None = None
+    program: str | None = None
+    code: CodeFile | None = None
+    args: Annotated[list[str], Meta(max_length=4096)] = []
+    image: Annotated[str, Meta(max_length=512)] | None = None
+    workdir: Annotated[str, Meta(max_length=4096)] | None = None
+    env: dict[EnvName, Annotated[str, Meta(max_length=131072)]] = {}
+    inputs: list[InputRef] = []
+    resources: Resources = msgspec.field(default_factory=Resources)
+    expected_runtime: PositiveSeconds | None = None
+    backend: Annotated[str, Meta(max_length=64)] | None = None
+    cluster: Annotated[str, Meta(max_length=128)] | None = None
+    pool: Annotated[str, Meta(max_length=128)] | None = None
+    node: Annotated[str, Meta(max_length=128)] | None = None
+    labels: dict[LabelKey, LabelValue] = {}
+    max_attempts: Annotated[int, Meta(ge=1, le=100)] = 1
+    priority: Annotated[int, Meta(ge=-1000, le=1000)] = 0
+    docker: DockerOptions | None = None
+    slurm: SlurmOptions | None = None
+    sge: SgeOptions | None = None
+    torque: TorqueOptions | None = None
+    ssh: SshOptions | None = None
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("command", "script", "program", "code") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'command', 'script', 'program' or 'code'"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.program is not None and not PROGRAM_ID.match(self.program):
+            raise ValueError(f"program {self.program!r} must look like NAME@VERSION")
+        if self.command is not None and any("\x00" in a for a in self.command):
+            raise ValueError("command arguments cannot contain NUL bytes")
+        if any("\x00" in a for a in self.args):
+            raise ValueError("args cannot contain NUL bytes")
+        for key, value in self.env.items():
+            if key.startswith(RESERVED_ENV_PREFIX):
+                raise ValueError(f"env {key!r}: names starting with {RESERVED_ENV_PREFIX} are set by jobwire")
+            if "\x00" in value:
+                raise ValueError(f"env {key!r} cannot contain NUL bytes")
+
+    def timeout_seconds(self) -> float | None:
+        """The walltime, else twice the expected runtime, else no limit."""
+        wall = self.resources.walltime_seconds
+        if wall is not None:
+            return wall
+        if self.expected_runtime is not None:
+            return 2.0 * self.expected_runtime
+        return None

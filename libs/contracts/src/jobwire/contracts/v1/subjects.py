@@ -1,0 +1,73 @@
+"""Stream, subject and bucket names. Node names and job ids are single subject tokens."""
+
+from __future__ import annotations
+
+import re
+
+CMD_STREAM = "JOBWIRE_CMD"
+EXEC_STREAM = "JOBWIRE_EXEC"
+REPORT_STREAM = "JOBWIRE_REPORT"
+EVT_STREAM = "JOBWIRE_EVT"
+LOG_STREAM = "JOBWIRE_LOG"
+
+CMD_SUBJECTS = "jobwire.cmd.>"
+EXEC_SUBJECTS = "jobwire.exec.>"
+REPORT_SUBJECTS = "jobwire.report.>"
+EVT_SUBJECTS = "jobwire.evt.>"
+LOG_SUBJECTS = "jobwire.log.>"
+HEARTBEAT_SUBJECTS = "jobwire.node.*.heartbeat"
+
+ARTIFACT_BUCKET = "jobwire_artifacts"
+IDEMPOTENCY_BUCKET = "jobwire_idempotency"
+LEADER_BUCKET = "jobwire_leader"
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def check_token(value: str, what: str) -> str:
+    """Refuse anything that would change a subject's shape (dots, wildcards, spaces)."""
+    if not _TOKEN.match(value):
+        raise ValueError(f"{what} {value!r} may use only letters, digits, '_' and '-' (at most 128)")
+    return value
+
+
+def cmd_subject(kind: str) -> str:
+    return f"jobwire.cmd.{kind}"
+
+
+def exec_subject(node: str, kind: str) -> str:
+    return f"jobwire.exec.{check_token(node, 'node')}.{kind}"
+
+
+def exec_filter(node: str) -> str:
+    return f"jobwire.exec.{check_token(node, 'node')}.>"
+
+
+def report_subject(node: str, job_id: str, kind: str) -> str:
+    return f"jobwire.report.{check_token(node, 'node')}.{check_token(job_id, 'job id')}.{kind}"
+
+
+def event_subject(job_id: str, kind: str) -> str:
+    return f"jobwire.evt.job.{check_token(job_id, 'job id')}.{kind}"
+
+
+def job_events_filter(job_id: str) -> str:
+    return f"jobwire.evt.job.{check_token(job_id, 'job id')}.>"
+
+
+def log_subject(job_id: str, stream: str) -> str:
+    return f"jobwire.log.{check_token(job_id, 'job id')}.{stream}"
+
+
+def job_logs_filter(job_id: str) -> str:
+    return f"jobwire.log.{check_token(job_id, 'job id')}.*"
+
+
+def heartbeat_subject(node: str) -> str:
+    return f"jobwire.node.{check_token(node, 'node')}.heartbeat"
+
+
+def artifact_object(job_id: str, name: str) -> str:
+    return f"{check_token(job_id, 'job id')}/{name}"

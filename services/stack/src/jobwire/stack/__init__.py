@@ -1,0 +1,1 @@
+"""jobwire.stack: the embedded all-in-one stack."""
