@@ -1,1 +1,1 @@
-"""jobwire.runtime."""
+"""jobwire.runtime: service plumbing shared by every jobwire process (settings, bus, telemetry, lifecycle)."""

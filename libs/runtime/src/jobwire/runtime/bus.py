@@ -1,0 +1,196 @@
+"""NATS and JetStream: connect, declare the streams and buckets, publish typed messages."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    ObjectStoreConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+from jobwire.contracts.v1 import codec
+from jobwire.contracts.v1 import subjects as sj
+
+from . import telemetry
+from .settings import BusSettings
+
+log = logging.getLogger(__name__)
+DAY = 86400.0
+
+
+@dataclass
+class Bus:
+    """One connection plus its JetStream context; what every service passes around."""
+
+    nc: Client
+    js: JetStreamContext
+    settings: BusSettings
+
+    async def publish(
+        self,
+        subject: str,
+        message: Any,
+        *,
+        msg_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        stream: str | None = None,
+    ) -> Any:
+        """Publish to JetStream and wait for the stream's ack (the message is stored when this returns)."""
+        hdrs = telemetry.inject(headers)
+        if msg_id:
+            hdrs[sj.MSG_ID_HEADER] = msg_id
+        payload = message if isinstance(message, bytes) else codec.encode(message)
+        return await self.js.publish(subject, payload, headers=hdrs, stream=stream)
+
+    async def publish_core(self, subject: str, message: Any, headers: dict[str, str] | None = None) -> None:
+        """Fire-and-forget core NATS publish (heartbeats)."""
+        payload = message if isinstance(message, bytes) else codec.encode(message)
+        await self.nc.publish(subject, payload, headers=telemetry.inject(headers))
+
+    async def artifacts(self) -> ObjectStore:
+        return await self.js.object_store(sj.ARTIFACT_BUCKET)
+
+    async def idempotency(self) -> KeyValue:
+        return await self.js.key_value(sj.IDEMPOTENCY_BUCKET)
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except Exception:  # noqa: BLE001 - closing anyway
+                await self.nc.close()
+
+
+def _tls(settings: BusSettings) -> ssl.SSLContext | None:
+    if not (settings.nats_tls_ca or settings.nats_tls_cert):
+        return None
+    ctx = ssl.create_default_context(cafile=settings.nats_tls_ca)
+    if settings.nats_tls_cert:
+        ctx.load_cert_chain(settings.nats_tls_cert, settings.nats_tls_key)
+    return ctx
+
+
+async def connect(settings: BusSettings, *, name: str, declare: bool = False) -> Bus:
+    """Connect with the configured credentials; ``declare`` also creates or updates streams and buckets."""
+    kwargs: dict[str, Any] = {
+        "servers": settings.nats_url.split(","),
+        "name": name,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 1,
+        "connect_timeout": 5,
+    }
+    if settings.nats_user:
+        kwargs["user"] = settings.nats_user
+        kwargs["password"] = settings.nats_password
+    if settings.nats_token:
+        kwargs["token"] = settings.nats_token
+    if settings.nats_creds_file:
+        kwargs["user_credentials"] = settings.nats_creds_file
+    tls = _tls(settings)
+    if tls is not None:
+        kwargs["tls"] = tls
+
+    async def _error(e: Exception) -> None:
+        log.warning("nats: %s", e)
+
+    kwargs["error_cb"] = _error
+    nc = await nats.connect(**kwargs)
+    bus = Bus(nc=nc, js=nc.jetstream(), settings=settings)
+    if declare:
+        await declare_streams(bus)
+    return bus
+
+
+def stream_configs(settings: BusSettings) -> list[StreamConfig]:
+    r = settings.stream_replicas
+    return [
+        StreamConfig(
+            name=sj.CMD_STREAM,
+            subjects=[sj.CMD_SUBJECTS],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            num_replicas=r,
+            duplicate_window=300,
+            description="commands for the scheduler",
+        ),
+        StreamConfig(
+            name=sj.EXEC_STREAM,
+            subjects=[sj.EXEC_SUBJECTS],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            num_replicas=r,
+            duplicate_window=300,
+            description="work for one node: run and cancel",
+        ),
+        StreamConfig(
+            name=sj.REPORT_STREAM,
+            subjects=[sj.REPORT_SUBJECTS],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            num_replicas=r,
+            duplicate_window=300,
+            description="executor reports for the scheduler",
+        ),
+        StreamConfig(
+            name=sj.EVT_STREAM,
+            subjects=[sj.EVT_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=r,
+            max_age=settings.event_retention_days * DAY,
+            duplicate_window=300,
+            allow_direct=True,
+            description="job state changes and progress",
+        ),
+        StreamConfig(
+            name=sj.LOG_STREAM,
+            subjects=[sj.LOG_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=r,
+            max_age=settings.log_retention_days * DAY,
+            max_msgs_per_subject=max(1, settings.log_max_bytes_per_job // 65536),
+            discard=DiscardPolicy.OLD,
+            duplicate_window=120,
+            allow_direct=True,
+            description="job stdout and stderr chunks",
+        ),
+    ]
+
+
+async def declare_streams(bus: Bus) -> None:
+    """Create the streams and buckets, or bring their settings up to date."""
+    for cfg in stream_configs(bus.settings):
+        try:
+            await bus.js.add_stream(cfg)
+        except BadRequestError:
+            await bus.js.update_stream(cfg)
+    r = bus.settings.stream_replicas
+    try:
+        await bus.js.key_value(sj.IDEMPOTENCY_BUCKET)
+    except (NotFoundError, Exception):  # noqa: BLE001 - nats-py raises BucketNotFoundError
+        await bus.js.create_key_value(KeyValueConfig(bucket=sj.IDEMPOTENCY_BUCKET, ttl=DAY, replicas=r))
+    try:
+        await bus.js.object_store(sj.ARTIFACT_BUCKET)
+    except (NotFoundError, Exception):  # noqa: BLE001
+        await bus.js.create_object_store(
+            sj.ARTIFACT_BUCKET, ObjectStoreConfig(description="job artifacts", replicas=r)
+        )
+    try:
+        await bus.js.key_value(sj.LEADER_BUCKET)
+    except (NotFoundError, Exception):  # noqa: BLE001
+        await bus.js.create_key_value(KeyValueConfig(bucket=sj.LEADER_BUCKET, ttl=15, replicas=r))

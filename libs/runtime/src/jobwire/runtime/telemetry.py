@@ -1,0 +1,83 @@
+"""OpenTelemetry tracing with the trace context carried in NATS headers.
+
+Exporters follow the standard ``OTEL_TRACES_EXPORTER`` variable: ``none`` (default), ``console``,
+or ``otlp`` when ``opentelemetry-exporter-otlp`` is installed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+log = logging.getLogger(__name__)
+_configured = False
+
+
+def setup_tracing(service: str, *, processor: SpanProcessor | None = None) -> None:
+    """Install a tracer provider once per process (tests pass an in-memory ``processor``)."""
+    global _configured
+    if _configured:
+        if processor is not None:
+            provider = trace.get_tracer_provider()
+            if isinstance(provider, TracerProvider):
+                provider.add_span_processor(processor)
+        return
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service)}))
+    if processor is not None:
+        provider.add_span_processor(processor)
+    for name in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(","):
+        exporter = _exporter(name.strip().lower())
+        if exporter is not None:
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    _configured = True
+
+
+def _exporter(name: str) -> SpanExporter | None:
+    if name in ("", "none"):
+        return None
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
+                OTLPSpanExporter,
+            )
+        except ImportError:
+            log.warning("OTEL_TRACES_EXPORTER=otlp but opentelemetry-exporter-otlp is not installed")
+            return None
+        exporter: SpanExporter = OTLPSpanExporter()
+        return exporter
+    log.warning("unknown OTEL_TRACES_EXPORTER %r ignored", name)
+    return None
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def inject(headers: dict[str, str] | None = None) -> dict[str, str]:
+    """Headers carrying the current trace context (W3C traceparent)."""
+    carrier: dict[str, str] = dict(headers or {})
+    propagate.inject(carrier)
+    return carrier
+
+
+def extract(headers: Mapping[str, str] | None) -> context.Context:
+    return propagate.extract(dict(headers or {}))
+
+
+@contextmanager
+def span_from(headers: Mapping[str, str] | None, tracer_name: str, name: str, **attrs: Any) -> Iterator[trace.Span]:
+    """A span that continues the trace whose context came in ``headers``."""
+    ctx = extract(headers)
+    with tracer(tracer_name).start_as_current_span(name, context=ctx, attributes=attrs) as span:
+        yield span
