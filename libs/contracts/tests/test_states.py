@@ -1,0 +1,56 @@
+import itertools
+
+import pytest
+
+from jobwire.contracts.v1 import (
+    CANCELLABLE,
+    TERMINAL,
+    TRANSITIONS,
+    IllegalTransition,
+    JobState,
+    can_transition,
+    check_transition,
+    is_finished,
+)
+
+pytestmark = pytest.mark.unit
+S = JobState
+
+LEGAL = {
+    (S.QUEUED, S.STARTING), (S.QUEUED, S.RUNNING), (S.QUEUED, S.HELD), (S.QUEUED, S.CANCELLED),
+    (S.QUEUED, S.FAILED),
+    (S.HELD, S.QUEUED), (S.HELD, S.CANCELLED),
+    (S.STARTING, S.RUNNING), (S.STARTING, S.SUCCEEDED), (S.STARTING, S.FAILED), (S.STARTING, S.CANCELLED),
+    (S.STARTING, S.TIMED_OUT), (S.STARTING, S.LOST),
+    (S.RUNNING, S.SUCCEEDED), (S.RUNNING, S.FAILED), (S.RUNNING, S.CANCELLED), (S.RUNNING, S.TIMED_OUT),
+    (S.RUNNING, S.LOST),
+    (S.LOST, S.QUEUED),
+}
+
+
+@pytest.mark.parametrize(("current", "target"), sorted(LEGAL))
+def test_every_legal_transition_is_accepted(current, target):
+    check_transition(current, target)
+    assert can_transition(current, target)
+
+
+@pytest.mark.parametrize(
+    ("current", "target"), [p for p in itertools.product(S, S) if p not in LEGAL]
+)
+def test_every_illegal_transition_is_rejected(current, target):
+    with pytest.raises(IllegalTransition) as err:
+        check_transition(current, target)
+    assert current.value in str(err.value) and target.value in str(err.value)
+
+
+def test_table_covers_every_state_and_terminal_states_are_dead_ends():
+    assert set(TRANSITIONS) == set(S)
+    for state in TERMINAL:
+        assert TRANSITIONS[state] == frozenset()
+    assert not (CANCELLABLE & TERMINAL)
+
+
+def test_lost_is_finished_only_without_attempts_left():
+    assert is_finished(S.LOST) and not is_finished(S.LOST, attempts_left=True)
+    assert is_finished(S.SUCCEEDED, attempts_left=True)
+    assert not is_finished(S.RUNNING)
