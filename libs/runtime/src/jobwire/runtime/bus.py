@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
@@ -67,12 +68,17 @@ class Bus:
     async def idempotency(self) -> KeyValue:
         return await self.js.key_value(sj.IDEMPOTENCY_BUCKET)
 
-    async def close(self) -> None:
-        if not self.nc.is_closed:
+    async def close(self, *, drain: bool = False) -> None:
+        """Close the connection; ``drain`` first lets in-flight callbacks finish (slower)."""
+        if self.nc.is_closed:
+            return
+        if drain:
             try:
-                await self.nc.drain()
+                await asyncio.wait_for(self.nc.drain(), 5)
+                return
             except Exception:  # noqa: BLE001 - closing anyway
-                await self.nc.close()
+                pass
+        await self.nc.close()
 
 
 def _tls(settings: BusSettings) -> ssl.SSLContext | None:

@@ -1,0 +1,153 @@
+"""The scheduler's in-memory view of nodes and their queues, rebuilt from the database on start.
+
+Only the scheduler mutates it, from one task, so it needs no locks. The database stays the
+source of truth; this view makes placement and dispatch O(nodes), not a query per decision.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass, field
+
+from jobwire.contracts import v1
+
+
+@dataclass
+class QueuedJob:
+    """What placement and dispatch need to know about a job that waits."""
+
+    id: str
+    priority: int
+    expected_runtime: float
+    spec: v1.JobSpec
+    owner: str
+    attempt: int
+    max_attempts: int
+    trace: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (-self.priority, self.id)
+
+
+@dataclass
+class RunningJob:
+    id: str
+    attempt: int
+    resources: v1.Resources
+    expected_runtime: float
+    since: float  # monotonic time of dispatch or start
+    timeout: float | None = None
+
+
+@dataclass
+class NodeState:
+    name: str
+    backend: str
+    capacity: v1.NodeCapacity
+    labels: dict[str, str] = field(default_factory=dict)
+    pool: str | None = None
+    up: bool = True
+    instance: str | None = None
+    last_seen: float = field(default_factory=time.monotonic)
+    queue_keys: list[tuple[int, str]] = field(default_factory=list)
+    queued: dict[str, QueuedJob] = field(default_factory=dict)
+    running: dict[str, RunningJob] = field(default_factory=dict)
+
+    # --- queue ---------------------------------------------------------------------------------
+    def enqueue(self, job: QueuedJob) -> int:
+        """Add a job in priority order; returns its 0-based queue position."""
+        bisect.insort(self.queue_keys, job.key)
+        self.queued[job.id] = job
+        return bisect.bisect_left(self.queue_keys, job.key)
+
+    def dequeue(self, job_id: str) -> QueuedJob | None:
+        job = self.queued.pop(job_id, None)
+        if job is not None:
+            i = bisect.bisect_left(self.queue_keys, job.key)
+            if i < len(self.queue_keys) and self.queue_keys[i] == job.key:
+                del self.queue_keys[i]
+        return job
+
+    def head(self) -> QueuedJob | None:
+        return self.queued[self.queue_keys[0][1]] if self.queue_keys else None
+
+    def position(self, job_id: str) -> int | None:
+        job = self.queued.get(job_id)
+        return None if job is None else bisect.bisect_left(self.queue_keys, job.key)
+
+    # --- capacity ------------------------------------------------------------------------------
+    def fits_at_all(self, res: v1.Resources) -> bool:
+        """Could this node ever run the job (its totals, ignoring what runs now)?"""
+        cap = self.capacity
+        if res.cpus > cap.cpus or res.gpus > cap.gpus or res.nodes > 1:
+            return False
+        return not (cap.memory is not None and res.memory_bytes is not None and res.memory_bytes > cap.memory)
+
+    def fits_now(self, res: v1.Resources) -> bool:
+        """Is there a free slot and enough free CPUs, GPUs and memory right now?"""
+        if len(self.running) >= self.capacity.slots:
+            return False
+        used_cpus = sum(r.resources.cpus for r in self.running.values())
+        used_gpus = sum(r.resources.gpus for r in self.running.values())
+        if used_cpus + res.cpus > self.capacity.cpus + 1e-9 or used_gpus + res.gpus > self.capacity.gpus:
+            return False
+        if self.capacity.memory is not None and res.memory_bytes is not None:
+            used_mem = sum(r.resources.memory_bytes or 0 for r in self.running.values())
+            if used_mem + res.memory_bytes > self.capacity.memory:
+                return False
+        return True
+
+    def queued_time(self, now: float) -> float:
+        """Seconds of work ahead of a new job: queued plus what is left of running, over the slots."""
+        ahead = sum(j.expected_runtime for j in self.queued.values())
+        ahead += sum(max(0.0, r.expected_runtime - (now - r.since)) for r in self.running.values())
+        return ahead / max(1, self.capacity.slots)
+
+
+class Cluster:
+    """All nodes, plus jobs no node can take yet (placed when a fitting node appears)."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, NodeState] = {}
+        self.pending: dict[str, QueuedJob] = {}
+        #: job id -> node name, for jobs waiting in a node queue
+        self.queued_on: dict[str, str] = {}
+        #: job id -> node name, for jobs starting or running
+        self.running_on: dict[str, str] = {}
+
+    def enqueue(self, node: str | None, job: QueuedJob) -> int | None:
+        self.remove_queued(job.id)
+        if node is None:
+            self.pending[job.id] = job
+            return None
+        self.queued_on[job.id] = node
+        return self.nodes[node].enqueue(job)
+
+    def remove_queued(self, job_id: str) -> QueuedJob | None:
+        job = self.pending.pop(job_id, None)
+        node = self.queued_on.pop(job_id, None)
+        if node is not None and node in self.nodes:
+            job = self.nodes[node].dequeue(job_id) or job
+        return job
+
+    def queued_job(self, job_id: str) -> QueuedJob | None:
+        if job_id in self.pending:
+            return self.pending[job_id]
+        node = self.queued_on.get(job_id)
+        return self.nodes[node].queued.get(job_id) if node in self.nodes else None
+
+    def start(self, node: str, run: RunningJob) -> None:
+        self.running_on[run.id] = node
+        self.nodes[node].running[run.id] = run
+
+    def finish(self, job_id: str) -> RunningJob | None:
+        node = self.running_on.pop(job_id, None)
+        if node is None or node not in self.nodes:
+            return None
+        return self.nodes[node].running.pop(job_id, None)
+
+    def position(self, job_id: str) -> int | None:
+        node = self.queued_on.get(job_id)
+        return self.nodes[node].position(job_id) if node in self.nodes else None

@@ -1,0 +1,302 @@
+"""What the scheduler decides: command and report handlers, placement, dispatch, liveness, timeouts.
+
+Every method runs inside one batch transaction (``Txn``) from the scheduler's single core task.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+from jobwire.contracts import v1
+from jobwire.contracts.v1 import subjects as sj
+from jobwire.runtime import telemetry
+from jobwire.store.models import JobLabelRow, JobRow
+
+from .cluster import Cluster, NodeState, QueuedJob, RunningJob
+from .placement import PlacementPolicy, place
+from .settings import SchedulerSettings
+from .txn import Txn
+
+log = logging.getLogger(__name__)
+S = v1.JobState
+TRACER = "jobwire.scheduler"
+
+
+class Core:
+    def __init__(self, settings: SchedulerSettings, policy: PlacementPolicy, cluster: Cluster) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.cluster = cluster
+        #: runs we already asked an executor to stop: (job, attempt) -> monotonic time asked
+        self.stop_asked: dict[tuple[str, int], float] = {}
+
+    # --- helpers -------------------------------------------------------------------------------
+    def expected(self, spec: v1.JobSpec) -> float:
+        return spec.expected_runtime or spec.resources.walltime_seconds or self.settings.default_expected_runtime
+
+    def queued_job(self, row: JobRow, spec: v1.JobSpec, trace: dict[str, str] | None = None) -> QueuedJob:
+        return QueuedJob(
+            id=row.id,
+            priority=row.priority,
+            expected_runtime=self.expected(spec),
+            spec=spec,
+            owner=row.owner,
+            attempt=row.attempt,
+            max_attempts=row.max_attempts,
+            trace=trace or {},
+        )
+
+    def place(self, txn: Txn, row: JobRow, job: QueuedJob) -> int | None:
+        """Queue the job on the best node now (or keep it pending); returns its queue position."""
+        node = place(self.policy, job.spec, list(self.cluster.nodes.values()), time.monotonic())
+        row.node = node.name if node else None
+        row.backend = node.backend if node else row.backend
+        if node is None:
+            row.reason = "waiting for a node that fits"
+        return self.cluster.enqueue(node.name if node else None, job)
+
+    def ask_stop(self, txn: Txn, job_id: str, attempt: int, node: str, outcome: v1.JobState, reason: str) -> None:
+        key = (job_id, attempt)
+        self.stop_asked[key] = time.monotonic()
+        msg = v1.CancelRun(job_id=job_id, attempt=attempt, node=node, outcome=outcome, reason=reason)
+        txn.emit(sj.exec_subject(node, "cancel"), msg, f"{job_id}:{attempt}:cancel:{outcome.value}")
+
+    # --- commands ------------------------------------------------------------------------------
+    def submit(self, txn: Txn, cmd: v1.SubmitJob, trace: dict[str, str]) -> None:
+        if cmd.job_id in txn.rows:
+            return  # a redelivered or duplicated submit: the job exists once
+        spec = cmd.spec
+        row = JobRow(
+            id=cmd.job_id,
+            owner=cmd.owner,
+            name=spec.name,
+            state=S.QUEUED.value,
+            backend=spec.backend,
+            attempt=0,
+            max_attempts=spec.max_attempts,
+            priority=spec.priority,
+            expected_runtime=self.expected(spec),
+            timeout=spec.timeout_seconds(),
+            spec=v1.encode(spec),
+            created_at=cmd.submitted_at or txn.at,
+            cancel_requested=False,
+            delete_requested=False,
+        )
+        txn.session.add(row)
+        for key, value in spec.labels.items():
+            txn.session.add(JobLabelRow(job_id=row.id, key=key, value=value))
+        txn.rows[row.id] = row
+        position = self.place(txn, row, self.queued_job(row, spec, trace))
+        txn.first_transition(row, position)
+
+    def cancel(self, txn: Txn, job_id: str, reason: str) -> None:
+        row = txn.rows.get(job_id)
+        if row is None:
+            return
+        state = S(row.state)
+        if state in (S.QUEUED, S.HELD):
+            self.cluster.remove_queued(job_id)
+            txn.transition(row, S.CANCELLED, reason)
+        elif state in v1.ON_NODE and row.node:
+            row.cancel_requested = True
+            self.ask_stop(txn, job_id, row.attempt, row.node, S.CANCELLED, reason)
+        elif state is S.LOST:
+            txn.transition(row, S.QUEUED, "requeued to be cancelled")
+            txn.transition(row, S.CANCELLED, reason)
+
+    def delete(self, txn: Txn, job_id: str) -> None:
+        row = txn.rows.get(job_id)
+        if row is None:
+            return
+        state = S(row.state)
+        row.delete_requested = True
+        if state in v1.ON_NODE:
+            self.cancel(txn, job_id, "deleted by user")
+            return  # removed once the executor reports the end
+        self.cluster.remove_queued(job_id)
+        self.remove(txn, row)
+
+    def remove(self, txn: Txn, row: JobRow) -> None:
+        """Delete the job's rows in this batch; its logs, events and artifacts go after the commit."""
+        artifacts = [a.name for a in v1.decode(row.artifacts, list[v1.Artifact])] if row.artifacts else []
+        txn.rows.pop(row.id, None)
+        self.cluster.remove_queued(row.id)
+        self.cluster.finish(row.id)
+        txn.deleted.append((row, artifacts))
+        txn.emit(sj.event_subject(row.id, "deleted"), v1.JobDeleted(job_id=row.id, at=txn.at), f"{row.id}:deleted")
+
+    def hold(self, txn: Txn, job_id: str, reason: str) -> None:
+        row = txn.rows.get(job_id)
+        if row is not None and row.state == S.QUEUED.value:
+            self.cluster.remove_queued(job_id)
+            txn.transition(row, S.HELD, reason)
+
+    def release(self, txn: Txn, job_id: str) -> None:
+        row = txn.rows.get(job_id)
+        if row is not None and row.state == S.HELD.value:
+            spec = v1.decode(row.spec, v1.JobSpec)
+            position = self.place(txn, row, self.queued_job(row, spec))
+            txn.transition(row, S.QUEUED, "released", queue_position=position)
+
+    # --- executor reports ----------------------------------------------------------------------
+    def report(self, txn: Txn, rep: v1.Report) -> None:
+        row = txn.rows.get(rep.job_id)
+        if row is None or rep.attempt != row.attempt or row.node != rep.node:
+            self.stale(txn, rep, row)
+            return
+        state = S(row.state)
+        if isinstance(rep, v1.RunStarting):
+            return  # already `starting` since dispatch
+        if isinstance(rep, v1.RunRunning):
+            if state is S.STARTING:
+                row.ports = v1.encode(rep.ports) if rep.ports else row.ports
+                row.details = v1.encode(rep.details) if rep.details else row.details
+                txn.transition(row, S.RUNNING, None, at=rep.at)
+                run = self.cluster.nodes[rep.node].running.get(row.id) if rep.node in self.cluster.nodes else None
+                if run is not None:
+                    run.since = time.monotonic()
+            return
+        self.finished(txn, row, rep)
+
+    def finished(self, txn: Txn, row: JobRow, rep: v1.RunFinished) -> None:
+        state = S(row.state)
+        self.cluster.finish(row.id)
+        self.stop_asked.pop((row.id, rep.attempt), None)
+        if state not in v1.ON_NODE:
+            return  # already decided (e.g. timed out by the backstop)
+        row.exit_code = rep.exit_code
+        if rep.usage is not None:
+            row.usage = v1.encode(rep.usage)
+        if rep.artifacts:
+            row.artifacts = v1.encode(rep.artifacts)
+        outcome = rep.outcome
+        if row.cancel_requested and outcome in (S.FAILED, S.LOST):
+            outcome = S.CANCELLED
+        if outcome is S.LOST:
+            self.lose(txn, row, rep.reason or "the executor lost the run")
+        else:
+            txn.transition(row, outcome, rep.reason, at=rep.at)
+        if row.delete_requested and v1.is_finished(S(row.state)):
+            self.remove(txn, row)
+
+    def stale(self, txn: Txn, rep: v1.Report, row: JobRow | None) -> None:
+        """A report from an attempt that is no longer current: ignore it, and stop that run."""
+        if isinstance(rep, v1.RunFinished):
+            return
+        if row is None or rep.attempt < row.attempt or row.node != rep.node or v1.is_finished(S(row.state)):
+            if (rep.job_id, rep.attempt) not in self.stop_asked:
+                log.info("stale run %s attempt %s on %s: asking to stop it", rep.job_id, rep.attempt, rep.node)
+                self.ask_stop(txn, rep.job_id, rep.attempt, rep.node, S.LOST, "stale attempt")
+
+    def lose(self, txn: Txn, row: JobRow, reason: str) -> None:
+        """The run is gone: record ``lost``, then queue again while attempts remain."""
+        self.cluster.finish(row.id)
+        txn.transition(row, S.LOST, reason)
+        if row.cancel_requested:
+            txn.transition(row, S.QUEUED, "requeued to be cancelled")
+            txn.transition(row, S.CANCELLED, "cancelled while its node was lost")
+        elif row.attempt < row.max_attempts:
+            spec = v1.decode(row.spec, v1.JobSpec)
+            position = self.place(txn, row, self.queued_job(row, spec))
+            txn.transition(row, S.QUEUED, f"retry {row.attempt + 1} of {row.max_attempts}", queue_position=position)
+        else:
+            row.ended_at = txn.at
+
+    # --- dispatch ------------------------------------------------------------------------------
+    def dispatch_candidates(self) -> set[str]:
+        """Jobs at the head of a node queue that could start now (to load their rows in one query)."""
+        out: set[str] = set()
+        for node in self.cluster.nodes.values():
+            if not node.up:
+                continue
+            free = node.capacity.slots - len(node.running)
+            out.update(key[1] for key in node.queue_keys[: max(0, free)])
+        return out
+
+    def dispatch(self, txn: Txn) -> None:
+        """Start queued jobs wherever a slot is free, in each node's queue order."""
+        for node in self.cluster.nodes.values():
+            while node.up:
+                job = node.head()
+                if job is None or not node.fits_now(job.spec.resources):
+                    break
+                row = txn.rows.get(job.id)
+                if row is None:  # not loaded: next batch
+                    break
+                node.dequeue(job.id)
+                self.cluster.queued_on.pop(job.id, None)
+                self.start(txn, node, row, job)
+
+    def start(self, txn: Txn, node: NodeState, row: JobRow, job: QueuedJob) -> None:
+        row.attempt += 1
+        row.node = node.name
+        row.backend = node.backend
+        row.dispatched_at = txn.at
+        row.started_at = None
+        row.exit_code = None
+        txn.transition(row, S.STARTING, f"dispatched to {node.name}")
+        self.cluster.start(
+            node.name,
+            RunningJob(row.id, row.attempt, job.spec.resources, job.expected_runtime, time.monotonic(), row.timeout),
+        )
+        run = v1.RunJob(
+            job_id=row.id, attempt=row.attempt, node=node.name, spec=job.spec, owner=row.owner, timeout=row.timeout
+        )
+        with telemetry.span_from(job.trace, TRACER, "scheduler.dispatch", job_id=row.id, node=node.name):
+            headers = telemetry.inject()
+        txn.emit(sj.exec_subject(node.name, "run"), run, f"{row.id}:{row.attempt}:run", headers)
+
+    # --- liveness and timeouts -----------------------------------------------------------------
+    def node_down(self, txn: Txn, node: NodeState) -> None:
+        """Move its queued jobs elsewhere and lose its running ones."""
+        node.up = False
+        moved = list(node.queued.values())
+        for job in moved:
+            self.cluster.remove_queued(job.id)
+        for job in moved:
+            row = txn.rows.get(job.id)
+            if row is not None:
+                self.place(txn, row, job)
+        for job_id, run in list(node.running.items()):
+            row = txn.rows.get(job_id)
+            if row is not None and row.attempt == run.attempt and S(row.state) in v1.ON_NODE:
+                self.lose(txn, row, f"node {node.name} stopped answering")
+            else:
+                self.cluster.finish(job_id)
+
+    def node_up(self, txn: Txn) -> None:
+        """Place pending jobs now that a node appeared or came back."""
+        for job in list(self.cluster.pending.values()):
+            row = txn.rows.get(job.id)
+            if row is not None and row.state == S.QUEUED.value:
+                self.place(txn, row, job)
+
+    def overdue(self, now_mono: float) -> list[tuple[str, float]]:
+        """Running jobs past their timeout plus grace: (job id, seconds over)."""
+        out = []
+        for node in self.cluster.nodes.values():
+            for run in node.running.values():
+                limit = run.timeout
+                if limit is not None and now_mono - run.since > limit + self.settings.timeout_grace:
+                    out.append((run.id, now_mono - run.since - limit))
+        return out
+
+    def backstop(self, txn: Txn, job_id: str, over: float) -> None:
+        row = txn.rows.get(job_id)
+        if row is None or S(row.state) not in v1.ON_NODE or not row.node:
+            self.cluster.finish(job_id)
+            return
+        asked = self.stop_asked.get((job_id, row.attempt))
+        if asked is None:
+            self.ask_stop(txn, job_id, row.attempt, row.node, S.TIMED_OUT, "walltime exceeded")
+        elif time.monotonic() - asked > self.settings.timeout_grace:
+            self.cluster.finish(job_id)
+            txn.transition(row, S.TIMED_OUT, "walltime exceeded; the executor did not stop it in time")
+
+
+def started_since(row: JobRow, at: datetime) -> float:
+    """Seconds since the row's run started (or was dispatched), for rebuilding the view on restart."""
+    ref = row.started_at or row.dispatched_at or at
+    return max(0.0, (at - ref).total_seconds())

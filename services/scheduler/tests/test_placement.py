@@ -1,0 +1,99 @@
+import pytest
+
+from jobwire.contracts import v1
+from jobwire.scheduler.cluster import Cluster, NodeState, QueuedJob, RunningJob
+from jobwire.scheduler.placement import LeastQueuedTime, eligible, load_policy, place
+
+pytestmark = pytest.mark.unit
+NOW = 1000.0
+
+
+def node(name, slots=1, cpus=4.0, gpus=0, memory=None, backend="local", labels=None, pool=None):
+    return NodeState(
+        name=name, backend=backend, capacity=v1.NodeCapacity(slots=slots, cpus=cpus, gpus=gpus, memory=memory),
+        labels=labels or {}, pool=pool,
+    )
+
+
+def job(jid, runtime=10.0, priority=0, **spec):
+    spec.setdefault("command", ["true"])
+    return QueuedJob(jid, priority, runtime, v1.JobSpec(expected_runtime=runtime, **spec), "u", 0, 1)
+
+
+def test_least_queued_time_picks_the_node_that_drains_first():
+    a, b = node("a"), node("b", slots=2)
+    a.enqueue(job("1", 100))
+    b.enqueue(job("2", 100))
+    b.enqueue(job("3", 60))  # b: 160 s over 2 slots = 80 s < a's 100 s
+    assert place(LeastQueuedTime(), job("x").spec, [a, b], NOW) is b
+
+
+def test_remaining_time_of_running_jobs_counts():
+    a, b = node("a"), node("b")
+    a.running["r"] = RunningJob("r", 1, v1.Resources(), expected_runtime=100, since=NOW - 90)  # 10 s left
+    b.enqueue(job("q", 30))
+    assert a.queued_time(NOW) == pytest.approx(10)
+    assert place(LeastQueuedTime(), job("x").spec, [a, b], NOW) is a
+
+
+def test_overrun_jobs_count_as_zero_left_not_negative():
+    a = node("a")
+    a.running["r"] = RunningJob("r", 1, v1.Resources(), expected_runtime=10, since=NOW - 500)
+    assert a.queued_time(NOW) == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "ok"),
+    [
+        ({"resources": v1.Resources(gpus=1)}, False),
+        ({"resources": v1.Resources(cpus=8)}, False),
+        ({"resources": v1.Resources(memory="2G")}, False),
+        ({"resources": v1.Resources(memory="512M", cpus=4)}, True),
+        ({"backend": "docker"}, False),
+        ({"backend": "local"}, True),
+        ({"node": "other"}, False),
+        ({"pool": "gpu"}, False),
+    ],
+)
+def test_eligibility(spec, ok):
+    n = node("a", cpus=4, memory=1024**3)
+    assert eligible(n, job("x", **spec).spec) is ok
+
+
+def test_down_nodes_and_nodes_too_small_are_never_chosen():
+    small, down, gpu = node("small"), node("down", gpus=1), node("gpu", gpus=2)
+    down.up = False
+    for i in range(5):
+        gpu.enqueue(job(f"g{i}", 1000))
+    chosen = place(LeastQueuedTime(), job("x", resources=v1.Resources(gpus=1)).spec, [small, down, gpu], NOW)
+    assert chosen is gpu
+    assert place(LeastQueuedTime(), job("x", resources=v1.Resources(gpus=4)).spec, [small, down, gpu], NOW) is None
+
+
+def test_slots_and_free_resources_gate_starting():
+    n = node("a", slots=2, cpus=4, gpus=1)
+    assert n.fits_now(v1.Resources(cpus=3, gpus=1))
+    n.running["r1"] = RunningJob("r1", 1, v1.Resources(cpus=3, gpus=1), 10, NOW)
+    assert not n.fits_now(v1.Resources(cpus=2))  # 3 + 2 > 4 CPUs
+    assert not n.fits_now(v1.Resources(gpus=1))  # the only GPU is taken
+    assert n.fits_now(v1.Resources(cpus=1))
+    n.running["r2"] = RunningJob("r2", 1, v1.Resources(cpus=0.5), 10, NOW)
+    assert not n.fits_now(v1.Resources(cpus=0.1))  # both slots used
+
+
+def test_queue_positions_follow_priority_then_submission_order():
+    c = Cluster()
+    c.nodes["a"] = node("a")
+    assert c.enqueue("a", job("01", priority=0)) == 0
+    assert c.enqueue("a", job("02", priority=0)) == 1
+    assert c.enqueue("a", job("03", priority=5)) == 0  # jumps ahead
+    assert [c.position(j) for j in ("01", "02", "03")] == [1, 2, 0]
+    c.remove_queued("03")
+    assert [c.position(j) for j in ("01", "02")] == [0, 1]
+    assert c.nodes["a"].head().id == "01"
+
+
+def test_unknown_policy_is_a_clear_error():
+    assert isinstance(load_policy("least-queued-time"), LeastQueuedTime)
+    with pytest.raises(ValueError, match="unknown placement policy"):
+        load_policy("nope")

@@ -1,0 +1,233 @@
+"""The scheduler against real NATS JetStream and a real database (SQLite and PostgreSQL), with fake nodes."""
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select
+
+from jobwire.contracts import v1
+from jobwire.contracts.v1 import subjects as sj
+from jobwire.store.models import JobRow, TransitionRow
+
+from tests.support.fake_node import FakeNode, submit
+
+pytestmark = pytest.mark.integration
+S = v1.JobState
+
+
+def spec(runtime=10.0, **kw):
+    kw.setdefault("command", ["true"])
+    return v1.JobSpec(expected_runtime=runtime, **kw)
+
+
+async def rows(scheduler, job_id):
+    async with scheduler.sessions() as s:
+        job = await s.get(JobRow, job_id)
+        n = await s.scalar(select(func.count()).select_from(TransitionRow).where(TransitionRow.job_id == job_id))
+        return job, n
+
+
+async def test_submit_dispatch_run_finish(scheduler, clean_bus, events):
+    node = await FakeNode(clean_bus, "n1").start()
+    try:
+        jid = await submit(clean_bus, spec(name="hello"))
+        await node.wait_runs(1)
+        run = node.runs[jid]
+        assert run.attempt == 1 and run.node == "n1" and run.spec.name == "hello" and run.timeout == 20.0
+        await node.report(jid, "starting")
+        await node.report(jid, "running")
+        await node.report(jid, "finished", outcome=S.SUCCEEDED, exit_code=0, usage=v1.Usage(wall_seconds=1.0))
+        await events.wait_state(jid, "succeeded")
+        assert events.states(jid) == ["queued", "starting", "running", "succeeded"]
+        job, n = await rows(scheduler, jid)
+        assert job.state == "succeeded" and job.exit_code == 0 and job.node == "n1" and n == 4
+        assert job.started_at and job.ended_at and job.started_at <= job.ended_at
+    finally:
+        await node.stop()
+
+
+async def test_duplicate_submits_create_one_job(scheduler, clean_bus, events):
+    jid = v1.new_job_id()
+    for i in range(3):  # different msg ids defeat JetStream's de-duplication: the handler must be idempotent
+        await clean_bus.publish(sj.cmd_subject("submit"), v1.SubmitJob(job_id=jid, spec=spec()), msg_id=f"{jid}-{i}")
+    await events.wait_state(jid, "queued")
+    await asyncio.sleep(0.5)
+    async with scheduler.sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(JobRow).where(JobRow.id == jid)) == 1
+    assert events.states(jid) == ["queued"]
+
+
+async def test_jobs_wait_for_a_node_and_queue_in_order(scheduler, clean_bus, events):
+    ids = [await submit(clean_bus, spec(runtime=5)) for _ in range(3)]
+    await events.wait(lambda: all(events.states(i) == ["queued"] for i in ids))
+    node = await FakeNode(clean_bus, "late").start()
+    try:
+        await node.wait_runs(1)
+        assert list(node.runs) == [ids[0]]  # one slot: the first submitted starts
+        await asyncio.sleep(0.3)
+        assert list(node.runs) == [ids[0]]
+        await node.report(ids[0], "running")
+        await node.report(ids[0], "finished", outcome=S.FAILED, exit_code=3, reason="exit code 3")
+        await node.wait_runs(2)
+        assert list(node.runs) == ids[:2]
+        await events.wait_state(ids[0], "failed")
+        assert events.by_job[ids[0]][-1].exit_code == 3
+    finally:
+        await node.stop()
+
+
+async def test_least_queued_time_spreads_jobs_over_nodes(scheduler, clean_bus, events):
+    a = await FakeNode(clean_bus, "a", slots=1).start()
+    b = await FakeNode(clean_bus, "b", slots=1).start()
+    try:
+        await asyncio.sleep(0.4)  # both registered
+        long_job = await submit(clean_bus, spec(runtime=100))
+        await events.wait_state(long_job, "starting")
+        first = (await rows(scheduler, long_job))[0].node
+        other = "b" if first == "a" else "a"
+        shorts = [await submit(clean_bus, spec(runtime=10)) for _ in range(4)]
+        await events.wait(lambda: all(events.states(i) for i in shorts))
+        await asyncio.sleep(0.3)
+        nodes = {i: (await rows(scheduler, i))[0].node for i in shorts}
+        # the node with 100 s running gets nothing while the other drains 10 s jobs faster
+        assert set(nodes.values()) == {other}
+        assert [scheduler.cluster.position(i) for i in shorts] == [None, 0, 1, 2]  # the first one runs
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_cancel_queued_at_once_and_running_through_the_executor(scheduler, clean_bus, events):
+    node = await FakeNode(clean_bus, "n1").start()
+    try:
+        running = await submit(clean_bus, spec())
+        queued = await submit(clean_bus, spec())
+        await node.wait_runs(1)
+        await clean_bus.publish(sj.cmd_subject("cancel"), v1.CancelJob(job_id=queued), msg_id=f"{queued}:cancel")
+        await events.wait_state(queued, "cancelled")
+        assert events.states(queued) == ["queued", "cancelled"]
+        await node.report(running, "running")
+        await clean_bus.publish(sj.cmd_subject("cancel"), v1.CancelJob(job_id=running), msg_id=f"{running}:cancel")
+        cancel = await node.wait_cancel(running)
+        assert cancel.attempt == 1 and cancel.outcome is S.CANCELLED
+        await node.report(running, "finished", outcome=S.CANCELLED, exit_code=143, reason="cancelled by user")
+        await events.wait_state(running, "cancelled")
+        assert queued not in node.runs  # a cancelled queued job never reaches an executor
+    finally:
+        await node.stop()
+
+
+async def test_lost_node_requeues_its_jobs_elsewhere_and_stale_runs_are_stopped(scheduler, clean_bus, events):
+    a = await FakeNode(clean_bus, "a", slots=1).start()
+    try:
+        retried = await submit(clean_bus, spec(max_attempts=2, node=None))
+        once = await submit(clean_bus, spec(max_attempts=1))
+        await a.wait_runs(1)
+        await a.report(retried, "running")
+        b = await FakeNode(clean_bus, "b", slots=1).start()
+        await asyncio.sleep(0.3)
+        a.beating = False  # node a vanishes
+        await events.wait_state(retried, "lost")
+        await events.wait(lambda: events.states(retried).count("starting") == 2)
+        assert events.states(retried) == ["queued", "starting", "running", "lost", "queued", "starting"]
+        await b.wait_runs(1)
+        assert list(b.runs) == [retried] and b.runs[retried].attempt == 2
+        job, _ = await rows(scheduler, once)
+        # the queued job moved from a to b (b runs the retry first, so it waits in b's queue)
+        assert job.node == "b"
+        # node a comes back still running attempt 1: the scheduler stops that stale run
+        a.beating = True
+        cancel = await a.wait_cancel(retried)
+        assert cancel.attempt == 1 and cancel.outcome is S.LOST
+        # a stale report from attempt 1 changes nothing
+        await a.report(retried, "finished", attempt=1, outcome=S.SUCCEEDED, exit_code=0)
+        await asyncio.sleep(0.3)
+        assert (await rows(scheduler, retried))[0].state == "starting"
+        await b.stop()
+    finally:
+        await a.stop()
+
+
+async def test_lost_without_attempts_left_stays_lost(scheduler, clean_bus, events):
+    a = await FakeNode(clean_bus, "a").start()
+    try:
+        jid = await submit(clean_bus, spec(max_attempts=1))
+        await a.wait_runs(1)
+        a.beating = False
+        await events.wait_state(jid, "lost")
+        await asyncio.sleep(0.3)
+        assert events.states(jid)[-1] == "lost"
+        job, _ = await rows(scheduler, jid)
+        assert job.state == "lost" and job.ended_at is not None
+    finally:
+        await a.stop()
+
+
+async def test_timeout_backstop_when_the_executor_does_not_enforce_it(scheduler, clean_bus, events):
+    a = await FakeNode(clean_bus, "a").start()
+    try:
+        jid = await submit(clean_bus, spec(resources=v1.Resources(walltime=0.5)))
+        await a.wait_runs(1)
+        await a.report(jid, "running")
+        cancel = await a.wait_cancel(jid, timeout=5)
+        assert cancel.outcome is S.TIMED_OUT
+        await events.wait_state(jid, "timed_out", timeout=5)  # the fake never answers: the scheduler decides
+    finally:
+        await a.stop()
+
+
+async def test_hold_and_release(scheduler, clean_bus, events):
+    jid = await submit(clean_bus, spec())
+    await events.wait_state(jid, "queued")
+    await clean_bus.publish(sj.cmd_subject("hold"), v1.HoldJob(job_id=jid), msg_id=f"{jid}:hold")
+    await events.wait_state(jid, "held")
+    a = await FakeNode(clean_bus, "a").start()
+    try:
+        await asyncio.sleep(0.5)
+        assert not a.runs  # held jobs do not start
+        await clean_bus.publish(sj.cmd_subject("release"), v1.ReleaseJob(job_id=jid), msg_id=f"{jid}:release")
+        await a.wait_runs(1)
+        assert events.states(jid) == ["queued", "held", "queued", "starting"]
+    finally:
+        await a.stop()
+
+
+async def test_delete_removes_the_job_and_announces_it(scheduler, clean_bus, events):
+    jid = await submit(clean_bus, spec())
+    await events.wait_state(jid, "queued")
+    deleted = asyncio.get_running_loop().create_future()
+
+    async def on_deleted(msg):
+        deleted.set_result(msg)
+
+    sub = await clean_bus.nc.subscribe(sj.event_subject(jid, "deleted"), cb=on_deleted)
+    await clean_bus.publish(sj.cmd_subject("delete"), v1.DeleteJob(job_id=jid), msg_id=f"{jid}:delete")
+    await asyncio.wait_for(deleted, 5)
+    await sub.unsubscribe()
+    job, n = await rows(scheduler, jid)
+    assert job is None and n == 0
+
+
+async def test_restart_carries_on_with_queued_and_running_jobs(scheduler, clean_bus, events, nats_url, database_url):
+    from jobwire.runtime.settings import BusSettings
+    from jobwire.scheduler.service import Scheduler
+
+    a = await FakeNode(clean_bus, "a").start()
+    try:
+        first = await submit(clean_bus, spec())
+        second = await submit(clean_bus, spec())
+        await a.wait_runs(1)
+        await a.report(first, "running")
+        await events.wait_state(first, "running")
+        await scheduler.stop()
+        await a.report(first, "finished", outcome=S.SUCCEEDED, exit_code=0)  # while no scheduler runs
+        again = Scheduler(scheduler.settings, BusSettings(nats_url=nats_url))
+        await again.start()
+        try:
+            await events.wait_state(first, "succeeded")
+            await a.wait_runs(2)
+            assert a.runs[second].attempt == 1
+        finally:
+            await again.stop()
+    finally:
+        await a.stop()
