@@ -1,0 +1,42 @@
+# jobwire — two commands to know: `make run` (the whole stack on this machine) and `make test`.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench sync setup backends schemas clean
+
+## run: start NATS, SQLite (or $$JOBWIRE_DATABASE_URL), scheduler, a local executor and the API on :8000
+run: sync
+	$(UV) run --frozen jobwire-stack
+
+## test: install what the tests need (uv, Python deps, PostgreSQL ...) and run every test
+test: setup
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+## lint: ruff and mypy (strict on libs)
+lint: sync
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy libs/contracts/src libs/store/src libs/runtime/src libs/execution/src libs/client/src
+	$(UV) run --frozen mypy services/scheduler/src services/gateway/src services/stack/src
+
+## bench: throughput and latency of the embedded stack, printed as one JSON document
+bench: sync
+	$(UV) run --frozen python -m benchmarks.stack_bench
+
+## schemas: regenerate libs/contracts/schemas/v1 after changing a contract
+schemas: sync
+	$(UV) run --frozen python -m jobwire.contracts.v1.schemas
+
+setup:
+	bash scripts/ci/bootstrap.sh
+
+sync:
+	@command -v $(UV) >/dev/null 2>&1 || bash scripts/ci/install-uv.sh
+	$(UV) sync --frozen
+
+backends:
+	bash scripts/ci/install-backends.sh
+
+clean:
+	rm -rf .jobwire .pytest_cache .mypy_cache .ruff_cache

