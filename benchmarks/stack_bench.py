@@ -36,7 +36,7 @@ def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 class Watcher:
@@ -65,7 +65,9 @@ class Watcher:
         deadline = time.perf_counter() + timeout
         while not all(i in self.done for i in ids):
             if time.perf_counter() > deadline:
-                raise TimeoutError(f"{sum(i in self.done for i in ids)}/{len(ids)} jobs finished in {timeout}s")
+                raise TimeoutError(
+                    f"{sum(i in self.done for i in ids)}/{len(ids)} jobs finished in {timeout}s"
+                )
             await asyncio.sleep(0.05)
 
 
@@ -161,7 +163,11 @@ def main() -> None:
             stack.stop()
     doc = {
         "benchmark": "jobwire embedded stack",
-        "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()},
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+        },
         "database": "postgresql" if config.database_url else "sqlite",
         **figures,
     }

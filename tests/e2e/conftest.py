@@ -1,4 +1,4 @@
-"""The real stack as users run it (nats-server, scheduler, executors, gateway as processes), per test module."""
+"""The real stack as users run it: nats-server, scheduler, executors and gateway as processes."""
 
 from __future__ import annotations
 
@@ -23,8 +23,12 @@ FAST = {
 }
 
 
-def make_stack(home: Path, executors: list[ExecutorConfig], database_url: str | None = None,
-               env: dict[str, str] | None = None) -> Stack:
+def make_stack(
+    home: Path,
+    executors: list[ExecutorConfig],
+    database_url: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Stack:
     config = StackConfig(
         home=home,
         api_port=free_port(),

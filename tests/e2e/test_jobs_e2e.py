@@ -15,8 +15,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
 def test_submit_runs_to_success_with_every_transition_recorded(api):
-    r = api.post("/v1/jobs", json={"name": "hello", "command": ["sh", "-c", "echo hi; sleep 1; echo done"],
-                                   "expected_runtime": 5})
+    r = api.post(
+        "/v1/jobs",
+        json={"name": "hello", "command": ["sh", "-c", "echo hi; sleep 1; echo done"], "expected_runtime": 5},
+    )
     assert r.status_code == 201 and r.headers["location"].endswith(r.json()["id"])
     job = r.json()
     assert job["state"] in ("queued", "starting", "running") and job["name"] == "hello"
@@ -39,34 +41,39 @@ def test_failing_job_reports_its_exit_code_and_stderr(api):
 def test_progress_and_artifacts(api):
     script = (
         'echo \'{"current": 3, "total": 10}\' > "$JOBWIRE_PROGRESS_FILE"\n'
-        'sleep 0.5\n'
+        "sleep 0.5\n"
         'echo \'{"current": 10, "total": 10}\' > "$JOBWIRE_PROGRESS_FILE"\n'
         'mkdir -p "$JOBWIRE_OUTPUT_DIR/plots"\n'
         'printf "loss,0.1\\n" > "$JOBWIRE_OUTPUT_DIR/metrics.csv"\n'
         'printf "png" > "$JOBWIRE_OUTPUT_DIR/plots/a.png"\n'
-        'sleep 0.5\n'
+        "sleep 0.5\n"
     )
     job = submit(api, script=script, expected_runtime=5)
     wait_state(api, job["id"], "succeeded")
-    progress = wait_for(lambda: api.get(f"/v1/jobs/{job['id']}/progress").json().get("progress"),
-                        what="progress")
+    progress = wait_for(
+        lambda: api.get(f"/v1/jobs/{job['id']}/progress").json().get("progress"), what="progress"
+    )
     assert progress == {"current": 10, "total": 10}
     arts = {a["name"]: a["size"] for a in api.get(f"/v1/jobs/{job['id']}/artifacts").json()}
     assert arts == {"metrics.csv": 9, "plots/a.png": 3}
     assert api.get(f"/v1/jobs/{job['id']}/artifacts/metrics.csv").content == b"loss,0.1\n"
     assert api.get(f"/v1/jobs/{job['id']}/artifacts/plots/a.png").content == b"png"
     missing = api.get(f"/v1/jobs/{job['id']}/artifacts/nope.txt")
-    assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith(
+        "application/problem+json"
+    )
 
 
 def test_follow_streams_logs_live_and_ends_with_the_job(api, stack):
-    job = submit(api, command=["sh", "-c", "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done"],
-                 expected_runtime=5)
+    job = submit(
+        api, command=["sh", "-c", "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done"], expected_runtime=5
+    )
     seen: list[tuple[float, str]] = []
     t0 = time.monotonic()
-    with httpx.Client(base_url=stack.api_url, timeout=30) as c, c.stream(
-        "GET", f"/v1/jobs/{job['id']}/logs", params={"follow": "true"}
-    ) as r:
+    with (
+        httpx.Client(base_url=stack.api_url, timeout=30) as c,
+        c.stream("GET", f"/v1/jobs/{job['id']}/logs", params={"follow": "true"}) as r,
+    ):
         assert r.status_code == 200
         for text in r.iter_text():
             seen.append((time.monotonic() - t0, text))
@@ -97,8 +104,9 @@ def _sse(client: httpx.Client, url: str, headers: dict | None = None, limit: int
 
 
 def test_sse_logs_resume_from_last_event_id_without_gaps_or_repeats(api, stack):
-    job = submit(api, command=["sh", "-c", "for i in 1 2 3 4 5 6; do echo n$i; sleep 0.2; done"],
-                 expected_runtime=5)
+    job = submit(
+        api, command=["sh", "-c", "for i in 1 2 3 4 5 6; do echo n$i; sleep 0.2; done"], expected_runtime=5
+    )
     url = f"/v1/jobs/{job['id']}/logs?follow=true"
     with httpx.Client(base_url=stack.api_url, timeout=30) as c:
         first = _sse(c, url, limit=2)
@@ -116,7 +124,9 @@ def test_events_stream_lists_every_transition_as_json(api, stack):
     wait_state(api, job["id"], "succeeded")
     with httpx.Client(base_url=stack.api_url, timeout=30) as c:
         events = _sse(c, f"/v1/jobs/{job['id']}/events")
-    states = [json.loads(e["data"])["state"] for e in events if json.loads(e["data"]).get("kind") == "transition"]
+    states = [
+        json.loads(e["data"])["state"] for e in events if json.loads(e["data"]).get("kind") == "transition"
+    ]
     assert states == ["queued", "starting", "running", "succeeded"]
 
 
@@ -140,7 +150,9 @@ def test_cancel_queued_at_once_and_running_kills_the_process_group(api):
     # the process group of a job with a child: start one, read the child's pid from its log, cancel, check
     job = submit(api, command=["sh", "-c", "sleep 300 & echo child=$!; wait"], expected_runtime=30)
     wait_state(api, job["id"], "running")
-    text = wait_for(lambda: "child=" in (t := api.get(f"/v1/jobs/{job['id']}/logs").text) and t, what="child pid")
+    text = wait_for(
+        lambda: "child=" in (t := api.get(f"/v1/jobs/{job['id']}/logs").text) and t, what="child pid"
+    )
     child = int(text.split("child=")[1].split()[0])
     assert _alive(child)
     r = api.post(f"/v1/jobs/{job['id']}/cancel")
@@ -184,7 +196,9 @@ def test_expected_runtime_without_walltime_times_out_at_twice_it(api):
 
 
 def test_delete_removes_job_logs_and_artifacts(api):
-    job = submit(api, command=["sh", "-c", 'echo bye; echo x > "$JOBWIRE_OUTPUT_DIR/o.txt"'], expected_runtime=2)
+    job = submit(
+        api, command=["sh", "-c", 'echo bye; echo x > "$JOBWIRE_OUTPUT_DIR/o.txt"'], expected_runtime=2
+    )
     wait_state(api, job["id"], "succeeded")
     r = api.delete(f"/v1/jobs/{job['id']}")
     assert r.status_code in (202, 204)
@@ -201,8 +215,10 @@ def test_delete_of_a_running_job_cancels_it_first(api):
 
 
 def test_list_filters_and_pagination(api):
-    mine = [submit(api, command=["true"], name="paged", labels={"batch": "p1"}, expected_runtime=1)["id"]
-            for _ in range(5)]
+    mine = [
+        submit(api, command=["true"], name="paged", labels={"batch": "p1"}, expected_runtime=1)["id"]
+        for _ in range(5)
+    ]
     for i in mine:
         wait_state(api, i, "succeeded")
     seen, cursor = [], None
@@ -251,7 +267,7 @@ def test_events_are_plain_json_for_any_nats_client(api, stack):
                 if len(rest) < size + 2:
                     break
                 payloads.append(json.loads(rest[:size]))
-                buf = rest[size + 2:]
+                buf = rest[size + 2 :]
             elif line == b"PING":
                 sock.sendall(b"PONG\r\n")
                 buf = rest
@@ -299,7 +315,8 @@ def test_env_and_hostile_arguments_arrive_as_data(api):
     job = submit(api, command=["printf", "%s|", *hostile], env={"HOSTILE": "$(id);`id`"}, expected_runtime=2)
     wait_state(api, job["id"], "succeeded")
     assert api.get(f"/v1/jobs/{job['id']}/logs").text == "|".join(hostile) + "|"
-    job = submit(api, command=["sh", "-c", 'printf %s "$HOSTILE"'], env={"HOSTILE": "$(id);`id`"},
-                 expected_runtime=2)
+    job = submit(
+        api, command=["sh", "-c", 'printf %s "$HOSTILE"'], env={"HOSTILE": "$(id);`id`"}, expected_runtime=2
+    )
     wait_state(api, job["id"], "succeeded")
     assert api.get(f"/v1/jobs/{job['id']}/logs").text == "$(id);`id`"

@@ -33,7 +33,9 @@ def all_jobs(api: httpx.Client) -> list[dict]:
 def test_scheduler_killed_while_200_jobs_are_submitted(tmp_path: Path, db: str, request):
     database_url = request.getfixturevalue("postgres_url") if db == "postgresql" else None
     ran = tmp_path / "ran.txt"
-    stack = make_stack(tmp_path / "home", [ExecutorConfig(node="crash-a", slots=8)], database_url=database_url)
+    stack = make_stack(
+        tmp_path / "home", [ExecutorConfig(node="crash-a", slots=8)], database_url=database_url
+    )
     stack.start()
     try:
         accepted: list[str] = []
@@ -64,6 +66,7 @@ def test_scheduler_killed_while_200_jobs_are_submitted(tmp_path: Path, db: str, 
         asyncio.run(load())
         assert len(accepted) == 200 and len(set(accepted)) == 200
         with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+
             def finished():
                 jobs = {j["id"]: j for j in all_jobs(api)}
                 return jobs if all(jobs.get(i, {}).get("state") in TERMINAL for i in accepted) else None
@@ -105,13 +108,19 @@ def test_executor_killed_and_restarted_readopts_running_jobs(tmp_path: Path):
 
 
 def test_executor_gone_for_good_jobs_are_lost_then_run_elsewhere(tmp_path: Path):
-    stack = make_stack(tmp_path / "home", [ExecutorConfig(node="gone-a", slots=1), ExecutorConfig(node="gone-b", slots=1)])
+    stack = make_stack(
+        tmp_path / "home", [ExecutorConfig(node="gone-a", slots=1), ExecutorConfig(node="gone-b", slots=1)]
+    )
     stack.start()
     try:
         with httpx.Client(base_url=stack.api_url, timeout=30) as api:
             wait_for(lambda: len(api.get("/v1/nodes").json()) == 2, what="two nodes")
-            free = submit(api, command=["sh", "-c", "sleep 4; echo attempt $JOBWIRE_ATTEMPT"], expected_runtime=5,
-                          max_attempts=2)
+            free = submit(
+                api,
+                command=["sh", "-c", "sleep 4; echo attempt $JOBWIRE_ATTEMPT"],
+                expected_runtime=5,
+                max_attempts=2,
+            )
             first = wait_state(api, free["id"], "running")
             victim = first["node"]
             stack.services[f"executor-{victim}"].kill()

@@ -56,7 +56,9 @@ class Events:
 class FakeNode:
     """Heart-beats like an executor and records the work it is sent; reports only when told to."""
 
-    def __init__(self, bus: Bus, name: str, *, slots: int = 1, cpus: float = 4, gpus: int = 0, backend: str = "local"):
+    def __init__(
+        self, bus: Bus, name: str, *, slots: int = 1, cpus: float = 4, gpus: int = 0, backend: str = "local"
+    ):
         self.bus, self.name = bus, name
         self.capacity = v1.NodeCapacity(slots=slots, cpus=cpus, gpus=gpus)
         self.backend = backend
@@ -86,8 +88,12 @@ class FakeNode:
         while True:
             if self.beating:
                 beat = v1.NodeHeartbeat(
-                    node=self.name, backend=self.backend, capacity=self.capacity, at=utcnow(),
-                    instance=self.instance, running=[v1.RunRef(job_id=j, attempt=a) for j, a in self.running],
+                    node=self.name,
+                    backend=self.backend,
+                    capacity=self.capacity,
+                    at=utcnow(),
+                    instance=self.instance,
+                    running=[v1.RunRef(job_id=j, attempt=a) for j, a in self.running],
                 )
                 await self.bus.publish_core(sj.heartbeat_subject(self.name), beat)
             await asyncio.sleep(0.1)
@@ -126,7 +132,9 @@ class FakeNode:
         msg = cls(job_id=job_id, attempt=attempt, node=self.name, at=utcnow(), **kw)
         if kind == "finished":
             self.running.discard((job_id, attempt))
-        await self.bus.publish(sj.report_subject(self.name, job_id, kind), msg, msg_id=f"{job_id}:{attempt}:{kind}")
+        await self.bus.publish(
+            sj.report_subject(self.name, job_id, kind), msg, msg_id=f"{job_id}:{attempt}:{kind}"
+        )
 
 
 async def submit(bus: Bus, spec: v1.JobSpec, job_id: str | None = None) -> str:

@@ -17,12 +17,23 @@ pytestmark = pytest.mark.unit
 S = JobState
 
 LEGAL = {
-    (S.QUEUED, S.STARTING), (S.QUEUED, S.RUNNING), (S.QUEUED, S.HELD), (S.QUEUED, S.CANCELLED),
+    (S.QUEUED, S.STARTING),
+    (S.QUEUED, S.RUNNING),
+    (S.QUEUED, S.HELD),
+    (S.QUEUED, S.CANCELLED),
     (S.QUEUED, S.FAILED),
-    (S.HELD, S.QUEUED), (S.HELD, S.CANCELLED),
-    (S.STARTING, S.RUNNING), (S.STARTING, S.SUCCEEDED), (S.STARTING, S.FAILED), (S.STARTING, S.CANCELLED),
-    (S.STARTING, S.TIMED_OUT), (S.STARTING, S.LOST),
-    (S.RUNNING, S.SUCCEEDED), (S.RUNNING, S.FAILED), (S.RUNNING, S.CANCELLED), (S.RUNNING, S.TIMED_OUT),
+    (S.HELD, S.QUEUED),
+    (S.HELD, S.CANCELLED),
+    (S.STARTING, S.RUNNING),
+    (S.STARTING, S.SUCCEEDED),
+    (S.STARTING, S.FAILED),
+    (S.STARTING, S.CANCELLED),
+    (S.STARTING, S.TIMED_OUT),
+    (S.STARTING, S.LOST),
+    (S.RUNNING, S.SUCCEEDED),
+    (S.RUNNING, S.FAILED),
+    (S.RUNNING, S.CANCELLED),
+    (S.RUNNING, S.TIMED_OUT),
     (S.RUNNING, S.LOST),
     (S.LOST, S.QUEUED),
 }
@@ -34,9 +45,7 @@ def test_every_legal_transition_is_accepted(current, target):
     assert can_transition(current, target)
 
 
-@pytest.mark.parametrize(
-    ("current", "target"), [p for p in itertools.product(S, S) if p not in LEGAL]
-)
+@pytest.mark.parametrize(("current", "target"), [p for p in itertools.product(S, S) if p not in LEGAL])
 def test_every_illegal_transition_is_rejected(current, target):
     with pytest.raises(IllegalTransition) as err:
         check_transition(current, target)

@@ -10,8 +10,11 @@ NOW = 1000.0
 
 def node(name, slots=1, cpus=4.0, gpus=0, memory=None, backend="local", labels=None, pool=None):
     return NodeState(
-        name=name, backend=backend, capacity=v1.NodeCapacity(slots=slots, cpus=cpus, gpus=gpus, memory=memory),
-        labels=labels or {}, pool=pool,
+        name=name,
+        backend=backend,
+        capacity=v1.NodeCapacity(slots=slots, cpus=cpus, gpus=gpus, memory=memory),
+        labels=labels or {},
+        pool=pool,
     )
 
 
@@ -67,7 +70,10 @@ def test_down_nodes_and_nodes_too_small_are_never_chosen():
         gpu.enqueue(job(f"g{i}", 1000))
     chosen = place(LeastQueuedTime(), job("x", resources=v1.Resources(gpus=1)).spec, [small, down, gpu], NOW)
     assert chosen is gpu
-    assert place(LeastQueuedTime(), job("x", resources=v1.Resources(gpus=4)).spec, [small, down, gpu], NOW) is None
+    assert (
+        place(LeastQueuedTime(), job("x", resources=v1.Resources(gpus=4)).spec, [small, down, gpu], NOW)
+        is None
+    )
 
 
 def test_slots_and_free_resources_gate_starting():

@@ -8,7 +8,6 @@ from sqlalchemy import func, select
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.store.models import JobRow, TransitionRow
-
 from tests.support.fake_node import FakeNode, submit
 
 pytestmark = pytest.mark.integration
@@ -23,7 +22,9 @@ def spec(runtime=10.0, **kw):
 async def rows(scheduler, job_id):
     async with scheduler.sessions() as s:
         job = await s.get(JobRow, job_id)
-        n = await s.scalar(select(func.count()).select_from(TransitionRow).where(TransitionRow.job_id == job_id))
+        n = await s.scalar(
+            select(func.count()).select_from(TransitionRow).where(TransitionRow.job_id == job_id)
+        )
         return job, n
 
 
@@ -49,7 +50,9 @@ async def test_submit_dispatch_run_finish(scheduler, clean_bus, events):
 async def test_duplicate_submits_create_one_job(scheduler, clean_bus, events):
     jid = v1.new_job_id()
     for i in range(3):  # different msg ids defeat JetStream's de-duplication: the handler must be idempotent
-        await clean_bus.publish(sj.cmd_subject("submit"), v1.SubmitJob(job_id=jid, spec=spec()), msg_id=f"{jid}-{i}")
+        await clean_bus.publish(
+            sj.cmd_subject("submit"), v1.SubmitJob(job_id=jid, spec=spec()), msg_id=f"{jid}-{i}"
+        )
     await events.wait_state(jid, "queued")
     await asyncio.sleep(0.5)
     async with scheduler.sessions() as s:
@@ -103,11 +106,15 @@ async def test_cancel_queued_at_once_and_running_through_the_executor(scheduler,
         running = await submit(clean_bus, spec())
         queued = await submit(clean_bus, spec())
         await node.wait_runs(1)
-        await clean_bus.publish(sj.cmd_subject("cancel"), v1.CancelJob(job_id=queued), msg_id=f"{queued}:cancel")
+        await clean_bus.publish(
+            sj.cmd_subject("cancel"), v1.CancelJob(job_id=queued), msg_id=f"{queued}:cancel"
+        )
         await events.wait_state(queued, "cancelled")
         assert events.states(queued) == ["queued", "cancelled"]
         await node.report(running, "running")
-        await clean_bus.publish(sj.cmd_subject("cancel"), v1.CancelJob(job_id=running), msg_id=f"{running}:cancel")
+        await clean_bus.publish(
+            sj.cmd_subject("cancel"), v1.CancelJob(job_id=running), msg_id=f"{running}:cancel"
+        )
         cancel = await node.wait_cancel(running)
         assert cancel.attempt == 1 and cancel.outcome is S.CANCELLED
         await node.report(running, "finished", outcome=S.CANCELLED, exit_code=143, reason="cancelled by user")
@@ -208,7 +215,9 @@ async def test_delete_removes_the_job_and_announces_it(scheduler, clean_bus, eve
     assert job is None and n == 0
 
 
-async def test_restart_carries_on_with_queued_and_running_jobs(scheduler, clean_bus, events, nats_url, database_url):
+async def test_restart_carries_on_with_queued_and_running_jobs(
+    scheduler, clean_bus, events, nats_url, database_url
+):
     from jobwire.runtime.settings import BusSettings
     from jobwire.scheduler.service import Scheduler
 

@@ -76,8 +76,8 @@ class Bus:
             try:
                 await asyncio.wait_for(self.nc.drain(), 5)
                 return
-            except Exception:  # noqa: BLE001 - closing anyway
-                pass
+            except Exception as e:
+                log.debug("drain failed (%s); closing", e)
         await self.nc.close()
 
 
@@ -188,15 +188,15 @@ async def declare_streams(bus: Bus) -> None:
     r = bus.settings.stream_replicas
     try:
         await bus.js.key_value(sj.IDEMPOTENCY_BUCKET)
-    except (NotFoundError, Exception):  # noqa: BLE001 - nats-py raises BucketNotFoundError
+    except (NotFoundError, Exception):
         await bus.js.create_key_value(KeyValueConfig(bucket=sj.IDEMPOTENCY_BUCKET, ttl=DAY, replicas=r))
     try:
         await bus.js.object_store(sj.ARTIFACT_BUCKET)
-    except (NotFoundError, Exception):  # noqa: BLE001
+    except (NotFoundError, Exception):
         await bus.js.create_object_store(
             sj.ARTIFACT_BUCKET, ObjectStoreConfig(description="job artifacts", replicas=r)
         )
     try:
         await bus.js.key_value(sj.LEADER_BUCKET)
-    except (NotFoundError, Exception):  # noqa: BLE001
+    except (NotFoundError, Exception):
         await bus.js.create_key_value(KeyValueConfig(bucket=sj.LEADER_BUCKET, ttl=15, replicas=r))

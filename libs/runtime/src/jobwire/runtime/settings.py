@@ -48,7 +48,9 @@ def _coerce(raw: str, tp: Any, name: str) -> Any:
     return raw
 
 
-def from_env(cls: type[T], prefix: str, environ: typing.Mapping[str, str] | None = None, **overrides: Any) -> T:
+def from_env(
+    cls: type[T], prefix: str, environ: typing.Mapping[str, str] | None = None, **overrides: Any
+) -> T:
     """Build dataclass ``cls`` from ``PREFIX_FIELD`` variables (upper case), then ``overrides``."""
     env = os.environ if environ is None else environ
     hints = typing.get_type_hints(cls)

@@ -30,7 +30,9 @@ def setup_tracing(service: str, *, processor: SpanProcessor | None = None) -> No
             if isinstance(provider, TracerProvider):
                 provider.add_span_processor(processor)
         return
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service)}))
+    provider = TracerProvider(
+        resource=Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service)})
+    )
     if processor is not None:
         provider.add_span_processor(processor)
     for name in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(","):
@@ -76,7 +78,9 @@ def extract(headers: Mapping[str, str] | None) -> context.Context:
 
 
 @contextmanager
-def span_from(headers: Mapping[str, str] | None, tracer_name: str, name: str, **attrs: Any) -> Iterator[trace.Span]:
+def span_from(
+    headers: Mapping[str, str] | None, tracer_name: str, name: str, **attrs: Any
+) -> Iterator[trace.Span]:
     """A span that continues the trace whose context came in ``headers``."""
     ctx = extract(headers)
     with tracer(tracer_name).start_as_current_span(name, context=ctx, attributes=attrs) as span:

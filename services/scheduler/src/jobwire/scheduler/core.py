@@ -34,7 +34,9 @@ class Core:
 
     # --- helpers -------------------------------------------------------------------------------
     def expected(self, spec: v1.JobSpec) -> float:
-        return spec.expected_runtime or spec.resources.walltime_seconds or self.settings.default_expected_runtime
+        return (
+            spec.expected_runtime or spec.resources.walltime_seconds or self.settings.default_expected_runtime
+        )
 
     def queued_job(self, row: JobRow, spec: v1.JobSpec, trace: dict[str, str] | None = None) -> QueuedJob:
         return QueuedJob(
@@ -57,7 +59,9 @@ class Core:
             row.reason = "waiting for a node that fits"
         return self.cluster.enqueue(node.name if node else None, job)
 
-    def ask_stop(self, txn: Txn, job_id: str, attempt: int, node: str, outcome: v1.JobState, reason: str) -> None:
+    def ask_stop(
+        self, txn: Txn, job_id: str, attempt: int, node: str, outcome: v1.JobState, reason: str
+    ) -> None:
         key = (job_id, attempt)
         self.stop_asked[key] = time.monotonic()
         msg = v1.CancelRun(job_id=job_id, attempt=attempt, node=node, outcome=outcome, reason=reason)
@@ -125,7 +129,9 @@ class Core:
         self.cluster.remove_queued(row.id)
         self.cluster.finish(row.id)
         txn.deleted.append((row, artifacts))
-        txn.emit(sj.event_subject(row.id, "deleted"), v1.JobDeleted(job_id=row.id, at=txn.at), f"{row.id}:deleted")
+        txn.emit(
+            sj.event_subject(row.id, "deleted"), v1.JobDeleted(job_id=row.id, at=txn.at), f"{row.id}:deleted"
+        )
 
     def hold(self, txn: Txn, job_id: str, reason: str) -> None:
         row = txn.rows.get(job_id)
@@ -154,7 +160,11 @@ class Core:
                 row.ports = v1.encode(rep.ports) if rep.ports else row.ports
                 row.details = v1.encode(rep.details) if rep.details else row.details
                 txn.transition(row, S.RUNNING, None, at=rep.at)
-                run = self.cluster.nodes[rep.node].running.get(row.id) if rep.node in self.cluster.nodes else None
+                run = (
+                    self.cluster.nodes[rep.node].running.get(row.id)
+                    if rep.node in self.cluster.nodes
+                    else None
+                )
                 if run is not None:
                     run.since = time.monotonic()
             return
@@ -185,10 +195,11 @@ class Core:
         """A report from an attempt that is no longer current: ignore it, and stop that run."""
         if isinstance(rep, v1.RunFinished):
             return
+        if (rep.job_id, rep.attempt) in self.stop_asked:
+            return
         if row is None or rep.attempt < row.attempt or row.node != rep.node or v1.is_finished(S(row.state)):
-            if (rep.job_id, rep.attempt) not in self.stop_asked:
-                log.info("stale run %s attempt %s on %s: asking to stop it", rep.job_id, rep.attempt, rep.node)
-                self.ask_stop(txn, rep.job_id, rep.attempt, rep.node, S.LOST, "stale attempt")
+            log.info("stale run %s attempt %s on %s: asking to stop it", rep.job_id, rep.attempt, rep.node)
+            self.ask_stop(txn, rep.job_id, rep.attempt, rep.node, S.LOST, "stale attempt")
 
     def lose(self, txn: Txn, row: JobRow, reason: str) -> None:
         """The run is gone: record ``lost``, then queue again while attempts remain."""
@@ -200,7 +211,9 @@ class Core:
         elif row.attempt < row.max_attempts:
             spec = v1.decode(row.spec, v1.JobSpec)
             position = self.place(txn, row, self.queued_job(row, spec))
-            txn.transition(row, S.QUEUED, f"retry {row.attempt + 1} of {row.max_attempts}", queue_position=position)
+            txn.transition(
+                row, S.QUEUED, f"retry {row.attempt + 1} of {row.max_attempts}", queue_position=position
+            )
         else:
             row.ended_at = txn.at
 
@@ -239,10 +252,17 @@ class Core:
         txn.transition(row, S.STARTING, f"dispatched to {node.name}")
         self.cluster.start(
             node.name,
-            RunningJob(row.id, row.attempt, job.spec.resources, job.expected_runtime, time.monotonic(), row.timeout),
+            RunningJob(
+                row.id, row.attempt, job.spec.resources, job.expected_runtime, time.monotonic(), row.timeout
+            ),
         )
         run = v1.RunJob(
-            job_id=row.id, attempt=row.attempt, node=node.name, spec=job.spec, owner=row.owner, timeout=row.timeout
+            job_id=row.id,
+            attempt=row.attempt,
+            node=node.name,
+            spec=job.spec,
+            owner=row.owner,
+            timeout=row.timeout,
         )
         with telemetry.span_from(job.trace, TRACER, "scheduler.dispatch", job_id=row.id, node=node.name):
             headers = telemetry.inject()

@@ -129,8 +129,10 @@ class Scheduler:
 
     def status(self) -> dict[str, Any]:
         return {
-            "nodes": {n.name: {"up": n.up, "queued": len(n.queued), "running": len(n.running)}
-                      for n in self.cluster.nodes.values()},
+            "nodes": {
+                n.name: {"up": n.up, "queued": len(n.queued), "running": len(n.running)}
+                for n in self.cluster.nodes.values()
+            },
             "pending": len(self.cluster.pending),
             **self.stats,
         }
@@ -143,15 +145,15 @@ class Scheduler:
         self.core.cluster = self.cluster
         at = now()
         async with self.sessions() as session:
-            for node in (await session.execute(select(NodeRow))).scalars():
-                self.cluster.nodes[node.name] = NodeState(
-                    name=node.name,
-                    backend=node.backend,
-                    capacity=v1.decode(node.capacity, v1.NodeCapacity),
-                    labels=v1.decode(node.labels, dict[str, str]) if node.labels else {},
-                    pool=node.pool,
-                    up=node.state == "up",
-                    instance=node.instance,
+            for saved in (await session.execute(select(NodeRow))).scalars():
+                self.cluster.nodes[saved.name] = NodeState(
+                    name=saved.name,
+                    backend=saved.backend,
+                    capacity=v1.decode(saved.capacity, v1.NodeCapacity),
+                    labels=v1.decode(saved.labels, dict[str, str]) if saved.labels else {},
+                    pool=saved.pool,
+                    up=saved.state == "up",
+                    instance=saved.instance,
                 )
             active = [s.value for s in (S.QUEUED, S.STARTING, S.RUNNING)]
             rows = (await session.execute(select(JobRow).where(JobRow.state.in_(active)))).scalars()
@@ -162,8 +164,14 @@ class Scheduler:
                     node = row.node if row.node in self.cluster.nodes else None
                     self.cluster.enqueue(node, self.core.queued_job(row, spec))
                 elif row.node in self.cluster.nodes:
-                    run = RunningJob(row.id, row.attempt, spec.resources, self.core.expected(spec),
-                                     mono - started_since(row, at), row.timeout)
+                    run = RunningJob(
+                        row.id,
+                        row.attempt,
+                        spec.resources,
+                        self.core.expected(spec),
+                        mono - started_since(row, at),
+                        row.timeout,
+                    )
                     self.cluster.start(row.node, run)
 
     # --- heartbeats ----------------------------------------------------------------------------
@@ -171,7 +179,7 @@ class Scheduler:
         try:
             beat = v1.decode(msg.data, v1.NodeHeartbeat)
             sj.check_token(beat.node, "node")
-        except (ValueError, Exception) as e:  # noqa: BLE001 - a bad heartbeat must not stop others
+        except (ValueError, Exception) as e:
             log.warning("ignored malformed heartbeat on %s: %s", msg.subject, e)
             return
         self.heartbeats[beat.node] = beat
@@ -191,7 +199,7 @@ class Scheduler:
                 msgs = await sub.fetch(batch=self.settings.batch_size, timeout=1)
             except TimeoutError:
                 continue
-            except Exception as e:  # noqa: BLE001 - reconnects are handled by nats-py; keep fetching
+            except Exception as e:
                 log.warning("fetch %s: %s", kind, e)
                 await asyncio.sleep(0.5)
                 continue
@@ -255,7 +263,9 @@ class Scheduler:
                 await txn.load(missing)
             dispatched_before = len(txn.outbox)
             self.core.dispatch(txn)
-            self.stats["dispatched"] += sum(1 for r in txn.outbox[dispatched_before:] if r.subject.endswith(".run"))
+            self.stats["dispatched"] += sum(
+                1 for r in txn.outbox[dispatched_before:] if r.subject.endswith(".run")
+            )
             for row, _ in txn.deleted:
                 await session.delete(row)
         self.stats["batches"] += 1
@@ -271,7 +281,7 @@ class Scheduler:
     def decode(self, msg: Msg, tp: Any) -> Any:
         try:
             return v1.decode(msg.data, tp)
-        except Exception as e:  # noqa: BLE001 - a poison message is terminated, not retried forever
+        except Exception as e:
             log.error("dropping undecodable message on %s: %s", msg.subject, e)
             asyncio.get_running_loop().create_task(msg.term())
             return None
@@ -334,7 +344,12 @@ class Scheduler:
                 node = NodeState(name=beat.node, backend=beat.backend, capacity=beat.capacity)
                 self.cluster.nodes[beat.node] = node
             came_up |= not node.up or changed
-            node.backend, node.capacity, node.labels, node.pool = beat.backend, beat.capacity, beat.labels, beat.pool
+            node.backend, node.capacity, node.labels, node.pool = (
+                beat.backend,
+                beat.capacity,
+                beat.labels,
+                beat.pool,
+            )
             node.up, node.instance, node.last_seen = True, beat.instance, mono
             if changed or mono - self.persisted_beat.get(beat.node, 0.0) > HEARTBEAT_PERSIST_EVERY:
                 await self.save_node(txn, beat)
@@ -355,7 +370,12 @@ class Scheduler:
             elif current:
                 continue  # finished moments ago; the executor is still reporting it
             if (ref.job_id, ref.attempt) not in self.core.stop_asked:
-                log.info("node %s still runs %s attempt %s: stopping the stale run", beat.node, ref.job_id, ref.attempt)
+                log.info(
+                    "node %s still runs %s attempt %s: stopping the stale run",
+                    beat.node,
+                    ref.job_id,
+                    ref.attempt,
+                )
                 self.core.ask_stop(txn, ref.job_id, ref.attempt, beat.node, S.LOST, "stale attempt")
 
     async def save_node(self, txn: Txn, beat: v1.NodeHeartbeat) -> None:
@@ -385,7 +405,10 @@ class Scheduler:
                 self.bus.js.publish(
                     subject,
                     payload,
-                    headers={sj.MSG_ID_HEADER: msg_id or str(row_id), **(v1.decode(hdrs, dict[str, str]) if hdrs else {})},
+                    headers={
+                        sj.MSG_ID_HEADER: msg_id or str(row_id),
+                        **(v1.decode(hdrs, dict[str, str]) if hdrs else {}),
+                    },
                 )
                 for row_id, subject, payload, msg_id, hdrs in rows
             ]
@@ -421,5 +444,5 @@ class Scheduler:
             for name in artifacts:
                 with contextlib.suppress(Exception):
                     await store.delete(sj.artifact_object(job_id, name))
-        except Exception as e:  # noqa: BLE001 - the job is deleted; leftovers expire with the streams
+        except Exception as e:
             log.warning("could not purge everything of deleted job %s: %s", job_id, e)

@@ -30,4 +30,4 @@ class SchedulerSettings:
 
 
 def scheduler_settings(**overrides: object) -> SchedulerSettings:
-    return from_env(SchedulerSettings, "JOBWIRE_SCHEDULER_", **overrides)
+    return from_env(SchedulerSettings, "JOBWIRE_SCHEDULER_", None, **overrides)

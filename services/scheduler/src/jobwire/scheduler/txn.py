@@ -66,7 +66,9 @@ class Txn:
             row.started_at = when
         if v1.is_finished(state, attempts_left=row.attempt < row.max_attempts):
             row.ended_at = when
-        self.session.add(TransitionRow(job_id=row.id, state=state.value, at=when, reason=reason, attempt=row.attempt))
+        self.session.add(
+            TransitionRow(job_id=row.id, state=state.value, at=when, reason=reason, attempt=row.attempt)
+        )
         event = v1.JobTransitioned(
             job_id=row.id,
             state=state,
@@ -83,7 +85,9 @@ class Txn:
 
     def first_transition(self, row: JobRow, queue_position: int | None) -> None:
         """The ``queued`` record and event of a newly accepted job."""
-        self.session.add(TransitionRow(job_id=row.id, state=row.state, at=row.created_at, reason=None, attempt=0))
+        self.session.add(
+            TransitionRow(job_id=row.id, state=row.state, at=row.created_at, reason=None, attempt=0)
+        )
         event = v1.JobTransitioned(
             job_id=row.id,
             state=S(row.state),

@@ -17,12 +17,17 @@ from .stack import ExecutorConfig, Stack, StackConfig
 def parse(argv: list[str] | None) -> StackConfig:
     env = os.environ
     p = argparse.ArgumentParser(prog="jobwire-stack", description=__doc__)
-    p.add_argument("--home", default=env.get("JOBWIRE_HOME", ".jobwire"), help="state directory (default .jobwire)")
+    p.add_argument(
+        "--home", default=env.get("JOBWIRE_HOME", ".jobwire"), help="state directory (default .jobwire)"
+    )
     p.add_argument("--port", type=int, default=int(env.get("JOBWIRE_GATEWAY_PORT", "8000")), help="API port")
     p.add_argument("--nats-port", type=int, default=int(env.get("JOBWIRE_NATS_PORT", "4222")))
     p.add_argument("--nats-monitor-port", type=int, default=int(env.get("JOBWIRE_NATS_MONITOR_PORT", "8222")))
-    p.add_argument("--database-url", default=env.get("JOBWIRE_DATABASE_URL"),
-                   help="postgresql+asyncpg://... (default: SQLite under --home)")
+    p.add_argument(
+        "--database-url",
+        default=env.get("JOBWIRE_DATABASE_URL"),
+        help="postgresql+asyncpg://... (default: SQLite under --home)",
+    )
     p.add_argument("--nodes", type=int, default=1, help="how many local executor nodes to run")
     p.add_argument("--slots", type=int, default=None, help="jobs at once per node (default: CPU count)")
     a = p.parse_args(argv)
@@ -50,8 +55,10 @@ def main(argv: list[str] | None = None) -> None:
         while not stopping.is_set():
             dead = stack.dead()
             if dead:
-                print(f"\n{', '.join(dead)} stopped unexpectedly; see {stack.home / 'logs'}. Shutting down.",
-                      file=sys.stderr)
+                print(
+                    f"\n{', '.join(dead)} stopped unexpectedly; see {stack.home / 'logs'}. Shutting down.",
+                    file=sys.stderr,
+                )
                 code = 1
                 break
             time.sleep(0.5)

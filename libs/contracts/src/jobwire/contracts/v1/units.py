@@ -49,7 +49,7 @@ def parse_duration(value: float | int | str) -> float:
 
 def format_hms(seconds: float) -> str:
     """``HH:MM:SS`` (with ``D-`` for days) as batch schedulers take walltimes."""
-    total = max(0, int(round(seconds)))
+    total = max(0, round(seconds))
     days, rest = divmod(total, 86400)
     h, rest = divmod(rest, 3600)
     m, s = divmod(rest, 60)
