@@ -1,0 +1,85 @@
+"""Upload a finished run's output files to the object store, streamed through the backend."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from nats.js.object_store import ObjectStore
+
+from jobwire.contracts.v1 import Artifact
+from jobwire.contracts.v1 import subjects as sj
+
+from .executor import Executor, RunHandle
+
+log = logging.getLogger(__name__)
+READ_SIZE = 1024 * 1024
+
+
+class _BackendReader(io.BufferedIOBase):
+    """A blocking reader over the backend's async ``read_output``.
+
+    The object store calls ``readinto`` from a worker thread, so each call hops back onto the event
+    loop; the file is never held in memory whole, and a remote backend streams it too.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, read: Callable[[int, int], Awaitable[bytes]]) -> None:
+        self._loop = loop
+        self._read = read
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        want = min(len(buffer), READ_SIZE)
+
+        async def read() -> bytes:
+            return await self._read(self._offset, want)
+
+        data = asyncio.run_coroutine_threadsafe(read(), self._loop).result()
+        buffer[: len(data)] = data
+        self._offset += len(data)
+        return len(data)
+
+
+@dataclass
+class Uploaded:
+    artifacts: list[Artifact]
+    skipped: list[str]
+
+
+async def upload_outputs(
+    executor: Executor, handle: RunHandle, store: ObjectStore, max_bytes: int
+) -> Uploaded:
+    """Put every output file as ``<job_id>/<name>``, in name order, until ``max_bytes`` in total."""
+    loop = asyncio.get_running_loop()
+    job_id = handle.run.job_id
+    done: list[Artifact] = []
+    skipped: list[str] = []
+    total = 0
+    for f in sorted(await executor.list_outputs(handle), key=lambda f: f.name):
+        if total + f.size > max_bytes:
+            skipped.append(f.name)
+            continue
+
+        def reader(name: str = f.name) -> _BackendReader:
+            return _BackendReader(loop, lambda off, n: executor.read_output(handle, name, off, n))
+
+        info = await store.put(sj.artifact_object(job_id, f.name), reader())
+        size = info.size or 0
+        total += size
+        done.append(Artifact(name=f.name, size=size, digest=info.digest))
+    if skipped:
+        log.warning(
+            "%s attempt %d: %d output file(s) over the %d-byte artifact cap were not uploaded: %s",
+            job_id,
+            handle.run.attempt,
+            len(skipped),
+            max_bytes,
+            ", ".join(skipped[:20]),
+        )
+    return Uploaded(done, skipped)

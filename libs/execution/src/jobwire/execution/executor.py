@@ -1,0 +1,162 @@
+"""The ``Executor`` plugin interface: what a backend (local, Docker, HPC, SSH) implements.
+
+Everything else (consuming work, reports, heartbeats, log pumping, timeouts, artifacts, re-adoption)
+is written once in :mod:`jobwire.execution.service` and :mod:`jobwire.execution.runloop`.
+"""
+
+from __future__ import annotations
+
+import signal
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Self
+
+from jobwire.contracts.v1 import NodeCapacity, RunJob
+
+from .settings import ExecutorSettings
+
+EXECUTORS_GROUP = "jobwire.executors"
+#: The log streams of every run.
+STREAMS = ("stdout", "stderr")
+RunKey = tuple[str, int]
+
+
+class StartRefused(Exception):
+    """This node cannot run the job as asked; reported as ``failed`` with this message as the reason."""
+
+
+@dataclass
+class RunHandle:
+    """One attempt as its backend knows it; ``ref`` is the backend's name for it (dir, container id)."""
+
+    run: RunJob
+    ref: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> RunKey:
+        return (self.run.job_id, self.run.attempt)
+
+
+@dataclass(frozen=True)
+class Existing:
+    """An attempt the backend already has: a redelivered RunJob must not start it again."""
+
+    handle: RunHandle | None
+    reported: bool
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """One poll's view of a run; ``log_sizes`` are the bytes each stream holds so far."""
+
+    ended: bool
+    exit_code: int | None = None
+    #: why a run ended without an exit code of its own
+    reason: str | None = None
+    ended_at: float | None = None
+    log_sizes: dict[str, int] = field(default_factory=dict)
+    #: changes whenever the progress file may have changed (None: there is none)
+    progress_mark: Hashable | None = None
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    name: str
+    size: int
+
+
+class Executor(ABC):
+    """A backend. Methods that touch many runs take them all at once: the loop calls them per tick."""
+
+    backend: ClassVar[str] = ""
+
+    def __init__(self, settings: ExecutorSettings) -> None:
+        self.settings = settings
+
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> Self:
+        """Build from settings; a backend with options of its own reads them from the environment here."""
+        return cls(settings)
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect to what the backend drives (docker daemon, SSH host); called before anything else."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Running jobs keep running: they are adopted again on the next start."""
+
+    @abstractmethod
+    def capacity(self) -> NodeCapacity:
+        """What this node offers the scheduler."""
+
+    def describe(self) -> dict[str, str]:
+        """A few facts for the micro-service metadata and status (host, transport, root)."""
+        return {}
+
+    @abstractmethod
+    async def start(self, run: RunJob) -> RunHandle:
+        """Launch one attempt and return once the launch is recorded durably.
+
+        Raises StartRefused for jobs this node can never run; other errors mean "try again later".
+        """
+
+    @abstractmethod
+    async def existing(self, job_id: str, attempt: int) -> Existing | None:
+        """The attempt if it was launched before (by this or an earlier executor process)."""
+
+    @abstractmethod
+    async def adopt(self) -> list[RunHandle]:
+        """Every launched attempt whose end was not yet reported, found after a restart."""
+
+    @abstractmethod
+    async def poll(self, handles: Sequence[RunHandle]) -> dict[RunKey, RunStatus]:
+        """The state of all ``handles`` in as few round-trips as the backend allows (ideally one)."""
+
+    @abstractmethod
+    async def signal(self, handle: RunHandle, sig: signal.Signals) -> None:
+        """Send ``sig`` to the whole run (every process it started). After KILL, poll reports it ended."""
+
+    async def cleanup(self, handle: RunHandle) -> None:  # noqa: B027 - optional hook
+        """Called once a run ended, before its last logs are read: stop whatever it left behind."""
+
+    @abstractmethod
+    async def read_log(self, handle: RunHandle, stream: str, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes of ``stream`` (stdout or stderr) from byte ``offset``."""
+
+    @abstractmethod
+    async def read_progress(self, handle: RunHandle) -> bytes | None:
+        """The job's progress file as written (None when there is none or it is too large)."""
+
+    @abstractmethod
+    async def list_outputs(self, handle: RunHandle) -> list[OutputFile]:
+        """Regular files the job left in its output directory (no symlinks), names relative to it."""
+
+    @abstractmethod
+    async def read_output(self, handle: RunHandle, name: str, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes of output file ``name`` from ``offset`` (uploads stream through this)."""
+
+    @abstractmethod
+    async def load_state(self, handle: RunHandle) -> bytes | None:
+        """What the loop saved for this attempt with :meth:`save_state` (None when nothing yet)."""
+
+    @abstractmethod
+    async def save_state(self, handle: RunHandle, data: bytes) -> None:
+        """Keep the loop's bookkeeping (log offsets, stop requests) durably, replacing the last."""
+
+    @abstractmethod
+    async def mark_reported(self, handle: RunHandle) -> None:
+        """Remember durably that the end was reported, so :meth:`adopt` skips the attempt."""
+
+
+def load_executor(name: str) -> type[Executor]:
+    """The Executor class registered under ``name`` in ``jobwire.executors``, checked against the base."""
+    found = entry_points(group=EXECUTORS_GROUP, name=name)
+    if not found:
+        known = ", ".join(sorted(ep.name for ep in entry_points(group=EXECUTORS_GROUP))) or "none"
+        raise LookupError(f"no executor backend {name!r} is installed (known: {known})")
+    obj = next(iter(found)).load()
+    if not (isinstance(obj, type) and issubclass(obj, Executor)):
+        raise TypeError(f"executor {name!r} is {obj!r}, not a subclass of {Executor.__qualname__}")
+    return obj

@@ -1,0 +1,272 @@
+"""The one tick loop over every run of this node: poll, pump logs, progress, timeouts, endings.
+
+A tick polls all runs in one backend call; a run that ended is finished in a task of its own
+(drain logs, upload outputs, report), so a large upload never stalls the other runs' logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import signal
+import time
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from jobwire.contracts.v1 import JobProgress, JobState, RunFinished, Usage
+from jobwire.contracts.v1 import subjects as sj
+from jobwire.runtime import telemetry
+from jobwire.runtime.bus import Bus
+
+from . import journal as jr
+from .artifacts import Uploaded, upload_outputs
+from .executor import STREAMS, Executor, RunHandle, RunKey, RunStatus
+from .logpump import StreamPump
+from .settings import ExecutorSettings
+
+log = logging.getLogger(__name__)
+TRACER = "jobwire.execution"
+#: chunks per stream per tick, so one chatty job cannot hold up the others
+CHUNKS_PER_TICK = 8
+FINISH_RETRY = 2.0
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def trace_of(headers: Mapping[str, str] | None) -> dict[str, str]:
+    return {k: v for k, v in (headers or {}).items() if k in TRACE_HEADERS}
+
+
+@dataclass(eq=False)
+class Tracked:
+    handle: RunHandle
+    journal: jr.Journal
+    pumps: dict[str, StreamPump]
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    progress_mark: Hashable | None = None
+    bad_progress: int = 0
+    finishing: bool = False
+    retry_at: float = 0.0
+
+    @property
+    def key(self) -> RunKey:
+        return self.handle.key
+
+
+class RunLoop:
+    """Owns the tracked runs of one node; the service feeds it starts and stop requests."""
+
+    def __init__(self, executor: Executor, bus: Bus, settings: ExecutorSettings) -> None:
+        self.executor = executor
+        self.bus = bus
+        self.settings = settings
+        self.node = settings.node
+        self.runs: dict[RunKey, Tracked] = {}
+        self._finishers: set[asyncio.Task[None]] = set()
+
+    # --- tracking -------------------------------------------------------------------------------
+
+    async def track(self, handle: RunHandle, journal: jr.Journal | None = None) -> Tracked:
+        """Follow ``handle`` from now on; without ``journal`` the saved one is loaded (re-adoption)."""
+        if journal is None:
+            raw = await self.executor.load_state(handle)
+            journal = jr.decode(raw) if raw else jr.Journal(started_at=time.time())
+        run = handle.run
+        pumps = {s: StreamPump(run.job_id, run.attempt, s, journal.cursor(s)) for s in STREAMS}
+        t = Tracked(handle, journal, pumps)
+        self.runs[handle.key] = t
+        return t
+
+    async def adopt(self) -> int:
+        handles = await self.executor.adopt()
+        for h in handles:
+            await self.track(h)
+            log.info("adopted %s attempt %d (%s)", h.run.job_id, h.run.attempt, h.ref)
+        return len(handles)
+
+    async def save(self, t: Tracked) -> None:
+        """Persist the journal; the lock keeps an older snapshot from landing after a newer one."""
+        async with t.lock:
+            await self.executor.save_state(t.handle, jr.encode(t.journal))
+
+    # --- the tick -------------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        mono = time.monotonic()
+        active = [t for t in self.runs.values() if not t.finishing and t.retry_at <= mono]
+        if not active:
+            return
+        statuses = await self.executor.poll([t.handle for t in active])
+        await asyncio.gather(*(self._advance(t, statuses[t.key]) for t in active))
+
+    async def _advance(self, t: Tracked, status: RunStatus) -> None:
+        try:
+            if status.ended:
+                t.finishing = True
+                task = asyncio.create_task(self._finish(t, status), name=f"finish {t.key}")
+                self._finishers.add(task)
+                task.add_done_callback(self._finishers.discard)
+                return
+            await self._pump(t, status, final=False)
+            await self._progress(t, status)
+            await self._enforce(t)
+        except Exception:
+            log.exception("tick for %s attempt %d failed; trying again next tick", *t.key)
+
+    async def _enforce(self, t: Tracked) -> None:
+        stop = t.journal.stop
+        timeout = t.handle.run.timeout
+        if stop is None and timeout is not None and time.time() - t.journal.started_at >= timeout:
+            log.info("%s attempt %d ran past its %g s timeout", *t.key, timeout)
+            await self.request_stop(
+                t, JobState.TIMED_OUT, f"timed out after {timeout:g} s", self.settings.kill_grace
+            )
+        elif stop is not None and not stop.killed and time.time() >= stop.at + stop.grace:
+            await self._kill(t)
+
+    async def request_stop(self, t: Tracked, outcome: JobState, reason: str, grace: float) -> None:
+        """TERM the run now, KILL it after ``grace``; the end is reported with ``outcome``."""
+        if t.finishing:
+            return
+        if t.journal.stop is None:
+            t.journal.stop = jr.StopRequest(
+                outcome=outcome, reason=reason, grace=max(0.0, grace), at=time.time()
+            )
+            await self.save(t)
+        await self.executor.signal(t.handle, signal.SIGTERM)
+        if t.journal.stop.grace <= 0:
+            await self._kill(t)
+
+    async def _kill(self, t: Tracked) -> None:
+        assert t.journal.stop is not None
+        t.journal.stop.killed = True
+        await self.save(t)
+        await self.executor.signal(t.handle, signal.SIGKILL)
+
+    # --- logs and progress ----------------------------------------------------------------------
+
+    async def _publish(self, subject: str, payload: bytes, msg_id: str) -> None:
+        await self.bus.publish(subject, payload, msg_id=msg_id)
+
+    async def _pump(self, t: Tracked, status: RunStatus, *, final: bool) -> None:
+        limit = 1 << 62 if final else CHUNKS_PER_TICK
+        for stream, pump in t.pumps.items():
+            read = functools.partial(self.executor.read_log, t.handle, stream)
+            save = functools.partial(self.save, t)
+            size = status.log_sizes.get(stream, 0)
+            await pump.pump(size, read, self._publish, save, final=final, limit=limit)
+
+    async def _progress(self, t: Tracked, status: RunStatus) -> None:
+        mark = status.progress_mark
+        if mark is None or mark == t.progress_mark:
+            return
+        raw = await self.executor.read_progress(t.handle)
+        value: Any = None
+        if raw is not None:
+            try:
+                value = msgspec.json.decode(raw)
+            except msgspec.DecodeError:
+                # Perhaps read mid-write: look again next tick, but not forever.
+                t.bad_progress += 1
+                if t.bad_progress < 3:
+                    return
+                raw = None
+        t.progress_mark, t.bad_progress = mark, 0
+        if raw is None:
+            return
+        digest = hashlib.sha256(raw).hexdigest()[:32]
+        if digest == t.journal.progress_digest:
+            return
+        job_id, attempt = t.key
+        msg = JobProgress(job_id=job_id, attempt=attempt, at=now(), progress=value)
+        await self.bus.publish(
+            sj.event_subject(job_id, "progress"), msg, msg_id=f"{job_id}:{attempt}:progress:{digest}"
+        )
+        t.journal.progress_digest = digest
+        await self.save(t)
+
+    # --- the end of a run -----------------------------------------------------------------------
+
+    async def _finish(self, t: Tracked, status: RunStatus) -> None:
+        job_id, attempt = t.key
+        try:
+            with telemetry.span_from(
+                t.journal.trace, TRACER, "executor.finish", job_id=job_id, attempt=attempt
+            ):
+                await self.executor.cleanup(t.handle)
+                final = (await self.executor.poll([t.handle])).get(t.key, status)
+                if not final.ended:
+                    final = status
+                await self._pump(t, final, final=True)
+                for pump in t.pumps.values():
+                    await pump.eof(self._publish)
+                await self._progress(t, final)
+                uploaded = await upload_outputs(
+                    self.executor, t.handle, await self.bus.artifacts(), self.settings.artifact_max_bytes
+                )
+                report = self._finished(t, final, uploaded)
+                await self.bus.publish(
+                    sj.report_subject(self.node, job_id, "finished"),
+                    report,
+                    msg_id=f"{job_id}:{attempt}:finished",
+                )
+                await self.executor.mark_reported(t.handle)
+        except Exception:
+            log.exception("reporting the end of %s attempt %d failed; trying again", job_id, attempt)
+            t.finishing = False
+            t.retry_at = time.monotonic() + FINISH_RETRY
+            return
+        self.runs.pop(t.key, None)
+        log.info("%s attempt %d %s (exit code %s)", job_id, attempt, report.outcome, report.exit_code)
+
+    def _finished(self, t: Tracked, status: RunStatus, uploaded: Uploaded) -> RunFinished:
+        code = status.exit_code
+        ended_at = status.ended_at or time.time()
+        stop = t.journal.stop
+        if stop is not None and not (status.ended_at is not None and status.ended_at < stop.at):
+            outcome, reason = stop.outcome, stop.reason
+        elif code == 0:
+            outcome, reason = JobState.SUCCEEDED, None
+        elif code is not None:
+            outcome, reason = JobState.FAILED, exit_reason(code)
+        else:
+            outcome, reason = JobState.FAILED, status.reason or "the run ended without an exit code"
+        job_id, attempt = t.key
+        return RunFinished(
+            job_id=job_id,
+            attempt=attempt,
+            node=self.node,
+            at=datetime.fromtimestamp(ended_at, UTC),
+            outcome=outcome,
+            exit_code=code,
+            reason=reason,
+            usage=Usage(wall_seconds=round(max(0.0, ended_at - t.journal.started_at), 3)),
+            artifacts=uploaded.artifacts,
+        )
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Let endings in flight finish briefly; the rest are picked up again after a restart."""
+        if self._finishers:
+            _, pending = await asyncio.wait(set(self._finishers), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+def exit_reason(code: int) -> str:
+    """``exit code 3``; codes past 128 from the wrapper name the signal that ended the job."""
+    if code > 128:
+        try:
+            return f"exit code {code} ({signal.Signals(code - 128).name})"
+        except ValueError:
+            pass
+    return f"exit code {code}"

@@ -1,0 +1,70 @@
+"""Where one attempt's files live, and the fixed wrapper script that runs it.
+
+``<root>/jobs/<job_id>/<attempt>/`` holds run.json, wrapper.sh, pid, exit_code, stdout, stderr,
+progress.json, outputs/, work/, and the executor's own state.json, signal and reported files.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+RUN_JSON = "run.json"
+WRAPPER = "wrapper.sh"
+SCRIPT = "script"
+PID = "pid"
+EXIT_CODE = "exit_code"
+#: the last signal the executor sent the group (a number); KILL means no exit code will follow
+SIGNAL = "signal"
+STATE = "state.json"
+REPORTED = "reported"
+PROGRESS = "progress.json"
+OUTPUTS = "outputs"
+WORK = "work"
+
+#: The wrapper never changes: the job's values reach it only as arguments and environment, so no
+#: user text is ever parsed as shell. Usage: ``sh wrapper.sh JOB_DIR WORK_DIR ARGV...``.
+#: It records its pid (= the group id, it is a session leader), runs the job in the foreground and
+#: writes the exit code atomically. Trapping TERM/INT/HUP keeps it alive to record the code when the
+#: group is signalled; the traps are reset in the job itself. ``command -p`` uses the default PATH,
+#: so a job's PATH cannot break the bookkeeping.
+WRAPPER_SCRIPT = """\
+#!/bin/sh
+# jobwire attempt wrapper: fixed text, the job's values arrive only as "$@" and environment.
+job_dir=$1
+work_dir=$2
+shift 2
+exec </dev/null >>"$job_dir/stdout" 2>>"$job_dir/stderr"
+echo "$$" >"$job_dir/pid.tmp" && command -p mv -f "$job_dir/pid.tmp" "$job_dir/pid"
+trap 'jobwire_signalled=1' TERM INT HUP
+if cd "$work_dir"; then
+  "$@"
+  rc=$?
+else
+  printf 'jobwire: cannot enter the working directory %s\\n' "$work_dir" >&2
+  rc=126
+fi
+echo "$rc" >"$job_dir/exit_code.tmp" && command -p mv -f "$job_dir/exit_code.tmp" "$job_dir/exit_code"
+"""
+
+
+@dataclass(frozen=True)
+class AttemptDir:
+    """Paths of one attempt's directory (POSIX, on the transport's machine)."""
+
+    path: str
+
+    @classmethod
+    def of(cls, root: str, job_id: str, attempt: int) -> AttemptDir:
+        return cls(posixpath.join(root, "jobs", job_id, str(attempt)))
+
+    def file(self, name: str) -> str:
+        return posixpath.join(self.path, name)
+
+    @property
+    def work(self) -> str:
+        return self.file(WORK)
+
+    @property
+    def outputs(self) -> str:
+        return self.file(OUTPUTS)

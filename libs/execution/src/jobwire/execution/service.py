@@ -1,0 +1,348 @@
+"""``ExecutorService``: one node's executor process, the same for every backend.
+
+It consumes the node's work (durable pull consumer ``exec-<node>``, acked only once the effect is
+durable), reports to the scheduler, heart-beats, and drives :class:`RunLoop`. Stopping it leaves
+jobs running; the next start adopts them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from importlib.metadata import PackageNotFoundError, version
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig
+from nats.micro.service import Service
+
+from jobwire.contracts.v1 import (
+    CancelRun,
+    JobState,
+    NodeHeartbeat,
+    RunFinished,
+    RunJob,
+    RunRef,
+    RunRunning,
+    RunStarting,
+    Work,
+)
+from jobwire.contracts.v1 import subjects as sj
+from jobwire.runtime import micro, telemetry
+from jobwire.runtime.bus import Bus, connect
+from jobwire.runtime.settings import BusSettings, bus_settings
+
+from . import journal as jr
+from .executor import Executor, RunHandle, StartRefused, load_executor
+from .runloop import TRACER, RunLoop, now, trace_of
+from .settings import ExecutorSettings, executor_settings
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = "jobwire-executor"
+ACK_WAIT = 60.0
+#: a RunJob whose start keeps failing is reported failed after this many deliveries
+MAX_START_TRIES = 5
+RETRY_DELAY = 2.0
+REPORT_KINDS: dict[type, str] = {RunStarting: "starting", RunRunning: "running", RunFinished: "finished"}
+
+try:
+    VERSION = version("jobwire-execution")
+except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+    VERSION = "0.0.0"
+
+
+class ExecutorService:
+    """Run with ``await svc.run(stop_event)``, or ``async with ExecutorService(...)`` in tests."""
+
+    def __init__(
+        self,
+        settings: ExecutorSettings | None = None,
+        *,
+        bus_settings: BusSettings | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        self.settings = settings or executor_settings()
+        sj.check_token(self.settings.node, "node")
+        self.bus_settings = bus_settings or _default_bus_settings()
+        self.executor = executor or load_executor(self.settings.backend).from_settings(self.settings)
+        self.node = self.settings.node
+        self.instance = secrets.token_hex(8)
+        self.started_at: float | None = None
+        self._bus: Bus | None = None
+        self._loop: RunLoop | None = None
+        self._micro: Service | None = None
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._handling = False
+
+    @property
+    def bus(self) -> Bus:
+        if self._bus is None:
+            raise RuntimeError("the executor service is not started")
+        return self._bus
+
+    @property
+    def runs(self) -> RunLoop:
+        if self._loop is None:
+            raise RuntimeError("the executor service is not started")
+        return self._loop
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, adopt what runs from before, then start consuming, ticking and heart-beating."""
+        await self.executor.open()
+        self._bus = await connect(
+            self.bus_settings, name=f"{SERVICE_NAME}-{self.node}", declare=self.settings.declare
+        )
+        self._loop = RunLoop(self.executor, self._bus, self.settings)
+        adopted = await self._loop.adopt()
+        sub = await self._bus.js.pull_subscribe(
+            sj.exec_filter(self.node),
+            durable=f"exec-{self.node}",
+            stream=sj.EXEC_STREAM,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT, max_deliver=-1),
+        )
+        self._micro = await micro.register(
+            self._bus.nc,
+            name=SERVICE_NAME,
+            version=VERSION,
+            description="runs jobs for one jobwire node",
+            status=self.status,
+            metadata={"node": self.node, "backend": self.settings.backend},
+        )
+        self.started_at = time.time()
+        await self._heartbeat()
+        self._tasks = [
+            asyncio.create_task(self._consume(sub), name="consume"),
+            asyncio.create_task(self._ticks(), name="ticks"),
+            asyncio.create_task(self._heartbeats(), name="heartbeats"),
+        ]
+        log.info("executor %s (%s) started; %d run(s) adopted", self.node, self.settings.backend, adopted)
+
+    async def stop(self) -> None:
+        """Stop taking work and reporting; jobs keep running and are adopted on the next start."""
+        self._stopping.set()
+        for task in self._tasks:
+            # A message being handled is finished first, so no launch is left half-recorded.
+            if task.get_name() != "consume" or not self._handling:
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._loop is not None:
+            await self._loop.close()
+        if self._micro is not None:
+            with contextlib.suppress(Exception):
+                await self._micro.stop()
+        if self._bus is not None:
+            await self._bus.close()
+        await self.executor.close()
+        log.info("executor %s stopped", self.node)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def status(self) -> dict[str, Any]:
+        runs = self._loop.runs.values() if self._loop else []
+        return {
+            "node": self.node,
+            "backend": self.settings.backend,
+            "instance": self.instance,
+            "version": VERSION,
+            "started_at": self.started_at,
+            "capacity": msgspec.to_builtins(self.executor.capacity()),
+            "describe": self.executor.describe(),
+            "running": [
+                {
+                    "job_id": t.handle.run.job_id,
+                    "attempt": t.handle.run.attempt,
+                    "ref": t.handle.ref,
+                    "finishing": t.finishing,
+                    "stopping": t.journal.stop is not None,
+                }
+                for t in runs
+            ],
+        }
+
+    # --- loops ----------------------------------------------------------------------------------
+
+    async def _consume(self, sub: Any) -> None:
+        while not self._stopping.is_set():
+            try:
+                msgs: list[Msg] = await sub.fetch(self.settings.fetch_batch, timeout=1.0)
+            except TimeoutError:
+                continue
+            except Exception:
+                log.exception("fetching work failed; retrying")
+                await self._sleep(1.0)
+                continue
+            for m in msgs:
+                if self._stopping.is_set():
+                    await m.nak()
+                    continue
+                self._handling = True
+                try:
+                    await self._handle(m)
+                finally:
+                    self._handling = False
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+    async def _ticks(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.runs.tick()
+            except Exception:
+                log.exception("tick failed; trying again")
+            await self._sleep(self.settings.tick_interval)
+
+    async def _heartbeats(self) -> None:
+        while not self._stopping.is_set():
+            await self._sleep(self.settings.heartbeat_interval)
+            try:
+                await self._heartbeat()
+            except Exception:
+                log.exception("heartbeat failed")
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _heartbeat(self) -> None:
+        s = self.settings
+        beat = NodeHeartbeat(
+            node=self.node,
+            backend=s.backend,
+            capacity=self.executor.capacity(),
+            at=now(),
+            instance=self.instance,
+            interval=s.heartbeat_interval,
+            labels=dict(s.labels),
+            pool=s.pool,
+            version=VERSION,
+            running=[RunRef(job_id=j, attempt=a) for j, a in self.runs.runs],
+        )
+        await self.bus.publish_core(sj.heartbeat_subject(self.node), beat)
+
+    # --- work -----------------------------------------------------------------------------------
+
+    async def _handle(self, m: Msg) -> None:
+        try:
+            work: Work = msgspec.json.decode(m.data, type=Work)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            log.error("rejecting undecodable work on %s: %s", m.subject, e)
+            await m.term()
+            return
+        headers = m.headers or {}
+        kind = "run" if isinstance(work, RunJob) else "cancel"
+        try:
+            with telemetry.span_from(
+                headers, TRACER, f"executor.{kind}", job_id=work.job_id, attempt=work.attempt
+            ):
+                if isinstance(work, RunJob):
+                    await self._on_run(work, headers)
+                else:
+                    await self._on_cancel(work)
+        except Exception as e:
+            tries = m.metadata.num_delivered or 1
+            if isinstance(work, RunJob) and tries >= MAX_START_TRIES:
+                log.exception(
+                    "starting %s attempt %d failed %d times; reporting it failed", *_key(work), tries
+                )
+                await self._report(_failed(work, self.node, f"could not start the job ({tries} tries): {e}"))
+                await m.ack()
+                return
+            log.exception("handling %s for %s attempt %d failed; it will be redelivered", kind, *_key(work))
+            await m.nak(delay=RETRY_DELAY)
+            return
+        await m.ack()
+
+    async def _report(self, msg: RunStarting | RunRunning | RunFinished) -> None:
+        kind = REPORT_KINDS[type(msg)]
+        await self.bus.publish(
+            sj.report_subject(self.node, msg.job_id, kind), msg, msg_id=f"{msg.job_id}:{msg.attempt}:{kind}"
+        )
+
+    async def _report_started(self, handle: RunHandle) -> None:
+        run = handle.run
+        at = now()
+        await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=at))
+        await self._report(
+            RunRunning(
+                job_id=run.job_id, attempt=run.attempt, node=self.node, at=at, details=dict(handle.details)
+            )
+        )
+
+    async def _on_run(self, run: RunJob, headers: dict[str, str]) -> None:
+        """Start the attempt once; a redelivered RunJob finds it (in memory or on disk) and re-reports."""
+        loop = self.runs
+        key = (run.job_id, run.attempt)
+        t = loop.runs.get(key)
+        if t is None:
+            found = await self.executor.existing(run.job_id, run.attempt)
+            if found is not None and found.reported:
+                log.info("%s attempt %d already ran and was reported; ignoring the repeat", *key)
+                return
+            if found is not None and found.handle is not None:
+                t = await loop.track(found.handle)
+        if t is not None:
+            if not t.finishing:
+                await self._report_started(t.handle)
+            return
+        await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=now()))
+        try:
+            handle = await self.executor.start(run)
+        except StartRefused as e:
+            log.info("%s attempt %d refused: %s", run.job_id, run.attempt, e)
+            await self._report(_failed(run, self.node, str(e)))
+            return
+        journal = jr.Journal(started_at=time.time(), trace=trace_of(headers))
+        await self.executor.save_state(handle, jr.encode(journal))
+        await self._report(
+            RunRunning(
+                job_id=run.job_id, attempt=run.attempt, node=self.node, at=now(), details=dict(handle.details)
+            )
+        )
+        await loop.track(handle, journal)
+
+    async def _on_cancel(self, cancel: CancelRun) -> None:
+        t = self.runs.runs.get((cancel.job_id, cancel.attempt))
+        if t is None or t.finishing:
+            log.info("cancel for %s attempt %d: not running here; ignored", cancel.job_id, cancel.attempt)
+            return
+        log.info(
+            "stopping %s attempt %d: %s (%s)", cancel.job_id, cancel.attempt, cancel.outcome, cancel.reason
+        )
+        await self.runs.request_stop(t, cancel.outcome, cancel.reason, cancel.grace)
+
+
+def _key(work: RunJob | CancelRun) -> tuple[str, int]:
+    return work.job_id, work.attempt
+
+
+def _failed(run: RunJob, node: str, reason: str) -> RunFinished:
+    return RunFinished(
+        job_id=run.job_id, attempt=run.attempt, node=node, at=now(), outcome=JobState.FAILED, reason=reason
+    )
+
+
+def _default_bus_settings() -> BusSettings:
+    return bus_settings()

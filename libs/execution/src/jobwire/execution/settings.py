@@ -1,0 +1,58 @@
+"""Executor settings, read from ``JOBWIRE_EXECUTOR_*`` with CLI flags on top."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from jobwire.runtime.settings import from_env
+
+ENV_PREFIX = "JOBWIRE_EXECUTOR_"
+
+
+def default_node_name(hostname: str | None = None) -> str:
+    """This host's short name made into one subject token (``gpu01.lab.org`` → ``gpu01``)."""
+    host = (hostname or socket.gethostname()).split(".", 1)[0]
+    token = re.sub(r"[^A-Za-z0-9_-]+", "-", host).strip("-")[:128]
+    return token or "node"
+
+
+@dataclasses.dataclass(kw_only=True)
+class ExecutorSettings:
+    """What every executor needs; a backend may read more of its own from the environment."""
+
+    backend: str = "local"
+    node: str = dataclasses.field(default_factory=default_node_name)
+    #: where attempt directories live; default ``./.jobwire/executor/<node>``
+    root: str | None = None
+    slots: int | None = None
+    cpus: float | None = None
+    #: bytes or "64G"
+    memory: str | None = None
+    gpus: int | None = None
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    pool: str | None = None
+    heartbeat_interval: float = 2.0
+    tick_interval: float = 0.25
+    #: total bytes of outputs uploaded per attempt; files past it are skipped (and logged)
+    artifact_max_bytes: int = 1024 * 1024 * 1024
+    #: seconds between TERM and KILL when the executor enforces a timeout
+    kill_grace: float = 10.0
+    #: seconds to wait for a launched job's wrapper to record its pid
+    launch_timeout: float = 10.0
+    #: how many work messages one fetch takes
+    fetch_batch: int = 16
+    #: create or update the jobwire streams and buckets on start
+    declare: bool = True
+
+    def root_dir(self) -> str:
+        return self.root or os.path.join(".jobwire", "executor", self.node)
+
+
+def executor_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> ExecutorSettings:
+    """Settings from the environment (``JOBWIRE_EXECUTOR_NODE`` ...), then non-None ``overrides``."""
+    return from_env(ExecutorSettings, ENV_PREFIX, environ, **overrides)

@@ -1,0 +1,142 @@
+"""What a process runner needs from the machine it runs jobs on, local or across SSH.
+
+Paths are POSIX strings on the transport's machine. Every method is one round-trip, so a runner
+that polls many jobs asks for all of them at once with :meth:`Transport.probe`.
+"""
+
+from __future__ import annotations
+
+import signal
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+
+class TransportError(RuntimeError):
+    """The transport could not do what was asked (connection lost, command failed)."""
+
+
+class TransportTimeout(TransportError, TimeoutError):
+    """A command ran past its timeout and was killed."""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    rc: int
+    stdout: bytes
+    stderr: bytes
+
+    def check(self, what: str) -> ExecResult:
+        """Raise TransportError with the command's stderr unless it exited 0."""
+        if self.rc != 0:
+            err = self.stderr.decode("utf-8", "replace").strip()
+            raise TransportError(f"{what} failed with exit code {self.rc}: {err[-2000:]}")
+        return self
+
+
+@dataclass(frozen=True)
+class FileStat:
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    """One entry below a listed directory; ``name`` is relative to it ("a/b.txt" when recursive)."""
+
+    name: str
+    kind: Literal["file", "dir", "link", "other"]
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class DirProbe:
+    """The small state of one directory as :meth:`Transport.probe` saw it."""
+
+    path: str
+    exists: bool
+    #: contents of the requested small files that exist (at most ``max_read`` bytes each)
+    files: dict[str, bytes] = field(default_factory=dict)
+    #: stat of the requested files that exist
+    stats: dict[str, FileStat] = field(default_factory=dict)
+    #: whether the process group named in the ``alive_from`` file still has members; None without it
+    alive: bool | None = None
+
+
+class Transport(ABC):
+    """Run commands and touch files on one machine. Implementations: ``local`` (here), ``ssh`` later."""
+
+    name: ClassVar[str] = ""
+
+    @abstractmethod
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> ExecResult:
+        """Run ``argv`` (never a shell string) and wait; ``env`` is added to the transport's environment.
+
+        ``argv[0]`` is looked up in the transport's own PATH, not in ``env``'s, so a job's PATH cannot
+        redirect jobwire's helpers. Raises TransportTimeout when ``timeout`` passes.
+        """
+
+    @abstractmethod
+    async def read_file(self, path: str, offset: int = 0, size: int | None = None) -> bytes:
+        """Up to ``size`` bytes from ``offset`` (all the rest when None); FileNotFoundError if missing."""
+
+    @abstractmethod
+    async def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Replace ``path`` atomically (write a temporary file, then rename) with exactly ``mode``."""
+
+    @abstractmethod
+    async def mkdir(self, path: str) -> None:
+        """Create ``path`` and its parents; nothing happens when it exists."""
+
+    @abstractmethod
+    async def list_dir(self, path: str, *, depth: int | None = 1) -> list[DirEntry]:
+        """Entries below ``path`` down to ``depth`` levels (None: all); symlinks are listed, never followed.
+
+        FileNotFoundError when ``path`` does not exist.
+        """
+
+    @abstractmethod
+    async def remove_tree(self, path: str) -> None:
+        """Delete ``path`` and everything below it; nothing happens when it is missing."""
+
+    @abstractmethod
+    async def probe(
+        self,
+        dirs: Sequence[str],
+        *,
+        read: Sequence[str] = (),
+        stat: Sequence[str] = (),
+        max_read: int = 65536,
+        alive_from: str | None = None,
+    ) -> list[DirProbe]:
+        """One call for many directories: small files' contents, other files' sizes, group liveness.
+
+        Results come in the order of ``dirs``. ``alive_from`` names a file in ``read`` that holds a
+        process group id; liveness is "some process of that group exists" (zombies count, so a
+        reaper's delay shows up here — runners learn of an end from an exit-code file instead).
+        An SSH transport answers with one remote command for all directories.
+        """
+
+    async def signal_group(self, pgid: int, sig: signal.Signals) -> bool:
+        """Send ``sig`` to every process of group ``pgid``; False when the group no longer exists."""
+        result = await self.run(["kill", "-s", sig.name.removeprefix("SIG"), "--", f"-{pgid}"])
+        return result.rc == 0
+
+    async def spawn_detached(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:
+        """Start ``argv`` in a new session (its own process group) and return without waiting for it.
+
+        The process must close the inherited stdin/stdout/stderr at once (the runner's wrapper does).
+        """
+        (await self.run(["setsid", "-f", *argv], env=env)).check("starting a detached process")
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the local transport holds none."""

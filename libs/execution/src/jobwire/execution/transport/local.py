@@ -1,0 +1,214 @@
+"""The transport for this machine: blocking file work runs in a thread, commands via asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import stat as st
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+from .base import DirEntry, DirProbe, ExecResult, FileStat, Transport, TransportError, TransportTimeout
+
+#: The executor's own settings (and secrets such as JOBWIRE_NATS_PASSWORD) never reach a job.
+PRIVATE_ENV_PREFIX = "JOBWIRE_"
+
+
+def base_environment() -> dict[str, str]:
+    """This process's environment without jobwire's own variables: what commands start from."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(PRIVATE_ENV_PREFIX)}
+
+
+def _resolve(program: str) -> str:
+    """Find ``program`` in the executor's PATH (a job's PATH must not choose jobwire's helpers)."""
+    if "/" in program:
+        return program
+    found = shutil.which(program)
+    if found is None:
+        raise TransportError(f"{program!r} was not found in PATH on this machine")
+    return found
+
+
+class LocalTransport(Transport):
+    """Runs everything on the machine the executor runs on."""
+
+    name: ClassVar[str] = "local"
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> ExecResult:
+        if not argv:
+            raise ValueError("argv is empty")
+        proc = await asyncio.create_subprocess_exec(
+            _resolve(argv[0]),
+            *argv[1:],
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**base_environment(), **(env or {})},
+            cwd=cwd,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise TransportTimeout(f"{argv[0]} ran past {timeout} s and was killed") from None
+        assert proc.returncode is not None
+        return ExecResult(proc.returncode, out, err)
+
+    async def spawn_detached(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            _resolve("setsid"),
+            "-f",
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env={**base_environment(), **(env or {})},
+        )
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            msg = err.decode("utf-8", "replace").strip()
+            raise TransportError(f"setsid failed with exit code {proc.returncode}: {msg}")
+
+    async def signal_group(self, pgid: int, sig: signal.Signals) -> bool:
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+    async def read_file(self, path: str, offset: int = 0, size: int | None = None) -> bytes:
+        return await asyncio.to_thread(_read, path, offset, size)
+
+    async def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        await asyncio.to_thread(_write_atomic, path, data, mode)
+
+    async def mkdir(self, path: str) -> None:
+        await asyncio.to_thread(os.makedirs, path, exist_ok=True)
+
+    async def list_dir(self, path: str, *, depth: int | None = 1) -> list[DirEntry]:
+        return await asyncio.to_thread(_list, path, depth)
+
+    async def remove_tree(self, path: str) -> None:
+        await asyncio.to_thread(_remove_tree, path)
+
+    async def probe(
+        self,
+        dirs: Sequence[str],
+        *,
+        read: Sequence[str] = (),
+        stat: Sequence[str] = (),
+        max_read: int = 65536,
+        alive_from: str | None = None,
+    ) -> list[DirProbe]:
+        if not dirs:
+            return []
+        return await asyncio.to_thread(
+            lambda: [_probe_one(d, read, stat, max_read, alive_from) for d in dirs]
+        )
+
+
+def _read(path: str, offset: int, size: int | None) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read() if size is None else f.read(size)
+
+
+def _write_atomic(path: str, data: bytes, mode: int) -> None:
+    tmp = f"{path}.tmp-{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _kind(mode: int) -> tuple[str, bool]:
+    if st.S_ISLNK(mode):
+        return "link", False
+    if st.S_ISDIR(mode):
+        return "dir", True
+    if st.S_ISREG(mode):
+        return "file", False
+    return "other", False
+
+
+def _list(path: str, depth: int | None) -> list[DirEntry]:
+    out: list[DirEntry] = []
+
+    def walk(directory: str, prefix: str, level: int) -> None:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            info = e.stat(follow_symlinks=False)
+            kind, descend = _kind(info.st_mode)
+            name = f"{prefix}{e.name}"
+            out.append(DirEntry(name, kind, info.st_size if kind == "file" else 0))  # type: ignore[arg-type]
+            if descend and (depth is None or level < depth):
+                walk(e.path, f"{name}/", level + 1)
+
+    walk(path, "", 1)
+    return out
+
+
+def _remove_tree(path: str) -> None:
+    if os.path.islink(path):
+        os.unlink(path)
+    elif os.path.exists(path):
+        shutil.rmtree(path)
+
+
+def _group_alive(raw: bytes) -> bool | None:
+    try:
+        pgid = int(raw.strip())
+    except ValueError:
+        return None
+    if pgid <= 1:
+        return None
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _probe_one(
+    path: str, read: Sequence[str], stat: Sequence[str], max_read: int, alive_from: str | None
+) -> DirProbe:
+    try:
+        names = set(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return DirProbe(path, exists=False)
+    files: dict[str, bytes] = {}
+    for name in read:
+        if name in names:
+            with contextlib.suppress(FileNotFoundError):
+                files[name] = _read(os.path.join(path, name), 0, max_read)
+    stats: dict[str, FileStat] = {}
+    for name in stat:
+        if name in names:
+            with contextlib.suppress(FileNotFoundError):
+                info = os.stat(os.path.join(path, name))
+                stats[name] = FileStat(info.st_size, info.st_mtime)
+    alive = _group_alive(files[alive_from]) if alive_from and alive_from in files else None
+    return DirProbe(path, True, files, stats, alive)

@@ -1,0 +1,139 @@
+"""Runs driven through the bus against a real nats-server: logs, env, progress, artifacts, forms."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from jobwire.contracts.v1 import JobState
+from jobwire.contracts.v1 import subjects as sj
+from jobwire.execution.runner import NO_CATALOG
+
+pytestmark = pytest.mark.integration
+
+JOB = r"""
+import json, os, sys
+print("hello out"); sys.stdout.flush()
+print("hello err", file=sys.stderr)
+out = os.environ["JOBWIRE_OUTPUT_DIR"]
+os.makedirs(os.path.join(out, "sub"))
+open(os.path.join(out, "result.txt"), "w").write("42\n")
+open(os.path.join(out, "sub", "more.bin"), "wb").write(b"\x00\x01")
+os.symlink("/etc/passwd", os.path.join(out, "link"))
+tmp = os.environ["JOBWIRE_PROGRESS_FILE"] + ".tmp"
+json.dump({"step": 3, "of": 3}, open(tmp, "w")); os.replace(tmp, os.environ["JOBWIRE_PROGRESS_FILE"])
+names = ["JOBWIRE_JOB_ID", "JOBWIRE_ATTEMPT", "JOBWIRE_JOB_DIR", "GREETING"]
+seen = {n: os.environ.get(n) for n in names}
+print(json.dumps(seen | {"cwd": os.getcwd(), "secret": os.environ.get("JOBWIRE_NATS_URL")}))
+"""
+
+
+async def test_success_reports_logs_env_progress_and_artifacts(harness, monkeypatch):
+    monkeypatch.setenv("JOBWIRE_NATS_URL", "nats://must-not-leak")
+    svc = await harness.executor()
+    job = await harness.run(
+        svc.node, {"command": [sys.executable, "-c", JOB], "env": {"GREETING": "hi there"}}
+    )
+
+    starting = await harness.wait(job, "starting")
+    running = await harness.wait(job, "running")
+    done = await harness.wait(job, "finished")
+    assert starting.node == running.node == done.node == svc.node
+    assert done.outcome is JobState.SUCCEEDED and done.exit_code == 0 and done.reason is None
+    assert done.usage.wall_seconds is not None and done.usage.wall_seconds >= 0
+    assert sorted(a.name for a in done.artifacts) == ["result.txt", "sub/more.bin"]
+
+    out = await harness.text(job, "stdout")
+    lines = out.splitlines()
+    assert lines[0] == "hello out"
+    env = __import__("json").loads(lines[1])
+    job_dir = f"{svc.settings.root}/jobs/{job}/1"
+    assert env == {
+        "JOBWIRE_JOB_ID": job,
+        "JOBWIRE_ATTEMPT": "1",
+        "JOBWIRE_JOB_DIR": job_dir,
+        "GREETING": "hi there",
+        "cwd": f"{job_dir}/work",
+        "secret": None,
+    }
+    assert await harness.text(job, "stderr") == "hello err\n"
+
+    progress = await harness.bus.js.get_last_msg(sj.EVT_STREAM, sj.event_subject(job, "progress"))
+    assert b'"progress":{"step":3,"of":3}' in progress.data
+
+    store = await harness.bus.artifacts()
+    assert (await store.get(f"{job}/result.txt")).data == b"42\n"
+    assert (await store.get(f"{job}/sub/more.bin")).data == b"\x00\x01"
+
+
+async def test_failing_exit_code_is_reported(harness):
+    svc = await harness.executor()
+    job = await harness.run(svc.node, {"command": ["sh", "-c", "echo bad >&2; exit 3"]})
+    done = await harness.wait(job, "finished")
+    assert (done.outcome, done.exit_code, done.reason) == (JobState.FAILED, 3, "exit code 3")
+    assert await harness.text(job, "stderr") == "bad\n"
+
+
+async def test_missing_command_fails_with_127(harness):
+    svc = await harness.executor()
+    job = await harness.run(svc.node, {"command": ["no-such-program-jobwire"]})
+    done = await harness.wait(job, "finished")
+    assert (done.outcome, done.exit_code) == (JobState.FAILED, 127)
+
+
+async def test_script_and_code_forms(harness):
+    svc = await harness.executor()
+    plain = await harness.run(svc.node, {"script": 'echo "plain $1 $#"\n', "args": ["a b", "c"]})
+    bang = await harness.run(svc.node, {"script": "#!/bin/sh\necho bang $0\n"})
+    code = await harness.run(
+        svc.node,
+        {
+            "code": {"filename": "train.py", "content": "import sys; print('py', sys.argv[1:])"},
+            "args": ["--x", "1"],
+        },
+    )
+    shell = await harness.run(
+        svc.node, {"code": {"filename": "go.sh", "content": "echo sh-code $1"}, "args": ["z"]}
+    )
+    interp = await harness.run(
+        svc.node,
+        {"code": {"filename": "t.txt", "content": "print('given')", "interpreter": [sys.executable]}},
+    )
+    unknown = await harness.run(svc.node, {"code": {"filename": "t.rb", "content": "puts 1"}})
+    program = await harness.run(svc.node, {"program": "blast@2.1"})
+
+    for job in (plain, bang, code, shell, interp):
+        assert (await harness.wait(job, "finished")).outcome is JobState.SUCCEEDED
+    assert await harness.text(plain, "stdout") == "plain a b 2\n"
+    assert (await harness.text(bang, "stdout")).startswith("bang /")
+    assert await harness.text(code, "stdout") == "py ['--x', '1']\n"
+    assert await harness.text(shell, "stdout") == "sh-code z\n"
+    assert await harness.text(interp, "stdout") == "given\n"
+
+    refused = await harness.wait(unknown, "finished")
+    assert refused.outcome is JobState.FAILED and "t.rb" in refused.reason and "interpreter" in refused.reason
+    no_catalog = await harness.wait(program, "finished")
+    assert (no_catalog.outcome, no_catalog.reason) == (JobState.FAILED, NO_CATALOG)
+    assert not harness.of(program, "running")
+
+
+async def test_workdir_relative_to_work(harness):
+    svc = await harness.executor()
+    job = await harness.run(svc.node, {"command": ["pwd"], "workdir": "deep/er"})
+    assert (await harness.wait(job, "finished")).outcome is JobState.SUCCEEDED
+    assert (await harness.text(job, "stdout")).strip().endswith(f"/jobs/{job}/1/work/deep/er")
+
+
+async def test_utf8_survives_chunk_boundaries(harness):
+    svc = await harness.executor()
+    # 3-byte characters across > 64 KiB, so chunk edges fall inside characters unless cut carefully
+    payload = "€" * 50_000 + "end"
+    job = await harness.run(
+        svc.node, {"command": [sys.executable, "-c", "print('€' * 50_000 + 'end', end='')"]}
+    )
+    assert (await harness.wait(job, "finished")).outcome is JobState.SUCCEEDED
+    chunks = [c for c in await harness.logs(job) if c.stream == "stdout" and not c.eof]
+    assert len(chunks) >= 3
+    assert all("\ufffd" not in c.data for c in chunks)
+    assert await harness.text(job, "stdout") == payload
