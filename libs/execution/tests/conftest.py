@@ -35,6 +35,7 @@ class Harness:
         self.nats_url = nats_url
         self.tmp = tmp
         self.reports: list[Report] = []
+        self.headers: dict[tuple[str, str], dict[str, str]] = {}
         self._sub: Any = None
         self.services: list[ExecutorService] = []
 
@@ -88,7 +89,9 @@ class Harness:
         except TimeoutError:
             return
         for m in msgs:
-            self.reports.append(msgspec.json.decode(m.data, type=Report))
+            report = msgspec.json.decode(m.data, type=Report)
+            self.reports.append(report)
+            self.headers[(report.job_id, m.subject.rsplit(".", 1)[1])] = dict(m.headers or {})
             await m.ack()
 
     def of(self, job_id: str, kind: str) -> list[Any]:

@@ -30,10 +30,10 @@ def utf8_cut(data: bytes) -> int:
         b = data[n - back]
         if b & 0xC0 == 0x80:
             continue
-        if b >= 0xC0:
+        if 0xC2 <= b <= 0xF4:
             need = 2 if b < 0xE0 else 3 if b < 0xF0 else 4
             return n - back if need > back else n
-        return n
+        return n  # ASCII, or a byte no valid sequence starts with: nothing to wait for
     return n
 
 

@@ -34,9 +34,9 @@ WRAPPER_SCRIPT = """\
 job_dir=$1
 work_dir=$2
 shift 2
+trap 'jobwire_signalled=1' TERM INT HUP
 exec </dev/null >>"$job_dir/stdout" 2>>"$job_dir/stderr"
 echo "$$" >"$job_dir/pid.tmp" && command -p mv -f "$job_dir/pid.tmp" "$job_dir/pid"
-trap 'jobwire_signalled=1' TERM INT HUP
 if cd "$work_dir"; then
   "$@"
   rc=$?

@@ -1,0 +1,74 @@
+"""The service around the runs: heartbeats, micro status, re-adoption of vanished runs, traces."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import msgspec
+import pytest
+
+from jobwire.contracts.v1 import JobState, NodeHeartbeat
+from jobwire.contracts.v1 import subjects as sj
+from jobwire.execution.runner.executor import VANISHED
+from jobwire.runtime import telemetry
+
+pytestmark = pytest.mark.integration
+
+
+async def test_heartbeat_and_micro_status(harness):
+    node = "beat-node"
+    sub = await harness.bus.nc.subscribe(sj.heartbeat_subject(node))
+    svc = await harness.executor(node, labels={"zone": "a"}, pool="cpu", slots=3)
+    job = await harness.run(node, {"command": ["sleep", "0.6"]})
+    await harness.wait(job, "running")
+    for _ in range(5):
+        beat = msgspec.json.decode((await sub.next_msg(timeout=5)).data, type=NodeHeartbeat)
+        if beat.running:
+            break
+    await sub.unsubscribe()
+    assert (beat.node, beat.backend, beat.pool, beat.labels) == (node, "local", "cpu", {"zone": "a"})
+    assert beat.capacity.slots == 3 and beat.instance == svc.instance and beat.interval == 0.5
+    assert [(r.job_id, r.attempt) for r in beat.running] == [(job, 1)]
+
+    reply = await harness.bus.nc.request("jobwire.svc.jobwire-executor.status", b"", timeout=5)
+    status = msgspec.json.decode(reply.data)
+    assert status["node"] == node and status["running"][0]["job_id"] == job
+    info = await harness.bus.nc.request("$SRV.INFO.jobwire-executor", b"", timeout=5)
+    assert msgspec.json.decode(info.data)["metadata"] == {"node": node, "backend": "local"}
+    await harness.wait(job, "finished")
+
+
+async def test_a_run_that_vanished_while_down_is_reported_failed(harness, until):
+    svc = await harness.executor("vanish-node")
+    job = await harness.run(svc.node, {"command": ["sleep", "30"]})
+    running = await harness.wait(job, "running")
+    await svc.stop()
+    harness.services.remove(svc)
+    os.killpg(running.details["pid"], signal.SIGKILL)  # the wrapper dies too: no exit code is written
+
+    await harness.executor("vanish-node", root=svc.settings.root)
+    done = await harness.wait(job, "finished", timeout=10)
+    assert (done.outcome, done.exit_code, done.reason) == (JobState.FAILED, None, VANISHED)
+
+
+async def test_reports_continue_the_trace_of_the_run_job(harness, until):
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    telemetry.setup_tracing("test", processor=SimpleSpanProcessor(exporter))
+    svc = await harness.executor()
+    with telemetry.tracer("test").start_as_current_span("submit") as parent:
+        job = await harness.run(svc.node, {"command": ["true"]})
+    trace_id = format(parent.get_span_context().trace_id, "032x")
+    await harness.wait(job, "finished")
+
+    def spans() -> dict[str, object]:
+        return {s.name: s for s in exporter.get_finished_spans()}
+
+    await until(lambda: "executor.finish" in spans(), what="the finish span ends")
+    for name in ("executor.run", "executor.finish"):
+        assert format(spans()[name].context.trace_id, "032x") == trace_id
+    for kind in ("starting", "running", "finished"):
+        assert trace_id in harness.headers[(job, kind)]["traceparent"]
