@@ -22,7 +22,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -52,8 +52,8 @@ class JobRow(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    owner: Mapped[str] = mapped_column(String(128), index=True)
-    name: Mapped[str | None] = mapped_column(String(128), index=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(128))
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
     node: Mapped[str | None] = mapped_column(String(128))
@@ -79,6 +79,9 @@ class JobRow(Base):
     __table_args__ = (
         Index("ix_jobs_state_node", "state", "node"),
         Index("ix_jobs_node_state_priority", "node", "state", "priority", "id"),
+        # Lists filter by owner or name and page newest first: (col, id) serves both without a sort.
+        Index("ix_jobs_owner_id", "owner", "id"),
+        Index("ix_jobs_name_id", "name", "id"),
     )
 
 
@@ -92,13 +95,22 @@ class TransitionRow(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
 
+    #: Never loaded (``lazy="raise"``). Declared so that a flush inserts a job before the rows pointing
+    #: at it: without a relationship the unit of work does not order inserts by foreign key.
+    job: Mapped[JobRow] = relationship(lazy="raise")
+
 
 class JobLabelRow(Base):
     __tablename__ = "job_labels"
 
-    job_id: Mapped[str] = mapped_column(String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
     key: Mapped[str] = mapped_column(String(63), primary_key=True)
     value: Mapped[str] = mapped_column(String(256))
+
+    #: See ``TransitionRow.job``: orders the inserts, never loaded.
+    job: Mapped[JobRow] = relationship(lazy="raise")
 
     __table_args__ = (Index("ix_job_labels_key_value", "key", "value"),)
 

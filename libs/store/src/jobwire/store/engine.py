@@ -1,0 +1,131 @@
+"""Engines for PostgreSQL (asyncpg) and SQLite (aiosqlite), and the migration entry point.
+
+Both backends run the same code and the same migrations, so a laptop runs the stack on a SQLite file and a
+site runs it on PostgreSQL without a second code path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///.jobwire/jobwire.db"
+#: Execution option naming how SQLite begins a transaction ("DEFERRED", "IMMEDIATE", "EXCLUSIVE").
+#: A writer that reads before it writes wants "IMMEDIATE", so it waits for the lock instead of failing.
+SQLITE_BEGIN = "jobwire_sqlite_begin"
+#: Key of the PostgreSQL advisory lock that serialises concurrent migrations ("jobwire" in ASCII).
+MIGRATION_LOCK_KEY = 0x6A6F6277697265
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+_SQLITE_PRAGMAS = ("journal_mode=WAL", "busy_timeout=5000", "foreign_keys=ON", "synchronous=NORMAL")
+_SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
+
+
+def normalize_url(url: str | URL) -> URL:
+    """The URL with its async driver: ``postgresql://`` means asyncpg, ``sqlite://`` means aiosqlite."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+asyncpg")
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    raise ValueError(f"unsupported database {backend!r}: use a postgresql:// or sqlite:// URL")
+
+
+def make_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
+    """An async engine; SQLite gets WAL and real transactions (BEGIN emitted by us, not the driver)."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_async_engine(parsed, **kwargs)
+    database = parsed.database or ""
+    if database and database != ":memory:" and not parsed.query.get("uri"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(parsed, **kwargs)
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    # Python 3.11's sqlite3 never BEGINs before a SELECT or DDL (its legacy mode), which breaks repeatable
+    # reads, savepoints and transactional DDL; the SQLAlchemy-documented fix is to emit BEGIN ourselves.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in _SQLITE_PRAGMAS:
+                cursor.execute(f"PRAGMA {pragma}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return
+        mode = str(options.get(SQLITE_BEGIN, "DEFERRED")).upper()
+        if mode not in _SQLITE_BEGIN_MODES:
+            raise ValueError(f"{SQLITE_BEGIN} must be one of {sorted(_SQLITE_BEGIN_MODES)}, not {mode!r}")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions whose objects stay readable after commit (handlers publish them after the commit)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config() -> Config:
+    """An Alembic config pointing at the packaged migrations; no alembic.ini is needed."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def migrate(url: str | URL) -> None:
+    """Bring the database to the newest schema; a no-op when it is already there.
+
+    The whole upgrade runs in one transaction that first takes a lock (``pg_advisory_xact_lock`` on
+    PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so processes starting together migrate one after the other
+    and the later ones find nothing to do.
+    """
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+            async with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                    )
+                await conn.run_sync(_upgrade)
+    finally:
+        await engine.dispose()
+
+
+def _upgrade(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def current_revision(url: str | URL) -> str | None:
+    """The revision the database is at (None before the first migration)."""
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+    finally:
+        await engine.dispose()

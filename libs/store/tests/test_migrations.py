@@ -1,0 +1,151 @@
+import asyncio
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, delete, func, select, text
+from sqlalchemy.engine import make_url
+
+from jobwire.contracts import v1
+from jobwire.store import DEFAULT_SQLITE_URL, make_engine, migrate, session_factory
+from jobwire.store.engine import current_revision, head_revision, normalize_url
+from jobwire.store.models import Base, JobLabelRow, JobRow, NodeRow, TransitionRow
+
+pytestmark = pytest.mark.integration
+
+
+def _diff(conn: Connection) -> list[Any]:
+    context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+    return list(compare_metadata(context, Base.metadata))
+
+
+async def test_migrated_schema_matches_the_models(database_url):
+    assert await current_revision(database_url) is None
+    await migrate(database_url)
+    assert await current_revision(database_url) == head_revision() is not None
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_migrating_twice_is_a_no_op_and_keeps_data(database_url):
+    await migrate(database_url)
+    engine = make_engine(database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            node = NodeRow(name="n1", backend="local", state="up", capacity=v1.encode(v1.NodeCapacity()))
+            session.add(node)
+            node.registered_at = datetime.now(UTC)
+        await migrate(database_url)
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM nodes"))).scalar_one() == 1
+            assert (await conn.execute(text("SELECT count(*) FROM alembic_version"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
+
+
+async def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jobwire.store",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_concurrent_migrations_from_several_processes(database_url):
+    results = await asyncio.gather(*(_cli("migrate", database_url) for _ in range(4)))
+    for rc, out in results:
+        assert rc == 0, out
+        assert f"at revision {head_revision()}" in out
+    assert await current_revision(database_url) == head_revision()
+
+
+async def test_cli_takes_the_url_from_the_environment(database_url):
+    if database_url.startswith("postgresql"):  # the test server trusts any password; it must not be printed
+        database_url = make_url(database_url).set(password="s3cret").render_as_string(hide_password=False)
+    rc, out = await _cli("migrate", env={"JOBWIRE_DATABASE_URL": database_url})
+    assert rc == 0, out
+    assert await current_revision(database_url) == head_revision()
+    assert "at revision" in out
+    assert "s3cret" not in out
+
+
+async def test_cli_rejects_an_unsupported_database():
+    rc, out = await _cli("migrate", "mysql://localhost/x")
+    assert rc == 2
+    assert "unsupported database 'mysql'" in out
+
+
+async def test_sqlite_engine_creates_its_directory_and_sets_pragmas(tmp_path: Path):
+    db = tmp_path / "deep" / "er" / "jobwire.db"
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        async with engine.connect() as conn:
+            pragmas = {
+                p: (await conn.exec_driver_sql(f"PRAGMA {p}")).scalar_one()
+                for p in ("journal_mode", "busy_timeout", "foreign_keys", "synchronous")
+            }
+    finally:
+        await engine.dispose()
+    assert db.parent.is_dir()
+    assert pragmas == {"journal_mode": "wal", "busy_timeout": 5000, "foreign_keys": 1, "synchronous": 1}
+
+
+def test_urls_get_their_async_driver():
+    assert normalize_url("postgresql://u:p@h/db").drivername == "postgresql+asyncpg"
+    assert normalize_url("sqlite:///x.db").drivername == "sqlite+aiosqlite"
+    assert normalize_url(DEFAULT_SQLITE_URL).database == ".jobwire/jobwire.db"
+    with pytest.raises(ValueError, match="unsupported database"):
+        make_engine("mysql://localhost/x")
+
+
+async def test_savepoints_and_begin_modes_work_on_both_backends(database_url):
+    from jobwire.store import SQLITE_BEGIN
+
+    await migrate(database_url)
+    engine = make_engine(database_url)
+    node = {"backend": "local", "state": "up", "capacity": b"{}", "registered_at": datetime.now(UTC)}
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            session.add(NodeRow(name="kept", **node))
+            async with session.begin_nested() as savepoint:
+                session.add(NodeRow(name="undone", **node))
+                await session.flush()
+                await savepoint.rollback()
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+            async with conn.begin():
+                names = (await conn.execute(text("SELECT name FROM nodes"))).scalars().all()
+        assert names == ["kept"]
+        if engine.dialect.name == "sqlite":
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(**{SQLITE_BEGIN: "sometimes"})
+                with pytest.raises(ValueError, match=SQLITE_BEGIN):
+                    await conn.begin()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_flush_inserts_jobs_before_their_rows_and_deletes_cascade(make_job, sessions):
+    seed = make_job(labels={"a": "1", "b": "2"}, states=["queued", "held"])
+    async with sessions() as session, session.begin():
+        session.add_all([*reversed(seed.extra), seed.job])  # children first: the models must reorder
+    async with sessions() as session, session.begin():
+        await session.execute(delete(JobRow).where(JobRow.id == seed.id))
+    async with sessions() as session:
+        for table in (TransitionRow, JobLabelRow):
+            assert (await session.execute(select(func.count()).select_from(table))).scalar_one() == 0
