@@ -72,3 +72,24 @@ async def test_reports_continue_the_trace_of_the_run_job(harness, until):
         assert format(spans()[name].context.trace_id, "032x") == trace_id
     for kind in ("starting", "running", "finished"):
         assert trace_id in harness.headers[(job, kind)]["traceparent"]
+
+
+async def test_a_journaled_chunk_already_in_the_stream_is_not_sent_again(clean_bus):
+    from jobwire.contracts.v1 import LogChunk
+    from jobwire.execution import ExecutorSettings
+    from jobwire.execution.journal import Journal, LogCursor
+    from jobwire.execution.runloop import RunLoop
+
+    loop = RunLoop(None, clean_bus, ExecutorSettings(node="n"))  # type: ignore[arg-type]
+    chunk = LogChunk(job_id="j1", attempt=2, stream="stdout", offset=10, data="hello")
+    await clean_bus.publish(sj.log_subject("j1", "stdout"), chunk)
+    journal = Journal(
+        started_at=0,
+        logs={"stdout": LogCursor(offset=10, pending=15), "stderr": LogCursor(offset=0, pending=4)},
+    )
+    await loop._settle_pending("j1", 2, journal)
+    assert journal.logs["stdout"].offset == 15  # already published: skipped
+    assert journal.logs["stderr"].offset == 0  # nothing on that subject: re-sent
+    other = Journal(started_at=0, logs={"stdout": LogCursor(offset=10, pending=15)})
+    await loop._settle_pending("j1", 3, other)
+    assert other.logs["stdout"].offset == 10  # a different attempt's chunk proves nothing

@@ -53,15 +53,21 @@ class Uploaded:
 
 
 async def upload_outputs(
-    executor: Executor, handle: RunHandle, store: ObjectStore, max_bytes: int
+    executor: Executor, handle: RunHandle, bucket: Callable[[], Awaitable[ObjectStore]], max_bytes: int
 ) -> Uploaded:
-    """Put every output file as ``<job_id>/<name>``, in name order, until ``max_bytes`` in total."""
+    """Put every output file as ``<job_id>/<name>``, in name order, until ``max_bytes`` in total.
+
+    ``bucket`` is only opened when there is something to upload.
+    """
     loop = asyncio.get_running_loop()
     job_id = handle.run.job_id
     done: list[Artifact] = []
     skipped: list[str] = []
     total = 0
-    for f in sorted(await executor.list_outputs(handle), key=lambda f: f.name):
+    outputs = sorted(await executor.list_outputs(handle), key=lambda f: f.name)
+    store = await bucket() if outputs else None
+    for f in outputs:
+        assert store is not None
         if total + f.size > max_bytes:
             skipped.append(f.name)
             continue

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from nats.js.errors import NotFoundError
 
 from jobwire.contracts.v1 import JobProgress, JobState, RunFinished, Usage
 from jobwire.contracts.v1 import subjects as sj
@@ -80,11 +81,31 @@ class RunLoop:
         if journal is None:
             raw = await self.executor.load_state(handle)
             journal = jr.decode(raw) if raw else jr.Journal(started_at=time.time())
+            await self._settle_pending(handle.run.job_id, handle.run.attempt, journal)
         run = handle.run
         pumps = {s: StreamPump(run.job_id, run.attempt, s, journal.cursor(s)) for s in STREAMS}
         t = Tracked(handle, journal, pumps)
         self.runs[handle.key] = t
         return t
+
+    async def _settle_pending(self, job_id: str, attempt: int, journal: jr.Journal) -> None:
+        """A chunk journaled before a crash may have been published already; if it is the last one
+        on its subject, skip it, so a restart later than the stream's de-duplication window still
+        sends no copy."""
+        for stream, cursor in journal.logs.items():
+            if cursor.pending <= cursor.offset:
+                continue
+            try:
+                last = await self.bus.js.get_last_msg(sj.LOG_STREAM, sj.log_subject(job_id, stream))
+            except NotFoundError:
+                continue
+            chunk = msgspec.json.decode(last.data or b"{}", type=dict[str, Any])
+            if (
+                chunk.get("attempt") == attempt
+                and chunk.get("offset") == cursor.offset
+                and not chunk.get("eof")
+            ):
+                cursor.offset = cursor.pending
 
     async def adopt(self) -> int:
         handles = await self.executor.adopt()
@@ -211,7 +232,7 @@ class RunLoop:
                     await pump.eof(self._publish)
                 await self._progress(t, final)
                 uploaded = await upload_outputs(
-                    self.executor, t.handle, await self.bus.artifacts(), self.settings.artifact_max_bytes
+                    self.executor, t.handle, self.bus.artifacts, self.settings.artifact_max_bytes
                 )
                 report = self._finished(t, final, uploaded)
                 await self.bus.publish(
