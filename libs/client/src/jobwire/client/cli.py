@@ -1,0 +1,185 @@
+"""The ``jobwire`` command: argument parsing, and turning every failure into a message and an exit status.
+
+Exit statuses: 0 ok; 1 the job failed, or the server erred (5xx); 2 a bad request or bad input (4xx,
+usage); 3 the gateway could not be reached; 130 interrupted. ``watch``, ``submit --wait`` and
+``submit --follow`` exit with the job's own exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+from rich.text import Text
+
+from . import commands
+from .api import JobwireClient
+from .config import resolve_token, resolve_url
+from .errors import ApiError, ConnectionFailed, JobwireError, WaitTimeout
+from .specs import UsageError
+
+SUBMIT_EXAMPLES = """\
+examples:
+  jobwire submit train.py --gpus 1 --expected-time 2h -- --epochs 10   # upload train.py, args after --
+  jobwire submit --name hello --follow -- echo hello                  # run a command, stream its output
+  jobwire submit -f job.yaml --label run=3 --wait                     # a spec file, flags on top
+"""
+
+Handler = Callable[[JobwireClient, argparse.Namespace, commands.Output], int]
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options taken before or after the command: ``jobwire --url U ls`` and ``jobwire ls --url U``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=argparse.SUPPRESS, help="gateway URL (env JOBWIRE_URL)")
+    common.add_argument(
+        "--token",
+        default=argparse.SUPPRESS,
+        help="bearer token (env JOBWIRE_TOKEN, or ~/.config/jobwire/token)",
+    )
+    return common
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print raw JSON, for scripts")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="jobwire", description="Run and follow jobwire jobs.", parents=[common]
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=epilog,
+            parents=[common],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add(
+        "submit", commands.submit, "submit a script, a command (after --) or a spec file", SUBMIT_EXAMPLES
+    )
+    p.add_argument("file", nargs="?", help="a script to upload (.py, .sh, ...) or a .yaml/.json spec")
+    p.add_argument("-f", "--spec", dest="spec_file", metavar="SPEC", help="a YAML or JSON job spec")
+    p.add_argument("--name")
+    p.add_argument("--cpus", type=float)
+    p.add_argument("--gpus", type=int)
+    p.add_argument("--memory", metavar="SIZE", help="e.g. 4G, 512M")
+    p.add_argument("--walltime", metavar="TIME", help="hard limit, e.g. 2h, 01:30:00")
+    p.add_argument("--expected-time", metavar="TIME", help="expected runtime, for placement (e.g. 10m)")
+    p.add_argument("--env", action="append", default=[], metavar="K=V", help="repeatable; bare K copies ours")
+    p.add_argument("--label", action="append", default=[], metavar="K=V", help="repeatable")
+    p.add_argument("--backend")
+    p.add_argument("--node")
+    p.add_argument("--pool")
+    p.add_argument("--image")
+    p.add_argument("--workdir")
+    p.add_argument("--max-attempts", type=int)
+    p.add_argument("--priority", type=int)
+    p.add_argument("--interpreter", help="how to run the script, e.g. 'python3 -u' (default: by extension)")
+    p.add_argument("--idempotency-key", help="retrying with the same key never submits twice")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the job id")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--wait", action="store_true", help="wait for the job; exit with its exit code")
+    how.add_argument("--follow", action="store_true", help="stream its output; exit with its exit code")
+    _json_flag(p)
+
+    p = add("status", commands.status, "show one job")
+    p.add_argument("job")
+    _json_flag(p)
+
+    p = add("ls", commands.ls, "list jobs, newest first")
+    p.add_argument("--state", action="append", default=[], help="repeatable or comma-separated")
+    p.add_argument("--node")
+    p.add_argument("--name")
+    p.add_argument("--owner")
+    p.add_argument("--label", action="append", default=[], metavar="K=V")
+    p.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    p.add_argument("--all", action="store_true", help="every matching job")
+    _json_flag(p)
+
+    p = add("logs", commands.logs, "print a job's output (stdout to stdout, stderr to stderr)")
+    p.add_argument("job")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job finishes")
+    p.add_argument("--stream", choices=("stdout", "stderr"))
+    p.add_argument("--offset", type=int, help="resume after this sequence number")
+    _json_flag(p)
+
+    p = add("watch", commands.watch_job, "follow a job's state and progress; exit with its exit code")
+    p.add_argument("job")
+    _json_flag(p)
+
+    add("cancel", commands.cancel, "cancel a job").add_argument("job")
+    add("rm", commands.rm, "delete a job with its logs and artifacts").add_argument("job")
+
+    p = add("nodes", commands.nodes, "list executor nodes")
+    _json_flag(p)
+
+    p = add("artifacts", commands.artifacts, "list a job's artifacts, or download one")
+    p.add_argument("job")
+    p.add_argument("name", nargs="?")
+    p.add_argument("-o", "--output", metavar="PATH", help="where to write it (- for stdout)")
+    _json_flag(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest: list[str] = []
+    if "--" in argv:  # everything after `--` is the job's command, never our options
+        cut = argv.index("--")
+        argv, rest = argv[:cut], argv[cut + 1 :]
+    args = build_parser().parse_args(argv)
+    if rest and args.cmd != "submit":
+        build_parser().error("only `submit` takes a command after --")
+    args.command = rest
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        token = resolve_token(getattr(args, "token", None), warn=lambda m: err.print(m, style="yellow"))
+        with JobwireClient(resolve_url(getattr(args, "url", None)), token) as client:
+            handler: Handler = args.handler
+            return handler(client, args, commands.Output(as_json=getattr(args, "json", False)))
+    except UsageError as exc:
+        return _fail(err, f"error: {exc}", 2)
+    except ApiError as exc:
+        return _fail(err, _api_message(exc), 2 if exc.status < 500 else 1)
+    except ConnectionFailed as exc:
+        return _fail(err, f"cannot reach the jobwire gateway at {exc.url}: {exc.reason}", 3)
+    except WaitTimeout as exc:
+        return _fail(err, str(exc), 1)
+    except JobwireError as exc:
+        return _fail(err, f"error: {exc}", 1)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # the reader went away (`jobwire logs JOB | head`): stop quietly, like cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _api_message(exc: ApiError) -> str:
+    text = f"{exc.title} ({exc.status})"
+    if exc.detail:
+        text += f": {exc.detail}"
+    if exc.status == 401:
+        text += "\nset JOBWIRE_TOKEN, pass --token, or put the token in ~/.config/jobwire/token (mode 0600)"
+    return text
+
+
+def _fail(err: Console, message: str, status: int) -> int:
+    err.print(Text(message, style="red"))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The CLI's commands, one function each: read the parsed arguments, call the client, print.
+
+Each returns the process's exit status. Errors are raised and turned into messages by ``cli.main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from rich.console import Console
+from rich.text import Text
+
+from jobwire.contracts import v1
+
+from . import render, specs
+from .api import JobwireClient
+from .models import exit_status, job_finished
+from .watch import final_line, watch
+
+
+class Output:
+    """Where things go: tables and messages through rich, JSON and job output as plain text."""
+
+    def __init__(self, as_json: bool = False) -> None:
+        self.as_json = as_json
+        self.out = Console(highlight=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def json(self, data: Any) -> None:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(data)).decode() + "\n")
+        sys.stdout.flush()
+
+    def json_line(self, data: Any) -> None:
+        sys.stdout.write(msgspec.json.encode(data).decode() + "\n")
+        sys.stdout.flush()
+
+
+def submit(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    flags = {key: getattr(args, key) for key in (*specs.TOP_FLAGS, *specs.RESOURCE_FLAGS, "expected_time")}
+    spec = specs.build_spec(
+        file=args.file,
+        spec_file=args.spec_file,
+        command=args.command,
+        flags=flags,
+        env_pairs=args.env,
+        label_pairs=args.label,
+        interpreter=args.interpreter,
+    )
+    # a key per invocation: a retried submit (by the user or a proxy) cannot start the job twice
+    done = client.submit_detailed(spec, idempotency_key=args.idempotency_key or str(uuid.uuid4()))
+    job = done.job
+    if io.as_json:
+        io.json(job)
+    elif args.quiet:
+        print(job.id, flush=True)
+    else:
+        line = Text(f"submitted {job.id} ")
+        line.append_text(render.state_text(job.state.value))
+        if job.node:
+            line.append(f" on {job.node}")
+        if job.queue_position is not None:
+            line.append(f" · queue position {job.queue_position}")
+        if not done.accepted:
+            line.append(" · the scheduler has not confirmed it yet (it is durably queued)", style="yellow")
+        (io.err if args.follow else io.out).print(line)
+    if args.follow:
+        _print_logs(client, job.id, follow=True, offset=None, stream=None, io=io)
+        job = client.wait(job.id)
+        io.err.print(final_line(job))
+        return exit_status(job)
+    if args.wait:
+        job = client.wait(job.id)
+        (io.err if io.as_json or args.quiet else io.out).print(final_line(job))
+        return exit_status(job)
+    return 0
+
+
+def status(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    job = client.get(args.job)
+    if io.as_json:
+        io.json(job)
+    else:
+        io.out.print(render.job_panel(job))
+    return 0
+
+
+def ls(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    """Newest first; pages through ``next_cursor`` until ``--limit`` jobs, or all of them with ``--all``."""
+    states = [s.strip() for value in args.state for s in value.split(",") if s.strip()]
+    filters: dict[str, Any] = {
+        "state": states,
+        "node": args.node,
+        "name": args.name,
+        "owner": args.owner,
+        "labels": specs.parse_pairs(args.label, "--label"),
+    }
+    wanted = None if args.all else args.limit
+    jobs: list[v1.Job] = []
+    cursor: str | None = None
+    more = False
+    while wanted is None or len(jobs) < wanted:
+        size = 200 if wanted is None else min(200, wanted - len(jobs))
+        page = client.list_jobs(limit=size, cursor=cursor, **filters)
+        jobs.extend(page.items)
+        cursor = page.next_cursor
+        more = bool(cursor) and bool(page.items)
+        if not more:
+            break
+    if wanted is not None:
+        jobs = jobs[:wanted]
+    if io.as_json:
+        io.json(jobs)
+    elif not jobs:
+        io.err.print("no jobs", style="dim")
+    else:
+        io.out.print(render.jobs_table(jobs))
+        if more:
+            io.err.print(f"newest {len(jobs)} shown; --limit N or --all for more", style="dim")
+    return 0
+
+
+def logs(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    _print_logs(client, args.job, follow=args.follow, offset=args.offset, stream=args.stream, io=io)
+    return 0
+
+
+def _print_logs(
+    client: JobwireClient, job_id: str, *, follow: bool, offset: int | None, stream: str | None, io: Output
+) -> None:
+    """The job's stdout to ours and its stderr to ours, unbuffered so ``-f`` feels live."""
+    for piece in client.logs(job_id, follow=follow, offset=offset, stream=stream):
+        if io.as_json:
+            io.json_line(piece)
+            continue
+        target = sys.stderr if piece.stream == "stderr" else sys.stdout
+        target.write(piece.data)
+        target.flush()
+
+
+def watch_job(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    if io.as_json:
+        for event in client.events(args.job):
+            io.json_line(event)
+        return exit_status(client.get(args.job))
+    return watch(client, args.job, io.out)
+
+
+def cancel(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    job = client.cancel(args.job)
+    if io.as_json:
+        io.json(job)
+    elif job_finished(job):
+        io.out.print(final_line(job))
+    else:
+        io.out.print(f"cancel requested for {job.id} (now {job.state.value})")
+    return 0
+
+
+def rm(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    job = client.delete(args.job)
+    io.out.print(f"deleted {args.job}" if job is None else f"deletion of {args.job} requested")
+    return 0
+
+
+def nodes(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    found = client.nodes()
+    if io.as_json:
+        io.json(found)
+    elif not found:
+        io.err.print("no nodes have registered", style="dim")
+    else:
+        io.out.print(render.nodes_table(found))
+    return 0
+
+
+def artifacts(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    """List a job's artifacts, or download one (to ``-o PATH``, ``-o -`` for stdout)."""
+    if args.name is None:
+        found = client.artifacts(args.job)
+        if io.as_json:
+            io.json(found)
+        elif not found:
+            io.err.print(f"job {args.job} has no artifacts", style="dim")
+        else:
+            io.out.print(render.artifacts_table(found))
+        return 0
+    if args.output == "-":
+        client.download_artifact(args.job, args.name, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return 0
+    dest = Path(args.output or Path(args.name).name)
+    if dest.is_dir():
+        dest = dest / Path(args.name).name
+    # write beside the target and rename, so a broken download never leaves a truncated file behind
+    fd, tmp = tempfile.mkstemp(dir=dest.parent or Path("."), prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            size = client.download_artifact(args.job, args.name, out)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    io.err.print(f"wrote {dest} ({render.fmt_size(size)})")
+    return 0

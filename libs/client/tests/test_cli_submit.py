@@ -1,0 +1,98 @@
+"""``jobwire submit`` against the stub gateway: the spec that arrives is the one the flags describe."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def sent(stub: Any) -> dict[str, Any]:
+    (request,) = stub.requests("POST", "/v1/jobs")
+    body: dict[str, Any] = json.loads(request.body)
+    return body
+
+
+def test_flags_and_command(stub: Any, cli: Any) -> None:
+    result = cli(
+        "submit", "--name", "hello", "--gpus", "1", "--cpus", "2", "--memory", "1G", "--walltime", "00:10:00",
+        "--expected-time", "2m", "--env", "A=1", "--env", "B=2", "--label", "team=ml", "--backend", "docker",
+        "--node", "gpu-1", "--max-attempts", "3", "--priority", "7", "--image", "python:3.11",
+        "--", "python", "-c", "print('hi')",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    body = sent(stub)
+    assert body["command"] == ["python", "-c", "print('hi')"]
+    assert body["name"] == "hello"
+    assert body["resources"] == {"cpus": 2.0, "memory": 1024**3, "gpus": 1, "walltime": 600.0}
+    assert body["expected_runtime"] == 120
+    assert body["env"] == {"A": "1", "B": "2"}
+    assert body["labels"] == {"team": "ml"}
+    assert (body["backend"], body["node"], body["image"]) == ("docker", "gpu-1", "python:3.11")
+    assert (body["max_attempts"], body["priority"]) == (3, 7)
+    (request,) = stub.requests("POST", "/v1/jobs")
+    assert request.headers.get("Idempotency-Key")
+    job_id = next(iter(stub.jobs))
+    assert f"submitted {job_id}" in result.out
+
+
+def test_code_file_is_uploaded_with_its_name(stub: Any, cli: Any, tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("import sys\nprint(sys.argv)\n")
+    result = cli("submit", str(script), "--gpus", "1", "-q", "--", "--lr", "0.1")
+    assert result.code == 0, result.err
+    body = sent(stub)
+    assert body["code"] == {
+        "filename": "train.py",
+        "content": "import sys\nprint(sys.argv)\n",
+        "interpreter": None,
+    }
+    assert body["args"] == ["--lr", "0.1"]
+    assert "command" not in body
+    assert result.out.strip() == next(iter(stub.jobs))  # -q: only the id, for $(jobwire submit ...)
+
+
+def test_yaml_spec(stub: Any, cli: Any, tmp_path: Path) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text(
+        "name: from-yaml\nscript: |\n  echo one\n  echo two\nresources:\n  memory: 512M\n"
+        "labels: {team: ml}\nslurm: {partition: gpu}\n"
+    )
+    result = cli("submit", "-f", str(spec), "--label", "run=3", "--json")
+    assert result.code == 0, result.err
+    body = sent(stub)
+    assert body["script"] == "echo one\necho two\n"
+    assert body["resources"] == {"memory": 512 * 1024**2}
+    assert body["labels"] == {"team": "ml", "run": "3"}
+    assert body["slurm"] == {"partition": "gpu"}
+    assert json.loads(result.out)["name"] == "from-yaml"
+
+
+def test_wait_exits_with_the_jobs_exit_code(stub: Any, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = stub.add_job
+
+    def finished_job(**fields: Any) -> dict[str, Any]:
+        job: dict[str, Any] = original(**{**fields, "state": "failed", "exit_code": 4, "attempt": 1})
+        return job
+
+    monkeypatch.setattr(stub, "add_job", finished_job)
+    result = cli("submit", "--wait", "--", "false")
+    assert result.code == 4
+    assert "failed" in result.out and "exit code 4" in result.out
+
+
+def test_202_says_the_job_is_only_queued(stub: Any, cli: Any) -> None:
+    stub.submit_status = 202
+    result = cli("submit", "--", "true")
+    assert result.code == 0
+    assert "not confirmed" in result.out
+
+
+def test_bad_input_is_reported_without_sending(stub: Any, cli: Any) -> None:
+    result = cli("submit", "--memory", "lots", "--", "true")
+    assert result.code == 2
+    assert "not a size" in result.err
+    assert "Traceback" not in result.err
+    assert stub.requests("POST", "/v1/jobs") == []
