@@ -139,3 +139,19 @@ def test_cancel_and_rm(stub: Any, cli: Any) -> None:
     result = cli("rm", job["id"])
     assert result.code == 0 and f"deleted {job['id']}" in result.out
     assert job["id"] not in stub.jobs
+
+
+def test_watch_does_not_repeat_history_a_server_replays(stub: Any, cli: Any) -> None:
+    job = stub.add_job(
+        state="running",
+        transitions=[
+            {"state": "queued", "at": "2030-01-02T03:04:05Z"},
+            {"state": "running", "at": "2030-01-02T03:04:06Z"},
+        ],
+    )
+    queued = {**transition(job["id"], "queued", None), "at": "2030-01-02T03:04:05Z"}
+    running = {**transition(job["id"], "running", "queued"), "at": "2030-01-02T03:04:06Z"}
+    stub.events[job["id"]] = [queued, running, transition(job["id"], "succeeded", "running", exit_code=0)]
+    result = cli("watch", job["id"])
+    assert result.code == 0
+    assert [line.split()[1] for line in result.out.splitlines()] == ["running", "succeeded", "succeeded"]

@@ -167,24 +167,25 @@ def jobs_table(jobs: list[v1.Job], now: datetime | None = None) -> Table:
     now = now or datetime.now(UTC)
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("ID", no_wrap=True, min_width=36)
-    table.add_column("NAME", overflow="ellipsis", no_wrap=True, max_width=24)
+    table.add_column("NAME", overflow="ellipsis", no_wrap=True, max_width=20)
     table.add_column("STATE", no_wrap=True)
     table.add_column("NODE", overflow="ellipsis", no_wrap=True)
-    table.add_column("TRY", justify="right")
+    retried = any(job.attempt > 1 for job in jobs)
+    if retried:
+        table.add_column("TRY", justify="right")
     table.add_column("AGE", justify="right", no_wrap=True)
-    table.add_column("RUNTIME", justify="right", no_wrap=True)
+    table.add_column("RAN", justify="right", no_wrap=True)
     table.add_column("EXIT", justify="right")
     for job in jobs:
-        table.add_row(
-            job.id,
-            job.name or "",
-            state_text(job.state.value),
-            job.node or "",
-            str(job.attempt or ""),
+        cells: list[str | Text] = [job.id, job.name or "", state_text(job.state.value), job.node or ""]
+        if retried:
+            cells.append(str(job.attempt or ""))
+        cells += [
             fmt_age(job.created_at, now).removesuffix(" ago"),
             fmt_duration(runtime(job, now)),
             "" if job.exit_code is None else str(job.exit_code),
-        )
+        ]
+        table.add_row(*cells)
     return table
 
 

@@ -83,16 +83,23 @@ class View:
         self.started_at = job.started_at
         self.ended_at = job.ended_at
         self.progress: Any = None
+        # what the snapshot already shows; a server replaying the job's history repeats it
+        self.seen_until: datetime | None = job.transitions[-1].at if job.transitions else None
+        self.progress_at: datetime | None = None
 
     def apply(self, event: v1.Event) -> str | None:
         """Take in one event; returns a line for a non-terminal when something worth saying changed."""
         if isinstance(event, v1.JobTransitioned):
+            if self.seen_until is not None and event.at <= self.seen_until:
+                return None
             self.state, self.node, self.attempt = event.state.value, event.node or self.node, event.attempt
             if event.state in (v1.JobState.STARTING, v1.JobState.RUNNING) and self.started_at is None:
                 self.started_at = event.at
             self.ended_at = event.at if event.state in v1.TERMINAL else None
             return self.state_line() + (f"  ({event.reason})" if event.reason else "")
         if isinstance(event, v1.JobProgress):
+            if self.progress_at is not None and event.at <= self.progress_at:
+                return None
             self.progress = event.progress
             return self.progress_line()
         return None
@@ -134,7 +141,7 @@ def watch(client: JobwireClient, job_id: str, console: Console) -> int:
         view = View(job)
         current = client.progress(job_id)
         if current is not None:
-            view.progress = current.progress
+            view.progress, view.progress_at = current.progress, current.at
         if console.is_terminal:
             with Live(get_renderable=view.render, console=console, refresh_per_second=4):
                 for event in client.events(job_id):
@@ -157,7 +164,7 @@ def final_line(job: v1.Job) -> Text:
     line.append_text(state_text(job.state.value))
     if job.exit_code is not None:
         line.append(f" · exit code {job.exit_code}")
-    if job.reason:
+    if job.reason and job.reason != f"exit code {job.exit_code}":
         line.append(f" · {job.reason}")
     if job.started_at and job.ended_at:
         line.append(f" · ran {fmt_duration((job.ended_at - job.started_at).total_seconds())}")
