@@ -319,3 +319,28 @@ def test_env_and_hostile_arguments_arrive_as_data(api):
     )
     wait_state(api, job["id"], "succeeded")
     assert api.get(f"/v1/jobs/{job['id']}/logs").text == "$(id);`id`"
+
+
+def test_scheduler_and_executor_are_discoverable_as_nats_micro_services(stack):
+    """What `nats micro ls` shows: a PING on $SRV.PING answered by each service."""
+    import asyncio
+
+    import nats
+
+    async def ping() -> list[dict]:
+        nc = await nats.connect(stack.nats_url)
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        await nc.publish("$SRV.PING", b"", reply=inbox)
+        out = []
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=1)
+                out.append(json.loads(msg.data))
+        except Exception:  # noqa: BLE001 - no more answers
+            pass
+        await nc.close()
+        return out
+
+    names = {s["name"] for s in asyncio.run(ping())}
+    assert {"jobwire-scheduler", "jobwire-executor"} <= names
