@@ -337,7 +337,7 @@ def test_scheduler_and_executor_are_discoverable_as_nats_micro_services(stack):
             while True:
                 msg = await sub.next_msg(timeout=1)
                 out.append(json.loads(msg.data))
-        except Exception:  # noqa: BLE001 - no more answers
+        except Exception:
             pass
         await nc.close()
         return out

@@ -3,7 +3,6 @@ import pytest
 from jobwire.runtime.settings import BusSettings
 from jobwire.scheduler.service import Scheduler
 from jobwire.scheduler.settings import SchedulerSettings
-
 from tests.support.fake_node import Events
 
 
@@ -22,4 +21,3 @@ async def scheduler(clean_bus, nats_url, database_url):
     await sched.start()
     yield sched
     await sched.stop()
-
