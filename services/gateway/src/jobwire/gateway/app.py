@@ -1,0 +1,96 @@
+"""The Litestar app: routes, problem+json errors, OpenAPI at ``/schema``, tracing, and a lifespan that
+holds the NATS connection, the (read-only) database engine and the one event subscription.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from importlib.metadata import PackageNotFoundError, version
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RedocRenderPlugin, StoplightRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins import PluginProtocol
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+
+from jobwire.runtime import telemetry
+from jobwire.runtime.bus import connect
+from jobwire.store.engine import make_engine, session_factory
+
+from .artifacts.controllers import ArtifactController
+from .events.controllers import EventController
+from .health.controllers import HealthController
+from .jobs.controllers import JobController
+from .logs.controllers import LogController
+from .nodes.controllers import NodeController
+from .problems import EXCEPTION_HANDLERS
+from .resources import STATE_KEY, Resources, provide_resources
+from .settings import GatewaySettings
+from .waiters import EventWaiters
+
+log = logging.getLogger(__name__)
+SERVICE = "gateway"
+
+
+def _version() -> str:
+    try:
+        return version("jobwire-gateway")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+        return "0.0.0"
+
+
+def _lifespan(settings: GatewaySettings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """Connections live as long as the app serves; nothing else is kept between requests."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        bus = await connect(settings.bus, name=f"jobwire-{SERVICE}", declare=True)
+        engine = make_engine(settings.database_url)
+        waiters = EventWaiters(bus.nc)
+        try:
+            await waiters.start()
+            app.state[STATE_KEY] = Resources(
+                settings=settings, bus=bus, engine=engine, sessions=session_factory(engine), waiters=waiters
+            )
+            yield
+        finally:
+            await waiters.stop()
+            await bus.close()
+            await engine.dispose()
+
+    return lifespan
+
+
+def create_app(settings: GatewaySettings) -> Litestar:
+    """A gateway app for ``settings``; connections open in its lifespan (serve it to use it)."""
+    plugins: list[PluginProtocol] = []
+    if settings.tracing:
+        telemetry.setup_tracing(SERVICE)
+        plugins.append(OpenTelemetryPlugin(OpenTelemetryConfig()))
+    return Litestar(
+        route_handlers=[
+            JobController,
+            LogController,
+            EventController,
+            ArtifactController,
+            NodeController,
+            HealthController,
+        ],
+        dependencies={"res": Provide(provide_resources, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[_lifespan(settings)],
+        plugins=plugins,
+        request_max_body_size=settings.max_body_size,
+        logging_config=None,  # the process configures logging (jobwire.runtime.lifecycle.setup_logging)
+        openapi_config=OpenAPIConfig(
+            title="jobwire",
+            version=_version(),
+            description="One REST API for jobs on Docker hosts, HPC batch schedulers and SSH GPU nodes.",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin(), StoplightRenderPlugin()],
+        ),
+    )

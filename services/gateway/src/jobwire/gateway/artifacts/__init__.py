@@ -1,0 +1,1 @@
+"""Job artifacts from the object store."""

@@ -1,0 +1,1 @@
+"""Job events from JOBWIRE_EVT as SSE, and the latest progress."""

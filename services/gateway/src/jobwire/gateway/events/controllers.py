@@ -1,0 +1,53 @@
+"""HTTP for ``/v1/jobs/{id}/events`` (SSE) and ``/v1/jobs/{id}/progress``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.params import QueryParameter
+from litestar.response import ServerSentEvent
+
+from jobwire.contracts import v1
+
+from ..jobs.lookup import require_job
+from ..params import JobId, LastEventId, Offset, Res
+from ..sse import SseItem, resume_after, sse_response
+from .service import EventRecord, last_progress, read_events
+
+
+async def _as_sse(records: AsyncIterator[EventRecord | None]) -> AsyncIterator[SseItem | None]:
+    async for r in records:
+        yield None if r is None else SseItem(id=r.seq, event=r.kind, data=r.raw.decode())
+
+
+class EventController(Controller):
+    path = "/v1/jobs/{job_id:str}"
+    tags = ["events"]
+
+    @get(
+        "/events",
+        summary="A job's events as server-sent events",
+        description=(
+            "Events `transition`, `progress` and `deleted` (data = the event JSON as on the bus), `id` = the "
+            "stream sequence; `Last-Event-ID` resumes after it. Ends, with an `end` event, after the job's "
+            "finishing transition."
+        ),
+    )
+    async def events(
+        self,
+        res: Res,
+        job_id: JobId,
+        follow: Annotated[bool, QueryParameter(description="Wait for events until the job finishes")] = True,
+        offset: Offset = 0,
+        last_event_id: LastEventId = None,
+    ) -> ServerSentEvent:
+        job = await require_job(res, job_id)
+        after = resume_after(offset, last_event_id)
+        return sse_response(_as_sse(read_events(res, job, after=after, follow=follow)))
+
+    @get("/progress", summary="What the job last reported as progress")
+    async def progress(self, res: Res, job_id: JobId) -> v1.JobProgress:
+        await require_job(res, job_id)
+        return await last_progress(res, job_id)

@@ -1,0 +1,129 @@
+"""HTTP for ``/v1/jobs``: parse, call the service, shape the response. Nothing else lives here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromQuery, HeaderParameter, QueryParameter
+
+from jobwire.contracts import v1
+
+from ..owner import owner_of
+from ..params import JobId, Res
+from ..problems import ProblemDetails
+from . import service, submit
+from .lookup import require_job
+from .openapi import JobSpecBody
+from .schemas import JobPage, parse_labels, parse_states
+
+
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(ProblemDetails, description=description, media_type="application/problem+json")
+
+
+def location(job_id: str) -> str:
+    return f"/v1/jobs/{job_id}"
+
+
+class JobController(Controller):
+    path = "/v1/jobs"
+    tags = ["jobs"]
+
+    @post(
+        "/",
+        status_code=201,
+        summary="Submit a job",
+        operation_class=JobSpecBody,
+        responses={
+            202: ResponseSpec(v1.Job, description="Durably queued; the scheduler has not stored it yet"),
+            400: _problem("Malformed JSON or a bad Idempotency-Key"),
+            413: _problem("Body over the size limit"),
+            415: _problem("Body is not JSON"),
+            422: _problem("Not a valid JobSpec: unknown field, value out of range, no command, ..."),
+        },
+    )
+    async def submit_job(
+        self,
+        request: Request[Any, Any, Any],
+        res: Res,
+        idempotency_key: Annotated[
+            str | None,
+            HeaderParameter(
+                name="Idempotency-Key", description="A retry with the same key returns the same job"
+            ),
+        ] = None,
+    ) -> Response[v1.Job]:
+        """Validate the JobSpec, queue it for the scheduler and wait briefly for it to be stored."""
+        spec = submit.parse_spec(await request.body(), request.headers.get("content-type"))
+        key = submit.check_idempotency_key(idempotency_key)
+        done = await submit.submit(res, spec, owner=owner_of(request), idempotency_key=key)
+        headers = {"Location": location(done.job.id)}
+        if done.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(done.job, status_code=201 if done.accepted else 202, headers=headers)
+
+    @get("/", summary="List jobs, newest first")
+    async def list_jobs(
+        self,
+        res: Res,
+        states: Annotated[
+            list[str] | None,
+            QueryParameter(name="state", description="Repeatable, or a comma list: any of these states"),
+        ] = None,
+        node: FromQuery[str | None] = None,
+        name: FromQuery[str | None] = None,
+        label: Annotated[
+            list[str] | None, QueryParameter(description="KEY=VALUE, repeatable: every pair must match")
+        ] = None,
+        owner: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        cursor: Annotated[
+            str | None, QueryParameter(description="`next_cursor` of the previous page")
+        ] = None,
+    ) -> JobPage:
+        return await service.list_jobs(
+            res,
+            states=parse_states(states),
+            node=node,
+            name=name,
+            labels=parse_labels(label),
+            owner=owner,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    @get("/{job_id:str}", summary="One job", responses={404: _problem("No such job")})
+    async def get_job(self, res: Res, job_id: JobId) -> v1.Job:
+        return await require_job(res, job_id)
+
+    @post(
+        "/{job_id:str}/cancel",
+        status_code=200,
+        summary="Cancel a job",
+        responses={
+            202: ResponseSpec(v1.Job, description="Cancel requested; the job has not stopped yet"),
+            404: _problem("No such job"),
+            409: _problem("The job already finished"),
+        },
+    )
+    async def cancel_job(self, request: Request[Any, Any, Any], res: Res, job_id: JobId) -> Response[v1.Job]:
+        job, finished = await service.cancel(res, job_id, owner=owner_of(request))
+        return Response(job, status_code=200 if finished else 202)
+
+    @delete(
+        "/{job_id:str}",
+        status_code=202,
+        summary="Delete a job with its logs, events and artifacts",
+        responses={
+            202: ResponseSpec(v1.Job, description="Delete requested; the job is not gone yet"),
+            204: ResponseSpec(None, description="Deleted"),
+            404: _problem("No such job"),
+        },
+    )
+    async def delete_job(self, request: Request[Any, Any, Any], res: Res, job_id: JobId) -> Response[Any]:
+        job = await service.delete(res, job_id, owner=owner_of(request))
+        if job is None:
+            return Response(None, status_code=204)
+        return Response(job, status_code=202)

@@ -1,0 +1,29 @@
+"""Reading one job from the database, shared by every ``/v1/jobs/{id}/...`` resource."""
+
+from __future__ import annotations
+
+from jobwire.contracts import v1
+from jobwire.store import queries
+
+from ..problems import JobNotFound
+from ..resources import Resources
+
+
+async def load_job(res: Resources, job_id: str) -> v1.Job | None:
+    if not v1.is_job_id(job_id):
+        return None  # not an id we hand out: cannot exist (and must not reach a subject)
+    async with res.session() as session:
+        return await queries.get_job(session, job_id)
+
+
+async def require_job(res: Resources, job_id: str) -> v1.Job:
+    """The job, or a 404 problem."""
+    job = await load_job(res, job_id)
+    if job is None:
+        raise JobNotFound(f"there is no job {job_id!r}")
+    return job
+
+
+def is_done(job: v1.Job) -> bool:
+    """Nothing more will happen to the job (``lost`` counts once it has no attempt left)."""
+    return v1.is_finished(job.state, attempts_left=job.attempt < job.max_attempts)

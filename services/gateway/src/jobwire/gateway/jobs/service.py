@@ -1,0 +1,86 @@
+"""Reading, listing, cancelling and deleting jobs.
+
+Reads go to the database. Cancel and delete are commands to the scheduler: we publish, then wait briefly
+for the event that shows the outcome, resolved by the app's one event subscription.
+"""
+
+from __future__ import annotations
+
+from jobwire.contracts import v1
+from jobwire.contracts.v1 import subjects as sj
+from jobwire.store import queries
+
+from ..problems import Conflict, InvalidParameter
+from ..resources import Resources
+from ..waiters import wait
+from .lookup import is_done, load_job, require_job
+from .schemas import JobPage
+
+
+class JobFinished(Conflict):
+    slug, title = "job-finished", "Job already finished"
+
+
+async def list_jobs(
+    res: Resources,
+    *,
+    states: list[str],
+    node: str | None,
+    name: str | None,
+    labels: dict[str, str],
+    owner: str | None,
+    limit: int,
+    cursor: str | None,
+) -> JobPage:
+    async with res.session() as session:
+        try:
+            jobs, next_cursor = await queries.list_jobs(
+                session,
+                states=states,
+                node=node,
+                name=name,
+                labels=labels,
+                owner=owner,
+                limit=limit,
+                cursor=cursor,
+            )
+        except queries.InvalidCursor as e:
+            raise InvalidParameter(f"query parameter `cursor`: {e}") from None
+    return JobPage(items=jobs, next_cursor=next_cursor)
+
+
+def _finishing(event: v1.Event) -> bool:
+    return isinstance(event, v1.JobTransitioned) and (
+        event.state in v1.TERMINAL or event.state is v1.JobState.LOST
+    )
+
+
+async def cancel(res: Resources, job_id: str, *, owner: str) -> tuple[v1.Job, bool]:
+    """The job after the cancel, and whether it is finished (200) or the cancel still pending (202)."""
+    with res.waiters.watch(job_id, _finishing) as finished:
+        job = await require_job(res, job_id)
+        if is_done(job):
+            raise JobFinished(
+                f"job {job_id} already finished ({job.state.value}); only queued, held, starting or running "
+                "jobs can be cancelled"
+            )
+        command = v1.CancelJob(job_id=job_id, requested_by=owner)
+        await res.bus.publish(sj.cmd_subject("cancel"), command, msg_id=f"{job_id}:cancel")
+        await wait(finished, res.settings.wait_timeout)
+    job = await load_job(res, job_id) or job
+    return job, is_done(job)
+
+
+def _deleted(event: v1.Event) -> bool:
+    return isinstance(event, v1.JobDeleted)
+
+
+async def delete(res: Resources, job_id: str, *, owner: str) -> v1.Job | None:
+    """None once the job is gone (204), else the job still waiting to be deleted (202)."""
+    with res.waiters.watch(job_id, _deleted) as deleted:
+        await require_job(res, job_id)
+        command = v1.DeleteJob(job_id=job_id, requested_by=owner)
+        await res.bus.publish(sj.cmd_subject("delete"), command, msg_id=f"{job_id}:delete")
+        if await wait(deleted, res.settings.wait_timeout) is not None:
+            return None
+    return await load_job(res, job_id)

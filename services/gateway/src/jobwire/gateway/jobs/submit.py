@@ -1,0 +1,102 @@
+"""``POST /v1/jobs``: validate, name, publish ``SubmitJob``, then wait briefly for the scheduler.
+
+Nothing is written here: the command is durably stored in JOBWIRE_CMD before we answer, and the scheduler
+stores the job. If it answers in time the client gets the stored job (201), else the job as submitted (202).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import msgspec
+from nats.js.errors import KeyWrongLastSequenceError
+
+from jobwire.contracts import v1
+from jobwire.contracts.v1 import subjects as sj
+
+from ..problems import InvalidBody, InvalidParameter, UnsupportedMediaType, invalid_body
+from ..resources import Resources
+from ..waiters import wait
+from .lookup import load_job
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@dataclass
+class Submitted:
+    job: v1.Job
+    #: the scheduler stored the job (201); otherwise it is only durably queued (202)
+    accepted: bool
+    #: an earlier request with the same Idempotency-Key made this job
+    replayed: bool = False
+
+
+def parse_spec(body: bytes, content_type: str | None) -> v1.JobSpec:
+    """A JobSpec from the body, refusing unknown fields; every failure is a 4xx problem."""
+    media = (content_type or "application/json").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"send the JobSpec as application/json, not {media!r}")
+    if not body.strip():
+        raise InvalidBody("the request body is empty: send a JobSpec JSON object")
+    try:
+        return v1.decode_strict(body, v1.JobSpec)
+    except msgspec.MsgspecError as e:
+        raise invalid_body(e) from None
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise InvalidParameter(
+            f"header `Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+        )
+    return key
+
+
+async def claim_id(res: Resources, owner: str, key: str, job_id: str) -> tuple[str, bool]:
+    """The job id for ``owner``'s key: ours if we are first (create-only), else the earlier one."""
+    kv = await res.bus.idempotency()
+    entry_key = hashlib.sha256(f"{owner}:{key}".encode()).hexdigest()
+    try:
+        await kv.create(entry_key, job_id.encode())
+        return job_id, False
+    except KeyWrongLastSequenceError:
+        entry = await kv.get(entry_key)
+        if entry.value is None:  # pragma: no cover - create refuses only an existing value
+            raise
+        return entry.value.decode(), True
+
+
+def as_submitted(command: v1.SubmitJob) -> v1.Job:
+    fields = msgspec.structs.asdict(command.spec)
+    return v1.Job(
+        **fields,
+        id=command.job_id,
+        owner=command.owner,
+        created_at=command.submitted_at,
+        state=v1.JobState.QUEUED,
+    )
+
+
+def _is_transition(event: v1.Event) -> bool:
+    return isinstance(event, v1.JobTransitioned)
+
+
+async def submit(res: Resources, spec: v1.JobSpec, *, owner: str, idempotency_key: str | None) -> Submitted:
+    job_id, replayed = v1.new_job_id(), False
+    if idempotency_key is not None:
+        job_id, replayed = await claim_id(res, owner, idempotency_key, job_id)
+        if replayed and (stored := await load_job(res, job_id)) is not None:
+            return Submitted(stored, accepted=True, replayed=True)
+    # A replay whose job is not stored yet publishes again under the same msg id: JetStream drops the
+    # duplicate, and a first request that died between claiming the key and publishing is completed.
+    command = v1.SubmitJob(job_id=job_id, spec=spec, owner=owner, submitted_at=datetime.now(UTC))
+    with res.waiters.watch(job_id, _is_transition) as accepted:
+        await res.bus.publish(sj.cmd_subject("submit"), command, msg_id=job_id)
+        event = await wait(accepted, res.settings.accept_timeout)
+    if event is not None and (stored := await load_job(res, job_id)) is not None:
+        return Submitted(stored, accepted=True, replayed=replayed)
+    return Submitted(as_submitted(command), accepted=False, replayed=replayed)

@@ -1,0 +1,64 @@
+"""HTTP for ``/v1/jobs/{id}/logs``: SSE when the client asks for ``text/event-stream``, else plain text."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, get
+from litestar.params import QueryParameter
+from litestar.response import Stream
+
+from ..jobs.lookup import require_job
+from ..params import JobId, LastEventId, Offset, Res
+from ..sse import SseItem, resume_after, sse_response, wants_sse
+from .service import STREAMS, LogRecord, read_logs
+
+TEXT_PLAIN = "text/plain; charset=utf-8"
+
+
+async def _as_sse(records: AsyncIterator[LogRecord | None]) -> AsyncIterator[SseItem | None]:
+    async for r in records:
+        yield None if r is None else SseItem(id=r.seq, event="log", data=r.raw.decode())
+
+
+async def _as_text(records: AsyncIterator[LogRecord | None]) -> AsyncIterator[bytes]:
+    async for r in records:
+        if r is not None and r.chunk.data:
+            yield r.chunk.data.encode()
+
+
+class LogController(Controller):
+    path = "/v1/jobs/{job_id:str}/logs"
+    tags = ["logs"]
+
+    @get(
+        "/",
+        summary="A job's output",
+        description=(
+            "With `Accept: text/event-stream`: one `log` event per chunk (data = the LogChunk JSON), "
+            "`id` = its stream sequence, so `Last-Event-ID` resumes without gaps or repeats, and a final "
+            "`end` event. "
+            "Otherwise the concatenated text. `follow` keeps the response open until the job has finished "
+            "and its output ended."
+        ),
+    )
+    async def logs(
+        self,
+        request: Request[Any, Any, Any],
+        res: Res,
+        job_id: JobId,
+        follow: Annotated[bool, QueryParameter(description="Stay open until the job's output ends")] = False,
+        offset: Offset = 0,
+        stream: Annotated[
+            Literal["stdout", "stderr"] | None, QueryParameter(description="Only this one")
+        ] = None,
+        last_event_id: LastEventId = None,
+    ) -> Stream:
+        job = await require_job(res, job_id)
+        after = resume_after(offset, last_event_id)
+        streams = (stream,) if stream else STREAMS
+        records = read_logs(res, job, after=after, follow=follow, streams=streams)
+        if wants_sse(request):
+            return sse_response(_as_sse(records))
+        return Stream(_as_text(records), media_type=TEXT_PLAIN, headers={"X-Accel-Buffering": "no"})

@@ -1,0 +1,1 @@
+"""Executor nodes as the scheduler last recorded them."""

@@ -1,0 +1,195 @@
+"""RFC 9457 problem details: every error the gateway answers is ``application/problem+json``.
+
+Domain code raises :class:`Problem` subclasses; Litestar's own HTTP errors (unknown route, wrong method,
+body too large, bad query parameter) and anything unexpected go through the same handlers here.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:jobwire:problem:"
+_MSGSPEC_PATH = re.compile(r" - at `(\$[^`]*)`$")
+
+
+class Problem(Exception):
+    """An error the client can act on; ``slug`` names its ``type``, ``extra`` adds members."""
+
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+
+class MalformedJson(Problem):
+    slug, title = "malformed-json", "Malformed JSON"
+
+
+class InvalidBody(Problem):
+    status, slug, title = 422, "invalid-body", "Invalid request body"
+
+
+class InvalidParameter(Problem):
+    slug, title = "invalid-parameter", "Invalid parameter"
+
+
+class UnsupportedMediaType(Problem):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class NotFound(Problem):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class JobNotFound(NotFound):
+    slug, title = "job-not-found", "Job not found"
+
+
+class Conflict(Problem):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class NotReady(Problem):
+    status, slug, title = 503, "not-ready", "Not ready"
+
+
+def invalid_body(error: msgspec.MsgspecError) -> Problem:
+    """Malformed JSON → 400; valid JSON that is not a valid JobSpec → 422 with the field's JSON path."""
+    message = str(error)
+    if not isinstance(error, msgspec.ValidationError):
+        return MalformedJson(f"the body is not valid JSON: {message}")
+    match = _MSGSPEC_PATH.search(message)
+    path = match.group(1) if match else _unknown_field_path(message)
+    return InvalidBody(message, extra={"path": path} if path else None)
+
+
+def _unknown_field_path(message: str) -> str | None:
+    # codec.UnknownField says "unknown field `key` at `$.path`"
+    m = re.match(r"unknown field `([^`]*)` at `(\$[^`]*)`", message)
+    return f"{m.group(2)}.{m.group(1)}" if m else None
+
+
+def problem_response(
+    request: Request[Any, Any, Any],
+    *,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": TYPE_PREFIX + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    body.update(extra or {})
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _on_problem(request: Request[Any, Any, Any], exc: Problem) -> Response[dict[str, Any]]:
+    return problem_response(
+        request,
+        status=exc.status,
+        slug=exc.slug,
+        title=exc.title,
+        detail=exc.detail,
+        extra=exc.extra,
+        headers=exc.headers,
+    )
+
+
+def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    if isinstance(exc, ValidationException) and status == 400:
+        errors = exc.extra if isinstance(exc.extra, list) else []
+        detail = "; ".join(_describe(e) for e in errors) or str(exc.detail)
+        return problem_response(
+            request, status=400, slug=InvalidParameter.slug, title=InvalidParameter.title, detail=detail
+        )
+    try:
+        known = HTTPStatus(status)
+        phrase, slug = known.phrase, known.name.lower().replace("_", "-")
+    except ValueError:
+        phrase, slug = "Error", "http-error"
+    detail = exc.detail if exc.detail and exc.detail != phrase else _default_detail(request, status, phrase)
+    if status == 413:
+        detail = f"the request body is larger than this server accepts ({_limit(request)})"
+    return problem_response(
+        request, status=status, slug=slug, title=phrase, detail=detail, headers=exc.headers
+    )
+
+
+def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        request,
+        status=500,
+        slug="internal-error",
+        title="Internal server error",
+        detail="an unexpected error occurred; it was logged on the server",
+    )
+
+
+def _describe(error: Any) -> str:
+    if not isinstance(error, dict):
+        return str(error)
+    key, source, message = error.get("key"), error.get("source"), error.get("message", "invalid")
+    source = getattr(source, "value", source)  # Litestar gives a ParamType enum
+    return f"{source} parameter `{key}`: {message}" if key else str(message)
+
+
+def _default_detail(request: Request[Any, Any, Any], status: int, phrase: str) -> str:
+    if status == 404:
+        return f"no route matches {request.url.path}"
+    if status == 405:
+        return f"{request.method} is not allowed on {request.url.path}"
+    return phrase
+
+
+def _limit(request: Request[Any, Any, Any]) -> str:
+    limit = getattr(request.app, "request_max_body_size", None)
+    return f"{limit} bytes" if limit else "its limit"
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    Problem: _on_problem,
+    HTTPException: _on_http,
+    Exception: _on_unexpected,
+}
+
+
+class ProblemDetails(msgspec.Struct, kw_only=True):
+    """RFC 9457 body of every error (documents the shape in the OpenAPI schema)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    path: str | None = None

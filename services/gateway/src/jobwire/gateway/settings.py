@@ -1,0 +1,43 @@
+"""Gateway settings: ``JOBWIRE_GATEWAY_*``, plus ``JOBWIRE_DATABASE_URL`` and the bus's ``JOBWIRE_NATS_*``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from jobwire.runtime.settings import BusSettings, bus_settings, from_env
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.jobwire/jobwire.db"
+PREFIX = "JOBWIRE_GATEWAY_"
+
+
+@dataclasses.dataclass(kw_only=True)
+class GatewaySettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = DEFAULT_DATABASE_URL
+    #: how long POST /v1/jobs waits for the scheduler's acceptance before answering 202
+    accept_timeout: float = 3.0
+    #: how long cancel and delete wait for their outcome before answering 202
+    wait_timeout: float = 3.0
+    #: largest request body accepted (413 beyond it)
+    max_body_size: int = 1024 * 1024
+    #: a finished job's log follow ends after this long without the missing eof chunks (executor gone)
+    log_eof_grace: float = 10.0
+    #: SSE comment sent after this long without data, so proxies keep the connection
+    sse_keepalive: float = 15.0
+    #: on shutdown, open streams (log follows, event SSE) get this long before they are cut
+    shutdown_timeout: float = 5.0
+    #: install the OpenTelemetry tracer provider and the Litestar tracing middleware
+    tracing: bool = True
+    bus: BusSettings = dataclasses.field(default_factory=BusSettings)
+
+
+def gateway_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> GatewaySettings:
+    """Settings from the environment (the real environment, or ``environ`` in tests), then ``overrides``."""
+    env = os.environ if environ is None else environ
+    overrides.setdefault("database_url", env.get("JOBWIRE_DATABASE_URL"))
+    overrides.setdefault("bus", bus_settings(env))
+    return from_env(GatewaySettings, PREFIX, env, **overrides)

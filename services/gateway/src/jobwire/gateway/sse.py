@@ -1,0 +1,54 @@
+"""Server-sent events: one item per stream message, ``id`` = its stream sequence (so ``Last-Event-ID``
+resumes exactly after it), a comment as keep-alive in quiet spells, and a final ``end`` event so a
+client can tell a finished stream from a dropped connection (EventSource would reconnect otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from .problems import InvalidParameter
+
+EVENT_STREAM = "text/event-stream"
+
+
+@dataclass
+class SseItem:
+    id: int
+    event: str
+    data: str
+
+
+def wants_sse(request: Request[Any, Any, Any]) -> bool:
+    """True when the client prefers ``text/event-stream`` over plain text (``*/*`` gets plain text)."""
+    return request.accept.best_match(["text/plain", EVENT_STREAM]) == EVENT_STREAM
+
+
+def resume_after(offset: int, last_event_id: str | None) -> int:
+    """Where to start: after ``Last-Event-ID`` when the client sends one (a reconnect), else ``offset``."""
+    if last_event_id is None or not last_event_id.strip():
+        return offset
+    try:
+        value = int(last_event_id)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise InvalidParameter(f"header `Last-Event-ID`: {last_event_id[:64]!r} is not a stream sequence")
+    return value
+
+
+def sse_response(items: AsyncIterator[SseItem | None]) -> ServerSentEvent:
+    async def messages() -> AsyncIterator[ServerSentEventMessage]:
+        async for item in items:
+            if item is None:
+                yield ServerSentEventMessage(comment="keep-alive", data=None)
+            else:
+                yield ServerSentEventMessage(id=item.id, event=item.event, data=item.data)
+        yield ServerSentEventMessage(event="end", data="")
+
+    return ServerSentEvent(messages(), headers={"X-Accel-Buffering": "no"})

@@ -1,0 +1,103 @@
+"""Requests that wait for a job's next event, resolved by one long-lived core NATS subscription.
+
+A submit waits for its acceptance, a cancel for the terminal transition, a delete for ``deleted``. One
+subscription per process on ``jobwire.evt.job.>`` serves them all: no polling, no consumer per request.
+A waiter is registered *before* the command is published, so an event cannot slip past it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from jobwire.contracts import v1
+
+log = logging.getLogger(__name__)
+
+SUBJECT = "jobwire.evt.job.>"
+_EVENTS: msgspec.json.Decoder[v1.Event] = msgspec.json.Decoder(v1.Event)
+Match = Callable[[v1.Event], bool]
+
+
+@dataclass
+class _Waiter:
+    match: Match
+    future: asyncio.Future[v1.Event] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class EventWaiters:
+    """Futures keyed by job id, completed by the first matching event on the bus."""
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._by_job: dict[str, list[_Waiter]] = {}
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(SUBJECT, cb=self._on_message)
+        await self._nc.flush()  # the server knows the interest before any request can wait on it
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+        for waiters in self._by_job.values():
+            for w in waiters:
+                w.future.cancel()
+        self._by_job.clear()
+
+    @contextlib.contextmanager
+    def watch(self, job_id: str, match: Match) -> Iterator[asyncio.Future[v1.Event]]:
+        """A future for the first event of ``job_id`` that ``match`` accepts, while the block runs."""
+        waiter = _Waiter(match)
+        self._by_job.setdefault(job_id, []).append(waiter)
+        try:
+            yield waiter.future
+        finally:
+            waiters = self._by_job.get(job_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._by_job.pop(job_id, None)
+            if not waiter.future.done():
+                waiter.future.cancel()
+
+    async def _on_message(self, msg: Msg) -> None:
+        tokens = msg.subject.split(".")
+        if len(tokens) != 5:
+            return
+        waiters = self._by_job.get(tokens[3])
+        if not waiters:
+            return  # nobody waits for this job: skip decoding (progress can be frequent)
+        try:
+            event = decode_event(msg.data)
+        except msgspec.MsgspecError:  # a malformed event must not stop the subscription
+            log.warning("undecodable event on %s", msg.subject)
+            return
+        for w in list(waiters):
+            if not w.future.done() and w.match(event):
+                w.future.set_result(event)
+
+
+def decode_event(data: bytes) -> v1.Event:
+    """Any event message (lenient: unknown fields are ignored, as for every bus reader)."""
+    return _EVENTS.decode(data)
+
+
+async def wait(future: asyncio.Future[v1.Event], timeout: float) -> v1.Event | None:
+    """The event, or None when it did not come within ``timeout`` seconds."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(future), timeout)
+    except TimeoutError:
+        return None

@@ -1,0 +1,190 @@
+"""Gateway fixtures: a migrated SQLite database, the gateway served in-process over real HTTP, and a
+``seed`` helper that plays the scheduler's and executors' parts (rows in the database, messages on the bus).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import delete, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from jobwire.contracts import v1
+from jobwire.contracts.v1 import subjects as sj
+from jobwire.gateway import GatewaySettings, serve
+from jobwire.runtime.bus import Bus
+from jobwire.runtime.settings import BusSettings
+from jobwire.store import make_engine, migrate, session_factory
+from jobwire.store.models import JobLabelRow, JobRow, TransitionRow
+
+
+@pytest.fixture
+async def db_url(sqlite_url: str) -> str:
+    await migrate(sqlite_url)
+    return sqlite_url
+
+
+@pytest.fixture
+async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = make_engine(db_url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+def settings(nats_url: str, db_url: str) -> GatewaySettings:
+    return GatewaySettings(
+        database_url=db_url,
+        bus=BusSettings(nats_url=nats_url),
+        accept_timeout=0.5,
+        wait_timeout=0.5,
+        log_eof_grace=1.0,
+        sse_keepalive=1.0,
+    )
+
+
+@pytest.fixture
+async def gateway(settings: GatewaySettings, clean_bus: Bus) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on a gateway served by uvicorn in this event loop (real streaming, real lifespan)."""
+    async with serve(settings, port=0) as url, httpx.AsyncClient(base_url=url, timeout=15) as client:
+        yield client
+
+
+@pytest.fixture
+def serve_gateway(settings: GatewaySettings, clean_bus: Bus):  # type: ignore[no-untyped-def]
+    """A gateway with some settings changed: ``async with serve_gateway(log_eof_grace=30) as client``."""
+
+    @contextlib.asynccontextmanager
+    async def start(**changes: Any) -> AsyncIterator[httpx.AsyncClient]:
+        changed = dataclasses.replace(settings, **changes)
+        async with serve(changed, port=0) as url, httpx.AsyncClient(base_url=url, timeout=15) as client:
+            yield client
+
+    return start
+
+
+class Seed:
+    """Writes what the scheduler and executors would: job rows, events, log chunks."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], bus: Bus) -> None:
+        self.sessions = sessions
+        self.bus = bus
+
+    async def job(
+        self,
+        *,
+        state: str = "queued",
+        spec: v1.JobSpec | None = None,
+        labels: dict[str, str] | None = None,
+        attempt: int = 0,
+        max_attempts: int = 1,
+        artifacts: list[v1.Artifact] | None = None,
+        job_id: str | None = None,
+        **columns: Any,
+    ) -> str:
+        job_id = job_id or v1.new_job_id()
+        spec = spec or v1.JobSpec(command=["echo", "hi"], labels=labels or {}, name=columns.get("name"))
+        now = datetime.now(UTC)
+        row = JobRow(
+            id=job_id,
+            owner=columns.pop("owner", "anonymous"),
+            state=state,
+            attempt=attempt,
+            max_attempts=max_attempts,
+            priority=0,
+            spec=v1.encode(spec),
+            created_at=now,
+            artifacts=v1.encode(artifacts) if artifacts else None,
+            cancel_requested=False,
+            delete_requested=False,
+            **columns,
+        )
+        async with self.sessions() as session, session.begin():
+            session.add(row)
+            await session.flush()
+            session.add_all(JobLabelRow(job_id=job_id, key=k, value=v) for k, v in (labels or {}).items())
+            session.add(TransitionRow(job_id=job_id, state=state, at=now, attempt=attempt))
+        return job_id
+
+    async def set_state(self, job_id: str, state: str, **columns: Any) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(update(JobRow).where(JobRow.id == job_id).values(state=state, **columns))
+            session.add(TransitionRow(job_id=job_id, state=state, at=datetime.now(UTC)))
+
+    async def remove(self, job_id: str) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(delete(TransitionRow).where(TransitionRow.job_id == job_id))
+            await session.execute(delete(JobLabelRow).where(JobLabelRow.job_id == job_id))
+            await session.execute(delete(JobRow).where(JobRow.id == job_id))
+
+    async def event(self, job_id: str, state: str, *, previous: str | None = None, attempt: int = 0) -> int:
+        msg = v1.JobTransitioned(
+            job_id=job_id,
+            state=v1.JobState(state),
+            previous=v1.JobState(previous) if previous else None,
+            at=datetime.now(UTC),
+            attempt=attempt,
+        )
+        ack = await self.bus.publish(sj.event_subject(job_id, state), msg)
+        return int(ack.seq)
+
+    async def progress(self, job_id: str, progress: Any, *, attempt: int = 1) -> int:
+        msg = v1.JobProgress(job_id=job_id, attempt=attempt, at=datetime.now(UTC), progress=progress)
+        ack = await self.bus.publish(sj.event_subject(job_id, "progress"), msg)
+        return int(ack.seq)
+
+    async def chunk(
+        self,
+        job_id: str,
+        data: str,
+        *,
+        stream: str = "stdout",
+        attempt: int = 1,
+        offset: int = 0,
+        eof: bool = False,
+    ) -> int:
+        msg = v1.LogChunk(job_id=job_id, attempt=attempt, stream=stream, offset=0, data=data, eof=eof)
+        ack = await self.bus.publish(sj.log_subject(job_id, stream), msg)
+        return int(ack.seq)
+
+    async def commands(self) -> list[Any]:
+        """Every message now in JOBWIRE_CMD (what the gateway published)."""
+        info = await self.bus.js.stream_info(sj.CMD_STREAM)
+        if not info.state.messages:
+            return []
+        out = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            out.append(await self.bus.js.get_msg(sj.CMD_STREAM, seq))
+        return out
+
+
+@pytest.fixture
+def seed(sessions: async_sessionmaker[AsyncSession], clean_bus: Bus) -> Seed:
+    return Seed(sessions, clean_bus)
+
+
+def sse_events(text: str) -> list[dict[str, str]]:
+    """Parse an SSE body into its events (comments dropped)."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.split("\n"):
+            if not line or line.startswith(":"):
+                continue
+            key, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            fields[key] = fields[key] + "\n" + value if key in fields else value
+        if fields:
+            events.append(fields)
+    return events
+
+
+@pytest.fixture
+def parse_sse():  # type: ignore[no-untyped-def]
+    return sse_events
