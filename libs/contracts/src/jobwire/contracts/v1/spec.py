@@ -70,7 +70,83 @@ class CodeFile(msgspec.Struct, kw_only=True):
     interpreter: list[str] | None = None
 
 
+#: Where jobwire mounts the job's own directory in a container; user mounts may not land there.
+DOCKER_JOB_MOUNT = "/jobwire"
+PULL_POLICIES = ("never", "if_not_present", "always")
+#: Host paths never bind-mounted, whatever the executor allows: the engine's socket and state, and
+#: the kernel's interfaces. Executors also resolve symlinks against their own allowed roots.
+FORBIDDEN_BIND_SOURCES = (
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/var/lib/docker",
+    "/run/containerd",
+    "/var/run",
+    "/run",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/etc",
+)
+_PORT = re.compile(r"^([0-9]{1,5})(?:/(tcp|udp|sctp))?$")
+_NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})?$")
+_GPU_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:.-]{0,127}$")
+
+
+def _clean_abs(path: Any, what: str) -> str:
+    """An absolute path without ``.``/``..`` components; anything else is refused, not normalised."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"{what} must be an absolute path, not {path!r}")
+    if "\x00" in path or len(path) > 4096:
+        raise ValueError(f"{what} {path!r} is not a usable path")
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise ValueError(f"{what} {path!r} may not contain '.' or '..' components")
+    return "/" + "/".join(parts)
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def check_bind_source(path: Any, what: str = "docker.mounts source") -> str:
+    """The normalised host path of a bind mount, or ValueError when no executor would ever allow it."""
+    clean = _clean_abs(path, what)
+    if clean == "/":
+        raise ValueError(f"{what} '/' would expose the whole host")
+    for bad in FORBIDDEN_BIND_SOURCES:
+        if _under(clean, bad):
+            raise ValueError(f"{what} {path!r} lies in {bad}, which is never mounted into jobs")
+    return clean
+
+
+def port_key(port: Any) -> str:
+    """The ``"8888/tcp"`` key of a port entry (``8888``, ``"8888/udp"``, ``{"container": 8888}``)."""
+    if isinstance(port, dict):
+        unknown = set(port) - {"container", "protocol", "host", "host_ip"}
+        if unknown:
+            raise ValueError(f"docker.ports entry has unknown keys {sorted(unknown)}")
+        proto = port.get("protocol", "tcp")
+        host = port.get("host")
+        if host is not None and (type(host) is not int or not 0 <= host <= 65535):
+            raise ValueError(f"docker.ports host port {host!r} must be 0-65535")
+        if not isinstance(port.get("host_ip", ""), str):
+            raise ValueError("docker.ports host_ip must be a string")
+        return port_key(f"{port.get('container')}/{proto}")
+    if isinstance(port, int) and not isinstance(port, bool):
+        port = str(port)
+    m = _PORT.match(port) if isinstance(port, str) else None
+    if m is None or not 1 <= int(m.group(1)) <= 65535:
+        raise ValueError(f"docker.ports entry {port!r} must be a port 1-65535, optionally /tcp or /udp")
+    return f"{int(m.group(1))}/{m.group(2) or 'tcp'}"
+
+
 class DockerOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Container options. ``mounts`` entries are ``{"source", "target", "read_only"}`` binds of host
+    paths (the executor allows only its configured roots); ``ports`` are container ports to publish
+    (``8888``, ``"8888/udp"`` or ``{"container", "host", "protocol", "host_ip"}``)."""
+
     mounts: list[dict[str, Any]] = []
     ports: list[Any] = []
     shm_size: Size | None = None
@@ -78,6 +154,42 @@ class DockerOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
     user: str | None = None
     pull_policy: str = "if_not_present"
     gpu_ids: list[str] = []
+
+    def __post_init__(self) -> None:
+        targets: set[str] = set()
+        for m in self.mounts:
+            unknown = set(m) - {"source", "target", "read_only", "type"}
+            if unknown:
+                raise ValueError(f"docker.mounts entry has unknown keys {sorted(unknown)}")
+            if m.get("type", "bind") != "bind":
+                raise ValueError("docker.mounts entries are binds (type 'bind')")
+            if not isinstance(m.get("read_only", False), bool):
+                raise ValueError("docker.mounts read_only must be true or false")
+            check_bind_source(m.get("source"))
+            target = _clean_abs(m.get("target"), "docker.mounts target")
+            if target == "/" or _under(target, DOCKER_JOB_MOUNT):
+                raise ValueError(f"docker.mounts target {target!r} is reserved")
+            if target in targets:
+                raise ValueError(f"docker.mounts target {target!r} is given twice")
+            targets.add(target)
+        keys = [port_key(p) for p in self.ports]
+        if len(set(keys)) != len(keys):
+            raise ValueError("docker.ports names a container port twice")
+        if self.shm_size is not None:
+            self.shm_size = parse_size(self.shm_size)
+            if self.shm_size <= 0:
+                raise ValueError("docker.shm_size must be more than 0 bytes")
+        if self.network is not None and not _NETWORK.match(self.network):
+            raise ValueError(f"docker.network {self.network!r} is not a network name")
+        if self.network in ("host", "container"):
+            raise ValueError(f"docker.network {self.network!r} would share a namespace outside the job")
+        if self.user is not None and not _USER.match(self.user):
+            raise ValueError(f"docker.user {self.user!r} must look like NAME, UID or UID:GID")
+        if self.pull_policy not in PULL_POLICIES:
+            raise ValueError(f"docker.pull_policy must be one of {', '.join(PULL_POLICIES)}")
+        for gpu in self.gpu_ids:
+            if not _GPU_ID.match(gpu):
+                raise ValueError(f"docker.gpu_ids entry {gpu!r} is not a device id")
 
 
 class SlurmOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
