@@ -7,7 +7,6 @@ end-to-end tests in tests/ use the real executors.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -67,6 +66,7 @@ class FakeNode:
         self.cancels: list[v1.CancelRun] = []
         self.running: set[tuple[str, int]] = set()
         self.beating = True
+        self.stopped = False
         self.received = asyncio.Condition()
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -79,13 +79,13 @@ class FakeNode:
         return self
 
     async def stop(self) -> None:
+        self.stopped = True
         for t in self.tasks:
             t.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await asyncio.wait(self.tasks, timeout=5)
 
     async def _beat(self) -> None:
-        while True:
+        while not self.stopped:
             if self.beating:
                 beat = v1.NodeHeartbeat(
                     node=self.name,
@@ -99,7 +99,7 @@ class FakeNode:
             await asyncio.sleep(0.1)
 
     async def _consume(self) -> None:
-        while True:
+        while not self.stopped:
             try:
                 msgs = await self.sub.fetch(50, timeout=0.5)
             except TimeoutError:

@@ -72,6 +72,7 @@ class Scheduler:
         self.published: list[int] = []
         self.stats = {"batches": 0, "commands": 0, "reports": 0, "dispatched": 0}
         self._tick_due = True
+        self.stopping = False
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -102,11 +103,13 @@ class Scheduler:
         log.info("scheduler up: %d nodes, %d queued", len(self.cluster.nodes), len(self.cluster.queued_on))
 
     async def stop(self) -> None:
+        self.stopping = True
         for t in self.tasks:
             t.cancel()
-        for t in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if self.tasks:
+            _, stuck = await asyncio.wait(self.tasks, timeout=5)
+            for t in stuck:
+                log.warning("task %s did not stop within 5 s", t.get_name())
         if self.service is not None:
             with contextlib.suppress(Exception):
                 await self.service.stop()
@@ -194,7 +197,7 @@ class Scheduler:
         self.wakeup.set()
 
     async def fetch_loop(self, sub: Any, kind: str) -> None:
-        while True:
+        while not self.stopping:
             try:
                 msgs = await sub.fetch(batch=self.settings.batch_size, timeout=1)
             except TimeoutError:
@@ -209,13 +212,13 @@ class Scheduler:
                 await self.processed.wait_for(lambda: not getattr(self.inbox, kind))
 
     async def ticker(self) -> None:
-        while True:
+        while not self.stopping:
             await asyncio.sleep(self.settings.tick)
             self._tick_due = True
             self.wake()
 
     async def core_loop(self) -> None:
-        while True:
+        while not self.stopping:
             await self.wakeup.wait()
             self.wakeup.clear()
             commands, reports = self.inbox.commands, self.inbox.reports
