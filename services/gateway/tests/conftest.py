@@ -123,13 +123,24 @@ class Seed:
             await session.execute(delete(JobLabelRow).where(JobLabelRow.job_id == job_id))
             await session.execute(delete(JobRow).where(JobRow.id == job_id))
 
-    async def event(self, job_id: str, state: str, *, previous: str | None = None, attempt: int = 0) -> int:
+    async def event(
+        self,
+        job_id: str,
+        state: str,
+        *,
+        previous: str | None = None,
+        attempt: int = 0,
+        node: str | None = None,
+        queue_position: int | None = None,
+    ) -> int:
         msg = v1.JobTransitioned(
             job_id=job_id,
             state=v1.JobState(state),
             previous=v1.JobState(previous) if previous else None,
             at=datetime.now(UTC),
             attempt=attempt,
+            node=node,
+            queue_position=queue_position,
         )
         ack = await self.bus.publish(sj.event_subject(job_id, state), msg)
         return int(ack.seq)

@@ -117,7 +117,7 @@ async def fake_scheduler(seed):
             for msg in msgs:
                 cmd = v1.decode(msg.data, v1.SubmitJob)
                 await seed.job(job_id=cmd.job_id, spec=cmd.spec, node="n1")
-                await seed.event(cmd.job_id, "queued")
+                await seed.event(cmd.job_id, "queued", node="n1", queue_position=3)
                 await msg.ack()
 
     task = asyncio.create_task(run())
@@ -134,7 +134,8 @@ async def test_with_a_scheduler_the_stored_job_comes_back_201(gateway, seed):
         r = await gateway.post("/v1/jobs", json=GOOD)
     assert r.status_code == 201, r.text
     job = r.json()
-    assert job["node"] == "n1"  # as stored by the scheduler, not as submitted
+    assert job["node"] == "n1"  # as the scheduler placed it, not as submitted
+    assert job["queue_position"] == 3
     assert r.headers["location"] == f"/v1/jobs/{job['id']}"
     got = await gateway.get(r.headers["location"])
     assert got.status_code == 200

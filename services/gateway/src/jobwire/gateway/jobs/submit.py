@@ -97,6 +97,18 @@ async def submit(res: Resources, spec: v1.JobSpec, *, owner: str, idempotency_ke
     with res.waiters.watch(job_id, _is_transition) as accepted:
         await res.bus.publish(sj.cmd_subject("submit"), command, msg_id=job_id)
         event = await wait(accepted, res.settings.accept_timeout)
-    if event is not None and (stored := await load_job(res, job_id)) is not None:
-        return Submitted(stored, accepted=True, replayed=replayed)
+    if isinstance(event, v1.JobTransitioned):
+        # The acceptance event says all a new job has to say; no database round trip on the hot path.
+        return Submitted(as_accepted(command, event), accepted=True, replayed=replayed)
     return Submitted(as_submitted(command), accepted=False, replayed=replayed)
+
+
+def as_accepted(command: v1.SubmitJob, event: v1.JobTransitioned) -> v1.Job:
+    """The job as the scheduler stored it, rebuilt from its ``queued`` event."""
+    job = as_submitted(command)
+    job.state = event.state
+    job.node = event.node
+    job.queue_position = event.queue_position
+    job.reason = event.reason
+    job.transitions = [v1.TransitionRecord(state=event.state, at=event.at, reason=event.reason)]
+    return job
