@@ -1,0 +1,1 @@
+"""jobwire executor for SSH GPU nodes."""
