@@ -194,17 +194,25 @@ class ExecutorService:
                 log.exception("fetching work failed; retrying")
                 await self._sleep(1.0)
                 continue
-            for m in msgs:
-                if self._stopping.is_set():
+            if self._stopping.is_set():
+                for m in msgs:
                     await m.nak()
-                    continue
-                self._handling = True
-                try:
-                    await self._handle(m)
-                finally:
-                    self._handling = False
+                continue
+            self._handling = True
+            try:
+                # Different jobs start side by side; one job's messages keep their order.
+                groups: dict[str, list[Msg]] = {}
+                for m in msgs:
+                    groups.setdefault(_job_of(m), []).append(m)
+                await asyncio.gather(*(self._handle_in_order(g) for g in groups.values()))
+            finally:
+                self._handling = False
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
+
+    async def _handle_in_order(self, msgs: list[Msg]) -> None:
+        for m in msgs:
+            await self._handle(m)
 
     async def _ticks(self) -> None:
         while not self._stopping.is_set():
@@ -287,7 +295,12 @@ class ExecutorService:
         await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=at))
         await self._report(
             RunRunning(
-                job_id=run.job_id, attempt=run.attempt, node=self.node, at=at, details=dict(handle.details)
+                job_id=run.job_id,
+                attempt=run.attempt,
+                node=self.node,
+                at=at,
+                ports=dict(handle.ports),
+                details=dict(handle.details),
             )
         )
 
@@ -318,7 +331,12 @@ class ExecutorService:
         await self.executor.save_state(handle, jr.encode(journal))
         await self._report(
             RunRunning(
-                job_id=run.job_id, attempt=run.attempt, node=self.node, at=now(), details=dict(handle.details)
+                job_id=run.job_id,
+                attempt=run.attempt,
+                node=self.node,
+                at=now(),
+                ports=dict(handle.ports),
+                details=dict(handle.details),
             )
         )
         await loop.track(handle, journal)
@@ -346,3 +364,15 @@ def _failed(run: RunJob, node: str, reason: str) -> RunFinished:
 
 def _default_bus_settings() -> BusSettings:
     return bus_settings()
+
+
+class _JobKey(msgspec.Struct):
+    job_id: str = ""
+
+
+def _job_of(m: Msg) -> str:
+    """The job a work message is about (undecodable ones share one key and are rejected in order)."""
+    try:
+        return msgspec.json.decode(m.data, type=_JobKey).job_id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
