@@ -34,6 +34,8 @@ class RunHandle:
     run: RunJob
     ref: str
     details: dict[str, Any] = field(default_factory=dict)
+    #: published ports, ``"8888/tcp" -> "host:port"``, reported with ``running``
+    ports: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> RunKey:
@@ -54,7 +56,8 @@ class RunStatus:
 
     ended: bool
     exit_code: int | None = None
-    #: why a run ended without an exit code of its own
+    #: why a run ended without an exit code of its own, or why a non-zero exit failed when the
+    #: backend knows better than the code (a container's OOM kill)
     reason: str | None = None
     ended_at: float | None = None
     log_sizes: dict[str, int] = field(default_factory=dict)

@@ -258,7 +258,7 @@ class RunLoop:
         elif code == 0:
             outcome, reason = JobState.SUCCEEDED, None
         elif code is not None:
-            outcome, reason = JobState.FAILED, exit_reason(code)
+            outcome, reason = JobState.FAILED, status.reason or exit_reason(code)
         else:
             outcome, reason = JobState.FAILED, status.reason or "the run ended without an exit code"
         job_id, attempt = t.key
