@@ -8,7 +8,7 @@
 # Add a backend by writing an `install_<name>` function and listing <name> in ALL_BACKENDS.
 set -euo pipefail
 
-ALL_BACKENDS=(postgresql)
+ALL_BACKENDS=(postgresql docker)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -30,6 +30,30 @@ install_postgresql() {
         return
     fi
     apt_install postgresql
+}
+
+install_docker() {
+    # A Docker engine for the Docker executor's tests, and the local debian:bookworm base image the
+    # test Dockerfiles build FROM (no registry is needed). There is no systemd on CI machines and apt
+    # starts no daemons, so dockerd is started by hand when the engine does not answer.
+    if ! command -v dockerd >/dev/null 2>&1; then apt_install docker.io; fi
+    if ! command -v debootstrap >/dev/null 2>&1; then apt_install debootstrap; fi
+    if ! as_root docker info >/dev/null 2>&1; then
+        echo "docker: starting dockerd (log: /var/log/dockerd.log)"
+        as_root sh -c 'nohup dockerd >>/var/log/dockerd.log 2>&1 &'
+        local waited=0
+        until as_root docker info >/dev/null 2>&1; do
+            if [ "$waited" -ge 60 ]; then
+                echo "docker: dockerd did not answer within 30 s; see /var/log/dockerd.log" >&2
+                tail -n 20 /var/log/dockerd.log >&2 || true
+                exit 1
+            fi
+            sleep 0.5
+            waited=$((waited + 1))
+        done
+    fi
+    echo "docker: engine $(as_root docker version --format '{{.Server.Version}}') is running"
+    as_root bash "$(dirname "$0")/build-debian-base.sh"
 }
 
 main() {

@@ -1,0 +1,154 @@
+"""A RunJob turned into the arguments of one ``containers.create`` call (no IO here)."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from docker.types import DeviceRequest
+
+from jobwire.contracts.v1 import RunJob
+from jobwire.contracts.v1.spec import DockerOptions, port_key
+from jobwire.execution import StartRefused
+from jobwire.execution.runner import NO_CATALOG
+
+from . import layout as L
+from .mounts import Bind
+
+#: How code files run when the spec names no interpreter (inside the image).
+INTERPRETERS: dict[str, list[str]] = {".py": ["python3"], ".sh": ["/bin/sh"]}
+
+
+@dataclass(frozen=True)
+class FileToWrite:
+    path: str
+    data: bytes
+    mode: int = 0o644
+
+
+@dataclass
+class Plan:
+    """Everything ``start`` needs: files to write on the shared storage and the create kwargs."""
+
+    image: str
+    create: dict[str, Any]
+    files: list[FileToWrite] = field(default_factory=list)
+
+
+def _argv(run: RunJob, d: L.JobDir) -> tuple[list[str] | None, list[str], list[FileToWrite]]:
+    """(entrypoint override, command, files); a plain ``command`` keeps the image's entrypoint."""
+    spec = run.spec
+    if spec.command is not None:
+        return None, [*spec.command, *spec.args], []
+    if spec.script is not None:
+        f = FileToWrite(posixpath.join(d.path, "script"), spec.script.encode(), 0o755)
+        argv = [L.inside("script")] if spec.script.startswith("#!") else ["/bin/sh", L.inside("script")]
+        return argv[:1], [*argv[1:], *spec.args], [f]
+    if spec.code is not None:
+        code = spec.code
+        ext = posixpath.splitext(code.filename)[1].lower()
+        interpreter = code.interpreter or INTERPRETERS.get(ext)
+        if not interpreter:
+            raise StartRefused(
+                f"cannot tell how to run {code.filename!r}: give code.interpreter "
+                f"(files ending in {', '.join(sorted(INTERPRETERS))} run without one)"
+            )
+        f = FileToWrite(posixpath.join(d.work, code.filename), code.content.encode())
+        argv = [*interpreter, L.inside("work", code.filename), *spec.args]
+        return argv[:1], argv[1:], [f]
+    if spec.program is not None:
+        raise StartRefused(NO_CATALOG)
+    raise StartRefused("the job names nothing to run")
+
+
+def ports_of(opts: DockerOptions) -> dict[str, Any]:
+    """``{"8888/tcp": None}`` (any free host port), ``1234`` or ``("127.0.0.1", 1234)``."""
+    out: dict[str, Any] = {}
+    for p in opts.ports:
+        key = port_key(p)
+        host = p.get("host") if isinstance(p, dict) else None
+        host_ip = p.get("host_ip") if isinstance(p, dict) else None
+        out[key] = (host_ip, host) if host_ip else host
+    return out
+
+
+def device_requests(gpu_ids: list[str]) -> list[DeviceRequest]:
+    """Explicit ids, so two jobs on one host never share a GPU (``count`` would give both GPU 0)."""
+    if not gpu_ids:
+        return []
+    return [DeviceRequest(driver="", device_ids=list(gpu_ids), capabilities=[["gpu"]])]
+
+
+def plan(
+    run: RunJob,
+    d: L.JobDir,
+    *,
+    node: str,
+    image: str | None,
+    binds: list[Bind],
+    gpu_ids: list[str],
+    init: bool,
+) -> Plan:
+    """The container for one attempt; raises StartRefused for what this node can never run."""
+    spec = run.spec
+    if not image:
+        raise StartRefused("a Docker job needs an image (set 'image', or a default image on the node)")
+    opts = spec.docker or DockerOptions()
+    entrypoint, command, files = _argv(run, d)
+    if spec.workdir is None:
+        workdir = L.inside("work") if entrypoint is not None else None
+    elif spec.workdir.startswith("/"):
+        workdir = spec.workdir
+    else:
+        workdir = L.inside("work", spec.workdir)
+    env = {
+        **spec.env,
+        "JOBWIRE_JOB_ID": run.job_id,
+        "JOBWIRE_ATTEMPT": str(run.attempt),
+        "JOBWIRE_JOB_DIR": L.IN_CONTAINER,
+        "JOBWIRE_PROGRESS_FILE": L.inside(L.PROGRESS),
+        "JOBWIRE_OUTPUT_DIR": L.inside("outputs"),
+    }
+    volumes = [
+        f"{d.path}:{L.IN_CONTAINER}:rw",
+        f"{d.logs}:{L.inside('logs')}:ro",
+        f"{d.private}:{L.inside('.executor')}:ro",
+        *(b.spec() for b in binds),
+    ]
+    labels = {
+        L.LABEL_JOB: run.job_id,
+        L.LABEL_ATTEMPT: str(run.attempt),
+        L.LABEL_NODE: node,
+        L.LABEL_GPUS: ",".join(gpu_ids),
+    }
+    memory = spec.resources.memory_bytes
+    create: dict[str, Any] = {
+        "name": L.container_name(run.job_id, run.attempt),
+        "command": command,
+        "environment": env,
+        "labels": labels,
+        "volumes": volumes,
+        "init": init,
+        "detach": True,
+        "nano_cpus": int(spec.resources.cpus * 1e9),
+    }
+    if entrypoint is not None:
+        create["entrypoint"] = entrypoint
+    if workdir is not None:
+        create["working_dir"] = workdir
+    if memory is not None:
+        # No swap on top, so a job past its limit is OOM-killed instead of crawling.
+        create["mem_limit"] = memory
+        create["memswap_limit"] = memory
+    if opts.shm_size is not None:
+        create["shm_size"] = int(opts.shm_size)
+    if opts.network is not None:
+        create["network"] = opts.network
+    if opts.user is not None:
+        create["user"] = opts.user
+    if opts.ports:
+        create["ports"] = ports_of(opts)
+    if gpu_ids:
+        create["device_requests"] = device_requests(gpu_ids)
+    return Plan(image, create, files)

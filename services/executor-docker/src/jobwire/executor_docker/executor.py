@@ -1,0 +1,478 @@
+"""``DockerExecutor``: each attempt is one container, its files on the shared storage.
+
+Everything the container leaves (logs copied from the engine, progress, outputs) is in its job
+directory; the container's labels (``jobwire.job_id``, ``jobwire.attempt``, ``jobwire.node``) are
+how a restarted executor finds it again. A tick is one ``GET /containers/json`` for the whole node;
+a container is inspected once, when it has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import posixpath
+import signal
+import time
+from collections.abc import Sequence
+from typing import Any, Self
+
+import docker
+from docker.errors import APIError, ImageNotFound, NotFound
+
+from jobwire.contracts.v1 import NodeCapacity, RunJob, codec, parse_size
+from jobwire.contracts.v1.spec import DockerOptions
+from jobwire.execution import (
+    STREAMS,
+    Executor,
+    ExecutorSettings,
+    Existing,
+    OutputFile,
+    RunHandle,
+    RunKey,
+    RunStatus,
+    StartRefused,
+)
+from jobwire.execution.transport.local import LocalTransport
+
+from . import engine
+from . import layout as L
+from .container import plan
+from .logs import Follower, parse_ts
+from .mounts import job_binds
+from .settings import DockerSettings, docker_settings
+
+log = logging.getLogger(__name__)
+PROGRESS_MAX = 65536
+NO_GPU_DRIVER = "could not select device driver"
+
+
+class DockerExecutor(Executor):
+    backend = "docker"
+
+    def __init__(self, settings: ExecutorSettings, docker_config: DockerSettings | None = None) -> None:
+        super().__init__(settings)
+        self.config = docker_config or docker_settings()
+        self.shared_root = os.path.abspath(self.config.shared_root)
+        roots = self.config.allowed_roots or [self.shared_root]
+        self.allowed = [os.path.realpath(r) for r in roots]
+        self.fs = LocalTransport()
+        self._client: docker.DockerClient | None = None
+        self._capacity = NodeCapacity()
+        self._gpu_ids: list[str] = []
+        self._engine: dict[str, str] = {}
+        self._followers: dict[RunKey, Follower] = {}
+        self._gpus_used: dict[RunKey, list[str]] = {}
+        self._ended: dict[RunKey, RunStatus] = {}
+        self._exited_seen: dict[RunKey, float] = {}
+
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> Self:
+        return cls(settings, docker_settings())
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            raise RuntimeError("the Docker executor is not open")
+        return self._client
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._client = await asyncio.to_thread(engine.connect, self.config)
+        info: dict[str, Any] = await asyncio.to_thread(self.client.info)
+        s = self.settings
+        self._gpu_ids = engine.detect_gpu_ids(self.config, info, s.gpus)
+        ncpu = int(info.get("NCPU") or os.cpu_count() or 1)
+        self._capacity = NodeCapacity(
+            slots=s.slots or ncpu,
+            cpus=s.cpus or float(ncpu),
+            memory=parse_size(s.memory) if s.memory else info.get("MemTotal"),
+            gpus=len(self._gpu_ids),
+        )
+        self._engine = {
+            "docker": engine.engine_url(self.config),
+            "engine": str(info.get("ServerVersion", "")),
+            "shared_root": self.shared_root,
+            "runtimes": ",".join(sorted(info.get("Runtimes") or {})),
+        }
+        await self.fs.mkdir(posixpath.join(self.shared_root, "jobs"))
+        log.info(
+            "docker engine %s (%s), capacity %s",
+            self._engine["docker"],
+            self._engine["engine"],
+            self._capacity,
+        )
+
+    async def close(self) -> None:
+        for f in self._followers.values():
+            f.close()
+        self._followers.clear()
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
+            self._client = None
+
+    def capacity(self) -> NodeCapacity:
+        return self._capacity
+
+    def describe(self) -> dict[str, str]:
+        return dict(self._engine)
+
+    def dir_of(self, job_id: str, attempt: int) -> L.JobDir:
+        return L.JobDir.of(self.shared_root, job_id, attempt)
+
+    # --- start ----------------------------------------------------------------------------------
+
+    async def start(self, run: RunJob) -> RunHandle:
+        d = self.dir_of(run.job_id, run.attempt)
+        binds = job_binds(run.spec, self.shared_root, self.allowed)
+        gpus = self._allocate_gpus(run)
+        p = plan(
+            run,
+            d,
+            node=self.settings.node,
+            image=run.spec.image or self.config.default_image,
+            binds=binds,
+            gpu_ids=gpus,
+            init=self.config.init,
+        )
+        opts = run.spec.docker or DockerOptions()
+        await self._ensure_image(p.image, opts.pull_policy)
+        for path in (d.path, d.logs, d.private, d.outputs, d.work):
+            await self.fs.mkdir(path)
+        if opts.user is not None:
+            # Another user than root must be able to write its progress, outputs and work files.
+            for path in (d.path, d.outputs, d.work):
+                await asyncio.to_thread(os.chmod, path, 0o777)
+        await self.fs.write_file(d.own(L.RUN_JSON), codec.encode(run))
+        for f in p.files:
+            await self.fs.write_file(f.path, f.data, f.mode)
+        container = await self._create(p.image, p.create)
+        try:
+            await asyncio.to_thread(container.start)
+        except APIError as e:
+            await self._refuse_started(run, container, e)
+            raise
+        self._gpus_used[(run.job_id, run.attempt)] = gpus
+        await asyncio.to_thread(container.reload)
+        log.info("started %s attempt %d as container %s", run.job_id, run.attempt, container.short_id)
+        return self._track(run, container.attrs)
+
+    async def _ensure_image(self, image: str, policy: str) -> None:
+        images = self.client.images
+
+        def present() -> bool:
+            try:
+                images.get(image)
+            except ImageNotFound:
+                return False
+            return True
+
+        if policy != "always" and await asyncio.to_thread(present):
+            return
+        if policy == "never":
+            raise StartRefused(
+                f"image_not_found: image {image!r} is not on this Docker host (pull policy never)"
+            )
+        try:
+            await asyncio.to_thread(images.pull, image)
+        except APIError as e:
+            raise StartRefused(
+                f"image_not_found: image {image!r} could not be pulled ({e.explanation or e})"
+            ) from None
+
+    async def _create(self, image: str, create: dict[str, Any]) -> Any:
+        containers = self.client.containers
+        try:
+            return await asyncio.to_thread(containers.create, image, **create)
+        except APIError as e:
+            if e.status_code != 409:
+                if e.status_code == 400:
+                    raise StartRefused(f"the Docker engine refused the container: {e.explanation}") from None
+                raise
+        # A leftover of an earlier try that never started (existing() found none running): replace it.
+        old = await asyncio.to_thread(containers.get, create["name"])
+        await asyncio.to_thread(old.remove, force=True)
+        return await asyncio.to_thread(containers.create, image, **create)
+
+    async def _refuse_started(self, run: RunJob, container: Any, e: APIError) -> None:
+        """A start the engine refuses for good (no GPU driver, bad mount) fails the job at once."""
+        text = str(e.explanation or e)
+        if NO_GPU_DRIVER in text:
+            reason = (
+                "gpu_unavailable: this Docker host cannot give GPUs to containers "
+                f"(no NVIDIA container runtime): {text}"
+            )
+        elif e.status_code == 400 or (e.status_code == 500 and "mount" in text):
+            reason = f"the Docker engine could not start the container: {text}"
+        else:
+            await asyncio.to_thread(container.remove, force=True)
+            return
+        if self.config.keep_failed:
+            # Kept for inspection; marked reported so a restart does not adopt it.
+            await self.fs.write_file(self.dir_of(run.job_id, run.attempt).own(L.REPORTED), b"")
+        else:
+            await asyncio.to_thread(container.remove, force=True)
+        raise StartRefused(reason) from None
+
+    def _allocate_gpus(self, run: RunJob) -> list[str]:
+        opts = run.spec.docker or DockerOptions()
+        used = {g for ids in self._gpus_used.values() for g in ids}
+        if opts.gpu_ids:
+            unknown = [g for g in opts.gpu_ids if g not in self._gpu_ids]
+            if unknown:
+                raise StartRefused(
+                    f"docker.gpu_ids {', '.join(unknown)} are not GPUs of this node "
+                    f"(it has: {', '.join(self._gpu_ids) or 'none'})"
+                )
+            return list(opts.gpu_ids)
+        want = run.spec.resources.gpus
+        if want == 0:
+            return []
+        if want > len(self._gpu_ids):
+            raise StartRefused(f"the job asks for {want} GPU(s); this node has {len(self._gpu_ids)}")
+        free = [g for g in self._gpu_ids if g not in used]
+        if len(free) < want:
+            raise RuntimeError(f"only {len(free)} of {want} GPU(s) free on this node right now")
+        return free[:want]
+
+    # --- finding runs again ---------------------------------------------------------------------
+
+    def _track(self, run: RunJob, attrs: dict[str, Any]) -> RunHandle:
+        key = (run.job_id, run.attempt)
+        if key not in self._followers:
+            d = self.dir_of(run.job_id, run.attempt)
+            self._followers[key] = Follower(self.client.api, attrs["Id"], d).start()
+        details = {
+            "container": attrs["Id"][:12],
+            "image": attrs.get("Config", {}).get("Image"),
+            "dir": self.dir_of(run.job_id, run.attempt).path,
+        }
+        gpus = self._gpus_used.get(key)
+        if gpus:
+            details["gpus"] = gpus
+        return RunHandle(run, attrs["Id"], details, self._ports(attrs))
+
+    def _ports(self, attrs: dict[str, Any]) -> dict[str, str]:
+        host = engine.advertise_host(self.config)
+        out: dict[str, str] = {}
+        for key, bindings in ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).items():
+            for b in bindings or []:
+                ip = b.get("HostIp") or ""
+                if ":" in ip and ip != "::":
+                    continue  # prefer the IPv4 binding
+                shown = host if ip in ("", "0.0.0.0", "::") else ip  # noqa: S104 - reading, not binding
+                out[key] = f"{shown}:{b['HostPort']}"
+                break
+        return out
+
+    async def _list(self) -> list[dict[str, Any]]:
+        """Every container of this node, running or not, in one API call."""
+        rows: list[dict[str, Any]] = await asyncio.to_thread(
+            self.client.api.containers, all=True, filters={"label": f"{L.LABEL_NODE}={self.settings.node}"}
+        )
+        return rows
+
+    async def _inspect(self, ref: str) -> dict[str, Any] | None:
+        try:
+            attrs: dict[str, Any] = await asyncio.to_thread(self.client.api.inspect_container, ref)
+        except NotFound:
+            return None
+        return attrs
+
+    async def _run_of(self, labels: dict[str, str]) -> RunJob | None:
+        d = self.dir_of(labels[L.LABEL_JOB], int(labels[L.LABEL_ATTEMPT]))
+        try:
+            return codec.decode(await self.fs.read_file(d.own(L.RUN_JSON)), RunJob)
+        except FileNotFoundError:
+            return None
+
+    async def _handle_of(self, attrs: dict[str, Any]) -> RunHandle | None:
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        run = await self._run_of(labels)
+        if run is None:
+            return None
+        gpus = [g for g in labels.get(L.LABEL_GPUS, "").split(",") if g]
+        if gpus:
+            self._gpus_used[(run.job_id, run.attempt)] = gpus
+        return self._track(run, attrs)
+
+    async def existing(self, job_id: str, attempt: int) -> Existing | None:
+        d = self.dir_of(job_id, attempt)
+        if await asyncio.to_thread(os.path.exists, d.own(L.REPORTED)):
+            return Existing(None, reported=True)
+        attrs = await self._inspect(L.container_name(job_id, attempt))
+        if attrs is None:
+            return None
+        if attrs["State"]["Status"] == "created":
+            return None  # never started: start() replaces it
+        handle = await self._handle_of(attrs)
+        return Existing(handle, reported=False) if handle else None
+
+    async def adopt(self) -> list[RunHandle]:
+        rows = await self._list()
+        latest: dict[str, int] = {}
+        for row in rows:
+            labels = row.get("Labels") or {}
+            job, attempt = labels.get(L.LABEL_JOB), labels.get(L.LABEL_ATTEMPT, "")
+            if job and attempt.isdigit():
+                latest[job] = max(latest.get(job, 0), int(attempt))
+        handles: list[RunHandle] = []
+        for row in rows:
+            labels = row.get("Labels") or {}
+            job, attempt = labels.get(L.LABEL_JOB), labels.get(L.LABEL_ATTEMPT, "")
+            if not job or not attempt.isdigit():
+                continue
+            d = self.dir_of(job, int(attempt))
+            if int(attempt) < latest[job]:
+                log.info("removing container %s of stale attempt %s of %s", row["Id"][:12], attempt, job)
+                await self._remove(row["Id"])
+                continue
+            if await asyncio.to_thread(os.path.exists, d.own(L.REPORTED)):
+                # Reported before a crash but not yet removed.
+                code = _exit_code_of(row)
+                if not (self.config.keep_failed and code != 0):
+                    await self._remove(row["Id"])
+                continue
+            if row.get("State") == "created":
+                continue  # its RunJob was never acknowledged and comes again
+            attrs = await self._inspect(row["Id"])
+            handle = await self._handle_of(attrs) if attrs else None
+            if handle is None:
+                log.warning("container %s has no job directory in %s; removing it", row["Id"][:12], d.path)
+                await self._remove(row["Id"])
+                continue
+            handles.append(handle)
+        return handles
+
+    async def _remove(self, ref: str) -> None:
+        with contextlib.suppress(NotFound):
+            await asyncio.to_thread(self.client.api.remove_container, ref, v=True, force=True)
+
+    # --- the tick -------------------------------------------------------------------------------
+
+    async def poll(self, handles: Sequence[RunHandle]) -> dict[RunKey, RunStatus]:
+        rows = {row["Id"]: row for row in await self._list()}
+        dirs = [self.dir_of(*h.key).path for h in handles]
+        probes = await self.fs.probe(dirs, stat=[L.PROGRESS])
+        out: dict[RunKey, RunStatus] = {}
+        for h, probe in zip(handles, probes, strict=True):
+            stat = probe.stats.get(L.PROGRESS)
+            mark = (stat.size, stat.mtime) if stat else None
+            out[h.key] = await self._status(h, rows.get(h.ref), mark)
+        return out
+
+    async def _status(self, h: RunHandle, row: dict[str, Any] | None, mark: Any) -> RunStatus:
+        key = h.key
+        follower = self._followers.get(key)
+        if follower is None or (follower.failed and row is not None):
+            follower = self._followers[key] = Follower(self.client.api, h.ref, self.dir_of(*key)).start()
+        sizes = follower.sizes
+        if key in self._ended:
+            return self._ended[key]
+        if row is None:
+            return RunStatus(
+                True, reason=f"the container {h.ref[:12]} is gone (removed outside jobwire)", log_sizes=sizes
+            )
+        if row.get("State") not in ("exited", "dead"):
+            return RunStatus(False, log_sizes=sizes, progress_mark=mark)
+        seen = self._exited_seen.setdefault(key, time.monotonic())
+        if not follower.done and time.monotonic() - seen < self.config.log_drain_timeout:
+            return RunStatus(False, log_sizes=sizes, progress_mark=mark)  # logs still draining
+        follower.close()
+        attrs = await self._inspect(h.ref)
+        state = (attrs or {}).get("State") or {}
+        code = state.get("ExitCode")
+        reason = None
+        if state.get("OOMKilled") and code != 0:
+            limit = h.run.spec.resources.memory_bytes
+            reason = "oom: the container ran out of memory" + (f" (limit {limit} bytes)" if limit else "")
+        status = RunStatus(
+            True,
+            exit_code=code if isinstance(code, int) else None,
+            reason=reason or (None if isinstance(code, int) else "the container ended without an exit code"),
+            ended_at=_finished_at(state.get("FinishedAt")),
+            log_sizes=follower.sizes,
+            progress_mark=mark,
+        )
+        self._ended[key] = status
+        return status
+
+    async def signal(self, handle: RunHandle, sig: signal.Signals) -> None:
+        try:
+            await asyncio.to_thread(self.client.api.kill, handle.ref, sig.name)
+        except NotFound:
+            pass
+        except APIError as e:
+            if e.status_code != 409:  # 409: not running any more
+                raise
+
+    # --- files ----------------------------------------------------------------------------------
+
+    async def read_log(self, handle: RunHandle, stream: str, offset: int, size: int) -> bytes:
+        if stream not in STREAMS:
+            raise ValueError(f"unknown log stream {stream!r}")
+        try:
+            return await self.fs.read_file(self.dir_of(*handle.key).log(stream), offset, size)
+        except FileNotFoundError:
+            return b""
+
+    async def read_progress(self, handle: RunHandle) -> bytes | None:
+        try:
+            data = await self.fs.read_file(self.dir_of(*handle.key).progress, 0, PROGRESS_MAX + 1)
+        except FileNotFoundError:
+            return None
+        return data if len(data) <= PROGRESS_MAX else None
+
+    async def list_outputs(self, handle: RunHandle) -> list[OutputFile]:
+        try:
+            entries = await self.fs.list_dir(self.dir_of(*handle.key).outputs, depth=None)
+        except FileNotFoundError:
+            return []
+        return [OutputFile(e.name, e.size) for e in entries if e.kind == "file"]
+
+    async def read_output(self, handle: RunHandle, name: str, offset: int, size: int) -> bytes:
+        if name.startswith("/") or ".." in name.split("/"):
+            raise ValueError(f"output name {name!r} leaves the output directory")
+        return await self.fs.read_file(posixpath.join(self.dir_of(*handle.key).outputs, name), offset, size)
+
+    async def load_state(self, handle: RunHandle) -> bytes | None:
+        try:
+            return await self.fs.read_file(self.dir_of(*handle.key).own(L.STATE))
+        except FileNotFoundError:
+            return None
+
+    async def save_state(self, handle: RunHandle, data: bytes) -> None:
+        await self.fs.write_file(self.dir_of(*handle.key).own(L.STATE), data)
+
+    async def mark_reported(self, handle: RunHandle) -> None:
+        """Remember the report, then remove the container (kept when it failed and so configured)."""
+        key = handle.key
+        await self.fs.write_file(self.dir_of(*key).own(L.REPORTED), b"")
+        follower = self._followers.pop(key, None)
+        if follower is not None:
+            follower.close()
+        ended = self._ended.pop(key, None)
+        self._exited_seen.pop(key, None)
+        self._gpus_used.pop(key, None)
+        if not (self.config.keep_failed and (ended is None or ended.exit_code != 0)):
+            await self._remove(handle.ref)
+
+
+def _exit_code_of(row: dict[str, Any]) -> int | None:
+    """``Exited (3) 2 seconds ago`` → 3 (the list call gives no exit code of its own)."""
+    status = str(row.get("Status", ""))
+    if status.startswith("Exited (") and ")" in status:
+        try:
+            return int(status[len("Exited (") : status.index(")")])
+        except ValueError:
+            return None
+    return None
+
+
+def _finished_at(raw: Any) -> float | None:
+    if not isinstance(raw, str) or raw.startswith("0001-"):
+        return None
+    ns = parse_ts(raw.encode())
+    return ns / 1e9 if ns else None

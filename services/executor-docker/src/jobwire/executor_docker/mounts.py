@@ -1,0 +1,93 @@
+"""Bind mounts a job asks for, checked against the host directories this executor allows.
+
+The contracts already refuse relative paths, ``..``, ``/`` and the engine's own files; here every
+source is resolved on this machine (symlinks included, the shared root is the same NFS mount the
+Docker hosts see) and the resolved path is what the engine mounts, so a link cannot point it
+elsewhere later.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+
+from jobwire.contracts.v1 import JobSpec
+from jobwire.contracts.v1.spec import DockerOptions, check_bind_source
+from jobwire.execution import StartRefused
+
+from .layout import inside
+
+
+@dataclass(frozen=True)
+class Bind:
+    source: str
+    target: str
+    read_only: bool
+
+    def spec(self) -> str:
+        return f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def resolve_source(source: str, allowed: list[str], what: str, jobs_root: str | None = None) -> str:
+    """The real path of ``source`` when it exists inside an allowed root; StartRefused otherwise.
+
+    Nothing under ``jobs_root`` (every job's own directory) is mountable: jobs stay apart.
+    """
+    try:
+        clean = check_bind_source(source, what)
+    except ValueError as e:
+        raise StartRefused(str(e)) from None
+    real = os.path.realpath(clean)
+    if not any(_under(real, root) for root in allowed):
+        shown = f"{source!r}" + (f" (resolves to {real!r})" if real != clean else "")
+        raise StartRefused(
+            f"{what} {shown} is outside the directories this node allows: {', '.join(allowed)}"
+        )
+    if jobs_root is not None and _under(real, jobs_root):
+        raise StartRefused(
+            f"{what} {source!r} is inside the job directories ({jobs_root}), which jobs never share"
+        )
+    if not os.path.exists(real):
+        raise StartRefused(f"{what} {source!r} does not exist on this node")
+    try:
+        check_bind_source(real, what)
+    except ValueError as e:
+        raise StartRefused(str(e)) from None
+    return real
+
+
+def job_binds(spec: JobSpec, shared_root: str, allowed: list[str]) -> list[Bind]:
+    """The user's mounts plus ``inputs`` (paths relative to the shared root, always read-only)."""
+    opts = spec.docker or DockerOptions()
+    jobs_root = os.path.realpath(posixpath.join(shared_root, "jobs"))
+    binds = [
+        Bind(
+            resolve_source(m["source"], allowed, "docker.mounts source", jobs_root),
+            m["target"],
+            m.get("read_only", False),
+        )
+        for m in opts.mounts
+    ]
+    for ref in spec.inputs:
+        name = ref.name
+        if name.startswith("/") or ".." in name.split("/"):
+            raise StartRefused(f"input {name!r} must be a path relative to the shared root")
+        source = resolve_source(posixpath.join(shared_root, name), allowed, f"input {name!r}", jobs_root)
+        if ref.path is None:
+            target = inside("inputs", posixpath.basename(name.rstrip("/")))
+        elif ref.path.startswith("/"):
+            target = ref.path
+        else:
+            target = inside("work", ref.path)
+        if ".." in target.split("/"):
+            raise StartRefused(f"input {name!r}: path {ref.path!r} may not contain '..'")
+        binds.append(Bind(source, posixpath.normpath(target), True))
+    targets = [b.target for b in binds]
+    if len(set(targets)) != len(targets):
+        raise StartRefused("two mounts or inputs share one target path")
+    return binds
