@@ -1,0 +1,176 @@
+"""A real Docker engine, the test image built once, and one jobwire stack with Docker nodes.
+
+No engine means failed tests, never skipped ones: ``make test`` installs and starts it
+(scripts/ci/install-backends.sh docker), including the local ``debian:bookworm`` base.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from jobwire.stack.processes import free_port
+from jobwire.stack.stack import ExecutorConfig, Stack, StackConfig
+
+HERE = Path(__file__).parent
+REPO = HERE.parents[2]
+IMAGE = "jobwire-test-job:latest"
+BASE = "debian:bookworm"
+FAST = {
+    "JOBWIRE_SCHEDULER_TICK": "0.2",
+    "JOBWIRE_SCHEDULER_NODE_TIMEOUT": "6",
+    "JOBWIRE_SCHEDULER_TIMEOUT_GRACE": "3",
+    "JOBWIRE_EXECUTOR_HEARTBEAT_INTERVAL": "0.5",
+    "JOBWIRE_EXECUTOR_TICK_INTERVAL": "0.15",
+    "JOBWIRE_EXECUTOR_KILL_GRACE": "2",
+    "JOBWIRE_LOG_LEVEL": "INFO",
+}
+END = {"succeeded", "failed", "cancelled", "timed_out"}
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[docker.DockerClient]:
+    """The local engine, with the base and test images in place (built once per session)."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as e:
+        pytest.fail(
+            f"no Docker engine answers ({e}); run `make test` or scripts/ci/install-backends.sh docker"
+        )
+    try:
+        client.images.get(BASE)
+    except docker.errors.ImageNotFound:
+        subprocess.run(["bash", str(REPO / "scripts/ci/build-debian-base.sh")], check=True)
+    client.images.build(path=str(HERE / "images"), tag=IMAGE, rm=True)
+    yield client
+    for c in client.containers.list(all=True, filters={"label": "jobwire.node"}):
+        if c.labels.get("jobwire.node", "").startswith("dock-"):
+            c.remove(force=True)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Stands in for the NFS mount: the executors and the (local) engine see the same path."""
+    root = tmp_path_factory.mktemp("shared")
+    (root / "data").mkdir()
+    (root / "data" / "config.txt").write_text("threshold=3\n")
+    return root
+
+
+def docker_node(node: str, shared: Path, *, slots: int = 4, **env: str) -> ExecutorConfig:
+    base = {
+        "JOBWIRE_DOCKER_SHARED_ROOT": str(shared),
+        "JOBWIRE_DOCKER_ADVERTISE_HOST": "127.0.0.1",
+    }
+    return ExecutorConfig(node=node, backend="docker", slots=slots, env={**base, **env})
+
+
+@pytest.fixture(scope="session")
+def stack(
+    engine: docker.DockerClient, shared_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Scheduler, gateway and five Docker nodes on the one engine, told apart by their labels.
+
+    ``dock-gpu`` claims two GPUs the engine cannot give (no NVIDIA runtime here) and keeps failed
+    containers; ``dock-p1``/``dock-p2`` form pool ``place``; ``dock-r`` is killed and restarted.
+    """
+    executors = [
+        docker_node("dock-a", shared_root, slots=4),
+        docker_node(
+            "dock-gpu", shared_root, slots=2, JOBWIRE_EXECUTOR_GPUS="2", JOBWIRE_DOCKER_KEEP_FAILED="true"
+        ),
+        docker_node(
+            "dock-p1", shared_root, slots=2, JOBWIRE_EXECUTOR_POOL="place", JOBWIRE_EXECUTOR_MEMORY="8G"
+        ),
+        docker_node(
+            "dock-p2", shared_root, slots=2, JOBWIRE_EXECUTOR_POOL="place", JOBWIRE_EXECUTOR_MEMORY="512M"
+        ),
+        docker_node("dock-r", shared_root, slots=4),
+    ]
+    config = StackConfig(
+        home=tmp_path_factory.mktemp("stack"),
+        api_port=free_port(),
+        nats_port=free_port(),
+        nats_monitor_port=free_port(),
+        executors=executors,
+        env=FAST,
+    )
+    s = Stack(config)
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+        wait_for(lambda: len(up_nodes(client)) >= 5, 30, what="five docker nodes up")
+        yield client
+
+
+def up_nodes(api: httpx.Client) -> set[str]:
+    body = api.get("/v1/nodes").json()
+    items = body["items"] if isinstance(body, dict) else body
+    return {n["name"] for n in items if n["state"] == "up"}
+
+
+def wait_for(
+    pred: Callable[[], Any], timeout: float = 30.0, every: float = 0.1, what: str = "condition"
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def job(api: httpx.Client, job_id: str) -> dict[str, Any]:
+    r = api.get(f"/v1/jobs/{job_id}")
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def wait_state(
+    api: httpx.Client, job_id: str, states: set[str] | str, timeout: float = 40.0
+) -> dict[str, Any]:
+    want = {states} if isinstance(states, str) else states
+    last: dict[str, Any] = {}
+
+    def check() -> dict[str, Any] | None:
+        nonlocal last
+        last = job(api, job_id)
+        return last if last["state"] in want else None
+
+    try:
+        result: dict[str, Any] = wait_for(check, timeout, what=f"job {job_id} to be {sorted(want)}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; last seen: {last}") from None
+    return result
+
+
+def submit(api: httpx.Client, **spec: Any) -> dict[str, Any]:
+    spec.setdefault("image", IMAGE)
+    spec.setdefault("backend", "docker")
+    r = api.post("/v1/jobs", json=spec)
+    assert r.status_code in (201, 202), r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def logs(api: httpx.Client, job_id: str, stream: str | None = None) -> str:
+    params = {"stream": stream} if stream else {}
+    r = api.get(f"/v1/jobs/{job_id}/logs", params=params)
+    assert r.status_code == 200, r.text
+    return r.text
