@@ -31,6 +31,8 @@ FAST = {
     "JOBWIRE_EXECUTOR_TICK_INTERVAL": "0.15",
     "JOBWIRE_EXECUTOR_KILL_GRACE": "2",
     "JOBWIRE_LOG_LEVEL": "INFO",
+    # the API on loopback without tokens (the gateway refuses to start open on other addresses)
+    "JOBWIRE_GATEWAY_AUTH": "off",
 }
 END = {"succeeded", "failed", "cancelled", "timed_out"}
 
@@ -84,7 +86,7 @@ def stack(
     containers; ``dock-p1``/``dock-p2`` form pool ``place``; ``dock-r`` is killed and restarted.
     """
     executors = [
-        docker_node("dock-a", shared_root, slots=4),
+        docker_node("dock-a", shared_root, slots=6, JOBWIRE_EXECUTOR_CPUS="8"),
         docker_node(
             "dock-gpu", shared_root, slots=2, JOBWIRE_EXECUTOR_GPUS="2", JOBWIRE_DOCKER_KEEP_FAILED="true"
         ),
@@ -94,7 +96,7 @@ def stack(
         docker_node(
             "dock-p2", shared_root, slots=2, JOBWIRE_EXECUTOR_POOL="place", JOBWIRE_EXECUTOR_MEMORY="512M"
         ),
-        docker_node("dock-r", shared_root, slots=4),
+        docker_node("dock-r", shared_root, slots=6, JOBWIRE_EXECUTOR_CPUS="8"),
     ]
     config = StackConfig(
         home=tmp_path_factory.mktemp("stack"),

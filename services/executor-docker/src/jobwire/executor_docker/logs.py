@@ -54,7 +54,7 @@ class LogFile:
                 for line in f:
                     if not line.endswith(b"\n"):
                         break  # torn last write
-                    end, _, stamp = line.split(b" ")
+                    end, stamp = line.split()
                     size, ts = int(end), int(stamp)
         except FileNotFoundError:
             pass

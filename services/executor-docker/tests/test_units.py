@@ -1,0 +1,73 @@
+"""The pure parts: timestamps, the crash-safe log index, the container plan."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobwire.contracts.v1 import RunJob, codec
+from jobwire.executor_docker.container import plan
+from jobwire.executor_docker.layout import JobDir
+from jobwire.executor_docker.logs import LogFile, parse_ts
+
+pytestmark = pytest.mark.unit
+
+
+def test_engine_timestamps_to_nanoseconds():
+    assert parse_ts(b"2024-05-01T12:00:00.000000001Z") == 1714564800_000000001
+    assert parse_ts(b"2024-05-01T12:00:00.5Z") == 1714564800_500000000  # trailing zeros trimmed
+    assert parse_ts(b"2024-05-01T12:00:00Z") == 1714564800_000000000
+    assert parse_ts(b"garbage") is None
+
+
+def test_log_index_cuts_data_written_after_the_last_entry(tmp_path):
+    f = LogFile(str(tmp_path / "stdout"), str(tmp_path / "stdout.idx"))
+    f.append(b"one\n", 10)
+    f.append(b"two\n", 20)
+    # A crash between the data write and its index entry, and a torn index line.
+    with open(tmp_path / "stdout", "ab") as out:
+        out.write(b"thr")
+    with open(tmp_path / "stdout.idx", "ab") as idx:
+        idx.write(b"11 3")
+    again = LogFile(str(tmp_path / "stdout"), str(tmp_path / "stdout.idx"))
+    assert (again.size, again.last_ts) == (8, 20)
+    assert (tmp_path / "stdout").read_bytes() == b"one\ntwo\n"
+
+
+def run_of(spec: dict) -> RunJob:
+    return codec.decode(
+        codec.encode({"type": "run", "job_id": "j1", "attempt": 2, "node": "n", "spec": spec}), RunJob
+    )
+
+
+def test_plan_limits_env_labels_and_gpus():
+    run = run_of(
+        {
+            "command": ["python3", "train.py"],
+            "env": {"A": "1"},
+            "resources": {"cpus": 1.5, "memory": "1G"},
+            "docker": {"ports": [8888, {"container": 53, "protocol": "udp", "host": 5353}], "shm_size": "1G"},
+        }
+    )
+    p = plan(run, JobDir("/s/jobs/j1/2"), node="n", image="img", binds=[], gpu_ids=["1"], init=True)
+    c = p.create
+    assert c["name"] == "jobwire-j1-2" and "entrypoint" not in c and "working_dir" not in c
+    assert c["command"] == ["python3", "train.py"]
+    assert c["nano_cpus"] == 1_500_000_000 and c["mem_limit"] == c["memswap_limit"] == 1 << 30
+    assert c["shm_size"] == 1 << 30
+    assert c["ports"] == {"8888/tcp": None, "53/udp": 5353}
+    assert c["labels"] == {
+        "jobwire.job_id": "j1",
+        "jobwire.attempt": "2",
+        "jobwire.node": "n",
+        "jobwire.gpus": "1",
+    }
+    assert (
+        c["environment"]["A"] == "1" and c["environment"]["JOBWIRE_PROGRESS_FILE"] == "/jobwire/progress.json"
+    )
+    assert c["volumes"][:3] == [
+        "/s/jobs/j1/2:/jobwire:rw",
+        "/s/jobs/j1/2/logs:/jobwire/logs:ro",
+        "/s/jobs/j1/2/.executor:/jobwire/.executor:ro",
+    ]
+    [req] = c["device_requests"]
+    assert (req["DeviceIDs"], req["Capabilities"], req["Count"]) == (["1"], [["gpu"]], 0)
