@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Self
 
-from jobwire.contracts.v1 import NodeCapacity, RunJob
+from jobwire.contracts.v1 import GpuInfo, NodeCapacity, RunJob
 
 from .settings import ExecutorSettings
 
@@ -93,6 +93,18 @@ class Executor(ABC):
     @abstractmethod
     def capacity(self) -> NodeCapacity:
         """What this node offers the scheduler."""
+
+    async def check(self) -> bool:
+        """Before each heartbeat: refresh what it reports (GPU inventory) and say whether the node answers.
+
+        False skips the heartbeat, the tick and new work, so the scheduler marks the node down and
+        re-queues its jobs; the runs stay tracked and are reported again once it answers.
+        """
+        return True
+
+    def gpus(self) -> list[GpuInfo]:
+        """The node's GPUs for the heartbeat; busy ones name their job."""
+        return []
 
     def describe(self) -> dict[str, str]:
         """A few facts for the micro-service metadata and status (host, transport, root)."""

@@ -79,6 +79,8 @@ class ExecutorService:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._handling = False
+        #: whether the node answered the last check; while it does not, nothing is sent or taken
+        self.reachable = True
 
     @property
     def bus(self) -> Bus:
@@ -186,6 +188,9 @@ class ExecutorService:
 
     async def _consume(self, sub: Any) -> None:
         while not self._stopping.is_set():
+            if not self.reachable:
+                await self._sleep(self.settings.heartbeat_interval)
+                continue
             try:
                 msgs: list[Msg] = await sub.fetch(self.settings.fetch_batch, timeout=1.0)
             except TimeoutError:
@@ -217,7 +222,8 @@ class ExecutorService:
     async def _ticks(self) -> None:
         while not self._stopping.is_set():
             try:
-                await self.runs.tick()
+                if self.reachable:
+                    await self.runs.tick()
             except Exception:
                 log.exception("tick failed; trying again")
             await self._sleep(self.settings.tick_interval)
@@ -235,6 +241,12 @@ class ExecutorService:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _heartbeat(self) -> None:
+        reachable = await self.executor.check()
+        if reachable != self.reachable:
+            log.warning("node %s %s", self.node, "answers again" if reachable else "does not answer")
+            self.reachable = reachable
+        if not reachable:
+            return
         s = self.settings
         beat = NodeHeartbeat(
             node=self.node,
@@ -247,6 +259,7 @@ class ExecutorService:
             pool=s.pool,
             version=VERSION,
             running=[RunRef(job_id=j, attempt=a) for j, a in self.runs.runs],
+            gpus=self.executor.gpus(),
         )
         await self.bus.publish_core(sj.heartbeat_subject(self.node), beat)
 

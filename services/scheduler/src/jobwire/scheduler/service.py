@@ -68,6 +68,9 @@ class Scheduler:
         #: the heartbeats taken for the current tick (their jobs' rows are loaded)
         self.beats: dict[str, v1.NodeHeartbeat] = {}
         self.persisted_beat: dict[str, float] = {}
+        #: which job held each GPU when last written: a GPU taken or freed shows in GET /v1/nodes at
+        #: once, while usage figures alone wait for the periodic write
+        self.persisted_gpus: dict[str, list[tuple[int, str | None]]] = {}
         self.outbox_pending = True
         self.published: list[int] = []
         self.stats = {"batches": 0, "commands": 0, "reports": 0, "dispatched": 0}
@@ -354,9 +357,16 @@ class Scheduler:
                 beat.pool,
             )
             node.up, node.instance, node.last_seen = True, beat.instance, mono
-            if changed or mono - self.persisted_beat.get(beat.node, 0.0) > HEARTBEAT_PERSIST_EVERY:
+            holders = [(g.index, g.job_id) for g in beat.gpus]
+            gpus_changed = holders != self.persisted_gpus.get(beat.node, [])
+            if (
+                changed
+                or gpus_changed
+                or mono - self.persisted_beat.get(beat.node, 0.0) > HEARTBEAT_PERSIST_EVERY
+            ):
                 await self.save_node(txn, beat)
                 self.persisted_beat[beat.node] = mono
+                self.persisted_gpus[beat.node] = holders
             self.reconcile(txn, beat)
         if came_up:
             self.core.node_up(txn)

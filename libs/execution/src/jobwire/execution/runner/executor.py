@@ -66,6 +66,7 @@ class ProcessExecutor(Executor):
             await t.write_file(f.path, f.data, f.mode)
         env = {
             **run.spec.env,
+            **await self.launch_env(run, d),
             "JOBWIRE_JOB_ID": run.job_id,
             "JOBWIRE_ATTEMPT": str(run.attempt),
             "JOBWIRE_PROGRESS_FILE": d.file(L.PROGRESS),
@@ -81,6 +82,13 @@ class ProcessExecutor(Executor):
         pid = await self._wait_for_pid(d)
         log.info("started %s attempt %d as process group %d in %s", run.job_id, run.attempt, pid, d.path)
         return RunHandle(run, d.path, {"pid": pid, "dir": d.path})
+
+    async def launch_env(self, run: RunJob, d: L.AttemptDir) -> dict[str, str]:
+        """Environment this backend gives the attempt (its GPUs, say), over the job's own ``env``.
+
+        Called once the attempt directory exists, just before the launch.
+        """
+        return {}
 
     async def _wait_for_pid(self, d: L.AttemptDir) -> int:
         deadline = time.monotonic() + self.settings.launch_timeout

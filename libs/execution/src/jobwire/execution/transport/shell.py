@@ -102,7 +102,7 @@ for d in "$@"; do
       case $pg in
         ''|*[!0-9]*) ;;
         *) if [ "$pg" -gt 1 ]; then
-             if kill -0 -- "-$pg" 2>/dev/null; then echo "A $i 1"; else echo "A $i 0"; fi
+             if kill -0 "-$pg" 2>/dev/null; then echo "A $i 1"; else echo "A $i 0"; fi
            fi ;;
       esac
     fi

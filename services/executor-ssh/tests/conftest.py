@@ -1,0 +1,177 @@
+"""SSH executor fixtures: real sshd (jump host + GPU nodes in network namespaces), the real stack.
+
+The cluster is started once per session. Each test module gets its own stack (nats-server,
+scheduler, gateway as processes) and an ``jobwire-executor-ssh`` process serving both nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from jobwire.stack.processes import ServiceProcess, free_port
+from jobwire.stack.stack import Stack, StackConfig
+from tests.fixtures.ssh import SshCluster, start_cluster, stop_cluster
+
+DATA = Path(__file__).parent / "data"
+NODES = {"gpu-a": "a100x2.csv", "gpu-b": "v100x2.csv"}
+FAST = {
+    "JOBWIRE_SCHEDULER_TICK": "0.2",
+    "JOBWIRE_SCHEDULER_NODE_TIMEOUT": "3",
+    "JOBWIRE_SCHEDULER_TIMEOUT_GRACE": "3",
+    "JOBWIRE_EXECUTOR_HEARTBEAT_INTERVAL": "0.5",
+    "JOBWIRE_EXECUTOR_TICK_INTERVAL": "0.1",
+    "JOBWIRE_EXECUTOR_KILL_GRACE": "2",
+    "JOBWIRE_LOG_LEVEL": "INFO",
+}
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[SshCluster]:
+    c = start_cluster(list(NODES))
+    try:
+        for name, inventory in NODES.items():
+            d = c.base / "smi" / name
+            d.mkdir(parents=True)
+            shutil.copy(DATA / "nvidia-smi", d / "nvidia-smi")
+            shutil.copy(DATA / inventory, d / "query-gpu.csv")
+            for p in (c.base / "smi", d):
+                p.chmod(0o755)
+        # Where jobs leave what tests look at (the filesystem is shared with the nodes).
+        (c.base / "shared").mkdir()
+        (c.base / "shared").chmod(0o777)
+        yield c
+    finally:
+        stop_cluster(c)
+
+
+def nodes_file(c: SshCluster, path: Path, **node_overrides: Any) -> Path:
+    """A nodes file for the cluster (JSON is YAML too)."""
+    config = {
+        "defaults": {
+            "user": c.user,
+            "key": str(c.client_key),
+            "known_hosts": str(c.known_hosts),
+            "down_after": 2,
+            "probe_timeout": 1.5,
+            "connect_timeout": 2,
+            "reconnect_max": 1,
+            "slots": 2,
+            "cpus": 8,
+        },
+        "hosts": {"jump": {"host": "127.0.0.1", "port": c.jump_port}},
+        "nodes": {
+            name: {
+                "host": n.address,
+                "jump": ["jump"],
+                "nvidia_smi": str(c.base / "smi" / name / "nvidia-smi"),
+                "labels": {"site": "test"},
+                **node_overrides,
+            }
+            for name, n in c.nodes.items()
+        },
+    }
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+@dataclass
+class SshStack:
+    stack: Stack
+    cluster: SshCluster
+    config: Path
+    api: httpx.Client
+    executor: ServiceProcess | None = None
+
+    def start_executor(self) -> ServiceProcess:
+        env = self.stack.base_env()
+        proc = ServiceProcess(
+            "executor-ssh",
+            [sys.executable, "-m", "jobwire.executor_ssh", "--config", str(self.config)],
+            env,
+            self.stack.home / "logs" / "executor-ssh.log",
+        )
+        proc.start()
+        self.executor = proc
+        return proc
+
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        return {n["name"]: n for n in self.api.get("/v1/nodes").json()["items"]}
+
+    def wait_nodes_up(self, timeout: float = 30.0) -> None:
+        def up() -> bool:
+            nodes = self.nodes()
+            return all(nodes.get(n, {}).get("state") == "up" for n in self.cluster.nodes)
+
+        wait_for(up, timeout, what="both SSH nodes up")
+
+
+@pytest.fixture(scope="module")
+def ssh_stack(cluster: SshCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshStack]:
+    home = tmp_path_factory.mktemp("ssh-stack")
+    config = StackConfig(
+        home=home,
+        api_port=free_port(),
+        nats_port=free_port(),
+        nats_monitor_port=free_port(),
+        executors=[],
+        env=FAST,
+    )
+    stack = Stack(config)
+    stack.start()
+    api = httpx.Client(base_url=stack.api_url, timeout=30)
+    s = SshStack(stack, cluster, nodes_file(cluster, home / "nodes.yaml"), api)
+    try:
+        s.start_executor()
+        s.wait_nodes_up()
+        yield s
+    finally:
+        api.close()
+        if s.executor is not None:
+            s.executor.stop()
+        stack.stop()
+
+
+def wait_for(
+    pred: Callable[[], Any], timeout: float = 30.0, every: float = 0.1, what: str = "condition"
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def submit(api: httpx.Client, **spec: Any) -> dict[str, Any]:
+    r = api.post("/v1/jobs", json=spec)
+    assert r.status_code in (201, 202), r.text
+    return dict(r.json())
+
+
+def wait_state(
+    api: httpx.Client, job_id: str, states: set[str] | str, timeout: float = 30.0
+) -> dict[str, Any]:
+    want = {states} if isinstance(states, str) else states
+
+    def check() -> dict[str, Any] | None:
+        r = api.get(f"/v1/jobs/{job_id}")
+        return r.json() if r.status_code == 200 and r.json()["state"] in want else None
+
+    return dict(wait_for(check, timeout, what=f"job {job_id} to be {sorted(want)}"))
+
+
+def logs(api: httpx.Client, job_id: str, stream: str = "stdout") -> str:
+    r = api.get(f"/v1/jobs/{job_id}/logs", params={"stream": stream})
+    assert r.status_code == 200, r.text
+    return r.text

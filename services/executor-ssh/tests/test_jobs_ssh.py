@@ -1,0 +1,195 @@
+"""Jobs on SSH nodes behind a jump host, through the real stack: what a user submits and sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import SshStack, logs, submit, wait_for, wait_state
+
+pytestmark = [pytest.mark.e2e, pytest.mark.backend("ssh"), pytest.mark.slow]
+
+
+def test_simulated_gpus_nodes_show_their_gpus(ssh_stack: SshStack) -> None:
+    nodes = ssh_stack.nodes()
+    a, b = nodes["gpu-a"], nodes["gpu-b"]
+    assert a["backend"] == "ssh" and a["state"] == "up"
+    assert a["capacity"]["gpus"] == 2 and a["capacity"]["slots"] == 4
+    assert [g["name"] for g in a["gpus"]] == ["NVIDIA A100-SXM4-80GB"] * 2
+    assert [g["index"] for g in b["gpus"]] == [0, 1]
+    assert b["gpus"][0]["uuid"].startswith("GPU-") and b["gpus"][0]["memory_total_mib"] == 16160
+    assert a["labels"]["site"] == "test"
+
+
+def test_command_runs_on_a_node_behind_the_jump_host(ssh_stack: SshStack) -> None:
+    job = submit(ssh_stack.api, name="hello", command=["sh", "-c", "hostname; echo out; echo err >&2"])
+    done = wait_state(ssh_stack.api, job["id"], {"succeeded", "failed"})
+    assert done["state"] == "succeeded", done
+    assert done["exit_code"] == 0
+    out = logs(ssh_stack.api, job["id"])
+    assert out.splitlines()[0] in ssh_stack.cluster.nodes  # the node's own hostname (UTS namespace)
+    assert done["node"] == out.splitlines()[0]
+    assert "out" in out
+    assert "err" in logs(ssh_stack.api, job["id"], "stderr")
+
+
+def test_script_runs_in_its_own_attempt_directory(ssh_stack: SshStack) -> None:
+    script = (
+        "#!/bin/sh\n"
+        'echo "dir=$PWD"\n'
+        'echo "job=$JOBWIRE_JOB_ID"\n'
+        """printf '{"current": 1, "total": 1}' > "$JOBWIRE_PROGRESS_FILE"\n"""
+        'echo result > "$JOBWIRE_OUTPUT_DIR/result.txt"\n'
+    )
+    job = submit(ssh_stack.api, script=script, expected_runtime=5)
+    done = wait_state(ssh_stack.api, job["id"], {"succeeded", "failed"})
+    assert done["state"] == "succeeded", done
+    out = logs(ssh_stack.api, job["id"])
+    home = ssh_stack.cluster.home
+    assert f"dir={home}/.jobwire/jobs/{job['id']}/1/work" in out
+    assert f"job={job['id']}" in out
+    arts = ssh_stack.api.get(f"/v1/jobs/{job['id']}/artifacts").json()
+    assert [a["name"] for a in arts["items"]] == ["result.txt"]
+    assert ssh_stack.api.get(f"/v1/jobs/{job['id']}/artifacts/result.txt").text == "result\n"
+    assert ssh_stack.api.get(f"/v1/jobs/{job['id']}/progress").json()["progress"] == {
+        "current": 1,
+        "total": 1,
+    }
+
+
+def test_failing_job_reports_its_exit_code(ssh_stack: SshStack) -> None:
+    job = submit(ssh_stack.api, command=["sh", "-c", "echo dying >&2; exit 7"])
+    done = wait_state(ssh_stack.api, job["id"], {"succeeded", "failed"})
+    assert done["state"] == "failed"
+    assert done["exit_code"] == 7
+    assert "exit code 7" in done["reason"]
+
+
+def test_simulated_gpus_eight_one_gpu_jobs_on_two_nodes(ssh_stack: SshStack) -> None:
+    """Never two jobs on one GPU; each sees its GPU in CUDA_VISIBLE_DEVICES; the rest wait queued."""
+    locks = ssh_stack.cluster.base / "shared" / "gpu-locks"
+    locks.mkdir(mode=0o777)
+    locks.chmod(0o777)
+    # mkdir is atomic: a second job on the same GPU at the same time fails loudly.
+    script = (
+        "#!/bin/sh\n"
+        'lock="$1/$(hostname)-gpu$CUDA_VISIBLE_DEVICES"\n'
+        'mkdir "$lock" || { echo "GPU $CUDA_VISIBLE_DEVICES on $(hostname) is taken" >&2; exit 9; }\n'
+        'echo "host=$(hostname) gpus=$CUDA_VISIBLE_DEVICES order=$CUDA_DEVICE_ORDER"\n'
+        "sleep 2\n"
+        'rmdir "$lock"\n'
+    )
+    jobs = [
+        submit(
+            ssh_stack.api,
+            name=f"gpu-{i}",
+            script=script,
+            args=[str(locks)],
+            resources={"gpus": 1},
+            expected_runtime=2,
+        )
+        for i in range(8)
+    ]
+    ids = [j["id"] for j in jobs]
+
+    def four_running() -> dict[str, dict]:
+        states = {i: ssh_stack.api.get(f"/v1/jobs/{i}").json() for i in ids}
+        running = [j for j in states.values() if j["state"] == "running"]
+        return states if len(running) == 4 else {}
+
+    states = wait_for(four_running, 20, every=0.05, what="four GPU jobs running")
+    assert sum(j["state"] == "queued" for j in states.values()) == 4
+    running = {i: j["node"] for i, j in states.items() if j["state"] == "running"}
+
+    def gpus_show_their_jobs() -> bool:
+        # Heartbeats carry the GPU holders; a beat or two after the jobs started they must match.
+        nodes = ssh_stack.nodes()
+        return all(
+            {g.get("job_id") for g in nodes[name]["gpus"]} == {i for i, n in running.items() if n == name}
+            for name in ("gpu-a", "gpu-b")
+        )
+
+    wait_for(gpus_show_their_jobs, 1.5, what="GET /v1/nodes to show which job holds each GPU")
+
+    seen: set[tuple[str, str]] = set()
+    for i in ids:
+        done = wait_state(ssh_stack.api, i, {"succeeded", "failed"}, timeout=40)
+        assert done["state"] == "succeeded", (done, logs(ssh_stack.api, i, "stderr"))
+        line = logs(ssh_stack.api, i).strip()
+        fields = dict(kv.split("=", 1) for kv in line.split())
+        assert fields["host"] == done["node"]
+        assert fields["gpus"] in {"0", "1"} and fields["order"] == "PCI_BUS_ID"
+        seen.add((fields["host"], fields["gpus"]))
+    assert seen == {(n, g) for n in ("gpu-a", "gpu-b") for g in ("0", "1")}
+    wait_for(
+        lambda: all(not g.get("job_id") for n in ssh_stack.nodes().values() for g in n["gpus"]),
+        10,
+        what="GPUs free again",
+    )
+
+
+def test_cancel_kills_the_whole_process_group(ssh_stack: SshStack) -> None:
+    pidfile = ssh_stack.cluster.base / "shared" / "child.pid"
+    script = f"sleep 300 &\necho $! > {pidfile}\necho started\nwait\n"
+    job = submit(ssh_stack.api, script=script, expected_runtime=300)
+    wait_state(ssh_stack.api, job["id"], "running")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 15, what="the child's pid")
+    child = int(pidfile.read_text())
+    assert _alive(child)
+    r = ssh_stack.api.post(f"/v1/jobs/{job['id']}/cancel")
+    assert r.status_code in (200, 202), r.text
+    done = wait_state(ssh_stack.api, job["id"], {"cancelled", "failed", "succeeded"})
+    assert done["state"] == "cancelled"
+    wait_for(lambda: not _alive(child), 10, what="the child process to be gone")
+
+
+def test_timeout_stops_the_job(ssh_stack: SshStack) -> None:
+    job = submit(ssh_stack.api, command=["sleep", "300"], resources={"walltime": 2})
+    done = wait_state(ssh_stack.api, job["id"], {"timed_out", "failed", "succeeded"}, timeout=30)
+    assert done["state"] == "timed_out", done
+
+
+HOSTILE = [
+    "$(touch /tmp/jobwire-pwned)",
+    "`touch /tmp/jobwire-pwned`",
+    "; touch /tmp/jobwire-pwned #",
+    "' \" \\ * ? ~ {a,b} && || | > <",
+    "line1\nline2",
+    "-rf",
+    "--",
+    "ünïcødé ☃",
+]
+
+
+def test_hostile_strings_are_inert_data(ssh_stack: SshStack) -> None:
+    marker = Path("/tmp/jobwire-pwned")
+    marker.unlink(missing_ok=True)
+    env = {f"V{i}": s for i, s in enumerate(HOSTILE)}
+    printer = (
+        "import os, sys\n"
+        "for a in sys.argv[1:]: print(repr(a))\n"
+        "for k in sorted(os.environ):\n"
+        "    k.startswith('V') and print(k, repr(os.environ[k]))\n"
+    )
+    job = submit(
+        ssh_stack.api,
+        name="x=1+y@z-.w",  # names are validated; the rest is free text
+        command=["python3", "-c", printer, *HOSTILE],
+        env=env,
+    )
+    done = wait_state(ssh_stack.api, job["id"], {"succeeded", "failed"})
+    assert done["state"] == "succeeded", (done, logs(ssh_stack.api, job["id"], "stderr"))
+    out = logs(ssh_stack.api, job["id"]).splitlines()
+    assert out[: len(HOSTILE)] == [repr(s) for s in HOSTILE]
+    assert out[len(HOSTILE) :] == [f"V{i} {s!r}" for i, s in enumerate(HOSTILE)]
+    assert not marker.exists()
+
+
+def _alive(pid: int) -> bool:
+    """Running (zombies waiting for a late reaper count as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
