@@ -112,67 +112,67 @@ def stack(
     s.stop()
 
 
+class JobApi(httpx.Client):
+    """The REST API with the few steps every test takes (submit, wait for a state, read logs)."""
+
+    END = END
+    IMAGE = IMAGE
+
+    @staticmethod
+    def wait_for(
+        pred: Callable[[], Any], timeout: float = 30.0, every: float = 0.1, what: str = "condition"
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = pred()
+            if value:
+                return value
+            time.sleep(every)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def up_nodes(self) -> set[str]:
+        body = self.get("/v1/nodes").json()
+        items = body["items"] if isinstance(body, dict) else body
+        return {n["name"] for n in items if n["state"] == "up"}
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        r = self.get(f"/v1/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def wait_state(self, job_id: str, states: set[str] | str, timeout: float = 40.0) -> dict[str, Any]:
+        want = {states} if isinstance(states, str) else states
+        last: dict[str, Any] = {}
+
+        def check() -> dict[str, Any] | None:
+            nonlocal last
+            last = self.job(job_id)
+            return last if last["state"] in want else None
+
+        try:
+            result: dict[str, Any] = self.wait_for(check, timeout, what=f"job {job_id} to be {sorted(want)}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; last seen: {last}") from None
+        return result
+
+    def submit(self, **spec: Any) -> dict[str, Any]:
+        spec.setdefault("image", IMAGE)
+        spec.setdefault("backend", "docker")
+        r = self.post("/v1/jobs", json=spec)
+        assert r.status_code in (201, 202), r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def logs(self, job_id: str, stream: str | None = None) -> str:
+        params = {"stream": stream} if stream else {}
+        r = self.get(f"/v1/jobs/{job_id}/logs", params=params)
+        assert r.status_code == 200, r.text
+        return r.text
+
+
 @pytest.fixture(scope="session")
-def api(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
-        wait_for(lambda: len(up_nodes(client)) >= 5, 30, what="five docker nodes up")
+def api(stack: Stack) -> Iterator[JobApi]:
+    with JobApi(base_url=stack.api_url, timeout=30) as client:
+        client.wait_for(lambda: len(client.up_nodes()) >= 5, 30, what="five docker nodes up")
         yield client
-
-
-def up_nodes(api: httpx.Client) -> set[str]:
-    body = api.get("/v1/nodes").json()
-    items = body["items"] if isinstance(body, dict) else body
-    return {n["name"] for n in items if n["state"] == "up"}
-
-
-def wait_for(
-    pred: Callable[[], Any], timeout: float = 30.0, every: float = 0.1, what: str = "condition"
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def job(api: httpx.Client, job_id: str) -> dict[str, Any]:
-    r = api.get(f"/v1/jobs/{job_id}")
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
-
-
-def wait_state(
-    api: httpx.Client, job_id: str, states: set[str] | str, timeout: float = 40.0
-) -> dict[str, Any]:
-    want = {states} if isinstance(states, str) else states
-    last: dict[str, Any] = {}
-
-    def check() -> dict[str, Any] | None:
-        nonlocal last
-        last = job(api, job_id)
-        return last if last["state"] in want else None
-
-    try:
-        result: dict[str, Any] = wait_for(check, timeout, what=f"job {job_id} to be {sorted(want)}")
-    except AssertionError as e:
-        raise AssertionError(f"{e}; last seen: {last}") from None
-    return result
-
-
-def submit(api: httpx.Client, **spec: Any) -> dict[str, Any]:
-    spec.setdefault("image", IMAGE)
-    spec.setdefault("backend", "docker")
-    r = api.post("/v1/jobs", json=spec)
-    assert r.status_code in (201, 202), r.text
-    body: dict[str, Any] = r.json()
-    return body
-
-
-def logs(api: httpx.Client, job_id: str, stream: str | None = None) -> str:
-    params = {"stream": stream} if stream else {}
-    r = api.get(f"/v1/jobs/{job_id}/logs", params=params)
-    assert r.status_code == 200, r.text
-    return r.text

@@ -10,8 +10,6 @@ import docker
 import httpx
 import pytest
 
-from .conftest import END, job, logs, submit, wait_for, wait_state
-
 pytestmark = [pytest.mark.integration, pytest.mark.backend("docker")]
 
 
@@ -26,8 +24,7 @@ def test_job_succeeds_with_logs_progress_outputs_env_and_mounts(api, engine, sha
         "touch /jobwire/logs/x 2>/dev/null && echo logs-writable || echo logs-read-only; "
         "exec jobtool work 3 0.3"
     )
-    j = submit(
-        api,
+    j = api.submit(
         node="dock-a",
         command=["sh", "-c", script],
         env={"GREETING": "hello docker"},
@@ -36,11 +33,11 @@ def test_job_succeeds_with_logs_progress_outputs_env_and_mounts(api, engine, sha
         expected_runtime=10,
         docker={"mounts": [{"source": str(shared_root / "data"), "target": "/data", "read_only": True}]},
     )
-    done = wait_state(api, j["id"], END)
+    done = api.wait_state(j["id"], api.END)
     assert (done["state"], done["exit_code"], done["node"]) == ("succeeded", 0, "dock-a"), done
-    out = logs(api, j["id"], "stdout")
+    out = api.logs(j["id"], "stdout")
     assert out == ("threshold=3\nthreshold=3\ndata-read-only\nlogs-read-only\nstep 1\nstep 2\nstep 3\n"), out
-    assert logs(api, j["id"], "stderr") == "to stderr\n"
+    assert api.logs(j["id"], "stderr") == "to stderr\n"
     assert api.get(f"/v1/jobs/{j['id']}/progress").json()["progress"] == {"current": 3, "total": 3}
     names = {a["name"] for a in done["artifacts"]}
     assert names == {"result.txt", "sub/env.json"}
@@ -55,25 +52,24 @@ def test_job_succeeds_with_logs_progress_outputs_env_and_mounts(api, engine, sha
     assert (d / "logs" / "stdout").read_text() == out
     assert json.loads((d / "progress.json").read_text()) == {"current": 3, "total": 3}
     assert done["details"]["dir"] == str(d)
-    wait_for(lambda: gone(engine, j["id"]), 10, what="the finished container to be removed")
+    api.wait_for(lambda: gone(engine, j["id"]), 10, what="the finished container to be removed")
 
 
 def test_script_and_exit_code(api):
-    j = submit(api, node="dock-a", script="echo in $(pwd)\nexit 3\n", expected_runtime=5)
-    done = wait_state(api, j["id"], END)
+    j = api.submit(node="dock-a", script="echo in $(pwd)\nexit 3\n", expected_runtime=5)
+    done = api.wait_state(j["id"], api.END)
     assert (done["state"], done["exit_code"], done["reason"]) == ("failed", 3, "exit code 3")
-    assert logs(api, j["id"], "stdout") == "in /jobwire/work\n"
+    assert api.logs(j["id"], "stdout") == "in /jobwire/work\n"
 
 
 def test_published_port_is_reachable_and_cancel_stops_the_container(api, engine):
-    j = submit(
-        api,
+    j = api.submit(
         node="dock-a",
         command=["jobtool", "serve", "8000"],
         expected_runtime=60,
         docker={"ports": [8000]},
     )
-    running = wait_state(api, j["id"], "running")
+    running = api.wait_state(j["id"], "running")
     address = running["ports"]["8000/tcp"]
     assert address.startswith("127.0.0.1:"), running["ports"]
 
@@ -83,52 +79,51 @@ def test_published_port_is_reachable_and_cancel_stops_the_container(api, engine)
         except httpx.HTTPError:
             return None
 
-    assert wait_for(answer, 15, what=f"the job's server at {address}") == f"hello from {j['id']}\n"
+    assert api.wait_for(answer, 15, what=f"the job's server at {address}") == f"hello from {j['id']}\n"
     assert api.post(f"/v1/jobs/{j['id']}/cancel").status_code in (200, 202)
-    done = wait_state(api, j["id"], END, timeout=20)
+    done = api.wait_state(j["id"], api.END, timeout=20)
     assert done["state"] == "cancelled", done
-    wait_for(lambda: gone(engine, j["id"]), 10, what="the cancelled container to be removed")
+    api.wait_for(lambda: gone(engine, j["id"]), 10, what="the cancelled container to be removed")
     assert answer() is None
 
 
 def test_cancel_kills_a_job_that_ignores_term_after_the_grace(api):
-    j = submit(api, node="dock-a", command=["jobtool", "stubborn", "60"], expected_runtime=60)
-    wait_state(api, j["id"], "running")
-    wait_for(lambda: "started" in logs(api, j["id"]), 15, what="the job's first line")
+    j = api.submit(node="dock-a", command=["jobtool", "stubborn", "60"], expected_runtime=60)
+    api.wait_state(j["id"], "running")
+    api.wait_for(lambda: "started" in api.logs(j["id"]), 15, what="the job's first line")
     api.post(f"/v1/jobs/{j['id']}/cancel")
-    done = wait_state(api, j["id"], END, timeout=30)
+    done = api.wait_state(j["id"], api.END, timeout=30)
     assert done["state"] == "cancelled", done
-    assert "TERM ignored" in logs(api, j["id"])
+    assert "TERM ignored" in api.logs(j["id"])
 
 
 def test_walltime_times_the_container_out(api):
-    j = submit(api, node="dock-a", command=["sleep", "60"], resources={"walltime": 1}, expected_runtime=1)
-    done = wait_state(api, j["id"], END, timeout=30)
+    j = api.submit(node="dock-a", command=["sleep", "60"], resources={"walltime": 1}, expected_runtime=1)
+    done = api.wait_state(j["id"], api.END, timeout=30)
     assert done["state"] == "timed_out", done
     assert "timed out" in done["reason"]
 
 
 def test_container_over_its_memory_limit_fails_with_oom(api):
-    j = submit(
-        api,
+    j = api.submit(
         node="dock-a",
         command=["jobtool", "hog", "400"],
         resources={"memory": "64M"},
         expected_runtime=10,
     )
-    done = wait_state(api, j["id"], END)
+    done = api.wait_state(j["id"], api.END)
     assert done["state"] == "failed", done
     assert done["reason"].startswith("oom"), done["reason"]
     assert done["exit_code"] == 137
-    assert "allocated" not in logs(api, j["id"])
+    assert "allocated" not in api.logs(j["id"])
 
 
 @pytest.mark.parametrize("policy", ["never", "if_not_present", "always"])
 def test_missing_image_fails_with_image_not_found(api, policy):
-    j = submit(
-        api, node="dock-a", image="jobwire-no-such-image:0", command=["true"], docker={"pull_policy": policy}
+    j = api.submit(
+        node="dock-a", image="jobwire-no-such-image:0", command=["true"], docker={"pull_policy": policy}
     )
-    done = wait_state(api, j["id"], END, timeout=60)
+    done = api.wait_state(j["id"], api.END, timeout=60)
     assert done["state"] == "failed", done
     assert done["reason"].startswith("image_not_found"), done["reason"]
     assert "jobwire-no-such-image:0" in done["reason"]
@@ -177,29 +172,28 @@ def test_mounts_outside_the_allowed_roots_fail_the_job_before_it_runs(api, share
     }
     ids = {}
     for source in cases:
-        j = submit(
-            api,
+        j = api.submit(
             node="dock-a",
             command=["cat", "/mnt/secret"],
             docker={"mounts": [{"source": source, "target": "/mnt"}]},
         )
         ids[source] = j["id"]
     for source, expected in cases.items():
-        done = wait_state(api, ids[source], END)
+        done = api.wait_state(ids[source], api.END)
         assert done["state"] == "failed", done
         assert expected in done["reason"], done["reason"]
-        assert logs(api, ids[source]) == ""
+        assert api.logs(ids[source]) == ""
 
 
 def test_gpu_request_reaches_the_engine_and_a_host_without_gpus_fails_clearly(api, engine):
     """No GPU machine here: checks the device request on the created container and the clear
     failure of a host whose engine has no NVIDIA runtime (``dock-gpu`` claims two GPUs)."""
-    counted = submit(api, command=["nvidia-smi"], resources={"gpus": 2}, expected_runtime=5)
-    chosen = submit(
-        api, node="dock-gpu", command=["nvidia-smi"], docker={"gpu_ids": ["1"]}, expected_runtime=5
+    counted = api.submit(command=["nvidia-smi"], resources={"gpus": 2}, expected_runtime=5)
+    chosen = api.submit(
+        node="dock-gpu", command=["nvidia-smi"], docker={"gpu_ids": ["1"]}, expected_runtime=5
     )
     for j, ids in ((counted, ["0", "1"]), (chosen, ["1"])):
-        done = wait_state(api, j["id"], END)
+        done = api.wait_state(j["id"], api.END)
         assert (done["state"], done["node"]) == ("failed", "dock-gpu"), done
         assert done["reason"].startswith("gpu_unavailable"), done["reason"]
         assert "NVIDIA" in done["reason"]
@@ -212,8 +206,8 @@ def test_gpu_request_reaches_the_engine_and_a_host_without_gpus_fails_clearly(ap
 
 
 def test_a_gpu_job_is_never_placed_on_a_node_without_gpus(api):
-    j = submit(api, command=["true"], resources={"gpus": 3}, expected_runtime=5)
-    assert job(api, j["id"])["state"] == "queued"
-    assert job(api, j["id"])["node"] is None
+    j = api.submit(command=["true"], resources={"gpus": 3}, expected_runtime=5)
+    assert api.job(j["id"])["state"] == "queued"
+    assert api.job(j["id"])["node"] is None
     api.post(f"/v1/jobs/{j['id']}/cancel")
-    assert wait_state(api, j["id"], END)["state"] == "cancelled"
+    assert api.wait_state(j["id"], api.END)["state"] == "cancelled"

@@ -6,8 +6,6 @@ import time
 
 import pytest
 
-from .conftest import END, submit, wait_for, wait_state
-
 pytestmark = [pytest.mark.integration, pytest.mark.backend("docker")]
 NODES = {"dock-p1": {"slots": 2, "memory": 8 << 30}, "dock-p2": {"slots": 2, "memory": 512 << 20}}
 #: seconds of expected runtime: spaced wide, so the few seconds running jobs have used up never
@@ -39,8 +37,7 @@ def running_containers(engine, node: str) -> list:
 def test_twenty_jobs_land_by_least_queued_time_and_only_where_they_fit(api, engine):
     ids = []
     for i, expected in enumerate(EXPECTED):
-        j = submit(
-            api,
+        j = api.submit(
             pool="place",
             command=["sleep", "300"],
             expected_runtime=expected,
@@ -59,7 +56,7 @@ def test_twenty_jobs_land_by_least_queued_time_and_only_where_they_fit(api, engi
         assert placed.count("dock-p2") >= 5, placed
 
         # What runs where, as the engine sees it: never more than the slots, never more memory.
-        wait_for(
+        api.wait_for(
             lambda: all(len(running_containers(engine, n)) == 2 for n in NODES), 30, what="both nodes full"
         )
         for _ in range(10):
@@ -76,4 +73,4 @@ def test_twenty_jobs_land_by_least_queued_time_and_only_where_they_fit(api, engi
         for i in ids:
             api.post(f"/v1/jobs/{i}/cancel")
     for i in ids:
-        assert wait_state(api, i, END, timeout=30)["state"] == "cancelled"
+        assert api.wait_state(i, api.END, timeout=30)["state"] == "cancelled"

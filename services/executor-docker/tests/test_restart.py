@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from .conftest import END, IMAGE, logs, submit, wait_for, wait_state
-
 pytestmark = [pytest.mark.integration, pytest.mark.backend("docker")]
 
 
@@ -17,20 +15,22 @@ def test_killed_executor_readopts_its_containers(api, stack, engine):
     t0 = datetime.now(UTC)
     lines = "for i in $(seq 1 60); do echo line $i; sleep 0.1; done"
     jobs = {
-        "through": submit(api, node="dock-r", command=["sh", "-c", "echo a-start; sleep 8; echo a-end"]),
-        "ends_while_down": submit(
-            api, node="dock-r", command=["sh", "-c", "echo b-start; sleep 3; echo b-end; exit 5"]
+        "through": api.submit(node="dock-r", command=["sh", "-c", "echo a-start; sleep 8; echo a-end"]),
+        "ends_while_down": api.submit(
+            node="dock-r", command=["sh", "-c", "echo b-start; sleep 3; echo b-end; exit 5"]
         ),
-        "progress": submit(api, node="dock-r", command=["jobtool", "work", "6", "0.7"]),
-        "chatty": submit(api, node="dock-r", command=["sh", "-c", lines]),
+        "progress": api.submit(node="dock-r", command=["jobtool", "work", "6", "0.7"]),
+        "chatty": api.submit(node="dock-r", command=["sh", "-c", lines]),
     }
     for j in jobs.values():
-        wait_state(api, j["id"], "running")
-    wait_for(lambda: "line 3\n" in logs(api, jobs["chatty"]["id"]), 15, what="the chatty job's first lines")
+        api.wait_state(j["id"], "running")
+    api.wait_for(
+        lambda: "line 3\n" in api.logs(jobs["chatty"]["id"]), 15, what="the chatty job's first lines"
+    )
 
     # A container of a stale attempt (attempt 2 of the same job runs elsewhere): removed on restart.
     stale = engine.containers.create(
-        IMAGE,
+        api.IMAGE,
         ["sleep", "60"],
         labels={"jobwire.job_id": jobs["through"]["id"], "jobwire.attempt": "0", "jobwire.node": "dock-r"},
     )
@@ -38,12 +38,14 @@ def test_killed_executor_readopts_its_containers(api, stack, engine):
 
     stack.services["executor-dock-r"].kill()
     b = engine.containers.get(f"jobwire-{jobs['ends_while_down']['id']}-1")
-    wait_for(lambda: b.reload() or b.status == "exited", 10, what="a job to end while the executor is down")
+    api.wait_for(
+        lambda: b.reload() or b.status == "exited", 10, what="a job to end while the executor is down"
+    )
     assert engine.containers.get(f"jobwire-{jobs['through']['id']}-1").status == "running"
     assert all(api.get(f"/v1/jobs/{j['id']}").json()["state"] == "running" for j in jobs.values())
 
     stack.start_service("executor-dock-r")
-    done = {name: wait_state(api, j["id"], END, timeout=40) for name, j in jobs.items()}
+    done = {name: api.wait_state(j["id"], api.END, timeout=40) for name, j in jobs.items()}
 
     assert (done["through"]["state"], done["through"]["exit_code"]) == ("succeeded", 0)
     assert (done["ends_while_down"]["state"], done["ends_while_down"]["exit_code"]) == ("failed", 5)
@@ -53,10 +55,10 @@ def test_killed_executor_readopts_its_containers(api, stack, engine):
     )
     assert done["chatty"]["state"] == "succeeded"
     # Logs: every line once, in order, across the kill.
-    assert logs(api, jobs["through"]["id"], "stdout") == "a-start\na-end\n"
-    assert logs(api, jobs["ends_while_down"]["id"], "stdout") == "b-start\nb-end\n"
-    assert logs(api, jobs["chatty"]["id"], "stdout") == "".join(f"line {i}\n" for i in range(1, 61))
-    assert logs(api, jobs["progress"]["id"], "stdout") == "".join(f"step {i}\n" for i in range(1, 7))
+    assert api.logs(jobs["through"]["id"], "stdout") == "a-start\na-end\n"
+    assert api.logs(jobs["ends_while_down"]["id"], "stdout") == "b-start\nb-end\n"
+    assert api.logs(jobs["chatty"]["id"], "stdout") == "".join(f"line {i}\n" for i in range(1, 61))
+    assert api.logs(jobs["progress"]["id"], "stdout") == "".join(f"step {i}\n" for i in range(1, 7))
     # None ran twice: one attempt, one `running`, one container start per job.
     for name, d in done.items():
         assert d["attempt"] == 1, name
@@ -68,8 +70,10 @@ def test_killed_executor_readopts_its_containers(api, stack, engine):
     for name, j in jobs.items():
         expected = 2 if name == "through" else 1  # "through" also names the stale container
         assert started.count(j["id"]) == expected, (name, started)
-    wait_for(lambda: not _exists(engine, stale.id), 10, what="the stale attempt's container to be removed")
-    wait_for(
+    api.wait_for(
+        lambda: not _exists(engine, stale.id), 10, what="the stale attempt's container to be removed"
+    )
+    api.wait_for(
         lambda: not engine.containers.list(all=True, filters={"label": "jobwire.node=dock-r"}),
         10,
         what="every finished container of dock-r to be removed",

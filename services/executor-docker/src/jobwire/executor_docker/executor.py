@@ -141,6 +141,8 @@ class DockerExecutor(Executor):
         await self._ensure_image(p.image, opts.pull_policy)
         for path in (d.path, d.logs, d.private, d.outputs, d.work):
             await self.fs.mkdir(path)
+        # run.json holds the job's environment (tokens, passwords): not for other users of the share.
+        await asyncio.to_thread(os.chmod, d.private, 0o700)
         if opts.user is not None:
             # Another user than root must be able to write its progress, outputs and work files.
             for path in (d.path, d.outputs, d.work):
