@@ -195,6 +195,9 @@ class DockerExecutor(Executor):
                 raise
         # A leftover of an earlier try that never started (existing() found none running): replace it.
         old = await asyncio.to_thread(containers.get, create["name"])
+        if old.status != "created":
+            # Started by a delivery of the same RunJob in flight at once: never replace it.
+            raise RuntimeError(f"container {create['name']} already runs; the repeat will find it")
         await asyncio.to_thread(old.remove, force=True)
         return await asyncio.to_thread(containers.create, image, **create)
 
