@@ -32,6 +32,8 @@ FAST = {
     "JOBWIRE_EXECUTOR_TICK_INTERVAL": "0.1",
     "JOBWIRE_EXECUTOR_KILL_GRACE": "2",
     "JOBWIRE_LOG_LEVEL": "INFO",
+    # tests talk to a loopback gateway without credentials
+    "JOBWIRE_GATEWAY_AUTH": "off",
 }
 
 
@@ -116,7 +118,10 @@ class SshStack:
 
 
 @pytest.fixture(scope="module")
-def ssh_stack(cluster: SshCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshStack]:
+def ssh_stack(
+    cluster: SshCluster, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[SshStack]:
+    """A stack per test module; a module may tune it with ``STACK_ENV``."""
     home = tmp_path_factory.mktemp("ssh-stack")
     config = StackConfig(
         home=home,
@@ -124,7 +129,7 @@ def ssh_stack(cluster: SshCluster, tmp_path_factory: pytest.TempPathFactory) -> 
         nats_port=free_port(),
         nats_monitor_port=free_port(),
         executors=[],
-        env=FAST,
+        env={**FAST, **getattr(request.module, "STACK_ENV", {})},
     )
     stack = Stack(config)
     stack.start()

@@ -131,7 +131,11 @@ class ProcessExecutor(Executor):
             if not _launched(probe):
                 log.info("%s was prepared but never launched; its RunJob will be redelivered", probe.path)
                 continue
-            handles.append(await self._handle(probe))
+            handle = await self._handle(probe)
+            # A root on shared storage (an NFS home) holds other nodes' attempts too.
+            if handle.run.node != self.settings.node:
+                continue
+            handles.append(handle)
         return handles
 
     async def _handle(self, probe: DirProbe) -> RunHandle:
