@@ -8,7 +8,7 @@
 # Add a backend by writing an `install_<name>` function and listing <name> in ALL_BACKENDS.
 set -euo pipefail
 
-ALL_BACKENDS=(postgresql docker)
+ALL_BACKENDS=(postgresql docker ssh)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -54,6 +54,23 @@ install_docker() {
     fi
     echo "docker: engine $(as_root docker version --format '{{.Server.Version}}') is running"
     as_root bash "$(dirname "$0")/build-debian-base.sh"
+}
+
+install_ssh() {
+    # OpenSSH servers (a jump host and "GPU nodes" in network namespaces) are started by the tests
+    # themselves; apt never starts sshd here. Also the tools the test bed uses: ip, nft, unshare.
+    local pkgs=()
+    [ -x /usr/sbin/sshd ] || pkgs+=(openssh-server)
+    command -v ssh-keygen >/dev/null 2>&1 || pkgs+=(openssh-client)
+    command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
+    command -v nft >/dev/null 2>&1 || pkgs+=(nftables)
+    command -v unshare >/dev/null 2>&1 || pkgs+=(util-linux)
+    command -v pgrep >/dev/null 2>&1 || pkgs+=(procps)
+    if [ "${#pkgs[@]}" -eq 0 ]; then
+        echo "ssh: already installed ($(/usr/sbin/sshd -V 2>&1 | head -n1 || true))"
+        return
+    fi
+    apt_install "${pkgs[@]}"
 }
 
 main() {
