@@ -193,3 +193,63 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+TRAIN = b"""import os, sys
+print("file", os.path.basename(__file__))
+print("args", sys.argv[1:])
+print("gpus", os.environ["CUDA_VISIBLE_DEVICES"])
+"""
+
+
+def test_multipart_upload_of_a_code_file_and_a_yaml_spec(ssh_stack: SshStack) -> None:
+    """curl -F code=@train.py -F spec=@job.yaml, as researchers submit today."""
+    spec = b"name: train\nargs: [--epochs, '2', '$(id)']\nresources: {gpus: 1}\nexpected_runtime: 5\n"
+    r = ssh_stack.api.post(
+        "/v1/jobs",
+        files={"code": ("train.py", TRAIN, "text/x-python"), "spec": ("job.yaml", spec, "application/yaml")},
+    )
+    assert r.status_code in (201, 202), r.text
+    job = r.json()
+    assert job["code"]["filename"] == "train.py" and job["resources"]["gpus"] == 1
+    done = wait_state(ssh_stack.api, job["id"], {"succeeded", "failed"})
+    assert done["state"] == "succeeded", (done, logs(ssh_stack.api, job["id"], "stderr"))
+    out = logs(ssh_stack.api, job["id"]).splitlines()
+    assert out[:2] == ["file train.py", "args ['--epochs', '2', '$(id)']"]
+    assert out[2] in ("gpus 0", "gpus 1")
+
+
+def test_multipart_with_a_json_spec_field_and_top_level_fields(ssh_stack: SshStack) -> None:
+    r = ssh_stack.api.post(
+        "/v1/jobs",
+        files={"code": ("run.sh", b'echo "sh says $1"\n')},
+        data={"spec": '{"args": ["hi"]}', "expected_runtime": "5", "name": "shell-job"},
+    )
+    assert r.status_code in (201, 202), r.text
+    job = r.json()
+    assert job["name"] == "shell-job" and job["expected_runtime"] == 5
+    done = wait_state(ssh_stack.api, job["id"], {"succeeded", "failed"})
+    assert done["state"] == "succeeded", done
+    assert logs(ssh_stack.api, job["id"]) == "sh says hi\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "data", "path"),
+    [
+        ({"code": ("../evil.py", b"print(1)")}, {}, "$.code.filename"),
+        (
+            {"code": ("ok.py", b"print(1)"), "spec": ("s.yaml", b"resources: {gpus: -1}\n")},
+            {},
+            "$.resources.gpus",
+        ),
+        ({"code": ("ok.py", b"print(1)"), "spec": ("s.yaml", b"nmae: typo\n")}, {}, "$.nmae"),
+        ({"code": ("ok.py", b"print(1)"), "spec": ("s.yaml", b"a: [unclosed\n")}, {}, "$"),
+        ({"code": ("ok.py", b"\xff\xfe binary")}, {}, "$.code.content"),
+        ({"code": ("ok.py", b"print(1)")}, {"colour": "red"}, "$.colour"),
+    ],
+)
+def test_multipart_errors_are_problem_json(ssh_stack: SshStack, files: dict, data: dict, path: str) -> None:
+    r = ssh_stack.api.post("/v1/jobs", files=files, data=data)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["path"] == path, r.json()

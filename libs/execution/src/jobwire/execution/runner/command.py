@@ -43,6 +43,8 @@ def plan(spec: JobSpec, d: AttemptDir) -> Plan:
         return Plan([*argv, *spec.args], cwd, [script], dirs)
     if spec.code is not None:
         code = spec.code
+        if code.filename in (".", ".."):
+            raise StartRefused(f"{code.filename!r} is not a file name")
         path = posixpath.join(d.work, code.filename)
         interpreter = code.interpreter or INTERPRETERS.get(posixpath.splitext(code.filename)[1].lower())
         if not interpreter:

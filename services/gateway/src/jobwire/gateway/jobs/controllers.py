@@ -13,7 +13,7 @@ from jobwire.contracts import v1
 from ..owner import owner_of
 from ..params import JobId, Res
 from ..problems import ProblemDetails
-from . import service, submit
+from . import multipart, service, submit
 from .lookup import require_job
 from .openapi import JobSpecBody
 from .schemas import JobPage, parse_labels, parse_states
@@ -56,7 +56,7 @@ class JobController(Controller):
         ] = None,
     ) -> Response[v1.Job]:
         """Validate the JobSpec, queue it for the scheduler and wait briefly for it to be stored."""
-        spec = submit.parse_spec(await request.body(), request.headers.get("content-type"))
+        spec = multipart.parse_any(await request.body(), request.headers.get("content-type"))
         key = submit.check_idempotency_key(idempotency_key)
         done = await submit.submit(res, spec, owner=owner_of(request), idempotency_key=key)
         headers = {"Location": location(done.job.id)}

@@ -1,0 +1,106 @@
+"""``multipart/form-data`` submits: a code file plus a YAML or JSON spec, as researchers send them.
+
+``curl -F code=@train.py -F spec=@job.yaml .../v1/jobs``; other fields named like top-level JobSpec
+fields (``-F expected_runtime=600``) are read as YAML scalars. The uploaded file becomes
+``spec.code`` (its filename kept), and the result is validated exactly like a JSON body.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+from email.message import Message
+from typing import Any
+
+import msgspec
+import yaml  # type: ignore[import-untyped]
+
+from jobwire.contracts import v1
+
+from ..problems import InvalidBody, invalid_body
+from .submit import parse_spec
+
+CODE_FIELD = "code"
+SPEC_FIELD = "spec"
+
+
+def parse_any(body: bytes, content_type: str | None) -> v1.JobSpec:
+    """A JobSpec from a JSON body or a multipart form."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == "multipart/form-data":
+        return parse_form(body, content_type or "")
+    return parse_spec(body, content_type)
+
+
+def _parts(body: bytes, content_type: str) -> list[Message]:
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    if not msg.is_multipart():
+        raise InvalidBody("the multipart body could not be read (is the boundary right?)")
+    return list(msg.iter_parts())
+
+
+def _load_spec(text: str, filename: str | None) -> dict[str, Any]:
+    try:
+        if filename and filename.lower().endswith(".json"):
+            raw = msgspec.json.decode(text)
+        else:
+            raw = yaml.safe_load(text)
+    except (msgspec.DecodeError, yaml.YAMLError) as e:
+        raise InvalidBody(
+            f"field `{SPEC_FIELD}` is neither valid YAML nor JSON: {e}", extra={"path": "$"}
+        ) from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidBody(f"field `{SPEC_FIELD}` must be a mapping (a JobSpec)", extra={"path": "$"})
+    return raw
+
+
+def _text(part: Message, what: str) -> str:
+    data = part.get_payload(decode=True)
+    if not isinstance(data, bytes):
+        data = b""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidBody(f"{what} must be UTF-8 text", extra={"path": "$.code.content"}) from None
+
+
+def parse_form(body: bytes, content_type: str) -> v1.JobSpec:
+    spec: dict[str, Any] = {}
+    code: tuple[str, str] | None = None
+    extras: dict[str, Any] = {}
+    for part in _parts(body, content_type):
+        name = part.get_param("name", header="content-disposition")
+        filename = part.get_filename()
+        if name == SPEC_FIELD:
+            spec = _load_spec(_text(part, f"field `{SPEC_FIELD}`"), filename)
+        elif name == CODE_FIELD:
+            if not filename:
+                raise InvalidBody("field `code` must be a file upload (curl -F code=@train.py)")
+            code = (filename, _text(part, "the code file"))
+        elif isinstance(name, str) and name in v1.JobSpec.__struct_fields__:
+            extras[name] = yaml.safe_load(_text(part, f"field `{name}`"))
+        else:
+            raise InvalidBody(
+                f"unknown form field `{name}`: send `code` (the file), `spec` (YAML or JSON) "
+                "and optionally top-level JobSpec fields",
+                extra={"path": f"$.{name}"},
+            )
+    for key, value in extras.items():
+        if key in spec:
+            raise InvalidBody(
+                f"`{key}` is given both in the spec and as a form field", extra={"path": f"$.{key}"}
+            )
+        spec[key] = value
+    if code is not None:
+        given = spec.get("code")
+        extra = given if isinstance(given, dict) else {}
+        spec["code"] = {**extra, "filename": code[0], "content": code[1]}
+    try:
+        return v1.decode_strict(msgspec.json.encode(spec), v1.JobSpec)
+    except (msgspec.MsgspecError, TypeError) as e:
+        if isinstance(e, msgspec.MsgspecError):
+            raise invalid_body(e) from None
+        raise InvalidBody(f"the spec holds a value JSON cannot carry: {e}") from None
