@@ -106,6 +106,22 @@ class SshStack:
         self.executor = proc
         return proc
 
+    # Helpers as methods, so test modules need no imports from here (no tests package).
+    def submit(self, **spec: Any) -> dict[str, Any]:
+        return submit(self.api, **spec)
+
+    def wait_state(self, job_id: str, states: set[str] | str, timeout: float = 30.0) -> dict[str, Any]:
+        return wait_state(self.api, job_id, states, timeout)
+
+    def logs(self, job_id: str, stream: str = "stdout") -> str:
+        return logs(self.api, job_id, stream)
+
+    @staticmethod
+    def wait_for(
+        pred: Callable[[], Any], timeout: float = 30.0, every: float = 0.1, what: str = "condition"
+    ) -> Any:
+        return wait_for(pred, timeout, every, what)
+
     def nodes(self) -> dict[str, dict[str, Any]]:
         return {n["name"]: n for n in self.api.get("/v1/nodes").json()["items"]}
 

@@ -6,12 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SshStack, logs, submit, wait_for, wait_state
-
 pytestmark = [pytest.mark.e2e, pytest.mark.backend("ssh"), pytest.mark.slow]
 
 
-def test_simulated_gpus_nodes_show_their_gpus(ssh_stack: SshStack) -> None:
+def test_simulated_gpus_nodes_show_their_gpus(ssh_stack) -> None:
     nodes = ssh_stack.nodes()
     a, b = nodes["gpu-a"], nodes["gpu-b"]
     assert a["backend"] == "ssh" and a["state"] == "up"
@@ -22,19 +20,19 @@ def test_simulated_gpus_nodes_show_their_gpus(ssh_stack: SshStack) -> None:
     assert a["labels"]["site"] == "test"
 
 
-def test_command_runs_on_a_node_behind_the_jump_host(ssh_stack: SshStack) -> None:
-    job = submit(ssh_stack.api, name="hello", command=["sh", "-c", "hostname; echo out; echo err >&2"])
-    done = wait_state(ssh_stack.api, job["id"], {"succeeded", "failed"})
+def test_command_runs_on_a_node_behind_the_jump_host(ssh_stack) -> None:
+    job = ssh_stack.submit(name="hello", command=["sh", "-c", "hostname; echo out; echo err >&2"])
+    done = ssh_stack.wait_state(job["id"], {"succeeded", "failed"})
     assert done["state"] == "succeeded", done
     assert done["exit_code"] == 0
-    out = logs(ssh_stack.api, job["id"])
+    out = ssh_stack.logs(job["id"])
     assert out.splitlines()[0] in ssh_stack.cluster.nodes  # the node's own hostname (UTS namespace)
     assert done["node"] == out.splitlines()[0]
     assert "out" in out
-    assert "err" in logs(ssh_stack.api, job["id"], "stderr")
+    assert "err" in ssh_stack.logs(job["id"], "stderr")
 
 
-def test_script_runs_in_its_own_attempt_directory(ssh_stack: SshStack) -> None:
+def test_script_runs_in_its_own_attempt_directory(ssh_stack) -> None:
     script = (
         "#!/bin/sh\n"
         'echo "dir=$PWD"\n'
@@ -42,10 +40,10 @@ def test_script_runs_in_its_own_attempt_directory(ssh_stack: SshStack) -> None:
         """printf '{"current": 1, "total": 1}' > "$JOBWIRE_PROGRESS_FILE"\n"""
         'echo result > "$JOBWIRE_OUTPUT_DIR/result.txt"\n'
     )
-    job = submit(ssh_stack.api, script=script, expected_runtime=5)
-    done = wait_state(ssh_stack.api, job["id"], {"succeeded", "failed"})
+    job = ssh_stack.submit(script=script, expected_runtime=5)
+    done = ssh_stack.wait_state(job["id"], {"succeeded", "failed"})
     assert done["state"] == "succeeded", done
-    out = logs(ssh_stack.api, job["id"])
+    out = ssh_stack.logs(job["id"])
     home = ssh_stack.cluster.home
     assert f"dir={home}/.jobwire/jobs/{job['id']}/1/work" in out
     assert f"job={job['id']}" in out
@@ -58,15 +56,15 @@ def test_script_runs_in_its_own_attempt_directory(ssh_stack: SshStack) -> None:
     }
 
 
-def test_failing_job_reports_its_exit_code(ssh_stack: SshStack) -> None:
-    job = submit(ssh_stack.api, command=["sh", "-c", "echo dying >&2; exit 7"])
-    done = wait_state(ssh_stack.api, job["id"], {"succeeded", "failed"})
+def test_failing_job_reports_its_exit_code(ssh_stack) -> None:
+    job = ssh_stack.submit(command=["sh", "-c", "echo dying >&2; exit 7"])
+    done = ssh_stack.wait_state(job["id"], {"succeeded", "failed"})
     assert done["state"] == "failed"
     assert done["exit_code"] == 7
     assert "exit code 7" in done["reason"]
 
 
-def test_simulated_gpus_eight_one_gpu_jobs_on_two_nodes(ssh_stack: SshStack) -> None:
+def test_simulated_gpus_eight_one_gpu_jobs_on_two_nodes(ssh_stack) -> None:
     """Never two jobs on one GPU; each sees its GPU in CUDA_VISIBLE_DEVICES; the rest wait queued."""
     locks = ssh_stack.cluster.base / "shared" / "gpu-locks"
     locks.mkdir(mode=0o777)
@@ -81,8 +79,7 @@ def test_simulated_gpus_eight_one_gpu_jobs_on_two_nodes(ssh_stack: SshStack) -> 
         'rmdir "$lock"\n'
     )
     jobs = [
-        submit(
-            ssh_stack.api,
+        ssh_stack.submit(
             name=f"gpu-{i}",
             script=script,
             args=[str(locks)],
@@ -98,7 +95,7 @@ def test_simulated_gpus_eight_one_gpu_jobs_on_two_nodes(ssh_stack: SshStack) -> 
         running = [j for j in states.values() if j["state"] == "running"]
         return states if len(running) == 4 else {}
 
-    states = wait_for(four_running, 20, every=0.05, what="four GPU jobs running")
+    states = ssh_stack.wait_for(four_running, 20, every=0.05, what="four GPU jobs running")
     assert sum(j["state"] == "queued" for j in states.values()) == 4
     running = {i: j["node"] for i, j in states.items() if j["state"] == "running"}
 
@@ -110,43 +107,43 @@ def test_simulated_gpus_eight_one_gpu_jobs_on_two_nodes(ssh_stack: SshStack) -> 
             for name in ("gpu-a", "gpu-b")
         )
 
-    wait_for(gpus_show_their_jobs, 1.5, what="GET /v1/nodes to show which job holds each GPU")
+    ssh_stack.wait_for(gpus_show_their_jobs, 1.5, what="GET /v1/nodes to show which job holds each GPU")
 
     seen: set[tuple[str, str]] = set()
     for i in ids:
-        done = wait_state(ssh_stack.api, i, {"succeeded", "failed"}, timeout=40)
-        assert done["state"] == "succeeded", (done, logs(ssh_stack.api, i, "stderr"))
-        line = logs(ssh_stack.api, i).strip()
+        done = ssh_stack.wait_state(i, {"succeeded", "failed"}, timeout=40)
+        assert done["state"] == "succeeded", (done, ssh_stack.logs(i, "stderr"))
+        line = ssh_stack.logs(i).strip()
         fields = dict(kv.split("=", 1) for kv in line.split())
         assert fields["host"] == done["node"]
         assert fields["gpus"] in {"0", "1"} and fields["order"] == "PCI_BUS_ID"
         seen.add((fields["host"], fields["gpus"]))
     assert seen == {(n, g) for n in ("gpu-a", "gpu-b") for g in ("0", "1")}
-    wait_for(
+    ssh_stack.wait_for(
         lambda: all(not g.get("job_id") for n in ssh_stack.nodes().values() for g in n["gpus"]),
         10,
         what="GPUs free again",
     )
 
 
-def test_cancel_kills_the_whole_process_group(ssh_stack: SshStack) -> None:
+def test_cancel_kills_the_whole_process_group(ssh_stack) -> None:
     pidfile = ssh_stack.cluster.base / "shared" / "child.pid"
     script = f"sleep 300 &\necho $! > {pidfile}\necho started\nwait\n"
-    job = submit(ssh_stack.api, script=script, expected_runtime=300)
-    wait_state(ssh_stack.api, job["id"], "running")
-    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 15, what="the child's pid")
+    job = ssh_stack.submit(script=script, expected_runtime=300)
+    ssh_stack.wait_state(job["id"], "running")
+    ssh_stack.wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 15, what="the child's pid")
     child = int(pidfile.read_text())
     assert _alive(child)
     r = ssh_stack.api.post(f"/v1/jobs/{job['id']}/cancel")
     assert r.status_code in (200, 202), r.text
-    done = wait_state(ssh_stack.api, job["id"], {"cancelled", "failed", "succeeded"})
+    done = ssh_stack.wait_state(job["id"], {"cancelled", "failed", "succeeded"})
     assert done["state"] == "cancelled"
-    wait_for(lambda: not _alive(child), 10, what="the child process to be gone")
+    ssh_stack.wait_for(lambda: not _alive(child), 10, what="the child process to be gone")
 
 
-def test_timeout_stops_the_job(ssh_stack: SshStack) -> None:
-    job = submit(ssh_stack.api, command=["sleep", "300"], resources={"walltime": 2})
-    done = wait_state(ssh_stack.api, job["id"], {"timed_out", "failed", "succeeded"}, timeout=30)
+def test_timeout_stops_the_job(ssh_stack) -> None:
+    job = ssh_stack.submit(command=["sleep", "300"], resources={"walltime": 2})
+    done = ssh_stack.wait_state(job["id"], {"timed_out", "failed", "succeeded"}, timeout=30)
     assert done["state"] == "timed_out", done
 
 
@@ -162,7 +159,7 @@ HOSTILE = [
 ]
 
 
-def test_hostile_strings_are_inert_data(ssh_stack: SshStack) -> None:
+def test_hostile_strings_are_inert_data(ssh_stack) -> None:
     marker = Path("/tmp/jobwire-pwned")
     marker.unlink(missing_ok=True)
     env = {f"V{i}": s for i, s in enumerate(HOSTILE)}
@@ -172,15 +169,14 @@ def test_hostile_strings_are_inert_data(ssh_stack: SshStack) -> None:
         "for k in sorted(os.environ):\n"
         "    k.startswith('V') and print(k, repr(os.environ[k]))\n"
     )
-    job = submit(
-        ssh_stack.api,
+    job = ssh_stack.submit(
         name="x=1+y@z-.w",  # names are validated; the rest is free text
         command=["python3", "-c", printer, *HOSTILE],
         env=env,
     )
-    done = wait_state(ssh_stack.api, job["id"], {"succeeded", "failed"})
-    assert done["state"] == "succeeded", (done, logs(ssh_stack.api, job["id"], "stderr"))
-    out = logs(ssh_stack.api, job["id"]).splitlines()
+    done = ssh_stack.wait_state(job["id"], {"succeeded", "failed"})
+    assert done["state"] == "succeeded", (done, ssh_stack.logs(job["id"], "stderr"))
+    out = ssh_stack.logs(job["id"]).splitlines()
     assert out[: len(HOSTILE)] == [repr(s) for s in HOSTILE]
     assert out[len(HOSTILE) :] == [f"V{i} {s!r}" for i, s in enumerate(HOSTILE)]
     assert not marker.exists()
@@ -202,7 +198,7 @@ print("gpus", os.environ["CUDA_VISIBLE_DEVICES"])
 """
 
 
-def test_multipart_upload_of_a_code_file_and_a_yaml_spec(ssh_stack: SshStack) -> None:
+def test_multipart_upload_of_a_code_file_and_a_yaml_spec(ssh_stack) -> None:
     """curl -F code=@train.py -F spec=@job.yaml, as researchers submit today."""
     spec = b"name: train\nargs: [--epochs, '2', '$(id)']\nresources: {gpus: 1}\nexpected_runtime: 5\n"
     r = ssh_stack.api.post(
@@ -212,14 +208,14 @@ def test_multipart_upload_of_a_code_file_and_a_yaml_spec(ssh_stack: SshStack) ->
     assert r.status_code in (201, 202), r.text
     job = r.json()
     assert job["code"]["filename"] == "train.py" and job["resources"]["gpus"] == 1
-    done = wait_state(ssh_stack.api, job["id"], {"succeeded", "failed"})
-    assert done["state"] == "succeeded", (done, logs(ssh_stack.api, job["id"], "stderr"))
-    out = logs(ssh_stack.api, job["id"]).splitlines()
+    done = ssh_stack.wait_state(job["id"], {"succeeded", "failed"})
+    assert done["state"] == "succeeded", (done, ssh_stack.logs(job["id"], "stderr"))
+    out = ssh_stack.logs(job["id"]).splitlines()
     assert out[:2] == ["file train.py", "args ['--epochs', '2', '$(id)']"]
     assert out[2] in ("gpus 0", "gpus 1")
 
 
-def test_multipart_with_a_json_spec_field_and_top_level_fields(ssh_stack: SshStack) -> None:
+def test_multipart_with_a_json_spec_field_and_top_level_fields(ssh_stack) -> None:
     r = ssh_stack.api.post(
         "/v1/jobs",
         files={"code": ("run.sh", b'echo "sh says $1"\n')},
@@ -228,9 +224,9 @@ def test_multipart_with_a_json_spec_field_and_top_level_fields(ssh_stack: SshSta
     assert r.status_code in (201, 202), r.text
     job = r.json()
     assert job["name"] == "shell-job" and job["expected_runtime"] == 5
-    done = wait_state(ssh_stack.api, job["id"], {"succeeded", "failed"})
+    done = ssh_stack.wait_state(job["id"], {"succeeded", "failed"})
     assert done["state"] == "succeeded", done
-    assert logs(ssh_stack.api, job["id"]) == "sh says hi\n"
+    assert ssh_stack.logs(job["id"]) == "sh says hi\n"
 
 
 @pytest.mark.parametrize(
@@ -248,7 +244,7 @@ def test_multipart_with_a_json_spec_field_and_top_level_fields(ssh_stack: SshSta
         ({"code": ("ok.py", b"print(1)")}, {"colour": "red"}, "$.colour"),
     ],
 )
-def test_multipart_errors_are_problem_json(ssh_stack: SshStack, files: dict, data: dict, path: str) -> None:
+def test_multipart_errors_are_problem_json(ssh_stack, files: dict, data: dict, path: str) -> None:
     r = ssh_stack.api.post("/v1/jobs", files=files, data=data)
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")

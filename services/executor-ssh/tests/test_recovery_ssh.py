@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SshStack, logs, submit, wait_for, wait_state
-
 pytestmark = [pytest.mark.e2e, pytest.mark.backend("ssh"), pytest.mark.slow]
 #: room for an executor restart before the scheduler gives its node up
 STACK_ENV = {"JOBWIRE_SCHEDULER_NODE_TIMEOUT": "6"}
@@ -24,19 +22,22 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_executor_kill_9_and_restart_adopts_running_jobs(ssh_stack: SshStack) -> None:
+def test_executor_kill_9_and_restart_adopts_running_jobs(ssh_stack) -> None:
     api = ssh_stack.api
-    long = submit(api, name="long", command=["sh", "-c", "echo begin; sleep 5; echo end"], expected_runtime=5)
-    short = submit(api, name="short", command=["sh", "-c", "sleep 1; echo bye; exit 3"], expected_runtime=1)
-    gpu = submit(
-        api,
+    long = ssh_stack.submit(
+        name="long", command=["sh", "-c", "echo begin; sleep 5; echo end"], expected_runtime=5
+    )
+    short = ssh_stack.submit(
+        name="short", command=["sh", "-c", "sleep 1; echo bye; exit 3"], expected_runtime=1
+    )
+    gpu = ssh_stack.submit(
         name="gpu",
         script='echo "gpus=$CUDA_VISIBLE_DEVICES"; sleep 5; echo "still $CUDA_VISIBLE_DEVICES"',
         resources={"gpus": 1},
         expected_runtime=5,
     )
     for j in (long, short, gpu):
-        wait_state(api, j["id"], "running", timeout=20)
+        ssh_stack.wait_state(j["id"], "running", timeout=20)
     gpu_node = api.get(f"/v1/jobs/{gpu['id']}").json()["node"]
     assert ssh_stack.executor is not None
     ssh_stack.executor.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
@@ -48,46 +49,51 @@ def test_executor_kill_9_and_restart_adopts_running_jobs(ssh_stack: SshStack) ->
     def gpu_held() -> bool:
         return gpu["id"] in {g.get("job_id") for g in ssh_stack.nodes()[gpu_node]["gpus"]}
 
-    wait_for(gpu_held, 10, what="the adopted GPU job to hold its GPU")
-    done_short = wait_state(api, short["id"], {"succeeded", "failed"}, timeout=30)
+    ssh_stack.wait_for(gpu_held, 10, what="the adopted GPU job to hold its GPU")
+    done_short = ssh_stack.wait_state(short["id"], {"succeeded", "failed"}, timeout=30)
     assert done_short["state"] == "failed" and done_short["exit_code"] == 3
-    assert logs(api, short["id"]) == "bye\n"
-    done_long = wait_state(api, long["id"], {"succeeded", "failed"}, timeout=30)
+    assert ssh_stack.logs(short["id"]) == "bye\n"
+    done_long = ssh_stack.wait_state(long["id"], {"succeeded", "failed"}, timeout=30)
     assert done_long["state"] == "succeeded" and done_long["attempt"] == 1
-    assert logs(api, long["id"]) == "begin\nend\n"  # complete, nothing doubled
-    done_gpu = wait_state(api, gpu["id"], {"succeeded", "failed"}, timeout=30)
+    assert ssh_stack.logs(long["id"]) == "begin\nend\n"  # complete, nothing doubled
+    done_gpu = ssh_stack.wait_state(gpu["id"], {"succeeded", "failed"}, timeout=30)
     assert done_gpu["state"] == "succeeded"
-    first, second = logs(api, gpu["id"]).splitlines()
+    first, second = ssh_stack.logs(gpu["id"]).splitlines()
     assert second == f"still {first.removeprefix('gpus=')}"
 
 
-def test_node_drop_loses_the_job_reruns_it_elsewhere_and_kills_the_stale_run(ssh_stack: SshStack) -> None:
-    api = ssh_stack.api
+def test_node_drop_loses_the_job_reruns_it_elsewhere_and_kills_the_stale_run(ssh_stack) -> None:
     shared = ssh_stack.cluster.base / "shared"
     script = (
         'if [ "$JOBWIRE_ATTEMPT" = 1 ]; then echo $$ > "$1/stale.pid"; sleep 300; fi\n'
         'echo "attempt $JOBWIRE_ATTEMPT on $(hostname)"\n'
     )
-    job = submit(api, name="drop", script=script, args=[str(shared)], max_attempts=2, expected_runtime=300)
-    running = wait_state(api, job["id"], "running", timeout=20)
+    job = ssh_stack.submit(
+        name="drop", script=script, args=[str(shared)], max_attempts=2, expected_runtime=300
+    )
+    running = ssh_stack.wait_state(job["id"], "running", timeout=20)
     first_node = running["node"]
     pidfile = shared / "stale.pid"
-    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, what="attempt 1's pid")
+    ssh_stack.wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, what="attempt 1's pid")
     stale = int(pidfile.read_text())
     node = ssh_stack.cluster.nodes[first_node]
     node.cut()
     try:
-        wait_for(lambda: ssh_stack.nodes()[first_node]["state"] == "down", 30, what=f"{first_node} down")
-        done = wait_state(api, job["id"], {"succeeded", "failed"}, timeout=30)
+        ssh_stack.wait_for(
+            lambda: ssh_stack.nodes()[first_node]["state"] == "down", 30, what=f"{first_node} down"
+        )
+        done = ssh_stack.wait_state(job["id"], {"succeeded", "failed"}, timeout=30)
         assert done["state"] == "succeeded" and done["attempt"] == 2
         assert done["node"] != first_node
         assert "lost" in [t["state"] for t in done["transitions"]]
-        assert logs(api, job["id"]).strip().endswith(f"attempt 2 on {done['node']}")
+        assert ssh_stack.logs(job["id"]).strip().endswith(f"attempt 2 on {done['node']}")
         assert _alive(stale), "the cut-off node kept running attempt 1"
     finally:
         node.restore()
-    wait_for(lambda: ssh_stack.nodes()[first_node]["state"] == "up", 30, what=f"{first_node} up again")
-    wait_for(lambda: not _alive(stale), 30, what="the stale attempt to be killed")
+    ssh_stack.wait_for(
+        lambda: ssh_stack.nodes()[first_node]["state"] == "up", 30, what=f"{first_node} up again"
+    )
+    ssh_stack.wait_for(lambda: not _alive(stale), 30, what="the stale attempt to be killed")
     # Its GPU-less slot is free again and the node takes work.
-    again = submit(api, command=["hostname"], node=first_node)
-    assert wait_state(api, again["id"], {"succeeded", "failed"})["state"] == "succeeded"
+    again = ssh_stack.submit(command=["hostname"], node=first_node)
+    assert ssh_stack.wait_state(again["id"], {"succeeded", "failed"})["state"] == "succeeded"
