@@ -86,8 +86,9 @@ class NodeConfig(Login, kw_only=True, forbid_unknown_fields=True):
     connect_timeout: float = 10.0
     command_timeout: float = 60.0
     keepalive: float = 15.0
-    #: concurrent SSH channels (sshd's MaxSessions is 10 by default)
-    max_channels: int = 8
+    #: concurrent SSH channels, SFTP included (sshd's MaxSessions is 10 by default; closing
+    #: channels still count there for a moment, so leave room)
+    max_channels: int = 6
     #: longest wait between reconnect tries
     reconnect_max: float = 30.0
 

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: paramiko and socket failures that mean "this connection is no good any more"
 CONNECTION_ERRORS = (paramiko.SSHException, EOFError, ConnectionError, TimeoutError, OSError)
+#: tries to open a session channel the server refused (its slots free up as closes arrive)
+SESSION_RETRIES = 6
 
 __all__ = ["HostKeyError", "SshHost", "SshTransport"]
 
@@ -49,7 +51,7 @@ class SshTransport(Transport):
         connect_timeout: float = 10.0,
         command_timeout: float = 60.0,
         keepalive: float = 15.0,
-        max_channels: int = 8,
+        max_channels: int = 6,
         backoff_max: float = 30.0,
     ) -> None:
         if max_channels < 2:
@@ -119,20 +121,25 @@ class SshTransport(Transport):
         self._sftp = None
         close_chain(self._chain)
 
-    def _drop(self, why: str) -> None:
+    def _drop(self, why: str, client: paramiko.SSHClient | None = None) -> None:
+        """Drop the connection ``client`` belongs to (not a newer one made meanwhile)."""
         with self._lock:
-            self._drop_locked(why)
+            if client is None or (self._chain and self._chain[-1] is client):
+                self._drop_locked(why)
 
     async def _call(self, fn: Callable[[], T], timeout: float) -> T:
         """Run blocking ``fn`` in our threads; past ``timeout`` the connection is dropped (unblocking it)."""
         loop = asyncio.get_running_loop()
         async with self._channels:
+            current = self._chain[-1] if self._chain else None
             fut = loop.run_in_executor(self._pool, fn)
             try:
                 return await asyncio.wait_for(fut, timeout)
             except TimeoutError:
                 # The thread is stuck on a silent peer: closing the connection wakes it.
-                self._pool.submit(self._drop, f"no answer within {timeout:.0f} s")
+                # (A connect in progress has timeouts of its own.)
+                if current is not None:
+                    self._pool.submit(self._drop, f"no answer within {timeout:.0f} s", current)
                 raise TransportTimeout(f"{self.label}: no answer within {timeout:.0f} s") from None
 
     def _budget(self, timeout: float | None) -> float:
@@ -140,15 +147,31 @@ class SshTransport(Transport):
 
     # --- commands -------------------------------------------------------------------------------
 
+    def _open_session(self, client: paramiko.SSHClient, transport: paramiko.Transport) -> paramiko.Channel:
+        """A session channel; a refusal (sshd's MaxSessions still counting closing channels) is retried."""
+        for attempt in range(SESSION_RETRIES):
+            try:
+                return transport.open_session(timeout=self.connect_timeout)
+            except paramiko.SSHException as e:
+                # Refused while the connection stays up (paramiko may hand the reason to another
+                # thread, leaving "Unable to open channel"): wait for slots, do not reconnect.
+                refused = isinstance(e, paramiko.ChannelException) or "Unable to open channel" in str(e)
+                if not (refused and transport.is_active()):
+                    self._drop(f"opening a channel failed: {e}", client)
+                    raise TransportError(f"{self.label}: opening a channel failed: {e}") from e
+                if attempt == SESSION_RETRIES - 1:
+                    raise TransportError(f"{self.label}: the server refused a channel: {e}") from e
+                time.sleep(0.05 * 2**attempt)
+            except CONNECTION_ERRORS as e:
+                self._drop(f"opening a channel failed: {e}", client)
+                raise TransportError(f"{self.label}: opening a channel failed: {e}") from e
+        raise AssertionError("unreachable")
+
     def _exec(self, cmd: str, stdin: bytes | None, timeout: float) -> ExecResult:
         client = self._connected()
         transport = client.get_transport()
         assert transport is not None
-        try:
-            chan = transport.open_session(timeout=self.connect_timeout)
-        except CONNECTION_ERRORS as e:
-            self._drop(f"opening a channel failed: {e}")
-            raise TransportError(f"{self.label}: opening a channel failed: {e}") from e
+        chan = self._open_session(client, transport)
         try:
             chan.exec_command(cmd)
             if stdin:
@@ -165,17 +188,11 @@ class SshTransport(Transport):
                     out += chan.recv(65536)
                 while chan.recv_stderr_ready():
                     err += chan.recv_stderr(65536)
-                if chan.exit_status_ready() and chan.eof_received:
-                    while chan.recv_ready():
-                        out += chan.recv(65536)
-                    while chan.recv_stderr_ready():
-                        err += chan.recv_stderr(65536)
-                    break
             rc = chan.recv_exit_status()
         except TransportError:
             raise
         except CONNECTION_ERRORS as e:
-            self._drop(f"a command failed: {e}")
+            self._drop(f"a command failed: {e}", client)
             raise TransportError(f"{self.label}: the connection failed during a command: {e}") from e
         finally:
             chan.close()
@@ -224,7 +241,7 @@ class SshTransport(Transport):
             except CONNECTION_ERRORS as e:
                 if isinstance(e, OSError) and e.errno is not None:
                     raise  # an SFTP status (no such file, permission denied), not a broken connection
-                self._drop(f"SFTP failed: {e}")
+                self._drop(f"SFTP failed: {e}", client)
                 raise TransportError(f"{self.label}: SFTP failed: {e}") from e
 
     async def _sftp_call(self, fn: Callable[[paramiko.SFTPClient], T]) -> T:
