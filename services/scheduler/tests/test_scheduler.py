@@ -240,3 +240,32 @@ async def test_restart_carries_on_with_queued_and_running_jobs(
             await again.stop()
     finally:
         await a.stop()
+
+
+async def test_what_a_crashed_scheduler_fetched_is_redelivered_at_once(
+    scheduler, clean_bus, events, nats_url
+):
+    from jobwire.runtime.settings import BusSettings
+    from jobwire.scheduler.service import REPORT_CONSUMER, Scheduler
+
+    a = await FakeNode(clean_bus, "a").start()
+    try:
+        jid = await submit(clean_bus, spec())
+        await a.wait_runs(1)
+        await a.report(jid, "running")
+        await events.wait_state(jid, "running")
+        await scheduler.stop()
+        await a.report(jid, "finished", outcome=S.SUCCEEDED, exit_code=0)
+        # play the crashed scheduler: it fetched the report and died before acking it
+        held = await clean_bus.js.pull_subscribe(
+            sj.REPORT_SUBJECTS, durable=REPORT_CONSUMER, stream=sj.REPORT_STREAM
+        )
+        assert len(await held.fetch(1, timeout=5)) == 1
+        again = Scheduler(scheduler.settings, BusSettings(nats_url=nats_url))
+        await again.start()
+        try:
+            await events.wait_state(jid, "succeeded", timeout=10)  # not after the 60 s ack wait
+        finally:
+            await again.stop()
+    finally:
+        await a.stop()

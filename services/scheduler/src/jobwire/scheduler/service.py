@@ -16,6 +16,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from nats.micro.service import Service
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -122,7 +123,15 @@ class Scheduler:
             await self.engine.dispose()
 
     async def pull(self, stream: str, subject: str, durable: str) -> Any:
+        """A fresh durable consumer: what a crashed predecessor fetched but never acked comes back at once.
+
+        The streams are work queues, so every message still in them is unacknowledged; recreating the
+        consumer redelivers them now instead of after ``ack_wait`` (a report held that long would let the
+        timeout backstop misjudge a job that had in fact finished).
+        """
         assert self.bus is not None
+        with contextlib.suppress(NotFoundError):
+            await self.bus.js.delete_consumer(stream, durable)
         config = ConsumerConfig(
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
