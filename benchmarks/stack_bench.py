@@ -71,7 +71,9 @@ class Watcher:
             await asyncio.sleep(0.05)
 
 
-async def submit_burst(api: str, n: int, clients: int) -> tuple[list[str], list[float], float]:
+async def submit_burst(
+    api: str, n: int, clients: int, headers: dict[str, str] | None = None
+) -> tuple[list[str], list[float], float]:
     ids: list[str] = []
     latencies: list[float] = []
     todo = iter(range(n))
@@ -85,7 +87,7 @@ async def submit_burst(api: str, n: int, clients: int) -> tuple[list[str], list[
             ids.append(r.json()["id"])
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits) as c:
+    async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits, headers=headers) as c:
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(c) for _ in range(clients)))
         elapsed = time.perf_counter() - t0
@@ -96,13 +98,13 @@ async def run(stack: Stack) -> dict[str, object]:
     watcher = Watcher()
     await watcher.start(stack.nats_url)
     api = stack.api_url
-    async with httpx.AsyncClient(base_url=api, timeout=60) as c:  # warm up
+    async with httpx.AsyncClient(base_url=api, timeout=60, headers=stack.auth_headers) as c:  # warm up
         r = await c.post("/v1/jobs", json=NOOP)
         await watcher.wait_done([r.json()["id"]], 30)
 
     # (a) + (c): a burst of submissions, then the time until the last one finished
     t0 = time.perf_counter()
-    ids, latencies, submit_s = await submit_burst(api, JOBS, CLIENTS)
+    ids, latencies, submit_s = await submit_burst(api, JOBS, CLIENTS, stack.auth_headers)
     await watcher.wait_done(ids, timeout=600)
     e2e_s = max(watcher.done[i] for i in ids) - t0
 

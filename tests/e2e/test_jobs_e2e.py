@@ -71,7 +71,7 @@ def test_follow_streams_logs_live_and_ends_with_the_job(api, stack):
     seen: list[tuple[float, str]] = []
     t0 = time.monotonic()
     with (
-        httpx.Client(base_url=stack.api_url, timeout=30) as c,
+        httpx.Client(base_url=stack.api_url, headers=stack.auth_headers, timeout=30) as c,
         c.stream("GET", f"/v1/jobs/{job['id']}/logs", params={"follow": "true"}) as r,
     ):
         assert r.status_code == 200
@@ -108,7 +108,7 @@ def test_sse_logs_resume_from_last_event_id_without_gaps_or_repeats(api, stack):
         api, command=["sh", "-c", "for i in 1 2 3 4 5 6; do echo n$i; sleep 0.2; done"], expected_runtime=5
     )
     url = f"/v1/jobs/{job['id']}/logs?follow=true"
-    with httpx.Client(base_url=stack.api_url, timeout=30) as c:
+    with httpx.Client(base_url=stack.api_url, headers=stack.auth_headers, timeout=30) as c:
         first = _sse(c, url, limit=2)
         rest = _sse(c, url, headers={"last-event-id": first[-1]["id"]})
     assert rest[-1]["event"] == "end"
@@ -122,7 +122,7 @@ def test_sse_logs_resume_from_last_event_id_without_gaps_or_repeats(api, stack):
 def test_events_stream_lists_every_transition_as_json(api, stack):
     job = submit(api, command=["true"], expected_runtime=2)
     wait_state(api, job["id"], "succeeded")
-    with httpx.Client(base_url=stack.api_url, timeout=30) as c:
+    with httpx.Client(base_url=stack.api_url, headers=stack.auth_headers, timeout=30) as c:
         events = _sse(c, f"/v1/jobs/{job['id']}/events")
     transitions = [json.loads(e["data"]) for e in events if e.get("event") == "transition"]
     assert [t["state"] for t in transitions] == ["queued", "starting", "running", "succeeded"]

@@ -54,7 +54,7 @@ def test_scheduler_killed_while_200_jobs_are_submitted(tmp_path: Path, db: str, 
                 accepted.append(r.json()["id"])
 
         async def load() -> None:
-            async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as c:
+            async with httpx.AsyncClient(base_url=stack.api_url, headers=stack.auth_headers, timeout=30) as c:
                 tasks = [asyncio.create_task(client(20, c)) for _ in range(10)]
                 while len(accepted) < 50:
                     await asyncio.sleep(0.01)
@@ -65,7 +65,7 @@ def test_scheduler_killed_while_200_jobs_are_submitted(tmp_path: Path, db: str, 
 
         asyncio.run(load())
         assert len(accepted) == 200 and len(set(accepted)) == 200
-        with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        with httpx.Client(base_url=stack.api_url, headers=stack.auth_headers, timeout=30) as api:
 
             def finished():
                 jobs = {j["id"]: j for j in all_jobs(api)}
@@ -92,7 +92,7 @@ def test_executor_killed_and_restarted_readopts_running_jobs(tmp_path: Path):
     stack = make_stack(tmp_path / "home", [ExecutorConfig(node="adopt-a", slots=4)])
     stack.start()
     try:
-        with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        with httpx.Client(base_url=stack.api_url, headers=stack.auth_headers, timeout=30) as api:
             ok = submit(api, command=["sh", "-c", "sleep 3; echo survived"], expected_runtime=10)
             bad = submit(api, command=["sh", "-c", "sleep 3; exit 7"], expected_runtime=10)
             quick = submit(api, command=["sh", "-c", "sleep 1; exit 4"], expected_runtime=10)
@@ -118,7 +118,7 @@ def test_executor_gone_for_good_jobs_are_lost_then_run_elsewhere(tmp_path: Path)
     )
     stack.start()
     try:
-        with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        with httpx.Client(base_url=stack.api_url, headers=stack.auth_headers, timeout=30) as api:
             wait_for(lambda: len(api.get("/v1/nodes").json()["items"]) == 2, what="two nodes")
             free = submit(
                 api,

@@ -20,7 +20,7 @@ from jobwire.contracts.v1 import subjects as sj
 from jobwire.gateway import GatewaySettings, serve
 from jobwire.runtime.bus import Bus
 from jobwire.runtime.settings import BusSettings
-from jobwire.store import make_engine, migrate, session_factory
+from jobwire.store import make_engine, migrate, session_factory, tokens
 from jobwire.store.models import JobLabelRow, JobRow, TransitionRow
 
 
@@ -38,6 +38,28 @@ async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession
 
 
 @pytest.fixture
+def mint(sessions: async_sessionmaker[AsyncSession]):  # type: ignore[no-untyped-def]
+    """Create a token in the database: ``await mint("alice", scopes=[...], days=1)`` gives its secret."""
+
+    async def create(owner: str, *, admin: bool = False, **kw: Any) -> str:
+        scopes = list(kw.pop("scopes", tokens.USER_SCOPES)) + (["admin"] if admin else [])
+        async with sessions() as session, session.begin():
+            return (await tokens.create_token(session, owner, scopes=scopes, **kw)).secret
+
+    return create
+
+
+@pytest.fixture
+async def admin_token(mint) -> str:  # type: ignore[no-untyped-def]
+    """An admin token (also what lets the gateway start: it refuses without a credential source)."""
+    return str(await mint("root", admin=True))
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
 def settings(nats_url: str, db_url: str) -> GatewaySettings:
     return GatewaySettings(
         database_url=db_url,
@@ -50,20 +72,31 @@ def settings(nats_url: str, db_url: str) -> GatewaySettings:
 
 
 @pytest.fixture
-async def gateway(settings: GatewaySettings, clean_bus: Bus) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on a gateway served by uvicorn in this event loop (real streaming, real lifespan)."""
-    async with serve(settings, port=0) as url, httpx.AsyncClient(base_url=url, timeout=15) as client:
+async def gateway(
+    settings: GatewaySettings, clean_bus: Bus, admin_token: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client, as an admin, on a gateway served by uvicorn in this event loop (real streaming,
+    real lifespan)."""
+    async with (
+        serve(settings, port=0) as url,
+        httpx.AsyncClient(base_url=url, timeout=15, headers=bearer(admin_token)) as client,
+    ):
         yield client
 
 
 @pytest.fixture
-def serve_gateway(settings: GatewaySettings, clean_bus: Bus):  # type: ignore[no-untyped-def]
-    """A gateway with some settings changed: ``async with serve_gateway(log_eof_grace=30) as client``."""
+def serve_gateway(settings: GatewaySettings, clean_bus: Bus, admin_token: str):  # type: ignore[no-untyped-def]
+    """A gateway with some settings changed: ``async with serve_gateway(log_eof_grace=30) as client``
+    (the client is an admin's; ``token=None`` sends none)."""
 
     @contextlib.asynccontextmanager
-    async def start(**changes: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async def start(token: str | None = admin_token, **changes: Any) -> AsyncIterator[httpx.AsyncClient]:
         changed = dataclasses.replace(settings, **changes)
-        async with serve(changed, port=0) as url, httpx.AsyncClient(base_url=url, timeout=15) as client:
+        headers = bearer(token) if token else {}
+        async with (
+            serve(changed, port=0) as url,
+            httpx.AsyncClient(base_url=url, timeout=15, headers=headers) as client,
+        ):
             yield client
 
     return start

@@ -32,7 +32,7 @@ async def test_schema_and_its_ui(gateway):
 
 async def test_unexpected_errors_are_500_without_internals(nats_url, sqlite_url, clean_bus):
     # A database without the schema: every job query fails inside SQLAlchemy.
-    settings = GatewaySettings(database_url=sqlite_url, bus=BusSettings(nats_url=nats_url))
+    settings = GatewaySettings(database_url=sqlite_url, bus=BusSettings(nats_url=nats_url), auth="off")
     async with serve(settings, port=0) as url, httpx.AsyncClient(base_url=url) as client:
         assert (await client.get("/ready")).status_code == 200  # SELECT 1 still answers
         r = await client.get("/v1/jobs")
@@ -46,7 +46,7 @@ async def test_unexpected_errors_are_500_without_internals(nats_url, sqlite_url,
 
 async def test_not_ready_when_the_database_does_not_answer(nats_url, tmp_path, clean_bus):
     broken = f"sqlite+aiosqlite:///{tmp_path}"  # a directory, not a database file
-    settings = GatewaySettings(database_url=broken, bus=BusSettings(nats_url=nats_url))
+    settings = GatewaySettings(database_url=broken, bus=BusSettings(nats_url=nats_url), auth="off")
     async with serve(settings, port=0) as url, httpx.AsyncClient(base_url=url) as client:
         r = await client.get("/ready")
     assert r.status_code == 503

@@ -78,7 +78,7 @@ async def test_without_scheduler_the_job_is_durably_queued_202(gateway, seed):
     job = r.json()
     assert v1.is_job_id(job["id"])
     assert job["state"] == "queued"
-    assert job["owner"] == "anonymous"
+    assert job["owner"] == "root"  # the caller the token names
     assert job["resources"]["memory"] == 4 * 1024**3
     assert r.headers["location"] == f"/v1/jobs/{job['id']}"
     [msg] = await seed.commands()

@@ -240,6 +240,32 @@ class JobwireClient:
     def ready(self) -> Any:
         return self._decode(self._request("GET", "/ready"), Any)
 
+    # --- tokens (admin) ---------------------------------------------------------------------------
+
+    def create_token(
+        self,
+        owner: str,
+        *,
+        days: float | None = None,
+        scopes: list[str] | None = None,
+        admin: bool = False,
+        note: str | None = None,
+    ) -> dict[str, Any]:
+        """``{"secret": ..., "token": {...}}``: the secret is shown this once."""
+        body: dict[str, Any] = {"owner": owner, "admin": admin}
+        for key, value in (("days", days), ("scopes", scopes), ("note", note)):
+            if value is not None:
+                body[key] = value
+        return dict(self._decode(self._request("POST", "/v1/tokens", json=body), dict[str, Any]))
+
+    def list_tokens(self, owner: str | None = None) -> list[dict[str, Any]]:
+        params = {"owner": owner} if owner else {}
+        return list(items_of(self._decode(self._request("GET", "/v1/tokens", params=params), Any)))
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        resp = self._request("DELETE", f"/v1/tokens/{quote(token_id, safe='')}")
+        return dict(self._decode(resp, dict[str, Any]))
+
     # --- plumbing --------------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

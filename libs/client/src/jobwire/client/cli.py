@@ -130,6 +130,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.add_argument("-o", "--output", metavar="PATH", help="where to write it (- for stdout)")
     _json_flag(p)
+
+    tokens = sub.add_parser(
+        "token", help="API tokens (admin): create, list, revoke", description="API tokens (admin only)"
+    )
+    token_sub = tokens.add_subparsers(dest="token_cmd", required=True, metavar="ACTION")
+
+    def add_token(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        t = token_sub.add_parser(name, help=help, description=help, parents=[common])
+        t.set_defaults(handler=handler)
+        return t
+
+    p = add_token("create", commands.token_create, "create a token; prints its secret once")
+    p.add_argument("owner", help="who the token acts as")
+    p.add_argument("--days", type=float, help="expires after this many days (default: never)")
+    p.add_argument("--scope", help="comma-separated, e.g. jobs:submit,jobs:read,jobs:cancel")
+    p.add_argument("--admin", action="store_true", help="add the admin scope: every owner's jobs")
+    p.add_argument("--note", help="what it is for")
+    _json_flag(p)
+    p = add_token("list", commands.token_list, "list tokens (never their secrets)")
+    p.add_argument("--owner")
+    _json_flag(p)
+    add_token("revoke", commands.token_revoke, "revoke a token at once").add_argument("token_id")
     return parser
 
 

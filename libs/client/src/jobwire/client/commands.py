@@ -209,3 +209,39 @@ def artifacts(client: JobwireClient, args: argparse.Namespace, io: Output) -> in
         raise
     io.err.print(f"wrote {dest} ({render.fmt_size(size)})")
     return 0
+
+
+def token_create(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    """Print the new token's secret on stdout (the only time it is shown); details go to stderr."""
+    scopes = [s.strip() for s in args.scope.split(",") if s.strip()] if args.scope else None
+    new = client.create_token(args.owner, days=args.days, scopes=scopes, admin=args.admin, note=args.note)
+    if io.as_json:
+        io.json(new)
+        return 0
+    token = new["token"]
+    sys.stdout.write(new["secret"] + "\n")
+    sys.stdout.flush()
+    expires = token.get("expires_at") or "never"
+    io.err.print(
+        f"{token['id']} for {token['owner']}: {', '.join(token['scopes'])}; expires {expires}. "
+        "Store the secret now: it is not shown again.",
+        style="dim",
+    )
+    return 0
+
+
+def token_list(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    found = client.list_tokens(args.owner)
+    if io.as_json:
+        io.json(found)
+    elif not found:
+        io.err.print("no tokens", style="dim")
+    else:
+        io.out.print(render.tokens_table(found))
+    return 0
+
+
+def token_revoke(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    token = client.revoke_token(args.token_id)
+    io.out.print(f"revoked {token['id']} ({token['owner']})")
+    return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from datetime import UTC, datetime
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -235,4 +236,21 @@ def artifacts_table(artifacts: list[v1.Artifact]) -> Table:
     table.add_column("SIZE", justify="right", no_wrap=True)
     for a in artifacts:
         table.add_row(a.name, fmt_size(a.size))
+    return table
+
+
+def tokens_table(tokens: list[dict[str, Any]]) -> Table:
+    """Tokens without their secrets: id, owner, scopes, expiry, last use, revoked."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("ID", "OWNER", "SCOPES", "EXPIRES", "LAST USED", "REVOKED"):
+        table.add_column(col)
+    for t in tokens:
+        table.add_row(
+            t["id"],
+            t["owner"],
+            ",".join(t["scopes"]),
+            (t.get("expires_at") or "never")[:19],
+            (t.get("last_used_at") or "-")[:19],
+            (t.get("revoked_at") or "")[:19],
+        )
     return table

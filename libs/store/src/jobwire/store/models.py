@@ -1,4 +1,5 @@
-"""Tables: jobs, their transitions and labels, nodes, and the scheduler's outbox.
+"""Tables: jobs, their transitions and labels, nodes, the scheduler's outbox; and the gateway's own
+(tokens, audit, quotas and admissions, templates).
 
 Specs, usage and other nested documents are stored as msgspec JSON text, so the
 same bytes work on PostgreSQL and SQLite and decode straight into contract types.
@@ -141,6 +142,80 @@ class OutboxRow(Base):
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     msg_id: Mapped[str | None] = mapped_column(String(255))
     headers: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class TokenRow(Base):
+    """An API token: only the SHA-256 of its secret is kept, so a database dump grants nothing."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(String(255))
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_api_tokens_owner", "owner"),)
+
+
+class AuditRow(Base):
+    """One state-changing request: who, what, when, from where, and how it ended."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str | None] = mapped_column(String(128))
+    token_id: Mapped[str | None] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(1024))
+    target: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[int] = mapped_column(Integer)
+    address: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_audit_log_actor_id", "actor", "id"),)
+
+
+class QuotaRow(Base):
+    """Limits for one owner; the row for owner ``*`` holds the defaults. NULL means no limit."""
+
+    __tablename__ = "quotas"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    max_active: Mapped[int | None] = mapped_column(Integer)
+    max_per_minute: Mapped[int | None] = mapped_column(Integer)
+    max_gpus: Mapped[int | None] = mapped_column(Integer)
+
+
+class AdmissionRow(Base):
+    """A submit the gateway admitted: counts toward the rate window, and toward active jobs and GPUs
+    until the scheduler has stored the job (from then on its row in ``jobs`` counts)."""
+
+    __tablename__ = "admissions"
+
+    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    gpus: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_admissions_owner_at", "owner", "at"),)
+
+
+class TemplateRow(Base):
+    """A named partial JobSpec (msgspec JSON) that submissions start from."""
+
+    __tablename__ = "templates"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    spec: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 def now() -> datetime:

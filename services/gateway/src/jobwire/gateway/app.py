@@ -22,6 +22,11 @@ from jobwire.runtime.bus import connect
 from jobwire.store.engine import make_engine, session_factory
 
 from .artifacts.controllers import ArtifactController
+from .auth.audit import audit_middleware
+from .auth.controllers import AuditController, QuotaController, TokenController
+from .auth.credentials import check_mode, check_sources, shared_keys
+from .auth.guard import authorize
+from .auth.principal import provide_caller
 from .events.controllers import EventController
 from .health.controllers import HealthController
 from .jobs.controllers import JobController
@@ -30,6 +35,7 @@ from .nodes.controllers import NodeController
 from .problems import EXCEPTION_HANDLERS
 from .resources import STATE_KEY, Resources, provide_resources
 from .settings import GatewaySettings
+from .templates.controllers import TemplateController
 from .waiters import EventWaiters
 
 log = logging.getLogger(__name__)
@@ -53,9 +59,16 @@ def _lifespan(settings: GatewaySettings) -> Callable[[Litestar], AbstractAsyncCo
         waiters = EventWaiters(bus.nc)
         try:
             await waiters.start()
-            app.state[STATE_KEY] = Resources(
-                settings=settings, bus=bus, engine=engine, sessions=session_factory(engine), waiters=waiters
+            res = Resources(
+                settings=settings,
+                bus=bus,
+                engine=engine,
+                sessions=session_factory(engine),
+                waiters=waiters,
+                keys=shared_keys(settings),
             )
+            await check_sources(res, res.keys)
+            app.state[STATE_KEY] = res
             yield
         finally:
             await waiters.stop()
@@ -67,6 +80,8 @@ def _lifespan(settings: GatewaySettings) -> Callable[[Litestar], AbstractAsyncCo
 
 def create_app(settings: GatewaySettings) -> Litestar:
     """A gateway app for ``settings``; connections open in its lifespan (serve it to use it)."""
+    check_mode(settings)
+    shared_keys(settings)  # a malformed keys file stops the start here, not on the first request
     plugins: list[PluginProtocol] = []
     if settings.tracing:
         telemetry.setup_tracing(SERVICE)
@@ -79,8 +94,17 @@ def create_app(settings: GatewaySettings) -> Litestar:
             ArtifactController,
             NodeController,
             HealthController,
+            TokenController,
+            QuotaController,
+            AuditController,
+            TemplateController,
         ],
-        dependencies={"res": Provide(provide_resources, sync_to_thread=False)},
+        dependencies={
+            "res": Provide(provide_resources, sync_to_thread=False),
+            "caller": Provide(provide_caller, sync_to_thread=False),
+        },
+        guards=[authorize],
+        middleware=[audit_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[_lifespan(settings)],
         plugins=plugins,

@@ -1,7 +1,4 @@
-"""Who is asking. There is no authentication yet: everyone is ``anonymous``.
-
-The one place a later token check replaces, so controllers never look at credentials themselves.
-"""
+"""Who is asking: the owner the guard authenticated, so controllers never look at credentials themselves."""
 
 from __future__ import annotations
 
@@ -9,9 +6,12 @@ from typing import Any
 
 from litestar import Request
 
-ANONYMOUS = "anonymous"
+from .auth.principal import ANONYMOUS as _ANONYMOUS
+from .auth.principal import principal_of
+
+ANONYMOUS = _ANONYMOUS.owner
 
 
 def owner_of(request: Request[Any, Any, Any]) -> str:
-    """The owner of what this request creates (and later, what it may see)."""
-    return ANONYMOUS
+    """The owner of what this request creates."""
+    return principal_of(request).owner

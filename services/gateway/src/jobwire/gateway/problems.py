@@ -67,6 +67,21 @@ class JobNotFound(NotFound):
     slug, title = "job-not-found", "Job not found"
 
 
+class Unauthorized(Problem):
+    status, slug, title = 401, "unauthorized", "Unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="jobwire"'})
+
+
+class Forbidden(Problem):
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class TooManyRequests(Problem):
+    status, slug, title = 429, "quota-exceeded", "Quota exceeded"
+
+
 class Conflict(Problem):
     status, slug, title = 409, "conflict", "Conflict"
 

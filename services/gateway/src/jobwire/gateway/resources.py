@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobwire.runtime.bus import Bus
+from jobwire.store import SQLITE_BEGIN
 
 from .settings import GatewaySettings
 from .waiters import EventWaiters
@@ -25,12 +26,28 @@ class Resources:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     waiters: EventWaiters
+    #: (owner, sha256) of the shared API keys
+    keys: list[tuple[str, bytes]] = field(default_factory=list)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A short read-only session: the gateway never writes, the scheduler does."""
+        """A short session. Jobs are written only by the scheduler; the gateway writes its own tables
+        (tokens, audit, quotas, templates)."""
         async with self.sessions() as session:
             yield session
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction (committed at the end) that takes SQLite's write lock first, so a read
+        followed by a write waits for the scheduler instead of failing with "database is locked"."""
+        async with self.sessions() as session:
+            await session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})  # begins
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            await session.commit()
 
 
 def provide_resources(state: State) -> Resources:

@@ -32,6 +32,15 @@ class GatewaySettings:
     shutdown_timeout: float = 5.0
     #: install the OpenTelemetry tracer provider and the Litestar tracing middleware
     tracing: bool = True
+    #: "tokens": bearer tokens from the database and the shared keys below; "off": everyone is an
+    #: anonymous admin, refused unless ``host`` is a loopback address
+    auth: str = "tokens"
+    #: one shared key for a one-team deployment (owner ``team``, every scope)
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+    #: a secrets file of shared keys, one a line: ``KEY`` (owner ``team``) or ``OWNER KEY``
+    api_keys_file: str | None = None
+    #: a token's last use is written at most this often (seconds)
+    token_touch_interval: float = 60.0
     bus: BusSettings = dataclasses.field(default_factory=BusSettings)
 
 

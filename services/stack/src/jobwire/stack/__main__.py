@@ -14,6 +14,12 @@ from .processes import write_line
 from .stack import ExecutorConfig, Stack, StackConfig
 
 
+def token_path(env: os._Environ[str]) -> Path:
+    """Where the ``jobwire`` CLI looks for its token (its ``config.token_path``, same rule)."""
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "jobwire" / "token"
+
+
 def parse(argv: list[str] | None) -> StackConfig:
     env = os.environ
     p = argparse.ArgumentParser(prog="jobwire-stack", description=__doc__)
@@ -30,6 +36,11 @@ def parse(argv: list[str] | None) -> StackConfig:
     )
     p.add_argument("--nodes", type=int, default=1, help="how many local executor nodes to run")
     p.add_argument("--slots", type=int, default=None, help="jobs at once per node (default: CPU count)")
+    p.add_argument(
+        "--token-file",
+        default=str(token_path(env)),
+        help="where the local admin token is kept for the CLI (default: ~/.config/jobwire/token)",
+    )
     a = p.parse_args(argv)
     names = ["local"] if a.nodes == 1 else [f"local-{i + 1}" for i in range(a.nodes)]
     return StackConfig(
@@ -39,6 +50,7 @@ def parse(argv: list[str] | None) -> StackConfig:
         nats_monitor_port=a.nats_monitor_port,
         database_url=a.database_url,
         executors=[ExecutorConfig(node=n, slots=a.slots) for n in names],
+        token_file=Path(a.token_file),
     )
 
 

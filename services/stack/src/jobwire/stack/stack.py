@@ -6,6 +6,7 @@ Used by ``make run`` and by the end-to-end tests, which also kill and restart si
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jobwire.store.bootstrap import local_admin_token
 from jobwire.store.engine import migrate
 
 from .processes import NatsProcess, ServiceProcess
@@ -42,6 +44,10 @@ class StackConfig:
     database_url: str | None = None
     executors: list[ExecutorConfig] = field(default_factory=lambda: [ExecutorConfig()])
     env: dict[str, str] = field(default_factory=dict)
+    #: where the local admin token is kept (0600) for the CLI; default ``<home>/token``
+    token_file: Path | None = None
+    #: who that token belongs to; default the local user
+    owner: str | None = None
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{(self.home / 'jobwire.db').resolve()}"
@@ -54,6 +60,10 @@ class Stack:
         self.home = config.home.resolve()
         self.nats: NatsProcess | None = None
         self.services: dict[str, ServiceProcess] = {}
+        self.token_file = (config.token_file or self.home / "token").expanduser()
+        #: the local admin token (set by ``start``), and whether ``start`` created it
+        self.token: str | None = None
+        self.token_created = False
 
     @property
     def nats_url(self) -> str:
@@ -61,6 +71,10 @@ class Stack:
             return self.config.nats_url
         assert self.nats is not None
         return self.nats.url
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     @property
     def api_url(self) -> str:
@@ -112,6 +126,9 @@ class Stack:
             )
             self.nats.start()
         asyncio.run(migrate(self.config.db_url()))
+        # The gateway refuses to start without a credential source: the local user gets an admin token.
+        owner = self.config.owner or getpass.getuser()
+        self.token, self.token_created = local_admin_token(self.config.db_url(), owner, self.token_file)
         self.start_service("scheduler")
         for ex in self.config.executors:
             self.start_service(f"executor-{ex.node}")
@@ -172,9 +189,13 @@ class Stack:
                 f"  database   {self.config.db_url()}",
                 f"  executors  {nodes}",
                 f"  logs       {self.home / 'logs'}",
+                f"  token      {self.token_file}  (admin, {'new' if self.token_created else 'kept'}; "
+                "the CLI reads it)",
+                f"             {self.token}",
                 "",
                 "try:",
                 f"  curl -s -X POST {self.api_url}/v1/jobs -H 'content-type: application/json' \\",
+                f'       -H "Authorization: Bearer $(cat {self.token_file})" \\',
                 "       -d '"
                 + json.dumps(
                     {

@@ -11,7 +11,7 @@ from litestar.params import FromPath
 from litestar.response import Stream
 
 from ..jobs.lookup import require_job
-from ..params import JobId, Res
+from ..params import Caller, JobId, Res
 from .service import ArtifactList, open_artifact
 
 
@@ -19,15 +19,15 @@ class ArtifactController(Controller):
     path = "/v1/jobs/{job_id:str}/artifacts"
     tags = ["artifacts"]
 
-    @get("/", summary="The artifacts a job left")
-    async def list_artifacts(self, res: Res, job_id: JobId) -> ArtifactList:
-        job = await require_job(res, job_id)
+    @get("/", summary="The artifacts a job left", opt={"scope": "jobs:read"})
+    async def list_artifacts(self, res: Res, caller: Caller, job_id: JobId) -> ArtifactList:
+        job = await require_job(res, job_id, owner=caller.visible_owner)
         return ArtifactList(items=job.artifacts)
 
     # No media_type here: a handler's media_type would override the Stream's own (guessed from the name).
-    @get("/{name:path}", summary="Download one artifact")
-    async def download(self, res: Res, job_id: JobId, name: FromPath[str]) -> Stream:
-        await require_job(res, job_id)
+    @get("/{name:path}", summary="Download one artifact", opt={"scope": "jobs:read"})
+    async def download(self, res: Res, caller: Caller, job_id: JobId, name: FromPath[str]) -> Stream:
+        await require_job(res, job_id, owner=caller.visible_owner)
         name = name.lstrip("/")
         download = await open_artifact(res, job_id, name)
         media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"

@@ -12,7 +12,7 @@ from litestar.response import ServerSentEvent
 from jobwire.contracts import v1
 
 from ..jobs.lookup import require_job
-from ..params import JobId, LastEventId, Offset, Res
+from ..params import Caller, JobId, LastEventId, Offset, Res
 from ..sse import SseItem, resume_after, sse_response
 from .service import EventRecord, last_progress, read_events
 
@@ -34,20 +34,22 @@ class EventController(Controller):
             "stream sequence; `Last-Event-ID` resumes after it. Ends, with an `end` event, after the job's "
             "finishing transition."
         ),
+        opt={"scope": "jobs:read"},
     )
     async def events(
         self,
         res: Res,
+        caller: Caller,
         job_id: JobId,
         follow: Annotated[bool, QueryParameter(description="Wait for events until the job finishes")] = True,
         offset: Offset = 0,
         last_event_id: LastEventId = None,
     ) -> ServerSentEvent:
-        job = await require_job(res, job_id)
+        job = await require_job(res, job_id, owner=caller.visible_owner)
         after = resume_after(offset, last_event_id)
         return sse_response(_as_sse(read_events(res, job, after=after, follow=follow)))
 
-    @get("/progress", summary="What the job last reported as progress")
-    async def progress(self, res: Res, job_id: JobId) -> v1.JobProgress:
-        await require_job(res, job_id)
+    @get("/progress", summary="What the job last reported as progress", opt={"scope": "jobs:read"})
+    async def progress(self, res: Res, caller: Caller, job_id: JobId) -> v1.JobProgress:
+        await require_job(res, job_id, owner=caller.visible_owner)
         return await last_progress(res, job_id)

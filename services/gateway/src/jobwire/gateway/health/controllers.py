@@ -21,11 +21,11 @@ class Status(msgspec.Struct, kw_only=True):
 class HealthController(Controller):
     tags = ["health"]
 
-    @get("/health", summary="Liveness")
+    @get("/health", summary="Liveness", opt={"public": True})
     async def health(self) -> Status:
         return Status(status="ok")
 
-    @get("/ready", summary="Readiness: NATS connected and the database answers")
+    @get("/ready", summary="Readiness: NATS connected and the database answers", opt={"public": True})
     async def ready(self, res: Res) -> Status:
         if not res.bus.nc.is_connected:
             raise NotReady("not connected to NATS")

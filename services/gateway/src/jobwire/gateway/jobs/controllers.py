@@ -10,10 +10,12 @@ from litestar.params import FromQuery, HeaderParameter, QueryParameter
 
 from jobwire.contracts import v1
 
+from ..auth.audit import set_target
 from ..owner import owner_of
-from ..params import JobId, Res
+from ..params import Caller, JobId, Res
 from ..problems import ProblemDetails
-from . import multipart, service, submit
+from ..templates import service as templates
+from . import multipart, service, submit, waiting
 from .lookup import require_job
 from .openapi import JobSpecBody
 from .schemas import JobPage, parse_labels, parse_states
@@ -36,6 +38,7 @@ class JobController(Controller):
         status_code=201,
         summary="Submit a job",
         operation_class=JobSpecBody,
+        opt={"scope": "jobs:submit", "action": "jobs.submit"},
         responses={
             202: ResponseSpec(v1.Job, description="Durably queued; the scheduler has not stored it yet"),
             400: _problem("Malformed JSON or a bad Idempotency-Key"),
@@ -54,20 +57,36 @@ class JobController(Controller):
                 name="Idempotency-Key", description="A retry with the same key returns the same job"
             ),
         ] = None,
+        wait: Annotated[
+            float | None,
+            QueryParameter(
+                ge=0,
+                le=waiting.MAX_WAIT,
+                description="Answer when the job has finished (201, with `Link`s to its logs and "
+                "artifacts), or after this many seconds with the job as it stands (202)",
+            ),
+        ] = None,
     ) -> Response[v1.Job]:
         """Validate the JobSpec, queue it for the scheduler and wait briefly for it to be stored."""
-        spec = multipart.parse_any(await request.body(), request.headers.get("content-type"))
+        body = await templates.expand(res, await request.body())  # a JSON `template` + overrides
+        spec = multipart.parse_any(body, request.headers.get("content-type"))
         key = submit.check_idempotency_key(idempotency_key)
         done = await submit.submit(res, spec, owner=owner_of(request), idempotency_key=key)
+        set_target(request.scope, done.job.id)
         headers = {"Location": location(done.job.id)}
         if done.replayed:
             headers["Idempotent-Replayed"] = "true"
+        if wait is not None:
+            job, finished = await waiting.until_done(res, done.job, wait)
+            headers["Link"] = waiting.links(job.id)
+            return Response(job, status_code=201 if finished else 202, headers=headers)
         return Response(done.job, status_code=201 if done.accepted else 202, headers=headers)
 
-    @get("/", summary="List jobs, newest first")
+    @get("/", summary="List jobs, newest first", opt={"scope": "jobs:read"})
     async def list_jobs(
         self,
         res: Res,
+        caller: Caller,
         states: Annotated[
             list[str] | None,
             QueryParameter(name="state", description="Repeatable, or a comma list: any of these states"),
@@ -83,6 +102,10 @@ class JobController(Controller):
             str | None, QueryParameter(description="`next_cursor` of the previous page")
         ] = None,
     ) -> JobPage:
+        if caller.visible_owner is not None:
+            if owner not in (None, caller.owner):
+                return JobPage(items=[])  # someone else's jobs do not exist for this caller
+            owner = caller.owner
         return await service.list_jobs(
             res,
             states=parse_states(states),
@@ -94,9 +117,14 @@ class JobController(Controller):
             cursor=cursor,
         )
 
-    @get("/{job_id:str}", summary="One job", responses={404: _problem("No such job")})
-    async def get_job(self, res: Res, job_id: JobId) -> v1.Job:
-        return await require_job(res, job_id)
+    @get(
+        "/{job_id:str}",
+        summary="One job",
+        responses={404: _problem("No such job")},
+        opt={"scope": "jobs:read"},
+    )
+    async def get_job(self, res: Res, caller: Caller, job_id: JobId) -> v1.Job:
+        return await require_job(res, job_id, owner=caller.visible_owner)
 
     @post(
         "/{job_id:str}/cancel",
@@ -107,9 +135,10 @@ class JobController(Controller):
             404: _problem("No such job"),
             409: _problem("The job already finished"),
         },
+        opt={"scope": "jobs:cancel", "action": "jobs.cancel"},
     )
-    async def cancel_job(self, request: Request[Any, Any, Any], res: Res, job_id: JobId) -> Response[v1.Job]:
-        job, finished = await service.cancel(res, job_id, owner=owner_of(request))
+    async def cancel_job(self, caller: Caller, res: Res, job_id: JobId) -> Response[v1.Job]:
+        job, finished = await service.cancel(res, job_id, owner=caller.owner, visible=caller.visible_owner)
         return Response(job, status_code=200 if finished else 202)
 
     @delete(
@@ -121,9 +150,10 @@ class JobController(Controller):
             204: ResponseSpec(None, description="Deleted"),
             404: _problem("No such job"),
         },
+        opt={"scope": "jobs:cancel", "action": "jobs.delete"},
     )
-    async def delete_job(self, request: Request[Any, Any, Any], res: Res, job_id: JobId) -> Response[Any]:
-        job = await service.delete(res, job_id, owner=owner_of(request))
+    async def delete_job(self, caller: Caller, res: Res, job_id: JobId) -> Response[Any]:
+        job = await service.delete(res, job_id, owner=caller.owner, visible=caller.visible_owner)
         if job is None:
             return Response(None, status_code=204)
         return Response(job, status_code=202)

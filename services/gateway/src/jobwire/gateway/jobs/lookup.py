@@ -9,16 +9,17 @@ from ..problems import JobNotFound
 from ..resources import Resources
 
 
-async def load_job(res: Resources, job_id: str) -> v1.Job | None:
+async def load_job(res: Resources, job_id: str, *, owner: str | None = None) -> v1.Job | None:
+    """The job; with ``owner``, only when it is theirs (someone else's job does not exist for them)."""
     if not v1.is_job_id(job_id):
         return None  # not an id we hand out: cannot exist (and must not reach a subject)
     async with res.session() as session:
-        return await queries.get_job(session, job_id)
+        return await queries.get_job(session, job_id, owner=owner)
 
 
-async def require_job(res: Resources, job_id: str) -> v1.Job:
-    """The job, or a 404 problem."""
-    job = await load_job(res, job_id)
+async def require_job(res: Resources, job_id: str, *, owner: str | None = None) -> v1.Job:
+    """The job, or a 404 problem (also for another owner's job: ids leak nothing)."""
+    job = await load_job(res, job_id, owner=owner)
     if job is None:
         raise JobNotFound(f"there is no job {job_id!r}")
     return job

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
-from jobwire.store import queries
+from jobwire.store import queries, quotas
 
 from ..problems import Conflict, InvalidParameter
 from ..resources import Resources
@@ -55,10 +55,15 @@ def _finishing(event: v1.Event) -> bool:
     )
 
 
-async def cancel(res: Resources, job_id: str, *, owner: str) -> tuple[v1.Job, bool]:
-    """The job after the cancel, and whether it is finished (200) or the cancel still pending (202)."""
+async def cancel(
+    res: Resources, job_id: str, *, owner: str, visible: str | None = None
+) -> tuple[v1.Job, bool]:
+    """The job after the cancel, and whether it is finished (200) or the cancel still pending (202).
+
+    ``visible`` limits it to that owner's jobs (None: an admin, any job).
+    """
     with res.waiters.watch(job_id, _finishing) as finished:
-        job = await require_job(res, job_id)
+        job = await require_job(res, job_id, owner=visible)
         if is_done(job):
             raise JobFinished(
                 f"job {job_id} already finished ({job.state.value}); only queued, held, starting or running "
@@ -75,10 +80,11 @@ def _deleted(event: v1.Event) -> bool:
     return isinstance(event, v1.JobDeleted)
 
 
-async def delete(res: Resources, job_id: str, *, owner: str) -> v1.Job | None:
+async def delete(res: Resources, job_id: str, *, owner: str, visible: str | None = None) -> v1.Job | None:
     """None once the job is gone (204), else the job still waiting to be deleted (202)."""
     with res.waiters.watch(job_id, _deleted) as deleted:
-        await require_job(res, job_id)
+        await require_job(res, job_id, owner=visible)
+        await quotas.release(res.engine, job_id)  # a deleted job no longer counts as admitted-not-stored
         command = v1.DeleteJob(job_id=job_id, requested_by=owner)
         await res.bus.publish(sj.cmd_subject("delete"), command, msg_id=f"{job_id}:delete")
         if await wait(deleted, res.settings.wait_timeout) is not None:

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
+from jobwire.store import quotas
 
-from ..problems import InvalidBody, InvalidParameter, UnsupportedMediaType, invalid_body
+from ..problems import InvalidBody, InvalidParameter, TooManyRequests, UnsupportedMediaType, invalid_body
 from ..resources import Resources
 from ..waiters import wait
 from .lookup import load_job
@@ -56,10 +57,36 @@ def check_idempotency_key(key: str | None) -> str | None:
     return key
 
 
+def _entry_key(owner: str, key: str) -> str:
+    return hashlib.sha256(f"{owner}:{key}".encode()).hexdigest()
+
+
+async def claimed_id(res: Resources, owner: str, key: str) -> str | None:
+    """The job id an earlier request with ``owner``'s key made, if any."""
+    kv = await res.bus.idempotency()
+    try:
+        entry = await kv.get(_entry_key(owner, key))
+    except KeyNotFoundError:
+        return None
+    return entry.value.decode() if entry.value else None
+
+
+async def admit(res: Resources, owner: str, job_id: str, spec: v1.JobSpec) -> None:
+    """Take a place in ``owner``'s quotas, or answer 429 with nothing published or claimed."""
+    try:
+        await quotas.admit(res.engine, owner, job_id, gpus=spec.resources.gpus)
+    except quotas.QuotaExceeded as e:
+        raise TooManyRequests(
+            f"{e.detail}; try again later",
+            extra={"limit": e.limit},
+            headers={"Retry-After": str(e.retry_after)},
+        ) from None
+
+
 async def claim_id(res: Resources, owner: str, key: str, job_id: str) -> tuple[str, bool]:
     """The job id for ``owner``'s key: ours if we are first (create-only), else the earlier one."""
     kv = await res.bus.idempotency()
-    entry_key = hashlib.sha256(f"{owner}:{key}".encode()).hexdigest()
+    entry_key = _entry_key(owner, key)
     try:
         await kv.create(entry_key, job_id.encode())
         return job_id, False
@@ -87,15 +114,25 @@ def _is_transition(event: v1.Event) -> bool:
 
 async def submit(res: Resources, spec: v1.JobSpec, *, owner: str, idempotency_key: str | None) -> Submitted:
     job_id, replayed = v1.new_job_id(), False
+    earlier = None if idempotency_key is None else await claimed_id(res, owner, idempotency_key)
+    if earlier is None:  # a replay was admitted the first time
+        await admit(res, owner, job_id, spec)
     if idempotency_key is not None:
+        new_id = job_id
         job_id, replayed = await claim_id(res, owner, idempotency_key, job_id)
+        if replayed and earlier is None:  # lost a race with the same key: that request's admission counts
+            await quotas.release(res.engine, new_id)
         if replayed and (stored := await load_job(res, job_id)) is not None:
             return Submitted(stored, accepted=True, replayed=True)
     # A replay whose job is not stored yet publishes again under the same msg id: JetStream drops the
     # duplicate, and a first request that died between claiming the key and publishing is completed.
     command = v1.SubmitJob(job_id=job_id, spec=spec, owner=owner, submitted_at=datetime.now(UTC))
     with res.waiters.watch(job_id, _is_transition) as accepted:
-        await res.bus.publish(sj.cmd_subject("submit"), command, msg_id=job_id)
+        try:
+            await res.bus.publish(sj.cmd_subject("submit"), command, msg_id=job_id)
+        except Exception:
+            await quotas.release(res.engine, job_id)  # nothing half-submitted: the place is free again
+            raise
         event = await wait(accepted, res.settings.accept_timeout)
     if isinstance(event, v1.JobTransitioned):
         # The acceptance event says all a new job has to say; no database round trip on the hot path.

@@ -10,7 +10,7 @@ from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from ..jobs.lookup import require_job
-from ..params import JobId, LastEventId, Offset, Res
+from ..params import Caller, JobId, LastEventId, Offset, Res
 from ..sse import SseItem, resume_after, sse_response, wants_sse
 from .service import STREAMS, LogRecord, read_logs
 
@@ -42,11 +42,13 @@ class LogController(Controller):
             "Otherwise the concatenated text. `follow` keeps the response open until the job has finished "
             "and its output ended."
         ),
+        opt={"scope": "jobs:read"},
     )
     async def logs(
         self,
         request: Request[Any, Any, Any],
         res: Res,
+        caller: Caller,
         job_id: JobId,
         follow: Annotated[bool, QueryParameter(description="Stay open until the job's output ends")] = False,
         offset: Offset = 0,
@@ -55,7 +57,7 @@ class LogController(Controller):
         ] = None,
         last_event_id: LastEventId = None,
     ) -> Stream:
-        job = await require_job(res, job_id)
+        job = await require_job(res, job_id, owner=caller.visible_owner)
         after = resume_after(offset, last_event_id)
         streams = (stream,) if stream else STREAMS
         records = read_logs(res, job, after=after, follow=follow, streams=streams)

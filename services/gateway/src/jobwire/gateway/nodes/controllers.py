@@ -19,7 +19,7 @@ class NodeController(Controller):
     path = "/v1/nodes"
     tags = ["nodes"]
 
-    @get("/", summary="Executor nodes")
+    @get("/", summary="Executor nodes", opt={"scope": "jobs:read"})
     async def list_nodes(self, res: Res) -> NodeList:
         async with res.session() as session:
             return NodeList(items=await queries.list_nodes(session))

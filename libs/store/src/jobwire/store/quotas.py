@@ -1,0 +1,186 @@
+"""Per-owner quotas, admitted atomically so that concurrent submits (from any number of gateway
+replicas) never over-admit.
+
+One admission is one short write transaction that first serialises with every other admission of the
+same owner: ``pg_advisory_xact_lock`` on PostgreSQL, ``BEGIN IMMEDIATE`` (the one database write lock)
+on SQLite. Inside it we count what the owner has — active jobs the scheduler stored, plus jobs we
+admitted that it has not stored yet (``admissions`` rows without a ``jobs`` row) — in one statement, so a
+job the scheduler stores meanwhile is counted exactly once; then we add our own admission row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import delete, exists, func, insert, literal, select, text, union_all
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from jobwire.contracts import v1
+
+from .engine import SQLITE_BEGIN
+from .models import AdmissionRow, JobRow, QuotaRow, now
+
+DEFAULT_OWNER = "*"
+RATE_WINDOW = timedelta(minutes=1)
+#: An admitted job the scheduler has not stored after this long stops counting (its command is lost).
+PENDING_TTL = timedelta(hours=1)
+#: Advisory lock key space for admissions (the second key is the owner's hash).
+_LOCK_SPACE = 0x6A77
+_ACTIVE = sorted(s.value for s in v1.ACTIVE)
+
+
+class Quota(msgspec.Struct, kw_only=True):
+    """Limits for one owner (``*`` = everyone without their own row). None means no limit."""
+
+    owner: str = DEFAULT_OWNER
+    max_active: int | None = None
+    max_per_minute: int | None = None
+    max_gpus: int | None = None
+
+    def unlimited(self) -> bool:
+        return self.max_active is None and self.max_per_minute is None and self.max_gpus is None
+
+
+@dataclass
+class QuotaExceeded(Exception):
+    """Admitting the job would go over ``limit``; try again after ``retry_after`` seconds."""
+
+    limit: str
+    detail: str
+    retry_after: int
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+@dataclass
+class Usage:
+    active: int
+    gpus: int
+    recent: int
+    oldest_recent: datetime | None
+
+
+def _quota(row: Any) -> Quota:
+    return Quota(
+        owner=row.owner, max_active=row.max_active, max_per_minute=row.max_per_minute, max_gpus=row.max_gpus
+    )
+
+
+async def _limits(conn: AsyncConnection, owner: str) -> Quota:
+    """The owner's own row when it has one (it replaces the defaults whole), else the ``*`` row."""
+    rows = (await conn.execute(select(QuotaRow).where(QuotaRow.owner.in_([owner, DEFAULT_OWNER])))).all()
+    by_owner = {r.owner: _quota(r) for r in rows}
+    return by_owner.get(owner) or by_owner.get(DEFAULT_OWNER) or Quota()
+
+
+async def _usage(conn: AsyncConnection, owner: str, at: datetime) -> Usage:
+    stored = select(literal(0).label("gpus"), JobRow.spec.label("spec")).where(
+        JobRow.owner == owner, JobRow.state.in_(_ACTIVE)
+    )
+    pending = select(AdmissionRow.gpus.label("gpus"), literal(None).label("spec")).where(
+        AdmissionRow.owner == owner,
+        AdmissionRow.at > at - PENDING_TTL,
+        ~exists().where(JobRow.id == AdmissionRow.job_id),
+    )
+    active, gpus = 0, 0
+    row: Any
+    for row in (await conn.execute(union_all(stored, pending))).all():
+        active += 1
+        gpus += row.gpus if row.spec is None else v1.decode(row.spec, v1.JobSpec).resources.gpus
+    recent_q = select(func.count(), func.min(AdmissionRow.at)).where(
+        AdmissionRow.owner == owner, AdmissionRow.at > at - RATE_WINDOW
+    )
+    recent, oldest = (await conn.execute(recent_q)).one()
+    if isinstance(oldest, str):  # SQLite returns min() of a datetime column as text
+        oldest = datetime.fromisoformat(oldest)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=at.tzinfo)
+    return Usage(active=active, gpus=gpus, recent=int(recent), oldest_recent=oldest)
+
+
+def _check(q: Quota, use: Usage, gpus: int, at: datetime) -> None:
+    if q.max_per_minute is not None and use.recent >= q.max_per_minute:
+        wait = RATE_WINDOW - (at - use.oldest_recent) if use.oldest_recent else RATE_WINDOW
+        raise QuotaExceeded(
+            "max_per_minute",
+            f"at most {q.max_per_minute} submissions per minute",
+            max(1, math.ceil(wait.total_seconds())),
+        )
+    if q.max_active is not None and use.active >= q.max_active:
+        raise QuotaExceeded("max_active", f"at most {q.max_active} active jobs (you have {use.active})", 10)
+    if q.max_gpus is not None and gpus and use.gpus + gpus > q.max_gpus:
+        raise QuotaExceeded(
+            "max_gpus",
+            f"at most {q.max_gpus} GPUs in use (you have {use.gpus}, this job asks {gpus})",
+            10,
+        )
+
+
+async def _serialise(conn: AsyncConnection, owner: str) -> None:
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:owner))"),
+            {"space": _LOCK_SPACE, "owner": owner},
+        )
+
+
+async def admit(engine: AsyncEngine, owner: str, job_id: str, *, gpus: int = 0) -> None:
+    """Reserve a place for ``job_id`` or raise :class:`QuotaExceeded`; nothing is kept on refusal."""
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+        async with conn.begin():
+            q = await _limits(conn, owner)
+            if q.unlimited():
+                return
+            await _serialise(conn, owner)
+            at = now()
+            _check(q, await _usage(conn, owner, at), gpus, at)
+            await conn.execute(insert(AdmissionRow).values(job_id=job_id, owner=owner, gpus=gpus, at=at))
+            # Done with: rows past the rate window whose job the scheduler stored, and stale ones.
+            await conn.execute(
+                delete(AdmissionRow).where(
+                    AdmissionRow.owner == owner,
+                    AdmissionRow.at < at - RATE_WINDOW,
+                    exists().where(JobRow.id == AdmissionRow.job_id),
+                )
+            )
+            await conn.execute(delete(AdmissionRow).where(AdmissionRow.at < at - PENDING_TTL))
+
+
+async def release(engine: AsyncEngine, job_id: str) -> None:
+    """Forget an admission: its submit failed before publishing, or its job was deleted."""
+    async with engine.begin() as conn:
+        await conn.execute(delete(AdmissionRow).where(AdmissionRow.job_id == job_id))
+
+
+async def get_quotas(engine: AsyncEngine) -> list[Quota]:
+    async with engine.connect() as conn:
+        return [_quota(r) for r in (await conn.execute(select(QuotaRow).order_by(QuotaRow.owner))).all()]
+
+
+async def set_quota(engine: AsyncEngine, quota: Quota) -> Quota:
+    """Create or replace the row for ``quota.owner``."""
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+        async with conn.begin():
+            await conn.execute(delete(QuotaRow).where(QuotaRow.owner == quota.owner))
+            await conn.execute(
+                insert(QuotaRow).values(
+                    owner=quota.owner,
+                    max_active=quota.max_active,
+                    max_per_minute=quota.max_per_minute,
+                    max_gpus=quota.max_gpus,
+                )
+            )
+    return quota
+
+
+async def delete_quota(engine: AsyncEngine, owner: str) -> bool:
+    async with engine.begin() as conn:
+        result = await conn.execute(delete(QuotaRow).where(QuotaRow.owner == owner))
+    return bool(getattr(result, "rowcount", 0))

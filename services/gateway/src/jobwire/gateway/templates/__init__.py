@@ -1,0 +1,1 @@
+"""``/v1/templates``: named partial JobSpecs, and submitting from one."""

@@ -1,0 +1,67 @@
+"""Tokens through the real stack and the real CLI: the stack's admin token file, create/list/revoke,
+and a user who sees only their own jobs."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from jobwire.stack.stack import Stack
+
+from .conftest import submit, wait_state
+
+pytestmark = pytest.mark.e2e
+
+
+def cli(stack: Stack, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "JOBWIRE_URL": stack.api_url, "JOBWIRE_TOKEN": token or stack.token or ""}
+    return subprocess.run(
+        [sys.executable, "-m", "jobwire.client.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_stack_keeps_its_admin_token_0600(stack: Stack):
+    assert stack.token and stack.token.startswith("jw_")
+    assert stat.S_IMODE(stack.token_file.stat().st_mode) == 0o600
+    assert stack.token_file.read_text().strip() == stack.token
+    r = httpx.get(f"{stack.api_url}/v1/jobs")
+    assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_cli_token_lifecycle_and_isolation(stack: Stack, api: httpx.Client):
+    made = cli(stack, "token", "create", "alice", "--days", "30", "--scope", "jobs:submit,jobs:read")
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()
+    assert secret.startswith("jw_") and "expires" in made.stderr
+    listed = cli(stack, "token", "list", "--json")
+    assert listed.returncode == 0 and "alice" in listed.stdout
+    assert secret not in listed.stdout and (stack.token or "") not in listed.stdout
+
+    as_alice = {"Authorization": f"Bearer {secret}"}
+    mine = api.post("/v1/jobs", json={"command": ["true"], "expected_runtime": 5}, headers=as_alice).json()
+    wait_state(api, mine["id"], "succeeded")
+    theirs = submit(api, command=["true"], expected_runtime=5)  # the admin's
+    ids = [j["id"] for j in api.get("/v1/jobs", headers=as_alice).json()["items"]]
+    assert ids == [mine["id"]]
+    assert api.get(f"/v1/jobs/{theirs['id']}", headers=as_alice).status_code == 404
+    assert api.post(f"/v1/jobs/{mine['id']}/cancel", headers=as_alice).status_code == 403  # no jobs:cancel
+
+    as_cli = cli(stack, "ls", "--json", token=secret)
+    assert as_cli.returncode == 0 and theirs["id"] not in as_cli.stdout and mine["id"] in as_cli.stdout
+
+    token_id = next(t["id"] for t in api.get("/v1/tokens", params={"owner": "alice"}).json()["items"])
+    assert cli(stack, "token", "revoke", token_id).returncode == 0
+    denied = cli(stack, "ls", token=secret)
+    assert denied.returncode == 2 and "revoked" in denied.stderr
+    assert cli(stack, "token", "list", token=secret).returncode == 2
+    audit = api.get("/v1/audit", params={"action": "tokens.revoke"}).json()["items"]
+    assert audit and audit[0]["target"] == token_id
