@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from nats.js.object_store import ObjectStore
 from jobwire.contracts.v1 import codec
 from jobwire.contracts.v1 import subjects as sj
 
-from . import telemetry
+from . import natsauth, telemetry
 from .settings import BusSettings
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,9 @@ async def connect(settings: BusSettings, *, name: str, declare: bool = False) ->
     if settings.nats_user:
         kwargs["user"] = settings.nats_user
         kwargs["password"] = settings.nats_password
+        # Replies on a per-user prefix, which a locked-down bus lets only this user read (natsauth).
+        with contextlib.suppress(ValueError):
+            kwargs["inbox_prefix"] = natsauth.inbox_prefix(settings.nats_user)
     if settings.nats_token:
         kwargs["token"] = settings.nats_token
     if settings.nats_creds_file:
@@ -116,7 +120,7 @@ async def connect(settings: BusSettings, *, name: str, declare: bool = False) ->
     kwargs["error_cb"] = _error
     nc = await nats.connect(**kwargs)
     bus = Bus(nc=nc, js=nc.jetstream(), settings=settings)
-    if declare:
+    if declare and settings.declare_streams:
         await declare_streams(bus)
     return bus
 

@@ -76,6 +76,8 @@ class BusSettings:
     nats_tls_cert: str | None = None
     nats_tls_key: str | None = None
     stream_replicas: int = 1
+    #: off for users without stream-admin rights (a locked-down bus: only the scheduler declares)
+    declare_streams: bool = True
     event_retention_days: float = 7.0
     log_retention_days: float = 7.0
     log_max_bytes_per_job: int = 256 * 1024 * 1024
