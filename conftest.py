@@ -1,3 +1,8 @@
 """Session-wide fixtures: real backends started once per test run."""
 
-pytest_plugins = ["tests.fixtures.nats", "tests.fixtures.postgres"]
+pytest_plugins = [
+    "tests.fixtures.nats",
+    "tests.fixtures.postgres",
+    "tests.fixtures.slurm",
+    "tests.fixtures.sge",
+]

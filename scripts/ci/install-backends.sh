@@ -8,7 +8,7 @@
 # Add a backend by writing an `install_<name>` function and listing <name> in ALL_BACKENDS.
 set -euo pipefail
 
-ALL_BACKENDS=(postgresql docker ssh)
+ALL_BACKENDS=(postgresql docker ssh slurm sge)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -71,6 +71,39 @@ install_ssh() {
         return
     fi
     apt_install "${pkgs[@]}"
+}
+
+install_slurm() {
+    # Single-node SLURM 22.05 with accounting (slurmdbd on MariaDB) and slurmrestd. Nothing is
+    # configured system-wide: tests/fixtures/slurm.py starts every daemon under a temporary directory.
+    local pkgs=()
+    command -v slurmctld >/dev/null 2>&1 || pkgs+=(slurm-wlm)
+    [ -x /usr/sbin/slurmdbd ] || pkgs+=(slurmdbd)
+    [ -x /usr/sbin/slurmrestd ] || pkgs+=(slurmrestd)
+    command -v munged >/dev/null 2>&1 || pkgs+=(munge)
+    [ -x /usr/sbin/mariadbd ] || pkgs+=(mariadb-server)
+    if [ "${#pkgs[@]}" -eq 0 ]; then
+        echo "slurm: already installed ($(slurmctld -V 2>&1 || true))"
+        return
+    fi
+    apt_install "${pkgs[@]}"
+}
+
+install_sge() {
+    # Son of Grid Engine 8.1.9 (Debian gridengine). The master's postinst creates the cell for this
+    # host; tests/fixtures/sge.py configures and starts qmaster and execd (apt starts no daemons).
+    if [ -x /usr/sbin/sge_qmaster ] && [ -x /usr/sbin/sge_execd ] && [ -e /usr/lib/gridengine/qsub ]; then
+        echo "sge: already installed"
+        return
+    fi
+    local host
+    host=$(hostname)
+    as_root debconf-set-selections <<EOF
+gridengine-common shared/gridengineconfig boolean true
+gridengine-common shared/gridenginecell string default
+gridengine-common shared/gridenginemaster string ${host}
+EOF
+    apt_install gridengine-master gridengine-exec gridengine-client
 }
 
 main() {
