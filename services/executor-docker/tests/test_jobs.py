@@ -62,6 +62,29 @@ def test_script_and_exit_code(api):
     assert api.logs(j["id"], "stdout") == "in /jobwire/work\n"
 
 
+def test_stored_inputs_are_mounted_read_only_in_the_work_directory(api, shared_root: Path):
+    r = api.put("/v1/inputs/cfg/params.txt", content=b"alpha=1\n")
+    assert r.status_code in (200, 201), r.text
+    target = "/jobwire/work/conf/params.txt"
+    script = f"cat {target}; echo x >> {target} 2>/dev/null && echo writable || echo read-only"
+    j = api.submit(
+        node="dock-a",
+        command=["sh", "-c", script],
+        inputs=[{"name": "cfg/params.txt", "path": "conf/params.txt"}],
+        expected_runtime=10,
+    )
+    done = api.wait_state(j["id"], api.END)
+    assert done["state"] == "succeeded", done
+    assert api.logs(j["id"], "stdout") == "alpha=1\nread-only\n"
+    placed = shared_root / "jobs" / j["id"] / "1" / "work" / "conf" / "params.txt"
+    assert placed.stat().st_mode & 0o777 == 0o444
+
+    # neither in the inputs store nor below the shared root: the job fails before it runs
+    j = api.submit(node="dock-a", command=["true"], inputs=[{"name": "nowhere.txt"}], expected_runtime=5)
+    done = api.wait_state(j["id"], api.END)
+    assert done["state"] == "failed" and "nowhere.txt" in done["reason"], done
+
+
 def test_published_port_is_reachable_and_cancel_stops_the_container(api, engine):
     j = api.submit(
         node="dock-a",

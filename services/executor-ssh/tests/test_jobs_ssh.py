@@ -56,6 +56,21 @@ def test_script_runs_in_its_own_attempt_directory(ssh_stack) -> None:
     }
 
 
+def test_an_uploaded_input_is_placed_read_only_on_the_node(ssh_stack) -> None:
+    r = ssh_stack.api.put("/v1/inputs/sets/train.csv", content=b"x,y\n1,2\n")
+    assert r.status_code in (200, 201), r.text
+    show = (
+        "cat data/train.csv; ls -l data/train.csv | cut -c1-10; "
+        'if [ "$(id -u)" = 0 ] || ! echo x >> data/train.csv 2>/dev/null; then echo kept; fi'
+    )
+    job = ssh_stack.submit(
+        command=["sh", "-c", show], inputs=[{"name": "sets/train.csv", "path": "data/train.csv"}]
+    )
+    done = ssh_stack.wait_state(job["id"], {"succeeded", "failed"})
+    assert done["state"] == "succeeded", done
+    assert ssh_stack.logs(job["id"]) == "x,y\n1,2\n-r--r--r--\nkept\n"
+
+
 def test_failing_job_reports_its_exit_code(ssh_stack) -> None:
     job = ssh_stack.submit(command=["sh", "-c", "echo dying >&2; exit 7"])
     done = ssh_stack.wait_state(job["id"], {"succeeded", "failed"})

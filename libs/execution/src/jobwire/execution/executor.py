@@ -11,11 +11,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from jobwire.contracts.v1 import GpuInfo, NodeCapacity, RunJob
+from jobwire.contracts.v1 import GpuInfo, JobState, NodeCapacity, RunJob, Usage
 
 from .settings import ExecutorSettings
+
+if TYPE_CHECKING:
+    from .inputs import InputSource
 
 EXECUTORS_GROUP = "jobwire.executors"
 #: The log streams of every run.
@@ -63,6 +66,11 @@ class RunStatus:
     log_sizes: dict[str, int] = field(default_factory=dict)
     #: changes whenever the progress file may have changed (None: there is none)
     progress_mark: Hashable | None = None
+    #: the backend's own verdict when the exit code alone would mislead (a batch system's walltime
+    #: kill is ``timed_out``, a cancel from outside ``cancelled``); ``reason`` says why
+    outcome: JobState | None = None
+    #: resource use as the backend's accounting reports it (batch systems)
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ class Executor(ABC):
 
     def __init__(self, settings: ExecutorSettings) -> None:
         self.settings = settings
+        #: where a job's named inputs come from; the service sets it once connected to the bus
+        self.inputs: InputSource | None = None
 
     @classmethod
     def from_settings(cls, settings: ExecutorSettings) -> Self:

@@ -39,6 +39,7 @@ from jobwire.runtime.settings import BusSettings, bus_settings
 
 from . import journal as jr
 from .executor import Executor, RunHandle, StartRefused, load_executor
+from .inputs import InputSource
 from .runloop import TRACER, RunLoop, now, trace_of
 from .settings import ExecutorSettings, executor_settings
 
@@ -102,6 +103,7 @@ class ExecutorService:
         self._bus = await connect(
             self.bus_settings, name=f"{SERVICE_NAME}-{self.node}", declare=self.settings.declare
         )
+        self.executor.inputs = InputSource(self._bus)
         self._loop = RunLoop(self.executor, self._bus, self.settings)
         adopted = await self._loop.adopt()
         sub = await self._bus.js.pull_subscribe(

@@ -66,6 +66,10 @@ class Bus:
     async def artifacts(self) -> ObjectStore:
         return await self.js.object_store(sj.ARTIFACT_BUCKET)
 
+    async def inputs(self) -> ObjectStore:
+        """Named inputs (``PUT /v1/inputs/{name}``), objects ``<owner>/<name>``."""
+        return await self.js.object_store(sj.INPUT_BUCKET)
+
     async def idempotency(self) -> KeyValue:
         return await self.js.key_value(sj.IDEMPOTENCY_BUCKET)
 
@@ -199,6 +203,12 @@ async def declare_streams(bus: Bus) -> None:
     except (NotFoundError, Exception):
         await bus.js.create_object_store(
             sj.ARTIFACT_BUCKET, ObjectStoreConfig(description="job artifacts", replicas=r)
+        )
+    try:
+        await bus.js.object_store(sj.INPUT_BUCKET)
+    except (NotFoundError, Exception):
+        await bus.js.create_object_store(
+            sj.INPUT_BUCKET, ObjectStoreConfig(description="named job inputs", replicas=r)
         )
     try:
         await bus.js.key_value(sj.LEADER_BUCKET)

@@ -34,6 +34,7 @@ from jobwire.execution import (
     RunStatus,
     StartRefused,
 )
+from jobwire.execution.inputs import INPUT_MODE, target_in
 from jobwire.execution.transport.local import LocalTransport
 
 from . import engine
@@ -126,7 +127,8 @@ class DockerExecutor(Executor):
 
     async def start(self, run: RunJob) -> RunHandle:
         d = self.dir_of(run.job_id, run.attempt)
-        binds = job_binds(run.spec, self.shared_root, self.allowed)
+        inputs = await self._fetch_inputs(run, d)
+        binds = job_binds(run.spec, self.shared_root, self.allowed, {n: p for n, (p, _) in inputs.items()})
         gpus = self._allocate_gpus(run)
         p = plan(
             run,
@@ -150,6 +152,9 @@ class DockerExecutor(Executor):
         await self.fs.write_file(d.own(L.RUN_JSON), codec.encode(run))
         for f in p.files:
             await self.fs.write_file(f.path, f.data, f.mode)
+        for path, data in inputs.values():
+            await self.fs.mkdir(posixpath.dirname(path))
+            await self.fs.write_file(path, data, INPUT_MODE)
         container = await self._create(p.image, p.create)
         try:
             await asyncio.to_thread(container.start)
@@ -160,6 +165,18 @@ class DockerExecutor(Executor):
         await asyncio.to_thread(container.reload)
         log.info("started %s attempt %d as container %s", run.job_id, run.attempt, container.short_id)
         return self._track(run, container.attrs)
+
+    async def _fetch_inputs(self, run: RunJob, d: L.JobDir) -> dict[str, tuple[str, bytes]]:
+        """The job's inputs found in the inputs store: name → (file below the job's work directory on
+        the shared storage, bytes). A name the owner never uploaded is a path below the shared root."""
+        found: dict[str, tuple[str, bytes]] = {}
+        if self.inputs is None:
+            return found
+        for ref in run.spec.inputs:
+            data = await self.inputs.get(run.owner, ref)
+            if data is not None:
+                found[ref.name] = (target_in(d.work, ref), data)
+        return found
 
     async def _ensure_image(self, image: str, policy: str) -> None:
         images = self.client.images

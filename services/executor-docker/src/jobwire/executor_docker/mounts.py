@@ -61,8 +61,13 @@ def resolve_source(source: str, allowed: list[str], what: str, jobs_root: str | 
     return real
 
 
-def job_binds(spec: JobSpec, shared_root: str, allowed: list[str]) -> list[Bind]:
-    """The user's mounts plus ``inputs`` (paths relative to the shared root, always read-only)."""
+def job_binds(
+    spec: JobSpec, shared_root: str, allowed: list[str], stored: dict[str, str] | None = None
+) -> list[Bind]:
+    """The user's mounts plus ``inputs``, always read-only: those in ``stored`` (name → the host file
+    the executor wrote from the inputs store) at ``/jobwire/work/<path>``, the others as paths
+    relative to the shared root."""
+    stored = stored or {}
     opts = spec.docker or DockerOptions()
     jobs_root = os.path.realpath(posixpath.join(shared_root, "jobs"))
     binds = [
@@ -75,17 +80,16 @@ def job_binds(spec: JobSpec, shared_root: str, allowed: list[str]) -> list[Bind]
     ]
     for ref in spec.inputs:
         name = ref.name
+        if name in stored:
+            binds.append(Bind(stored[name], inside("work", ref.target), True))
+            continue
         if name.startswith("/") or ".." in name.split("/"):
             raise StartRefused(f"input {name!r} must be a path relative to the shared root")
         source = resolve_source(posixpath.join(shared_root, name), allowed, f"input {name!r}", jobs_root)
         if ref.path is None:
             target = inside("inputs", posixpath.basename(name.rstrip("/")))
-        elif ref.path.startswith("/"):
-            target = ref.path
         else:
-            target = inside("work", ref.path)
-        if ".." in target.split("/"):
-            raise StartRefused(f"input {name!r}: path {ref.path!r} may not contain '..'")
+            target = inside("work", ref.path)  # the contracts refuse absolute paths and '..'
         binds.append(Bind(source, posixpath.normpath(target), True))
     targets = [b.target for b in binds]
     if len(set(targets)) != len(targets):

@@ -29,6 +29,7 @@ from .auth.guard import authorize
 from .auth.principal import provide_caller
 from .events.controllers import EventController
 from .health.controllers import HealthController
+from .inputs.controllers import InputController
 from .jobs.controllers import JobController
 from .logs.controllers import LogController
 from .nodes.controllers import NodeController
@@ -98,6 +99,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             QuotaController,
             AuditController,
             TemplateController,
+            InputController,
         ],
         dependencies={
             "res": Provide(provide_resources, sync_to_thread=False),

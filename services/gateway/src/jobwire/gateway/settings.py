@@ -24,6 +24,8 @@ class GatewaySettings:
     wait_timeout: float = 3.0
     #: largest request body accepted (413 beyond it)
     max_body_size: int = 1024 * 1024
+    #: largest named input (``PUT /v1/inputs/{name}``, streamed into the object store; 413 beyond it)
+    max_input_size: int = 256 * 1024 * 1024
     #: a finished job's log follow ends after this long without the missing eof chunks (executor gone)
     log_eof_grace: float = 10.0
     #: SSE comment sent after this long without data, so proxies keep the connection

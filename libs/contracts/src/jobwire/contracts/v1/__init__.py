@@ -35,6 +35,8 @@ from .spec import (
     SlurmOptions,
     SshOptions,
     TorqueOptions,
+    check_input_name,
+    check_input_path,
 )
 from .states import (
     ACTIVE,
@@ -96,6 +98,8 @@ __all__ = [
     "Usage",
     "Work",
     "can_transition",
+    "check_input_name",
+    "check_input_path",
     "check_transition",
     "convert_strict",
     "decode",

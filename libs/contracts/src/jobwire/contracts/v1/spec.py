@@ -55,11 +55,63 @@ class Resources(msgspec.Struct, kw_only=True, omit_defaults=True):
         return float(self.walltime) if self.walltime is not None else None
 
 
-class InputRef(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A named stored input (config file, dataset) placed at ``path`` under the job's workdir."""
+#: Longest input name, and the rules for each ``/``-separated segment of one: a segment starts with a
+#: letter or digit, so ``.``, ``..``, empty segments and a leading ``/`` can never be spelled.
+INPUT_NAME_MAX = 255
+INPUT_NAME_DEPTH = 8
+_INPUT_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+INPUT_NAME_RULE = (
+    "an input name is at most 255 characters: up to 8 '/'-separated segments of 1 to 128 of "
+    "A-Z a-z 0-9 . _ - each, every segment starting with a letter or digit"
+)
 
-    name: Annotated[str, Meta(min_length=1, max_length=255)]
+
+def check_input_name(name: Any) -> str:
+    """``name`` when it is a safe input name (the one rule the gateway and every executor apply)."""
+    if not isinstance(name, str) or not 0 < len(name) <= INPUT_NAME_MAX:
+        raise ValueError(f"input name {_shown(name)} is empty or too long; {INPUT_NAME_RULE}")
+    segments = name.split("/")
+    if len(segments) > INPUT_NAME_DEPTH or not all(_INPUT_SEGMENT.fullmatch(s) for s in segments):
+        raise ValueError(f"input name {_shown(name)} is not allowed; {INPUT_NAME_RULE}")
+    return name
+
+
+def check_input_path(path: Any) -> str:
+    """A relative path with no empty, ``.`` or ``..`` segment and no control character: where an input
+    is placed below the job's working directory, so it can never land outside by construction."""
+    if not isinstance(path, str) or not 0 < len(path) <= 1024:
+        raise ValueError(f"input path {_shown(path)} must be 1 to 1024 characters")
+    if not path.isprintable():
+        raise ValueError(f"input path {_shown(path)} may not contain NUL or control characters")
+    if path.startswith("/"):
+        raise ValueError(f"input path {_shown(path)} must be relative to the job's working directory")
+    segments = path.split("/")
+    if any(s in ("", ".", "..") or len(s.encode()) > 255 for s in segments):
+        raise ValueError(f"input path {_shown(path)} may not contain empty, '.' or '..' segments")
+    return path
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class InputRef(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A named stored input (``PUT /v1/inputs/{name}``) placed read-only at ``path`` below the job's
+    working directory (default: the name's last segment)."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=INPUT_NAME_MAX)]
     path: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
+
+    def __post_init__(self) -> None:
+        check_input_name(self.name)
+        if self.path is not None:
+            check_input_path(self.path)
+
+    @property
+    def target(self) -> str:
+        """Where the input goes, relative to the working directory."""
+        return self.path if self.path is not None else self.name.rsplit("/", 1)[-1]
 
 
 class CodeFile(msgspec.Struct, kw_only=True):
@@ -264,6 +316,9 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
                 raise ValueError(f"env {key!r}: names starting with {RESERVED_ENV_PREFIX} are set by jobwire")
             if "\x00" in value:
                 raise ValueError(f"env {key!r} cannot contain NUL bytes")
+        targets = [ref.target for ref in self.inputs]
+        if len(set(targets)) != len(targets):
+            raise ValueError("two inputs would be placed at the same path")
 
     def timeout_seconds(self) -> float | None:
         """The walltime, else twice the expected runtime, else no limit."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 CMD_STREAM = "JOBWIRE_CMD"
 EXEC_STREAM = "JOBWIRE_EXEC"
@@ -20,6 +21,7 @@ HEARTBEAT_SUBJECTS = "jobwire.node.*.heartbeat"
 ARTIFACT_BUCKET = "jobwire_artifacts"
 IDEMPOTENCY_BUCKET = "jobwire_idempotency"
 LEADER_BUCKET = "jobwire_leader"
+INPUT_BUCKET = "jobwire_inputs"
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 
@@ -71,3 +73,14 @@ def heartbeat_subject(node: str) -> str:
 
 def artifact_object(job_id: str, name: str) -> str:
     return f"{check_token(job_id, 'job id')}/{name}"
+
+
+def input_prefix(owner: str) -> str:
+    """Where one owner's inputs live in the inputs bucket. The owner is percent-encoded (owners may hold
+    any printable character, ``/`` included), so no owner's prefix is ever another's."""
+    return quote(owner, safe="") + "/"
+
+
+def input_object(owner: str, name: str) -> str:
+    """The object holding ``owner``'s input ``name`` (checked by the caller with ``check_input_name``)."""
+    return input_prefix(owner) + name

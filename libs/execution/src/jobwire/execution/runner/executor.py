@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from jobwire.contracts.v1 import NodeCapacity, RunJob, codec
 
 from ..executor import STREAMS, Executor, Existing, OutputFile, RunHandle, RunKey, RunStatus, StartRefused
+from ..inputs import INPUT_MODE, target_in
 from ..settings import ExecutorSettings
 from ..transport import DirProbe, Transport, TransportError
 from . import layout as L
-from .command import plan
+from .command import Plan, plan
 
 log = logging.getLogger(__name__)
 PROGRESS_MAX = 65536
@@ -64,6 +65,7 @@ class ProcessExecutor(Executor):
         await t.write_file(d.file(L.WRAPPER), L.WRAPPER_SCRIPT.encode(), 0o755)
         for f in p.files:
             await t.write_file(f.path, f.data, f.mode)
+        await self.place_inputs(run, d, p)
         env = {
             **run.spec.env,
             **await self.launch_env(run, d),
@@ -82,6 +84,24 @@ class ProcessExecutor(Executor):
         pid = await self._wait_for_pid(d)
         log.info("started %s attempt %d as process group %d in %s", run.job_id, run.attempt, pid, d.path)
         return RunHandle(run, d.path, {"pid": pid, "dir": d.path})
+
+    async def place_inputs(self, run: RunJob, d: L.AttemptDir, p: Plan) -> None:
+        """Write the job's named inputs below its work directory, read-only (0444), one at a time.
+
+        Through the transport's ``write_file``, so the SSH executor places them on its node the same way.
+        """
+        if not run.spec.inputs:
+            return
+        if self.inputs is None:
+            raise StartRefused("this executor has no access to the inputs store")
+        taken = {f.path for f in p.files} | set(p.dirs)
+        for ref in run.spec.inputs:
+            target = target_in(d.work, ref)
+            if target in taken:
+                raise StartRefused(f"input {ref.name!r}: {ref.target!r} is taken by the job's own files")
+            data = await self.inputs.fetch(run.owner, ref)
+            await self.transport.mkdir(posixpath.dirname(target))
+            await self.transport.write_file(target, data, INPUT_MODE)
 
     async def launch_env(self, run: RunJob, d: L.AttemptDir) -> dict[str, str]:
         """Environment this backend gives the attempt (its GPUs, say), over the job's own ``env``.

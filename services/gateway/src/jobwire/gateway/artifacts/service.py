@@ -51,16 +51,17 @@ async def open_artifact(res: Resources, job_id: str, name: str) -> Download:
         raise ArtifactNotFound(f"job {job_id} has no artifact {name!r}") from None
     if info.is_link() or not info.nuid:
         raise ArtifactNotFound(f"artifact {name!r} of job {job_id} is a link, not stored data")
-    return Download(info=info, chunks=_chunks(res, info))
+    return Download(info=info, chunks=object_chunks(res, sj.ARTIFACT_BUCKET, info))
 
 
-async def _chunks(res: Resources, info: ObjectInfo) -> AsyncIterator[bytes]:
+async def object_chunks(res: Resources, bucket: str, info: ObjectInfo) -> AsyncIterator[bytes]:
+    """The bytes of one object of ``bucket``, chunk by chunk, digest checked before the last goes out."""
     size = info.size or 0
     if size == 0:
         return
-    subject = f"$O.{sj.ARTIFACT_BUCKET}.C.{info.nuid}"
+    subject = f"$O.{bucket}.C.{info.nuid}"
     digest, sent = hashlib.sha256(), 0
-    async with OrderedReader(res.bus.js, f"OBJ_{sj.ARTIFACT_BUCKET}", subject) as reader:
+    async with OrderedReader(res.bus.js, f"OBJ_{bucket}", subject) as reader:
         while True:
             msg = await reader.next(CHUNK_TIMEOUT)
             if msg is None:
