@@ -18,7 +18,7 @@ lint: sync
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy libs/contracts/src libs/store/src libs/runtime/src libs/execution/src libs/client/src
-	$(UV) run --frozen mypy services/scheduler/src services/gateway/src services/stack/src services/executor-docker/src services/executor-ssh/src
+	$(UV) run --frozen mypy services/scheduler/src services/gateway/src services/stack/src services/executor-docker/src services/executor-ssh/src services/executor-hpc/src
 
 ## bench: throughput and latency of the embedded stack, printed as one JSON document
 bench: sync

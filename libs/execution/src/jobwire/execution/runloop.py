@@ -255,6 +255,9 @@ class RunLoop:
         stop = t.journal.stop
         if stop is not None and not (status.ended_at is not None and status.ended_at < stop.at):
             outcome, reason = stop.outcome, stop.reason
+        elif status.outcome is not None and status.outcome != JobState.SUCCEEDED:
+            reason = status.reason or (exit_reason(code) if code is not None else str(status.outcome))
+            outcome = status.outcome
         elif code == 0:
             outcome, reason = JobState.SUCCEEDED, None
         elif code is not None:
@@ -270,7 +273,7 @@ class RunLoop:
             outcome=outcome,
             exit_code=code,
             reason=reason,
-            usage=Usage(wall_seconds=round(max(0.0, ended_at - t.journal.started_at), 3)),
+            usage=_usage(status, round(max(0.0, ended_at - t.journal.started_at), 3)),
             artifacts=uploaded.artifacts,
         )
 
@@ -281,6 +284,15 @@ class RunLoop:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _usage(status: RunStatus, wall: float) -> Usage:
+    """The backend's accounting where it has one, the wall time seen here otherwise."""
+    if status.usage is None:
+        return Usage(wall_seconds=wall)
+    if status.usage.wall_seconds is None:
+        return msgspec.structs.replace(status.usage, wall_seconds=wall)
+    return status.usage
 
 
 def exit_reason(code: int) -> str:

@@ -1,0 +1,222 @@
+"""The scheduler adapter interface: pure command builders paired with output parsers.
+
+An adapter never runs anything itself. ``build_*`` returns an argv (never a shell string) and
+``parse_*`` reads that command's :class:`ExecResult`; the ``submit``/``list``/``account``/``kill``
+helpers here glue the pairs to a :class:`Transport`, so the same adapter runs on the login node or
+across SSH. Listing and accounting take many job ids at once: one command per poll, not per job.
+"""
+
+from __future__ import annotations
+
+import enum
+import shlex
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import ClassVar
+
+from jobwire.contracts.v1 import JobSpec, JobState, Usage
+
+from ..transport import ExecResult, Transport
+from .values import check_env_name
+
+HPC_SCHEDULERS_GROUP = "jobwire.hpc_schedulers"
+
+
+class SchedulerError(RuntimeError):
+    """A scheduler command failed or printed what its parser cannot read."""
+
+
+class Phase(enum.Enum):
+    """Where a batch job is, as far as jobwire cares; the native state is kept beside it."""
+
+    QUEUED = "queued"
+    HELD = "held"
+    RUNNING = "running"
+    #: left the queue (or is about to): accounting has the exit code and usage
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One job as the list command shows it."""
+
+    id: str
+    native: str
+    phase: Phase
+    reason: str | None = None
+    nodes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """A finished job as accounting records it; ``outcome`` is None when the exit code alone decides."""
+
+    id: str
+    native: str
+    exit_code: int | None
+    outcome: JobState | None = None
+    reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    #: False while accounting still shows the job as pending or running (it lags the queue)
+    final: bool = True
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """Everything a batch script is built from; paths are as the cluster sees them."""
+
+    job_id: str
+    attempt: int
+    spec: JobSpec
+    job_dir: str
+    stdout: str
+    stderr: str
+    #: the shell lines that run the job (the wrapper call), already quoted
+    body: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    default_queue: str | None = None
+    #: seconds; the scheduler's own time limit
+    walltime: float | None = None
+
+    @property
+    def batch_name(self) -> str:
+        """A job name every scheduler accepts (no user text: SGE rejects spaces, separators break lists)."""
+        return "jw-" + "".join(c for c in self.job_id if c.isalnum())[-12:] + f"-{self.attempt}"
+
+
+class Scheduler(ABC):
+    """One batch system's commands and output formats. Subclasses are registered entry points."""
+
+    name: ClassVar[str] = ""
+    #: what the job's stdout/stderr paths are written as when the scheduler opens them itself
+    supports_hold: ClassVar[bool] = False
+
+    def __init__(self, bin_dir: str | None = None, env: Mapping[str, str] | None = None) -> None:
+        self.bin_dir = bin_dir
+        #: added to every command's environment (``SLURM_CONF``, ``SGE_ROOT``)
+        self.env = dict(env or {})
+
+    def cmd(self, name: str) -> str:
+        """The binary ``name``, from ``bin_dir`` when one is configured (SGE's real binaries)."""
+        return f"{self.bin_dir.rstrip('/')}/{name}" if self.bin_dir else name
+
+    # --- pure pairs ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def build_script(self, req: BatchRequest) -> str:
+        """The batch script text: directives for resources and options, env, the body."""
+
+    @abstractmethod
+    def build_submit(self, script_path: str) -> list[str]:
+        """argv that submits the script file and prints the job id."""
+
+    @abstractmethod
+    def parse_submit(self, result: ExecResult) -> str:
+        """The job id from the submit command's output."""
+
+    @abstractmethod
+    def build_list(self, ids: Sequence[str]) -> list[str]:
+        """ONE argv listing every job in ``ids`` (pending ones included)."""
+
+    @abstractmethod
+    def parse_list(self, result: ExecResult, ids: Sequence[str]) -> dict[str, QueueEntry]:
+        """The listed jobs by id; a job in ``ids`` that is absent has left the queue."""
+
+    @abstractmethod
+    def build_kill(self, job_id: str) -> list[str]:
+        """argv that cancels the job."""
+
+    def parse_kill(self, result: ExecResult) -> None:
+        """Raise unless the kill was accepted; a job already gone counts as killed."""
+        if result.rc != 0 and not self.already_gone(result):
+            raise SchedulerError(_err("cancel", result))
+
+    def already_gone(self, result: ExecResult) -> bool:
+        """Whether a failed command failed only because the job no longer exists."""
+        return False
+
+    @abstractmethod
+    def build_accounting(self, ids: Sequence[str], since: float) -> list[str]:
+        """ONE argv giving accounting records for ``ids`` (jobs submitted after ``since``, epoch)."""
+
+    @abstractmethod
+    def parse_accounting(self, result: ExecResult, ids: Sequence[str]) -> dict[str, Accounting]:
+        """Accounting records by id, for the ids that have one."""
+
+    @abstractmethod
+    def map_state(self, native: str) -> Phase:
+        """The phase of a native state code (``PENDING``, ``qw``, ``Q``)."""
+
+    def build_hold(self, job_id: str) -> list[str] | None:
+        """argv that holds a queued job (None: not supported)."""
+        return None
+
+    def build_release(self, job_id: str) -> list[str] | None:
+        """argv that releases a held job (None: not supported)."""
+        return None
+
+    # --- glue to a transport --------------------------------------------------------------------
+
+    async def _run(self, transport: Transport, argv: list[str], timeout: float = 60.0) -> ExecResult:
+        return await transport.run(argv, env=self.env or None, timeout=timeout)
+
+    async def submit(self, transport: Transport, script_path: str) -> str:
+        return self.parse_submit(await self._run(transport, self.build_submit(script_path)))
+
+    async def list(self, transport: Transport, ids: Sequence[str]) -> dict[str, QueueEntry]:
+        if not ids:
+            return {}
+        return self.parse_list(await self._run(transport, self.build_list(ids)), ids)
+
+    async def account(self, transport: Transport, ids: Sequence[str], since: float) -> dict[str, Accounting]:
+        if not ids:
+            return {}
+        return self.parse_accounting(await self._run(transport, self.build_accounting(ids, since)), ids)
+
+    async def kill(self, transport: Transport, job_id: str) -> None:
+        self.parse_kill(await self._run(transport, self.build_kill(job_id)))
+
+
+def _err(what: str, result: ExecResult) -> str:
+    text = (result.stderr or result.stdout).decode("utf-8", "replace").strip()
+    return f"{what} failed with exit code {result.rc}: {text[-2000:]}"
+
+
+def check_result(what: str, result: ExecResult) -> str:
+    """stdout as text, or SchedulerError with the command's message."""
+    if result.rc != 0:
+        raise SchedulerError(_err(what, result))
+    return result.stdout.decode("utf-8", "replace")
+
+
+def registered_schedulers() -> list[str]:
+    return sorted({ep.name for ep in entry_points(group=HPC_SCHEDULERS_GROUP)})
+
+
+def load_scheduler(name: str) -> type[Scheduler]:
+    """The adapter class registered as ``name`` in ``jobwire.hpc_schedulers``, checked against the base."""
+    found = entry_points(group=HPC_SCHEDULERS_GROUP, name=name)
+    if not found:
+        known = ", ".join(registered_schedulers()) or "none"
+        raise LookupError(f"no HPC scheduler adapter {name!r} is installed (known: {known})")
+    obj = next(iter(found)).load()
+    if not (isinstance(obj, type) and issubclass(obj, Scheduler)):
+        raise TypeError(f"HPC scheduler {name!r} is {obj!r}, not a subclass of {Scheduler.__qualname__}")
+    return obj
+
+
+def script_tail(req: BatchRequest, setup: str | None) -> str:
+    """The part of every batch script after the directives: setup, env, the body.
+
+    ``setup`` (``module load openmpi``) is the job owner's own shell, like ``script``; env values are
+    single-quoted by :func:`shlex.quote`, so quotes, ``;``, ``$()``, backticks and newlines are inert.
+    """
+    lines = []
+    if setup:
+        lines += ["# setup fragment from the job's options", setup.rstrip("\n")]
+    for k, v in req.env.items():
+        lines.append(f"export {check_env_name(k)}={shlex.quote(v)}")
+    lines.append(req.body.rstrip("\n"))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""jobwire executor for HPC batch schedulers: one adapter per scheduler, over a transport."""

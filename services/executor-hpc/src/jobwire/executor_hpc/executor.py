@@ -1,0 +1,297 @@
+"""``HpcExecutor``: jobs as batch jobs of one cluster, through a scheduler adapter and a transport.
+
+Each attempt's directory on shared storage holds the batch script, the batch id and the files the
+fixed wrapper writes (exit code, stdout, stderr, progress, outputs). A poll is one probe of all
+directories, ONE list command for all batch jobs and, for those that left the queue, ONE
+accounting command; the list is never asked more often than ``poll_interval``.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import shlex
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from jobwire.contracts.v1 import NodeCapacity, RunJob, codec
+from jobwire.execution.executor import Existing, RunHandle, RunKey, RunStatus, StartRefused
+from jobwire.execution.hpc import Accounting, BatchRequest, Phase, QueueEntry, Scheduler, load_scheduler
+from jobwire.execution.hpc.base import SchedulerError
+from jobwire.execution.runner import ProcessExecutor
+from jobwire.execution.runner import layout as L
+from jobwire.execution.runner.command import plan
+from jobwire.execution.settings import ExecutorSettings
+from jobwire.execution.transport import DirProbe, Transport, TransportError
+from jobwire.execution.transport.local import LocalTransport
+
+from .settings import HpcSettings, hpc_settings
+
+log = logging.getLogger(__name__)
+BATCH_SCRIPT = "batch.sh"
+BATCH_ID = "batch_id"
+VANISHED = "the batch job left the queue and accounting has no record of it"
+
+
+@dataclass
+class _Seen:
+    """What the last list call said, reused until ``poll_interval`` has passed."""
+
+    at: float = 0.0
+    entries: dict[str, QueueEntry] | None = None
+    ids: frozenset[str] = frozenset()
+
+
+class HpcExecutor(ProcessExecutor):
+    """One cluster's batch jobs; capacity is how many jobs jobwire keeps in flight there."""
+
+    backend = "hpc"
+
+    def __init__(
+        self,
+        settings: ExecutorSettings,
+        transport: Transport,
+        root: str,
+        scheduler: Scheduler,
+        hpc: HpcSettings,
+    ) -> None:
+        super().__init__(settings, transport, root)
+        self.scheduler = scheduler
+        self.hpc = hpc
+        self._seen = _Seen()
+        self._gone_since: dict[str, float] = {}
+        self._interval = hpc.poll_interval
+        self._next_list = 0.0
+        #: scheduler commands run, by kind (list, accounting, submit, kill): what the tests count
+        self.calls: dict[str, int] = {}
+
+    @classmethod
+    def from_settings(cls, settings: ExecutorSettings) -> HpcExecutor:
+        hpc = hpc_settings()
+        scheduler = load_scheduler(hpc.scheduler)(bin_dir=hpc.bin_dir)
+        if hpc.transport != "local":
+            raise ValueError(
+                f"transport {hpc.transport!r} is not supported by the HPC executor yet (use local)"
+            )
+        settings.labels.setdefault("cluster", hpc.cluster or settings.node)
+        root = posixpath.abspath(settings.root_dir())
+        return cls(settings, LocalTransport(), root, scheduler, hpc)
+
+    def capacity(self) -> NodeCapacity:
+        s = self.settings
+        return NodeCapacity(slots=s.slots or 64, cpus=s.cpus or 4096.0, gpus=s.gpus or 0)
+
+    def describe(self) -> dict[str, str]:
+        return {**super().describe(), "scheduler": self.scheduler.name}
+
+    def _count(self, kind: str) -> None:
+        self.calls[kind] = self.calls.get(kind, 0) + 1
+
+    # --- start ----------------------------------------------------------------------------------
+
+    async def start(self, run: RunJob) -> RunHandle:
+        d = self.dir_of(run)
+        p = plan(run.spec, d)
+        t = self.transport
+        for path in dict.fromkeys([d.path, *p.dirs]):
+            await t.mkdir(path)
+        await t.write_file(d.file(L.RUN_JSON), codec.encode(run))
+        await t.write_file(d.file(L.WRAPPER), L.WRAPPER_SCRIPT.encode(), 0o755)
+        for f in p.files:
+            await t.write_file(f.path, f.data, f.mode)
+        await self.place_inputs(run, d, p)
+        env = {
+            **run.spec.env,
+            "JOBWIRE_JOB_ID": run.job_id,
+            "JOBWIRE_ATTEMPT": str(run.attempt),
+            "JOBWIRE_PROGRESS_FILE": d.file(L.PROGRESS),
+            "JOBWIRE_OUTPUT_DIR": d.outputs,
+            "JOBWIRE_JOB_DIR": d.path,
+        }
+        q = shlex.quote
+        body = (
+            " ".join(q(a) for a in ["/bin/sh", d.file(L.WRAPPER), d.path, p.cwd, *p.argv])
+            + f'\njw_rc=$(cat {q(d.file(L.EXIT_CODE))} 2>/dev/null)\nexit "${{jw_rc:-1}}"\n'
+        )
+        walltime = run.spec.resources.walltime
+        req = BatchRequest(
+            job_id=run.job_id,
+            attempt=run.attempt,
+            spec=run.spec,
+            job_dir=d.path,
+            stdout=d.file("stdout"),
+            stderr=d.file("stderr"),
+            body=body,
+            env=env,
+            default_queue=self.hpc.queue,
+            walltime=float(walltime) if walltime is not None else None,
+        )
+        script = self.scheduler.build_script(req)
+        await t.write_file(d.file(BATCH_SCRIPT), script.encode(), 0o755)
+        self._count("submit")
+        try:
+            batch_id = await self.scheduler.submit(t, d.file(BATCH_SCRIPT))
+        except SchedulerError as e:
+            raise StartRefused(f"the batch system refused the job: {e}") from e
+        await t.write_file(d.file(BATCH_ID), f"{batch_id}\n".encode())
+        log.info(
+            "submitted %s attempt %d as %s job %s", run.job_id, run.attempt, self.scheduler.name, batch_id
+        )
+        return RunHandle(run, d.path, {"batch_id": batch_id, "dir": d.path, "scheduler": self.scheduler.name})
+
+    # --- finding attempts again -----------------------------------------------------------------
+
+    async def existing(self, job_id: str, attempt: int) -> Existing | None:
+        d = L.AttemptDir.of(self.root, job_id, attempt)
+        [probe] = await self.transport.probe([d.path], read=[BATCH_ID, L.REPORTED])
+        if L.REPORTED in probe.files:
+            return Existing(None, reported=True)
+        if BATCH_ID not in probe.files:
+            return None
+        return Existing(await self._handle(probe), reported=False)
+
+    async def adopt(self) -> list[RunHandle]:
+        jobs = posixpath.join(self.root, "jobs")
+        try:
+            entries = await self.transport.list_dir(jobs, depth=2)
+        except FileNotFoundError:
+            return []
+        dirs = [
+            posixpath.join(jobs, e.name)
+            for e in entries
+            if e.kind == "dir" and e.name.count("/") == 1 and e.name.rsplit("/", 1)[1].isdigit()
+        ]
+        handles = []
+        for probe in await self.transport.probe(dirs, read=[BATCH_ID, L.REPORTED]):
+            if L.REPORTED in probe.files or BATCH_ID not in probe.files:
+                continue
+            handle = await self._handle(probe)
+            if handle.run.node == self.settings.node:
+                handles.append(handle)
+        return handles
+
+    async def _handle(self, probe: DirProbe) -> RunHandle:
+        run = codec.decode(await self.transport.read_file(posixpath.join(probe.path, L.RUN_JSON)), RunJob)
+        batch_id = probe.files[BATCH_ID].decode().strip()
+        return RunHandle(
+            run, probe.path, {"batch_id": batch_id, "dir": probe.path, "scheduler": self.scheduler.name}
+        )
+
+    # --- polling --------------------------------------------------------------------------------
+
+    async def _list(self, ids: list[str]) -> dict[str, QueueEntry] | None:
+        """The queue for ``ids``: a fresh list call when due, else the last answer (None: unknown)."""
+        now = time.monotonic()
+        if self._seen.entries is not None and now < self._next_list and set(ids) <= self._seen.ids:
+            return self._seen.entries
+        if now < self._next_list:
+            return self._seen.entries if set(ids) <= self._seen.ids else None
+        self._count("list")
+        try:
+            entries = await self.scheduler.list(self.transport, ids)
+        except (SchedulerError, TransportError) as e:
+            self._interval = min(self.hpc.max_backoff, max(self._interval * 2, self.hpc.poll_interval))
+            self._next_list = now + self._interval
+            log.warning("listing %d batch jobs failed (next try in %.0f s): %s", len(ids), self._interval, e)
+            return None
+        self._interval = self.hpc.poll_interval
+        self._next_list = now + self._interval
+        self._seen = _Seen(now, entries, frozenset(ids))
+        return entries
+
+    async def poll(self, handles: Sequence[RunHandle]) -> dict[RunKey, RunStatus]:
+        probes = await self.transport.probe(
+            [h.ref for h in handles],
+            read=[L.EXIT_CODE, L.SIGNAL],
+            stat=["stdout", "stderr", L.PROGRESS, L.EXIT_CODE, BATCH_ID],
+        )
+        ids = [str(h.details["batch_id"]) for h in handles]
+        queue = await self._list(ids)
+        out: dict[RunKey, RunStatus] = {}
+        if queue is None:
+            for h, probe in zip(handles, probes, strict=True):
+                out[h.key] = _running(probe)
+            return out
+        now = time.monotonic()
+        left = [i for i in ids if i not in queue or queue[i].phase is Phase.DONE]
+        for i in ids:
+            if i not in left:
+                self._gone_since.pop(i, None)
+        accounting: dict[str, Accounting] = {}
+        if left:
+            # submitted no earlier than its batch id file was written (accounting is asked from then)
+            since = min((p.stats[BATCH_ID].mtime for p in probes if BATCH_ID in p.stats), default=time.time())
+            self._count("accounting")
+            try:
+                accounting = await self.scheduler.account(self.transport, left, since)
+            except (SchedulerError, TransportError) as e:
+                log.warning("accounting for %d batch jobs failed: %s", len(left), e)
+        for h, i, probe in zip(handles, ids, probes, strict=True):
+            if i not in left:
+                out[h.key] = _running(probe)
+                continue
+            first = self._gone_since.setdefault(i, now)
+            out[h.key] = self._ended(probe, accounting.get(i), waited=now - first)
+            if out[h.key].ended:
+                self._gone_since.pop(i, None)
+        return out
+
+    def _ended(self, probe: DirProbe, acct: Accounting | None, waited: float) -> RunStatus:
+        """A job that left the queue: ended once accounting has it (or the wait for it is over)."""
+        code = _int(probe.files.get(L.EXIT_CODE))
+        sizes = _sizes(probe)
+        mark = _mark(probe)
+        ended_at = probe.stats[L.EXIT_CODE].mtime if L.EXIT_CODE in probe.stats else None
+        if acct is not None and acct.final:
+            return RunStatus(
+                True,
+                exit_code=code if code is not None else acct.exit_code,
+                reason=acct.reason,
+                ended_at=ended_at,
+                log_sizes=sizes,
+                progress_mark=mark,
+                outcome=acct.outcome,
+                usage=acct.usage,
+            )
+        if waited < self.hpc.accounting_wait:
+            return RunStatus(False, log_sizes=sizes, progress_mark=mark)
+        if code is not None:
+            return RunStatus(True, exit_code=code, ended_at=ended_at, log_sizes=sizes, progress_mark=mark)
+        return RunStatus(True, reason=VANISHED, log_sizes=sizes, progress_mark=mark)
+
+    # --- control --------------------------------------------------------------------------------
+
+    async def signal(self, handle: RunHandle, sig: signal.Signals) -> None:
+        """TERM and KILL both cancel the batch job: the scheduler signals and reaps it itself."""
+        await self.transport.write_file(posixpath.join(handle.ref, L.SIGNAL), f"{int(sig)}\n".encode())
+        self._count("kill")
+        await self.scheduler.kill(self.transport, str(handle.details["batch_id"]))
+        self._next_list = 0.0  # see the cancel on the next tick
+
+    async def cleanup(self, handle: RunHandle) -> None:
+        """Nothing to do: the batch system ends a job's processes itself."""
+
+    async def mark_reported(self, handle: RunHandle) -> None:
+        await self.transport.write_file(posixpath.join(handle.ref, L.REPORTED), b"")
+
+
+def _int(raw: bytes | None) -> int | None:
+    try:
+        return None if raw is None else int(raw.strip())
+    except ValueError:
+        return None
+
+
+def _sizes(probe: DirProbe) -> dict[str, int]:
+    return {s: probe.stats[s].size if s in probe.stats else 0 for s in ("stdout", "stderr")}
+
+
+def _mark(probe: DirProbe) -> tuple[int, float] | None:
+    progress = probe.stats.get(L.PROGRESS)
+    return (progress.size, progress.mtime) if progress else None
+
+
+def _running(probe: DirProbe) -> RunStatus:
+    return RunStatus(False, log_sizes=_sizes(probe), progress_mark=_mark(probe))

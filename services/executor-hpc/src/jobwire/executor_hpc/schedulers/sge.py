@@ -1,0 +1,171 @@
+"""Son of Grid Engine over its CLI: qsub -terse, qstat -xml -u '*', qacct, qdel, qhold/qrls (8.1.9).
+
+The list covers pending jobs too (they sit under ``<job_info>``, not ``<queue_info>``); ``qacct``
+prints values with units (``0.018s``, ``4.809KB``), parsed as such. Names never come from the
+user: SGE rejects a job name with a space after consuming a job id.
+"""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+
+from jobwire.contracts.v1 import JobState, Usage
+from jobwire.execution.executor import StartRefused
+from jobwire.execution.hpc import Accounting, BatchRequest, Phase, QueueEntry, Scheduler, SchedulerError
+from jobwire.execution.hpc.base import check_result, script_tail
+from jobwire.execution.hpc.values import (
+    check_path,
+    check_token,
+    memory_mb,
+    parse_duration_hms,
+    parse_size_units,
+)
+from jobwire.execution.transport import ExecResult
+
+#: qacct ``failed`` codes that mean a limit was enforced (h_rt, h_cpu, h_vmem)
+LIMIT_FAILED = {37, 38}
+#: 100: "assumedly after job", the code a signalled/deleted job gets; the exit status then decides
+AFTER_JOB = 100
+
+
+class Sge(Scheduler):
+    name = "sge"
+    supports_hold = True
+
+    def build_script(self, req: BatchRequest) -> str:
+        res, opt = req.spec.resources, req.spec.sge
+        d = [
+            f"-N {req.batch_name}",
+            f"-o {check_path('stdout', req.stdout)}",
+            f"-e {check_path('stderr', req.stderr)}",
+            "-S /bin/sh",
+            f"-wd {check_path('job directory', req.job_dir)}",
+        ]
+        queue = (opt.queue if opt else None) or req.default_queue
+        if queue:
+            d.append(f"-q {check_token('queue', queue)}")
+        slots = max(res.slots, int(-(-res.cpus // 1)))
+        pe = opt.parallel_environment if opt else None
+        if pe:
+            d.append(f"-pe {check_token('parallel environment', pe)} {slots}")
+        elif slots > 1:
+            raise StartRefused("more than one slot on SGE needs sge.parallel_environment (such as smp)")
+        if req.walltime is not None:
+            d.append(f"-l h_rt={max(1, int(-(-req.walltime // 1)))}")
+        if res.memory is not None:
+            d.append(f"-l h_vmem={memory_mb(int(res.memory) // slots)}M")
+        if res.gpus:
+            d.append(f"-l gpu={res.gpus}")
+        head = "#!/bin/sh\n" + "".join(f"#$ {x}\n" for x in d)
+        return head + script_tail(req, opt.setup if opt else None)
+
+    def build_submit(self, script_path: str) -> list[str]:
+        return [self.cmd("qsub"), "-terse", script_path]
+
+    def parse_submit(self, result: ExecResult) -> str:
+        out = check_result("qsub", result).strip().splitlines()
+        job_id = out[0].split(".", 1)[0].strip() if out else ""
+        if not job_id.isdigit():
+            raise SchedulerError(f"qsub printed no job id: {out!r}")
+        return job_id
+
+    def build_list(self, ids: Sequence[str]) -> list[str]:
+        return [self.cmd("qstat"), "-xml", "-u", "*"]
+
+    def parse_list(self, result: ExecResult, ids: Sequence[str]) -> dict[str, QueueEntry]:
+        text = check_result("qstat", result)
+        try:
+            root = ET.fromstring(text)  # noqa: S314 - the scheduler's own output
+        except ET.ParseError as e:
+            raise SchedulerError(f"qstat -xml printed no XML: {e}") from e
+        wanted = set(ids)
+        out: dict[str, QueueEntry] = {}
+        for job in root.iter("job_list"):
+            job_id = (job.findtext("JB_job_number") or "").strip()
+            if job_id not in wanted:
+                continue
+            native = (job.findtext("state") or "").strip()
+            queue = (job.findtext("queue_name") or "").strip()
+            host = queue.split("@", 1)[1] if "@" in queue else ""
+            phase = self.map_state(native)
+            reason = "the job is in SGE's error state (Eqw): see qstat -j" if "E" in native else None
+            out[job_id] = QueueEntry(job_id, native, phase, reason, [host] if host else [])
+        return out
+
+    def map_state(self, native: str) -> Phase:
+        if "d" in native or native in ("z", ""):
+            return Phase.DONE
+        if "E" in native or "h" in native:
+            return Phase.HELD
+        if any(c in native for c in "rtRsST"):
+            return Phase.RUNNING
+        return Phase.QUEUED
+
+    def build_kill(self, job_id: str) -> list[str]:
+        return [self.cmd("qdel"), job_id]
+
+    def already_gone(self, result: ExecResult) -> bool:
+        return b"does not exist" in result.stderr + result.stdout
+
+    def build_hold(self, job_id: str) -> list[str] | None:
+        return [self.cmd("qhold"), job_id]
+
+    def build_release(self, job_id: str) -> list[str] | None:
+        return [self.cmd("qrls"), job_id]
+
+    def build_accounting(self, ids: Sequence[str], since: float) -> list[str]:
+        # One call for every job started since the oldest one asked about (minute resolution).
+        begin = time.strftime("%m%d%H%M", time.localtime(since - 120))
+        return [self.cmd("qacct"), "-j", "*", "-b", begin]
+
+    def parse_accounting(self, result: ExecResult, ids: Sequence[str]) -> dict[str, Accounting]:
+        if result.rc != 0 and not result.stdout.strip():
+            return {}  # no job finished in the window yet
+        text = check_result("qacct", result)
+        wanted = set(ids)
+        out: dict[str, Accounting] = {}
+        for block in text.split("=" * 62):
+            rec = parse_qacct_block(block)
+            job_id = rec.get("jobnumber", "")
+            if job_id in wanted:
+                out[job_id] = _record(job_id, rec)
+        return out
+
+
+def parse_qacct_block(block: str) -> dict[str, str]:
+    """``key   value`` lines; the value keeps inner spaces (``failed 37  : qmaster enforced ...``)."""
+    rec: dict[str, str] = {}
+    for line in block.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key:
+            rec[key] = value.strip()
+    return rec
+
+
+def _first_int(text: str) -> int | None:
+    head = text.split()[0] if text.split() else ""
+    return int(head) if head.lstrip("-").isdigit() else None
+
+
+def _record(job_id: str, rec: dict[str, str]) -> Accounting:
+    failed = _first_int(rec.get("failed", "0")) or 0
+    code = _first_int(rec.get("exit_status", ""))
+    outcome: JobState | None = None
+    reason: str | None = None
+    if failed in LIMIT_FAILED:
+        outcome, reason = JobState.TIMED_OUT, f"SGE enforced a limit: {rec['failed']}"
+    elif failed and failed != AFTER_JOB:
+        outcome, reason = JobState.FAILED, f"SGE could not run the job: {rec['failed']}"
+    mem = rec.get("mem", "")
+    host = rec.get("hostname", "")
+    usage = Usage(
+        wall_seconds=parse_duration_hms(rec.get("ru_wallclock", "")),
+        cpu_seconds=parse_duration_hms(rec.get("cpu", "")),
+        max_rss_bytes=parse_size_units(rec.get("ru_maxrss", "")),
+        # SGE's integral memory usage, in GB·s as qacct reports it (unit suffix ``GBs``/``MBs``...)
+        mem_cpu_seconds=(parse_size_units(mem[:-1]) or 0) / 1024**3 if mem.endswith("s") else None,
+        node_list=[host] if host else None,
+    )
+    return Accounting(job_id, f"failed {failed}", code, outcome, reason, usage, True)

@@ -1,0 +1,42 @@
+"""Settings of one HPC executor (one cluster), read from ``JOBWIRE_HPC_*``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from jobwire.runtime.settings import from_env
+
+ENV_PREFIX = "JOBWIRE_HPC_"
+
+
+@dataclasses.dataclass(kw_only=True)
+class HpcSettings:
+    #: adapter name in ``jobwire.hpc_schedulers``: slurm, sge, torque (pbs)
+    scheduler: str = "slurm"
+    #: ``local`` (the executor runs on the login node) or ``ssh``
+    transport: str = "local"
+    #: the cluster name jobs ask for with ``cluster``; default: the node name
+    cluster: str | None = None
+    #: where the scheduler's binaries are (SGE: /usr/lib/gridengine skips Debian's slow wrappers)
+    bin_dir: str | None = None
+    #: default partition / queue when the job names none
+    queue: str | None = None
+    #: seconds between two list commands at least (all jobs in one call)
+    poll_interval: float = 1.0
+    #: longest wait between list commands after errors (doubling backoff)
+    max_backoff: float = 30.0
+    #: seconds a job that left the queue may wait for its accounting record before it is ended anyway
+    accounting_wait: float = 30.0
+    #: job directory root as the gateway/executor host sees the shared storage, when it differs
+    #: from the cluster's view (``root``); paths reported to users are mapped back through it
+    gateway_root: str | None = None
+    #: for ``ssh``: the login node (``user@host:port``), optional jump host, key file
+    ssh_host: str | None = None
+    ssh_jump: str | None = None
+    ssh_key: str | None = None
+    ssh_known_hosts: str | None = None
+
+
+def hpc_settings(environ: Mapping[str, str] | None = None) -> HpcSettings:
+    return from_env(HpcSettings, ENV_PREFIX, environ)

@@ -1,0 +1,158 @@
+"""One jobwire stack with HPC nodes on the real SLURM and SGE test clusters (tests/fixtures).
+
+``hpc-slurm`` and ``hpc-sge`` are plain nodes; ``hpc-count`` runs SLURM through a bin dir whose
+squeue/sacct log every call, so tests can count scheduler commands per poll.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from jobwire.stack.processes import free_port
+from jobwire.stack.stack import ExecutorConfig, Stack, StackConfig
+
+FAST = {
+    "JOBWIRE_SCHEDULER_TICK": "0.2",
+    "JOBWIRE_SCHEDULER_NODE_TIMEOUT": "90",
+    "JOBWIRE_SCHEDULER_TIMEOUT_GRACE": "5",
+    "JOBWIRE_EXECUTOR_HEARTBEAT_INTERVAL": "0.5",
+    "JOBWIRE_EXECUTOR_TICK_INTERVAL": "0.2",
+    "JOBWIRE_EXECUTOR_KILL_GRACE": "2",
+    "JOBWIRE_HPC_POLL_INTERVAL": "0.5",
+    "JOBWIRE_HPC_ACCOUNTING_WAIT": "20",
+    "JOBWIRE_LOG_LEVEL": "INFO",
+    "JOBWIRE_GATEWAY_AUTH": "off",
+}
+END = {"succeeded", "failed", "cancelled", "timed_out"}
+COUNTED = ("squeue", "sacct")
+
+
+def counting_bin(dest: Path, log: Path) -> Path:
+    """A bin dir where squeue and sacct append one line per call (the argv) to ``log``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("sbatch", "scancel", "scontrol", *COUNTED):
+        real = f"/usr/bin/{name}"
+        target = dest / name
+        if name in COUNTED:
+            target.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\nexec {real} "$@"\n')
+            target.chmod(target.stat().st_mode | stat.S_IEXEC)
+        else:
+            os.symlink(real, target)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def count_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("count") / "calls.log"
+
+
+@pytest.fixture(scope="session")
+def stack(
+    slurm_cluster, sge_cell, count_log: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    counting = counting_bin(tmp_path_factory.mktemp("bin"), count_log)
+    slurm = {"JOBWIRE_HPC_SCHEDULER": "slurm", **slurm_cluster.env}
+    sge = {"JOBWIRE_HPC_SCHEDULER": "sge", "JOBWIRE_HPC_BIN_DIR": sge_cell.bin, **sge_cell.env}
+    executors = [
+        ExecutorConfig(
+            node="hpc-slurm", backend="hpc", slots=32, env={**slurm, "JOBWIRE_HPC_CLUSTER": "jwtest"}
+        ),
+        ExecutorConfig(
+            node="hpc-count", backend="hpc", slots=400, env={**slurm, "JOBWIRE_HPC_BIN_DIR": str(counting)}
+        ),
+        ExecutorConfig(node="hpc-sge", backend="hpc", slots=32, env=sge),
+    ]
+    home = tmp_path_factory.mktemp("stack")
+    home.chmod(0o755)
+    config = StackConfig(
+        home=home,
+        api_port=free_port(),
+        nats_port=free_port(),
+        nats_monitor_port=free_port(),
+        executors=executors,
+        env=FAST,
+    )
+    s = Stack(config)
+    s.start()
+    yield s
+    s.stop()
+
+
+class JobApi(httpx.Client):
+    END = END
+
+    @staticmethod
+    def wait_for(
+        pred: Callable[[], Any], timeout: float = 30.0, every: float = 0.2, what: str = "condition"
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = pred()
+            if value:
+                return value
+            time.sleep(every)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def up_nodes(self) -> set[str]:
+        body = self.get("/v1/nodes").json()
+        return {n["name"] for n in body["items"] if n["state"] == "up"}
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        r = self.get(f"/v1/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def wait_state(self, job_id: str, states: set[str] | str, timeout: float = 60.0) -> dict[str, Any]:
+        want = {states} if isinstance(states, str) else states
+        last: dict[str, Any] = {}
+
+        def check() -> dict[str, Any] | None:
+            nonlocal last
+            last = self.job(job_id)
+            return last if last["state"] in want else None
+
+        try:
+            result: dict[str, Any] = self.wait_for(check, timeout, what=f"job {job_id} to be {sorted(want)}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; last seen: {last}") from None
+        return result
+
+    def submit(self, **spec: Any) -> dict[str, Any]:
+        spec.setdefault("backend", "hpc")
+        r = self.post("/v1/jobs", json=spec)
+        assert r.status_code in (201, 202), r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def logs(self, job_id: str, stream: str | None = None) -> str:
+        params = {"stream": stream} if stream else {}
+        r = self.get(f"/v1/jobs/{job_id}/logs", params=params)
+        assert r.status_code == 200, r.text
+        return r.text
+
+
+@pytest.fixture(scope="session")
+def api(stack: Stack) -> Iterator[JobApi]:
+    with JobApi(base_url=stack.api_url, timeout=30) as client:
+        client.wait_for(lambda: len(client.up_nodes()) >= 3, 30, what="three HPC nodes up")
+        yield client
+
+
+@pytest.fixture(scope="session")
+def batch_id(stack: Stack) -> Callable[..., str]:
+    """The batch system's id of a job's attempt, as the executor recorded it."""
+
+    def read(node: str, job_id: str, attempt: int = 1) -> str:
+        path = stack.home / "executors" / node / "jobs" / job_id / str(attempt) / "batch_id"
+        return path.read_text().strip()
+
+    return read

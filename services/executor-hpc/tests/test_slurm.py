@@ -1,0 +1,147 @@
+"""Jobs through the real stack onto a real SLURM 22.05 (sbatch, squeue, sacct, scancel)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.backend("slurm")]
+
+HOSTILE = [
+    "a b",
+    "q'uote",
+    'd"q',
+    "semi;colon",
+    "$(touch /tmp/jw-pwned)",
+    "`touch /tmp/jw-pwned`",
+    "new\nline",
+]
+
+
+def test_succeeds_with_exit_code_usage_and_logs(api, stack, slurm_cluster, batch_id):
+    j = api.submit(
+        cluster="jwtest",
+        command=[
+            "sh",
+            "-c",
+            'echo "hello $GREETING"; echo to-err >&2; i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done',
+        ],
+        env={"GREETING": "slurm"},
+        resources={"cpus": 1, "memory": "64M", "walltime": 120},
+        slurm={"partition": "debug"},
+    )
+    done = api.wait_state(j["id"], api.END)
+    assert (done["state"], done["exit_code"], done["node"]) == ("succeeded", 0, "hpc-slurm"), done
+    assert api.logs(j["id"], "stdout") == "hello slurm\n"
+    assert api.logs(j["id"], "stderr") == "to-err\n"
+    usage = done["usage"]
+    assert usage["cpu_seconds"] > 0 and usage["node_list"] == ["localhost"], usage
+    bid = batch_id("hpc-slurm", j["id"])
+    acct = slurm_cluster.run("sacct", "-n", "-X", "-P", "-j", bid, "-o", "State,ExitCode").stdout.strip()
+    assert acct == "COMPLETED|0:0"
+
+
+def test_failing_exit_code_from_the_job(api):
+    j = api.submit(node="hpc-slurm", script="echo failing\nexit 7\n", resources={"walltime": 120})
+    done = api.wait_state(j["id"], api.END)
+    assert (done["state"], done["exit_code"], done["reason"]) == ("failed", 7, "exit code 7"), done
+    assert api.logs(j["id"], "stdout") == "failing\n"
+
+
+def test_hostile_args_and_env_are_inert(api, stack):
+    j = api.submit(
+        node="hpc-slurm",
+        command=["printf", "%s|", *HOSTILE],
+        env={"EVIL": "x'; touch /tmp/jw-pwned; echo '$(id)`id`\nnext"},
+        resources={"walltime": 120},
+    )
+    done = api.wait_state(j["id"], api.END)
+    assert done["state"] == "succeeded", done
+    assert api.logs(j["id"], "stdout") == "|".join(HOSTILE) + "|"
+    script = (stack.home / "executors" / "hpc-slurm" / "jobs" / j["id"] / "1" / "batch.sh").read_text()
+    assert "export EVIL='x'\"'\"'; touch /tmp/jw-pwned" in script
+    assert not os.path.exists("/tmp/jw-pwned")
+
+
+def test_bad_partition_name_is_refused(api):
+    j = api.submit(node="hpc-slurm", command=["true"], slurm={"partition": "debug\n#SBATCH --uid=0"})
+    done = api.wait_state(j["id"], api.END)
+    assert done["state"] == "failed" and "partition" in done["reason"], done
+
+
+def test_walltime_timeout(api):
+    j = api.submit(node="hpc-slurm", command=["sleep", "60"], resources={"walltime": 3})
+    done = api.wait_state(j["id"], api.END, timeout=60)
+    assert done["state"] == "timed_out", done
+
+
+def test_cancel(api, stack, slurm_cluster, batch_id):
+    j = api.submit(
+        node="hpc-slurm", command=["sh", "-c", "echo started; sleep 60"], resources={"walltime": 300}
+    )
+    api.wait_for(lambda: "started" in api.logs(j["id"], "stdout"), 30, what="the job to start")
+    r = api.post(f"/v1/jobs/{j['id']}/cancel")
+    assert r.status_code in (200, 202), r.text
+    done = api.wait_state(j["id"], api.END)
+    assert done["state"] == "cancelled", done
+    bid = batch_id("hpc-slurm", j["id"])
+    api.wait_for(
+        lambda: slurm_cluster.run("sacct", "-n", "-X", "-P", "-j", bid, "-o", "State").stdout.startswith(
+            "CANCELLED"
+        ),
+        20,
+        what="SLURM to record the cancel",
+    )
+
+
+def test_job_cancelled_outside_jobwire(api, stack, slurm_cluster, batch_id):
+    j = api.submit(
+        node="hpc-slurm", command=["sh", "-c", "echo started; sleep 60"], resources={"walltime": 300}
+    )
+    api.wait_for(lambda: "started" in api.logs(j["id"], "stdout"), 30, what="the job to start")
+    assert slurm_cluster.run("scancel", batch_id("hpc-slurm", j["id"])).returncode == 0
+    done = api.wait_state(j["id"], api.END)
+    assert done["state"] == "cancelled" and "CANCELLED" in done["reason"], done
+
+
+def test_job_that_vanishes_from_squeue_before_the_poll(api, stack, slurm_cluster, batch_id):
+    """The executor is stopped while the job runs and ends; SLURM purges it (MinJobAge) before
+    the executor polls again: the end comes from sacct and the exit-code file."""
+    j = api.submit(node="hpc-slurm", command=["sh", "-c", "sleep 2; exit 5"], resources={"walltime": 300})
+    api.wait_state(j["id"], "running")
+    stack.services["executor-hpc-slurm"].stop()
+    bid = batch_id("hpc-slurm", j["id"])
+    api.wait_for(
+        lambda: slurm_cluster.run("sacct", "-n", "-X", "-P", "-j", bid, "-o", "State").stdout.startswith(
+            "FAILED"
+        ),
+        30,
+        what="the job to end",
+    )
+    # MinJobAge=3: slurmctld forgets it and squeue no longer knows the id.
+    api.wait_for(
+        lambda: bid not in slurm_cluster.run("squeue", "-h", "-t", "all", "-o", "%i").stdout.split(), 30
+    )
+    stack.start_service("executor-hpc-slurm")
+    done = api.wait_state(j["id"], api.END)
+    assert (done["state"], done["exit_code"]) == ("failed", 5), done
+
+
+def test_restart_readopts_batch_jobs_by_id(api, stack):
+    jobs = [
+        api.submit(
+            node="hpc-slurm", command=["sh", "-c", f"echo job{i}; sleep 3"], resources={"walltime": 300}
+        )
+        for i in range(3)
+    ]
+    for j in jobs:
+        api.wait_state(j["id"], "running")
+    stack.services["executor-hpc-slurm"].kill()
+    time.sleep(1)
+    stack.start_service("executor-hpc-slurm")
+    for i, j in enumerate(jobs):
+        done = api.wait_state(j["id"], api.END)
+        assert (done["state"], done["exit_code"]) == ("succeeded", 0), done
+        assert api.logs(j["id"], "stdout") == f"job{i}\n"
