@@ -51,8 +51,13 @@ def test_targets_default_to_the_last_segment_and_may_not_clash():
     spec = v1.JobSpec(command=["x"], inputs=refs)
     assert [r.target for r in spec.inputs] == ["cfg.yaml", "x/y"]
     body = b'{"command":["x"],"inputs":[{"name":"a/cfg"},{"name":"b/cfg"}]}'
-    with pytest.raises(msgspec.ValidationError, match="same path"):
+    with pytest.raises(msgspec.ValidationError, match="collide"):
         v1.decode_strict(body, v1.JobSpec)
+    body = b'{"command":["x"],"inputs":[{"name":"a","path":"d"},{"name":"b","path":"d/e"}]}'
+    with pytest.raises(msgspec.ValidationError, match="collide"):
+        v1.decode_strict(body, v1.JobSpec)
+    ok = b'{"command":["x"],"inputs":[{"name":"a","path":"d"},{"name":"b","path":"d.e/f"}]}'
+    assert len(v1.decode_strict(ok, v1.JobSpec).inputs) == 2
 
 
 def test_owner_prefixes_never_overlap():

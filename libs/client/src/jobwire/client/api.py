@@ -214,10 +214,12 @@ class JobwireClient:
 
     def download_artifact(self, job_id: str, name: str, out: IO[bytes]) -> int:
         """Stream one artifact into ``out``; returns the number of bytes written."""
-        path = _job(job_id, "artifacts", quote(name.lstrip("/"), safe="/"))
+        return self._download(_job(job_id, "artifacts", quote(name.lstrip("/"), safe="/")), out)
+
+    def _download(self, path: str, out: IO[bytes], params: Mapping[str, str] | None = None) -> int:
         written = 0
         try:
-            with self._http.stream("GET", path, timeout=self._stream_timeout) as resp:
+            with self._http.stream("GET", path, params=params, timeout=self._stream_timeout) as resp:
                 if resp.status_code >= 400:
                     resp.read()
                     raise ApiError.from_response(resp)
@@ -239,6 +241,36 @@ class JobwireClient:
 
     def ready(self) -> Any:
         return self._decode(self._request("GET", "/ready"), Any)
+
+    # --- inputs ----------------------------------------------------------------------------------
+
+    def put_input(self, name: str, data: IO[bytes], *, owner: str | None = None) -> dict[str, Any]:
+        """Upload ``data`` (read in pieces, never whole) as the input ``name``; returns its info."""
+
+        def pieces() -> Iterator[bytes]:
+            while piece := data.read(UPLOAD_PIECE):
+                yield piece
+
+        resp = self._request(
+            "PUT",
+            _input(name),
+            content=pieces(),
+            params=_owner(owner),
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=self._stream_timeout,
+        )
+        return dict(self._decode(resp, dict[str, Any]))
+
+    def download_input(self, name: str, out: IO[bytes], *, owner: str | None = None) -> int:
+        """Stream the input ``name`` into ``out``; returns the number of bytes written."""
+        return self._download(_input(name), out, _owner(owner))
+
+    def list_inputs(self, prefix: str = "", *, owner: str | None = None) -> list[dict[str, Any]]:
+        params = {"prefix": prefix, **_owner(owner)} if prefix else _owner(owner)
+        return list(items_of(self._decode(self._request("GET", "/v1/inputs", params=params), Any)))
+
+    def delete_input(self, name: str, *, owner: str | None = None) -> None:
+        self._request("DELETE", _input(name), params=_owner(owner))
 
     # --- tokens (admin) ---------------------------------------------------------------------------
 
@@ -339,6 +371,19 @@ class JobwireClient:
                 raise ConnectionFailed(self.base_url, f"gave up resuming after {failures} tries: {problem}")
             time.sleep(self.RECONNECT_DELAYS[min(failures, len(self.RECONNECT_DELAYS) - 1)])
             failures += 1
+
+
+UPLOAD_PIECE = 1024 * 1024
+
+
+def _input(name: str) -> str:
+    """The input's URL path. The name is checked here first: an HTTP client would collapse a ``..``
+    segment before sending, so the server would see (and answer for) another path."""
+    return "/v1/inputs/" + quote(v1.check_input_name(name), safe="/")
+
+
+def _owner(owner: str | None) -> dict[str, str]:
+    return {"owner": owner} if owner else {}
 
 
 def _job(job_id: str, *parts: str) -> str:

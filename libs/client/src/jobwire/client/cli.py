@@ -131,6 +131,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="PATH", help="where to write it (- for stdout)")
     _json_flag(p)
 
+    inputs = sub.add_parser(
+        "input",
+        help="named inputs (config files, datasets) that jobs list in `inputs`",
+        description="named inputs: upload once, place in any job with inputs=[{name, path}]",
+    )
+    input_sub = inputs.add_subparsers(dest="input_cmd", required=True, metavar="ACTION")
+
+    def add_input(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        t = input_sub.add_parser(name, help=help, description=help, parents=[common])
+        t.set_defaults(handler=handler)
+        t.add_argument("--owner", help="admins: another owner's inputs")
+        return t
+
+    p = add_input("put", commands.input_put, "upload a file (- for stdin) as a named input")
+    p.add_argument("name", help="e.g. configs/train.yaml")
+    p.add_argument("file")
+    _json_flag(p)
+    p = add_input("get", commands.input_get, "download an input")
+    p.add_argument("name")
+    p.add_argument("-o", "--output", metavar="PATH", help="where to write it (- for stdout)")
+    p = add_input("ls", commands.input_ls, "list inputs")
+    p.add_argument("--prefix", help="only names starting with this")
+    _json_flag(p)
+    add_input("rm", commands.input_rm, "delete an input").add_argument("name")
+
     tokens = sub.add_parser(
         "token", help="API tokens (admin): create, list, revoke", description="API tokens (admin only)"
     )

@@ -245,3 +245,65 @@ def token_revoke(client: JobwireClient, args: argparse.Namespace, io: Output) ->
     token = client.revoke_token(args.token_id)
     io.out.print(f"revoked {token['id']} ({token['owner']})")
     return 0
+
+
+def _input_name(name: str) -> str:
+    try:
+        return v1.check_input_name(name)
+    except ValueError as exc:
+        raise specs.UsageError(str(exc)) from None
+
+
+def input_put(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    """Upload a file (``-`` for stdin) as a named input that jobs list in ``inputs``."""
+    _input_name(args.name)
+    if args.file == "-":
+        info = client.put_input(args.name, sys.stdin.buffer, owner=args.owner)
+    else:
+        with open(args.file, "rb") as f:
+            info = client.put_input(args.name, f, owner=args.owner)
+    if io.as_json:
+        io.json(info)
+    else:
+        io.out.print(f"{info['name']}: {render.fmt_size(int(info['size']))} stored")
+    return 0
+
+
+def input_get(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    """Download an input to ``-o PATH`` (default: its last name segment; ``-`` for stdout)."""
+    _input_name(args.name)
+    if args.output == "-":
+        client.download_input(args.name, sys.stdout.buffer, owner=args.owner)
+        sys.stdout.buffer.flush()
+        return 0
+    dest = Path(args.output or args.name.rsplit("/", 1)[-1])
+    if dest.is_dir():
+        dest = dest / args.name.rsplit("/", 1)[-1]
+    fd, tmp = tempfile.mkstemp(dir=dest.parent or Path("."), prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            size = client.download_input(args.name, f, owner=args.owner)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    io.err.print(f"wrote {dest} ({render.fmt_size(size)})")
+    return 0
+
+
+def input_ls(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    found = client.list_inputs(args.prefix or "", owner=args.owner)
+    if io.as_json:
+        io.json(found)
+    elif not found:
+        io.err.print("no inputs", style="dim")
+    else:
+        io.out.print(render.inputs_table(found))
+    return 0
+
+
+def input_rm(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    _input_name(args.name)
+    client.delete_input(args.name, owner=args.owner)
+    io.out.print(f"deleted {args.name}")
+    return 0

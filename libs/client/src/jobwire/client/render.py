@@ -239,6 +239,21 @@ def artifacts_table(artifacts: list[v1.Artifact]) -> Table:
     return table
 
 
+def inputs_table(inputs: list[dict[str, Any]]) -> Table:
+    """Named inputs: owner (when several), name, size, last change."""
+    owners = {i.get("owner") for i in inputs}
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    if len(owners) > 1:
+        table.add_column("OWNER")
+    table.add_column("NAME", overflow="fold")
+    table.add_column("SIZE", justify="right", no_wrap=True)
+    table.add_column("UPDATED", no_wrap=True)
+    for i in inputs:
+        row = [str(i["name"]), fmt_size(int(i.get("size") or 0)), str(i.get("updated") or "")[:19]]
+        table.add_row(*([str(i.get("owner"))] if len(owners) > 1 else []), *row)
+    return table
+
+
 def tokens_table(tokens: list[dict[str, Any]]) -> Table:
     """Tokens without their secrets: id, owner, scopes, expiry, last use, revoked."""
     table = Table(box=None, pad_edge=False, header_style="bold")

@@ -316,9 +316,16 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
                 raise ValueError(f"env {key!r}: names starting with {RESERVED_ENV_PREFIX} are set by jobwire")
             if "\x00" in value:
                 raise ValueError(f"env {key!r} cannot contain NUL bytes")
-        targets = [ref.target for ref in self.inputs]
-        if len(set(targets)) != len(targets):
-            raise ValueError("two inputs would be placed at the same path")
+        targets: set[str] = set()
+        for ref in self.inputs:
+            if ref.target in targets:
+                raise ValueError(f"two inputs collide at {ref.target!r}")
+            targets.add(ref.target)
+        for target in targets:
+            parts = target.split("/")
+            for n in range(1, len(parts)):
+                if "/".join(parts[:n]) in targets:
+                    raise ValueError(f"inputs collide at {target!r}: a file cannot also be a directory")
 
     def timeout_seconds(self) -> float | None:
         """The walltime, else twice the expected runtime, else no limit."""
