@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench sync setup backends schemas clean
+.PHONY: run test lint bench sync setup backends schemas clean secrets images
 
 ## run: start NATS, SQLite (or $$JOBWIRE_DATABASE_URL), scheduler, a local executor and the API on :8000
 run: sync
@@ -27,6 +27,15 @@ bench: sync
 ## schemas: regenerate libs/contracts/schemas/v1 after changing a contract
 schemas: sync
 	$(UV) run --frozen python -m jobwire.contracts.v1.schemas
+
+## secrets: NATS users + passwords, database and API-key secrets for `docker compose` (deploy/secrets)
+secrets: sync
+	bash scripts/docker/secrets.sh
+
+## images: the jobwire images from the workspace (no registry needed), then `docker compose up -d`
+images: sync
+	bash scripts/docker/wheelhouse.sh
+	docker compose build
 
 setup:
 	bash scripts/ci/bootstrap.sh

@@ -205,7 +205,7 @@ async def test_the_observer_reads_events_and_publishes_nothing(scheduler: Bus, a
     sub = await probe.nc.subscribe(sj.EVT_SUBJECTS)
     await probe.nc.flush()
     await scheduler.publish(sj.event_subject("job-o", "running"), b'{"o":1}', msg_id="natsauth-obs")
-    assert (await sub.next_msg(timeout=2)).data == b'{"o":1}'
+    assert (await sub.next_msg(timeout=5)).data == b'{"o":1}'
     assert not await probe.violations()
 
     for subject in (

@@ -79,6 +79,10 @@ class Permissions:
         return out
 
 
+#: asking a service for its micro ``status`` (container health checks use the service's own user)
+STATUS_REQUESTS = "jobwire.svc.*.status"
+
+
 def _service_subscribe(user: str) -> list[str]:
     """Its own inbox, and the micro-service discovery and ``status`` subjects (``nats micro ls``)."""
     return [f"{inbox_prefix(user)}.>", "$SRV.>", "jobwire.svc.>"]
@@ -95,6 +99,7 @@ def scheduler() -> Permissions:
             f"$JS.ACK.{sj.CMD_STREAM}.>",
             f"$JS.ACK.{sj.REPORT_STREAM}.>",
             f"$KV.{sj.LEADER_BUCKET}.>",
+            STATUS_REQUESTS,
         ],
         subscribe=[*_service_subscribe(SCHEDULER), sj.HEARTBEAT_SUBJECTS],
     )
@@ -107,6 +112,7 @@ def gateway() -> Permissions:
     return Permissions(
         publish=[
             "jobwire.cmd.>",
+            STATUS_REQUESTS,
             f"$KV.{sj.IDEMPOTENCY_BUCKET}.>",
             *_object_writes(INPUT_BUCKET),
             *_API_READ,
@@ -136,6 +142,7 @@ def executor(node: str) -> Permissions:
             sj.heartbeat_subject(node),
             "jobwire.evt.job.*.progress",
             "jobwire.log.>",
+            STATUS_REQUESTS,
             *_object_writes(sj.ARTIFACT_BUCKET),
             *_API_READ,
             f"{_API}.CONSUMER.CREATE.{exec_stream}.{durable}.{sj.exec_filter(node)}",
