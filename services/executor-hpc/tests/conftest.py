@@ -1,7 +1,7 @@
 """One jobwire stack with HPC nodes on the real SLURM and SGE test clusters (tests/fixtures).
 
-``hpc-slurm`` and ``hpc-sge`` are plain nodes; ``hpc-count`` runs SLURM through a bin dir whose
-squeue/sacct log every call, so tests can count scheduler commands per poll.
+``hpc-slurm`` and ``hpc-sge`` are plain nodes; ``count-slurm``/``count-sge`` run through bin dirs
+whose squeue/sacct and qstat/qacct log every call, so tests can count scheduler commands per poll.
 """
 
 from __future__ import annotations
@@ -32,20 +32,19 @@ FAST = {
     "JOBWIRE_GATEWAY_AUTH": "off",
 }
 END = {"succeeded", "failed", "cancelled", "timed_out"}
-COUNTED = ("squeue", "sacct")
+COUNTED = {"slurm": ("squeue", "sacct"), "sge": ("qstat", "qacct")}
+PASSED = {"slurm": ("sbatch", "scancel", "scontrol"), "sge": ("qsub", "qdel", "qhold", "qrls")}
 
 
-def counting_bin(dest: Path, log: Path) -> Path:
-    """A bin dir where squeue and sacct append one line per call (the argv) to ``log``."""
+def counting_bin(dest: Path, log: Path, kind: str, real_dir: str) -> Path:
+    """A bin dir whose list/accounting commands append one line per call (name and argv) to ``log``."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("sbatch", "scancel", "scontrol", *COUNTED):
-        real = f"/usr/bin/{name}"
+    for name in PASSED[kind]:
+        os.symlink(f"{real_dir}/{name}", dest / name)
+    for name in COUNTED[kind]:
         target = dest / name
-        if name in COUNTED:
-            target.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\nexec {real} "$@"\n')
-            target.chmod(target.stat().st_mode | stat.S_IEXEC)
-        else:
-            os.symlink(real, target)
+        target.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\nexec {real_dir}/{name} "$@"\n')
+        target.chmod(target.stat().st_mode | stat.S_IEXEC)
     return dest
 
 
@@ -58,7 +57,8 @@ def count_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stack(
     slurm_cluster, sge_cell, count_log: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    counting = counting_bin(tmp_path_factory.mktemp("bin"), count_log)
+    count_slurm = counting_bin(tmp_path_factory.mktemp("bin"), count_log, "slurm", "/usr/bin")
+    count_sge = counting_bin(tmp_path_factory.mktemp("bin"), count_log, "sge", sge_cell.bin)
     slurm = {"JOBWIRE_HPC_SCHEDULER": "slurm", **slurm_cluster.env}
     sge = {"JOBWIRE_HPC_SCHEDULER": "sge", "JOBWIRE_HPC_BIN_DIR": sge_cell.bin, **sge_cell.env}
     executors = [
@@ -66,9 +66,15 @@ def stack(
             node="hpc-slurm", backend="hpc", slots=32, env={**slurm, "JOBWIRE_HPC_CLUSTER": "jwtest"}
         ),
         ExecutorConfig(
-            node="hpc-count", backend="hpc", slots=400, env={**slurm, "JOBWIRE_HPC_BIN_DIR": str(counting)}
+            node="count-slurm",
+            backend="hpc",
+            slots=400,
+            env={**slurm, "JOBWIRE_HPC_BIN_DIR": str(count_slurm)},
         ),
         ExecutorConfig(node="hpc-sge", backend="hpc", slots=32, env=sge),
+        ExecutorConfig(
+            node="count-sge", backend="hpc", slots=400, env={**sge, "JOBWIRE_HPC_BIN_DIR": str(count_sge)}
+        ),
     ]
     home = tmp_path_factory.mktemp("stack")
     home.chmod(0o755)
@@ -143,7 +149,7 @@ class JobApi(httpx.Client):
 @pytest.fixture(scope="session")
 def api(stack: Stack) -> Iterator[JobApi]:
     with JobApi(base_url=stack.api_url, timeout=30) as client:
-        client.wait_for(lambda: len(client.up_nodes()) >= 3, 30, what="three HPC nodes up")
+        client.wait_for(lambda: len(client.up_nodes()) >= 4, 30, what="four HPC nodes up")
         yield client
 
 

@@ -62,6 +62,7 @@ class HpcExecutor(ProcessExecutor):
         self.hpc = hpc
         self._seen = _Seen()
         self._gone_since: dict[str, float] = {}
+        self._acct: dict[str, Accounting] = {}
         self._interval = hpc.poll_interval
         self._next_list = 0.0
         #: scheduler commands run, by kind (list, accounting, submit, kill): what the tests count
@@ -181,13 +182,14 @@ class HpcExecutor(ProcessExecutor):
 
     # --- polling --------------------------------------------------------------------------------
 
-    async def _list(self, ids: list[str]) -> dict[str, QueueEntry] | None:
-        """The queue for ``ids``: a fresh list call when due, else the last answer (None: unknown)."""
+    async def _list(self, ids: list[str]) -> tuple[dict[str, QueueEntry] | None, bool]:
+        """The queue for ``ids`` and whether it is fresh: a list call when due, else the last answer.
+
+        None when unknown (the last call failed, or it did not cover these ids).
+        """
         now = time.monotonic()
-        if self._seen.entries is not None and now < self._next_list and set(ids) <= self._seen.ids:
-            return self._seen.entries
         if now < self._next_list:
-            return self._seen.entries if set(ids) <= self._seen.ids else None
+            return (self._seen.entries if set(ids) <= self._seen.ids else None), False
         self._count("list")
         try:
             entries = await self.scheduler.list(self.transport, ids)
@@ -195,11 +197,11 @@ class HpcExecutor(ProcessExecutor):
             self._interval = min(self.hpc.max_backoff, max(self._interval * 2, self.hpc.poll_interval))
             self._next_list = now + self._interval
             log.warning("listing %d batch jobs failed (next try in %.0f s): %s", len(ids), self._interval, e)
-            return None
+            return None, False
         self._interval = self.hpc.poll_interval
         self._next_list = now + self._interval
         self._seen = _Seen(now, entries, frozenset(ids))
-        return entries
+        return entries, True
 
     async def poll(self, handles: Sequence[RunHandle]) -> dict[RunKey, RunStatus]:
         probes = await self.transport.probe(
@@ -208,7 +210,7 @@ class HpcExecutor(ProcessExecutor):
             stat=["stdout", "stderr", L.PROGRESS, L.EXIT_CODE, BATCH_ID],
         )
         ids = [str(h.details["batch_id"]) for h in handles]
-        queue = await self._list(ids)
+        queue, fresh = await self._list(ids)
         out: dict[RunKey, RunStatus] = {}
         if queue is None:
             for h, probe in zip(handles, probes, strict=True):
@@ -219,13 +221,14 @@ class HpcExecutor(ProcessExecutor):
         for i in ids:
             if i not in left:
                 self._gone_since.pop(i, None)
-        accounting: dict[str, Accounting] = {}
-        if left:
+        # Accounting is asked together with a fresh list only; between lists the last answer serves.
+        accounting = self._acct
+        if left and fresh:
             # submitted no earlier than its batch id file was written (accounting is asked from then)
             since = min((p.stats[BATCH_ID].mtime for p in probes if BATCH_ID in p.stats), default=time.time())
             self._count("accounting")
             try:
-                accounting = await self.scheduler.account(self.transport, left, since)
+                accounting = self._acct = await self.scheduler.account(self.transport, left, since)
             except (SchedulerError, TransportError) as e:
                 log.warning("accounting for %d batch jobs failed: %s", len(left), e)
         for h, i, probe in zip(handles, ids, probes, strict=True):

@@ -1,0 +1,44 @@
+"""300 batch jobs in flight on one node: the list command runs once per poll for all of them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+JOBS = 300
+POLL = 0.5  # JOBWIRE_HPC_POLL_INTERVAL in conftest
+
+
+@pytest.mark.parametrize(
+    ("node", "lister", "accountant"),
+    [
+        pytest.param("count-slurm", "squeue", "sacct", marks=pytest.mark.backend("slurm")),
+        pytest.param("count-sge", "qstat", "qacct", marks=pytest.mark.backend("sge")),
+    ],
+)
+def test_list_calls_per_poll_do_not_grow_with_jobs(api, count_log: Path, node, lister, accountant):
+    before = count_log.read_text().splitlines() if count_log.exists() else []
+    started = time.monotonic()
+    ids = [
+        api.submit(node=node, command=["sleep", "1"], resources={"walltime": 600})["id"] for _ in range(JOBS)
+    ]
+    for job_id in ids:
+        done = api.wait_state(job_id, api.END, timeout=240)
+        assert (done["state"], done["exit_code"]) == ("succeeded", 0), done
+    elapsed = time.monotonic() - started
+    calls = count_log.read_text().splitlines()[len(before) :]
+    lists = [c for c in calls if c.startswith(lister + " ")]
+    accts = [c for c in calls if c.startswith(accountant + " ")]
+    # One list call per poll interval at most, however many jobs are tracked: never one per job.
+    assert len(lists) <= elapsed / POLL + 5, (len(lists), elapsed)
+    assert len(accts) <= len(lists) + 5, (len(accts), len(lists))
+    if lister == "squeue":
+        # ids are named in the one call: the busiest one carried many of them
+        assert max(c.count(",") + 1 for c in lists) >= 50
+    print(
+        f"{node}: {JOBS} jobs in {elapsed:.1f} s, {len(lists)} {lister} and {len(accts)} {accountant} calls"
+    )
