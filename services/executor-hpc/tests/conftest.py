@@ -60,6 +60,15 @@ def stack(
     count_slurm = counting_bin(tmp_path_factory.mktemp("bin"), count_log, "slurm", "/usr/bin")
     count_sge = counting_bin(tmp_path_factory.mktemp("bin"), count_log, "sge", sge_cell.bin)
     slurm = {"JOBWIRE_HPC_SCHEDULER": "slurm", **slurm_cluster.env}
+    token_file = tmp_path_factory.mktemp("secret") / "slurm.jwt"
+    token_file.write_text(slurm_cluster.token())
+    token_file.chmod(0o600)
+    rest = {
+        "JOBWIRE_HPC_SCHEDULER": "slurm-rest",
+        "JOBWIRE_HPC_REST_URL": slurm_cluster.rest_url,
+        "JOBWIRE_HPC_REST_USER": "root",
+        "JOBWIRE_HPC_REST_TOKEN_FILE": str(token_file),
+    }
     sge = {"JOBWIRE_HPC_SCHEDULER": "sge", "JOBWIRE_HPC_BIN_DIR": sge_cell.bin, **sge_cell.env}
     executors = [
         ExecutorConfig(
@@ -72,6 +81,7 @@ def stack(
             env={**slurm, "JOBWIRE_HPC_BIN_DIR": str(count_slurm)},
         ),
         ExecutorConfig(node="hpc-sge", backend="hpc", slots=32, env=sge),
+        ExecutorConfig(node="hpc-rest", backend="hpc", slots=32, env=rest),
         ExecutorConfig(
             node="count-sge", backend="hpc", slots=400, env={**sge, "JOBWIRE_HPC_BIN_DIR": str(count_sge)}
         ),
@@ -149,7 +159,7 @@ class JobApi(httpx.Client):
 @pytest.fixture(scope="session")
 def api(stack: Stack) -> Iterator[JobApi]:
     with JobApi(base_url=stack.api_url, timeout=30) as client:
-        client.wait_for(lambda: len(client.up_nodes()) >= 4, 30, what="four HPC nodes up")
+        client.wait_for(lambda: len(client.up_nodes()) >= 5, 30, what="five HPC nodes up")
         yield client
 
 

@@ -43,7 +43,7 @@ def request_for(spec: JobSpec, env: dict[str, str] | None = None) -> BatchReques
 
 
 def test_registered_adapters_cover_every_scheduler():
-    assert {"slurm", "sge", "torque", "pbs"} <= set(registered_schedulers())
+    assert {"slurm", "slurm-rest", "sge", "torque", "pbs"} <= set(registered_schedulers())
 
 
 def test_script_has_directives_env_quoted_and_body(adapter):
@@ -58,14 +58,9 @@ def test_script_has_directives_env_quoted_and_body(adapter):
 
 @pytest.mark.parametrize("bad", ["debug\n#SBATCH --uid=0", "q; rm -rf /", "$(id)", "a b", "`id`"])
 def test_option_values_that_could_break_a_directive_are_refused(adapter, bad):
-    opts = {
-        "slurm": {"partition": bad},
-        "sge": {"queue": bad},
-        "torque": {"queue": bad},
-        "pbs": {"queue": bad},
-    }
-    field = "torque" if adapter.name == "pbs" else adapter.name
-    s = msgspec.convert({"command": ["true"], field: opts[adapter.name]}, JobSpec)
+    field = {"slurm-rest": "slurm", "pbs": "torque"}.get(adapter.name, adapter.name)
+    opts = {"slurm": {"partition": bad}, "sge": {"queue": bad}, "torque": {"queue": bad}}
+    s = msgspec.convert({"command": ["true"], field: opts[field]}, JobSpec)
     with pytest.raises(StartRefused):
         adapter.build_script(request_for(s))
 
@@ -75,8 +70,8 @@ def test_submit_list_and_accounting_take_many_ids_in_one_command(adapter):
     argv = adapter.build_list(ids)
     assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
     assert adapter.build_accounting(ids, 0.0)
-    assert adapter.build_kill("7")[-1] == "7"
-    assert adapter.build_submit("/shared/jobs/j/1/batch.sh")[-1] == "/shared/jobs/j/1/batch.sh"
+    assert adapter.build_kill("7")[-1].endswith("7")
+    assert any("/shared/jobs/j/1/batch.sh" in a for a in adapter.build_submit("/shared/jobs/j/1/batch.sh"))
 
 
 def test_failed_submit_raises(adapter):
@@ -85,9 +80,8 @@ def test_failed_submit_raises(adapter):
 
 
 def test_empty_list_means_everything_left(adapter):
-    assert (
-        adapter.parse_list(ExecResult(0, b"" if adapter.name != "sge" else b"<job_info/>", b""), ["1"]) == {}
-    )
+    empty = {"sge": b"<job_info/>", "slurm-rest": b'{"jobs": []}\n200'}.get(adapter.name, b"")
+    assert adapter.parse_list(ExecResult(0, empty, b""), ["1"]) == {}
 
 
 def test_state_mapping_is_total(adapter):

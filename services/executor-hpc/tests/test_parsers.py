@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from jobwire.contracts.v1 import JobState
-from jobwire.execution.hpc import Phase
+from jobwire.contracts.v1 import JobSpec, JobState, SlurmOptions
+from jobwire.execution.hpc import BatchRequest, Phase, SchedulerError
 from jobwire.execution.transport import ExecResult
 from jobwire.executor_hpc.schedulers.sge import Sge
 from jobwire.executor_hpc.schedulers.slurm import Slurm, exit_code_of
+from jobwire.executor_hpc.schedulers.slurm_rest import SlurmRest, job_description
 from jobwire.executor_hpc.schedulers.torque import Torque, parse_qstat_f
 
 pytestmark = pytest.mark.unit
@@ -102,3 +103,36 @@ def test_torque_unknown_ids_do_not_hide_the_others():
         153, (DATA / "torque-qstat-f.txt").read_bytes(), b"qstat: Unknown Job Id Error 9.torque\n"
     )
     assert "1022.torque.example.org" in Torque().parse_list(res, ["1022.torque.example.org", "9.torque"])
+
+
+def rest(name: str) -> ExecResult:
+    return ExecResult(0, (DATA / name).read_bytes() + b"\n200", b"")
+
+
+def test_slurmrestd_jobs_and_accounting_json():
+    q = SlurmRest().parse_list(rest("slurmrestd-22.05-v0.0.38-jobs.json"), ["2", "3", "9"])
+    assert (q["2"].phase, q["2"].nodes) == (Phase.RUNNING, ["localhost"])
+    assert (q["3"].phase, q["3"].reason) == (Phase.HELD, "JobHeldUser")
+    a = SlurmRest().parse_accounting(rest("slurmrestd-22.05-dbv0.0.38-jobs.json"), ["1"])
+    # 22.05 reports exit_code 0 for this FAILED job: the adapter leaves the code to the exit-code file
+    assert (a["1"].native, a["1"].exit_code, a["1"].final) == ("FAILED", None, True)
+
+
+def test_slurmrestd_errors_and_the_job_description():
+    with pytest.raises(SchedulerError, match="HTTP 401"):
+        SlurmRest().parse_list(ExecResult(0, b"Authentication failure\n401", b""), ["1"])
+    script = Slurm().build_script(
+        BatchRequest(
+            job_id="j",
+            attempt=1,
+            spec=JobSpec(command=["true"], slurm=SlurmOptions(partition="debug", qos="normal")),
+            job_dir="/s/j",
+            stdout="/s/j/stdout",
+            stderr="/s/j/stderr",
+            body="true",
+            walltime=90,
+        )
+    )
+    job = job_description(script)
+    assert job["partition"] == "debug" and job["qos"] == "normal" and job["time_limit"] == 2
+    assert (job["standard_output"], job["current_working_directory"]) == ("/s/j/stdout", "/s/j")

@@ -71,7 +71,7 @@ class HpcExecutor(ProcessExecutor):
     @classmethod
     def from_settings(cls, settings: ExecutorSettings) -> HpcExecutor:
         hpc = hpc_settings()
-        scheduler = load_scheduler(hpc.scheduler)(bin_dir=hpc.bin_dir)
+        scheduler = load_scheduler(hpc.scheduler)(bin_dir=hpc.bin_dir, options=hpc.scheduler_options())
         if hpc.transport != "local":
             raise ValueError(
                 f"transport {hpc.transport!r} is not supported by the HPC executor yet (use local)"
@@ -79,6 +79,9 @@ class HpcExecutor(ProcessExecutor):
         settings.labels.setdefault("cluster", hpc.cluster or settings.node)
         root = posixpath.abspath(settings.root_dir())
         return cls(settings, LocalTransport(), root, scheduler, hpc)
+
+    async def open(self) -> None:
+        await self.scheduler.prepare(self.transport)
 
     def capacity(self) -> NodeCapacity:
         s = self.settings

@@ -36,6 +36,26 @@ class HpcSettings:
     ssh_jump: str | None = None
     ssh_key: str | None = None
     ssh_known_hosts: str | None = None
+    #: ``slurm-rest``: slurmrestd URL, user, JWT (a file, re-read on every call, or the value itself),
+    #: optional SOCKS5 proxy (``host:port``) and API version (detected when unset)
+    rest_url: str | None = None
+    rest_user: str | None = None
+    rest_token_file: str | None = None
+    rest_token: str | None = dataclasses.field(default=None, repr=False)
+    rest_proxy: str | None = None
+    rest_version: str | None = None
+
+    def scheduler_options(self) -> dict[str, str]:
+        """What the adapter reads from ``options`` (only the set ones)."""
+        named = {
+            "url": self.rest_url,
+            "user": self.rest_user,
+            "token_file": self.rest_token_file,
+            "token": self.rest_token,
+            "proxy": self.rest_proxy,
+            "version": self.rest_version,
+        }
+        return {k: v for k, v in named.items() if v}
 
 
 def hpc_settings(environ: Mapping[str, str] | None = None) -> HpcSettings:

@@ -93,10 +93,20 @@ class Scheduler(ABC):
     #: what the job's stdout/stderr paths are written as when the scheduler opens them itself
     supports_hold: ClassVar[bool] = False
 
-    def __init__(self, bin_dir: str | None = None, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        bin_dir: str | None = None,
+        env: Mapping[str, str] | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
         self.bin_dir = bin_dir
         #: added to every command's environment (``SLURM_CONF``, ``SGE_ROOT``)
         self.env = dict(env or {})
+        #: adapter-specific settings (``slurm-rest``: url, user, token file, proxy)
+        self.options = dict(options or {})
+
+    async def prepare(self, transport: Transport) -> None:  # noqa: B027 - optional hook
+        """Called once before use: detect versions, check the scheduler answers."""
 
     def cmd(self, name: str) -> str:
         """The binary ``name``, from ``bin_dir`` when one is configured (SGE's real binaries)."""

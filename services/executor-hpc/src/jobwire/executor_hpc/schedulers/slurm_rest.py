@@ -1,0 +1,211 @@
+"""SLURM through slurmrestd (``slurm-rest``): the same batch script, submitted and listed over REST.
+
+The adapter is still handed a transport: requests are ``curl`` commands run where the transport
+runs (the login node, or across SSH). The JWT travels as headers on curl's stdin (``-H @-``), so it
+is never in an argv, a URL or a log line. slurmrestd 22.05 ignores ``#SBATCH`` lines, so the job
+description is derived from the script's own directives. ``/slurmdb`` exit codes are wrong in
+22.05, so exit codes come from the exit-code file or the live job's wait status.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from jobwire.contracts.v1 import Usage
+from jobwire.execution.hpc import Accounting, Phase, QueueEntry, SchedulerError
+from jobwire.execution.hpc.values import parse_duration_hms
+from jobwire.execution.transport import ExecResult, Transport
+
+from .slurm import HELD_REASONS, OUTCOMES, Slurm
+
+#: API versions this adapter speaks, newest first
+VERSIONS = ("v0.0.38",)
+DIRECTIVE = re.compile(r"^#SBATCH --([a-z-]+)=(.*)$")
+
+
+def job_description(script: str) -> dict[str, Any]:
+    """The v0.0.38 ``job`` object for a script built by :class:`Slurm` (its directives, as JSON)."""
+    d: dict[str, str] = {}
+    for line in script.splitlines():
+        if m := DIRECTIVE.match(line):
+            d[m.group(1)] = m.group(2)
+    job: dict[str, Any] = {
+        "name": d["job-name"],
+        "current_working_directory": d["chdir"],
+        "standard_output": d["output"],
+        "standard_error": d["error"],
+        "environment": {"PATH": "/usr/local/bin:/usr/bin:/bin"},
+        "tasks": int(d.get("ntasks", "1")),
+        "cpus_per_task": int(d.get("cpus-per-task", "1")),
+        "nodes": d.get("nodes", "1"),
+    }
+    for key, name in (
+        ("partition", "partition"),
+        ("account", "account"),
+        ("qos", "qos"),
+        ("constraint", "constraints"),
+    ):
+        if key in d:
+            job[name] = d[key]
+    if "mem" in d:
+        job["memory_per_node"] = int(d["mem"].rstrip("M"))
+    if "time" in d:
+        job["time_limit"] = max(1, math.ceil((parse_duration_hms(d["time"]) or 60) / 60))
+    return job
+
+
+class SlurmRest(Slurm):
+    name = "slurm-rest"
+    supports_hold = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.url = self.options.get("url", "http://127.0.0.1:6820").rstrip("/")
+        self.version = self.options.get("version") or VERSIONS[0]
+
+    # --- the request pairs (argv without secrets; headers come from :meth:`headers`) -------------
+
+    def _curl(self, path: str, *extra: str) -> list[str]:
+        argv = [self.cmd("curl"), "-sS", "--max-time", "60", "-H", "@-", "-w", "\n%{http_code}"]
+        if proxy := self.options.get("proxy"):
+            argv += ["--socks5-hostname", proxy]
+        return [*argv, *extra, f"{self.url}{path}"]
+
+    def headers(self) -> bytes:
+        """X-SLURM-USER-NAME/TOKEN read fresh each time (tokens rotate); never logged."""
+        token = self.options.get("token")
+        if token_file := self.options.get("token_file"):
+            with open(token_file) as f:
+                token = f.read().strip()
+        if not token:
+            raise SchedulerError(
+                "slurm-rest needs a token (JOBWIRE_HPC_REST_TOKEN_FILE or JOBWIRE_HPC_REST_TOKEN)"
+            )
+        user = self.options.get("user", "root")
+        return f"X-SLURM-USER-NAME: {user}\nX-SLURM-USER-TOKEN: {token}\n".encode()
+
+    def build_submit(self, script_path: str) -> list[str]:
+        return self._curl(
+            f"/slurm/{self.version}/job/submit",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            f"@{script_path}.json",
+        )
+
+    def parse_submit(self, result: ExecResult) -> str:
+        body = _json(result, "job submit")
+        job_id = body.get("job_id")
+        if not isinstance(job_id, int):
+            raise SchedulerError(f"slurmrestd returned no job id: {body.get('errors')}")
+        return str(job_id)
+
+    def build_list(self, ids: Sequence[str]) -> list[str]:
+        return self._curl(f"/slurm/{self.version}/jobs")
+
+    def parse_list(self, result: ExecResult, ids: Sequence[str]) -> dict[str, QueueEntry]:
+        wanted = set(ids)
+        out: dict[str, QueueEntry] = {}
+        for job in _json(result, "jobs").get("jobs", []):
+            job_id = str(job.get("job_id"))
+            if job_id not in wanted:
+                continue
+            native = str(job.get("job_state", ""))
+            reason = str(job.get("state_reason") or "")
+            phase = self.map_state(native)
+            if phase is Phase.QUEUED and reason in HELD_REASONS:
+                phase = Phase.HELD
+            nodes = str(job.get("nodes") or "")
+            out[job_id] = QueueEntry(
+                job_id, native, phase, None if reason in ("None", "") else reason, [nodes] if nodes else []
+            )
+        return out
+
+    def build_kill(self, job_id: str) -> list[str]:
+        return self._curl(f"/slurm/{self.version}/job/{job_id}", "-X", "DELETE")
+
+    def parse_kill(self, result: ExecResult) -> None:
+        _json(result, "job cancel", ok=(200, 404))
+
+    def build_hold(self, job_id: str) -> list[str] | None:
+        return None
+
+    def build_release(self, job_id: str) -> list[str] | None:
+        return None
+
+    def build_accounting(self, ids: Sequence[str], since: float) -> list[str]:
+        start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 3600))
+        return self._curl(f"/slurmdb/{self.version}/jobs?start_time={start}")
+
+    def parse_accounting(self, result: ExecResult, ids: Sequence[str]) -> dict[str, Accounting]:
+        wanted = set(ids)
+        out: dict[str, Accounting] = {}
+        for job in _json(result, "accounting").get("jobs", []):
+            job_id = str(job.get("job_id"))
+            if job_id not in wanted:
+                continue
+            native = str((job.get("state") or {}).get("current", "UNKNOWN"))
+            outcome, reason = OUTCOMES.get(native, (None, None))
+            t = job.get("time") or {}
+            cpu = sum(
+                s.get("time", {}).get("total", {}).get("seconds", 0)
+                + s.get("time", {}).get("total", {}).get("microseconds", 0) / 1e6
+                for s in job.get("steps", [])
+            )
+            nodes = str(job.get("nodes") or "")
+            usage = Usage(
+                wall_seconds=float(t.get("elapsed", 0)),
+                cpu_seconds=cpu,
+                node_list=[nodes] if nodes and nodes != "None assigned" else None,
+            )
+            # exit_code here is wrong in 22.05: None leaves it to the exit-code file
+            final = self.map_state(native) is Phase.DONE
+            out[job_id] = Accounting(job_id, native, None, outcome, reason, usage, final)
+        return out
+
+    # --- glue: headers on stdin, the job description next to the script ------------------------
+
+    async def _run(self, transport: Transport, argv: list[str], timeout: float = 60.0) -> ExecResult:
+        return await transport.run(argv, stdin=self.headers(), env=self.env or None, timeout=timeout)
+
+    async def submit(self, transport: Transport, script_path: str) -> str:
+        script = (await transport.read_file(script_path)).decode()
+        body = {"job": job_description(script), "script": script}
+        await transport.write_file(f"{script_path}.json", json.dumps(body).encode(), 0o600)
+        return await super().submit(transport, script_path)
+
+    async def prepare(self, transport: Transport) -> None:
+        """Pick the newest API version both sides speak, from slurmrestd's OpenAPI document."""
+        if self.options.get("version"):
+            return
+        doc = _json(await self._run(transport, self._curl("/openapi/v3")), "openapi")
+        paths = doc.get("paths", {})
+        for v in VERSIONS:
+            if f"/slurm/{v}/jobs" in paths:
+                self.version = v
+                return
+        raise SchedulerError(f"slurmrestd speaks none of {', '.join(VERSIONS)}")
+
+
+def _json(result: ExecResult, what: str, ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
+    """The body of a ``curl -w '\\n%{http_code}'`` call; SchedulerError unless the status is in ``ok``."""
+    if result.rc != 0:
+        err = result.stderr.decode("utf-8", "replace").strip()
+        raise SchedulerError(f"slurmrestd {what}: curl failed with exit code {result.rc}: {err[-500:]}")
+    body, _, code = result.stdout.decode("utf-8", "replace").rpartition("\n")
+    status = int(code) if code.strip().isdigit() else 0
+    try:
+        data = json.loads(body) if body.strip() else {}
+    except json.JSONDecodeError:
+        data = {}
+    if status not in ok:
+        errors = data.get("errors") if isinstance(data, dict) else None
+        raise SchedulerError(f"slurmrestd {what}: HTTP {status}: {errors or body[:300]}")
+    return data if isinstance(data, dict) else {}

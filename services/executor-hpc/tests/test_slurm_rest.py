@@ -1,0 +1,56 @@
+"""The same SLURM flow through slurmrestd with a JWT (``slurm-rest``), on the real 22.05 cluster."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.backend("slurm")]
+
+
+def test_rest_succeeds_fails_and_keeps_the_token_secret(api, stack, slurm_cluster, batch_id):
+    ok = api.submit(node="hpc-rest", command=["sh", "-c", "echo via rest"], resources={"walltime": 120})
+    bad = api.submit(
+        node="hpc-rest", script="exit 7\n", resources={"walltime": 120}, slurm={"partition": "debug"}
+    )
+    done = api.wait_state(ok["id"], api.END)
+    assert (done["state"], done["exit_code"]) == ("succeeded", 0), done
+    assert api.logs(ok["id"], "stdout") == "via rest\n"
+    failed = api.wait_state(bad["id"], api.END)
+    assert (failed["state"], failed["exit_code"]) == ("failed", 7), failed
+    bid = batch_id("hpc-rest", bad["id"])
+    assert (
+        slurm_cluster.run("sacct", "-n", "-X", "-P", "-j", bid, "-o", "State,Partition").stdout.strip()
+        == "FAILED|debug"
+    )
+    token = Path(stack.services["executor-hpc-rest"].env["JOBWIRE_HPC_REST_TOKEN_FILE"]).read_text().strip()
+    assert len(token) > 20
+    log = (stack.home / "logs" / "executor-hpc-rest.log").read_text()
+    assert token not in log
+    job_dir = stack.home / "executors" / "hpc-rest" / "jobs" / ok["id"] / "1"
+    for f in job_dir.iterdir():
+        if f.is_file():
+            assert token.encode() not in f.read_bytes(), f
+    # nothing running carries it in its command line
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert token not in ps
+
+
+def test_rest_cancel(api, slurm_cluster, batch_id):
+    j = api.submit(
+        node="hpc-rest", command=["sh", "-c", "echo started; sleep 60"], resources={"walltime": 300}
+    )
+    api.wait_for(lambda: "started" in api.logs(j["id"], "stdout"), 30, what="the job to start")
+    assert api.post(f"/v1/jobs/{j['id']}/cancel").status_code in (200, 202)
+    done = api.wait_state(j["id"], api.END)
+    assert done["state"] == "cancelled", done
+    bid = batch_id("hpc-rest", j["id"])
+    api.wait_for(
+        lambda: slurm_cluster.run("sacct", "-n", "-X", "-P", "-j", bid, "-o", "State").stdout.startswith(
+            "CANCELLED"
+        ),
+        20,
+        what="SLURM to record the cancel",
+    )
