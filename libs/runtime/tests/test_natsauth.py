@@ -204,8 +204,15 @@ async def test_the_observer_reads_events_and_publishes_nothing(scheduler: Bus, a
     probe = await as_user(natsauth.OBSERVER)
     sub = await probe.nc.subscribe(sj.EVT_SUBJECTS)
     await probe.nc.flush()
-    await scheduler.publish(sj.event_subject("job-o", "running"), b'{"o":1}', msg_id="natsauth-obs")
-    assert (await sub.next_msg(timeout=5)).data == b'{"o":1}'
+    # Core delivery is at most once: about one run in twenty here the first event published right
+    # after the SUB was flushed never arrived (stored in the stream all the same), so publish a few.
+    got = None
+    for n in range(10):
+        await scheduler.publish(sj.event_subject("job-o", "running"), b'{"o":1}', msg_id=f"natsauth-obs-{n}")
+        with contextlib.suppress(nats.errors.TimeoutError):
+            got = await sub.next_msg(timeout=0.5)
+            break
+    assert got is not None and got.data == b'{"o":1}'
     assert not await probe.violations()
 
     for subject in (

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig
 from nats.js.errors import NotFoundError
+from nats.js.kv import KeyValue
 from nats.micro.service import Service
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -32,6 +33,7 @@ from jobwire.store.models import JobRow, NodeRow, OutboxRow, now
 from . import __version__
 from .cluster import Cluster, NodeState, RunningJob
 from .core import TRACER, Core, started_since
+from .lease import Lease
 from .placement import load_policy
 from .settings import SchedulerSettings
 from .txn import Txn
@@ -77,20 +79,25 @@ class Scheduler:
         self.stats = {"batches": 0, "commands": 0, "reports": 0, "dispatched": 0}
         self._tick_due = True
         self.stopping = False
+        self.lease: Lease | None = None
+        #: "standby" until this replica holds the leader lease, "active" while it does, then "lost"
+        self.role = "standby"
+        self.lost = asyncio.Event()
+        self.standby: asyncio.Task[None] | None = None
+        self.keeper: asyncio.Task[None] | None = None
+        self.heartbeat_sub: Any = None
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
+        """Connect and take the leader lease; when another replica holds it, stand by in the background
+        (``status()["role"]``) and become active when it is free."""
         telemetry.setup_tracing("jobwire-scheduler")
         if self.settings.migrate:
             await migrate(self.settings.database_url)
         self.engine = make_engine(self.settings.database_url)
         self.sessions = session_factory(self.engine)
         self.bus = await connect(self.bus_settings, name="jobwire-scheduler", declare=True)
-        await self.rebuild()
-        await self.flush_outbox()
-        cmd_sub = await self.pull(sj.CMD_STREAM, sj.CMD_SUBJECTS, CMD_CONSUMER)
-        rep_sub = await self.pull(sj.REPORT_STREAM, sj.REPORT_SUBJECTS, REPORT_CONSUMER)
-        await self.bus.nc.subscribe(sj.HEARTBEAT_SUBJECTS, cb=self.on_heartbeat)
+        self.lease = Lease(await self.lease_bucket(), self.settings.instance, ttl=self.settings.lease_ttl)
         self.service = await micro.register(
             self.bus.nc,
             name="jobwire-scheduler",
@@ -98,25 +105,76 @@ class Scheduler:
             description="places jobs on nodes and tracks their state",
             status=self.status,
         )
+        if await self.lease.try_acquire():
+            await self.activate()
+        else:
+            log.info("scheduler standing by: another replica holds the leader lease")
+            self.standby = asyncio.create_task(self.stand_by(), name="standby")
+
+    async def lease_bucket(self) -> KeyValue:
+        assert self.bus is not None
+        try:
+            return await self.bus.js.key_value(self.settings.lease_bucket)
+        except NotFoundError:
+            config = KeyValueConfig(
+                bucket=self.settings.lease_bucket,
+                ttl=self.settings.lease_ttl,
+                replicas=self.bus_settings.stream_replicas,
+            )
+            return await self.bus.js.create_key_value(config)
+
+    async def stand_by(self) -> None:
+        assert self.lease is not None
+        await self.lease.wait_acquire()
+        log.info("scheduler taking over: the leader lease is ours")
+        await self.activate()
+
+    async def activate(self) -> None:
+        """Only the lease holder consumes commands and reports and runs the loops."""
+        assert self.bus is not None and self.lease is not None
+        self.role = "active"
+        await self.rebuild()
+        await self.flush_outbox()
+        cmd_sub = await self.pull(sj.CMD_STREAM, sj.CMD_SUBJECTS, CMD_CONSUMER)
+        rep_sub = await self.pull(sj.REPORT_STREAM, sj.REPORT_SUBJECTS, REPORT_CONSUMER)
+        self.heartbeat_sub = await self.bus.nc.subscribe(sj.HEARTBEAT_SUBJECTS, cb=self.on_heartbeat)
         self.tasks = [
             asyncio.create_task(self.fetch_loop(cmd_sub, "commands")),
             asyncio.create_task(self.fetch_loop(rep_sub, "reports")),
             asyncio.create_task(self.ticker()),
             asyncio.create_task(self.core_loop()),
         ]
+        self.keeper = asyncio.create_task(self.keep_lease(), name="lease")
         log.info("scheduler up: %d nodes, %d queued", len(self.cluster.nodes), len(self.cluster.queued_on))
+
+    async def keep_lease(self) -> None:
+        """Losing the lease stops all processing at once; the process then exits (``lost``) and comes
+        back as a standby, since its in-memory view may already be stale."""
+        assert self.lease is not None
+        await self.lease.keep()
+        if self.stopping:
+            return
+        log.error("scheduler lost the leader lease: stopping all processing")
+        self.role = "lost"
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.wait(self.tasks, timeout=5)
+        self.lost.set()
 
     async def stop(self) -> None:
         self.stopping = True
-        for t in self.tasks:
+        extra = [t for t in (self.standby, self.keeper) if t is not None]
+        for t in [*self.tasks, *extra]:
             t.cancel()
-        if self.tasks:
-            _, stuck = await asyncio.wait(self.tasks, timeout=5)
+        if self.tasks or extra:
+            _, stuck = await asyncio.wait([*self.tasks, *extra], timeout=5)
             for t in stuck:
                 log.warning("task %s did not stop within 5 s", t.get_name())
         if self.service is not None:
             with contextlib.suppress(Exception):
                 await self.service.stop()
+        if self.lease is not None and self.role == "active":
+            await self.lease.release()
         if self.bus is not None:
             await self.bus.close()
         if self.engine is not None:
@@ -149,6 +207,8 @@ class Scheduler:
                 for n in self.cluster.nodes.values()
             },
             "pending": len(self.cluster.pending),
+            "role": self.role,
+            "instance": self.settings.instance,
             **self.stats,
         }
 

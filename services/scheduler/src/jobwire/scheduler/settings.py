@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 
 from jobwire.runtime.settings import from_env
 
@@ -27,6 +28,13 @@ class SchedulerSettings:
     default_expected_runtime: float = 60.0
     placement: str = "least-queued-time"
     migrate: bool = True
+    #: who this replica is in the leader lease; a restart under the same id takes its lease back at
+    #: once, so replicas on one host need distinct ids (default: the host name)
+    instance: str = dataclasses.field(default_factory=socket.gethostname)
+    #: lease period: a standby takes over this long after the active replica stopped refreshing.
+    #: Must be the TTL of ``lease_bucket`` (jobwire_leader is declared with 15 s)
+    lease_ttl: float = 15.0
+    lease_bucket: str = "jobwire_leader"
 
 
 def scheduler_settings(**overrides: object) -> SchedulerSettings:
