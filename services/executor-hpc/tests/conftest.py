@@ -7,6 +7,7 @@ whose squeue/sacct and qstat/qacct log every call, so tests can count scheduler 
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import pytest
 
 from jobwire.stack.processes import free_port
 from jobwire.stack.stack import ExecutorConfig, Stack, StackConfig
+from tests.fixtures.ssh import SshCluster, start_cluster, stop_cluster
 
 FAST = {
     "JOBWIRE_SCHEDULER_TICK": "0.2",
@@ -172,3 +174,46 @@ def batch_id(stack: Stack) -> Callable[..., str]:
         return path.read_text().strip()
 
     return read
+
+
+@pytest.fixture(scope="module")
+def login_node() -> Iterator[SshCluster]:
+    c = start_cluster([])
+    try:
+        yield c
+    finally:
+        stop_cluster(c)
+
+
+@pytest.fixture(scope="module")
+def ssh_api(login_node: SshCluster, slurm_cluster, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    home = tmp_path_factory.mktemp("ssh-stack")
+    home.chmod(0o755)
+    root = login_node.base / "shared-root"
+    root.mkdir()
+    shutil.chown(root, login_node.user, login_node.user)
+    env = {
+        "JOBWIRE_HPC_SCHEDULER": "slurm",
+        "JOBWIRE_HPC_TRANSPORT": "ssh",
+        "JOBWIRE_HPC_SSH_HOST": f"{login_node.user}@127.0.0.1:{login_node.jump_port}",
+        "JOBWIRE_HPC_SSH_KEY": str(login_node.client_key),
+        "JOBWIRE_HPC_SSH_KNOWN_HOSTS": str(login_node.known_hosts),
+        "JOBWIRE_HPC_COMMAND_ENV": f"SLURM_CONF={slurm_cluster.conf}",
+        "JOBWIRE_EXECUTOR_ROOT": str(root),
+    }
+    config = StackConfig(
+        home=home,
+        api_port=free_port(),
+        nats_port=free_port(),
+        nats_monitor_port=free_port(),
+        executors=[ExecutorConfig(node="hpc-ssh", backend="hpc", slots=8, env=env)],
+        env=FAST,
+    )
+    s = Stack(config)
+    s.start()
+    try:
+        with JobApi(base_url=s.api_url, timeout=30) as client:
+            client.wait_for(lambda: "hpc-ssh" in client.up_nodes(), 30, what="the SSH login node up")
+            yield client, login_node, root
+    finally:
+        s.stop()

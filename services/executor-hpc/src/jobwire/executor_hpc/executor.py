@@ -26,6 +26,8 @@ from jobwire.execution.runner.command import plan
 from jobwire.execution.settings import ExecutorSettings
 from jobwire.execution.transport import DirProbe, Transport, TransportError
 from jobwire.execution.transport.local import LocalTransport
+from jobwire.execution.transport.ssh import SshTransport
+from jobwire.execution.transport.sshconn import SshHost
 
 from .settings import HpcSettings, hpc_settings
 
@@ -71,14 +73,12 @@ class HpcExecutor(ProcessExecutor):
     @classmethod
     def from_settings(cls, settings: ExecutorSettings) -> HpcExecutor:
         hpc = hpc_settings()
-        scheduler = load_scheduler(hpc.scheduler)(bin_dir=hpc.bin_dir, options=hpc.scheduler_options())
-        if hpc.transport != "local":
-            raise ValueError(
-                f"transport {hpc.transport!r} is not supported by the HPC executor yet (use local)"
-            )
+        scheduler = load_scheduler(hpc.scheduler)(
+            bin_dir=hpc.bin_dir, env=hpc.command_env, options=hpc.scheduler_options()
+        )
         settings.labels.setdefault("cluster", hpc.cluster or settings.node)
         root = posixpath.abspath(settings.root_dir())
-        return cls(settings, LocalTransport(), root, scheduler, hpc)
+        return cls(settings, make_transport(hpc), root, scheduler, hpc)
 
     async def open(self) -> None:
         await self.scheduler.prepare(self.transport)
@@ -281,6 +281,31 @@ class HpcExecutor(ProcessExecutor):
 
     async def mark_reported(self, handle: RunHandle) -> None:
         await self.transport.write_file(posixpath.join(handle.ref, L.REPORTED), b"")
+
+
+def ssh_host(spec: str, hpc: HpcSettings) -> SshHost:
+    """``[user@]host[:port]`` with the configured key and known_hosts (keys only, no passwords)."""
+    user, _, rest = spec.rpartition("@")
+    host, _, port = rest.partition(":")
+    return SshHost(
+        host=host,
+        port=int(port) if port else 22,
+        user=user or None,
+        key=hpc.ssh_key,
+        known_hosts=hpc.ssh_known_hosts or "~/.ssh/known_hosts",
+    )
+
+
+def make_transport(hpc: HpcSettings) -> Transport:
+    """The login node: this machine, or one reached over SSH (optionally through a jump host)."""
+    if hpc.transport == "local":
+        return LocalTransport()
+    if hpc.transport == "ssh":
+        if not hpc.ssh_host:
+            raise ValueError("JOBWIRE_HPC_SSH_HOST is required with JOBWIRE_HPC_TRANSPORT=ssh")
+        jumps = [ssh_host(hpc.ssh_jump, hpc)] if hpc.ssh_jump else []
+        return SshTransport(ssh_host(hpc.ssh_host, hpc), jumps)
+    raise ValueError(f"unknown transport {hpc.transport!r} (local or ssh)")
 
 
 def _int(raw: bytes | None) -> int | None:

@@ -36,6 +36,9 @@ class HpcSettings:
     ssh_jump: str | None = None
     ssh_key: str | None = None
     ssh_known_hosts: str | None = None
+    #: environment for every scheduler command (``SLURM_CONF=/etc/slurm/slurm.conf,SGE_ROOT=...``),
+    #: needed over SSH where the login node's shell profile is not read
+    command_env: dict[str, str] = dataclasses.field(default_factory=dict)
     #: ``slurm-rest``: slurmrestd URL, user, JWT (a file, re-read on every call, or the value itself),
     #: optional SOCKS5 proxy (``host:port``) and API version (detected when unset)
     rest_url: str | None = None
