@@ -18,6 +18,7 @@ def test_rest_succeeds_fails_and_keeps_the_token_secret(api, stack, slurm_cluste
     done = api.wait_state(ok["id"], api.END)
     assert (done["state"], done["exit_code"]) == ("succeeded", 0), done
     assert api.logs(ok["id"], "stdout") == "via rest\n"
+    assert done["usage"]["node_list"] == ["localhost"], done  # from /slurmdb accounting
     failed = api.wait_state(bad["id"], api.END)
     assert (failed["state"], failed["exit_code"]) == ("failed", 7), failed
     bid = batch_id("hpc-rest", bad["id"])
@@ -29,6 +30,7 @@ def test_rest_succeeds_fails_and_keeps_the_token_secret(api, stack, slurm_cluste
     assert len(token) > 20
     log = (stack.home / "logs" / "executor-hpc-rest.log").read_text()
     assert token not in log
+    assert "failed" not in log.lower().replace("attempt 1 failed", ""), log[-2000:]
     job_dir = stack.home / "executors" / "hpc-rest" / "jobs" / ok["id"] / "1"
     for f in job_dir.iterdir():
         if f.is_file():

@@ -142,7 +142,8 @@ class SlurmRest(Slurm):
 
     def build_accounting(self, ids: Sequence[str], since: float) -> list[str]:
         start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 3600))
-        return self._curl(f"/slurmdb/{self.version}/jobs?start_time={start}")
+        # slurmrestd answers 400 to an unencoded time: let curl encode the query
+        return self._curl(f"/slurmdb/{self.version}/jobs", "-G", "--data-urlencode", f"start_time={start}")
 
     def parse_accounting(self, result: ExecResult, ids: Sequence[str]) -> dict[str, Accounting]:
         wanted = set(ids)
