@@ -20,12 +20,19 @@ POLL = 0.5  # JOBWIRE_HPC_POLL_INTERVAL in conftest
         pytest.param("count-sge", "qstat", "qacct", marks=pytest.mark.backend("sge")),
     ],
 )
-def test_list_calls_per_poll_do_not_grow_with_jobs(api, count_log: Path, node, lister, accountant):
+def test_list_calls_per_poll_do_not_grow_with_jobs(
+    api, stack, count_log: Path, tmp_path: Path, node, lister, accountant
+):
     before = count_log.read_text().splitlines() if count_log.exists() else []
+    go = tmp_path / "go"
     started = time.monotonic()
-    ids = [
-        api.submit(node=node, command=["sleep", "1"], resources={"walltime": 600})["id"] for _ in range(JOBS)
-    ]
+    # Every job waits for ``go``: all 300 are in flight (most pending in the batch system) at once.
+    wait = ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.2; done"]
+    ids = [api.submit(node=node, command=wait, resources={"walltime": 600})["id"] for _ in range(JOBS)]
+    jobs_dir = stack.home / "executors" / node / "jobs"
+    api.wait_for(lambda: len(list(jobs_dir.glob("*/1/batch_id"))) >= JOBS, 120, what="all jobs submitted")
+    time.sleep(3 * POLL)
+    go.touch()
     for job_id in ids:
         done = api.wait_state(job_id, api.END, timeout=240)
         assert (done["state"], done["exit_code"]) == ("succeeded", 0), done
@@ -37,8 +44,8 @@ def test_list_calls_per_poll_do_not_grow_with_jobs(api, count_log: Path, node, l
     assert len(lists) <= elapsed / POLL + 5, (len(lists), elapsed)
     assert len(accts) <= len(lists) + 5, (len(accts), len(lists))
     if lister == "squeue":
-        # ids are named in the one call: the busiest one carried many of them
-        assert max(c.count(",") + 1 for c in lists) >= 50
+        # ids are named in the one call: while all were in flight it carried every one of them
+        assert max(c.count(",") + 1 for c in lists) == JOBS
     print(
         f"{node}: {JOBS} jobs in {elapsed:.1f} s, {len(lists)} {lister} and {len(accts)} {accountant} calls"
     )
