@@ -186,6 +186,14 @@ def render(users: dict[str, Permissions], passwords: dict[str, str]) -> str:
     return f"{head}\nauthorization {{\n  users: {body}\n}}\n"
 
 
+def render_routes(password: str, nodes: Sequence[str] = ("nats", "nats-2", "nats-3")) -> str:
+    """The ``cluster {}`` part of a 3-node cluster: routes between the nodes need the route password."""
+    routes = [f"nats://route:{password}@{n}:6222" for n in nodes]
+    return (
+        f"authorization {{ user: route, password: {json.dumps(password)} }}\nroutes: {json.dumps(routes)}\n"
+    )
+
+
 def _secret_file(path: Path, value: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -208,6 +216,10 @@ def generate(out: Path, executors: Sequence[str]) -> dict[str, str]:
             _secret_file(pw_file, passwords[name])
         files[name] = str(pw_file)
     _secret_file(out / "nats-auth.conf", render(users, passwords))
+    route_file = out / "nats-route.password"
+    if not route_file.exists():
+        _secret_file(route_file, secrets.token_urlsafe(24))
+    _secret_file(out / "nats-routes.conf", render_routes(route_file.read_text().strip()))
     return files
 
 
