@@ -28,9 +28,6 @@ class HpcSettings:
     max_backoff: float = 30.0
     #: seconds a job that left the queue may wait for its accounting record before it is ended anyway
     accounting_wait: float = 30.0
-    #: job directory root as the gateway/executor host sees the shared storage, when it differs
-    #: from the cluster's view (``root``); paths reported to users are mapped back through it
-    gateway_root: str | None = None
     #: for ``ssh``: the login node (``user@host:port``), optional jump host, key file
     ssh_host: str | None = None
     ssh_jump: str | None = None
