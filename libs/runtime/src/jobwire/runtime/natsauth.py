@@ -25,7 +25,7 @@ OBSERVER = "observer"
 SCHEDULER = "scheduler"
 GATEWAY = "gateway"
 EXECUTOR_PREFIX = "executor-"
-INPUT_BUCKET = "jobwire_inputs"  # named inputs (gateway writes, executors read)
+INPUT_BUCKET = sj.INPUT_BUCKET  # named inputs (gateway writes, executors read)
 
 _API = "$JS.API"
 # Read-only JetStream API calls any client library makes while binding to streams and buckets.
