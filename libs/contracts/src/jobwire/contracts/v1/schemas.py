@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from . import job, messages, spec
+from . import job, messages, programs, spec
 
 SCHEMAS: dict[str, Any] = {
     "JobSpec": spec.JobSpec,
@@ -25,6 +25,8 @@ SCHEMAS: dict[str, Any] = {
     "Event": messages.Event,
     "LogChunk": messages.LogChunk,
     "NodeHeartbeat": messages.NodeHeartbeat,
+    "ProgramCatalog": programs.ProgramCatalog,
+    "ProgramView": programs.ProgramView,
 }
 
 DEFAULT_DIR = Path(__file__).resolve().parents[4] / "schemas" / "v1"

@@ -22,6 +22,8 @@ ARTIFACT_BUCKET = "jobwire_artifacts"
 IDEMPOTENCY_BUCKET = "jobwire_idempotency"
 LEADER_BUCKET = "jobwire_leader"
 INPUT_BUCKET = "jobwire_inputs"
+#: one key per executor node: its program catalog (``contracts.v1.programs.ProgramCatalog``)
+PROGRAM_BUCKET = "jobwire_programs"
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 
