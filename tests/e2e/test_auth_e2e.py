@@ -3,6 +3,7 @@ and a user who sees only their own jobs."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -11,11 +12,13 @@ import sys
 import httpx
 import pytest
 
+from jobwire.contracts.v1 import JobState
 from jobwire.stack.stack import Stack
 
 from .conftest import submit, wait_state
 
 pytestmark = pytest.mark.e2e
+STATES = [s.value for s in JobState]
 
 
 def cli(stack: Stack, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -57,6 +60,11 @@ def test_cli_token_lifecycle_and_isolation(stack: Stack, api: httpx.Client):
 
     as_cli = cli(stack, "ls", "--json", token=secret)
     assert as_cli.returncode == 0 and theirs["id"] not in as_cli.stdout and mine["id"] in as_cli.stdout
+    counted = cli(stack, "counts", "--json", token=secret)
+    assert counted.returncode == 0, counted.stderr
+    assert json.loads(counted.stdout) == {**dict.fromkeys(STATES, 0), "succeeded": 1}
+    drawn = cli(stack, "counts", token=secret)
+    assert drawn.returncode == 0 and "succeeded" in drawn.stdout and "█" in drawn.stdout
 
     token_id = next(t["id"] for t in api.get("/v1/tokens", params={"owner": "alice"}).json()["items"])
     assert cli(stack, "token", "revoke", token_id).returncode == 0

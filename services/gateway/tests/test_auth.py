@@ -27,6 +27,7 @@ SPEC = {"command": ["true"], "expected_runtime": 1}
 ROUTES = [
     ("POST", "/v1/jobs", "jobs:submit", SPEC),
     ("GET", "/v1/jobs", "jobs:read", None),
+    ("GET", "/v1/jobs/counts", "jobs:read", None),
     ("GET", f"/v1/jobs/{JOB}", "jobs:read", None),
     ("GET", f"/v1/jobs/{JOB}/logs", "jobs:read", None),
     ("GET", f"/v1/jobs/{JOB}/events?follow=false", "jobs:read", None),
@@ -127,6 +128,10 @@ async def test_users_see_only_their_own_jobs(gateway, mint, seed):
     listed = (await gateway.get("/v1/jobs", headers=as_alice)).json()["items"]
     assert [j["id"] for j in listed] == [a]
     assert (await gateway.get("/v1/jobs", params={"owner": "bob"}, headers=as_alice)).json()["items"] == []
+    counts = (await gateway.get("/v1/jobs/counts", headers=as_alice)).json()
+    assert counts["total"] == 1 and counts["by_state"]["succeeded"] == 1 and counts["by_state"]["queued"] == 0
+    theirs = await gateway.get("/v1/jobs/counts", params={"owner": "bob"}, headers=as_alice)
+    assert theirs.json()["total"] == 0
     for suffix in ("", "/logs", "/events?follow=false", "/progress", "/artifacts", "/artifacts/x"):
         r = await gateway.get(f"/v1/jobs/{b}{suffix}", headers=as_alice)
         assert is_problem(r, 404), suffix
@@ -137,6 +142,8 @@ async def test_users_see_only_their_own_jobs(gateway, mint, seed):
     # admins see everyone's, and filter by owner
     assert {j["id"] for j in (await gateway.get("/v1/jobs")).json()["items"]} == {a, b}
     assert [j["id"] for j in (await gateway.get("/v1/jobs", params={"owner": "bob"})).json()["items"]] == [b]
+    assert (await gateway.get("/v1/jobs/counts")).json()["by_state"]["succeeded"] == 2
+    assert (await gateway.get("/v1/jobs/counts", params={"owner": "bob"})).json()["total"] == 1
     # a user's submit is theirs
     r = await gateway.post("/v1/jobs", json=SPEC, headers=as_alice)
     assert r.json()["owner"] == "alice"

@@ -125,6 +125,21 @@ class JobwireClient:
             params.append(("limit", str(limit)))
         return self._decode(self._request("GET", "/v1/jobs", params=params), JobPage)
 
+    def count_jobs(
+        self,
+        *,
+        node: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        owner: str | None = None,
+    ) -> dict[str, int]:
+        """Jobs per state (every state, zero included) among those the caller may see."""
+        params: Params = [("label", f"{k}={v}") for k, v in (labels or {}).items()]
+        for key, value in (("node", node), ("owner", owner)):
+            if value is not None:
+                params.append((key, value))
+        raw = self._decode(self._request("GET", "/v1/jobs/counts", params=params), dict[str, Any])
+        return _convert(raw["by_state"], dict[str, int])
+
     def iter_jobs(
         self, *, limit: int | None = None, page_size: int = 100, **filters: Any
     ) -> Iterator[v1.Job]:

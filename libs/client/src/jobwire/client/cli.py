@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every matching job")
     _json_flag(p)
 
+    p = add("counts", commands.counts, "how many jobs are in each state")
+    p.add_argument("--node")
+    p.add_argument("--owner")
+    p.add_argument("--label", action="append", default=[], metavar="K=V")
+    _json_flag(p)
+
     p = add("logs", commands.logs, "print a job's output (stdout to stdout, stderr to stderr)")
     p.add_argument("job")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job finishes")

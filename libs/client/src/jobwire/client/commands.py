@@ -169,6 +169,17 @@ def rm(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
     return 0
 
 
+def counts(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    by_state = client.count_jobs(
+        node=args.node, owner=args.owner, labels=specs.parse_pairs(args.label, "--label")
+    )
+    if io.as_json:
+        io.json(by_state)
+    else:
+        io.out.print(render.counts_table(by_state))
+    return 0
+
+
 def nodes(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
     found = client.nodes()
     if io.as_json:

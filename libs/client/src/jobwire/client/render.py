@@ -202,6 +202,18 @@ def slot_bar(used: int, total: int, width: int = 10) -> Text:
     return bar
 
 
+def counts_table(by_state: dict[str, int], width: int = 30) -> Table:
+    """One row per state with a bar scaled to the largest count, so the shape shows at a glance."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column, justify in (("STATE", "left"), ("JOBS", "right"), ("", "left")):
+        table.add_column(column, no_wrap=True, justify=justify)  # type: ignore[arg-type]
+    top = max(by_state.values(), default=0)
+    for state, n in by_state.items():
+        cells = round(width * n / top) if top else 0
+        table.add_row(state_text(state), str(n), Text("█" * cells, style=STATE_STYLES.get(state, "")))
+    return table
+
+
 def nodes_table(nodes: list[v1.NodeView], now: datetime | None = None) -> Table:
     now = now or datetime.now(UTC)
     table = Table(box=None, header_style="bold", pad_edge=False)

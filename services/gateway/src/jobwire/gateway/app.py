@@ -31,6 +31,7 @@ from .events.controllers import EventController
 from .health.controllers import HealthController
 from .inputs.controllers import InputController
 from .jobs.controllers import JobController
+from .jobs.counts import JobCountController
 from .logs.controllers import LogController
 from .nodes.controllers import NodeController
 from .problems import EXCEPTION_HANDLERS
@@ -89,6 +90,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
         plugins.append(OpenTelemetryPlugin(OpenTelemetryConfig()))
     return Litestar(
         route_handlers=[
+            JobCountController,
             JobController,
             LogController,
             EventController,
