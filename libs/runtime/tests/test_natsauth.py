@@ -183,6 +183,32 @@ async def test_an_executor_works_its_own_node_and_cannot_publish_a_command(
     assert (await scheduler.js.stream_info(sj.CMD_STREAM)).state.messages == before
 
 
+async def test_an_executor_publishes_only_its_own_program_catalog_and_the_gateway_reads_them(
+    secured: tuple[NatsServer, dict[str, str]], scheduler: Bus, as_user: Any
+) -> None:
+    # the same calls as jobwire.execution.catalog.publish and jobwire.gateway.programs
+    ex = await bus_as(secured, natsauth.executor_user(NODE))
+    try:
+        await (await ex.js.key_value(sj.PROGRAM_BUCKET)).put(NODE, b'{"node":"node-a"}')
+    finally:
+        await ex.close()
+    gw = await bus_as(secured, natsauth.GATEWAY)
+    try:
+        kv = await gw.js.key_value(sj.PROGRAM_BUCKET)
+        assert NODE in await kv.keys()
+        assert (await kv.get(NODE)).value == b'{"node":"node-a"}'
+    finally:
+        await gw.close()
+
+    probe = await as_user(natsauth.executor_user(NODE))
+    await probe.nc.publish(f"$KV.{sj.PROGRAM_BUCKET}.{OTHER}", b"{}")
+    await probe.nc.publish(f"$JS.API.STREAM.PURGE.KV_{sj.PROGRAM_BUCKET}", b"")
+    gw_probe = await as_user(natsauth.GATEWAY)
+    await gw_probe.nc.publish(f"$KV.{sj.PROGRAM_BUCKET}.{NODE}", b"{}")
+    assert len(await probe.violations()) == 2
+    assert len(await gw_probe.violations()) == 1
+
+
 async def test_an_executor_cannot_consume_another_nodes_work(
     secured: tuple[NatsServer, dict[str, str]], as_user: Any
 ) -> None:

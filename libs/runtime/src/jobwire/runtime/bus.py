@@ -32,6 +32,8 @@ from .settings import BusSettings
 
 log = logging.getLogger(__name__)
 DAY = 86400.0
+#: a program catalog no node has published again for this long is dropped (executors re-put it)
+PROGRAM_TTL = 3600.0
 
 
 @dataclass
@@ -214,3 +216,14 @@ async def declare_streams(bus: Bus) -> None:
         await bus.js.key_value(sj.LEADER_BUCKET)
     except (NotFoundError, Exception):
         await bus.js.create_key_value(KeyValueConfig(bucket=sj.LEADER_BUCKET, ttl=15, replicas=r))
+    try:
+        await bus.js.key_value(sj.PROGRAM_BUCKET)
+    except (NotFoundError, Exception):
+        await bus.js.create_key_value(
+            KeyValueConfig(
+                bucket=sj.PROGRAM_BUCKET,
+                ttl=PROGRAM_TTL,
+                replicas=r,
+                description="program catalog of each executor node",
+            )
+        )

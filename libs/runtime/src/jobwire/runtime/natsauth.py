@@ -41,6 +41,10 @@ def _obj(bucket: str) -> str:
     return f"OBJ_{bucket}"
 
 
+def _kv(bucket: str) -> str:
+    return f"KV_{bucket}"
+
+
 def _consumers(stream: str) -> list[str]:
     """Ephemeral/ordered consumers on ``stream`` (how KV watches, object reads and log follows work)."""
     return [
@@ -106,7 +110,8 @@ def scheduler() -> Permissions:
 
 
 def gateway() -> Permissions:
-    """Publishes commands; reads events, logs, progress and artifacts; keeps idempotency keys and inputs.
+    """Publishes commands; reads events, logs, progress, artifacts and program catalogs; keeps idempotency
+    keys and inputs.
     It cannot create, change or purge the jobwire streams."""
     idem = f"KV_{sj.IDEMPOTENCY_BUCKET}"
     return Permissions(
@@ -125,6 +130,8 @@ def gateway() -> Permissions:
             *_reads(idem),
             *_reads(_obj(sj.ARTIFACT_BUCKET)),
             *_reads(_obj(INPUT_BUCKET)),
+            *_consumers(_kv(sj.PROGRAM_BUCKET)),
+            *_reads(_kv(sj.PROGRAM_BUCKET)),
         ],
         subscribe=_service_subscribe(GATEWAY),
     )
@@ -132,7 +139,8 @@ def gateway() -> Permissions:
 
 def executor(node: str) -> Permissions:
     """Reads only its own node's work (its durable consumer, created with its node's filter in the API
-    subject, so the server checks it); publishes reports, heartbeats, progress, logs and artifacts."""
+    subject, so the server checks it); publishes reports, heartbeats, progress, logs, artifacts and its
+    own program catalog."""
     sj.check_token(node, "node")
     durable = f"exec-{node}"
     exec_stream = sj.EXEC_STREAM
@@ -153,6 +161,7 @@ def executor(node: str) -> Permissions:
             *_reads(_obj(sj.ARTIFACT_BUCKET)),
             *_consumers(_obj(INPUT_BUCKET)),
             *_reads(_obj(INPUT_BUCKET)),
+            f"$KV.{sj.PROGRAM_BUCKET}.{node}",  # its own program catalog, no other node's
         ],
         subscribe=_service_subscribe(executor_user(node)),
     )
