@@ -18,6 +18,7 @@ from jobwire.contracts.v1 import GpuInfo, JobState, NodeCapacity, RunJob, Usage
 from .settings import ExecutorSettings
 
 if TYPE_CHECKING:
+    from .catalog.model import Catalog
     from .inputs import InputSource
 
 EXECUTORS_GROUP = "jobwire.executors"
@@ -88,6 +89,9 @@ class Executor(ABC):
         self.settings = settings
         #: where a job's named inputs come from; the service sets it once connected to the bus
         self.inputs: InputSource | None = None
+        #: the programs ``program: NAME@VERSION`` may name here; the service keeps it rescanned and
+        #: published (None: this node offers none)
+        self.catalog: Catalog | None = None
 
     @classmethod
     def from_settings(cls, settings: ExecutorSettings) -> Self:

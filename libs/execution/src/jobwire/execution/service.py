@@ -38,6 +38,7 @@ from jobwire.runtime.bus import Bus, connect
 from jobwire.runtime.settings import BusSettings, bus_settings
 
 from . import journal as jr
+from .catalog import keep_published
 from .executor import Executor, RunHandle, StartRefused, load_executor
 from .inputs import InputSource
 from .runloop import TRACER, RunLoop, now, trace_of
@@ -127,6 +128,9 @@ class ExecutorService:
             asyncio.create_task(self._ticks(), name="ticks"),
             asyncio.create_task(self._heartbeats(), name="heartbeats"),
         ]
+        if self.executor.catalog is not None:
+            publishing = keep_published(self._bus, self.node, self.executor.catalog, self._stopping)
+            self._tasks.append(asyncio.create_task(publishing, name="programs"))
         log.info("executor %s (%s) started; %d run(s) adopted", self.node, self.settings.backend, adopted)
 
     async def stop(self) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from jobwire.contracts.v1 import JobSpec
 
+from ..catalog.model import Catalog
 from ..executor import StartRefused
 from .layout import SCRIPT, AttemptDir
 
@@ -30,8 +31,12 @@ class Plan:
     dirs: list[str] = field(default_factory=list)
 
 
-def plan(spec: JobSpec, d: AttemptDir) -> Plan:
-    """The argv for ``spec``; raises StartRefused for what this node can never run."""
+def plan(spec: JobSpec, d: AttemptDir, catalog: Catalog | None = None) -> Plan:
+    """The argv for ``spec``; raises StartRefused for what this node can never run.
+
+    A ``program`` is looked up in ``catalog`` (the node's programs); its ``args`` follow the
+    program's argv as separate arguments, never through a shell.
+    """
     cwd = d.work if spec.workdir is None else posixpath.join(d.work, spec.workdir)
     dirs = [d.work, d.outputs] + ([cwd] if cwd.startswith(d.work + "/") else [])
     if spec.command is not None:
@@ -55,5 +60,7 @@ def plan(spec: JobSpec, d: AttemptDir) -> Plan:
             )
         return Plan([*interpreter, path, *spec.args], cwd, [FileToWrite(path, code.content.encode())], dirs)
     if spec.program is not None:
-        raise StartRefused(NO_CATALOG)
+        if catalog is None:
+            raise StartRefused(NO_CATALOG)
+        return Plan([*catalog.resolve(spec.program).argv, *spec.args], cwd, [], dirs)
     raise StartRefused("the job names nothing to run")

@@ -57,7 +57,7 @@ class ProcessExecutor(Executor):
 
     async def start(self, run: RunJob) -> RunHandle:
         d = self.dir_of(run)
-        p = plan(run.spec, d)
+        p = plan(run.spec, d, self.catalog)
         t = self.transport
         for path in dict.fromkeys(p.dirs):
             await t.mkdir(path)
