@@ -101,6 +101,8 @@ class ExecutorService:
     async def start(self) -> None:
         """Connect, adopt what runs from before, then start consuming, ticking and heart-beating."""
         await self.executor.open()
+        if self.executor.catalog is not None:
+            await self.executor.catalog.refresh()  # before the first RunJob can name a program
         self._bus = await connect(
             self.bus_settings, name=f"{SERVICE_NAME}-{self.node}", declare=self.settings.declare
         )

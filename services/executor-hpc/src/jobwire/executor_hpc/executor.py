@@ -20,6 +20,7 @@ from jobwire.contracts.v1 import NodeCapacity, RunJob, codec
 from jobwire.execution.executor import Existing, RunHandle, RunKey, RunStatus, StartRefused
 from jobwire.execution.hpc import Accounting, BatchRequest, Phase, QueueEntry, Scheduler, load_scheduler
 from jobwire.execution.hpc.base import SchedulerError
+from jobwire.execution.pathmap import PathMap
 from jobwire.execution.runner import ProcessExecutor
 from jobwire.execution.runner import layout as L
 from jobwire.execution.runner.command import plan
@@ -29,6 +30,7 @@ from jobwire.execution.transport.local import LocalTransport
 from jobwire.execution.transport.ssh import SshTransport
 from jobwire.execution.transport.sshconn import SshHost
 
+from .programs import catalog_of
 from .settings import HpcSettings, hpc_settings
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class HpcExecutor(ProcessExecutor):
         super().__init__(settings, transport, root)
         self.scheduler = scheduler
         self.hpc = hpc
+        self.paths = PathMap(hpc.path_map)
         self._seen = _Seen()
         self._gone_since: dict[str, float] = {}
         self._acct: dict[str, Accounting] = {}
@@ -78,7 +81,9 @@ class HpcExecutor(ProcessExecutor):
         )
         settings.labels.setdefault("cluster", hpc.cluster or settings.node)
         root = posixpath.abspath(settings.root_dir())
-        return cls(settings, make_transport(hpc), root, scheduler, hpc)
+        executor = cls(settings, make_transport(hpc), root, scheduler, hpc)
+        executor.catalog = catalog_of(hpc, executor.transport, settings.labels["cluster"])
+        return executor
 
     async def open(self) -> None:
         await self.scheduler.prepare(self.transport)
@@ -97,7 +102,8 @@ class HpcExecutor(ProcessExecutor):
 
     async def start(self, run: RunJob) -> RunHandle:
         d = self.dir_of(run)
-        p = plan(run.spec, d)
+        run = self.paths.run(run)  # the cluster's paths for shared storage, before anything is written
+        p = plan(run.spec, d, self.catalog)
         t = self.transport
         for path in dict.fromkeys([d.path, *p.dirs]):
             await t.mkdir(path)

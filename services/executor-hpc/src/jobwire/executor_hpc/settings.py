@@ -33,6 +33,15 @@ class HpcSettings:
     ssh_jump: str | None = None
     ssh_key: str | None = None
     ssh_known_hosts: str | None = None
+    #: programs jobs may name (``program: NAME@VERSION``): a TOML or JSON file of configured entries
+    #: (read here), and a directory of ``NAME/VERSION/run`` entry scripts on the cluster, rescanned
+    #: every ``programs_interval`` seconds
+    programs_file: str | None = None
+    programs_root: str | None = None
+    programs_interval: float = 300.0
+    #: shared storage as the gateway and users see it = as the cluster sees it, comma-separated
+    #: (``/gateway/view=/cluster/view``): job paths under the first are rewritten to the second
+    path_map: dict[str, str] = dataclasses.field(default_factory=dict)
     #: environment for every scheduler command (``SLURM_CONF=/etc/slurm/slurm.conf,SGE_ROOT=...``),
     #: needed over SSH where the login node's shell profile is not read
     command_env: dict[str, str] = dataclasses.field(default_factory=dict)
