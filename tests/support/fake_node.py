@@ -64,6 +64,7 @@ class FakeNode:
         self.instance = uuid.uuid4().hex
         self.runs: dict[str, v1.RunJob] = {}
         self.cancels: list[v1.CancelRun] = []
+        self.holds: list[v1.HoldRun] = []
         self.running: set[tuple[str, int]] = set()
         self.beating = True
         self.stopped = False
@@ -110,6 +111,8 @@ class FakeNode:
                     if isinstance(work, v1.RunJob):
                         self.runs[work.job_id] = work
                         self.running.add((work.job_id, work.attempt))
+                    elif isinstance(work, v1.HoldRun):
+                        self.holds.append(work)
                     else:
                         self.cancels.append(work)
                     self.received.notify_all()
@@ -118,6 +121,11 @@ class FakeNode:
     async def wait_runs(self, n: int, timeout: float = 10.0) -> None:
         async with self.received:
             await asyncio.wait_for(self.received.wait_for(lambda: len(self.runs) >= n), timeout)
+
+    async def wait_holds(self, n: int, timeout: float = 10.0) -> list[v1.HoldRun]:
+        async with self.received:
+            await asyncio.wait_for(self.received.wait_for(lambda: len(self.holds) >= n), timeout)
+        return self.holds
 
     async def wait_cancel(self, job_id: str, timeout: float = 10.0) -> v1.CancelRun:
         async with self.received:
@@ -128,13 +136,12 @@ class FakeNode:
 
     async def report(self, job_id: str, kind: str, **kw) -> None:  # type: ignore[no-untyped-def]
         attempt = kw.pop("attempt", None) or self.runs[job_id].attempt
+        msg_id = kw.pop("msg_id", None) or f"{job_id}:{attempt}:{kind}"
         cls = {"starting": v1.RunStarting, "running": v1.RunRunning, "finished": v1.RunFinished}[kind]
         msg = cls(job_id=job_id, attempt=attempt, node=self.name, at=utcnow(), **kw)
         if kind == "finished":
             self.running.discard((job_id, attempt))
-        await self.bus.publish(
-            sj.report_subject(self.name, job_id, kind), msg, msg_id=f"{job_id}:{attempt}:{kind}"
-        )
+        await self.bus.publish(sj.report_subject(self.name, job_id, kind), msg, msg_id=msg_id)
 
 
 async def submit(bus: Bus, spec: v1.JobSpec, job_id: str | None = None) -> str:

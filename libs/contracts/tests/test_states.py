@@ -24,6 +24,11 @@ LEGAL = {
     (S.QUEUED, S.FAILED),
     (S.HELD, S.QUEUED),
     (S.HELD, S.CANCELLED),
+    # a launched batch job held in its batch system: released, or ended/lost while held
+    (S.HELD, S.STARTING),
+    (S.HELD, S.FAILED),
+    (S.HELD, S.LOST),
+    (S.STARTING, S.HELD),
     (S.STARTING, S.RUNNING),
     (S.STARTING, S.SUCCEEDED),
     (S.STARTING, S.FAILED),

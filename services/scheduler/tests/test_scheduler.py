@@ -269,3 +269,60 @@ async def test_what_a_crashed_scheduler_fetched_is_redelivered_at_once(
             await again.stop()
     finally:
         await a.stop()
+
+
+async def test_batch_job_waits_in_starting_is_held_and_released_on_its_node(scheduler, clean_bus, events):
+    """A launched batch job stays `starting` with its batch system's reason, is held there and released
+    (keeping its node slot all along), and its walltime only counts once it runs."""
+    a = FakeNode(clean_bus, "cl", backend="hpc")
+    a.capacity = v1.NodeCapacity(slots=1, cpus=4, hold=True)
+    await a.start()
+    try:
+        jid = await submit(clean_bus, spec(resources=v1.Resources(walltime=0.3)))
+        other = await submit(clean_bus, spec())
+        await a.wait_runs(1)
+        await a.report(jid, "starting", reason="pending in slurm: Resources", msg_id=f"{jid}:s1")
+        await asyncio.sleep(1.0)  # well past walltime + grace: no backstop while it waits
+        job, _ = await rows(scheduler, jid)
+        assert (job.state, job.reason) == ("starting", "pending in slurm: Resources")
+        assert not a.cancels
+
+        await clean_bus.publish(sj.cmd_subject("hold"), v1.HoldJob(job_id=jid), msg_id=f"{jid}:hold")
+        [hold] = await a.wait_holds(1)
+        assert (hold.job_id, hold.attempt, hold.release) == (jid, 1, False)
+        await a.report(jid, "starting", reason="held in slurm: JobHeldAdmin", held=True, msg_id=f"{jid}:s2")
+        await events.wait_state(jid, "held")
+        job, _ = await rows(scheduler, jid)
+        assert job.reason == "held in slurm: JobHeldAdmin" and job.node == "cl"
+        assert other not in a.runs  # the held batch job keeps its slot
+
+        await clean_bus.publish(sj.cmd_subject("release"), v1.ReleaseJob(job_id=jid), msg_id=f"{jid}:rel")
+        holds = await a.wait_holds(2)
+        assert holds[1].release is True
+        await a.report(jid, "starting", reason="pending in slurm: Priority", msg_id=f"{jid}:s3")
+        await a.report(jid, "running")
+        await events.wait_state(jid, "running")
+        assert events.states(jid) == ["queued", "starting", "held", "starting", "running"]
+        cancel = await a.wait_cancel(jid, timeout=5)  # now its walltime counts
+        assert cancel.outcome is S.TIMED_OUT
+    finally:
+        await a.stop()
+
+
+async def test_cancel_of_a_batch_job_held_on_its_node_stops_the_run(scheduler, clean_bus, events):
+    a = FakeNode(clean_bus, "cl2", backend="hpc")
+    a.capacity = v1.NodeCapacity(slots=1, cpus=4, hold=True)
+    await a.start()
+    try:
+        jid = await submit(clean_bus, spec())
+        await a.wait_runs(1)
+        await a.report(jid, "starting", reason="held in sge: hqw", held=True, msg_id=f"{jid}:h1")
+        await events.wait_state(jid, "held")
+        await clean_bus.publish(sj.cmd_subject("cancel"), v1.CancelJob(job_id=jid), msg_id=f"{jid}:cancel")
+        cancel = await a.wait_cancel(jid)
+        assert cancel.outcome is S.CANCELLED
+        await a.report(jid, "finished", outcome=S.CANCELLED, reason="cancelled by user")
+        await events.wait_state(jid, "cancelled")
+        assert events.states(jid) == ["queued", "starting", "held", "cancelled"]
+    finally:
+        await a.stop()

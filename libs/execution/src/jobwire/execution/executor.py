@@ -31,6 +31,10 @@ class StartRefused(Exception):
     """This node cannot run the job as asked; reported as ``failed`` with this message as the reason."""
 
 
+class HoldRefused(Exception):
+    """This backend cannot hold (or release) the run as asked; the run carries on unchanged."""
+
+
 @dataclass
 class RunHandle:
     """One attempt as its backend knows it; ``ref`` is the backend's name for it (dir, container id)."""
@@ -40,6 +44,9 @@ class RunHandle:
     details: dict[str, Any] = field(default_factory=dict)
     #: published ports, ``"8888/tcp" -> "host:port"``, reported with ``running``
     ports: dict[str, str] = field(default_factory=dict)
+    #: whether the run runs once started (processes, containers); a batch job waits in its queue
+    #: first, and the loop reports ``running`` when a poll first says so
+    running: bool = True
 
     @property
     def key(self) -> RunKey:
@@ -72,6 +79,13 @@ class RunStatus:
     outcome: JobState | None = None
     #: resource use as the backend's accounting reports it (batch systems)
     usage: Usage | None = None
+    #: for a run not ended: True when it runs, False while it waits (a batch system queues or holds
+    #: it), None when this poll cannot tell (the loop keeps what it reported last)
+    running: bool | None = True
+    #: why it waits, as the backend says (``pending in slurm: Resources``)
+    pending_reason: str | None = None
+    #: waiting because it is held in its batch system
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +160,17 @@ class Executor(ABC):
     @abstractmethod
     async def signal(self, handle: RunHandle, sig: signal.Signals) -> None:
         """Send ``sig`` to the whole run (every process it started). After KILL, poll reports it ended."""
+
+    def can_hold(self) -> bool:
+        """Whether :meth:`hold` works here (announced in the node's capacity)."""
+        return False
+
+    async def hold(self, handle: RunHandle, release: bool) -> None:
+        """Hold a launched run that waits to run (or release it); polls then report it ``held``.
+
+        Raises HoldRefused where the backend cannot.
+        """
+        raise HoldRefused(f"the {self.backend or 'this'} backend cannot hold a run it launched")
 
     async def cleanup(self, handle: RunHandle) -> None:  # noqa: B027 - optional hook
         """Called once a run ended, before its last logs are read: stop whatever it left behind."""

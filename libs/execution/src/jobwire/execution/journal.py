@@ -26,8 +26,21 @@ class StopRequest(msgspec.Struct, kw_only=True):
     killed: bool = False
 
 
+class Waiting(msgspec.Struct, kw_only=True):
+    """What was last reported of a run that waits to run (its batch system queues or holds it)."""
+
+    reason: str | None = None
+    held: bool = False
+
+
 class Journal(msgspec.Struct, kw_only=True):
+    #: when the attempt was launched (submitted, for a batch job)
     started_at: float
+    #: when it was first seen running and ``running`` reported; timeouts count from here
+    running_at: float | None = None
+    #: the last ``starting`` report of a waiting run, and how many were sent (each has its own msg id)
+    waiting: Waiting | None = None
+    waiting_reports: int = 0
     logs: dict[str, LogCursor] = {}
     progress_digest: str | None = None
     stop: StopRequest | None = None

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 from nats.js.errors import NotFoundError
 
-from jobwire.contracts.v1 import JobProgress, JobState, RunFinished, Usage
+from jobwire.contracts.v1 import JobProgress, JobState, RunFinished, RunRunning, RunStarting, Usage
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.runtime import telemetry
 from jobwire.runtime.bus import Bus
@@ -81,6 +81,8 @@ class RunLoop:
         if journal is None:
             raw = await self.executor.load_state(handle)
             journal = jr.decode(raw) if raw else jr.Journal(started_at=time.time())
+            if raw and handle.running and journal.running_at is None:
+                journal.running_at = journal.started_at  # saved before running_at existed
             await self._settle_pending(handle.run.job_id, handle.run.attempt, journal)
         run = handle.run
         pumps = {s: StreamPump(run.job_id, run.attempt, s, journal.cursor(s)) for s in STREAMS}
@@ -137,16 +139,58 @@ class RunLoop:
                 self._finishers.add(task)
                 task.add_done_callback(self._finishers.discard)
                 return
+            await self._phase(t, status)
             await self._pump(t, status, final=False)
             await self._progress(t, status)
             await self._enforce(t)
         except Exception:
             log.exception("tick for %s attempt %d failed; trying again next tick", *t.key)
 
+    # --- waiting and running -------------------------------------------------------------------
+
+    async def _phase(self, t: Tracked, status: RunStatus) -> None:
+        """Report ``running`` once, when a poll first says the run runs; until then every change of
+        why it waits (pending reason, held) as a ``starting`` report with its own message id.
+
+        The journal is saved after each publish: a crash in between re-sends the same message id
+        (JetStream drops the copy) and a restart neither repeats nor forgets a report.
+        """
+        j = t.journal
+        if j.running_at is not None or status.running is None:
+            return
+        job_id, attempt = t.key
+        subject = functools.partial(sj.report_subject, self.node, job_id)
+        if status.running:
+            h = t.handle
+            msg = RunRunning(
+                job_id=job_id,
+                attempt=attempt,
+                node=self.node,
+                at=now(),
+                ports=dict(h.ports),
+                details=dict(h.details),
+            )
+            await self.bus.publish(subject("running"), msg, msg_id=f"{job_id}:{attempt}:running")
+            j.running_at = time.time()
+            await self.save(t)
+            log.info("%s attempt %d runs", job_id, attempt)
+            return
+        waiting = jr.Waiting(reason=status.pending_reason, held=status.held)
+        if waiting == j.waiting:
+            return
+        n = j.waiting_reports + 1
+        starting = RunStarting(
+            job_id=job_id, attempt=attempt, node=self.node, at=now(), reason=waiting.reason, held=waiting.held
+        )
+        await self.bus.publish(subject("starting"), starting, msg_id=f"{job_id}:{attempt}:starting:{n}")
+        j.waiting, j.waiting_reports = waiting, n
+        await self.save(t)
+
     async def _enforce(self, t: Tracked) -> None:
         stop = t.journal.stop
         timeout = t.handle.run.timeout
-        if stop is None and timeout is not None and time.time() - t.journal.started_at >= timeout:
+        since = t.journal.running_at
+        if stop is None and timeout is not None and since is not None and time.time() - since >= timeout:
             log.info("%s attempt %d ran past its %g s timeout", *t.key, timeout)
             await self.request_stop(
                 t, JobState.TIMED_OUT, f"timed out after {timeout:g} s", self.settings.kill_grace
@@ -273,7 +317,9 @@ class RunLoop:
             outcome=outcome,
             exit_code=code,
             reason=reason,
-            usage=_usage(status, round(max(0.0, ended_at - t.journal.started_at), 3)),
+            usage=_usage(
+                status, round(max(0.0, ended_at - (t.journal.running_at or t.journal.started_at)), 3)
+            ),
             artifacts=uploaded.artifacts,
         )
 

@@ -23,6 +23,7 @@ from nats.micro.service import Service
 
 from jobwire.contracts.v1 import (
     CancelRun,
+    HoldRun,
     JobState,
     NodeHeartbeat,
     RunFinished,
@@ -39,7 +40,7 @@ from jobwire.runtime.settings import BusSettings, bus_settings
 
 from . import journal as jr
 from .catalog import keep_published
-from .executor import Executor, RunHandle, StartRefused, load_executor
+from .executor import Executor, HoldRefused, RunHandle, StartRefused, load_executor
 from .inputs import InputSource
 from .runloop import TRACER, RunLoop, now, trace_of
 from .settings import ExecutorSettings, executor_settings
@@ -259,7 +260,7 @@ class ExecutorService:
         beat = NodeHeartbeat(
             node=self.node,
             backend=s.backend,
-            capacity=self.executor.capacity(),
+            capacity=msgspec.structs.replace(self.executor.capacity(), hold=self.executor.can_hold()),
             at=now(),
             instance=self.instance,
             interval=s.heartbeat_interval,
@@ -281,13 +282,15 @@ class ExecutorService:
             await m.term()
             return
         headers = m.headers or {}
-        kind = "run" if isinstance(work, RunJob) else "cancel"
+        kind = "run" if isinstance(work, RunJob) else "hold" if isinstance(work, HoldRun) else "cancel"
         try:
             with telemetry.span_from(
                 headers, TRACER, f"executor.{kind}", job_id=work.job_id, attempt=work.attempt
             ):
                 if isinstance(work, RunJob):
                     await self._on_run(work, headers)
+                elif isinstance(work, HoldRun):
+                    await self._on_hold(work)
                 else:
                     await self._on_cancel(work)
         except Exception as e:
@@ -310,10 +313,13 @@ class ExecutorService:
             sj.report_subject(self.node, msg.job_id, kind), msg, msg_id=f"{msg.job_id}:{msg.attempt}:{kind}"
         )
 
-    async def _report_started(self, handle: RunHandle) -> None:
+    async def _report_started(self, handle: RunHandle, running: bool) -> None:
+        """Re-report a launched attempt: ``running`` only where the loop already saw it run."""
         run = handle.run
         at = now()
         await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=at))
+        if not running:
+            return
         await self._report(
             RunRunning(
                 job_id=run.job_id,
@@ -339,7 +345,7 @@ class ExecutorService:
                 t = await loop.track(found.handle)
         if t is not None:
             if not t.finishing:
-                await self._report_started(t.handle)
+                await self._report_started(t.handle, t.journal.running_at is not None)
             return
         await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=now()))
         try:
@@ -348,19 +354,31 @@ class ExecutorService:
             log.info("%s attempt %d refused: %s", run.job_id, run.attempt, e)
             await self._report(_failed(run, self.node, str(e)))
             return
-        journal = jr.Journal(started_at=time.time(), trace=trace_of(headers))
-        await self.executor.save_state(handle, jr.encode(journal))
-        await self._report(
-            RunRunning(
-                job_id=run.job_id,
-                attempt=run.attempt,
-                node=self.node,
-                at=now(),
-                ports=dict(handle.ports),
-                details=dict(handle.details),
-            )
+        started = time.time()
+        journal = jr.Journal(
+            started_at=started, running_at=started if handle.running else None, trace=trace_of(headers)
         )
+        await self.executor.save_state(handle, jr.encode(journal))
+        if handle.running:
+            await self._report_started(handle, running=True)
         await loop.track(handle, journal)
+
+    async def _on_hold(self, hold: HoldRun) -> None:
+        """Hold or release a launched attempt that waits to run; the next polls report the change."""
+        what = "release" if hold.release else "hold"
+        t = self.runs.runs.get((hold.job_id, hold.attempt))
+        if t is None or t.finishing or t.journal.stop is not None:
+            log.info("%s for %s attempt %d: not waiting here; ignored", what, hold.job_id, hold.attempt)
+            return
+        if not hold.release and t.journal.running_at is not None:
+            log.info("hold for %s attempt %d: it already runs; ignored", hold.job_id, hold.attempt)
+            return
+        try:
+            await self.executor.hold(t.handle, hold.release)
+        except HoldRefused as e:
+            log.warning("%s for %s attempt %d refused: %s", what, hold.job_id, hold.attempt, e)
+            return
+        log.info("%s of %s attempt %d done", what, hold.job_id, hold.attempt)
 
     async def _on_cancel(self, cancel: CancelRun) -> None:
         t = self.runs.runs.get((cancel.job_id, cancel.attempt))
@@ -373,7 +391,7 @@ class ExecutorService:
         await self.runs.request_stop(t, cancel.outcome, cancel.reason, cancel.grace)
 
 
-def _key(work: RunJob | CancelRun) -> tuple[str, int]:
+def _key(work: Work) -> tuple[str, int]:
     return work.job_id, work.attempt
 
 

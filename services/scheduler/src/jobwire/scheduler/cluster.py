@@ -39,6 +39,8 @@ class RunningJob:
     expected_runtime: float
     since: float  # monotonic time of dispatch or start
     timeout: float | None = None
+    #: reported running: only then does its timeout count (a batch job may wait long in its queue)
+    running: bool = False
 
 
 @dataclass

@@ -59,6 +59,14 @@ class Core:
             row.reason = "waiting for a node that fits"
         return self.cluster.enqueue(node.name if node else None, job)
 
+    def on_node(self, row: JobRow) -> bool:
+        """Whether the job holds a slot on its node: starting, running, or launched and then held
+        in its batch system (a job held in jobwire's own queue has no node)."""
+        state = S(row.state)
+        if state in v1.ON_NODE:
+            return True
+        return state is S.HELD and row.node is not None and row.dispatched_at is not None
+
     def ask_stop(
         self, txn: Txn, job_id: str, attempt: int, node: str, outcome: v1.JobState, reason: str
     ) -> None:
@@ -100,12 +108,12 @@ class Core:
         if row is None:
             return
         state = S(row.state)
-        if state in (S.QUEUED, S.HELD):
-            self.cluster.remove_queued(job_id)
-            txn.transition(row, S.CANCELLED, reason)
-        elif state in v1.ON_NODE and row.node:
+        if self.on_node(row) and row.node:
             row.cancel_requested = True
             self.ask_stop(txn, job_id, row.attempt, row.node, S.CANCELLED, reason)
+        elif state in (S.QUEUED, S.HELD):
+            self.cluster.remove_queued(job_id)
+            txn.transition(row, S.CANCELLED, reason)
         elif state is S.LOST:
             txn.transition(row, S.QUEUED, "requeued to be cancelled")
             txn.transition(row, S.CANCELLED, reason)
@@ -116,7 +124,7 @@ class Core:
             return
         state = S(row.state)
         row.delete_requested = True
-        if state in v1.ON_NODE:
+        if state in v1.ON_NODE or self.on_node(row):
             self.cancel(txn, job_id, "deleted by user")
             return  # removed once the executor reports the end
         self.cluster.remove_queued(job_id)
@@ -134,17 +142,41 @@ class Core:
         )
 
     def hold(self, txn: Txn, job_id: str, reason: str) -> None:
+        """A queued job is held here; a launched one is held by its node's batch system, and shows
+        ``held`` once the executor sees it so (a run that already runs is not held)."""
         row = txn.rows.get(job_id)
-        if row is not None and row.state == S.QUEUED.value:
+        if row is None:
+            return
+        if row.state == S.QUEUED.value:
             self.cluster.remove_queued(job_id)
+            row.node = None
             txn.transition(row, S.HELD, reason)
+        elif row.state == S.STARTING.value and row.node and self.node_can_hold(row.node):
+            self.ask_hold(txn, row, release=False)
 
     def release(self, txn: Txn, job_id: str) -> None:
         row = txn.rows.get(job_id)
-        if row is not None and row.state == S.HELD.value:
+        if row is None or row.state != S.HELD.value:
+            return
+        if self.on_node(row):
+            self.ask_hold(txn, row, release=True)
+        else:
             spec = v1.decode(row.spec, v1.JobSpec)
             position = self.place(txn, row, self.queued_job(row, spec))
             txn.transition(row, S.QUEUED, "released", queue_position=position)
+
+    def node_can_hold(self, node: str) -> bool:
+        state = self.cluster.nodes.get(node)
+        return state is not None and state.capacity.hold
+
+    def ask_hold(self, txn: Txn, row: JobRow, *, release: bool) -> None:
+        assert row.node is not None
+        msg = v1.HoldRun(job_id=row.id, attempt=row.attempt, node=row.node, release=release)
+        what = "release" if release else "hold"
+        # one id per request: a later hold after a release is a new message, a replayed outbox row is not
+        txn.emit(
+            sj.exec_subject(row.node, "hold"), msg, f"{row.id}:{row.attempt}:{what}:{txn.at.timestamp()}"
+        )
 
     # --- executor reports ----------------------------------------------------------------------
     def report(self, txn: Txn, rep: v1.Report) -> None:
@@ -154,8 +186,12 @@ class Core:
             return
         state = S(row.state)
         if isinstance(rep, v1.RunStarting):
-            return  # already `starting` since dispatch
+            self.waiting(txn, row, rep)
+            return
         if isinstance(rep, v1.RunRunning):
+            if state is S.HELD and self.on_node(row):
+                txn.transition(row, S.STARTING, "released", at=rep.at)
+                state = S.STARTING
             if state is S.STARTING:
                 row.ports = v1.encode(rep.ports) if rep.ports else row.ports
                 row.details = v1.encode(rep.details) if rep.details else row.details
@@ -167,15 +203,30 @@ class Core:
                 )
                 if run is not None:
                     run.since = time.monotonic()
+                    run.running = True
             return
         self.finished(txn, row, rep)
 
+    def waiting(self, txn: Txn, row: JobRow, rep: v1.RunStarting) -> None:
+        """A launched run that does not run yet: held or released in its batch system, or a new
+        reason why it waits (kept as the job's reason)."""
+        state = S(row.state)
+        if rep.held and state is S.STARTING:
+            txn.transition(row, S.HELD, rep.reason or "held in the batch system", at=rep.at)
+        elif not rep.held and state is S.HELD and self.on_node(row):
+            txn.transition(row, S.STARTING, rep.reason or "released", at=rep.at)
+        elif state in (S.STARTING, S.HELD) and rep.reason and rep.reason != row.reason:
+            row.reason = rep.reason
+
     def finished(self, txn: Txn, row: JobRow, rep: v1.RunFinished) -> None:
         state = S(row.state)
+        on_node = self.on_node(row)
         self.cluster.finish(row.id)
         self.stop_asked.pop((row.id, rep.attempt), None)
-        if state not in v1.ON_NODE:
+        if not on_node:
             return  # already decided (e.g. timed out by the backstop)
+        if state is S.HELD and not v1.can_transition(state, rep.outcome):
+            txn.transition(row, S.STARTING, "released", at=rep.at)  # released, ran and ended between polls
         row.exit_code = rep.exit_code
         if rep.usage is not None:
             row.usage = v1.encode(rep.usage)
@@ -281,7 +332,7 @@ class Core:
                 self.place(txn, row, job)
         for job_id, run in list(node.running.items()):
             row = txn.rows.get(job_id)
-            if row is not None and row.attempt == run.attempt and S(row.state) in v1.ON_NODE:
+            if row is not None and row.attempt == run.attempt and self.on_node(row):
                 self.lose(txn, row, f"node {node.name} stopped answering")
             else:
                 self.cluster.finish(job_id)
@@ -299,7 +350,11 @@ class Core:
         for node in self.cluster.nodes.values():
             for run in node.running.values():
                 limit = run.timeout
-                if limit is not None and now_mono - run.since > limit + self.settings.timeout_grace:
+                if (
+                    run.running
+                    and limit is not None
+                    and now_mono - run.since > limit + self.settings.timeout_grace
+                ):
                     out.append((run.id, now_mono - run.since - limit))
         return out
 

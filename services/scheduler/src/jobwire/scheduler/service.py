@@ -230,7 +230,7 @@ class Scheduler:
                     up=saved.state == "up",
                     instance=saved.instance,
                 )
-            active = [s.value for s in (S.QUEUED, S.STARTING, S.RUNNING)]
+            active = [s.value for s in (S.QUEUED, S.HELD, S.STARTING, S.RUNNING)]
             rows = (await session.execute(select(JobRow).where(JobRow.state.in_(active)))).scalars()
             mono = time.monotonic()
             for row in rows:
@@ -238,7 +238,7 @@ class Scheduler:
                 if row.state == S.QUEUED.value:
                     node = row.node if row.node in self.cluster.nodes else None
                     self.cluster.enqueue(node, self.core.queued_job(row, spec))
-                elif row.node in self.cluster.nodes:
+                elif row.node in self.cluster.nodes and self.core.on_node(row):
                     run = RunningJob(
                         row.id,
                         row.attempt,
@@ -246,6 +246,7 @@ class Scheduler:
                         self.core.expected(spec),
                         mono - started_since(row, at),
                         row.timeout,
+                        running=row.state == S.RUNNING.value,
                     )
                     self.cluster.start(row.node, run)
 
@@ -445,7 +446,7 @@ class Scheduler:
         for ref in beat.running:
             row = txn.rows.get(ref.job_id)
             current = row is not None and row.node == beat.node and row.attempt == ref.attempt
-            if current and row is not None and S(row.state) in v1.ON_NODE:
+            if current and row is not None and self.core.on_node(row):
                 continue
             if current and row is not None and row.state == S.LOST.value:
                 pass  # lost then came back with no attempt left: the run is stale

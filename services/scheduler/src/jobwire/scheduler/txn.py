@@ -81,7 +81,11 @@ class Txn:
             queue_position=queue_position,
             owner=row.owner,
         )
-        self.emit(sj.event_subject(row.id, state.value), event, f"{row.id}:{row.attempt}:{state.value}")
+        msg_id = f"{row.id}:{row.attempt}:{state.value}"
+        if S.HELD in (previous, state):
+            # hold and release may repeat a state within one attempt (queued, starting): its own id
+            msg_id += f":{when.timestamp()}"
+        self.emit(sj.event_subject(row.id, state.value), event, msg_id)
 
     def first_transition(self, row: JobRow, queue_position: int | None) -> None:
         """The ``queued`` record and event of a newly accepted job."""

@@ -73,6 +73,8 @@ class NodeCapacity(msgspec.Struct, kw_only=True, omit_defaults=True):
     cpus: float = 1.0
     memory: int | None = None
     gpus: int = 0
+    #: the backend can hold and release a run it launched that does not run yet (batch systems)
+    hold: bool = False
 
 
 class NodeView(msgspec.Struct, kw_only=True):

@@ -69,16 +69,31 @@ class CancelRun(msgspec.Struct, kw_only=True, tag="cancel", tag_field="type"):
     grace: float = 10.0
 
 
-Work = RunJob | CancelRun
+class HoldRun(msgspec.Struct, kw_only=True, tag="hold", tag_field="type"):
+    """Hold (or with ``release``, release) an attempt its batch system still queues."""
+
+    job_id: str
+    attempt: int
+    node: str
+    release: bool = False
+
+
+Work = RunJob | CancelRun | HoldRun
 
 # --- reports: executor -> scheduler, on jobwire.report.<node>.<job>.<kind> ----------------------
 
 
 class RunStarting(msgspec.Struct, kw_only=True, tag="starting", tag_field="kind"):
+    """The attempt is launched but does not run yet; sent again whenever ``reason`` or ``held`` changes."""
+
     job_id: str
     attempt: int
     node: str
     at: datetime
+    #: why it waits, as its backend says (``pending in slurm: Resources``)
+    reason: str | None = None
+    #: held in its batch system (by a hold request or the system's own hold)
+    held: bool = False
 
 
 class RunRunning(msgspec.Struct, kw_only=True, tag="running", tag_field="kind"):

@@ -22,8 +22,10 @@ S = JobState
 #: FROM state -> the states it may move to. Data, so it reads at a glance.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.QUEUED: frozenset({S.STARTING, S.RUNNING, S.HELD, S.CANCELLED, S.FAILED}),
-    S.HELD: frozenset({S.QUEUED, S.CANCELLED}),
-    S.STARTING: frozenset({S.RUNNING, S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT, S.LOST}),
+    # held in jobwire's queue (back to queued), or a launched batch job held in its batch system
+    # (back to starting when released; it keeps its node slot, so it can fail or be lost there)
+    S.HELD: frozenset({S.QUEUED, S.STARTING, S.CANCELLED, S.FAILED, S.LOST}),
+    S.STARTING: frozenset({S.RUNNING, S.HELD, S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT, S.LOST}),
     S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT, S.LOST}),
     S.LOST: frozenset({S.QUEUED}),
     S.SUCCEEDED: frozenset(),
