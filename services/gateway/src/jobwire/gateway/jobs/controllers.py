@@ -15,7 +15,7 @@ from ..owner import owner_of
 from ..params import Caller, JobId, Res
 from ..problems import ProblemDetails
 from ..templates import service as templates
-from . import multipart, service, submit, waiting
+from . import holding, multipart, service, submit, waiting
 from .lookup import require_job
 from .openapi import JobSpecBody
 from .schemas import JobPage, parse_labels, parse_states
@@ -140,6 +140,36 @@ class JobController(Controller):
     async def cancel_job(self, caller: Caller, res: Res, job_id: JobId) -> Response[v1.Job]:
         job, finished = await service.cancel(res, job_id, owner=caller.owner, visible=caller.visible_owner)
         return Response(job, status_code=200 if finished else 202)
+
+    @post(
+        "/{job_id:str}/hold",
+        status_code=200,
+        summary="Hold a job: a queued one in jobwire's queue, a launched one in its batch system",
+        responses={
+            202: ResponseSpec(v1.Job, description="Hold requested; the job does not show held yet"),
+            404: _problem("No such job"),
+            409: _problem("The job runs, finished, or started where it cannot be held"),
+        },
+        opt={"scope": "jobs:cancel", "action": "jobs.hold"},
+    )
+    async def hold_job(self, caller: Caller, res: Res, job_id: JobId) -> Response[v1.Job]:
+        job, held = await holding.hold(res, job_id, visible=caller.visible_owner)
+        return Response(job, status_code=200 if held else 202)
+
+    @post(
+        "/{job_id:str}/release",
+        status_code=200,
+        summary="Release a held job",
+        responses={
+            202: ResponseSpec(v1.Job, description="Release requested; the job is still held"),
+            404: _problem("No such job"),
+            409: _problem("The job is not held"),
+        },
+        opt={"scope": "jobs:cancel", "action": "jobs.release"},
+    )
+    async def release_job(self, caller: Caller, res: Res, job_id: JobId) -> Response[v1.Job]:
+        job, released = await holding.release(res, job_id, visible=caller.visible_owner)
+        return Response(job, status_code=200 if released else 202)
 
     @delete(
         "/{job_id:str}",
