@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobwire.contracts.v1 import JobSpec
+from jobwire.contracts.v1.programs import version_key
 from jobwire.execution.catalog import (
     Catalog,
     CatalogConfigError,
@@ -18,7 +19,6 @@ from jobwire.execution.catalog import (
     scan,
 )
 from jobwire.execution.catalog.discovery import find_argv
-from jobwire.execution.catalog.model import version_key
 from jobwire.execution.executor import StartRefused
 from jobwire.execution.runner.command import NO_CATALOG, plan
 from jobwire.execution.runner.layout import AttemptDir

@@ -35,6 +35,7 @@ from .jobs.counts import JobCountController
 from .logs.controllers import LogController
 from .nodes.controllers import NodeController
 from .problems import EXCEPTION_HANDLERS
+from .programs.controllers import ProgramController
 from .resources import STATE_KEY, Resources, provide_resources
 from .settings import GatewaySettings
 from .templates.controllers import TemplateController
@@ -102,6 +103,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             AuditController,
             TemplateController,
             InputController,
+            ProgramController,
         ],
         dependencies={
             "res": Provide(provide_resources, sync_to_thread=False),

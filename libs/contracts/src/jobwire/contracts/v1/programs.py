@@ -34,6 +34,11 @@ def program_id(name: str, version: str) -> str:
     return f"{check_part(name, 'program name')}@{check_part(version, 'program version')}"
 
 
+def version_key(version: str) -> list[tuple[int, int | str]]:
+    """Natural order for listings and refusals: ``v2 < v10``; digit runs compare as numbers."""
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", version) if p]
+
+
 def split_id(pid: str) -> tuple[str, str]:
     """``("NAME", "VERSION")`` of ``NAME@VERSION``; ValueError for anything else."""
     name, sep, version = pid.partition("@")

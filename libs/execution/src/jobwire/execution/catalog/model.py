@@ -9,13 +9,13 @@ the catalog under queued jobs.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from jobwire.contracts.v1 import programs as pv
+from jobwire.contracts.v1.programs import version_key
 
 from ..executor import StartRefused
 
@@ -59,11 +59,6 @@ class Scan:
 
 
 Scanner = Callable[[], Awaitable[Scan]]
-
-
-def version_key(version: str) -> list[tuple[int, int | str]]:
-    """Natural order: ``v2 < v10``; digit runs compare as numbers, the rest as text."""
-    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", version) if p]
 
 
 class Catalog:

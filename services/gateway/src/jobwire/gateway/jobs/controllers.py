@@ -14,6 +14,7 @@ from ..auth.audit import set_target
 from ..owner import owner_of
 from ..params import Caller, JobId, Res
 from ..problems import ProblemDetails
+from ..programs import service as programs
 from ..templates import service as templates
 from . import holding, multipart, service, submit, waiting
 from .lookup import require_job
@@ -44,7 +45,9 @@ class JobController(Controller):
             400: _problem("Malformed JSON or a bad Idempotency-Key"),
             413: _problem("Body over the size limit"),
             415: _problem("Body is not JSON"),
-            422: _problem("Not a valid JobSpec: unknown field, value out of range, no command, ..."),
+            422: _problem(
+                "Not a valid JobSpec: unknown field, value out of range, no command, a program no node offers"
+            ),
         },
     )
     async def submit_job(
@@ -70,6 +73,7 @@ class JobController(Controller):
         """Validate the JobSpec, queue it for the scheduler and wait briefly for it to be stored."""
         body = await templates.expand(res, await request.body())  # a JSON `template` + overrides
         spec = multipart.parse_any(body, request.headers.get("content-type"))
+        await programs.check_offered(res, spec)
         key = submit.check_idempotency_key(idempotency_key)
         done = await submit.submit(res, spec, owner=owner_of(request), idempotency_key=key)
         set_target(request.scope, done.job.id)
