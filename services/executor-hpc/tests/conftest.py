@@ -6,11 +6,13 @@ whose squeue/sacct and qstat/qacct log every call, so tests can count scheduler 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +57,41 @@ def count_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("count") / "calls.log"
 
 
+#: the shared storage as users and the gateway see it; hpc-slurm maps it to ``Programs.shared``
+GATEWAY_VIEW = "/gateway/view"
+ECHO_ARGS = """#!/bin/sh
+printf 'cwd=%s\\n' "$(pwd)"
+for a in "$@"; do printf '<%s>\\n' "$a"; done
+"""
+
+
+@dataclass(frozen=True)
+class Programs:
+    root: Path  # discovered: <root>/ECHOARGS/v1.2/run
+    file: Path  # configured: SHOWARGS@1
+    shared: Path  # GATEWAY_VIEW as the cluster sees it
+
+
+@pytest.fixture(scope="session")
+def programs(tmp_path_factory: pytest.TempPathFactory) -> Programs:
+    """hpc-slurm's program catalog (a discovered tree and a programs file) and its mapped shared dir."""
+    base = tmp_path_factory.mktemp("programs")
+    base.chmod(0o755)
+    run = base / "root" / "ECHOARGS" / "v1.2" / "run"
+    run.parent.mkdir(parents=True)
+    run.write_text(ECHO_ARGS)
+    run.chmod(0o755)
+    (run.parent / "description").write_text("prints its working directory and each argument\n")
+    file = base / "programs.json"
+    entry = {"name": "SHOWARGS", "version": "1", "command": ["/bin/sh", "-c", 'printf "%s|" "$@"', "show"]}
+    file.write_text(json.dumps({"programs": [entry]}))
+    (base / "shared" / "work").mkdir(parents=True)
+    return Programs(base / "root", file, base / "shared")
+
+
 @pytest.fixture(scope="session")
 def stack(
-    slurm_cluster, sge_cell, count_log: Path, tmp_path_factory: pytest.TempPathFactory
+    slurm_cluster, sge_cell, count_log: Path, programs: Programs, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     count_slurm = counting_bin(tmp_path_factory.mktemp("bin"), count_log, "slurm", "/usr/bin")
     count_sge = counting_bin(tmp_path_factory.mktemp("bin"), count_log, "sge", sge_cell.bin)
@@ -74,7 +108,17 @@ def stack(
     sge = {"JOBWIRE_HPC_SCHEDULER": "sge", "JOBWIRE_HPC_BIN_DIR": sge_cell.bin, **sge_cell.env}
     executors = [
         ExecutorConfig(
-            node="hpc-slurm", backend="hpc", slots=32, env={**slurm, "JOBWIRE_HPC_CLUSTER": "jwtest"}
+            node="hpc-slurm",
+            backend="hpc",
+            slots=32,
+            env={
+                **slurm,
+                "JOBWIRE_HPC_CLUSTER": "jwtest",
+                "JOBWIRE_HPC_PROGRAMS_ROOT": str(programs.root),
+                "JOBWIRE_HPC_PROGRAMS_FILE": str(programs.file),
+                "JOBWIRE_HPC_PROGRAMS_INTERVAL": "1",
+                "JOBWIRE_HPC_PATH_MAP": f"{GATEWAY_VIEW}={programs.shared}",
+            },
         ),
         ExecutorConfig(
             node="count-slurm",
