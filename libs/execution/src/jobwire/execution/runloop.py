@@ -7,6 +7,7 @@ A tick polls all runs in one backend call; a run that ended is finished in a tas
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -279,6 +280,9 @@ class RunLoop:
                     self.executor, t.handle, self.bus.artifacts, self.settings.artifact_max_bytes
                 )
                 report = self._finished(t, final, uploaded)
+                if t.journal.running_at is None and final.exit_code is not None:
+                    # it ran and ended between two polls (a short batch job): it did run
+                    await self._phase(t, dataclasses.replace(final, running=True))
                 await self.bus.publish(
                     sj.report_subject(self.node, job_id, "finished"),
                     report,

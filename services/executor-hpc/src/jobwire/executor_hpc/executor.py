@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jobwire.contracts.v1 import NodeCapacity, RunJob, codec
-from jobwire.execution.executor import Existing, RunHandle, RunKey, RunStatus, StartRefused
+from jobwire.execution.executor import Existing, HoldRefused, RunHandle, RunKey, RunStatus, StartRefused
 from jobwire.execution.hpc import Accounting, BatchRequest, Phase, QueueEntry, Scheduler, load_scheduler
 from jobwire.execution.hpc.base import SchedulerError
 from jobwire.execution.pathmap import PathMap
@@ -36,6 +36,9 @@ from .settings import HpcSettings, hpc_settings
 log = logging.getLogger(__name__)
 BATCH_SCRIPT = "batch.sh"
 BATCH_ID = "batch_id"
+#: written just before the submit: found without a batch id, the submit may have reached the batch
+#: system before a crash, so it is asked (one list by name) before submitting again
+SUBMITTING = "submitting"
 VANISHED = "the batch job left the queue and accounting has no record of it"
 
 
@@ -95,6 +98,9 @@ class HpcExecutor(ProcessExecutor):
     def describe(self) -> dict[str, str]:
         return {**super().describe(), "scheduler": self.scheduler.name}
 
+    def can_hold(self) -> bool:
+        return self.scheduler.supports_hold
+
     def _count(self, kind: str) -> None:
         self.calls[kind] = self.calls.get(kind, 0) + 1
 
@@ -102,9 +108,21 @@ class HpcExecutor(ProcessExecutor):
 
     async def start(self, run: RunJob) -> RunHandle:
         d = self.dir_of(run)
+        t = self.transport
+        name = BatchRequest.name_of(run.job_id, run.attempt)
+        [probe] = await t.probe([d.path], read=[SUBMITTING, BATCH_ID], stat=["stdout", "stderr", L.EXIT_CODE])
+        if BATCH_ID in probe.files:
+            return await self._handle(probe)
+        if SUBMITTING in probe.files:
+            found = await self._submitted_before(probe, name)
+            if found is not None:
+                await t.write_file(d.file(BATCH_ID), f"{found}\n".encode())
+                log.info(
+                    "%s attempt %d was submitted before a crash as job %s", run.job_id, run.attempt, found
+                )
+                return self._new_handle(run, d.path, found)
         run = self.paths.run(run)  # the cluster's paths for shared storage, before anything is written
         p = plan(run.spec, d, self.catalog)
-        t = self.transport
         for path in dict.fromkeys([d.path, *p.dirs]):
             await t.mkdir(path)
         await t.write_file(d.file(L.RUN_JSON), codec.encode(run))
@@ -140,6 +158,7 @@ class HpcExecutor(ProcessExecutor):
         )
         script = self.scheduler.build_script(req)
         await t.write_file(d.file(BATCH_SCRIPT), script.encode(), 0o755)
+        await t.write_file(d.file(SUBMITTING), f"{name}\n".encode())
         self._count("submit")
         try:
             batch_id = await self.scheduler.submit(t, d.file(BATCH_SCRIPT))
@@ -149,7 +168,33 @@ class HpcExecutor(ProcessExecutor):
         log.info(
             "submitted %s attempt %d as %s job %s", run.job_id, run.attempt, self.scheduler.name, batch_id
         )
-        return RunHandle(run, d.path, {"batch_id": batch_id, "dir": d.path, "scheduler": self.scheduler.name})
+        return self._new_handle(run, d.path, batch_id)
+
+    async def _submitted_before(self, probe: DirProbe, name: str) -> str | None:
+        """The batch id of an earlier submit of this attempt, or None when it never reached the queue.
+
+        Refuses when the batch job evidently ran (its output files exist) but left the queue: its id
+        is unknown and submitting again would run the job twice.
+        """
+        self._count("find")
+        try:
+            ids = await self.scheduler.find(self.transport, name)
+        except (SchedulerError, TransportError) as e:
+            raise RuntimeError(f"cannot tell whether {name} was submitted before a crash: {e}") from e
+        if len(ids) > 1:
+            log.warning("batch jobs %s all carry the name %s; following the first", ids, name)
+        if ids:
+            return sorted(ids, key=lambda i: (len(i), i))[0]
+        if any(f in probe.stats for f in ("stdout", "stderr", L.EXIT_CODE)):
+            raise StartRefused(
+                f"the batch job {name} was submitted before an executor crash and has already left the "
+                "queue; it is not submitted again"
+            )
+        return None
+
+    def _new_handle(self, run: RunJob, path: str, batch_id: str) -> RunHandle:
+        details = {"batch_id": batch_id, "dir": path, "scheduler": self.scheduler.name}
+        return RunHandle(run, path, details, running=False)
 
     # --- finding attempts again -----------------------------------------------------------------
 
@@ -184,10 +229,7 @@ class HpcExecutor(ProcessExecutor):
 
     async def _handle(self, probe: DirProbe) -> RunHandle:
         run = codec.decode(await self.transport.read_file(posixpath.join(probe.path, L.RUN_JSON)), RunJob)
-        batch_id = probe.files[BATCH_ID].decode().strip()
-        return RunHandle(
-            run, probe.path, {"batch_id": batch_id, "dir": probe.path, "scheduler": self.scheduler.name}
-        )
+        return self._new_handle(run, probe.path, probe.files[BATCH_ID].decode().strip())
 
     # --- polling --------------------------------------------------------------------------------
 
@@ -223,7 +265,7 @@ class HpcExecutor(ProcessExecutor):
         out: dict[RunKey, RunStatus] = {}
         if queue is None:
             for h, probe in zip(handles, probes, strict=True):
-                out[h.key] = _running(probe)
+                out[h.key] = _waiting(probe, None)
             return out
         now = time.monotonic()
         left = [i for i in ids if i not in queue or queue[i].phase is Phase.DONE]
@@ -242,7 +284,7 @@ class HpcExecutor(ProcessExecutor):
                 log.warning("accounting for %d batch jobs failed: %s", len(left), e)
         for h, i, probe in zip(handles, ids, probes, strict=True):
             if i not in left:
-                out[h.key] = _running(probe)
+                out[h.key] = _waiting(probe, queue[i], self.scheduler.name)
                 continue
             first = self._gone_since.setdefault(i, now)
             out[h.key] = self._ended(probe, accounting.get(i), waited=now - first)
@@ -268,7 +310,7 @@ class HpcExecutor(ProcessExecutor):
                 usage=acct.usage,
             )
         if waited < self.hpc.accounting_wait:
-            return RunStatus(False, log_sizes=sizes, progress_mark=mark)
+            return RunStatus(False, log_sizes=sizes, progress_mark=mark, running=None)
         if code is not None:
             return RunStatus(True, exit_code=code, ended_at=ended_at, log_sizes=sizes, progress_mark=mark)
         return RunStatus(True, reason=VANISHED, log_sizes=sizes, progress_mark=mark)
@@ -281,6 +323,17 @@ class HpcExecutor(ProcessExecutor):
         self._count("kill")
         await self.scheduler.kill(self.transport, str(handle.details["batch_id"]))
         self._next_list = 0.0  # see the cancel on the next tick
+
+    async def hold(self, handle: RunHandle, release: bool) -> None:
+        """``scontrol hold``/``qhold`` (or release); a job the batch system already runs is refused."""
+        if not self.scheduler.supports_hold:
+            raise HoldRefused(f"{self.scheduler.name} mode cannot hold or release batch jobs")
+        self._count("release" if release else "hold")
+        try:
+            await self.scheduler.hold(self.transport, str(handle.details["batch_id"]), release)
+        except SchedulerError as e:
+            raise HoldRefused(str(e)) from e
+        self._next_list = 0.0  # show the change on the next tick
 
     async def cleanup(self, handle: RunHandle) -> None:
         """Nothing to do: the batch system ends a job's processes itself."""
@@ -330,5 +383,16 @@ def _mark(probe: DirProbe) -> tuple[int, float] | None:
     return (progress.size, progress.mtime) if progress else None
 
 
-def _running(probe: DirProbe) -> RunStatus:
-    return RunStatus(False, log_sizes=_sizes(probe), progress_mark=_mark(probe))
+def _waiting(probe: DirProbe, entry: QueueEntry | None, scheduler: str = "") -> RunStatus:
+    """A job still in the queue: running, or waiting with the batch system's reason (None: unknown)."""
+    sizes, mark = _sizes(probe), _mark(probe)
+    if entry is None:
+        return RunStatus(False, log_sizes=sizes, progress_mark=mark, running=None)
+    if entry.phase is Phase.RUNNING:
+        return RunStatus(False, log_sizes=sizes, progress_mark=mark, running=True)
+    held = entry.phase is Phase.HELD
+    why = entry.reason or entry.native
+    reason = f"{'held' if held else 'pending'} in {scheduler}: {why}"
+    return RunStatus(
+        False, log_sizes=sizes, progress_mark=mark, running=False, pending_reason=reason, held=held
+    )

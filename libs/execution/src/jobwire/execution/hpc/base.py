@@ -82,8 +82,13 @@ class BatchRequest:
 
     @property
     def batch_name(self) -> str:
-        """A job name every scheduler accepts (no user text: SGE rejects spaces, separators break lists)."""
-        return "jw-" + "".join(c for c in self.job_id if c.isalnum())[-12:] + f"-{self.attempt}"
+        return self.name_of(self.job_id, self.attempt)
+
+    @staticmethod
+    def name_of(job_id: str, attempt: int) -> str:
+        """A job name every scheduler accepts (no user text: SGE rejects spaces, separators break lists),
+        unique per attempt, so a submit cut short by a crash can be found again by name."""
+        return "jw-" + "".join(c for c in job_id if c.isalnum())[-12:] + f"-{attempt}"
 
 
 class Scheduler(ABC):
@@ -159,6 +164,14 @@ class Scheduler(ABC):
     def map_state(self, native: str) -> Phase:
         """The phase of a native state code (``PENDING``, ``qw``, ``Q``)."""
 
+    @abstractmethod
+    def build_find(self, name: str) -> list[str]:
+        """ONE argv listing queued, held and running jobs named ``name`` (a crashed submit's check)."""
+
+    @abstractmethod
+    def parse_find(self, result: ExecResult, name: str) -> list[str]:
+        """The ids of the listed jobs named exactly ``name``."""
+
     def build_hold(self, job_id: str) -> list[str] | None:
         """argv that holds a queued job (None: not supported)."""
         return None
@@ -187,6 +200,16 @@ class Scheduler(ABC):
 
     async def kill(self, transport: Transport, job_id: str) -> None:
         self.parse_kill(await self._run(transport, self.build_kill(job_id)))
+
+    async def find(self, transport: Transport, name: str) -> Sequence[str]:
+        return self.parse_find(await self._run(transport, self.build_find(name)), name)
+
+    async def hold(self, transport: Transport, job_id: str, release: bool) -> None:
+        """Hold or release; SchedulerError when the batch system refuses (the job already runs)."""
+        argv = self.build_release(job_id) if release else self.build_hold(job_id)
+        if argv is None:
+            raise SchedulerError(f"{self.name} cannot hold or release jobs")
+        check_result("release" if release else "hold", await self._run(transport, argv))
 
 
 def _err(what: str, result: ExecResult) -> str:

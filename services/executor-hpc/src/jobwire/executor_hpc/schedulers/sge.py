@@ -94,6 +94,20 @@ class Sge(Scheduler):
             out[job_id] = QueueEntry(job_id, native, phase, reason, [host] if host else [])
         return out
 
+    def build_find(self, name: str) -> list[str]:
+        return self.build_list([])
+
+    def parse_find(self, result: ExecResult, name: str) -> list[str]:
+        try:
+            root = ET.fromstring(check_result("qstat", result))  # noqa: S314 - the scheduler's own output
+        except ET.ParseError as e:
+            raise SchedulerError(f"qstat -xml printed no XML: {e}") from e
+        return [
+            (job.findtext("JB_job_number") or "").strip()
+            for job in root.iter("job_list")
+            if (job.findtext("JB_name") or "").strip() == name
+        ]
+
     def map_state(self, native: str) -> Phase:
         if "d" in native or native in ("z", ""):
             return Phase.DONE

@@ -134,6 +134,13 @@ class Slurm(Scheduler):
             )
         return out
 
+    def build_find(self, name: str) -> list[str]:
+        return [self.cmd("squeue"), "-h", "-t", "all", "-n", name, "-o", SEP.join(["%i", "%j"])]
+
+    def parse_find(self, result: ExecResult, name: str) -> list[str]:
+        lines = check_result("squeue", result).splitlines()
+        return [i for i, _, n in (line.partition(SEP) for line in lines) if n == name and i.isdigit()]
+
     def map_state(self, native: str) -> Phase:
         state = native.split()[0] if native.strip() else native
         if state in QUEUED:

@@ -128,6 +128,12 @@ class SlurmRest(Slurm):
             )
         return out
 
+    def build_find(self, name: str) -> list[str]:
+        return self._curl(f"/slurm/{self.version}/jobs")
+
+    def parse_find(self, result: ExecResult, name: str) -> list[str]:
+        return [str(j.get("job_id")) for j in _json(result, "jobs").get("jobs", []) if j.get("name") == name]
+
     def build_kill(self, job_id: str) -> list[str]:
         return self._curl(f"/slurm/{self.version}/job/{job_id}", "-X", "DELETE")
 

@@ -102,6 +102,13 @@ class Torque(Scheduler):
             out[job_id] = QueueEntry(job_id, native, self.map_state(native), reason, [host] if host else [])
         return out
 
+    def build_find(self, name: str) -> list[str]:
+        return [self.cmd("qstat"), "-f"]
+
+    def parse_find(self, result: ExecResult, name: str) -> list[str]:
+        jobs = parse_qstat_f(check_result("qstat", result))
+        return [job_id for job_id, attrs in jobs.items() if attrs.get("Job_Name") == name]
+
     def map_state(self, native: str) -> Phase:
         return {
             "Q": Phase.QUEUED,

@@ -1,0 +1,141 @@
+"""Faithful batch states, hold/release and no double submit, on the real SLURM 22.05 and SGE 8.1.9.
+
+Through the stack: a job the batch system cannot start yet (a blocker fills the node) is `starting`
+with the batch system's reason, not `running`; held and released through the REST routes in the batch
+system; running and done once the node is free. Against the executor itself: a submit cut short by a
+crash before the batch id was written is found again by name, not submitted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobwire.contracts.v1 import JobSpec, RunJob, new_job_id
+from jobwire.execution.hpc.base import BatchRequest
+from jobwire.execution.settings import ExecutorSettings
+from jobwire.execution.transport.local import LocalTransport
+from jobwire.executor_hpc.executor import BATCH_ID, SUBMITTING, HpcExecutor
+from jobwire.executor_hpc.schedulers.sge import Sge
+from jobwire.executor_hpc.schedulers.slurm import Slurm
+from jobwire.executor_hpc.settings import HpcSettings
+
+pytestmark = pytest.mark.integration
+
+#: per scheduler: the node, what fills it, what the held job's reason says
+CASES = {
+    "slurm": ("hpc-slurm", {"resources": {"cpus": 16, "walltime": 300}}, "held in slurm: JobHeld"),
+    "sge": (
+        "hpc-sge",
+        {"resources": {"cpus": 16, "walltime": 300}, "sge": {"parallel_environment": "smp"}},
+        "held in sge: hqw",
+    ),
+}
+
+
+def states(job: dict[str, Any]) -> list[str]:
+    return [t["state"] for t in job["transitions"]]
+
+
+KINDS = [pytest.param(k, marks=pytest.mark.backend(k)) for k in ("slurm", "sge")]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_queued_batch_job_is_starting_then_held_released_and_run(api, kind):
+    node, fill, held_reason = CASES[kind]
+    blocker = api.submit(node=node, command=["sh", "-c", "echo up; sleep 120"], **fill)
+    api.wait_state(blocker["id"], "running")
+    refused = api.post(f"/v1/jobs/{blocker['id']}/hold")  # it runs: too late to hold
+    assert refused.status_code == 409 and refused.headers["content-type"].startswith(
+        "application/problem+json"
+    )
+    assert "running" in refused.json()["detail"]
+    try:
+        j = api.submit(node=node, command=["echo", "ran"], resources={"walltime": 300})
+        waiting = api.wait_for(
+            lambda: (job := api.job(j["id"]))["reason"] and "pending in" in job["reason"] and job,
+            30,
+            what="the batch system's pending reason",
+        )
+        assert waiting["state"] == "starting" and waiting["reason"].startswith(f"pending in {kind}: "), (
+            waiting
+        )
+
+        r = api.post(f"/v1/jobs/{j['id']}/hold")
+        assert r.status_code in (200, 202), r.text
+        held = api.wait_state(j["id"], "held", timeout=30)
+        assert held["reason"].startswith(held_reason) and held["node"] == node, held
+        r = api.post(f"/v1/jobs/{j['id']}/release")
+        assert r.status_code in (200, 202), r.text
+        assert api.wait_state(j["id"], "starting", timeout=30)["reason"].startswith(f"pending in {kind}")
+    finally:
+        api.post(f"/v1/jobs/{blocker['id']}/cancel")
+    done = api.wait_state(j["id"], api.END, timeout=60)
+    assert (done["state"], api.logs(j["id"], "stdout")) == ("succeeded", "ran\n"), done
+    assert states(done) == ["queued", "starting", "held", "starting", "running", "succeeded"]
+
+
+@pytest.mark.backend("slurm")
+def test_hold_in_jobwires_queue_and_release(api):
+    """A job no node can take yet waits in jobwire's queue: held and released there."""
+    j = api.submit(node="hpc-slurm", command=["true"], resources={"gpus": 1})  # no GPU node here
+    assert api.wait_state(j["id"], "queued")["state"] == "queued"
+    r = api.post(f"/v1/jobs/{j['id']}/hold")
+    assert r.status_code == 200 and r.json()["state"] == "held", r.text
+    r = api.post(f"/v1/jobs/{j['id']}/release")
+    assert r.status_code == 200 and r.json()["state"] == "queued", r.text
+    again = api.post(f"/v1/jobs/{j['id']}/release")
+    assert again.status_code == 409 and "not held" in again.json()["detail"]
+    api.post(f"/v1/jobs/{j['id']}/cancel")
+    assert states(api.wait_state(j["id"], "cancelled")) == ["queued", "held", "queued", "cancelled"]
+
+
+# --- the crash window between submit and batch_id ---------------------------------------------------
+
+
+def executor_for(kind: str, root: Path, slurm_cluster: Any, sge_cell: Any) -> HpcExecutor:
+    settings = ExecutorSettings(node=f"crash-{kind}", root=str(root))
+    hpc = HpcSettings(scheduler=kind, poll_interval=0.1)
+    scheduler = (
+        Slurm(env=slurm_cluster.env) if kind == "slurm" else Sge(bin_dir=sge_cell.bin, env=sge_cell.env)
+    )
+    return HpcExecutor(settings, LocalTransport(), str(root), scheduler, hpc)
+
+
+def named(kind: str, name: str, slurm_cluster: Any, sge_cell: Any) -> list[str]:
+    if kind == "slurm":
+        out = slurm_cluster.run("squeue", "-h", "-t", "all", "-n", name, "-o", "%i").stdout
+        return out.split()
+    out = sge_cell.run("qstat", "-j", name).stdout
+    return [line.split()[1] for line in out.splitlines() if line.startswith("job_number:")]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_submit_cut_short_before_batch_id_is_not_submitted_twice(kind, tmp_path, slurm_cluster, sge_cell):
+    root = tmp_path / "root"
+    ex = executor_for(kind, root, slurm_cluster, sge_cell)
+    run = RunJob(job_id=new_job_id(), attempt=1, node=f"crash-{kind}", spec=JobSpec(command=["sleep", "30"]))
+    name = BatchRequest.name_of(run.job_id, run.attempt)
+
+    async def scenario() -> tuple[str, str, bool]:
+        first = await ex.start(run)
+        d = Path(first.ref)
+        assert (d / SUBMITTING).exists()
+        (d / BATCH_ID).unlink()  # the crash: submitted, batch id never written
+        assert await ex.existing(run.job_id, run.attempt) is None  # so the RunJob is handled again
+        again = await ex.start(run)
+        return first.details["batch_id"], again.details["batch_id"], again.running
+
+    first, again, running = asyncio.run(scenario())
+    try:
+        assert again == first and running is False
+        assert ex.calls["submit"] == 1 and ex.calls["find"] == 1
+        assert (root / "jobs" / run.job_id / "1" / BATCH_ID).read_text().strip() == first
+        time.sleep(0.5)
+        assert named(kind, name, slurm_cluster, sge_cell) == [first]
+    finally:
+        (slurm_cluster.run("scancel", first) if kind == "slurm" else sge_cell.run("qdel", first))
