@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import UTC, datetime
 
 import httpx
@@ -132,3 +134,25 @@ async def test_the_openapi_schema_documents_the_route(gateway: httpx.AsyncClient
     op = schema["paths"]["/v1/programs"]["get"]
     assert {p["name"] for p in op["parameters"]} == {"name", "version", "cluster", "node"}
     assert "503" in op["responses"]
+
+
+async def test_the_cli_lists_programs_from_a_real_gateway(
+    gateway: httpx.AsyncClient, catalogs: Bus, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobwire.client.cli import main
+
+    url = str(gateway.base_url).rstrip("/")
+    token = gateway.headers["Authorization"].removeprefix("Bearer ")
+    base = ["--url", url, "--token", token]
+    # the sync CLI runs in a thread: this event loop serves the gateway
+    assert await asyncio.to_thread(main, ["programs", "--name", "NEWAVE", "--cluster", "alpha", *base]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["PROGRAM", "CLUSTER", "NODE", "DESCRIPTION"]
+    assert [line.split()[:3] for line in lines[1:]] == [
+        ["NEWAVE@v9", "alpha", "hpc-a"],
+        ["NEWAVE@v28.16.4", "alpha", "hpc-a"],
+    ]
+    assert await asyncio.to_thread(main, ["programs", "--version", "v10", "--json", *base]) == 0
+    assert [p["id"] for p in json.loads(capsys.readouterr().out)] == ["NEWAVE@v10"]
+    assert await asyncio.to_thread(main, ["programs", "--name", "GAMS", *base]) == 0
+    assert "no program matches" in capsys.readouterr().err

@@ -18,6 +18,7 @@ import httpx
 import msgspec
 
 from jobwire.contracts import v1
+from jobwire.contracts.v1 import programs as pv
 
 from .config import DEFAULT_URL
 from .errors import ApiError, ConnectionFailed, UnexpectedResponse, WaitTimeout, describe_transport_error
@@ -250,6 +251,20 @@ class JobwireClient:
     def nodes(self) -> list[v1.NodeView]:
         raw = items_of(self._decode(self._request("GET", "/v1/nodes"), Any))
         return _convert(raw, list[v1.NodeView])
+
+    def programs(
+        self,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        cluster: str | None = None,
+        node: str | None = None,
+    ) -> list[pv.ProgramView]:
+        """What jobs may name as ``program: NAME@VERSION``, one entry per node offering it."""
+        asked = {"name": name, "version": version, "cluster": cluster, "node": node}
+        params = {k: v for k, v in asked.items() if v is not None}
+        raw = items_of(self._decode(self._request("GET", "/v1/programs", params=params), Any))
+        return _convert(raw, list[pv.ProgramView])
 
     def health(self) -> Any:
         return self._decode(self._request("GET", "/health"), Any)

@@ -131,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("nodes", commands.nodes, "list executor nodes")
     _json_flag(p)
 
+    p = add("programs", commands.programs, "list programs a job may name (program: NAME@VERSION)")
+    p.add_argument("--name", help="only this program")
+    p.add_argument("--version", help="only this version")
+    p.add_argument("--cluster")
+    p.add_argument("--node")
+    _json_flag(p)
+
     p = add("artifacts", commands.artifacts, "list a job's artifacts, or download one")
     p.add_argument("job")
     p.add_argument("name", nargs="?")

@@ -191,6 +191,18 @@ def nodes(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
     return 0
 
 
+def programs(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    found = client.programs(name=args.name, version=args.version, cluster=args.cluster, node=args.node)
+    if io.as_json:
+        io.json(found)
+    elif not found:
+        asked = any((args.name, args.version, args.cluster, args.node))
+        io.err.print("no program matches" if asked else "no node offers programs", style="dim")
+    else:
+        io.out.print(render.programs_table(found))
+    return 0
+
+
 def artifacts(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
     """List a job's artifacts, or download one (to ``-o PATH``, ``-o -`` for stdout)."""
     if args.name is None:

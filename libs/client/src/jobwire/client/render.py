@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jobwire.contracts import v1
+from jobwire.contracts.v1 import programs as pv
 
 STATE_STYLES: dict[str, str] = {
     "queued": "yellow",
@@ -239,6 +240,17 @@ def nodes_table(nodes: list[v1.NodeView], now: datetime | None = None) -> Table:
             gpus,
             fmt_age(node.last_heartbeat, now),
         )
+    return table
+
+
+def programs_table(programs: list[pv.ProgramView]) -> Table:
+    """One row per program per node, in the gateway's order (name, natural version order)."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("PROGRAM", "CLUSTER", "NODE"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("DESCRIPTION", overflow="fold")
+    for p in programs:
+        table.add_row(p.id, p.cluster, p.node, p.description or "")
     return table
 
 
