@@ -117,6 +117,7 @@ class Handler(BaseHTTPRequestHandler):
             ("GET", r"/v1/jobs", self._list),
             ("GET", r"/v1/jobs/([^/]+)", self._get),
             ("POST", r"/v1/jobs/([^/]+)/cancel", self._cancel),
+            ("POST", r"/v1/jobs/([^/]+)/(hold|release)", self._hold),
             ("DELETE", r"/v1/jobs/([^/]+)", self._delete),
             ("GET", r"/v1/jobs/([^/]+)/logs", self._logs),
             ("GET", r"/v1/jobs/([^/]+)/events", self._events),
@@ -199,6 +200,16 @@ class Handler(BaseHTTPRequestHandler):
         if job["state"] in ("succeeded", "failed", "cancelled", "timed_out"):
             return self._json(*_problem(409, "Conflict", f"job {job_id} already {job['state']}", "conflict"))
         job["state"] = "cancelled"
+        self._json(200, job)
+
+    def _hold(self, job_id: str, action: str, **_: Any) -> None:
+        """Like the gateway: held from queued, released to queued, 409 otherwise."""
+        job = self.stub.jobs[job_id]
+        want, to = ("queued", "held") if action == "hold" else ("held", "queued")
+        if job["state"] != want:
+            slug = "cannot-hold" if action == "hold" else "not-held"
+            return self._json(*_problem(409, "Conflict", f"job {job_id} is {job['state']}", slug))
+        job["state"] = to
         self._json(200, job)
 
     def _delete(self, job_id: str, **_: Any) -> None:

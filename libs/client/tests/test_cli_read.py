@@ -155,3 +155,14 @@ def test_watch_does_not_repeat_history_a_server_replays(stub: Any, cli: Any) -> 
     result = cli("watch", job["id"])
     assert result.code == 0
     assert [line.split()[1] for line in result.out.splitlines()] == ["running", "succeeded", "succeeded"]
+
+
+def test_hold_and_release(stub: Any, cli: Any) -> None:
+    job = stub.add_job(state="queued")
+    result = cli("hold", job["id"])
+    assert result.code == 0 and f"{job['id']} held" in result.out
+    assert stub.seen[-1].method == "POST" and stub.seen[-1].path == f"/v1/jobs/{job['id']}/hold"
+    result = cli("release", job["id"])
+    assert result.code == 0 and f"{job['id']} released (now queued)" in result.out
+    refused = cli("release", job["id"])  # not held: the server's 409 problem is shown, exit code 2
+    assert refused.code == 2 and f"Conflict (409): job {job['id']} is queued" in refused.err

@@ -162,6 +162,12 @@ class JobwireClient:
     def cancel(self, job_id: str) -> v1.Job:
         return self._decode(self._request("POST", _job(job_id, "cancel")), v1.Job)
 
+    def hold(self, job_id: str) -> v1.Job:
+        return self._decode(self._request("POST", _job(job_id, "hold")), v1.Job)
+
+    def release(self, job_id: str) -> v1.Job:
+        return self._decode(self._request("POST", _job(job_id, "release")), v1.Job)
+
     def delete(self, job_id: str) -> v1.Job | None:
         """Delete the job with its logs and artifacts; a job when the deletion is still under way."""
         resp = self._request("DELETE", _job(job_id))

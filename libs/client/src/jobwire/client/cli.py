@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     _json_flag(p)
 
     add("cancel", commands.cancel, "cancel a job").add_argument("job")
+    add(
+        "hold", commands.hold, "hold a queued job (or a batch job its batch system still queues)"
+    ).add_argument("job")
+    add("release", commands.release, "release a held job").add_argument("job")
     add("rm", commands.rm, "delete a job with its logs and artifacts").add_argument("job")
 
     p = add("nodes", commands.nodes, "list executor nodes")

@@ -163,6 +163,28 @@ def cancel(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
     return 0
 
 
+def hold(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    job = client.hold(args.job)
+    if io.as_json:
+        io.json(job)
+    elif job.state is v1.JobState.HELD:
+        io.out.print(f"{job.id} held" + (f" ({job.reason})" if job.reason else ""))
+    else:
+        io.out.print(f"hold requested for {job.id} (now {job.state.value})")
+    return 0
+
+
+def release(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    job = client.release(args.job)
+    if io.as_json:
+        io.json(job)
+    elif job.state is not v1.JobState.HELD:
+        io.out.print(f"{job.id} released (now {job.state.value})")
+    else:
+        io.out.print(f"release requested for {job.id} (still held)")
+    return 0
+
+
 def rm(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
     job = client.delete(args.job)
     io.out.print(f"deleted {args.job}" if job is None else f"deletion of {args.job} requested")
