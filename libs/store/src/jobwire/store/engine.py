@@ -6,6 +6,7 @@ site runs it on PostgreSQL without a second code path.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ SQLITE_BEGIN = "jobwire_sqlite_begin"
 MIGRATION_LOCK_KEY = 0x6A6F6277697265
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
+#: libpq's TLS parameters, accepted in a ``postgresql://`` URL and turned into asyncpg's ``ssl``
+_PG_TLS_PARAMS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+_PG_SSLMODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
 _SQLITE_PRAGMAS = ("journal_mode=WAL", "busy_timeout=5000", "foreign_keys=ON", "synchronous=NORMAL")
 _SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
 
@@ -45,6 +49,9 @@ def make_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)
+        parsed, tls = pg_tls(parsed)
+        if tls is not None:
+            kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "ssl": tls}
         return create_async_engine(parsed, **kwargs)
     database = parsed.database or ""
     if database and database != ":memory:" and not parsed.query.get("uri"):
@@ -52,6 +59,42 @@ def make_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     engine = create_async_engine(parsed, **kwargs)
     _configure_sqlite(engine)
     return engine
+
+
+def pg_tls(url: URL) -> tuple[URL, ssl.SSLContext | str | None]:
+    """The URL without libpq's TLS parameters, and what asyncpg's ``ssl`` argument makes of them.
+
+    asyncpg reads ``sslmode``/``sslrootcert`` only from a DSN, and SQLAlchemy hands it keywords, so
+    ``?sslmode=verify-full&sslrootcert=/run/secrets/pg-ca.crt`` (the spelling every PostgreSQL
+    client knows) would otherwise fail. ``verify-ca``/``verify-full`` trust ``sslrootcert`` (or the
+    system's CAs without one); ``sslcert``/``sslkey`` add a client certificate.
+    """
+    query = dict(url.query)
+    given = {k: query.pop(k) for k in _PG_TLS_PARAMS if k in query}
+    if not given:
+        return url, None
+    params = {k: v if isinstance(v, str) else v[-1] for k, v in given.items()}
+    root, cert, key = params.get("sslrootcert"), params.get("sslcert"), params.get("sslkey")
+    # libpq: a root certificate with sslmode unset (or require) means verify the server's CA
+    mode = params.get("sslmode") or ("verify-ca" if root else "prefer")
+    if mode not in _PG_SSLMODES:
+        raise ValueError(f"sslmode={mode!r} is not one of {sorted(_PG_SSLMODES)}")
+    if mode == "require" and root:
+        mode = "verify-ca"
+    stripped = url.set(query=query)
+    if mode in ("disable", "allow", "prefer"):
+        if cert:
+            raise ValueError(f"sslcert needs sslmode=require, verify-ca or verify-full, not {mode!r}")
+        return stripped, mode
+    if mode == "require" and not cert:
+        return stripped, mode
+    context = ssl.create_default_context(cafile=root)
+    context.check_hostname = mode == "verify-full"
+    if mode == "require":  # encrypted, server not verified (libpq's meaning)
+        context.verify_mode = ssl.CERT_NONE
+    if cert:
+        context.load_cert_chain(cert, key)
+    return stripped, context
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
