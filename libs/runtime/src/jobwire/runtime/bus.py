@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Any
 
-import nats
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -20,7 +21,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -32,6 +33,8 @@ from .settings import BusSettings
 
 log = logging.getLogger(__name__)
 DAY = 86400.0
+#: JetStream API errors of a cluster still forming: 10008 "JetStream system temporarily unavailable"
+_NOT_READY_CODES = frozenset({10008})
 #: a program catalog no node has published again for this long is dropped (executors re-put it)
 PROGRAM_TTL = 3600.0
 
@@ -88,6 +91,15 @@ class Bus:
         await self.nc.close()
 
 
+class TlsRefused(ConnectionError):
+    """NATS and this service do not accept each other's certificates; retrying will not help."""
+
+
+def _tls_refused(e: Exception) -> bool:
+    transient = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError, ssl.SSLWantReadError)
+    return isinstance(e, ssl.SSLError) and not isinstance(e, transient)
+
+
 def _tls(settings: BusSettings) -> ssl.SSLContext | None:
     if not (settings.nats_tls_ca or settings.nats_tls_cert):
         return None
@@ -120,11 +132,28 @@ async def connect(settings: BusSettings, *, name: str, declare: bool = False) ->
     if tls is not None:
         kwargs["tls"] = tls
 
+    starting = [True]
+
     async def _error(e: Exception) -> None:
         log.warning("nats: %s", e)
+        if starting[0] and _tls_refused(e):
+            # nats-py retries a first connect forever (max_reconnect_attempts=-1), but a certificate
+            # the other side rejects is configuration: stop with a message that says which.
+            raise TlsRefused(
+                f"the TLS handshake with NATS failed ({e}): check JOBWIRE_NATS_TLS_CA "
+                "(the CA that signed the server's certificate) and JOBWIRE_NATS_TLS_CERT/_KEY"
+            ) from e
 
     kwargs["error_cb"] = _error
-    nc = await nats.connect(**kwargs)
+    nc = Client()
+    try:
+        await nc.connect(**kwargs)
+    except TlsRefused:
+        # the failed handshake's transport never reports closed; do not wait for it
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), 1)
+        raise
+    starting[0] = False
     bus = Bus(nc=nc, js=nc.jetstream(), settings=settings)
     if declare and settings.declare_streams:
         await declare_streams(bus)
@@ -188,8 +217,40 @@ def stream_configs(settings: BusSettings) -> list[StreamConfig]:
     ]
 
 
+def _not_ready(e: BaseException) -> bool:
+    """JetStream cannot answer yet (a cluster electing its meta leader, peers still joining)."""
+    if isinstance(e, nats.errors.NoRespondersError | asyncio.TimeoutError):
+        return True  # nats-py's TimeoutError is an asyncio.TimeoutError too
+    return isinstance(e, APIError) and (e.code == 503 or e.err_code in _NOT_READY_CODES)
+
+
 async def declare_streams(bus: Bus) -> None:
-    """Create the streams and buckets, or bring their settings up to date."""
+    """Create the streams and buckets, or bring their settings up to date.
+
+    A 3-node cluster that has just started answers "no responders" or 503 until it has elected a
+    meta leader and its peers have joined; this waits that out (up to ``declare_wait`` seconds,
+    each retry logged) instead of failing the service's start.
+    """
+    deadline = time.monotonic() + bus.settings.declare_wait
+    delay = 0.25
+    while True:
+        try:
+            await _declare(bus)
+            return
+        except Exception as e:
+            if not _not_ready(e) or time.monotonic() + delay > deadline:
+                raise
+            log.warning(
+                "JetStream is not ready to declare the streams (%s: %s); again in %.1fs",
+                type(e).__name__,
+                e,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 4.0)
+
+
+async def _declare(bus: Bus) -> None:
     for cfg in stream_configs(bus.settings):
         try:
             await bus.js.add_stream(cfg)

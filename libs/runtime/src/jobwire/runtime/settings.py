@@ -78,6 +78,8 @@ class BusSettings:
     stream_replicas: int = 1
     #: off for users without stream-admin rights (a locked-down bus: only the scheduler declares)
     declare_streams: bool = True
+    #: seconds to keep retrying the declaration while a JetStream cluster is still forming
+    declare_wait: float = 60.0
     event_retention_days: float = 7.0
     log_retention_days: float = 7.0
     log_max_bytes_per_job: int = 256 * 1024 * 1024
