@@ -1,8 +1,10 @@
 """`docker compose up` of the whole stack, as a platform team runs it, on the real local engine.
 
 Images are built from the workspace (no registry: NATS and PostgreSQL come from compose.local.yaml);
-the bus is the locked-down one (every service its own NATS user). One project per session: build and
-up once, then a job end to end, a scheduler killed mid-run, and `down -v`.
+the bus is the locked-down one (every service its own NATS user), and the single-host stack runs with
+compose.tls.yaml (TLS to NATS and PostgreSQL, certificates made per run). One project per session:
+build and up once, then a job end to end, a scheduler killed mid-run, and `down -v`; the cluster
+profile runs without TLS, so both ways are exercised.
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ import compose
 import httpx
 import pytest
 
+from tests.support import tls
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.backend("docker")]
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB_IMAGE = "debian:bookworm"  # present wherever the images build (it is their base)
+LOCAL = ("compose.yaml", "compose.local.yaml")
+WITH_TLS = (*LOCAL, "compose.tls.yaml")
 
 
 @dataclass
@@ -33,19 +39,11 @@ class Compose:
     env: dict[str, str]
     url: str
     headers: dict[str, str]
+    files: tuple[str, ...] = LOCAL
 
     def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = [
-            "docker",
-            "compose",
-            "-p",
-            self.project,
-            "-f",
-            "compose.yaml",
-            "-f",
-            "compose.local.yaml",
-            *args,
-        ]
+        files = [a for f in self.files for a in ("-f", f)]
+        cmd = ["docker", "compose", "-p", self.project, *files, *args]
         done = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
         if check and done.returncode != 0:
             raise AssertionError(
@@ -65,6 +63,41 @@ def _docker_config(base: Path) -> Path:
     return base / "docker"
 
 
+def _certificates(directory: Path) -> None:
+    """compose.tls.yaml's files: a CA, and certificates for the names the services dial."""
+    ca = tls.authority(directory, "ca")
+    for name, hosts in {"nats": ("nats", "nats-2", "nats-3"), "postgres": ("postgres",)}.items():
+        ca.issue(directory, name, hosts=hosts)
+
+
+def _give_keys_to_servers(directory: Path) -> None:
+    """Each server reads its key as its own user (PostgreSQL refuses a key others may read)."""
+    tag = os.environ.get("JOBWIRE_TAG", "dev")
+    for image, user, key in (
+        ("jobwire-local-nats", "nats", "nats.key"),
+        ("jobwire-local-postgres", "postgres", "postgres.key"),
+    ):
+        subprocess.run(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "-u",
+                "0",
+                "--entrypoint",
+                "chown",
+                "-v",
+                f"{directory}:/tls",
+                f"{image}:{tag}",
+                f"{user}:",
+                f"/tls/{key}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose]:
     base = tmp_path_factory.mktemp("compose")
@@ -78,15 +111,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose]:
         "JOBWIRE_SHARED_ROOT": str(shared),
         "JOBWIRE_DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
         "JOBWIRE_GATEWAY_ADDR": "127.0.0.1:",  # a free host port
+        "JOBWIRE_TLS_DIR": str(base / "tls"),
     }
+    _certificates(base / "tls")
     for script in ("wheelhouse.sh", "secrets.sh"):
         subprocess.run(
             ["bash", f"scripts/docker/{script}"], cwd=ROOT, env=env, check=True, capture_output=True
         )
     key = (base / "secrets" / "api-keys").read_text().split()[1]
-    c = Compose(f"jwtest-{uuid.uuid4().hex[:8]}", env, "", {"Authorization": f"Bearer {key}"})
+    c = Compose(f"jwtest-{uuid.uuid4().hex[:8]}", env, "", {"Authorization": f"Bearer {key}"}, WITH_TLS)
     try:
         c.run("build", timeout=600)
+        _give_keys_to_servers(base / "tls")
         c.run("up", "-d", "--wait", "--wait-timeout", "180", timeout=240)
         port = c.run("port", "gateway", "8000").stdout.strip().rsplit(":", 1)[1]
         c.url = f"http://127.0.0.1:{port}"
@@ -137,6 +173,31 @@ def test_up_runs_a_job_on_executor_docker_with_its_logs(stack: Compose) -> None:
     assert "hello from compose" in _stdout(stack, job_id)
 
 
+TLS_PROBE = """
+import asyncio, json, os
+from sqlalchemy import text
+from jobwire.runtime.bus import connect
+from jobwire.runtime.settings import bus_settings
+from jobwire.store import make_engine
+async def main():
+    bus = await connect(bus_settings(), name="probe")
+    nats_tls = bus.nc._server_info.get("tls_required")
+    await bus.close()
+    engine = make_engine(os.environ["JOBWIRE_DATABASE_URL"])
+    async with engine.connect() as conn:
+        pg_tls = await conn.scalar(text("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"))
+    await engine.dispose()
+    print(json.dumps({"nats": nats_tls, "postgres": pg_tls}))
+asyncio.run(main())
+"""
+
+
+def test_the_services_talk_tls_to_nats_and_postgres(stack: Compose) -> None:
+    # the gateway's own settings: JOBWIRE_NATS_TLS_CA, PGSSLMODE=verify-full and PGSSLROOTCERT
+    out = stack.run("exec", "-T", "gateway", "jobwire-entrypoint", "python3", "-c", TLS_PROBE).stdout
+    assert json.loads(out) == {"nats": True, "postgres": True}, out
+
+
 @pytest.mark.timeout(300)
 def test_a_scheduler_killed_mid_run_loses_nothing(stack: Compose) -> None:
     job_id = _submit(stack, "echo started; sleep 4; echo finished")
@@ -171,15 +232,10 @@ def cluster(stack: Compose, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "JOBWIRE_STREAM_REPLICAS": "3",
         "JOBWIRE_NATS_URL": "nats://nats:4222,nats://nats-2:4222,nats://nats-3:4222",
     }
-    c = Compose(f"jwcluster-{uuid.uuid4().hex[:8]}", env, "", stack.headers)
+    c = Compose(f"jwcluster-{uuid.uuid4().hex[:8]}", env, "", stack.headers, LOCAL)
     try:
-        first = c.run("up", "-d", "--wait", "--wait-timeout", "180", timeout=240, check=False)
-        if first.returncode != 0:
-            # Known start-up race: a scheduler declaring the R3 streams while the JetStream meta leader
-            # is still being elected gets "no responders", exits and is restarted by its policy, which
-            # `--wait` reports as a failure. The second wait checks that everything settled.
-            print(f"first up --wait failed:\n{first.stderr[-2000:]}")
-            c.run("up", "-d", "--wait", "--wait-timeout", "120", timeout=180)
+        # one `up --wait`: the scheduler waits for the forming cluster's meta leader to declare R3
+        c.run("up", "-d", "--wait", "--wait-timeout", "180", timeout=240)
         port = c.run("port", "gateway", "8000").stdout.strip().rsplit(":", 1)[1]
         c.url = f"http://127.0.0.1:{port}"
         yield c
@@ -188,6 +244,40 @@ def cluster(stack: Compose, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         raise
     finally:
         c.run("down", "-v", "--remove-orphans", check=False, timeout=120)
+
+
+EVENTS_PROBE = """
+import asyncio, json, sys
+from jobwire.contracts import v1
+from jobwire.runtime.bus import connect
+from jobwire.runtime.settings import bus_settings
+async def main():
+    bus = await connect(bus_settings(), name="probe")
+    wanted, seen = set(sys.argv[1:]), {}
+    sub = await bus.js.subscribe("jobwire.evt.job.>", ordered_consumer=True)
+    while True:
+        try:
+            msg = await sub.next_msg(timeout=3)
+        except TimeoutError:
+            break
+        ev = v1.decode(msg.data, v1.Event)
+        if isinstance(ev, v1.JobTransitioned) and ev.job_id in wanted:
+            seen.setdefault(ev.job_id, []).append([ev.state.value, ev.attempt, ev.at.isoformat()])
+    await bus.close()
+    print(json.dumps(seen))
+asyncio.run(main())
+"""
+
+
+def _restarts(c: Compose, service: str) -> int:
+    container = c.run("ps", "-q", service).stdout.strip()
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{.RestartCount}}", container],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.strip())
 
 
 def _active(c: Compose) -> tuple[str, str]:
@@ -200,6 +290,8 @@ def _active(c: Compose) -> tuple[str, str]:
 
 @pytest.mark.timeout(600)
 def test_cluster_survives_a_nats_node_and_the_active_scheduler(cluster: Compose) -> None:
+    # the schedulers met the cluster while it elected its meta leader: they waited, not crashed
+    assert _restarts(cluster, "scheduler") == 0 and _restarts(cluster, "scheduler-2") == 0
     active, standby = _active(cluster)
     probe = (
         "import asyncio, json\n"
@@ -232,3 +324,13 @@ def test_cluster_survives_a_nats_node_and_the_active_scheduler(cluster: Compose)
         job = _wait(cluster, job_id, {"succeeded", "failed", "cancelled", "timed_out"}, timeout=90)
         ends = [t["state"] for t in job["transitions"] if t["state"] in ("succeeded", "failed", "timed_out")]
         assert job["state"] == "succeeded" and ends == ["succeeded"] and job["attempt"] == 1, job
+    # the event stream: exactly one object per transition, though the new active scheduler re-sent
+    # what the killed one had left in its outbox (same Nats-Msg-Id, dropped by JetStream)
+    events = json.loads(
+        cluster.run("exec", "-T", standby, "jobwire-entrypoint", "python3", "-c", EVENTS_PROBE, *jobs).stdout
+    )
+    for job_id in jobs:
+        job = httpx.get(f"{cluster.url}/v1/jobs/{job_id}", headers=cluster.headers, timeout=10).json()
+        states = [e[0] for e in events[job_id]]
+        assert states == [t["state"] for t in job["transitions"]], (events[job_id], job["transitions"])
+        assert len({tuple(e) for e in events[job_id]}) == len(events[job_id]), events[job_id]
