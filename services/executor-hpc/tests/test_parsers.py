@@ -110,10 +110,11 @@ def rest(name: str) -> ExecResult:
 
 
 def test_slurmrestd_jobs_and_accounting_json():
-    q = SlurmRest().parse_list(rest("slurmrestd-22.05-v0.0.38-jobs.json"), ["2", "3", "9"])
+    v38 = SlurmRest(options={"version": "v0.0.38"})
+    q = v38.parse_list(rest("slurmrestd-22.05-v0.0.38-jobs.json"), ["2", "3", "9"])
     assert (q["2"].phase, q["2"].nodes) == (Phase.RUNNING, ["localhost"])
     assert (q["3"].phase, q["3"].reason) == (Phase.HELD, "JobHeldUser")
-    a = SlurmRest().parse_accounting(rest("slurmrestd-22.05-dbv0.0.38-jobs.json"), ["1"])
+    a = v38.parse_accounting(rest("slurmrestd-22.05-dbv0.0.38-jobs.json"), ["1"])
     # 22.05 reports exit_code 0 for this FAILED job: the adapter leaves the code to the exit-code file
     assert (a["1"].native, a["1"].exit_code, a["1"].final) == ("FAILED", None, True)
 

@@ -3,13 +3,16 @@
 The adapter is still handed a transport: requests are ``curl`` commands run where the transport
 runs (the login node, or across SSH). The JWT travels as headers on curl's stdin (``-H @-``), so it
 is never in an argv, a URL or a log line. slurmrestd 22.05 ignores ``#SBATCH`` lines, so the job
-description is derived from the script's own directives. ``/slurmdb`` exit codes are wrong in
-22.05, so exit codes come from the exit-code file or the live job's wait status.
+description is derived from the script's own directives. API versions v0.0.38 to v0.0.41 (SLURM
+22.05 to 24.11) are spoken; what differs between them lives in :mod:`.slurm_rest_formats`.
+``/slurmdb`` exit codes are wrong in 22.05 (v0.0.38), so there they come only from the exit-code
+file; from v0.0.39 on accounting's exit code is the fallback when that file is missing.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
@@ -22,14 +25,24 @@ from jobwire.execution.hpc.values import parse_duration_hms
 from jobwire.execution.transport import ExecResult, Transport
 
 from .slurm import HELD_REASONS, OUTCOMES, Slurm
+from .slurm_rest_formats import (
+    DIALECTS,
+    VERSIONS,
+    choose_version,
+    exit_code,
+    number,
+    seconds,
+    state_of,
+    tres_count,
+)
 
-#: API versions this adapter speaks, newest first
-VERSIONS = ("v0.0.38",)
+log = logging.getLogger(__name__)
 DIRECTIVE = re.compile(r"^#SBATCH --([a-z-]+)=(.*)$")
 
 
 def job_description(script: str) -> dict[str, Any]:
-    """The v0.0.38 ``job`` object for a script built by :class:`Slurm` (its directives, as JSON)."""
+    """The v0.0.38 ``job`` object for a script built by :class:`Slurm` (its directives, as JSON);
+    :meth:`Dialect.submit_body` spells it for newer versions."""
     d: dict[str, str] = {}
     for line in script.splitlines():
         if m := DIRECTIVE.match(line):
@@ -67,6 +80,11 @@ class SlurmRest(Slurm):
         super().__init__(*args, **kwargs)
         self.url = self.options.get("url", "http://127.0.0.1:6820").rstrip("/")
         self.version = self.options.get("version") or VERSIONS[0]
+        if self.version not in DIALECTS:
+            raise SchedulerError(
+                f"slurm-rest: API version {self.version!r} is not spoken here; "
+                f"use one of {', '.join(VERSIONS)}"
+            )
 
     # --- the request pairs (argv without secrets; headers come from :meth:`headers`) -------------
 
@@ -117,7 +135,7 @@ class SlurmRest(Slurm):
             job_id = str(job.get("job_id"))
             if job_id not in wanted:
                 continue
-            native = str(job.get("job_state", ""))
+            native = state_of(job.get("job_state"))
             reason = str(job.get("state_reason") or "")
             phase = self.map_state(native)
             if phase is Phase.QUEUED and reason in HELD_REASONS:
@@ -158,24 +176,36 @@ class SlurmRest(Slurm):
             job_id = str(job.get("job_id"))
             if job_id not in wanted:
                 continue
-            native = str((job.get("state") or {}).get("current", "UNKNOWN"))
-            outcome, reason = OUTCOMES.get(native, (None, None))
-            t = job.get("time") or {}
-            cpu = sum(
-                s.get("time", {}).get("total", {}).get("seconds", 0)
-                + s.get("time", {}).get("total", {}).get("microseconds", 0) / 1e6
-                for s in job.get("steps", [])
-            )
-            nodes = str(job.get("nodes") or "")
-            usage = Usage(
-                wall_seconds=float(t.get("elapsed", 0)),
-                cpu_seconds=cpu,
-                node_list=[nodes] if nodes and nodes != "None assigned" else None,
-            )
-            # exit_code here is wrong in 22.05: None leaves it to the exit-code file
-            final = self.map_state(native) is Phase.DONE
-            out[job_id] = Accounting(job_id, native, None, outcome, reason, usage, final)
+            out[job_id] = self._accounting(job_id, job)
         return out
+
+    def _accounting(self, job_id: str, job: dict[str, Any]) -> Accounting:
+        state = job.get("state") or {}
+        native = state_of(state.get("current"))
+        outcome, reason = OUTCOMES.get(native, (None, None))
+        if native == "FAILED" and state.get("reason") not in (None, "", "None", "NonZeroExitCode"):
+            reason = str(state["reason"])
+        steps = [s for s in job.get("steps") or [] if isinstance(s, dict)]
+        # MaxRSS and MaxDiskRead are TRESUsageInMax: "tres/requested/max" of each step
+        in_max = [((s.get("tres") or {}).get("requested") or {}).get("max") for s in steps]
+        rss = [r for r in (tres_count(t, "mem") for t in in_max) if r is not None]
+        reads = [r for r in (tres_count(t, "fs/disk") for t in in_max) if r is not None]
+        nodes = str(job.get("nodes") or "")
+        usage = Usage(
+            wall_seconds=float(number((job.get("time") or {}).get("elapsed")) or 0),
+            cpu_seconds=sum(seconds((s.get("time") or {}).get("total")) for s in steps),
+            max_rss_bytes=max(rss) if rss else None,
+            io_read_bytes=sum(reads) if reads else None,
+            node_list=[nodes] if nodes and nodes != "None assigned" else None,
+        )
+        final = self.map_state(native) is Phase.DONE
+        # v0.0.38 (22.05) reports exit code 0 for failed jobs: None leaves it to the exit-code file
+        code = (
+            exit_code(job.get("exit_code"))
+            if final and DIALECTS[self.version].accounting_exit_codes
+            else None
+        )
+        return Accounting(job_id, native, code, outcome, reason, usage, final)
 
     # --- glue: headers on stdin, the job description next to the script ------------------------
 
@@ -184,7 +214,7 @@ class SlurmRest(Slurm):
 
     async def submit(self, transport: Transport, script_path: str) -> str:
         script = (await transport.read_file(script_path)).decode()
-        body = {"job": job_description(script), "script": script}
+        body = DIALECTS[self.version].submit_body(job_description(script), script)
         await transport.write_file(f"{script_path}.json", json.dumps(body).encode(), 0o600)
         return await super().submit(transport, script_path)
 
@@ -193,12 +223,14 @@ class SlurmRest(Slurm):
         if self.options.get("version"):
             return
         doc = _json(await self._run(transport, self._curl("/openapi/v3")), "openapi")
-        paths = doc.get("paths", {})
-        for v in VERSIONS:
-            if f"/slurm/{v}/jobs" in paths:
-                self.version = v
-                return
-        raise SchedulerError(f"slurmrestd speaks none of {', '.join(VERSIONS)}")
+        version = choose_version(doc.get("paths") or {})
+        if version is None:
+            raise SchedulerError(
+                f"slurmrestd offers none of {', '.join(VERSIONS)} for both /slurm and /slurmdb jobs "
+                "(start it with those openapi plugins, or set JOBWIRE_HPC_REST_VERSION)"
+            )
+        self.version = version
+        log.info("slurmrestd API version %s", version)
 
 
 def _json(result: ExecResult, what: str, ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
