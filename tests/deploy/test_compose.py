@@ -121,7 +121,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose]:
     key = (base / "secrets" / "api-keys").read_text().split()[1]
     c = Compose(f"jwtest-{uuid.uuid4().hex[:8]}", env, "", {"Authorization": f"Bearer {key}"}, WITH_TLS)
     try:
-        c.run("build", timeout=600)
+        # the profiles' images too (executor-ssh, executor-hpc): a few seconds on top, and they build
+        c.run("--profile", "ssh", "--profile", "hpc", "build", timeout=600)
         _give_keys_to_servers(base / "tls")
         c.run("up", "-d", "--wait", "--wait-timeout", "180", timeout=240)
         port = c.run("port", "gateway", "8000").stdout.strip().rsplit(":", 1)[1]
@@ -171,6 +172,19 @@ def test_up_runs_a_job_on_executor_docker_with_its_logs(stack: Compose) -> None:
     job = _wait(stack, job_id, {"succeeded", "failed"})
     assert job["state"] == "succeeded" and job["node"] == "docker-1", job
     assert "hello from compose" in _stdout(stack, job_id)
+
+
+def test_the_hpc_image_runs_the_hpc_executor_as_a_non_root_user(stack: Compose) -> None:
+    image = f"jobwire-executor-hpc:{stack.env.get('JOBWIRE_TAG', 'dev')}"
+    check = (
+        "from importlib.metadata import entry_points as e; import os; "
+        "print(os.getuid(), sorted(x.name for x in e(group='jobwire.executors')))"
+    )
+    out = subprocess.run(
+        ["docker", "run", "--rm", image, "python3", "-c", check], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split(None, 1) == ["10001", "['hpc', 'local']\n"], out.stdout
 
 
 TLS_PROBE = """
