@@ -1,5 +1,6 @@
 """Adapters on recorded real output: SLURM 22.05 and SGE 8.1.9 recorded on the test clusters here,
-Torque ``qstat -f`` written after the format in the Torque documentation (no server is packaged)."""
+Torque ``qstat -f`` and ``qstat -x`` written after Torque's sources and published real outputs (no
+server is packaged; sources in data/README.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from jobwire.execution.transport import ExecResult
 from jobwire.executor_hpc.schedulers.sge import Sge
 from jobwire.executor_hpc.schedulers.slurm import Slurm, exit_code_of
 from jobwire.executor_hpc.schedulers.slurm_rest import SlurmRest, job_description
-from jobwire.executor_hpc.schedulers.torque import Torque, parse_qstat_f
+from jobwire.executor_hpc.schedulers.torque import Pbs, Torque, parse_qstat_f, parse_qstat_x
+from jobwire.executor_hpc.settings import hpc_settings
 
 pytestmark = pytest.mark.unit
 DATA = Path(__file__).parent / "data"
@@ -86,10 +88,11 @@ def test_torque_qstat_f_stanzas_continuations_and_separators_in_names():
     assert jobs["1021.torque.example.org"]["Job_Name"] == "a = b; c"
     assert jobs["1021.torque.example.org"]["Variable_List"].endswith("PBS_O_SHELL=/bin/bash")
     ids = list(jobs)
-    q = Torque().parse_list(ok("torque-qstat-f.txt"), ids)
+    text = Torque(options={"qstat_format": "text"})
+    q = text.parse_list(ok("torque-qstat-f.txt"), ids)
     phases = [q[i].phase for i in ids]
     assert phases == [Phase.DONE, Phase.RUNNING, Phase.QUEUED, Phase.HELD, Phase.DONE, Phase.DONE]
-    a = Torque().parse_accounting(ok("torque-qstat-f.txt"), ids)
+    a = text.parse_accounting(ok("torque-qstat-f.txt"), ids)
     first = a["1021.torque.example.org"]
     assert (first.exit_code, first.usage.cpu_seconds, first.usage.node_list) == (3, 62.0, ["node01"])
     assert first.usage.max_rss_bytes == 10432 * 1024
@@ -102,7 +105,134 @@ def test_torque_unknown_ids_do_not_hide_the_others():
     res = ExecResult(
         153, (DATA / "torque-qstat-f.txt").read_bytes(), b"qstat: Unknown Job Id Error 9.torque\n"
     )
-    assert "1022.torque.example.org" in Torque().parse_list(res, ["1022.torque.example.org", "9.torque"])
+    listed = Pbs().parse_list(res, ["1022.torque.example.org", "9.torque"])
+    assert "1022.torque.example.org" in listed
+
+
+X = "torque.example.org"
+UNKNOWN = b"qstat: Unknown Job Id Error 9.torque.example.org\n"
+
+
+def torque_x() -> ExecResult:
+    """``qstat -x 2041... 2051 9`` as Torque 6.1 answers it: one document per known id, exit 153."""
+    return ok("torque-6.1-qstat-x.xml", 153, UNKNOWN)
+
+
+def test_torque_qstat_x_one_document_per_id_with_names_escapes_and_non_ascii():
+    jobs = parse_qstat_x((DATA / "torque-6.1-qstat-x.xml").read_text())
+    assert list(jobs) == [f"{n}.{X}" for n in range(2041, 2052)]
+    assert jobs[f"2041.{X}"]["Job_Name"] == "align; sample=A|B, lane 1"
+    assert jobs[f"2042.{X}"]["Job_Name"] == "fit \"x\" & 'y' <z>"
+    assert jobs[f"2044.{X}"]["Job_Name"] == "análise_ção ✓"
+    assert jobs[f"2047.{X}"]["Job_Name"] == "a = b; c"
+    assert jobs[f"2044.{X}"]["resources_used.vmem"] == "2524268kb"
+    assert jobs[f"2044.{X}"]["Walltime.Remaining"] == "2980"
+    assert jobs[f"2041.{X}"]["Variable_List"].endswith(",PBS_O_SERVER=torque.example.org")
+    hint = jobs[f"2046.{X}"]["sched_hint"]  # a value holding newlines stays one value
+    assert hint.startswith("Post job file processing error") and hint.endswith("*** error from copy")
+
+
+def test_torque_qstat_x_states_reasons_and_nodes():
+    ids = [f"{n}.{X}" for n in range(2041, 2052)] + [f"9.{X}"]
+    q = Torque().parse_list(torque_x(), ids)
+    assert f"9.{X}" not in q  # purged: left the queue
+    got = {i.split(".")[0]: (q[i].native, q[i].phase) for i in q}
+    assert got["2041"] == ("Q", Phase.QUEUED) and got["2042"] == ("H", Phase.HELD)
+    assert got["2043"] == ("W", Phase.QUEUED) and got["2044"] == ("R", Phase.RUNNING)
+    assert got["2045"] == ("E", Phase.RUNNING) and got["2046"] == ("C", Phase.DONE)
+    assert q[f"2041.{X}"].reason == "Not Running: Not enough of the right type of nodes available"
+    assert q[f"2042.{X}"].reason == "Hold_Types=u"
+    assert q[f"2043.{X}"].reason == "Execution_Time=1763874001"
+    assert q[f"2044.{X}"].nodes == ["node01", "node02"] and q[f"2044.{X}"].reason is None
+
+
+def test_torque_qstat_x_exit_status_and_usage():
+    ids = [f"{n}.{X}" for n in range(2041, 2052)]
+    a = Torque().parse_accounting(torque_x(), ids)
+    assert sorted(int(i.split(".")[0]) for i in a) == list(range(2046, 2052))  # only state C
+    ok0 = a[f"2046.{X}"]
+    assert (ok0.exit_code, ok0.outcome, ok0.final) == (0, None, True)
+    assert (ok0.usage.cpu_seconds, ok0.usage.wall_seconds) == (62.0, 65.0)
+    assert ok0.usage.max_rss_bytes == 10432 * 1024 and ok0.usage.node_list == ["node01"]
+    assert (a[f"2047.{X}"].exit_code, a[f"2047.{X}"].outcome) == (3, None)
+    assert (a[f"2048.{X}"].exit_code, a[f"2048.{X}"].outcome) == (143, None)  # 256 + SIGTERM: qdel
+    overtime = a[f"2049.{X}"]
+    assert (overtime.exit_code, overtime.outcome) == (None, JobState.TIMED_OUT)
+    assert "walltime" in (overtime.reason or "")
+    killed = a[f"2050.{X}"]  # SIGKILL (265) with walltime used >= its limit
+    assert (killed.exit_code, killed.outcome) == (137, JobState.TIMED_OUT)
+    big = a[f"2051.{X}"]
+    assert (big.exit_code, big.outcome) == (None, JobState.FAILED)
+    assert big.reason == "Torque: the job exceeded its memory limit (exit_status -10)"
+    assert big.usage.max_rss_bytes == 4194304 * 1024
+
+
+def test_torque_and_pbs_flavours_pick_their_qstat_format():
+    assert Torque().build_list(["1.s", "2.s"]) == ["qstat", "-x", "1.s", "2.s"]
+    assert Torque().build_accounting(["1.s"], 0.0) == ["qstat", "-x", "1.s"]
+    assert Torque().build_find("jw-a-1") == ["qstat", "-x"]
+    assert Pbs().build_list(["1.s"]) == ["qstat", "-f", "1.s"]  # PBS Pro's -x is job history
+    assert Torque(options={"qstat_format": "text"}).build_list(["1.s"])[1] == "-f"
+    assert Pbs(options={"qstat_format": "xml"}).build_list(["1.s"])[1] == "-x"
+    with pytest.raises(ValueError, match="qstat_format 'json'"):
+        Torque(options={"qstat_format": "json"})
+    opts = hpc_settings({"JOBWIRE_HPC_SCHEDULER": "torque", "JOBWIRE_HPC_QSTAT_FORMAT": "text"})
+    assert opts.scheduler_options() == {"qstat_format": "text"}
+
+
+def test_torque_find_by_name_through_qstat_x():
+    res = ok("torque-6.1-qstat-x.xml")
+    assert Torque().parse_find(res, "a = b; c") == [f"2047.{X}"]
+    assert Torque().parse_find(res, "a = b") == []
+
+
+BOMB = (
+    b'<?xml version="1.0"?><!DOCTYPE Data [<!ENTITY a "aaaaaaaaaa">'
+    + b"".join(
+        b'<!ENTITY %c "&%c;&%c;&%c;&%c;&%c;&%c;&%c;&%c;&%c;&%c;">' % ((98 + i,) + (97 + i,) * 10)
+        for i in range(9)
+    )
+    + b"]><Data><Job><Job_Id>1.s</Job_Id><Job_Name>&j;</Job_Name></Job></Data>"
+)
+EXTERNAL = (
+    b'<?xml version="1.0"?><!DOCTYPE Data [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+    b"<Data><Job><Job_Id>1.s</Job_Id><Job_Name>&x;</Job_Name></Job></Data>"
+)
+
+
+@pytest.mark.parametrize("payload", [BOMB, EXTERNAL, BOMB.replace(b"DOCTYPE", b"doctype")])
+def test_torque_qstat_x_refuses_dtds_so_no_entity_is_expanded_or_fetched(payload):
+    with pytest.raises(SchedulerError, match="DTD"):
+        Torque().parse_list(ExecResult(0, payload, b""), ["1.s"])
+
+
+def test_torque_qstat_x_unreadable_output_fails_the_poll_instead_of_losing_jobs():
+    undeclared = b"<Data><Job><Job_Id>1.s</Job_Id><Job_Name>&x;</Job_Name></Job></Data>"
+    with pytest.raises(SchedulerError, match=r"cannot be read \(job 1.s\)"):
+        Torque().parse_list(ExecResult(0, undeclared, b""), ["1.s"])
+    whole = (DATA / "torque-6.1-qstat-x.xml").read_bytes()
+    truncated = whole[: whole.rindex(b"<exit_status>")]  # qstat killed mid-answer
+    with pytest.raises(SchedulerError, match="outside its XML documents"):
+        Torque().parse_list(ExecResult(0, truncated, b""), [f"2051.{X}"])
+    for err in (b"qstat: cannot connect to server torque (errno=111) Connection refused\n", b""):
+        with pytest.raises(SchedulerError, match="exit code 1"):
+            Torque().parse_list(ExecResult(1, whole, err), [f"2041.{X}"])
+    mixed = UNKNOWN + b"qstat: Error (15033 - Batch protocol error) getting status of job 3.s\n"
+    with pytest.raises(SchedulerError, match="Batch protocol error"):
+        Torque().parse_list(ExecResult(15033 % 256, whole, mixed), [f"2041.{X}"])
+
+
+def test_torque_qstat_x_odd_bytes_old_versions_and_empty_answers():
+    # control characters and Latin-1 bytes from user text (Torque copies them unescaped)
+    odd = b"<Data><Job><Job_Id>5.s</Job_Id><Job_Name>r\x01un \xe9t\xe9</Job_Name></Job></Data>"
+    old = b"<Data><Job><Job_Id>6.s</Job_Id><job_state>Q</job_state></Job></Data>\n"  # no declaration (< 6.x)
+    jobs = parse_qstat_x((odd + b"\n" + old).decode("utf-8", "replace"))
+    assert jobs["5.s"]["Job_Name"] == "r\ufffdun \ufffdt\ufffd" and jobs["6.s"]["job_state"] == "Q"
+    assert parse_qstat_x('<?xml version="1.0"?>\n<Data></Data>\n') == {}  # qstat -x with no jobs
+    gone = ExecResult(
+        153, b"", b"qstat: 7.s Job has finished, use -x or -H to obtain historical job information\n"
+    )
+    assert Pbs().parse_list(gone, ["7.s"]) == {}  # PBS Pro's answer for a finished job
 
 
 def rest(name: str) -> ExecResult:

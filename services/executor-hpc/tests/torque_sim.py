@@ -1,53 +1,124 @@
 #!/usr/bin/env python3
-"""A PBS/Torque command SIMULATOR (qsub, qstat -f, qdel), not a Torque server: none is packaged
-for Debian 12. It reproduces Torque's output formats (``123.sim`` ids, ``qstat -f`` stanzas,
-``Unknown Job Id`` with exit 153, ``exit_status`` 256+signal after qdel) and runs each script as a
-local process. State lives in ``$TORQUE_SIM_DIR``. Invoked through symlinks named after the commands.
+"""A PBS/Torque command SIMULATOR (qsub, qstat -x / -f, qdel, qhold, qrls), not a Torque server:
+none is packaged for Debian 12. It reproduces Torque 6.1's output formats and state changes and runs
+each script as a local process; state lives in ``$TORQUE_SIM_DIR``. Invoked through wrappers that
+set ``TORQUE_SIM_CMD`` to the command's name.
+
+What it reproduces, as the Torque sources and recorded outputs show it (tests/data/README.md):
+
+- ``123.sim`` ids; ``qstat -x ids...`` prints one ``<?xml version="1.0"?>`` line and one
+  single-line ``<Data><Job>..</Job></Data>`` document per id, values escaped like Torque's MXML
+  (``&<>"'``), resources nested (``<resources_used><mem>``), times as epoch seconds; ``qstat -f``
+  prints ``Job Id:`` stanzas wrapping long values after a comma onto tab-indented lines. Without
+  ids, every job (one XML document).
+- Unknown ids: ``qstat: Unknown Job Id Error ID`` on stderr after all the output, exit 153.
+- States: Q (for ``$TORQUE_SIM_QUEUE_SECONDS``, default 0) → R → C; ``qhold`` Q → H, ``qrls`` H → Q;
+  ``-l walltime`` is enforced (SIGTERM to the job, ``exit_status`` -11); a signal ends with 256 +
+  signal; ``qdel`` of a finished job fails with ``invalid state for job - COMPLETE`` (exit 168).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 STATE = Path(os.environ.get("TORQUE_SIM_DIR", "/tmp/torque-sim"))
 SERVER = "sim"
+UNKNOWN_JOB_ID = 153  # PBSE_UNKJOBID (15001) as an exit status
+INVALID_STATE = 168  # PBSE_BADSTATE (15016)
+LINESIZE = 77  # where qstat -f wraps values
 
 
 def load(job_id: str) -> dict[str, object] | None:
     p = STATE / f"{job_id}.json"
-    return json.loads(p.read_text()) if p.exists() else None
+    try:
+        return json.loads(p.read_text()) if p.exists() else None
+    except (json.JSONDecodeError, FileNotFoundError):  # replaced under us: read it again
+        time.sleep(0.01)
+        return load(job_id)
 
 
 def save(job_id: str, job: dict[str, object]) -> None:
-    tmp = STATE / f"{job_id}.json.tmp"
+    tmp = STATE / f"{job_id}.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(job))
     tmp.replace(STATE / f"{job_id}.json")
+
+
+@contextlib.contextmanager
+def locked() -> Iterator[None]:
+    """qhold/qrls/qdel and the job's runner change the same file: one at a time."""
+    with open(STATE / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def update(job_id: str, **changes: object) -> dict[str, object]:
+    """Change a job's state; a job the server already forgot stays forgotten."""
+    with locked():
+        job = load(job_id)
+        if job is not None:
+            job.update(changes)
+            save(job_id, job)
+        return job or {}
+
+
+def hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def seconds_of(text: str) -> float:
+    total = 0.0
+    for part in text.split(":"):
+        total = total * 60 + float(part)
+    return total
+
+
+# --- qsub and the job's runner --------------------------------------------------------------------
 
 
 def qsub(script: str) -> int:
     STATE.mkdir(parents=True, exist_ok=True)
     with open(STATE / "seq", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
         n = int(f.read() or 0) + 1
         f.seek(0)
         f.truncate()
         f.write(str(n))
     job_id = f"{n}.{SERVER}"
-    paths = {"-o": "/dev/null", "-e": "/dev/null", "-N": "STDIN"}
+    opts = {"-o": "/dev/null", "-e": "/dev/null", "-N": "STDIN", "-q": "batch"}
+    limits: dict[str, str] = {}
     for line in Path(script).read_text().splitlines():
         if line.startswith("#PBS "):
             parts = line.split(None, 2)
-            if len(parts) == 3 and parts[1] in paths:
-                paths[parts[1]] = parts[2]
+            if len(parts) == 3 and parts[1] in opts:
+                opts[parts[1]] = parts[2]
+            elif len(parts) == 3 and parts[1] == "-l":
+                for item in parts[2].split(","):
+                    key, _, value = item.partition("=")
+                    limits[key] = value
+    now = time.time()
     save(
-        job_id, {"state": "Q", "name": paths["-N"], "out": paths["-o"], "err": paths["-e"], "script": script}
+        job_id,
+        {
+            "state": "Q",
+            "name": opts["-N"],
+            "out": opts["-o"],
+            "err": opts["-e"],
+            "queue": opts["-q"],
+            "limits": limits,
+            "script": script,
+            "ctime": now,
+        },
     )
     subprocess.Popen(
         [sys.executable, __file__, "_run", job_id],
@@ -62,72 +133,206 @@ def qsub(script: str) -> int:
 
 
 def run(job_id: str) -> int:
-    job = load(job_id) or {}
-    started = time.time()
+    """The job's life: queued (held while H), then run under its walltime, then C with exit_status."""
+    queued_for = float(os.environ.get("TORQUE_SIM_QUEUE_SECONDS", "0"))
+    while True:
+        with locked():
+            job = load(job_id)
+            if job is None or job["state"] == "C":  # purged, or deleted while queued
+                return 0
+            if job["state"] == "Q" and time.time() - float(str(job["ctime"])) >= queued_for:
+                job.update(state="R", start=time.time())
+                save(job_id, job)
+                break
+        time.sleep(0.05)
+    limits = job.get("limits") or {}
+    assert isinstance(limits, dict)
+    walltime = seconds_of(limits["walltime"]) if "walltime" in limits else None
+    started = float(str(job["start"]))
     with open(str(job["out"]), "ab") as out, open(str(job["err"]), "ab") as err:
         proc = subprocess.Popen(
             ["/bin/sh", str(job["script"])], stdout=out, stderr=err, start_new_session=True
         )
-        job.update(state="R", pgid=proc.pid, start=started)
-        save(job_id, job)
-        rc = proc.wait()
-    job = load(job_id) or job
-    status = rc if rc >= 0 else 256 - rc  # killed by signal N: 256 + N, as Torque reports it
-    job.update(state="C", exit_status=status, walltime=time.time() - started)
-    save(job_id, job)
+        update(job_id, pgid=proc.pid)
+        try:
+            rc = proc.wait(timeout=walltime)
+            status = rc if rc >= 0 else 256 - rc  # killed by signal N: 256 + N, as Torque reports it
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            status = -11  # JOB_EXEC_OVERLIMIT_WT
+    update(job_id, state="E")
+    update(job_id, state="C", exit_status=status, walltime=time.time() - started, comp=time.time())
     return 0
 
 
-def hms(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+# --- qstat ------------------------------------------------------------------------------------------
+
+
+def attributes(job_id: str, job: dict[str, object]) -> list[tuple[str, str | list[tuple[str, str]]]]:
+    """The job's attributes in Torque's order; a list value is a resource group."""
+    state = str(job["state"])
+    ran = "start" in job
+    limits = job.get("limits") or {}
+    assert isinstance(limits, dict)
+    a: list[tuple[str, str | list[tuple[str, str]]]] = [
+        ("Job_Name", str(job["name"])),
+        ("Job_Owner", "jobwire@localhost"),
+    ]
+    if ran:
+        wall = float(str(job.get("walltime", time.time() - float(str(job["start"])))))
+        a.append(
+            (
+                "resources_used",
+                [
+                    ("cput", "00:00:00"),
+                    ("energy_used", "0"),
+                    ("mem", "1024kb"),
+                    ("vmem", "13988kb"),
+                    ("walltime", hms(wall)),
+                ],
+            )
+        )
+    a += [("job_state", state), ("queue", str(job["queue"])), ("server", SERVER), ("Checkpoint", "u")]
+    a += [("ctime", str(int(float(str(job["ctime"])))))]
+    a += [("Error_Path", f"localhost:{job['err']}")]
+    if ran:
+        a.append(("exec_host", "localhost/0"))
+    a += [("Hold_Types", "u" if state == "H" else "n"), ("Join_Path", "n"), ("Keep_Files", "n")]
+    a += [("Output_Path", f"localhost:{job['out']}"), ("Priority", "0"), ("Rerunable", "True")]
+    a.append(("Resource_List", [(k, str(v)) for k, v in sorted(limits.items())] or [("nodect", "1")]))
+    a.append(
+        (
+            "Variable_List",
+            "PBS_O_QUEUE=batch,PBS_O_HOME=/root,PBS_O_LOGNAME=root,PBS_O_PATH=/usr/local/bin:/usr/bin:/bin,"
+            "PBS_O_SHELL=/bin/sh,PBS_O_WORKDIR=/root,PBS_O_HOST=localhost,PBS_O_SERVER=" + SERVER,
+        )
+    )
+    a += [("euser", "jobwire"), ("egroup", "jobwire"), ("queue_type", "E")]
+    if "exit_status" in job:
+        a.append(("exit_status", str(job["exit_status"])))
+    a += [("submit_args", str(job["script"]))]
+    if ran:
+        a += [("start_time", str(int(float(str(job["start"]))))), ("start_count", "1")]
+    if "comp" in job:
+        a.append(("comp_time", str(int(float(str(job["comp"]))))))
+    a += [("job_radix", "0"), ("submit_host", "localhost"), ("request_version", "1")]
+    return a
+
+
+def escape(value: str) -> str:
+    return (
+        value.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&apos;")
+    )
+
+
+def xml_job(job_id: str, job: dict[str, object]) -> str:
+    parts = [f"<Job><Job_Id>{escape(job_id)}</Job_Id>"]
+    for name, value in attributes(job_id, job):
+        if isinstance(value, list):
+            inner = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in value)
+            parts.append(f"<{name}>{inner}</{name}>")
+        else:
+            parts.append(f"<{name}>{escape(value)}</{name}>")
+    return "".join(parts) + "</Job>"
+
+
+def wrapped(name: str, value: str) -> str:
+    """``    name = value`` as qstat's prt_attr writes it: wrapped after commas past LINESIZE."""
+    out, width = f"    {name} = ", len(name) + 7
+    for i, piece in enumerate(value.split(",")):
+        if i:
+            out += ","
+        if i and width + len(piece) >= LINESIZE:
+            out += "\n\t"
+            width = 9
+        out += piece
+        width += len(piece) + 1
+    return out
+
+
+def text_job(job_id: str, job: dict[str, object]) -> str:
+    lines = [f"Job Id: {job_id}"]
+    for name, value in attributes(job_id, job):
+        if isinstance(value, list):
+            lines += [wrapped(f"{name}.{k}", v) for k, v in value]
+        else:
+            lines.append(wrapped(name, value))
+    return "\n".join(lines) + "\n"
 
 
 def qstat(args: list[str]) -> int:
+    xml = "-x" in args
     ids = [a for a in args if not a.startswith("-")]
-    rc = 0
+    errors: list[str] = []
+    found: list[tuple[str, dict[str, object]]] = []
+    if not ids:
+        for p in sorted(STATE.glob("*.json"), key=lambda p: int(p.name.split(".", 1)[0])):
+            job_id = p.name.removesuffix(".json")
+            if (job := load(job_id)) is not None:
+                found.append((job_id, job))
+        if xml:
+            print('<?xml version="1.0"?>\n<Data>' + "".join(xml_job(i, j) for i, j in found) + "</Data>")
+        else:
+            print("\n".join(text_job(i, j) for i, j in found))
+        return 0
     for job_id in ids:
         job = load(job_id)
         if job is None:
-            print(f"qstat: Unknown Job Id Error {job_id}", file=sys.stderr)
-            rc = 153
-            continue
-        print(f"Job Id: {job_id}")
-        print(f"    Job_Name = {job['name']}")
-        print("    Job_Owner = root@localhost")
-        if job["state"] in ("R", "C"):
-            print("    resources_used.cput = 00:00:00")
-            print("    resources_used.mem = 1024kb")
-            print(f"    resources_used.walltime = {hms(float(str(job.get('walltime', 0))))}")
-        print(f"    job_state = {job['state']}")
-        print("    queue = batch")
-        print(f"    server = {SERVER}")
-        if job["state"] in ("R", "C"):
-            print("    exec_host = localhost/0")
-        print(f"    Output_Path = localhost:{job['out']}")
-        print("    Variable_List = PBS_O_QUEUE=batch,PBS_O_HOME=/root,")
-        print("\tPBS_O_LOGNAME=root,PBS_O_PATH=/usr/bin:/bin")
-        if "exit_status" in job:
-            print(f"    exit_status = {job['exit_status']}")
-        print()
-    return rc
+            errors.append(f"qstat: Unknown Job Id Error {job_id}")
+        elif xml:
+            print(f'<?xml version="1.0"?>\n<Data>{xml_job(job_id, job)}</Data>')
+        else:
+            print(text_job(job_id, job))
+    for line in errors:
+        print(line, file=sys.stderr)
+    return UNKNOWN_JOB_ID if errors else 0
+
+
+# --- qdel, qhold, qrls --------------------------------------------------------------------------------
+
+
+def invalid_state(cmd: str, job_id: str, state: str) -> int:
+    words = {"C": "COMPLETE", "R": "RUNNING", "E": "EXITING", "Q": "QUEUED", "H": "HELD"}
+    print(
+        f"{cmd}: Request invalid for state of job MSG=invalid state for job - {words[state]} {job_id}",
+        file=sys.stderr,
+    )
+    return INVALID_STATE
 
 
 def qdel(job_id: str) -> int:
     job = load(job_id)
     if job is None:
-        print(f"qdel: Unknown Job Id {job_id}", file=sys.stderr)
-        return 153
+        print(f"qdel: Unknown Job Id Error {job_id}", file=sys.stderr)
+        return UNKNOWN_JOB_ID
     if job["state"] == "C":
-        print(
-            f"qdel: Request invalid for state of job MSG=invalid state for job - COMPLETE {job_id}",
-            file=sys.stderr,
-        )
-        return 168
+        return invalid_state("qdel", job_id, "C")
+    if job["state"] in ("Q", "H"):
+        update(job_id, state="C", comp=time.time())  # never ran: no exit_status
+        return 0
     pgid = job.get("pgid")
     if isinstance(pgid, int):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGTERM)
+    return 0
+
+
+def qhold(job_id: str, release: bool) -> int:
+    cmd = "qrls" if release else "qhold"
+    job = load(job_id)
+    if job is None:
+        print(f"{cmd}: Unknown Job Id Error {job_id}", file=sys.stderr)
+        return UNKNOWN_JOB_ID
+    state = str(job["state"])
+    if state not in ("Q", "H"):
+        return invalid_state(cmd, job_id, state)
+    update(job_id, state="Q" if release else "H")
     return 0
 
 
@@ -142,6 +347,8 @@ def main() -> int:
         return qstat(args)
     if cmd == "qdel":
         return qdel(args[-1])
+    if cmd in ("qhold", "qrls"):
+        return qhold(args[-1], release=cmd == "qrls")
     print(f"torque simulator: {cmd} is not simulated", file=sys.stderr)
     return 2
 

@@ -53,6 +53,9 @@ class HpcSettings:
     rest_token: str | None = dataclasses.field(default=None, repr=False)
     rest_proxy: str | None = None
     rest_version: str | None = None
+    #: ``torque``/``pbs``: the full-status format qstat is asked for, ``xml`` (``qstat -x``, Torque's
+    #: XML; the default for ``torque``) or ``text`` (``qstat -f``; the default for ``pbs``)
+    qstat_format: str | None = None
 
     def scheduler_options(self) -> dict[str, str]:
         """What the adapter reads from ``options`` (only the set ones)."""
@@ -63,6 +66,7 @@ class HpcSettings:
             "token": self.rest_token,
             "proxy": self.rest_proxy,
             "version": self.rest_version,
+            "qstat_format": self.qstat_format,
         }
         return {k: v for k, v in named.items() if v}
 

@@ -1,15 +1,24 @@
-"""PBS/Torque over its CLI: qsub, ``qstat -f`` stanzas, qdel, qhold/qrls.
+"""PBS/Torque over its CLI: qsub, ``qstat -x`` XML (or ``qstat -f`` text), qdel, qhold/qrls.
 
-Torque has no batch accounting command, so finished jobs are read from ``qstat -f`` while the
-server keeps them (``keep_completed``: state ``C`` with ``exit_status``) and from the exit-code
-file otherwise. Job ids keep their server suffix (``123.server``). No Torque server is packaged
-for Debian 12: tests run this adapter against recorded output and a simulator (named as such).
+Torque has no batch accounting command, so finished jobs are read from qstat while the server keeps
+them (``keep_completed``: state ``C`` with ``exit_status``) and from the exit-code file otherwise.
+Job ids keep their server suffix (``123.server``). Which full-status format is read:
+
+- ``torque``: ``qstat -x`` (XML) by default. Nothing in it is wrapped or split on ``=``, so job
+  names with separators, long values and non-ASCII text come through whole.
+- ``pbs``: ``qstat -f`` text by default, since PBS Pro/OpenPBS's ``-x`` means "include finished
+  jobs" (history) and prints text, not XML.
+- ``JOBWIRE_HPC_QSTAT_FORMAT=xml|text`` overrides either (a Torque whose XML is broken: ``text``).
+
+No Torque server is packaged for Debian 12: tests run this adapter against recorded output and a
+simulator (named as such).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from jobwire.contracts.v1 import JobState, Usage
 from jobwire.execution.hpc import Accounting, BatchRequest, Phase, QueueEntry, Scheduler, SchedulerError
@@ -24,32 +33,51 @@ from jobwire.execution.hpc.values import (
 )
 from jobwire.execution.transport import ExecResult
 
+from .torque_formats import exec_hosts, parse_qstat_f, parse_qstat_x
+
+__all__ = ["Pbs", "Torque", "parse_qstat_f", "parse_qstat_x"]
+
 #: exit_status values Torque uses for its own failures (negative) and for signals (256 + signal)
 SIGNAL_BASE = 256
 WALLTIME_EXCEEDED = -11
-
-
-def parse_qstat_f(text: str) -> dict[str, dict[str, str]]:
-    """``Job Id: X`` stanzas of ``key = value`` lines; tab-indented lines continue the last value."""
-    jobs: dict[str, dict[str, str]] = {}
-    current: dict[str, str] | None = None
-    last = ""
-    for line in text.splitlines():
-        if line.startswith("Job Id:"):
-            current = jobs.setdefault(line.split(":", 1)[1].strip(), {})
-            last = ""
-        elif current is not None and line.startswith("\t") and last:
-            current[last] += line.strip()
-        elif current is not None and " = " in line:
-            key, _, value = line.strip().partition(" = ")
-            current[key] = value
-            last = key
-    return jobs
+#: pbs_mom's JOB_EXEC_* codes (Torque admin guide, "Job exit status")
+EXEC_FAILURES = {
+    -1: "the job could not start (before its files were staged)",
+    -2: "the job could not start (after its files were staged)",
+    -3: "the job could not start and was to be retried",
+    -4: "the job was aborted on pbs_mom's initialisation",
+    -5: "the job was aborted on pbs_mom's initialisation (checkpoint, no migration)",
+    -6: "the job was aborted on pbs_mom's initialisation (checkpoint, migration allowed)",
+    -7: "the job's restart failed",
+    -8: "the job's command could not be executed",
+    -9: "the job's stdout/stderr files could not be created",
+    -10: "the job exceeded its memory limit",
+    -12: "the job exceeded its CPU time limit",
+    -13: "the job's cgroup could not be created",
+    -14: "the job's prologue failed",
+}
+FORMATS = ("xml", "text")
+#: what qstat's stderr says of an id that left the server (Torque: finished and purged; PBS Pro:
+#: finished, kept only in its history): an answer for that id, not a failed command
+GONE = ("Unknown Job Id", "Job has finished")
 
 
 class Torque(Scheduler):
     name = "torque"
     supports_hold = True
+    #: the full-status format used unless ``options["qstat_format"]`` names one
+    default_format: ClassVar[str] = "xml"
+
+    def __init__(
+        self,
+        bin_dir: str | None = None,
+        env: Mapping[str, str] | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(bin_dir, env, options)
+        self.format = self.options.get("qstat_format") or self.default_format
+        if self.format not in FORMATS:
+            raise ValueError(f"qstat_format {self.format!r} is not one of {', '.join(FORMATS)}")
 
     def build_script(self, req: BatchRequest) -> str:
         res, opt = req.spec.resources, req.spec.torque
@@ -82,32 +110,47 @@ class Torque(Scheduler):
             raise SchedulerError(f"qsub printed no job id: {out!r}")
         return job_id
 
+    # --- listing: one qstat for every id --------------------------------------------------------
+
+    def _qstat(self, ids: Sequence[str]) -> list[str]:
+        return [self.cmd("qstat"), "-x" if self.format == "xml" else "-f", *ids]
+
+    def _read(self, result: ExecResult) -> dict[str, dict[str, str]]:
+        """Jobs of a qstat answer; ids the server forgot are absent, any other complaint is an error.
+
+        qstat prints one status (one XML document) per id, its error messages after them all, and
+        exits non-zero when any id failed: unknown ids are expected (finished and purged), but a
+        lost connection halfway would make the ids after it look gone, so that fails the whole call.
+        """
+        if result.rc != 0:
+            err = result.stderr.decode("utf-8", "replace")
+            other = [x for x in err.splitlines() if x.strip() and not any(g in x for g in GONE)]
+            if other or not err.strip():
+                flag = "-x" if self.format == "xml" else "-f"
+                raise SchedulerError(f"qstat {flag} failed with exit code {result.rc}: {err.strip()[-2000:]}")
+        text = result.stdout.decode("utf-8", "replace")
+        return parse_qstat_x(text) if self.format == "xml" else parse_qstat_f(text)
+
     def build_list(self, ids: Sequence[str]) -> list[str]:
-        return [self.cmd("qstat"), "-f", *ids]
+        return self._qstat(ids)
 
     def parse_list(self, result: ExecResult, ids: Sequence[str]) -> dict[str, QueueEntry]:
-        # qstat exits non-zero when some id is unknown (finished and purged) but lists the others.
-        if result.rc != 0 and b"Unknown Job Id" not in result.stderr:
-            raise SchedulerError(
-                f"qstat -f failed with exit code {result.rc}: {result.stderr.decode()[-2000:]}"
-            )
         wanted = set(ids)
         out: dict[str, QueueEntry] = {}
-        for job_id, attrs in parse_qstat_f(result.stdout.decode("utf-8", "replace")).items():
+        for job_id, attrs in self._read(result).items():
             if job_id not in wanted:
                 continue
             native = attrs.get("job_state", "")
-            host = attrs.get("exec_host", "").split("/", 1)[0]
-            reason = attrs.get("comment") if native in ("H", "W") else None
-            out[job_id] = QueueEntry(job_id, native, self.map_state(native), reason, [host] if host else [])
+            hosts = exec_hosts(attrs.get("exec_host", ""))
+            out[job_id] = QueueEntry(job_id, native, self.map_state(native), _reason(native, attrs), hosts)
         return out
 
     def build_find(self, name: str) -> list[str]:
-        return [self.cmd("qstat"), "-f"]
+        return self._qstat([])
 
     def parse_find(self, result: ExecResult, name: str) -> list[str]:
-        jobs = parse_qstat_f(check_result("qstat", result))
-        return [job_id for job_id, attrs in jobs.items() if attrs.get("Job_Name") == name]
+        check_result("qstat", result)
+        return [job_id for job_id, attrs in self._read(result).items() if attrs.get("Job_Name") == name]
 
     def map_state(self, native: str) -> Phase:
         return {
@@ -125,7 +168,8 @@ class Torque(Scheduler):
         return [self.cmd("qdel"), job_id]
 
     def already_gone(self, result: ExecResult) -> bool:
-        return b"Unknown Job Id" in result.stderr or b"invalid state for job - COMPLETE" in result.stderr
+        err = result.stderr
+        return any(g.encode() in err for g in GONE) or b"invalid state for job - COMPLETE" in err
 
     def build_hold(self, job_id: str) -> list[str] | None:
         return [self.cmd("qhold"), job_id]
@@ -134,44 +178,77 @@ class Torque(Scheduler):
         return [self.cmd("qrls"), job_id]
 
     def build_accounting(self, ids: Sequence[str], since: float) -> list[str]:
-        return [self.cmd("qstat"), "-f", *ids]
+        return self._qstat(ids)
 
     def parse_accounting(self, result: ExecResult, ids: Sequence[str]) -> dict[str, Accounting]:
-        if result.rc != 0 and b"Unknown Job Id" not in result.stderr:
-            raise SchedulerError(
-                f"qstat -f failed with exit code {result.rc}: {result.stderr.decode()[-2000:]}"
-            )
         wanted = set(ids)
         out: dict[str, Accounting] = {}
-        for job_id, a in parse_qstat_f(result.stdout.decode("utf-8", "replace")).items():
-            if job_id not in wanted or a.get("job_state") != "C" or "exit_status" not in a:
+        for job_id, a in self._read(result).items():
+            # PBS Pro spells it Exit_status and ends jobs in F (seen with its qstat -x history)
+            status_text = a.get("exit_status", a.get("Exit_status", "")).strip()
+            if job_id not in wanted or a.get("job_state") not in ("C", "F") or not status_text:
                 continue
-            status = int(a["exit_status"])
-            outcome: JobState | None = None
-            reason: str | None = None
-            code: int | None = status
-            if status == WALLTIME_EXCEEDED:
-                outcome, reason, code = (
-                    JobState.TIMED_OUT,
-                    "Torque: walltime exceeded (exit_status -11)",
-                    None,
-                )
-            elif status < 0:
-                outcome, reason, code = (
-                    JobState.FAILED,
-                    f"Torque could not run the job (exit_status {status})",
-                    None,
-                )
-            elif status > SIGNAL_BASE:
-                code = 128 + status - SIGNAL_BASE
-            host = a.get("exec_host", "").split("/", 1)[0]
-            usage = Usage(
-                wall_seconds=parse_duration_hms(a.get("resources_used.walltime", "")),
-                cpu_seconds=parse_duration_hms(a.get("resources_used.cput", "")),
-                max_rss_bytes=parse_size_units(
-                    a.get("resources_used.mem", "").replace("kb", "K").replace("mb", "M")
-                ),
-                node_list=[host] if host else None,
-            )
-            out[job_id] = Accounting(job_id, "C", code, outcome, reason, usage, True)
+            try:
+                status = int(status_text)
+            except ValueError:
+                continue
+            out[job_id] = _accounting(job_id, a, status)
         return out
+
+
+class Pbs(Torque):
+    """PBS Pro / OpenPBS (and Torque set up as ``pbs``): the same commands, ``qstat -f`` text by default."""
+
+    name = "pbs"
+    default_format = "text"
+
+
+def _reason(native: str, attrs: dict[str, str]) -> str | None:
+    """Why a job waits: the scheduler's comment, else what holds it or when it may start."""
+    if native not in ("Q", "H", "W"):
+        return None
+    if comment := attrs.get("comment", "").strip():
+        return comment
+    if native == "H" and (types := attrs.get("Hold_Types", "").strip()) and types != "n":
+        return f"Hold_Types={types}"
+    if native == "W" and (when := attrs.get("Execution_Time", "").strip()):
+        return f"Execution_Time={when}"
+    return None
+
+
+def _accounting(job_id: str, a: dict[str, str], status: int) -> Accounting:
+    """exit_status read the way Torque writes it: the script's code, -N for pbs_mom's own
+    failures (-11: walltime), 256+N when a signal killed it (a walltime kill can show as 265)."""
+    wall = parse_duration_hms(a.get("resources_used.walltime", ""))
+    limit = parse_duration_hms(a.get("Resource_List.walltime", ""))
+    outcome: JobState | None = None
+    reason: str | None = None
+    code: int | None = status
+    if status == WALLTIME_EXCEEDED:
+        outcome, reason, code = JobState.TIMED_OUT, "Torque: walltime exceeded (exit_status -11)", None
+    elif status < 0:
+        why = EXEC_FAILURES.get(status, "pbs_mom could not run the job")
+        outcome, reason, code = JobState.FAILED, f"Torque: {why} (exit_status {status})", None
+    elif status > SIGNAL_BASE:
+        code = 128 + status - SIGNAL_BASE
+        if wall is not None and limit is not None and wall >= limit:
+            outcome = JobState.TIMED_OUT
+            reason = f"Torque: killed by signal {status - SIGNAL_BASE} at its walltime limit"
+    hosts = exec_hosts(a.get("exec_host", ""))
+    usage = Usage(
+        wall_seconds=wall,
+        cpu_seconds=parse_duration_hms(a.get("resources_used.cput", "")),
+        max_rss_bytes=_size(a.get("resources_used.mem", "")),
+        node_list=hosts or None,
+    )
+    native = a.get("job_state", "C")
+    return Accounting(job_id, native, code, outcome, reason, usage, True)
+
+
+def _size(text: str) -> int | None:
+    """Torque's sizes (``10432kb``, ``4gb``, ``512b``, ``8mw``: words) → bytes."""
+    t = text.strip().lower()
+    words = t.endswith("w")
+    t = t.removesuffix("b").removesuffix("w")
+    n = parse_size_units(t.upper())
+    return n * 8 if n is not None and words else n
