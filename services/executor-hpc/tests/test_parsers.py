@@ -206,6 +206,22 @@ def test_torque_qstat_x_refuses_dtds_so_no_entity_is_expanded_or_fetched(payload
         Torque().parse_list(ExecResult(0, payload, b""), ["1.s"])
 
 
+@pytest.mark.parametrize("payload", [BOMB, EXTERNAL])
+def test_sge_qstat_xml_refuses_dtds_too(payload):
+    sge = payload.replace(b"<Data><Job>", b"<job_info><queue_info><job_list>").replace(
+        b"</Job></Data>", b"</job_list></queue_info></job_info>"
+    )
+    with pytest.raises(SchedulerError, match="DTD"):
+        Sge().parse_list(ExecResult(0, sge, b""), ["1"])
+    with pytest.raises(SchedulerError, match="DTD"):
+        Sge().parse_find(ExecResult(0, sge, b""), "x")
+
+
+def test_sge_qstat_xml_that_cannot_be_read_fails_the_poll():
+    with pytest.raises(SchedulerError, match="no readable XML"):
+        Sge().parse_list(ExecResult(0, b"<job_info><queue_info>", b""), ["1"])
+
+
 def test_torque_qstat_x_unreadable_output_fails_the_poll_instead_of_losing_jobs():
     undeclared = b"<Data><Job><Job_Id>1.s</Job_Id><Job_Name>&x;</Job_Name></Job></Data>"
     with pytest.raises(SchedulerError, match=r"cannot be read \(job 1.s\)"):

@@ -8,7 +8,6 @@ user: SGE rejects a job name with a space after consuming a job id.
 from __future__ import annotations
 
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 from jobwire.contracts.v1 import JobState, Usage
@@ -22,6 +21,7 @@ from jobwire.execution.hpc.values import (
     parse_duration_hms,
     parse_size_units,
 )
+from jobwire.execution.hpc.xmlout import parse_xml
 from jobwire.execution.transport import ExecResult
 
 #: qacct ``failed`` codes that mean a limit was enforced (h_rt, h_cpu, h_vmem)
@@ -75,11 +75,7 @@ class Sge(Scheduler):
         return [self.cmd("qstat"), "-xml", "-u", "*"]
 
     def parse_list(self, result: ExecResult, ids: Sequence[str]) -> dict[str, QueueEntry]:
-        text = check_result("qstat", result)
-        try:
-            root = ET.fromstring(text)  # noqa: S314 - the scheduler's own output
-        except ET.ParseError as e:
-            raise SchedulerError(f"qstat -xml printed no XML: {e}") from e
+        root = parse_xml(check_result("qstat", result), "qstat -xml")
         wanted = set(ids)
         out: dict[str, QueueEntry] = {}
         for job in root.iter("job_list"):
@@ -98,10 +94,7 @@ class Sge(Scheduler):
         return self.build_list([])
 
     def parse_find(self, result: ExecResult, name: str) -> list[str]:
-        try:
-            root = ET.fromstring(check_result("qstat", result))  # noqa: S314 - the scheduler's own output
-        except ET.ParseError as e:
-            raise SchedulerError(f"qstat -xml printed no XML: {e}") from e
+        root = parse_xml(check_result("qstat", result), "qstat -xml")
         return [
             (job.findtext("JB_job_number") or "").strip()
             for job in root.iter("job_list")

@@ -18,6 +18,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from jobwire.execution.hpc import SchedulerError
+from jobwire.execution.hpc.xmlout import refuse_dtd
 
 #: one XML document as Torque prints it (values are escaped, so ``</Data>`` only closes one)
 _DOCUMENT = re.compile(r"<Data\s*/>|<Data\s*>.*?</Data\s*>", re.DOTALL)
@@ -51,8 +52,7 @@ def parse_qstat_x(text: str) -> dict[str, dict[str, str]]:
     Raises :class:`SchedulerError` for a DTD, text outside the documents (a truncated answer) or a
     document the parser rejects, so that no job is ever taken for gone because its status was unreadable.
     """
-    if re.search(r"<!(DOCTYPE|ENTITY)", text, re.IGNORECASE):
-        raise SchedulerError("qstat -x printed a DTD or entity declaration; Torque never does: refused")
+    refuse_dtd(text, "qstat -x")
     text = _NOT_XML.sub("\ufffd", text)
     jobs: dict[str, dict[str, str]] = {}
     rest = _DOCUMENT.sub(" ", _DECLARATION.sub(" ", text)).strip()
