@@ -76,7 +76,11 @@ def test_executor_hpc_is_locked_down_and_reads_its_secrets_as_files(env: dict[st
     assert e["SECRET_JOBWIRE_NATS_PASSWORD"] == "/run/secrets/nats_password"
     assert e["JOBWIRE_HPC_REST_TOKEN_FILE"] == "/run/secrets/slurm_rest_token"
     assert {s["source"] for s in hpc["secrets"]} == {"nats_executor_hpc", "slurm_rest_token"}
-    assert [v["read_only"] for v in hpc["volumes"]] == [True]  # the SSH key and known_hosts
+    # the SSH key and known_hosts, and the programs file's directory: both read-only
+    assert [(v["target"], v["read_only"]) for v in hpc["volumes"]] == [
+        ("/etc/jobwire/ssh", True),
+        ("/etc/jobwire/hpc", True),
+    ]
     assert hpc["build"]["dockerfile"].endswith("services/executor-hpc/Dockerfile")
     password = (Path(env["JOBWIRE_SECRETS_DIR"]) / "nats-executor-hpc-1.password").read_text().strip()
     assert password and password not in json.dumps(hpc)  # a file in the container, never a value
