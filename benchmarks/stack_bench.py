@@ -94,6 +94,42 @@ async def submit_burst(
     return ids, latencies, elapsed
 
 
+async def get_burst(
+    api: str, paths: list[str], clients: int, headers: dict[str, str] | None
+) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    todo = iter(paths)
+
+    async def worker(c: httpx.AsyncClient) -> None:
+        for path in todo:
+            t0 = time.perf_counter()
+            r = await c.get(path)
+            latencies.append(time.perf_counter() - t0)
+            r.raise_for_status()
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits, headers=headers) as c:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(c) for _ in range(clients)))
+        return latencies, time.perf_counter() - t0
+
+
+async def read_burst(
+    api: str, ids: list[str], clients: int, headers: dict[str, str] | None
+) -> dict[str, float]:
+    """Authenticated reads (each checks a bearer token): one job, and the per-state counts."""
+    out: dict[str, float] = {}
+    for name, paths in (
+        ("get_job", [f"/v1/jobs/{i}" for i in ids]),
+        ("counts", ["/v1/jobs/counts"] * len(ids)),
+    ):
+        latencies, elapsed = await get_burst(api, paths, clients, headers)
+        out[f"{name}_requests_per_s"] = round(len(paths) / elapsed, 1)
+        out[f"{name}_latency_ms_p50"] = round(pct(latencies, 50) * 1000, 2)
+        out[f"{name}_latency_ms_p99"] = round(pct(latencies, 99) * 1000, 2)
+    return out
+
+
 async def run(stack: Stack) -> dict[str, object]:
     watcher = Watcher()
     await watcher.start(stack.nats_url)
@@ -110,7 +146,7 @@ async def run(stack: Stack) -> dict[str, object]:
 
     # (b) one job at a time on an idle stack: submit -> running, submit -> succeeded
     to_running, to_done = [], []
-    async with httpx.AsyncClient(base_url=api, timeout=60) as c:
+    async with httpx.AsyncClient(base_url=api, timeout=60, headers=stack.auth_headers) as c:
         for _ in range(LATENCY_SAMPLES):
             t = time.perf_counter()
             r = await c.post("/v1/jobs", json=NOOP)
@@ -120,6 +156,7 @@ async def run(stack: Stack) -> dict[str, object]:
                 to_running.append(watcher.running[jid] - t)
             to_done.append(watcher.done[jid] - t)
     await watcher.nc.close()
+    reads = await read_burst(api, ids, CLIENTS, stack.auth_headers)
     ms = 1000.0
     return {
         "submit": {
@@ -137,6 +174,7 @@ async def run(stack: Stack) -> dict[str, object]:
             "submit_to_succeeded_ms_p99": round(pct(to_done, 99) * ms, 1),
             "submit_to_succeeded_ms_mean": round(statistics.fmean(to_done) * ms, 1),
         },
+        "reads": {"requests": len(ids), "concurrent_clients": CLIENTS, **reads},
         "end_to_end": {
             "jobs": JOBS,
             "executor_slots": SLOTS,

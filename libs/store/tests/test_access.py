@@ -51,13 +51,15 @@ async def test_audit_rows_list_newest_first(sessions):
         for i in range(3):
             await audit.record(
                 s,
-                actor="alice",
-                action="jobs.submit",
-                method="POST",
-                path="/v1/jobs",
-                status=201,
-                target=f"j{i}",
-                address="127.0.0.1",
+                audit.NewEntry(
+                    actor="alice",
+                    action="jobs.submit",
+                    method="POST",
+                    path="/v1/jobs",
+                    status=201,
+                    target=f"j{i}",
+                    address="127.0.0.1",
+                ),
             )
     async with sessions() as s:
         entries = await audit.list_entries(s, actor="alice", limit=2)

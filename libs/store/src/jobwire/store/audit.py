@@ -24,30 +24,35 @@ class AuditEntry(msgspec.Struct, kw_only=True):
     token_id: str | None = None
 
 
-async def record(
-    session: AsyncSession,
-    *,
-    actor: str | None,
-    action: str,
-    method: str,
-    path: str,
-    status: int,
-    target: str | None = None,
-    address: str | None = None,
-    token_id: str | None = None,
-) -> None:
-    session.add(
+class NewEntry(msgspec.Struct, kw_only=True):
+    """One request to record; ``at`` is when it was answered (rows may be written a moment later)."""
+
+    actor: str | None
+    action: str
+    method: str
+    path: str
+    status: int
+    target: str | None = None
+    address: str | None = None
+    token_id: str | None = None
+    at: datetime | None = None
+
+
+async def record(session: AsyncSession, *entries: NewEntry) -> None:
+    """Add ``entries`` (in one flush); the caller's transaction commits them."""
+    session.add_all(
         AuditRow(
-            at=now(),
-            actor=actor,
-            action=action[:64],
-            method=method[:8],
-            path=path[:1024],
-            status=status,
-            target=target[:255] if target else None,
-            address=address[:64] if address else None,
-            token_id=token_id,
+            at=e.at or now(),
+            actor=e.actor,
+            action=e.action[:64],
+            method=e.method[:8],
+            path=e.path[:1024],
+            status=e.status,
+            target=e.target[:255] if e.target else None,
+            address=e.address[:64] if e.address else None,
+            token_id=e.token_id,
         )
+        for e in entries
     )
     await session.flush()
 

@@ -130,7 +130,14 @@ async def _serialise(conn: AsyncConnection, owner: str) -> None:
 
 
 async def admit(engine: AsyncEngine, owner: str, job_id: str, *, gpus: int = 0) -> None:
-    """Reserve a place for ``job_id`` or raise :class:`QuotaExceeded`; nothing is kept on refusal."""
+    """Reserve a place for ``job_id`` or raise :class:`QuotaExceeded`; nothing is kept on refusal.
+
+    An owner without limits is let through after one read, without taking SQLite's write lock (which
+    would queue every submit behind the scheduler's writes); the limits are read again under the lock.
+    """
+    async with engine.connect() as conn:
+        if (await _limits(conn, owner)).unlimited():
+            return
     async with engine.connect() as conn:
         conn = await conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
         async with conn.begin():
