@@ -136,7 +136,7 @@ class FakeNode:
 
     async def report(self, job_id: str, kind: str, **kw) -> None:  # type: ignore[no-untyped-def]
         attempt = kw.pop("attempt", None) or self.runs[job_id].attempt
-        msg_id = kw.pop("msg_id", None) or f"{job_id}:{attempt}:{kind}"
+        msg_id = kw.pop("msg_id", None) or sj.attempt_msg_id(job_id, attempt, kind)
         cls = {"starting": v1.RunStarting, "running": v1.RunRunning, "finished": v1.RunFinished}[kind]
         msg = cls(job_id=job_id, attempt=attempt, node=self.name, at=utcnow(), **kw)
         if kind == "finished":

@@ -45,7 +45,7 @@ def chunk_message(job_id: str, attempt: int, stream: str, offset: int, data: byt
 
 
 def msg_id(job_id: str, attempt: int, stream: str, offset: int) -> str:
-    return f"{job_id}:{attempt}:{stream}:{offset}"
+    return sj.attempt_msg_id(job_id, attempt, stream, offset)
 
 
 class StreamPump:

@@ -171,7 +171,9 @@ class RunLoop:
                 ports=dict(h.ports),
                 details=dict(h.details),
             )
-            await self.bus.publish(subject("running"), msg, msg_id=f"{job_id}:{attempt}:running")
+            await self.bus.publish(
+                subject("running"), msg, msg_id=sj.attempt_msg_id(job_id, attempt, "running")
+            )
             j.running_at = time.time()
             await self.save(t)
             log.info("%s attempt %d runs", job_id, attempt)
@@ -183,7 +185,9 @@ class RunLoop:
         starting = RunStarting(
             job_id=job_id, attempt=attempt, node=self.node, at=now(), reason=waiting.reason, held=waiting.held
         )
-        await self.bus.publish(subject("starting"), starting, msg_id=f"{job_id}:{attempt}:starting:{n}")
+        await self.bus.publish(
+            subject("starting"), starting, msg_id=sj.attempt_msg_id(job_id, attempt, "starting", n)
+        )
         j.waiting, j.waiting_reports = waiting, n
         await self.save(t)
 
@@ -255,7 +259,9 @@ class RunLoop:
         job_id, attempt = t.key
         msg = JobProgress(job_id=job_id, attempt=attempt, at=now(), progress=value)
         await self.bus.publish(
-            sj.event_subject(job_id, "progress"), msg, msg_id=f"{job_id}:{attempt}:progress:{digest}"
+            sj.event_subject(job_id, "progress"),
+            msg,
+            msg_id=sj.attempt_msg_id(job_id, attempt, "progress", digest),
         )
         t.journal.progress_digest = digest
         await self.save(t)
@@ -286,7 +292,7 @@ class RunLoop:
                 await self.bus.publish(
                     sj.report_subject(self.node, job_id, "finished"),
                     report,
-                    msg_id=f"{job_id}:{attempt}:finished",
+                    msg_id=sj.attempt_msg_id(job_id, attempt, "finished"),
                 )
                 await self.executor.mark_reported(t.handle)
         except Exception:

@@ -310,7 +310,9 @@ class ExecutorService:
     async def _report(self, msg: RunStarting | RunRunning | RunFinished) -> None:
         kind = REPORT_KINDS[type(msg)]
         await self.bus.publish(
-            sj.report_subject(self.node, msg.job_id, kind), msg, msg_id=f"{msg.job_id}:{msg.attempt}:{kind}"
+            sj.report_subject(self.node, msg.job_id, kind),
+            msg,
+            msg_id=sj.attempt_msg_id(msg.job_id, msg.attempt, kind),
         )
 
     async def _report_started(self, handle: RunHandle, running: bool) -> None:

@@ -62,10 +62,20 @@ class Core:
     def on_node(self, row: JobRow) -> bool:
         """Whether the job holds a slot on its node: starting, running, or launched and then held
         in its batch system (a job held in jobwire's own queue has no node)."""
-        state = S(row.state)
-        if state in v1.ON_NODE:
-            return True
-        return state is S.HELD and row.node is not None and row.dispatched_at is not None
+        return self.where(row) is v1.Where.NODE
+
+    def where(self, row: JobRow) -> v1.Where | None:
+        dispatched = row.node is not None and row.dispatched_at is not None
+        return v1.where_of(S(row.state), dispatched=dispatched)
+
+    def rule(self, verb: v1.Verb, row: JobRow) -> v1.Rule | None:
+        """The eligibility table's rule for ``verb`` on this job, None when it does not apply (also when
+        the rule needs a node capability the job's node lacks)."""
+        rule = v1.rule_for(verb, S(row.state), self.where(row))
+        if rule is None or not rule.needs:
+            return rule
+        node = self.cluster.nodes.get(row.node) if row.node else None
+        return rule if node is not None and getattr(node.capacity, rule.needs, False) else None
 
     def ask_stop(
         self, txn: Txn, job_id: str, attempt: int, node: str, outcome: v1.JobState, reason: str
@@ -73,7 +83,9 @@ class Core:
         key = (job_id, attempt)
         self.stop_asked[key] = time.monotonic()
         msg = v1.CancelRun(job_id=job_id, attempt=attempt, node=node, outcome=outcome, reason=reason)
-        txn.emit(sj.exec_subject(node, "cancel"), msg, f"{job_id}:{attempt}:cancel:{outcome.value}")
+        txn.emit(
+            sj.exec_subject(node, "cancel"), msg, sj.attempt_msg_id(job_id, attempt, "cancel", outcome.value)
+        )
 
     # --- commands ------------------------------------------------------------------------------
     def submit(self, txn: Txn, cmd: v1.SubmitJob, trace: dict[str, str]) -> None:
@@ -107,24 +119,25 @@ class Core:
         row = txn.rows.get(job_id)
         if row is None:
             return
-        state = S(row.state)
-        if self.on_node(row) and row.node:
+        rule = self.rule(v1.Verb.CANCEL, row)
+        if rule is None:
+            return
+        if rule.effect is v1.Effect.ASK_NODE and row.node:
             row.cancel_requested = True
             self.ask_stop(txn, job_id, row.attempt, row.node, S.CANCELLED, reason)
-        elif state in (S.QUEUED, S.HELD):
+        elif rule.effect is v1.Effect.TRANSITION and rule.to is not None:
             self.cluster.remove_queued(job_id)
-            txn.transition(row, S.CANCELLED, reason)
-        elif state is S.LOST:
-            txn.transition(row, S.QUEUED, "requeued to be cancelled")
-            txn.transition(row, S.CANCELLED, reason)
+            txn.transition(row, rule.to, reason)
 
     def delete(self, txn: Txn, job_id: str) -> None:
         row = txn.rows.get(job_id)
         if row is None:
             return
-        state = S(row.state)
+        rule = self.rule(v1.Verb.DELETE, row)
+        if rule is None:
+            return
         row.delete_requested = True
-        if state in v1.ON_NODE or self.on_node(row):
+        if rule.effect is v1.Effect.ASK_NODE:
             self.cancel(txn, job_id, "deleted by user")
             return  # removed once the executor reports the end
         self.cluster.remove_queued(job_id)
@@ -138,36 +151,36 @@ class Core:
         self.cluster.finish(row.id)
         txn.deleted.append((row, artifacts))
         txn.emit(
-            sj.event_subject(row.id, "deleted"), v1.JobDeleted(job_id=row.id, at=txn.at), f"{row.id}:deleted"
+            sj.event_subject(row.id, "deleted"),
+            v1.JobDeleted(job_id=row.id, at=txn.at),
+            sj.job_msg_id(row.id, "deleted"),
         )
 
     def hold(self, txn: Txn, job_id: str, reason: str) -> None:
         """A queued job is held here; a launched one is held by its node's batch system, and shows
         ``held`` once the executor sees it so (a run that already runs is not held)."""
         row = txn.rows.get(job_id)
-        if row is None:
+        rule = None if row is None else self.rule(v1.Verb.HOLD, row)
+        if row is None or rule is None:
             return
-        if row.state == S.QUEUED.value:
+        if rule.effect is v1.Effect.TRANSITION and rule.to is not None:
             self.cluster.remove_queued(job_id)
             row.node = None
-            txn.transition(row, S.HELD, reason)
-        elif row.state == S.STARTING.value and row.node and self.node_can_hold(row.node):
+            txn.transition(row, rule.to, reason)
+        elif rule.effect is v1.Effect.ASK_NODE and row.node:
             self.ask_hold(txn, row, release=False)
 
     def release(self, txn: Txn, job_id: str) -> None:
         row = txn.rows.get(job_id)
-        if row is None or row.state != S.HELD.value:
+        rule = None if row is None else self.rule(v1.Verb.RELEASE, row)
+        if row is None or rule is None:
             return
-        if self.on_node(row):
+        if rule.effect is v1.Effect.ASK_NODE and row.node:
             self.ask_hold(txn, row, release=True)
-        else:
+        elif rule.effect is v1.Effect.TRANSITION and rule.to is not None:
             spec = v1.decode(row.spec, v1.JobSpec)
             position = self.place(txn, row, self.queued_job(row, spec))
-            txn.transition(row, S.QUEUED, "released", queue_position=position)
-
-    def node_can_hold(self, node: str) -> bool:
-        state = self.cluster.nodes.get(node)
-        return state is not None and state.capacity.hold
+            txn.transition(row, rule.to, "released", queue_position=position)
 
     def ask_hold(self, txn: Txn, row: JobRow, *, release: bool) -> None:
         assert row.node is not None
@@ -175,7 +188,9 @@ class Core:
         what = "release" if release else "hold"
         # one id per request: a later hold after a release is a new message, a replayed outbox row is not
         txn.emit(
-            sj.exec_subject(row.node, "hold"), msg, f"{row.id}:{row.attempt}:{what}:{txn.at.timestamp()}"
+            sj.exec_subject(row.node, "hold"),
+            msg,
+            sj.attempt_msg_id(row.id, row.attempt, what, txn.at.timestamp()),
         )
 
     # --- executor reports ----------------------------------------------------------------------
@@ -317,7 +332,9 @@ class Core:
         )
         with telemetry.span_from(job.trace, TRACER, "scheduler.dispatch", job_id=row.id, node=node.name):
             headers = telemetry.inject()
-        txn.emit(sj.exec_subject(node.name, "run"), run, f"{row.id}:{row.attempt}:run", headers)
+        txn.emit(
+            sj.exec_subject(node.name, "run"), run, sj.attempt_msg_id(row.id, row.attempt, "run"), headers
+        )
 
     # --- liveness and timeouts -----------------------------------------------------------------
     def node_down(self, txn: Txn, node: NodeState) -> None:

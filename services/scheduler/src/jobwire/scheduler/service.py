@@ -230,7 +230,7 @@ class Scheduler:
                     up=saved.state == "up",
                     instance=saved.instance,
                 )
-            active = [s.value for s in (S.QUEUED, S.HELD, S.STARTING, S.RUNNING)]
+            active = [s.value for s in v1.ACTIVE]
             rows = (await session.execute(select(JobRow).where(JobRow.state.in_(active)))).scalars()
             mono = time.monotonic()
             for row in rows:

@@ -81,10 +81,9 @@ class Txn:
             queue_position=queue_position,
             owner=row.owner,
         )
-        msg_id = f"{row.id}:{row.attempt}:{state.value}"
-        if S.HELD in (previous, state):
-            # hold and release may repeat a state within one attempt (queued, starting): its own id
-            msg_id += f":{when.timestamp()}"
+        # hold and release may repeat a state within one attempt (queued, starting): its own id
+        again = (when.timestamp(),) if S.HELD in (previous, state) else ()
+        msg_id = sj.attempt_msg_id(row.id, row.attempt, state.value, *again)
         self.emit(sj.event_subject(row.id, state.value), event, msg_id)
 
     def first_transition(self, row: JobRow, queue_position: int | None) -> None:
@@ -101,4 +100,4 @@ class Txn:
             queue_position=queue_position,
             owner=row.owner,
         )
-        self.emit(sj.event_subject(row.id, row.state), event, f"{row.id}:0:{row.state}")
+        self.emit(sj.event_subject(row.id, row.state), event, sj.attempt_msg_id(row.id, 0, row.state))

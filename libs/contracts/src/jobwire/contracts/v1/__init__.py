@@ -1,6 +1,17 @@
 """Version 1 of the jobwire wire contracts."""
 
 from .codec import UnknownField, convert_strict, decode, decode_strict, encode
+from .eligibility import (
+    RULES,
+    Effect,
+    Rule,
+    Verb,
+    Where,
+    describe_states,
+    eligible_states,
+    rule_for,
+    where_of,
+)
 from .ids import is_job_id, new_job_id
 from .job import Artifact, GpuInfo, Job, NodeCapacity, NodeView, TransitionRecord, Usage, job_spec_of
 from .messages import (
@@ -41,7 +52,6 @@ from .spec import (
 )
 from .states import (
     ACTIVE,
-    CANCELLABLE,
     ON_NODE,
     TERMINAL,
     TRANSITIONS,
@@ -55,8 +65,8 @@ from .units import format_hms, parse_duration, parse_size
 
 __all__ = [
     "ACTIVE",
-    "CANCELLABLE",
     "ON_NODE",
+    "RULES",
     "TERMINAL",
     "TRANSITIONS",
     "Artifact",
@@ -66,6 +76,7 @@ __all__ = [
     "Command",
     "DeleteJob",
     "DockerOptions",
+    "Effect",
     "Event",
     "GpuInfo",
     "HoldJob",
@@ -85,6 +96,7 @@ __all__ = [
     "ReleaseJob",
     "Report",
     "Resources",
+    "Rule",
     "RunFinished",
     "RunJob",
     "RunRef",
@@ -98,6 +110,8 @@ __all__ = [
     "TransitionRecord",
     "UnknownField",
     "Usage",
+    "Verb",
+    "Where",
     "Work",
     "can_transition",
     "check_input_name",
@@ -106,6 +120,8 @@ __all__ = [
     "convert_strict",
     "decode",
     "decode_strict",
+    "describe_states",
+    "eligible_states",
     "encode",
     "format_hms",
     "is_finished",
@@ -114,4 +130,6 @@ __all__ = [
     "new_job_id",
     "parse_duration",
     "parse_size",
+    "rule_for",
+    "where_of",
 ]

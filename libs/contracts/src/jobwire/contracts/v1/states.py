@@ -38,8 +38,6 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 TERMINAL: frozenset[JobState] = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT})
 #: States in which a job still occupies, or waits for, a node.
 ACTIVE: frozenset[JobState] = frozenset({S.QUEUED, S.HELD, S.STARTING, S.RUNNING})
-#: States from which a cancel request takes effect.
-CANCELLABLE: frozenset[JobState] = frozenset({S.QUEUED, S.HELD, S.STARTING, S.RUNNING})
 #: States in which a job holds a slot on its node.
 ON_NODE: frozenset[JobState] = frozenset({S.STARTING, S.RUNNING})
 

@@ -86,3 +86,25 @@ def input_prefix(owner: str) -> str:
 def input_object(owner: str, name: str) -> str:
     """The object holding ``owner``'s input ``name`` (checked by the caller with ``check_input_name``)."""
     return input_prefix(owner) + name
+
+
+# --- message ids (Nats-Msg-Id): JetStream drops a second message with the same id inside the stream's
+# duplicate window, so each id names exactly what must not happen twice. The formats are stable: an
+# upgrade that changed one would let a re-send through.
+
+
+def command_msg_id(job_id: str, kind: str, round_: int | None = None) -> str:
+    """A command on a job: once per job (``cancel``, ``delete``), or once per ``round_`` (the job's
+    transition count) for commands a job may take again later (``hold``, ``release``)."""
+    return f"{job_id}:{kind}" if round_ is None else f"{job_id}:{kind}:{round_}"
+
+
+def attempt_msg_id(job_id: str, attempt: int, kind: str, *detail: object) -> str:
+    """Something about one attempt of a job (work, reports, transitions, log chunks); ``detail`` tells
+    apart several of one kind (a cancel's outcome, a progress digest, a log offset, a time)."""
+    return ":".join([job_id, str(attempt), kind, *(str(d) for d in detail)])
+
+
+def job_msg_id(job_id: str, kind: str) -> str:
+    """Something that happens to a job once, whatever its attempt (``deleted``)."""
+    return f"{job_id}:{kind}"

@@ -10,7 +10,7 @@ from jobwire.store.models import NodeRow
 from ..problems import Conflict
 from ..resources import Resources
 from ..waiters import wait
-from .lookup import is_done, load_job, require_job
+from .lookup import load_job, require_job
 
 S = v1.JobState
 
@@ -23,10 +23,11 @@ class NotHeld(Conflict):
     slug, title = "not-held", "The job is not held"
 
 
-async def _node_can_hold(res: Resources, node: str) -> bool:
+async def _node_has(res: Resources, node: str, flag: str) -> bool:
+    """Whether the node's published capacity has ``flag`` set (a rule's ``needs``)."""
     async with res.session() as session:
         row = await session.get(NodeRow, node)
-    return row is not None and v1.decode(row.capacity, v1.NodeCapacity).hold
+    return row is not None and bool(getattr(v1.decode(row.capacity, v1.NodeCapacity), flag, False))
 
 
 async def hold(res: Resources, job_id: str, *, visible: str | None) -> tuple[v1.Job, bool]:
@@ -41,22 +42,21 @@ async def hold(res: Resources, job_id: str, *, visible: str | None) -> tuple[v1.
 
     with res.waiters.watch(job_id, held) as seen:
         job = await require_job(res, job_id, owner=visible)
-        if job.state is S.HELD:
-            return job, True
-        if is_done(job) or job.state in (S.RUNNING, S.LOST):
+        rule = v1.rule_for(v1.Verb.HOLD, job.state, v1.where_of(job.state, dispatched=None))
+        if rule is None:
             raise CannotHold(
                 f"job {job_id} is {job.state.value}; only queued jobs, and jobs their batch system "
                 "still queues, can be held"
             )
-        if job.state is S.STARTING and not (job.node and await _node_can_hold(res, job.node)):
+        if rule.effect is v1.Effect.ALREADY:
+            return job, True
+        if rule.needs and not (job.node and await _node_has(res, job.node, rule.needs)):
             raise CannotHold(
                 f"job {job_id} was already started on node {job.node}, whose backend cannot hold a "
                 "started run; cancel it instead"
             )
-        round_ = len(job.transitions)
-        await res.bus.publish(
-            sj.cmd_subject("hold"), v1.HoldJob(job_id=job_id), msg_id=f"{job_id}:hold:{round_}"
-        )
+        msg_id = sj.command_msg_id(job_id, v1.Verb.HOLD, len(job.transitions))
+        await res.bus.publish(sj.cmd_subject(v1.Verb.HOLD), v1.HoldJob(job_id=job_id), msg_id=msg_id)
         await wait(seen, res.settings.wait_timeout)
     job = await load_job(res, job_id) or job
     return job, job.state is S.HELD
@@ -70,12 +70,13 @@ async def release(res: Resources, job_id: str, *, visible: str | None) -> tuple[
 
     with res.waiters.watch(job_id, released) as seen:
         job = await require_job(res, job_id, owner=visible)
-        if job.state is not S.HELD:
-            raise NotHeld(f"job {job_id} is {job.state.value}, not held; only held jobs can be released")
-        round_ = len(job.transitions)
-        await res.bus.publish(
-            sj.cmd_subject("release"), v1.ReleaseJob(job_id=job_id), msg_id=f"{job_id}:release:{round_}"
-        )
+        if v1.rule_for(v1.Verb.RELEASE, job.state) is None:
+            raise NotHeld(
+                f"job {job_id} is {job.state.value}, not held; only "
+                f"{v1.describe_states(v1.Verb.RELEASE)} jobs can be released"
+            )
+        msg_id = sj.command_msg_id(job_id, v1.Verb.RELEASE, len(job.transitions))
+        await res.bus.publish(sj.cmd_subject(v1.Verb.RELEASE), v1.ReleaseJob(job_id=job_id), msg_id=msg_id)
         await wait(seen, res.settings.wait_timeout)
     job = await load_job(res, job_id) or job
     return job, job.state is not S.HELD

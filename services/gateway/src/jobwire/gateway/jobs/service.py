@@ -64,13 +64,15 @@ async def cancel(
     """
     with res.waiters.watch(job_id, _finishing) as finished:
         job = await require_job(res, job_id, owner=visible)
-        if is_done(job):
+        if v1.rule_for(v1.Verb.CANCEL, job.state) is None:
             raise JobFinished(
-                f"job {job_id} already finished ({job.state.value}); only queued, held, starting or running "
-                "jobs can be cancelled"
+                f"job {job_id} already finished ({job.state.value}); only "
+                f"{v1.describe_states(v1.Verb.CANCEL)} jobs can be cancelled"
             )
         command = v1.CancelJob(job_id=job_id, requested_by=owner)
-        await res.bus.publish(sj.cmd_subject("cancel"), command, msg_id=f"{job_id}:cancel")
+        await res.bus.publish(
+            sj.cmd_subject(v1.Verb.CANCEL), command, msg_id=sj.command_msg_id(job_id, v1.Verb.CANCEL)
+        )
         await wait(finished, res.settings.wait_timeout)
     job = await load_job(res, job_id) or job
     return job, is_done(job)
@@ -86,7 +88,9 @@ async def delete(res: Resources, job_id: str, *, owner: str, visible: str | None
         await require_job(res, job_id, owner=visible)
         await quotas.release(res.engine, job_id)  # a deleted job no longer counts as admitted-not-stored
         command = v1.DeleteJob(job_id=job_id, requested_by=owner)
-        await res.bus.publish(sj.cmd_subject("delete"), command, msg_id=f"{job_id}:delete")
+        await res.bus.publish(
+            sj.cmd_subject(v1.Verb.DELETE), command, msg_id=sj.command_msg_id(job_id, v1.Verb.DELETE)
+        )
         if await wait(deleted, res.settings.wait_timeout) is not None:
             return None
     return await load_job(res, job_id)
