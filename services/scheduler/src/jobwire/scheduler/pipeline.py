@@ -1,0 +1,197 @@
+"""The batch pipeline: fetch commands and reports, apply them in one transaction, publish, then ack.
+
+Flow of a batch: fetch commands/reports -> one transaction (handlers, dispatch, outbox rows) ->
+commit -> publish the outbox -> ack the messages. A crash anywhere before the ack redelivers the
+messages; handlers are idempotent by job id, and the outbox is flushed again on start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.msg import Msg
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from jobwire.contracts import v1
+from jobwire.runtime import telemetry
+
+from .core import TRACER, Core
+from .liveness import Liveness
+from .relay import Relay
+from .settings import SchedulerSettings
+from .txn import Txn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Inbox:
+    """Messages fetched but not yet processed."""
+
+    commands: list[Msg] = field(default_factory=list)
+    reports: list[Msg] = field(default_factory=list)
+
+
+class Pipeline:
+    """The single core task and its feeders; only the leader runs one."""
+
+    def __init__(
+        self,
+        settings: SchedulerSettings,
+        sessions: async_sessionmaker[AsyncSession],
+        core: Core,
+        relay: Relay,
+        rebuild: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.core = core
+        self.relay = relay
+        self.rebuild = rebuild
+        self.liveness = Liveness(settings, core, self.wake)
+        self.wakeup = asyncio.Event()
+        self.inbox = Inbox()
+        self.processed = asyncio.Condition()
+        self.stats = self.no_stats()
+        self.tick_due = True
+        self.stopping = False
+
+    @staticmethod
+    def no_stats() -> dict[str, int]:
+        return {"batches": 0, "commands": 0, "reports": 0, "dispatched": 0}
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    def tasks(self, cmd_sub: Any, rep_sub: Any) -> list[asyncio.Task[None]]:
+        return [
+            asyncio.create_task(self.fetch_loop(cmd_sub, "commands")),
+            asyncio.create_task(self.fetch_loop(rep_sub, "reports")),
+            asyncio.create_task(self.ticker()),
+            asyncio.create_task(self.core_loop()),
+        ]
+
+    # --- the loops -----------------------------------------------------------------------------
+    async def fetch_loop(self, sub: Any, kind: str) -> None:
+        while not self.stopping:
+            try:
+                msgs = await sub.fetch(batch=self.settings.batch_size, timeout=1)
+            except TimeoutError:
+                continue
+            except Exception as e:
+                log.warning("fetch %s: %s", kind, e)
+                await asyncio.sleep(0.5)
+                continue
+            async with self.processed:
+                getattr(self.inbox, kind).extend(msgs)
+                self.wake()
+                await self.processed.wait_for(lambda: not getattr(self.inbox, kind))
+
+    async def ticker(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(self.settings.tick)
+            self.tick_due = True
+            self.wake()
+
+    async def core_loop(self) -> None:
+        while not self.stopping:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            commands, reports = self.inbox.commands, self.inbox.reports
+            self.inbox = Inbox()
+            tick, self.tick_due = self.tick_due, False
+            try:
+                await self.process(commands, reports, tick)
+            except Exception:
+                log.exception("batch failed; rebuilding from the database, messages will be redelivered")
+                for m in commands + reports:
+                    with contextlib.suppress(Exception):
+                        await m.nak(delay=1)
+                await asyncio.sleep(0.5)
+                with contextlib.suppress(Exception):
+                    await self.rebuild()
+            async with self.processed:
+                self.processed.notify_all()
+
+    # --- one batch -----------------------------------------------------------------------------
+    async def process(self, commands: list[Msg], reports: list[Msg], tick: bool) -> None:
+        decoded_cmds = [(m, self.decode(m, v1.Command)) for m in commands]
+        decoded_reps = [(m, self.decode(m, v1.Report)) for m in reports]
+        async with self.sessions() as session, session.begin():
+            txn = Txn(session)
+            await self.relay.forget_published(session)
+            ids = {c.job_id for _, c in decoded_cmds if c is not None}
+            ids |= {r.job_id for _, r in decoded_reps if r is not None}
+            if tick:
+                ids |= self.tick_ids()
+            ids |= self.core.dispatch_candidates()
+            await txn.load(ids)
+            for msg, cmd in decoded_cmds:
+                if cmd is not None:
+                    self.command(txn, cmd, msg)
+            for _, rep in decoded_reps:
+                if rep is not None:
+                    self.core.report(txn, rep)
+            if tick:
+                await self.tick(txn)
+            missing = self.core.dispatch_candidates() - set(txn.rows)
+            if missing:
+                await txn.load(missing)
+            dispatched_before = len(txn.outbox)
+            self.core.dispatch(txn)
+            self.stats["dispatched"] += sum(
+                1 for r in txn.outbox[dispatched_before:] if r.subject.endswith(".run")
+            )
+            for row, _ in txn.deleted:
+                await session.delete(row)
+        self.stats["batches"] += 1
+        self.stats["commands"] += len(commands)
+        self.stats["reports"] += len(reports)
+        for row, artifacts in txn.deleted:
+            await self.relay.purge(row.id, artifacts)
+        if txn.outbox:
+            await self.relay.publish([(r.id, r.subject, r.payload, r.msg_id, r.headers) for r in txn.outbox])
+        for m in commands + reports:
+            await m.ack()
+
+    def decode(self, msg: Msg, tp: Any) -> Any:
+        try:
+            return v1.decode(msg.data, tp)
+        except Exception as e:
+            log.error("dropping undecodable message on %s: %s", msg.subject, e)
+            asyncio.get_running_loop().create_task(msg.term())
+            return None
+
+    def command(self, txn: Txn, cmd: v1.Command, msg: Msg) -> None:
+        if isinstance(cmd, v1.SubmitJob):
+            with telemetry.span_from(msg.headers, TRACER, "scheduler.submit", job_id=cmd.job_id):
+                self.core.submit(txn, cmd, telemetry.inject())
+        elif isinstance(cmd, v1.CancelJob):
+            self.core.cancel(txn, cmd.job_id, cmd.reason)
+        elif isinstance(cmd, v1.DeleteJob):
+            self.core.delete(txn, cmd.job_id)
+        elif isinstance(cmd, v1.HoldJob):
+            self.core.hold(txn, cmd.job_id, cmd.reason)
+        elif isinstance(cmd, v1.ReleaseJob):
+            self.core.release(txn, cmd.job_id)
+
+    # --- periodic work -------------------------------------------------------------------------
+    def tick_ids(self) -> set[str]:
+        """Jobs the tick may touch: pending ones, on nodes going down or heart-beating, overdue ones."""
+        ids: set[str] = set(self.core.cluster.pending)
+        ids |= {job_id for job_id, _ in self.core.overdue(time.monotonic())}
+        return ids | self.liveness.tick_ids()
+
+    async def tick(self, txn: Txn) -> None:
+        mono = time.monotonic()
+        await self.liveness.tick(txn, mono)
+        for job_id, over in self.core.overdue(mono):
+            self.core.backstop(txn, job_id, over)
+        if self.relay.pending:
+            await self.relay.flush()
