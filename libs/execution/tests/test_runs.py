@@ -137,3 +137,19 @@ async def test_utf8_survives_chunk_boundaries(harness):
     assert len(chunks) >= 3
     assert all("\ufffd" not in c.data for c in chunks)
     assert await harness.text(job, "stdout") == payload
+
+
+async def test_short_runs_start_before_they_end_and_measure_their_wall_time(harness):
+    """``running`` is dated when the wrapper began, not when the executor noticed: six short jobs
+    (the count users reported: all six ended before they started) each start before they end, and
+    a 0.4 s job reports about 0.4 s of wall time."""
+    svc = await harness.executor()
+    jobs = [await harness.run(svc.node, {"command": ["true"]}) for _ in range(6)]
+    timed = await harness.run(svc.node, {"command": ["sleep", "0.4"]})
+    for job in [*jobs, timed]:
+        running = await harness.wait(job, "running")
+        done = await harness.wait(job, "finished")
+        assert done.outcome is JobState.SUCCEEDED
+        assert running.at <= done.at, (job, running.at, done.at)
+        assert done.usage.wall_seconds == pytest.approx((done.at - running.at).total_seconds(), abs=0.002)
+    assert 0.35 <= done.usage.wall_seconds < 1.5, done.usage

@@ -47,6 +47,9 @@ class RunHandle:
     #: whether the run runs once started (processes, containers); a batch job waits in its queue
     #: first, and the loop reports ``running`` when a poll first says so
     running: bool = True
+    #: epoch seconds the job itself began (the wrapper's start, a container's StartedAt) when the
+    #: backend knows it; reports use it instead of the moment the executor noticed
+    started_at: float | None = None
 
     @property
     def key(self) -> RunKey:
@@ -71,6 +74,9 @@ class RunStatus:
     #: backend knows better than the code (a container's OOM kill)
     reason: str | None = None
     ended_at: float | None = None
+    #: epoch seconds the job itself began, when the backend can tell (the wrapper records it): a
+    #: short job seen only after it ended is still reported as running from then, not from the poll
+    started_at: float | None = None
     log_sizes: dict[str, int] = field(default_factory=dict)
     #: changes whenever the progress file may have changed (None: there is none)
     progress_mark: Hashable | None = None

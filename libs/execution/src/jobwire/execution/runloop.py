@@ -163,18 +163,20 @@ class RunLoop:
         subject = functools.partial(sj.report_subject, self.node, job_id)
         if status.running:
             h = t.handle
+            # when the job itself began, not when this poll noticed: a short job may be over by now
+            began = min(status.started_at or time.time(), time.time())
             msg = RunRunning(
                 job_id=job_id,
                 attempt=attempt,
                 node=self.node,
-                at=now(),
+                at=datetime.fromtimestamp(began, UTC),
                 ports=dict(h.ports),
                 details=dict(h.details),
             )
             await self.bus.publish(
                 subject("running"), msg, msg_id=sj.attempt_msg_id(job_id, attempt, "running")
             )
-            j.running_at = time.time()
+            j.running_at = began
             await self.save(t)
             log.info("%s attempt %d runs", job_id, attempt)
             return
@@ -327,11 +329,14 @@ class RunLoop:
             outcome=outcome,
             exit_code=code,
             reason=reason,
-            usage=_usage(
-                status, round(max(0.0, ended_at - (t.journal.running_at or t.journal.started_at)), 3)
-            ),
+            usage=_usage(status, round(max(0.0, ended_at - self._began(t, status)), 3)),
             artifacts=uploaded.artifacts,
         )
+
+    @staticmethod
+    def _began(t: Tracked, status: RunStatus) -> float:
+        """When the run began running: the backend's record, else when it was first seen running."""
+        return status.started_at or t.journal.running_at or t.journal.started_at
 
     async def close(self, timeout: float = 5.0) -> None:
         """Let endings in flight finish briefly; the rest are picked up again after a restart."""

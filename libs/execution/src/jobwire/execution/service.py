@@ -12,6 +12,7 @@ import contextlib
 import logging
 import secrets
 import time
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import Any, Self
@@ -315,19 +316,20 @@ class ExecutorService:
             msg_id=sj.attempt_msg_id(msg.job_id, msg.attempt, kind),
         )
 
-    async def _report_started(self, handle: RunHandle, running: bool) -> None:
-        """Re-report a launched attempt: ``running`` only where the loop already saw it run."""
+    async def _report_started(self, handle: RunHandle, running_at: float | None) -> None:
+        """Re-report a launched attempt: ``running`` only where the loop already saw it run, dated
+        when it really began (``running_at``), so a short job never ends before it started."""
         run = handle.run
         at = now()
         await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=at))
-        if not running:
+        if running_at is None:
             return
         await self._report(
             RunRunning(
                 job_id=run.job_id,
                 attempt=run.attempt,
                 node=self.node,
-                at=at,
+                at=datetime.fromtimestamp(running_at, UTC),
                 ports=dict(handle.ports),
                 details=dict(handle.details),
             )
@@ -347,7 +349,7 @@ class ExecutorService:
                 t = await loop.track(found.handle)
         if t is not None:
             if not t.finishing:
-                await self._report_started(t.handle, t.journal.running_at is not None)
+                await self._report_started(t.handle, t.journal.running_at)
             return
         await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=now()))
         try:
@@ -357,12 +359,11 @@ class ExecutorService:
             await self._report(_failed(run, self.node, str(e)))
             return
         started = time.time()
-        journal = jr.Journal(
-            started_at=started, running_at=started if handle.running else None, trace=trace_of(headers)
-        )
+        running_at = (handle.started_at or started) if handle.running else None
+        journal = jr.Journal(started_at=started, running_at=running_at, trace=trace_of(headers))
         await self.executor.save_state(handle, jr.encode(journal))
-        if handle.running:
-            await self._report_started(handle, running=True)
+        if running_at is not None:
+            await self._report_started(handle, running_at)
         await loop.track(handle, journal)
 
     async def _on_hold(self, hold: HoldRun) -> None:

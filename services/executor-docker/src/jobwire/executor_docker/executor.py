@@ -274,7 +274,8 @@ class DockerExecutor(Executor):
         gpus = self._gpus_used.get(key)
         if gpus:
             details["gpus"] = gpus
-        return RunHandle(run, attrs["Id"], details, self._ports(attrs))
+        began = _finished_at((attrs.get("State") or {}).get("StartedAt"))
+        return RunHandle(run, attrs["Id"], details, self._ports(attrs), started_at=began)
 
     def _ports(self, attrs: dict[str, Any]) -> dict[str, str]:
         host = engine.advertise_host(self.config)
@@ -494,6 +495,7 @@ def _exit_code_of(row: dict[str, Any]) -> int | None:
 
 
 def _finished_at(raw: Any) -> float | None:
+    """Epoch seconds of one of the engine's RFC 3339 times (FinishedAt, StartedAt); None when unset."""
     if not isinstance(raw, str) or raw.startswith("0001-"):
         return None
     ns = parse_ts(raw.encode())

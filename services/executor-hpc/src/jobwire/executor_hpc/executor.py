@@ -21,7 +21,7 @@ from jobwire.execution.executor import Existing, HoldRefused, RunHandle, RunKey,
 from jobwire.execution.hpc import Accounting, BatchRequest, Phase, QueueEntry, Scheduler, load_scheduler
 from jobwire.execution.hpc.base import SchedulerError
 from jobwire.execution.pathmap import PathMap
-from jobwire.execution.runner import ProcessExecutor
+from jobwire.execution.runner import ProcessExecutor, began_at
 from jobwire.execution.runner import layout as L
 from jobwire.execution.runner.command import plan
 from jobwire.execution.settings import ExecutorSettings
@@ -258,7 +258,7 @@ class HpcExecutor(ProcessExecutor):
         probes = await self.transport.probe(
             [h.ref for h in handles],
             read=[L.EXIT_CODE, L.SIGNAL],
-            stat=["stdout", "stderr", L.PROGRESS, L.EXIT_CODE, BATCH_ID],
+            stat=["stdout", "stderr", L.PROGRESS, L.EXIT_CODE, BATCH_ID, L.PID],
         )
         ids = [str(h.details["batch_id"]) for h in handles]
         queue, fresh = await self._list(ids)
@@ -298,12 +298,14 @@ class HpcExecutor(ProcessExecutor):
         sizes = _sizes(probe)
         mark = _mark(probe)
         ended_at = probe.stats[L.EXIT_CODE].mtime if L.EXIT_CODE in probe.stats else None
+        began = began_at(probe)
         if acct is not None and acct.final:
             return RunStatus(
                 True,
                 exit_code=code if code is not None else acct.exit_code,
                 reason=acct.reason,
                 ended_at=ended_at,
+                started_at=began,
                 log_sizes=sizes,
                 progress_mark=mark,
                 outcome=acct.outcome,
@@ -312,7 +314,9 @@ class HpcExecutor(ProcessExecutor):
         if waited < self.hpc.accounting_wait:
             return RunStatus(False, log_sizes=sizes, progress_mark=mark, running=None)
         if code is not None:
-            return RunStatus(True, exit_code=code, ended_at=ended_at, log_sizes=sizes, progress_mark=mark)
+            return RunStatus(
+                True, exit_code=code, ended_at=ended_at, started_at=began, log_sizes=sizes, progress_mark=mark
+            )
         return RunStatus(True, reason=VANISHED, log_sizes=sizes, progress_mark=mark)
 
     # --- control --------------------------------------------------------------------------------
@@ -389,7 +393,7 @@ def _waiting(probe: DirProbe, entry: QueueEntry | None, scheduler: str = "") -> 
     if entry is None:
         return RunStatus(False, log_sizes=sizes, progress_mark=mark, running=None)
     if entry.phase is Phase.RUNNING:
-        return RunStatus(False, log_sizes=sizes, progress_mark=mark, running=True)
+        return RunStatus(False, log_sizes=sizes, progress_mark=mark, running=True, started_at=began_at(probe))
     held = entry.phase is Phase.HELD
     why = entry.reason or entry.native
     reason = f"{'held' if held else 'pending'} in {scheduler}: {why}"

@@ -1,7 +1,7 @@
 """The detached process runner shared by the local and SSH executors."""
 
 from .command import NO_CATALOG, plan
-from .executor import ProcessExecutor
+from .executor import ProcessExecutor, began_at
 from .layout import WRAPPER_SCRIPT, AttemptDir
 
-__all__ = ["NO_CATALOG", "WRAPPER_SCRIPT", "AttemptDir", "ProcessExecutor", "plan"]
+__all__ = ["NO_CATALOG", "WRAPPER_SCRIPT", "AttemptDir", "ProcessExecutor", "began_at", "plan"]

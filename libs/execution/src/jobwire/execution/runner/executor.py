@@ -81,9 +81,9 @@ class ProcessExecutor(Executor):
             if e.errno == errno.E2BIG:
                 raise StartRefused("the command line or environment is too long for this node") from e
             raise
-        pid = await self._wait_for_pid(d)
+        pid, began = await self._wait_for_pid(d)
         log.info("started %s attempt %d as process group %d in %s", run.job_id, run.attempt, pid, d.path)
-        return RunHandle(run, d.path, {"pid": pid, "dir": d.path})
+        return RunHandle(run, d.path, {"pid": pid, "dir": d.path}, started_at=began)
 
     async def place_inputs(self, run: RunJob, d: L.AttemptDir, p: Plan) -> None:
         """Write the job's named inputs below its work directory, read-only (0444), one at a time.
@@ -110,13 +110,14 @@ class ProcessExecutor(Executor):
         """
         return {}
 
-    async def _wait_for_pid(self, d: L.AttemptDir) -> int:
+    async def _wait_for_pid(self, d: L.AttemptDir) -> tuple[int, float | None]:
+        """The wrapper's pid and when it wrote it (the job's real start, on the node's clock)."""
         deadline = time.monotonic() + self.settings.launch_timeout
         while True:
-            [probe] = await self.transport.probe([d.path], read=[L.PID])
+            [probe] = await self.transport.probe([d.path], read=[L.PID], stat=[L.PID])
             pid = _int(probe.files.get(L.PID))
             if pid is not None:
-                return pid
+                return pid, began_at(probe)
             if time.monotonic() > deadline:
                 raise TransportError(
                     f"the wrapper in {d.path} did not record its pid within {self.settings.launch_timeout} s"
@@ -160,13 +161,14 @@ class ProcessExecutor(Executor):
 
     async def _handle(self, probe: DirProbe) -> RunHandle:
         run = codec.decode(await self.transport.read_file(posixpath.join(probe.path, L.RUN_JSON)), RunJob)
-        return RunHandle(run, probe.path, {"pid": _int(probe.files.get(L.PID)), "dir": probe.path})
+        pid = _int(probe.files.get(L.PID))
+        return RunHandle(run, probe.path, {"pid": pid, "dir": probe.path}, started_at=began_at(probe))
 
     async def poll(self, handles: Sequence[RunHandle]) -> dict[RunKey, RunStatus]:
         probes = await self.transport.probe(
             [h.ref for h in handles],
             read=[L.PID, L.EXIT_CODE, L.SIGNAL],
-            stat=[*STREAMS, L.PROGRESS, L.EXIT_CODE],
+            stat=[*STREAMS, L.PROGRESS, L.EXIT_CODE, L.PID],
             alive_from=L.PID,
         )
         out: dict[RunKey, RunStatus] = {}
@@ -240,6 +242,12 @@ def _int(raw: bytes | None) -> int | None:
         return None
 
 
+def began_at(probe: DirProbe) -> float | None:
+    """When the wrapper started the job: its pid file is written once, first thing (None: not yet)."""
+    stat = probe.stats.get(L.PID)
+    return stat.mtime if stat is not None else None
+
+
 def _launched(probe: DirProbe) -> bool:
     return probe.exists and (L.PID in probe.files or L.EXIT_CODE in probe.files)
 
@@ -250,13 +258,16 @@ def _status(probe: DirProbe) -> RunStatus:
     mark = (progress.size, progress.mtime) if progress else None
     if not probe.exists:
         return RunStatus(True, reason=f"the attempt directory {probe.path} is gone", log_sizes=sizes)
+    began = began_at(probe)
     code = _int(probe.files.get(L.EXIT_CODE))
     if code is not None:
         ended_at = probe.stats[L.EXIT_CODE].mtime if L.EXIT_CODE in probe.stats else None
-        return RunStatus(True, exit_code=code, ended_at=ended_at, log_sizes=sizes, progress_mark=mark)
+        return RunStatus(
+            True, exit_code=code, ended_at=ended_at, started_at=began, log_sizes=sizes, progress_mark=mark
+        )
     sent = _int(probe.files.get(L.SIGNAL))
     if sent == signal.SIGKILL:
-        return RunStatus(True, exit_code=128 + sent, log_sizes=sizes, progress_mark=mark)
+        return RunStatus(True, exit_code=128 + sent, started_at=began, log_sizes=sizes, progress_mark=mark)
     if probe.alive is False:
-        return RunStatus(True, reason=VANISHED, log_sizes=sizes, progress_mark=mark)
-    return RunStatus(False, log_sizes=sizes, progress_mark=mark)
+        return RunStatus(True, reason=VANISHED, started_at=began, log_sizes=sizes, progress_mark=mark)
+    return RunStatus(False, started_at=began, log_sizes=sizes, progress_mark=mark)
