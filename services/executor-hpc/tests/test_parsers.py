@@ -65,7 +65,10 @@ def test_sge_qacct_with_units_limits_and_deletes():
     a = Sge().parse_accounting(ok("sge-8.1.9-qacct.txt"), ["3", "4", "5"])
     assert (a["3"].outcome, a["3"].exit_code) == (JobState.TIMED_OUT, 137)
     assert a["3"].usage.cpu_seconds == pytest.approx(0.018)
-    assert a["3"].usage.max_rss_bytes == int(4.809 * 1024) and a["3"].usage.node_list == ["vm"]
+    # qacct prints ru_maxrss (KiB from getrusage) as bytes: "4.809KB" is a 4.8 MiB shell
+    assert a["3"].usage.max_rss_bytes == int(4.809 * 1024) * 1024 and a["3"].usage.node_list == ["vm"]
+    assert a["3"].usage.max_vmem_bytes == int(3.398 * 1024**2)
+    assert a["3"].usage.io_bytes == int(46.137 * 1024)
     assert (a["4"].outcome, a["4"].exit_code) == (None, 3)
     assert a["5"].exit_code == 137  # qdel: failed 100, exit 137
 

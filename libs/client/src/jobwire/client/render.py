@@ -109,8 +109,12 @@ def _usage(u: v1.Usage) -> str:
         parts.append(f"cpu {fmt_duration(u.cpu_seconds)}")
     if u.max_rss_bytes is not None:
         parts.append(f"max rss {fmt_size(u.max_rss_bytes)}")
+    if u.max_vmem_bytes is not None:
+        parts.append(f"max vmem {fmt_size(u.max_vmem_bytes)}")
     if u.io_read_bytes is not None or u.io_write_bytes is not None:
         parts.append(f"io {fmt_size(u.io_read_bytes)} in / {fmt_size(u.io_write_bytes)} out")
+    elif u.io_bytes is not None:
+        parts.append(f"io {fmt_size(u.io_bytes)}")
     return " · ".join(parts) or "-"
 
 

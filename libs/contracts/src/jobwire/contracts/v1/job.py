@@ -28,6 +28,10 @@ class Usage(msgspec.Struct, kw_only=True, omit_defaults=True):
     io_read_bytes: int | None = None
     io_write_bytes: int | None = None
     node_list: list[str] | None = None
+    #: peak virtual memory (SGE ``maxvmem``, SLURM ``MaxVMSize``)
+    max_vmem_bytes: int | None = None
+    #: bytes read and written together, where accounting gives no split (SGE ``io``)
+    io_bytes: int | None = None
 
 
 class Artifact(msgspec.Struct, kw_only=True):

@@ -167,10 +167,15 @@ def _record(job_id: str, rec: dict[str, str]) -> Accounting:
         outcome, reason = JobState.FAILED, f"SGE could not run the job: {rec['failed']}"
     mem = rec.get("mem", "")
     host = rec.get("hostname", "")
+    rss = parse_size_units(rec.get("ru_maxrss", ""))
     usage = Usage(
         wall_seconds=parse_duration_hms(rec.get("ru_wallclock", "")),
         cpu_seconds=parse_duration_hms(rec.get("cpu", "")),
-        max_rss_bytes=parse_size_units(rec.get("ru_maxrss", "")),
+        # getrusage gives ru_maxrss in KiB and qacct 8.1.9 scales that number as if it were bytes
+        # (a 60 MiB process prints ``61.445KB``): its printed value is KiB per "byte"
+        max_rss_bytes=rss * 1024 if rss is not None else None,
+        max_vmem_bytes=parse_size_units(rec.get("maxvmem", "")),
+        io_bytes=parse_size_units(rec.get("io", "")),
         # SGE's integral memory usage, in GB·s as qacct reports it (unit suffix ``GBs``/``MBs``...)
         mem_cpu_seconds=(parse_size_units(mem[:-1]) or 0) / 1024**3 if mem.endswith("s") else None,
         node_list=[host] if host else None,
