@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobwire.contracts import v1
+from jobwire.contracts.v1 import feasibility
 
 from .models import JobLabelRow, JobRow, NodeRow, TransitionRow
 
@@ -66,7 +67,6 @@ def row_to_job(
         backend=row.backend if row.backend is not None else spec.backend,
         priority=row.priority,
         max_attempts=row.max_attempts,
-        expected_runtime=row.expected_runtime,
         labels=dict(labels),
     )
     return v1.Job(
@@ -74,7 +74,7 @@ def row_to_job(
         id=row.id,
         owner=row.owner,
         state=v1.JobState(row.state),
-        reason=row.reason,
+        reason=feasibility.with_position(row.reason, queue_position, row.node),
         attempt=row.attempt,
         queue_position=queue_position,
         exit_code=row.exit_code,

@@ -9,8 +9,10 @@ from __future__ import annotations
 import bisect
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from jobwire.contracts import v1
+from jobwire.contracts.v1 import feasibility
 
 
 @dataclass
@@ -51,6 +53,8 @@ class NodeState:
     labels: dict[str, str] = field(default_factory=dict)
     pool: str | None = None
     up: bool = True
+    #: when it was marked down (wall clock, for "node X is down since ..."); None while up
+    down_since: datetime | None = None
     instance: str | None = None
     last_seen: float = field(default_factory=time.monotonic)
     queue_keys: list[tuple[int, str]] = field(default_factory=list)
@@ -82,10 +86,7 @@ class NodeState:
     # --- capacity ------------------------------------------------------------------------------
     def fits_at_all(self, res: v1.Resources) -> bool:
         """Could this node ever run the job (its totals, ignoring what runs now)?"""
-        cap = self.capacity
-        if res.cpus > cap.cpus or res.gpus > cap.gpus or res.nodes > 1:
-            return False
-        return not (cap.memory is not None and res.memory_bytes is not None and res.memory_bytes > cap.memory)
+        return feasibility.fits_at_all(self.capacity, res)
 
     def fits_now(self, res: v1.Resources) -> bool:
         """Is there a free slot and enough free CPUs, GPUs and memory right now?"""
@@ -101,11 +102,13 @@ class NodeState:
                 return False
         return True
 
-    def queued_time(self, now: float) -> float:
-        """Seconds of work ahead of a new job: queued plus what is left of running, over the slots."""
+    def queued_time(self, now: float, res: v1.Resources | None = None) -> float:
+        """Seconds of work ahead of a new job: queued plus what is left of running, over the slots that
+        jobs like ``res`` really get (a 2-CPU node with 6 slots runs only two 1-CPU jobs at once)."""
         ahead = sum(j.expected_runtime for j in self.queued.values())
         ahead += sum(max(0.0, r.expected_runtime - (now - r.since)) for r in self.running.values())
-        return ahead / max(1, self.capacity.slots)
+        slots = self.capacity.slots if res is None else feasibility.usable_slots(self.capacity, res)
+        return ahead / max(1, slots)
 
 
 class Cluster:

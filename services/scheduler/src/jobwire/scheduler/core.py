@@ -10,12 +10,13 @@ import time
 from datetime import datetime
 
 from jobwire.contracts import v1
+from jobwire.contracts.v1 import feasibility
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.runtime import telemetry
 from jobwire.store.models import JobLabelRow, JobRow
 
 from .cluster import Cluster, NodeState, QueuedJob, RunningJob
-from .placement import PlacementPolicy, place
+from .placement import PlacementPolicy, eligible, place
 from .settings import SchedulerSettings
 from .txn import Txn
 
@@ -51,13 +52,29 @@ class Core:
         )
 
     def place(self, txn: Txn, row: JobRow, job: QueuedJob) -> int | None:
-        """Queue the job on the best node now (or keep it pending); returns its queue position."""
-        node = place(self.policy, job.spec, list(self.cluster.nodes.values()), time.monotonic())
-        row.node = node.name if node else None
-        row.backend = node.backend if node else row.backend
+        """Queue the job on the best node now (or keep it pending); returns its queue position.
+
+        The reason says why it would wait: the nodes that fit are busy, or down (named, since when), or
+        none fits. A job pinned to a node shows that node while it waits for it.
+        """
+        nodes = list(self.cluster.nodes.values())
+        node = place(self.policy, job.spec, nodes, time.monotonic())
         if node is None:
-            row.reason = "waiting for a node that fits"
-        return self.cluster.enqueue(node.name if node else None, job)
+            pinned = job.spec.node if job.spec.node in self.cluster.nodes else None
+            row.node = pinned
+            row.backend = self.cluster.nodes[pinned].backend if pinned else row.backend
+            down = {n.name: n.down_since for n in nodes if not n.up}
+            row.reason = feasibility.waiting_reason(nodes, job.spec, down)
+            return self.cluster.enqueue(None, job)
+        row.node = node.name
+        row.backend = node.backend
+        position = self.cluster.enqueue(node.name, job)
+        free = node.capacity.slots - len(node.running)
+        if position is not None and position < free and node.fits_now(job.spec.resources):
+            row.reason = None  # dispatched in this batch
+        else:
+            row.reason = feasibility.busy_reason([n for n in nodes if eligible(n, job.spec)], job.spec)
+        return position
 
     def on_node(self, row: JobRow) -> bool:
         """Whether the job holds a slot on its node: starting, running, or launched and then held
@@ -340,6 +357,7 @@ class Core:
     def node_down(self, txn: Txn, node: NodeState) -> None:
         """Move its queued jobs elsewhere and lose its running ones."""
         node.up = False
+        node.down_since = txn.at
         moved = list(node.queued.values())
         for job in moved:
             self.cluster.remove_queued(job.id)

@@ -101,6 +101,7 @@ class Liveness:
                 beat.pool,
             )
             node.up, node.instance, node.last_seen = True, beat.instance, mono
+            node.down_since = None
             holders = [(g.index, g.job_id) for g in beat.gpus]
             gpus_changed = holders != self.persisted_gpus.get(beat.node, [])
             if (

@@ -6,25 +6,15 @@ from abc import ABC, abstractmethod
 from importlib.metadata import entry_points
 
 from jobwire.contracts import v1
+from jobwire.contracts.v1 import feasibility
 
 from .cluster import NodeState
 
 
 def eligible(node: NodeState, spec: v1.JobSpec) -> bool:
-    """Hard constraints: up, right backend/pool/name/labels, and big enough at all."""
-    if not node.up:
-        return False
-    if spec.backend and spec.backend != node.backend:
-        return False
-    if spec.node and spec.node != node.name:
-        return False
-    if spec.pool and spec.pool != node.pool:
-        return False
-    if spec.cluster and node.labels.get("cluster") != spec.cluster:
-        return False
-    if any(node.labels.get(k) != v for k, v in spec.labels.items() if k.startswith("node.")):
-        return False
-    return node.fits_at_all(spec.resources)
+    """Hard constraints: up, and the rules the gateway checks at submit (name, backend, pool, cluster,
+    labels, image, big enough at all), from the one module both use."""
+    return node.up and feasibility.eligible(node, spec)
 
 
 class PlacementPolicy(ABC):
@@ -43,7 +33,8 @@ class LeastQueuedTime(PlacementPolicy):
     def choose(self, spec: v1.JobSpec, nodes: list[NodeState], now: float) -> NodeState | None:
         if not nodes:
             return None
-        return min(nodes, key=lambda n: (n.queued_time(now), len(n.running) + len(n.queued), n.name))
+        res = spec.resources
+        return min(nodes, key=lambda n: (n.queued_time(now, res), len(n.running) + len(n.queued), n.name))
 
 
 def place(policy: PlacementPolicy, spec: v1.JobSpec, nodes: list[NodeState], now: float) -> NodeState | None:

@@ -207,6 +207,7 @@ class Scheduler:
                     labels=v1.decode(saved.labels, dict[str, str]) if saved.labels else {},
                     pool=saved.pool,
                     up=saved.state == "up",
+                    down_since=saved.last_heartbeat if saved.state != "up" else None,
                     instance=saved.instance,
                 )
             active = [s.value for s in v1.ACTIVE]
@@ -215,7 +216,9 @@ class Scheduler:
             for row in rows:
                 spec = v1.decode(row.spec, v1.JobSpec)
                 if row.state == S.QUEUED.value:
-                    node = row.node if row.node in self.cluster.nodes else None
+                    # a job pinned to a node that is down waits pending, shown on that node
+                    known = self.cluster.nodes.get(row.node or "")
+                    node = row.node if known is not None and known.up else None
                     self.cluster.enqueue(node, self.core.queued_job(row, spec))
                 elif row.node in self.cluster.nodes and self.core.on_node(row):
                     run = RunningJob(

@@ -89,7 +89,7 @@ class Txn:
     def first_transition(self, row: JobRow, queue_position: int | None) -> None:
         """The ``queued`` record and event of a newly accepted job."""
         self.session.add(
-            TransitionRow(job_id=row.id, state=row.state, at=row.created_at, reason=None, attempt=0)
+            TransitionRow(job_id=row.id, state=row.state, at=row.created_at, reason=row.reason, attempt=0)
         )
         event = v1.JobTransitioned(
             job_id=row.id,
@@ -97,6 +97,7 @@ class Txn:
             previous=None,
             at=row.created_at,
             node=row.node,
+            reason=row.reason,
             queue_position=queue_position,
             owner=row.owner,
         )

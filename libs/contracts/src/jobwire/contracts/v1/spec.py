@@ -20,7 +20,10 @@ LabelValue = Annotated[str, Meta(max_length=256)]
 EnvName = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Size = int | str
 Duration = float | int | str
-PositiveSeconds = Annotated[float, Meta(gt=0, le=366 * 86400)]
+MAX_WALLTIME = 366 * 86400
+PositiveSeconds = Annotated[float, Meta(gt=0, le=MAX_WALLTIME)]
+#: the most memory a job may ask for: refused beyond it before any node is asked (1 EiB)
+MAX_MEMORY = 1 << 60
 PROGRAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*@[A-Za-z0-9][A-Za-z0-9._+-]*$")
 #: Names of environment variables jobwire sets itself; a spec may not override them.
 RESERVED_ENV_PREFIX = "JOBWIRE_"
@@ -41,10 +44,12 @@ class Resources(msgspec.Struct, kw_only=True, omit_defaults=True):
             self.memory = parse_size(self.memory)
             if self.memory <= 0:
                 raise ValueError("resources.memory must be more than 0 bytes")
+            if self.memory > MAX_MEMORY:
+                raise ValueError("resources.memory is more than any machine has (at most 1 EiB)")
         if self.walltime is not None:
             self.walltime = parse_duration(self.walltime)
-            if self.walltime <= 0:
-                raise ValueError("resources.walltime must be more than 0 seconds")
+            if not 0 < self.walltime <= MAX_WALLTIME:
+                raise ValueError("resources.walltime must be more than 0 seconds and at most 366 days")
 
     @property
     def memory_bytes(self) -> int | None:
