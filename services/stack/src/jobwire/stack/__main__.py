@@ -10,8 +10,9 @@ import threading
 import time
 from pathlib import Path
 
-from .processes import write_line
+from .processes import Interrupted, write_line
 from .stack import ExecutorConfig, Stack, StackConfig
+from .supervise import GaveUp, Policy, Supervisor
 
 
 def token_path(env: os._Environ[str]) -> Path:
@@ -20,7 +21,7 @@ def token_path(env: os._Environ[str]) -> Path:
     return Path(base) / "jobwire" / "token"
 
 
-def parse(argv: list[str] | None) -> StackConfig:
+def parse(argv: list[str] | None) -> tuple[StackConfig, Policy]:
     env = os.environ
     p = argparse.ArgumentParser(prog="jobwire-stack", description=__doc__)
     p.add_argument(
@@ -41,8 +42,18 @@ def parse(argv: list[str] | None) -> StackConfig:
         default=str(token_path(env)),
         help="where the local admin token is kept for the CLI (default: ~/.config/jobwire/token)",
     )
+    p.add_argument(
+        "--max-restarts",
+        type=int,
+        default=5,
+        help="restarts in a row of a service that keeps exiting before the stack stops (default 5)",
+    )
+    p.add_argument(
+        "--restart-backoff", type=float, default=1.0, help="first wait before a restart, doubled each time"
+    )
     a = p.parse_args(argv)
     names = ["local"] if a.nodes == 1 else [f"local-{i + 1}" for i in range(a.nodes)]
+    policy = Policy(max_restarts=a.max_restarts, first_backoff=a.restart_backoff)
     return StackConfig(
         home=Path(a.home),
         api_port=a.port,
@@ -51,38 +62,69 @@ def parse(argv: list[str] | None) -> StackConfig:
         database_url=a.database_url,
         executors=[ExecutorConfig(node=n, slots=a.slots) for n in names],
         token_file=Path(a.token_file),
-    )
+        parent_death_signal=signal.SIGTERM,
+    ), policy
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class StopRequests:
+    """Signal handler that only records: no lock, no I/O, so a signal arriving while the handler (or
+    anything else) runs cannot deadlock the launcher; the main loop acts on what it recorded."""
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.signals.append(signum)
+
+    @property
+    def requested(self) -> bool:
+        return bool(self.signals)
+
+    @property
+    def repeated(self) -> bool:
+        """A second signal while stopping: kill what is still up instead of waiting."""
+        return len(self.signals) > 1
+
+    def install(self) -> None:
+        # SIGINT is set explicitly: a shell starts background jobs with SIGINT ignored, and Python then
+        # keeps it ignored, so `make run &` could not be stopped with kill -INT.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self)
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = parse(argv)
+    config, policy = parse(argv)
     echo = write_line(sys.stdout, threading.Lock(), colour=sys.stdout.isatty())
-    stack = Stack(config, echo)
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    stop = StopRequests()
+    stop.install()
+    stack = Stack(config, echo, cancelled=lambda: stop.requested)
+
+    def say(message: str) -> None:
+        print(f"jobwire-stack: {message}", file=sys.stderr, flush=True)
+
+    supervisor = Supervisor(stack, say, policy)
     code = 0
     try:
         stack.start()
         print(stack.banner(), flush=True)
-        while not stopping.is_set():
-            dead = stack.dead()
-            if dead:
-                print(
-                    f"\n{', '.join(dead)} stopped unexpectedly; see {stack.home / 'logs'}. Shutting down.",
-                    file=sys.stderr,
-                )
-                code = 1
-                break
-            time.sleep(0.5)
-    except KeyboardInterrupt:
+        while not stop.requested:
+            supervisor.check()
+            time.sleep(0.1)
+    except Interrupted:
         pass
-    except RuntimeError as e:
-        print(f"jobwire-stack: {e}", file=sys.stderr)
+    except (GaveUp, RuntimeError) as e:
+        say(str(e))
         code = 1
     finally:
-        print("\nstopping jobwire ...", flush=True)
-        stack.stop()
+        reason = f" (signal {signal.Signals(stop.signals[0]).name})" if stop.signals else ""
+        print(f"\nstopping jobwire{reason} ...", flush=True)
+        stack.stop(hurry=lambda: stop.repeated)
         print("stopped.", flush=True)
+        # Python puts the default handlers back while it exits: a late signal would kill us mid-way.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     sys.exit(code)
 
 

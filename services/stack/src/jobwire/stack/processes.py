@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -40,6 +41,10 @@ def nats_server_binary() -> str:
     )
 
 
+class Interrupted(RuntimeError):
+    """A stop was requested while the stack was still starting."""
+
+
 @dataclass
 class ServiceProcess:
     """One child; its output goes to ``log_path`` and, when ``echo`` is set, to our stdout with a prefix."""
@@ -49,13 +54,20 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     echo: Callable[[str, str], None] | None = None
+    #: signal the child gets when the thread that started it dies (``PR_SET_PDEATHSIG``); None: none
+    parent_death_signal: int | None = None
     proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
     _pump: threading.Thread | None = field(default=None, repr=False)
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        argv = self.argv
+        if self.parent_death_signal is not None:
+            argv = [*parent_death_prefix(self.parent_death_signal), *argv]
+        self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            self.argv,
+            argv,
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -87,17 +99,25 @@ class ServiceProcess:
             assert self.proc is not None
             self.proc.send_signal(sig)
 
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout``; returns the exit status."""
+        self.signal(signal.SIGTERM)
+        return self.wait_stopped(time.monotonic() + timeout)
+
+    def wait_stopped(self, deadline: float, hurry: Callable[[], bool] = lambda: False) -> int | None:
+        """Wait for the exit until ``deadline`` (or until ``hurry()``), then SIGKILL; the exit status."""
         if self.proc is None:
             return None
+        while self.alive() and time.monotonic() < deadline and not hurry():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(0.05)
         if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            self.proc.kill()
+            self.proc.wait(5)
         if self._pump is not None:
             self._pump.join(2)
         return self.proc.returncode
@@ -110,11 +130,25 @@ class ServiceProcess:
             self.proc.wait(5)
 
 
+def parent_death_prefix(sig: int) -> list[str]:
+    """argv that makes the command get ``sig`` when this process dies (see ``jobwire.stack.orphans``).
+
+    ``PR_SET_PDEATHSIG`` is set in the child, not through ``preexec_fn`` (unsafe with our pump threads),
+    and it survives ``exec``, so nats-server gets it as well as our Python services.
+    """
+    return [sys.executable, "-m", "jobwire.stack.orphans", str(os.getpid()), str(int(sig)), "--"]
+
+
 class NatsProcess:
     """nats-server with JetStream, its data under the stack's home."""
 
     def __init__(
-        self, home: Path, port: int, monitor_port: int, echo: Callable[[str, str], None] | None
+        self,
+        home: Path,
+        port: int,
+        monitor_port: int,
+        echo: Callable[[str, str], None] | None,
+        parent_death_signal: int | None = None,
     ) -> None:
         self.home = home
         self.port = port
@@ -136,13 +170,15 @@ class NatsProcess:
             "-m",
             str(monitor_port),
         ]
-        self.process = ServiceProcess("nats", argv, dict(os.environ), home / "logs" / "nats.log", echo)
+        self.process = ServiceProcess(
+            "nats", argv, dict(os.environ), home / "logs" / "nats.log", echo, parent_death_signal
+        )
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 15.0) -> None:
+    def start(self, timeout: float = 15.0, cancelled: Callable[[], bool] = lambda: False) -> None:
         if port_in_use(self.port):
             raise RuntimeError(
                 f"port {self.port} is taken: is another nats-server running? (set JOBWIRE_NATS_PORT)"
@@ -152,9 +188,11 @@ class NatsProcess:
         while time.monotonic() < deadline:
             if port_in_use(self.port):
                 return
-            if not self.process.alive():
+            if not self.process.alive() or cancelled():
                 break
             time.sleep(0.05)
+        if cancelled():
+            raise Interrupted("stop requested while nats-server was starting")
         raise RuntimeError(f"nats-server did not start; see {self.process.log_path}")
 
 

@@ -9,6 +9,7 @@ import asyncio
 import getpass
 import json
 import os
+import signal
 import sys
 import time
 import urllib.error
@@ -20,7 +21,7 @@ from pathlib import Path
 from jobwire.store.bootstrap import local_admin_token
 from jobwire.store.engine import migrate
 
-from .processes import NatsProcess, ServiceProcess
+from .processes import Interrupted, NatsProcess, ServiceProcess
 
 
 @dataclass
@@ -48,15 +49,25 @@ class StackConfig:
     token_file: Path | None = None
     #: who that token belongs to; default the local user
     owner: str | None = None
+    #: signal every service gets when the thread that started it dies (``make run`` uses SIGTERM so a
+    #: killed launcher leaves no orphan); None for tests and embedders that start services from threads
+    parent_death_signal: int | None = None
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{(self.home / 'jobwire.db').resolve()}"
 
 
 class Stack:
-    def __init__(self, config: StackConfig, echo: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: StackConfig,
+        echo: Callable[[str, str], None] | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """``cancelled`` is polled while starting: when it turns true, ``start`` raises ``Interrupted``."""
         self.config = config
         self.echo = echo
+        self.cancelled = cancelled
         self.home = config.home.resolve()
         self.nats: NatsProcess | None = None
         self.services: dict[str, ServiceProcess] = {}
@@ -116,15 +127,20 @@ class Stack:
             argv = [py, "-m", "jobwire.execution"]
         else:
             raise ValueError(f"unknown service {name!r}")
-        return ServiceProcess(name, argv, env, self.home / "logs" / f"{name}.log", self.echo)
+        log = self.home / "logs" / f"{name}.log"
+        return ServiceProcess(name, argv, env, log, self.echo, self.config.parent_death_signal)
 
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         if not self.config.nats_url:
             self.nats = NatsProcess(
-                self.home, self.config.nats_port, self.config.nats_monitor_port, self.echo
+                self.home,
+                self.config.nats_port,
+                self.config.nats_monitor_port,
+                self.echo,
+                self.config.parent_death_signal,
             )
-            self.nats.start()
+            self.nats.start(cancelled=self.cancelled)
         asyncio.run(migrate(self.config.db_url()))
         # The gateway refuses to start without a credential source: the local user gets an admin token.
         owner = self.config.owner or getpass.getuser()
@@ -151,6 +167,8 @@ class Stack:
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
+            if self.cancelled():
+                raise Interrupted("stop requested while the stack was starting")
             dead = [n for n, p in self.services.items() if not p.alive()]
             if dead:
                 raise RuntimeError(f"{', '.join(dead)} exited during start; see {self.home / 'logs'}")
@@ -169,12 +187,17 @@ class Stack:
             names.append("nats")
         return names
 
-    def stop(self) -> None:
-        """Stop in reverse order of start; NATS last so services can finish what they publish."""
+    def stop(self, timeout: float = 15.0, hurry: Callable[[], bool] = lambda: False) -> None:
+        """SIGTERM to every service at once, SIGKILL to those still up after ``timeout`` (or when
+        ``hurry()`` turns true); NATS last so services can finish what they publish."""
         for name in reversed(list(self.services)):
-            self.services[name].stop()
+            self.services[name].signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name in reversed(list(self.services)):
+            self.services[name].wait_stopped(deadline, hurry)
         if self.nats is not None:
-            self.nats.process.stop()
+            self.nats.process.signal(signal.SIGTERM)
+            self.nats.process.wait_stopped(time.monotonic() + timeout, hurry)
 
     def banner(self) -> str:
         monitor = f"http://127.0.0.1:{self.config.nats_monitor_port}" if self.nats else "(external)"

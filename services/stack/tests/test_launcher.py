@@ -1,0 +1,229 @@
+"""``jobwire-stack`` (``make run``) as a process: how it stops, and what it does when a service dies.
+
+Every test runs the real launcher (``python -m jobwire.stack``) with nats-server, scheduler, a local
+executor and the gateway on free ports, and checks what a user would see: the command returns, no
+process of the stack is left, the ports are free, a lost service comes back or the stack says why not.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from jobwire.stack.processes import free_port, port_in_use
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+FAST = {
+    "JOBWIRE_SCHEDULER_TICK": "0.2",
+    "JOBWIRE_EXECUTOR_HEARTBEAT_INTERVAL": "0.5",
+    "JOBWIRE_EXECUTOR_TICK_INTERVAL": "0.1",
+}
+
+
+def wait_for(pred: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def children(pid: int) -> dict[int, str]:
+    """pid -> command line of the direct children of ``pid`` (from /proc)."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@dataclass
+class Launcher:
+    home: Path
+    api_port: int
+    nats_port: int
+    monitor_port: int
+    proc: subprocess.Popen[bytes]
+    pid: int
+    out: Path
+    err: Path
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace") + self.err.read_text(errors="replace")
+
+    def services(self) -> dict[int, str]:
+        return children(self.pid)
+
+    def service_pid(self, module: str) -> int:
+        pids = [p for p, cmd in self.services().items() if f"-m {module}" in cmd]
+        assert len(pids) == 1, self.services()
+        return pids[0]
+
+    def token(self) -> str:
+        return (self.home / "token").read_text().strip()
+
+    def assert_all_gone(self, pids: list[int], timeout: float = 30.0) -> None:
+        wait_for(lambda: not any(running(p) for p in pids), timeout, f"services {pids} to exit")
+        for port in (self.api_port, self.nats_port):
+            wait_for(lambda port=port: not port_in_use(port), 10, f"port {port} to be free")
+
+
+def start_launcher(tmp: Path, *extra: str, background_shell: bool = False) -> Launcher:
+    """The launcher up until its banner; ``background_shell`` starts it as ``cmd &`` from a
+    non-interactive bash, which is how a script starts ``make run`` (SIGINT then starts ignored)."""
+    home = tmp / "home"
+    ports = free_port(), free_port(), free_port()
+    argv = [sys.executable, "-m", "jobwire.stack", "--home", str(home), "--port", str(ports[0])]
+    argv += ["--nats-port", str(ports[1]), "--nats-monitor-port", str(ports[2])]
+    argv += ["--token-file", str(home / "token"), "--slots", "2", *extra]
+    out, err = tmp / "stdout.txt", tmp / "stderr.txt"
+    env = {**os.environ, **FAST}
+    with open(out, "wb") as o, open(err, "wb") as e:
+        if background_shell:
+            pidfile = tmp / "launcher.pid"
+            script = '"$@" & echo "$!" > "$PIDFILE"; wait'
+            proc = subprocess.Popen(
+                ["bash", "-c", script, "bash", *argv],
+                stdout=o,
+                stderr=e,
+                env={**env, "PIDFILE": str(pidfile)},
+            )
+            wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "the launcher's pid")
+            pid = int(pidfile.read_text())
+        else:
+            proc = subprocess.Popen(argv, stdout=o, stderr=e, env=env, start_new_session=True)
+            pid = proc.pid
+    launcher = Launcher(home, *ports, proc=proc, pid=pid, out=out, err=err)
+    try:
+        wait_for(lambda: "jobwire is up" in launcher.output() or not running(pid), 120, "the banner")
+    except AssertionError:
+        os.kill(pid, signal.SIGKILL)
+        raise
+    assert running(pid), launcher.output()
+    return launcher
+
+
+@pytest.fixture
+def launchers() -> Iterator[list[Launcher]]:
+    """Kills what a failed test left behind (the launcher, then its services)."""
+    started: list[Launcher] = []
+    yield started
+    for launcher in started:
+        left = list(launcher.services())
+        for pid in [launcher.pid, *left]:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def wait_exit(launcher: Launcher, timeout: float) -> int:
+    if launcher.proc.pid == launcher.pid:
+        return launcher.proc.wait(timeout)
+    wait_for(lambda: not running(launcher.pid), timeout, "the launcher to exit")
+    return launcher.proc.wait(5)
+
+
+def test_sigint_stops_a_stack_started_in_the_background(tmp_path: Path, launchers: list[Launcher]) -> None:
+    launcher = start_launcher(tmp_path, background_shell=True)
+    launchers.append(launcher)
+    services = list(launcher.services())
+    assert len(services) == 4, launcher.services()  # nats, scheduler, executor, gateway
+
+    os.kill(launcher.pid, signal.SIGINT)
+
+    wait_exit(launcher, 30)
+    launcher.assert_all_gone(services)
+    assert "stopping jobwire (signal SIGINT)" in launcher.output()
+    assert "stopped." in launcher.output()
+
+
+def test_a_storm_of_sigterm_stops_promptly_and_completely(tmp_path: Path, launchers: list[Launcher]) -> None:
+    """Signals arriving while the handler runs (``kill -TERM -PGID`` reaches the launcher through make and
+    uv as well) used to deadlock it on a lock; hundreds of them now only stop it once."""
+    launcher = start_launcher(tmp_path)
+    launchers.append(launcher)
+    services = list(launcher.services())
+    started = time.monotonic()
+    sent = 0
+    while time.monotonic() - started < 2.0 and running(launcher.pid):
+        os.kill(launcher.pid, signal.SIGTERM)
+        sent += 1
+        time.sleep(0.001)
+
+    assert wait_exit(launcher, 30) == 0
+    took = time.monotonic() - started
+    launcher.assert_all_gone(services)
+    assert sent > 50
+    assert took < 30
+    assert launcher.output().count("stopping jobwire") == 1
+
+
+def test_a_killed_launcher_leaves_no_service_behind(tmp_path: Path, launchers: list[Launcher]) -> None:
+    launcher = start_launcher(tmp_path)
+    launchers.append(launcher)
+    services = list(launcher.services())
+    assert len(services) == 4
+
+    os.kill(launcher.pid, signal.SIGKILL)
+    launcher.proc.wait(10)
+
+    launcher.assert_all_gone(services, timeout=30)
+
+
+def test_a_killed_service_is_restarted_then_the_stack_gives_up(
+    tmp_path: Path, launchers: list[Launcher]
+) -> None:
+    launcher = start_launcher(tmp_path, "--max-restarts", "1", "--restart-backoff", "0.5")
+    launchers.append(launcher)
+    first = launcher.service_pid("jobwire.scheduler")
+
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: "scheduler restarted" in launcher.output(), 30, "the scheduler's restart")
+    assert "scheduler was killed by signal 9; restarting it" in launcher.output()
+    second = launcher.service_pid("jobwire.scheduler")
+    assert second != first
+
+    # the restarted scheduler really serves: a job submitted now runs to the end
+    headers = {"Authorization": f"Bearer {launcher.token()}"}
+    with httpx.Client(base_url=launcher.api_url, headers=headers, timeout=30) as api:
+        r = api.post("/v1/jobs", json={"command": ["sh", "-c", "echo hi"], "expected_runtime": 5})
+        assert r.status_code in (201, 202), r.text
+        job = r.json()["id"]
+        wait_for(lambda: api.get(f"/v1/jobs/{job}").json()["state"] == "succeeded", 60, "the job to succeed")
+
+    services = list(launcher.services())
+    os.kill(second, signal.SIGKILL)  # the second failure in a row: more than --max-restarts 1
+
+    assert wait_exit(launcher, 30) == 1
+    launcher.assert_all_gone(services)
+    assert "scheduler was killed by signal 9 2 times in a row" in launcher.output()
