@@ -43,8 +43,25 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def _json_flag(parser: argparse.ArgumentParser) -> None:
+def _json_flag(parser: argparse.ArgumentParser, short: bool = True) -> None:
+    """``--json``, and kubectl's ``-o json`` where ``-o`` is not already a path (``artifacts``)."""
     parser.add_argument("--json", action="store_true", help="print raw JSON, for scripts")
+    if short:
+        parser.add_argument(
+            "-o",
+            "--output",
+            dest="format",
+            choices=("table", "json"),
+            default="table",
+            help="json: the same as --json",
+        )
+
+
+def wants_json(args: argparse.Namespace) -> bool:
+    if getattr(args, "json", False) or getattr(args, "format", None) == "json":
+        return True
+    # `jobwire artifacts JOB -o json` lists as JSON; with a NAME, -o is where the download goes
+    return args.cmd == "artifacts" and getattr(args, "name", None) is None and args.output == "json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("artifacts", commands.artifacts, "list a job's artifacts, or download one")
     p.add_argument("job")
     p.add_argument("name", nargs="?")
-    p.add_argument("-o", "--output", metavar="PATH", help="where to write it (- for stdout)")
-    _json_flag(p)
+    p.add_argument(
+        "-o", "--output", metavar="PATH", help="where to write it (- for stdout); without NAME, -o json lists"
+    )
+    _json_flag(p, short=False)
 
     inputs = sub.add_parser(
         "input",
@@ -207,12 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest and args.cmd != "submit":
         build_parser().error("only `submit` takes a command after --")
     args.command = rest
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = commands.console(stderr=True)
     try:
         token = resolve_token(getattr(args, "token", None), warn=lambda m: err.print(m, style="yellow"))
         with JobwireClient(resolve_url(getattr(args, "url", None)), token) as client:
             handler: Handler = args.handler
-            return handler(client, args, commands.Output(as_json=getattr(args, "json", False)))
+            return handler(client, args, commands.Output(as_json=wants_json(args)))
     except UsageError as exc:
         return _fail(err, f"error: {exc}", 2)
     except ApiError as exc:

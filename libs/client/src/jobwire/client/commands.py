@@ -24,14 +24,25 @@ from .api import JobwireClient
 from .models import exit_status, job_finished
 from .watch import final_line, watch
 
+#: width given to rich when the output is not a terminal: wide enough that no table is ever cut
+#: (rich would otherwise assume 80 columns and clip ids that scripts then pass back to us)
+UNCUT = 100_000
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console; on a terminal it fits the window, elsewhere (pipe, file) it never cuts."""
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal else UNCUT
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+
 
 class Output:
     """Where things go: tables and messages through rich, JSON and job output as plain text."""
 
     def __init__(self, as_json: bool = False) -> None:
         self.as_json = as_json
-        self.out = Console(highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.out = console()
+        self.err = console(stderr=True)
 
     def json(self, data: Any) -> None:
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(data)).decode() + "\n")
@@ -120,7 +131,7 @@ def ls(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
     elif not jobs:
         io.err.print("no jobs", style="dim")
     else:
-        io.out.print(render.jobs_table(jobs))
+        io.out.print(render.jobs_table(jobs, clip_names=io.out.is_terminal))
         if more:
             io.err.print(f"newest {len(jobs)} shown; --limit N or --all for more", style="dim")
     return 0

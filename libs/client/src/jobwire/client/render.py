@@ -168,12 +168,13 @@ def transitions_table(job: v1.Job) -> Table:
     return table
 
 
-def jobs_table(jobs: list[v1.Job], now: datetime | None = None) -> Table:
-    """``jobwire ls``: newest first, full ids (UUIDv7 prefixes repeat for a minute, so no short ids)."""
+def jobs_table(jobs: list[v1.Job], now: datetime | None = None, clip_names: bool = True) -> Table:
+    """``jobwire ls``: newest first, full ids (UUIDv7 prefixes repeat for a minute, so no short ids);
+    long names are clipped on a terminal only (``clip_names``), never in a pipe."""
     now = now or datetime.now(UTC)
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("ID", no_wrap=True, min_width=36)
-    table.add_column("NAME", overflow="ellipsis", no_wrap=True, max_width=20)
+    table.add_column("NAME", overflow="ellipsis", no_wrap=True, max_width=20 if clip_names else None)
     table.add_column("STATE", no_wrap=True)
     table.add_column("NODE", overflow="ellipsis", no_wrap=True)
     retried = any(job.attempt > 1 for job in jobs)
@@ -285,7 +286,10 @@ def inputs_table(inputs: list[dict[str, Any]]) -> Table:
 def tokens_table(tokens: list[dict[str, Any]]) -> Table:
     """Tokens without their secrets: id, owner, scopes, expiry, last use, revoked."""
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("ID", "OWNER", "SCOPES", "EXPIRES", "LAST USED", "REVOKED"):
+    # the id is what `token revoke` takes: never wrapped or clipped, whatever the width
+    longest = max((len(t["id"]) for t in tokens), default=2)
+    table.add_column("ID", no_wrap=True, min_width=longest)
+    for col in ("OWNER", "SCOPES", "EXPIRES", "LAST USED", "REVOKED"):
         table.add_column(col)
     for t in tokens:
         table.add_row(
