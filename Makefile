@@ -1,6 +1,8 @@
 # jobwire — two commands to know: `make run` (the whole stack on this machine) and `make test`.
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+# uv is looked up (and installed when missing) the first time a recipe needs it, not when make parses this
+# file: a fresh machine has no uv yet, and a path fixed at parse time is wrong after the install.
+UV ?= $(eval UV := $$(shell bash scripts/ci/find-uv.sh))$(UV)
 PYTEST_ARGS ?=
 
 .PHONY: run test lint bench sync setup backends schemas clean secrets images
@@ -41,7 +43,6 @@ setup:
 	bash scripts/ci/bootstrap.sh
 
 sync:
-	@command -v $(UV) >/dev/null 2>&1 || bash scripts/ci/install-uv.sh
 	$(UV) sync --frozen
 
 backends:

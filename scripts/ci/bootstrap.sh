@@ -3,6 +3,6 @@
 # backends the tests talk to. Idempotent: a second run does nothing it does not have to.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bash scripts/ci/install-uv.sh
-uv sync --frozen
+UV="$(bash scripts/ci/find-uv.sh)"
+"$UV" sync --frozen
 bash scripts/ci/install-backends.sh
