@@ -23,15 +23,18 @@ fi
 mkdir -p "$work/home"
 git clone --quiet "$repo" "$work/jobwire"
 cd "$work/jobwire"
-fresh=(env -i HOME="$work/home" PATH="$system_path" LANG=C.UTF-8 TERM=dumb)
+# The machine's environment (its CA bundle settings, say) stays; only HOME, PATH and XDG dirs are new.
+fresh=(env -u PYENV_ROOT -u XDG_CONFIG_HOME -u XDG_CACHE_HOME -u XDG_DATA_HOME -u VIRTUAL_ENV
+    HOME="$work/home" PATH="$system_path")
 
 if [ -x /usr/sbin/sge_execd ]; then
     # A machine where execd never ran has no spool dir; stop SGE's daemons and remove it.
     pkill -x sge_execd 2>/dev/null || true
     pkill -x sge_qmaster 2>/dev/null || true
-    for _ in $(seq 100); do pgrep -x 'sge_execd|sge_qmaster' >/dev/null || break; sleep 0.2; done
-    rm -rf /var/spool/gridengine/execd
-    say "SGE stopped and its execd spool removed"
+    for _ in $(seq 100); do { pgrep -x sge_execd || pgrep -x sge_qmaster; } >/dev/null || break; sleep 0.2; done
+    # the package's postinst leaves an empty execd dir; execd makes <host>/ (with execd.pid) when first run
+    rm -rf /var/spool/gridengine/execd/*
+    say "SGE stopped and its execd spool emptied"
 fi
 
 say "make setup (fresh clone, empty HOME, no uv)"
