@@ -114,17 +114,21 @@ async def test_the_standby_takes_over_within_a_lease_period_and_every_job_ends_o
         await node.stop()
 
 
-async def test_an_active_replica_that_loses_the_lease_stops_at_once(
+async def test_an_active_replica_that_loses_the_lease_stops_at_once_then_stands_by(
     clean_bus, nats_url, database_url, bucket
 ):
     a = replica("a", bucket, database_url, nats_url)
     await a.start()
     try:
         assert a.role == "active"
+        loops = list(a.tasks)
         kv = await clean_bus.js.key_value(bucket)
         await kv.put(KEY, b"intruder")  # someone else's write: a's next refresh fails its compare-and-set
         await asyncio.wait_for(a.lost.wait(), timeout=TTL)
-        assert a.role == "lost" and all(t.done() for t in a.tasks)
+        assert a.role == "standby" and all(t.done() for t in loops) and a.losses == 1
+        # the intruder never refreshes: once its entry expires, a takes the lease again by itself
+        await wait_for(lambda: a.role == "active", timeout=TTL * 3)
+        assert (await kv.get(KEY)).value == b"a"
     finally:
         await a.stop()
 

@@ -15,15 +15,11 @@ async def _main(stop: asyncio.Event) -> None:
     scheduler = Scheduler(scheduler_settings(), bus_settings())
     await scheduler.start()
     try:
-        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(scheduler.lost.wait())]
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for w in waits:
-            w.cancel()
+        # a lost lease (a NATS outage, another replica) is not an exit: the scheduler stands by and
+        # takes it again by itself, with its view rebuilt from the database
+        await stop.wait()
     finally:
         await scheduler.stop()
-    if scheduler.lost.is_set():
-        # exit non-zero so the supervisor restarts it, as a standby with a fresh view
-        raise SystemExit(3)
 
 
 def main() -> None:

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 S = v1.JobState
 CMD_CONSUMER = "scheduler-cmd"
 REPORT_CONSUMER = "scheduler-report"
+#: seconds between tries to take over again while NATS or the database is unreachable
+RETRY_WAIT = 1.0
 
 
 class Scheduler:
@@ -57,12 +59,15 @@ class Scheduler:
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
         self.lease: Lease | None = None
-        #: "standby" until this replica holds the leader lease, "active" while it does, then "lost"
+        #: "standby" until this replica holds the leader lease, "active" while it does, "lost" for the
+        #: moment it stops after losing it, then "standby" again
         self.role = "standby"
         self.lost = asyncio.Event()
         self.standby: asyncio.Task[None] | None = None
         self.keeper: asyncio.Task[None] | None = None
         self.heartbeat_sub: Any = None
+        #: how often this replica lost the lease and went back to standing by
+        self.losses = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -102,10 +107,22 @@ class Scheduler:
             return await self.bus.js.create_key_value(config)
 
     async def stand_by(self) -> None:
+        """Wait for the lease and become active; an outage (NATS or the database gone) on the way is
+        waited out and retried, never fatal: nats-py reconnects underneath."""
         assert self.lease is not None
-        await self.lease.wait_acquire()
-        log.info("scheduler taking over: the leader lease is ours")
-        await self.activate()
+        while not self.stopping:
+            try:
+                await self.lease.wait_acquire()
+                log.info("scheduler taking over: the leader lease is ours")
+                await self.activate()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("scheduler could not take over yet (%s: %s); retrying", type(e).__name__, e)
+                await self.deactivate()
+                self.role = "standby"
+                await asyncio.sleep(RETRY_WAIT)
 
     async def activate(self) -> None:
         """Only the lease holder consumes commands and reports and runs the loops."""
@@ -124,19 +141,37 @@ class Scheduler:
         self.keeper = asyncio.create_task(self.keep_lease(), name="lease")
         log.info("scheduler up: %d nodes, %d queued", len(self.cluster.nodes), len(self.cluster.queued_on))
 
+    async def deactivate(self) -> None:
+        """Stop every loop of the active role (their in-memory view may be stale) and drop the
+        heartbeat subscription; the next ``activate`` rebuilds from the database."""
+        if self.pipeline is not None:
+            self.pipeline.stopping = True
+        for t in self.tasks:
+            t.cancel()
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=5)
+        self.tasks = []
+        if self.heartbeat_sub is not None:
+            with contextlib.suppress(Exception):
+                await self.heartbeat_sub.unsubscribe()
+            self.heartbeat_sub = None
+
     async def keep_lease(self) -> None:
-        """Losing the lease stops all processing at once; the process then exits (``lost``) and comes
-        back as a standby, since its in-memory view may already be stale."""
+        """Losing the lease (a NATS outage longer than the lease period, or another replica's write)
+        stops all processing at once; the replica then stands by and takes the lease again, with a view
+        rebuilt from the database, as soon as it is free (``lost`` is set, ``losses`` counts how often)."""
         assert self.lease is not None
         await self.lease.keep()
         if self.stopping:
             return
-        log.error("scheduler lost the leader lease: stopping all processing")
+        log.error("scheduler lost the leader lease: stopping all processing, standing by")
         self.role = "lost"
-        for t in self.tasks:
-            t.cancel()
-        await asyncio.wait(self.tasks, timeout=5)
+        await self.deactivate()
+        self.role = "standby"
+        self.losses += 1
         self.lost.set()
+        if not self.stopping:
+            self.standby = asyncio.create_task(self.stand_by(), name="standby")
 
     async def stop(self) -> None:
         self.stopping = True
