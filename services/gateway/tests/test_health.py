@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
+
 import httpx
 import pytest
 
@@ -22,12 +24,46 @@ async def test_schema_and_its_ui(gateway):
     ui = await gateway.get("/schema")
     assert ui.status_code == 200
     assert ui.headers["content-type"].startswith("text/html")
-    for page in ("/schema/swagger", "/schema/redoc", "/schema/elements"):
+    for page in ("/schema/swagger", "/schema/redoc"):
         assert (await gateway.get(page)).status_code == 200, page
     schema = (await gateway.get("/schema/openapi.json")).json()
     assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/logs", "/ready"} <= set(schema["paths"])
     body = schema["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert "resources" in body["properties"]
+
+
+class _Links(HTMLParser):
+    """Every URL a page makes the browser load: script src, link href, img src."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href") and value:
+                self.urls.append(value)
+
+
+ASSET_TYPES = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
+
+
+@pytest.mark.parametrize("page", ["/schema", "/schema/swagger", "/schema/redoc"])
+async def test_the_api_docs_load_nothing_from_outside_the_gateway(gateway, page):
+    """Offline, or behind a proxy, a CDN URL leaves the page blank: every asset is the gateway's own."""
+    html = await gateway.get(page)
+    assert html.status_code == 200
+    links = _Links()
+    links.feed(html.text)
+    scripts = [u for u in links.urls if u.endswith(".js")]
+    assert scripts, links.urls  # the UI itself, not an empty page
+    for url in links.urls:
+        assert url.startswith("/") and not url.startswith("//"), f"{page} loads {url} from elsewhere"
+        asset = await gateway.get(url, headers={"Authorization": ""})  # public, like the page
+        assert asset.status_code == 200, url
+        assert ASSET_TYPES[url[url.rindex(".") :]] in asset.headers["content-type"], url
+        assert len(asset.content) > 500, url
+    assert "googleapis" not in html.text and "cdn." not in html.text
 
 
 async def test_unexpected_errors_are_500_without_internals(nats_url, sqlite_url, clean_bus):

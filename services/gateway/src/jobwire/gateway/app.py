@@ -12,8 +12,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Litestar
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import RedocRenderPlugin, StoplightRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins import PluginProtocol
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
@@ -21,6 +19,7 @@ from jobwire.runtime import telemetry
 from jobwire.runtime.bus import connect
 from jobwire.store.engine import make_engine, session_factory
 
+from .apidocs import assets_router, openapi_config
 from .artifacts.controllers import ArtifactController
 from .auth.audit import audit_middleware
 from .auth.controllers import AuditController, QuotaController, TokenController
@@ -104,6 +103,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             TemplateController,
             InputController,
             ProgramController,
+            assets_router(),
         ],
         dependencies={
             "res": Provide(provide_resources, sync_to_thread=False),
@@ -116,11 +116,5 @@ def create_app(settings: GatewaySettings) -> Litestar:
         plugins=plugins,
         request_max_body_size=settings.max_body_size,
         logging_config=None,  # the process configures logging (jobwire.runtime.lifecycle.setup_logging)
-        openapi_config=OpenAPIConfig(
-            title="jobwire",
-            version=_version(),
-            description="One REST API for jobs on Docker hosts, HPC batch schedulers and SSH GPU nodes.",
-            path="/schema",
-            render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin(), StoplightRenderPlugin()],
-        ),
+        openapi_config=openapi_config(_version()),
     )
