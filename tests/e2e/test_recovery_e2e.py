@@ -89,7 +89,13 @@ def test_scheduler_killed_while_200_jobs_are_submitted(tmp_path: Path, db: str, 
 
 
 def test_executor_killed_and_restarted_readopts_running_jobs(tmp_path: Path):
-    stack = make_stack(tmp_path / "home", [ExecutorConfig(node="adopt-a", slots=4)])
+    # The node timeout outlasts the restart: on 2 busy cores an executor takes over 4 s to come back, and
+    # this test is about re-adoption across a restart, not about a node given up for lost.
+    stack = make_stack(
+        tmp_path / "home",
+        [ExecutorConfig(node="adopt-a", slots=4)],
+        env={"JOBWIRE_SCHEDULER_NODE_TIMEOUT": "20"},
+    )
     stack.start()
     try:
         with httpx.Client(base_url=stack.api_url, headers=stack.auth_headers, timeout=30) as api:
