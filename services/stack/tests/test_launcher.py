@@ -153,17 +153,21 @@ def wait_exit(launcher: Launcher, timeout: float) -> int:
     return launcher.proc.wait(5)
 
 
-def test_sigint_stops_a_stack_started_in_the_background(tmp_path: Path, launchers: list[Launcher]) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["INT", "HUP"])
+def test_int_or_hup_stops_a_stack_started_in_the_background(
+    tmp_path: Path, launchers: list[Launcher], sig: signal.Signals
+) -> None:
+    """``make run &`` from a script starts with SIGINT ignored; HUP is a closed terminal."""
     launcher = start_launcher(tmp_path, background_shell=True)
     launchers.append(launcher)
     services = list(launcher.services())
     assert len(services) == 4, launcher.services()  # nats, scheduler, executor, gateway
 
-    os.kill(launcher.pid, signal.SIGINT)
+    os.kill(launcher.pid, sig)
 
     wait_exit(launcher, 30)
     launcher.assert_all_gone(services)
-    assert "stopping jobwire (signal SIGINT)" in launcher.output()
+    assert f"stopping jobwire (signal {sig.name})" in launcher.output()
     assert "stopped." in launcher.output()
 
 
@@ -205,6 +209,10 @@ def test_a_killed_service_is_restarted_then_the_stack_gives_up(
 ) -> None:
     launcher = start_launcher(tmp_path, "--max-restarts", "1", "--restart-backoff", "0.5")
     launchers.append(launcher)
+    nats = next(p for p, cmd in launcher.services().items() if "nats-server" in cmd)
+    os.kill(nats, signal.SIGKILL)  # the bus itself: restarted on the same port and store
+    wait_for(lambda: "nats restarted" in launcher.output(), 30, "the restart of nats-server")
+    assert "nats was killed by signal 9; restarting it" in launcher.output()
     first = launcher.service_pid("jobwire.scheduler")
 
     os.kill(first, signal.SIGKILL)
@@ -213,7 +221,7 @@ def test_a_killed_service_is_restarted_then_the_stack_gives_up(
     second = launcher.service_pid("jobwire.scheduler")
     assert second != first
 
-    # the restarted scheduler really serves: a job submitted now runs to the end
+    # the restarted scheduler, on the restarted bus, really serves: a job submitted now runs to the end
     headers = {"Authorization": f"Bearer {launcher.token()}"}
     with httpx.Client(base_url=launcher.api_url, headers=headers, timeout=30) as api:
         r = api.post("/v1/jobs", json={"command": ["sh", "-c", "echo hi"], "expected_runtime": 5})
