@@ -213,7 +213,11 @@ def test_gpu_request_reaches_the_engine_and_a_host_without_gpus_fails_clearly(ap
     failure of a host whose engine has no NVIDIA runtime (``dock-gpu`` claims two GPUs)."""
     counted = api.submit(command=["nvidia-smi"], resources={"gpus": 2}, expected_runtime=5)
     chosen = api.submit(
-        node="dock-gpu", command=["nvidia-smi"], docker={"gpu_ids": ["1"]}, expected_runtime=5
+        node="dock-gpu",
+        command=["nvidia-smi"],
+        resources={"gpus": 1},
+        docker={"gpu_ids": ["1"]},
+        expected_runtime=5,
     )
     for j, ids in ((counted, ["0", "1"]), (chosen, ["1"])):
         done = api.wait_state(j["id"], api.END)

@@ -71,3 +71,18 @@ def test_plan_limits_env_labels_and_gpus():
     ]
     [req] = c["device_requests"]
     assert (req["DeviceIDs"], req["Capabilities"], req["Count"]) == (["1"], [["gpu"]], 0)
+
+
+def test_gpu_ids_another_job_holds_are_refused():
+    """Placement counts how many GPUs, not which: naming one held by a running job must not share it."""
+    from jobwire.execution import StartRefused
+    from jobwire.executor_docker.executor import DockerExecutor
+
+    ex = DockerExecutor.__new__(DockerExecutor)
+    ex._gpu_ids, ex._gpus_used = ["0", "1", "2", "3"], {("other", 1): ["1", "2"]}
+    free = run_of({"command": ["x"], "resources": {"gpus": 2}, "docker": {"gpu_ids": ["0", "3"]}})
+    assert ex._allocate_gpus(free) == ["0", "3"]
+    held = run_of({"command": ["x"], "resources": {"gpus": 2}, "docker": {"gpu_ids": ["0", "2"]}})
+    with pytest.raises(StartRefused, match=r"docker\.gpu_ids 2 are held by another job"):
+        ex._allocate_gpus(held)
+    assert ex._allocate_gpus(run_of({"command": ["x"], "resources": {"gpus": 2}})) == ["0", "3"]

@@ -204,6 +204,8 @@ async def _gateway_process(settings: GatewaySettings, **env: str) -> tuple[int, 
 async def test_no_silent_bypass(settings, clean_bus):
     rc, out = await _gateway_process(settings)  # a database without any token, no keys
     assert rc != 0 and "no credential source" in out
+    rc, out = await _gateway_process(settings, JOBWIRE_GATEWAY_API_KEY="   ")  # blank is no key
+    assert rc != 0 and "JOBWIRE_GATEWAY_API_KEY is set but blank" in out
     rc, out = await _gateway_process(settings, JOBWIRE_GATEWAY_AUTH="off", JOBWIRE_GATEWAY_HOST="0.0.0.0")
     assert rc != 0 and "refused when listening on 0.0.0.0" in out
     off_outside = GatewaySettings(host="0.0.0.0", auth="off", database_url=settings.database_url)

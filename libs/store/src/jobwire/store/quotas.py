@@ -91,7 +91,7 @@ async def _usage(conn: AsyncConnection, owner: str, at: datetime) -> Usage:
     row: Any
     for row in (await conn.execute(union_all(stored, pending))).all():
         active += 1
-        gpus += row.gpus if row.spec is None else v1.decode(row.spec, v1.JobSpec).resources.gpus
+        gpus += row.gpus if row.spec is None else v1.decode(row.spec, v1.JobSpec).resources.gpus_total
     recent_q = select(func.count(), func.min(AdmissionRow.at)).where(
         AdmissionRow.owner == owner, AdmissionRow.at > at - RATE_WINDOW
     )

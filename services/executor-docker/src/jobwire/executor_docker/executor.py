@@ -248,6 +248,14 @@ class DockerExecutor(Executor):
                     f"docker.gpu_ids {', '.join(unknown)} are not GPUs of this node "
                     f"(it has: {', '.join(self._gpu_ids) or 'none'})"
                 )
+            held = [g for g in opts.gpu_ids if g in used]
+            if held:
+                # placement counted resources.gpus, not which devices: naming one another job holds
+                # would share it behind that job's back
+                raise StartRefused(
+                    f"docker.gpu_ids {', '.join(held)} are held by another job on this node; "
+                    "leave docker.gpu_ids out to get free GPUs"
+                )
             return list(opts.gpu_ids)
         want = run.spec.resources.gpus
         if want == 0:

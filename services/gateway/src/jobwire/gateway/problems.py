@@ -16,11 +16,15 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
+from jobwire.contracts import v1
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:jobwire:problem:"
 _MSGSPEC_PATH = re.compile(r" - at `(\$[^`]*)`$")
+_FIELD_FIRST = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*) ")
+_SPEC_FIELDS = frozenset(v1.JobSpec.__struct_fields__)
 
 
 class Problem(Exception):
@@ -97,7 +101,17 @@ def invalid_body(error: msgspec.MsgspecError) -> Problem:
         return MalformedJson(f"the body is not valid JSON: {message}")
     match = _MSGSPEC_PATH.search(message)
     path = match.group(1) if match else _unknown_field_path(message)
+    if path in (None, "$"):
+        path = _named_field_path(message) or path
     return InvalidBody(message, extra={"path": path} if path else None)
+
+
+def _named_field_path(message: str) -> str | None:
+    # whole-spec rules (contracts' asks, workdir) start their message with the field they refuse
+    m = _FIELD_FIRST.match(message)
+    if m is None or m.group(1).split(".")[0] not in _SPEC_FIELDS:
+        return None
+    return f"$.{m.group(1)}"
 
 
 def _unknown_field_path(message: str) -> str | None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from .asks import check_backend_asks
 from .units import parse_duration, parse_size
 
 Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+=-]*$")]
@@ -24,6 +25,7 @@ MAX_WALLTIME = 366 * 86400
 PositiveSeconds = Annotated[float, Meta(gt=0, le=MAX_WALLTIME)]
 #: the most memory a job may ask for: refused beyond it before any node is asked (1 EiB)
 MAX_MEMORY = 1 << 60
+MIN_CPUS = 0.01
 PROGRAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*@[A-Za-z0-9][A-Za-z0-9._+-]*$")
 #: Names of environment variables jobwire sets itself; a spec may not override them.
 RESERVED_ENV_PREFIX = "JOBWIRE_"
@@ -32,7 +34,8 @@ RESERVED_ENV_PREFIX = "JOBWIRE_"
 class Resources(msgspec.Struct, kw_only=True, omit_defaults=True):
     """What one attempt needs on its node."""
 
-    cpus: Annotated[float, Meta(gt=0, le=4096)] = 1.0
+    #: at least a hundredth of a CPU (Docker's smallest share; a batch system rounds up to whole CPUs)
+    cpus: Annotated[float, Meta(ge=MIN_CPUS, le=4096)] = 1.0
     memory: Size | None = None
     gpus: Annotated[int, Meta(ge=0, le=64)] = 0
     slots: Annotated[int, Meta(ge=1, le=4096)] = 1
@@ -58,6 +61,11 @@ class Resources(msgspec.Struct, kw_only=True, omit_defaults=True):
     @property
     def walltime_seconds(self) -> float | None:
         return float(self.walltime) if self.walltime is not None else None
+
+    @property
+    def gpus_total(self) -> int:
+        """GPUs over all nodes: batch adapters ask for ``gpus`` on each of ``nodes`` (what quotas count)."""
+        return self.gpus * self.nodes
 
 
 #: Longest input name, and the rules for each ``/``-separated segment of one: a segment starts with a
@@ -122,7 +130,8 @@ class InputRef(msgspec.Struct, kw_only=True, omit_defaults=True):
 class CodeFile(msgspec.Struct, kw_only=True):
     """An uploaded script: the job runs ``interpreter filename *args`` in its directory."""
 
-    filename: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._-]+$")]
+    #: a plain file name that starts with a letter, digit or ``_``: never ``.``, ``..`` or an option
+    filename: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")]
     content: str
     interpreter: list[str] | None = None
 
@@ -145,6 +154,10 @@ FORBIDDEN_BIND_SOURCES = (
     "/boot",
     "/etc",
 )
+#: directories no job works in, besides the ones never bind-mounted
+SYSTEM_DIRS = (
+    *("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr", "/root", "/var/lib", "/var/log"),
+)
 _PORT = re.compile(r"^([0-9]{1,5})(?:/(tcp|udp|sctp))?$")
 _NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})?$")
@@ -165,6 +178,30 @@ def _clean_abs(path: Any, what: str) -> str:
 
 def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+WORKDIR_RULE = (
+    "a relative workdir is a path below the job's own directory (no '.', '..' or empty segments); "
+    "an absolute one must lie under a root the node allows (never '/' or a system directory)"
+)
+
+
+def check_workdir(path: Any) -> str:
+    """The shape every executor accepts for ``workdir``: relative and inside the attempt's directory, or
+    absolute and clean, outside the system directories. Each executor then holds an absolute workdir
+    against its own allowed roots (``JOBWIRE_*_WORKDIR_ROOTS``)."""
+    if not isinstance(path, str) or not 0 < len(path) <= 4096 or not path.isprintable():
+        raise ValueError(
+            f"workdir {_shown(path)} is empty, too long or has control characters; {WORKDIR_RULE}"
+        )
+    if not path.startswith("/"):
+        if any(seg in ("", ".", "..") for seg in path.split("/")):
+            raise ValueError(f"workdir {_shown(path)} may not leave the job's directory; {WORKDIR_RULE}")
+        return path
+    clean = _clean_abs(path, "workdir")
+    if clean == "/" or any(_under(clean, bad) for bad in (*FORBIDDEN_BIND_SOURCES, *SYSTEM_DIRS)):
+        raise ValueError(f"workdir {_shown(path)} is a system directory; {WORKDIR_RULE}")
+    return clean
 
 
 def check_bind_source(path: Any, what: str = "docker.mounts source") -> str:
@@ -316,6 +353,9 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
             raise ValueError("command arguments cannot contain NUL bytes")
         if any("\x00" in a for a in self.args):
             raise ValueError("args cannot contain NUL bytes")
+        if self.workdir is not None:
+            check_workdir(self.workdir)
+        check_backend_asks(self)
         for key, value in self.env.items():
             if key.startswith(RESERVED_ENV_PREFIX):
                 raise ValueError(f"env {key!r}: names starting with {RESERVED_ENV_PREFIX} are set by jobwire")

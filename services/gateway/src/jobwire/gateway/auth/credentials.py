@@ -33,6 +33,9 @@ def _digest(secret: str) -> bytes:
 def shared_keys(settings: GatewaySettings) -> list[tuple[str, bytes]]:
     """(owner, sha256 of the key) for the configured shared keys; the keys themselves are not kept."""
     keys: list[tuple[str, bytes]] = []
+    if settings.api_key is not None and not settings.api_key.strip():
+        # a blank key would look like a credential source while nobody can ever send it
+        raise ValueError("JOBWIRE_GATEWAY_API_KEY is set but blank: give a key, or leave it unset")
     if settings.api_key:
         keys.append((TEAM, _digest(settings.api_key.strip())))
     if settings.api_keys_file:

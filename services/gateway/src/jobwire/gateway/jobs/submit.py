@@ -74,7 +74,7 @@ async def claimed_id(res: Resources, owner: str, key: str) -> str | None:
 async def admit(res: Resources, owner: str, job_id: str, spec: v1.JobSpec) -> None:
     """Take a place in ``owner``'s quotas, or answer 429 with nothing published or claimed."""
     try:
-        await quotas.admit(res.engine, owner, job_id, gpus=spec.resources.gpus)
+        await quotas.admit(res.engine, owner, job_id, gpus=spec.resources.gpus_total)
     except quotas.QuotaExceeded as e:
         raise TooManyRequests(
             f"{e.detail}; try again later",
