@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, delete, func, select, text
+from sqlalchemy import Connection, delete, func, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from jobwire.contracts import v1
@@ -149,3 +149,68 @@ async def test_a_flush_inserts_jobs_before_their_rows_and_deletes_cascade(make_j
     async with sessions() as session:
         for table in (TransitionRow, JobLabelRow):
             assert (await session.execute(select(func.count()).select_from(table))).scalar_one() == 0
+
+
+async def test_0003_counts_and_indexes_jobs_already_stored(database_url):
+    """Upgrading a database that holds jobs: they are counted once (the backfill), the new indexes exist,
+    and the triggers count what comes after; downgrading removes it all and keeps the jobs."""
+    from alembic import command
+
+    from jobwire.store import queries
+    from jobwire.store.engine import alembic_config
+
+    def to(revision: str, *, down: bool = False) -> Any:
+        def run(conn: Connection) -> None:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, revision)
+
+        return run
+
+    engine = make_engine(database_url)
+    jobs = [
+        ("01900000-0000-7000-8000-000000000001", "alice", None, "queued"),
+        ("01900000-0000-7000-8000-000000000002", "alice", "n1", "running"),
+        ("01900000-0000-7000-8000-000000000003", "bob", "n1", "succeeded"),
+        ("01900000-0000-7000-8000-000000000004", "bob", "n1", "succeeded"),
+    ]
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0002"))
+            for job_id, owner, node, state in jobs:
+                await conn.execute(
+                    text(
+                        "INSERT INTO jobs (id, owner, node, state, attempt, max_attempts, priority, spec, "
+                        "created_at, cancel_requested, delete_requested) VALUES (:id, :owner, :node, :state, "
+                        "0, 1, 0, :spec, :at, false, false)"
+                    ),
+                    {
+                        "id": job_id,
+                        "owner": owner,
+                        "node": node,
+                        "state": state,
+                        "spec": b"{}",
+                        "at": datetime.now(),
+                    },
+                )
+        await migrate(database_url)
+        async with session_factory(engine)() as session:
+            assert await queries.count_jobs(session) == {"queued": 1, "running": 1, "succeeded": 2}
+            assert await queries.count_jobs(session, owner="bob", node="n1") == {"succeeded": 2}
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE jobs SET state = 'succeeded' WHERE owner = 'alice'"))
+        async with session_factory(engine)() as session:
+            assert await queries.count_jobs(session) == {"succeeded": 4}
+        async with engine.connect() as conn:
+            indexes = await conn.run_sync(lambda c: {i["name"] for i in inspect(c).get_indexes("jobs")})
+        assert {"ix_jobs_state_id", "ix_jobs_node_id", "ix_jobs_owner_state_id"} <= indexes
+        assert "ix_jobs_state_node" not in indexes
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0002", down=True))
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM jobs WHERE owner = 'bob'"))  # no trigger left to fail
+            assert (await conn.execute(text("SELECT count(*) FROM jobs"))).scalar_one() == 2
+            tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
+        assert "job_counts" not in tables
+    finally:
+        await engine.dispose()

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -78,11 +79,15 @@ class JobRow(Base):
     delete_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (
-        Index("ix_jobs_state_node", "state", "node"),
-        Index("ix_jobs_node_state_priority", "node", "state", "priority", "id"),
-        # Lists filter by owner or name and page newest first: (col, id) serves both without a sort.
+        # Lists page newest first: an index ending in the id serves each filter without a sort, at any
+        # cursor depth (several states are one such walk per state, merged: see queries.list_jobs).
+        Index("ix_jobs_state_id", "state", "id"),
+        Index("ix_jobs_node_id", "node", "id"),
         Index("ix_jobs_owner_id", "owner", "id"),
+        Index("ix_jobs_owner_state_id", "owner", "state", "id"),  # a user's own jobs in one state
         Index("ix_jobs_name_id", "name", "id"),
+        # the scheduler's per-node queue, and queue positions (a range count, priority desc, id asc)
+        Index("ix_jobs_node_state_priority", "node", "state", "priority", "id"),
     )
 
 
@@ -113,7 +118,25 @@ class JobLabelRow(Base):
     #: See ``TransitionRow.job``: orders the inserts, never loaded.
     job: Mapped[JobRow] = relationship(lazy="raise")
 
-    __table_args__ = (Index("ix_job_labels_key_value", "key", "value"),)
+    #: a label filter walks (key, value)'s jobs in id order, so a page needs no sort of every match
+    __table_args__ = (Index("ix_job_labels_key_value_job_id", "key", "value", "job_id"),)
+
+
+class JobCountRow(Base):
+    """How many jobs one owner has on one node in one state; kept by triggers on ``jobs`` (migration
+    0003) in the same transaction as the job write, so counts are read, never scanned.
+
+    ``node`` is '' for a job on no node. Rows that drop to 0 stay (their number is bounded by the
+    owners, nodes and states in use)."""
+
+    __tablename__ = "job_counts"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    node: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_job_counts_node", "node"),)
 
 
 class NodeRow(Base):

@@ -1,8 +1,9 @@
 """The read side: jobs and nodes as contract types, in a fixed number of queries per call.
 
-The gateway answers every GET from here. A page of jobs costs four queries whatever its size (jobs, then
-their transitions, labels and queue positions for the whole page at once), so a list never degrades into
-one query per job.
+The gateway answers every GET from here. A page of jobs, or one job, costs two queries whatever its size
+(the rows with their queue positions, then the transitions of them all), so a list never degrades into one
+query per job; and each is served by an index that matches it, so it costs the same at a million jobs and
+at any cursor depth. Counts are read from ``job_counts``, which triggers keep (migration 0003).
 """
 
 from __future__ import annotations
@@ -15,13 +16,28 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Select,
+    String,
+    Subquery,
+    and_,
+    any_,
+    case,
+    exists,
+    func,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
 
-from .models import JobLabelRow, JobRow, NodeRow, TransitionRow
+from .models import JobCountRow, JobLabelRow, JobRow, NodeRow, TransitionRow
 
 #: The largest page ``list_jobs`` serves; keeps the ``IN`` lists of the follow-up queries bounded.
 MAX_PAGE_SIZE = 1000
@@ -55,10 +71,13 @@ def decode_cursor(cursor: str) -> str:
 def row_to_job(
     row: JobRow,
     transitions: Iterable[TransitionRow],
-    labels: Mapping[str, str],
+    labels: Mapping[str, str] | None,
     queue_position: int | None,
 ) -> v1.Job:
-    """A ``v1.Job`` from its row; the columns win over the stored spec for what the system decides."""
+    """A ``v1.Job`` from its row; the columns win over the stored spec for what the system decides.
+
+    ``labels`` None means the spec's own (what the scheduler stores in ``job_labels`` too).
+    """
     spec = v1.decode(row.spec, v1.JobSpec)
     fields: dict[str, Any] = {f: getattr(spec, f) for f in v1.JobSpec.__struct_fields__}
     fields.update(
@@ -67,7 +86,7 @@ def row_to_job(
         backend=row.backend if row.backend is not None else spec.backend,
         priority=row.priority,
         max_attempts=row.max_attempts,
-        labels=dict(labels),
+        labels=dict(labels) if labels is not None else spec.labels,
     )
     return v1.Job(
         **fields,
@@ -93,14 +112,17 @@ def row_to_job(
 
 
 async def get_job(session: AsyncSession, job_id: str, *, owner: str | None = None) -> v1.Job | None:
-    """One job, or None when it does not exist (or, with ``owner``, belongs to someone else)."""
-    query = select(JobRow).where(JobRow.id == job_id)
+    """One job, or None when it does not exist (or, with ``owner``, belongs to someone else).
+
+    Two queries: the row with its queue position, then its transitions.
+    """
+    query = select(JobRow, _queue_position(JobRow)).where(JobRow.id == job_id)
     if owner is not None:
         query = query.where(JobRow.owner == owner)
-    row = (await session.execute(query)).scalar_one_or_none()
-    if row is None:
+    found = (await session.execute(query)).one_or_none()
+    if found is None:
         return None
-    return (await _assemble(session, [row]))[0]
+    return (await _assemble(session, [(found[0], found[1])]))[0]
 
 
 async def list_jobs(
@@ -119,17 +141,110 @@ async def list_jobs(
     Filters combine with AND; ``states`` matches any of its states and ``labels`` needs every pair.
     An empty ``states`` or ``labels`` filters nothing. Raises ``InvalidCursor`` for a cursor this module
     did not produce and ``ValueError`` for a limit outside 1..MAX_PAGE_SIZE.
+
+    Two queries whatever the page size: the page (with queue positions), then its transitions.
     """
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, not {limit}")
-    query = select(JobRow).where(
-        *_conditions(states=states, node=node, name=name, labels=labels, owner=owner)
+    before = decode_cursor(cursor) if cursor is not None else None
+    page = _page(
+        states=states,
+        node=node,
+        name=name,
+        labels=labels,
+        owner=owner,
+        before=before,
+        limit=limit + 1,
+        postgres=session.get_bind().dialect.name == "postgresql",
     )
-    if cursor is not None:
-        query = query.where(JobRow.id < decode_cursor(cursor))
-    rows = list((await session.execute(query.order_by(JobRow.id.desc()).limit(limit + 1))).scalars())
-    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    job = aliased(JobRow, page)
+    result = await session.execute(select(job, _queue_position(job)).order_by(job.id.desc()))
+    rows = [(row, position) for row, position in result]
+    next_cursor = encode_cursor(rows[limit - 1][0].id) if len(rows) > limit else None
     return await _assemble(session, rows[:limit]), next_cursor
+
+
+def _page(
+    *,
+    states: Sequence[str] | None,
+    node: str | None,
+    name: str | None,
+    labels: Mapping[str, str] | None,
+    owner: str | None,
+    before: str | None,
+    limit: int,
+    postgres: bool,
+) -> Subquery:
+    """The newest ``limit`` matching rows, as a subquery whose every step an index serves.
+
+    Each filter has an index ending in the id (``ix_jobs_*_id``, ``ix_job_labels_key_value_job_id``), so
+    a page is a seek to the cursor and a walk of ``limit`` entries. One filter leads the walk (a label,
+    else the name, owner, state, node); the others are checked on the rows walked. Several states are one
+    walk per state, each limited, merged by a sort of at most ``limit`` rows per state: an ``IN`` over
+    the state index returns matches in state order, and the database would sort every match.
+
+    PostgreSQL drops a column fixed by ``=`` from the sort key, so the primary key seems to serve
+    ``ORDER BY id`` as well, and the planner may walk it, filtering: cheap while matches are spread
+    evenly, a walk of the whole table for a filter whose jobs are all old (a retired node). There the
+    leading column is fixed with ``= ANY(array)`` and kept in the sort key, which only its index serves.
+    """
+    pairs = list((labels or {}).items())
+    query = select(JobRow)
+    order: InstrumentedAttribute[str] = JobRow.id
+    fixed: list[tuple[InstrumentedAttribute[Any], str]] = []  # (column, value), the leading one first
+    if pairs:
+        (key, value), pairs = pairs[0], pairs[1:]
+        query = query.join(JobLabelRow, JobLabelRow.job_id == JobRow.id)
+        fixed += [(JobLabelRow.key, key), (JobLabelRow.value, value)]
+        order = JobLabelRow.job_id  # the same value; ordering by the walked index's column uses it
+    fixed += [(c, v) for c, v in ((JobRow.name, name), (JobRow.owner, owner)) if v is not None]
+    state_leads = not fixed
+    if node is not None:
+        fixed.append((JobRow.node, node))
+    query = query.where(*_conditions(node=None, name=None, labels=dict(pairs), owner=None))
+    if before is not None:
+        query = query.where(order < before)
+
+    def walk(state: str | None) -> Select[Any]:
+        columns = list(fixed)
+        if state is not None:
+            columns.insert(0 if state_leads else len(columns), (JobRow.state, state))
+        conditions = [column == value for column, value in columns]
+        ordering = [order.desc()]
+        if postgres and columns:
+            lead, value = columns[0]
+            conditions[0] = lead == any_(literal([value], ARRAY(String())))
+            ordering.insert(0, lead.desc())
+        return query.where(*conditions).order_by(*ordering).limit(limit)
+
+    wanted = sorted(set(states or ()))
+    if len(wanted) <= 1:
+        return walk(wanted[0] if wanted else None).subquery("page")
+    walks = [walk(state).subquery(f"walk{i}").select() for i, state in enumerate(wanted)]
+    merged = union_all(*walks).subquery("walks")
+    return select(merged).order_by(merged.c.id.desc()).limit(limit).subquery("page")
+
+
+def _queue_position(job: Any) -> ColumnElement[Any]:
+    """0-based rank of a queued job among the queued jobs of its node (``priority desc, id asc``), else
+    NULL: the jobs ahead of it, counted as two index ranges of ``ix_jobs_node_state_priority``."""
+    other = aliased(JobRow)
+
+    def ahead(*conditions: ColumnElement[bool]) -> Any:
+        return (
+            select(func.count())
+            .select_from(other)
+            .where(other.node == job.node, other.state == _QUEUED, *conditions)
+            .scalar_subquery()
+        )
+
+    return case(
+        (
+            and_(job.state == _QUEUED, job.node.is_not(None)),
+            ahead(other.priority > job.priority) + ahead(other.priority == job.priority, other.id < job.id),
+        ),
+        else_=None,
+    )
 
 
 async def count_jobs(
@@ -140,26 +255,34 @@ async def count_jobs(
     labels: Mapping[str, str] | None = None,
     owner: str | None = None,
 ) -> dict[str, int]:
-    """How many jobs are in each state (states with none are left out): one ``GROUP BY`` query."""
-    query = (
-        select(JobRow.state, func.count())
-        .where(*_conditions(states=None, node=node, name=name, labels=labels, owner=owner))
-        .group_by(JobRow.state)
-    )
-    return {state: int(n) for state, n in (await session.execute(query)).all()}
+    """How many jobs are in each state (states with none are left out): one query.
+
+    Overall, per owner, per node or both are read from ``job_counts`` (a few rows, kept by triggers);
+    a name or label filter counts the matching jobs through their indexes.
+    """
+    if name is None and not labels:
+        counts = select(JobCountRow.state, func.sum(JobCountRow.n))
+        if owner is not None:
+            counts = counts.where(JobCountRow.owner == owner)
+        if node is not None:
+            counts = counts.where(JobCountRow.node == node)
+        found = await session.execute(counts.group_by(JobCountRow.state))
+    else:
+        query = select(JobRow.state, func.count()).where(
+            *_conditions(node=node, name=name, labels=labels, owner=owner)
+        )
+        found = await session.execute(query.group_by(JobRow.state))
+    return {state: int(n) for state, n in found.all() if n}
 
 
 def _conditions(
     *,
-    states: Sequence[str] | None,
     node: str | None,
     name: str | None,
     labels: Mapping[str, str] | None,
     owner: str | None,
 ) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
-    if states:
-        conditions.append(JobRow.state.in_(list(states)))
     if node is not None:
         conditions.append(JobRow.node == node)
     if name is not None:
@@ -167,54 +290,29 @@ def _conditions(
     if owner is not None:
         conditions.append(JobRow.owner == owner)
     for key, value in (labels or {}).items():
-        conditions.append(
-            exists().where(
-                JobLabelRow.job_id == JobRow.id, JobLabelRow.key == key, JobLabelRow.value == value
-            )
-        )
+        label = aliased(JobLabelRow)  # its own name: the page may already join job_labels
+        conditions.append(exists().where(label.job_id == JobRow.id, label.key == key, label.value == value))
     return conditions
 
 
-async def _assemble(session: AsyncSession, rows: Sequence[JobRow]) -> list[v1.Job]:
-    """Jobs for ``rows`` with their transitions, labels and queue positions, one query each."""
+async def _assemble(session: AsyncSession, rows: Sequence[tuple[JobRow, int | None]]) -> list[v1.Job]:
+    """Jobs for ``(row, queue position)`` pairs with their transitions, in one query for all of them.
+
+    Labels come from the stored spec (they never change after submit; ``job_labels`` is their index).
+    """
     if not rows:
         return []
-    ids = [r.id for r in rows]
     transitions: dict[str, list[TransitionRow]] = defaultdict(list)
     result = await session.execute(
-        select(TransitionRow).where(TransitionRow.job_id.in_(ids)).order_by(TransitionRow.id)
+        select(TransitionRow)
+        .where(TransitionRow.job_id.in_([r.id for r, _ in rows]))
+        .order_by(TransitionRow.id)
     )
     for t in result.scalars():
         transitions[t.job_id].append(t)
-    labels: dict[str, dict[str, str]] = defaultdict(dict)
-    for job_id, key, value in await session.execute(
-        select(JobLabelRow.job_id, JobLabelRow.key, JobLabelRow.value).where(JobLabelRow.job_id.in_(ids))
-    ):
-        labels[job_id][key] = value
-    positions = await queue_positions(session, rows)
-    return [row_to_job(r, transitions[r.id], labels[r.id], positions.get(r.id)) for r in rows]
-
-
-async def queue_positions(session: AsyncSession, rows: Sequence[JobRow]) -> dict[str, int]:
-    """0-based rank of each queued row among the queued jobs of its node (``priority desc, id asc``).
-
-    One window-function query for all rows; rows that are not queued on a node get no entry.
-    """
-    queued = [r for r in rows if r.state == _QUEUED and r.node is not None]
-    if not queued:
-        return {}
-    rank = func.row_number().over(
-        partition_by=JobRow.node, order_by=(JobRow.priority.desc(), JobRow.id.asc())
-    )
-    ranked = (
-        select(JobRow.id.label("id"), (rank - 1).label("position"))
-        .where(JobRow.state == _QUEUED, JobRow.node.in_(sorted({r.node for r in queued if r.node})))
-        .subquery()
-    )
-    result = await session.execute(
-        select(ranked.c.id, ranked.c.position).where(ranked.c.id.in_([r.id for r in queued]))
-    )
-    return {job_id: int(position) for job_id, position in result}
+    return [
+        row_to_job(row, transitions[row.id], None, int(pos) if pos is not None else None) for row, pos in rows
+    ]
 
 
 async def list_nodes(session: AsyncSession, *, now: datetime | None = None) -> list[v1.NodeView]:
