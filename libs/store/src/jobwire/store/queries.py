@@ -10,27 +10,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     ColumnElement,
     Select,
-    String,
     Subquery,
     and_,
     any_,
+    bindparam,
     case,
     exists,
     func,
-    literal,
     select,
     union_all,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
@@ -116,13 +117,17 @@ async def get_job(session: AsyncSession, job_id: str, *, owner: str | None = Non
 
     Two queries: the row with its queue position, then its transitions.
     """
-    query = select(JobRow, _queue_position(JobRow)).where(JobRow.id == job_id)
-    if owner is not None:
-        query = query.where(JobRow.owner == owner)
-    found = (await session.execute(query)).one_or_none()
+    params = {"id": job_id, **({"owner": owner} if owner is not None else {})}
+    found = (await session.execute(_job_statement(owner is not None), params)).one_or_none()
     if found is None:
         return None
     return (await _assemble(session, [(found[0], found[1])]))[0]
+
+
+@functools.cache
+def _job_statement(by_owner: bool) -> Select[Any]:
+    query = select(JobRow, _queue_position(JobRow)).where(JobRow.id == bindparam("id"))
+    return query.where(JobRow.owner == bindparam("owner")) if by_owner else query
 
 
 async def list_jobs(
@@ -142,40 +147,58 @@ async def list_jobs(
     An empty ``states`` or ``labels`` filters nothing. Raises ``InvalidCursor`` for a cursor this module
     did not produce and ``ValueError`` for a limit outside 1..MAX_PAGE_SIZE.
 
-    Two queries whatever the page size: the page (with queue positions), then its transitions.
+    Two queries whatever the page size: the page (with queue positions), then its transitions. The
+    statement is built once per combination of filters (with bound parameters) and kept: building it
+    costs more Python time than the database spends answering it.
     """
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, not {limit}")
-    before = decode_cursor(cursor) if cursor is not None else None
-    page = _page(
-        states=states,
-        node=node,
-        name=name,
-        labels=labels,
-        owner=owner,
-        before=before,
-        limit=limit + 1,
-        postgres=session.get_bind().dialect.name == "postgresql",
+    params: dict[str, Any] = {"limit": limit + 1}
+    if cursor is not None:
+        params["before"] = decode_cursor(cursor)
+    wanted = sorted(set(states or ()))
+    params.update({f"state{i}": state for i, state in enumerate(wanted)})
+    for i, (key, value) in enumerate((labels or {}).items()):
+        params[f"key{i}"], params[f"value{i}"] = key, value
+    params.update({k: v for k, v in (("name", name), ("owner", owner), ("node", node)) if v is not None})
+    statement = _page_statement(
+        _Shape(
+            labels=len(labels or {}),
+            name=name is not None,
+            owner=owner is not None,
+            node=node is not None,
+            states=len(wanted),
+            before=cursor is not None,
+            postgres=session.get_bind().dialect.name == "postgresql",
+        )
     )
-    job = aliased(JobRow, page)
-    result = await session.execute(select(job, _queue_position(job)).order_by(job.id.desc()))
-    rows = [(row, position) for row, position in result]
+    rows = [(row, position) for row, position in await session.execute(statement, params)]
     next_cursor = encode_cursor(rows[limit - 1][0].id) if len(rows) > limit else None
     return await _assemble(session, rows[:limit]), next_cursor
 
 
-def _page(
-    *,
-    states: Sequence[str] | None,
-    node: str | None,
-    name: str | None,
-    labels: Mapping[str, str] | None,
-    owner: str | None,
-    before: str | None,
-    limit: int,
-    postgres: bool,
-) -> Subquery:
-    """The newest ``limit`` matching rows, as a subquery whose every step an index serves.
+@dataclass(frozen=True)
+class _Shape:
+    """Which filters a list has (not their values): one statement per shape."""
+
+    labels: int
+    name: bool
+    owner: bool
+    node: bool
+    states: int
+    before: bool
+    postgres: bool
+
+
+@functools.lru_cache(maxsize=512)
+def _page_statement(shape: _Shape) -> Select[Any]:
+    page = _page(shape)
+    job = aliased(JobRow, page)
+    return select(job, _queue_position(job)).order_by(job.id.desc())
+
+
+def _page(shape: _Shape) -> Subquery:
+    """The newest ``:limit`` matching rows, as a subquery whose every step an index serves.
 
     Each filter has an index ending in the id (``ix_jobs_*_id``, ``ix_job_labels_key_value_job_id``), so
     a page is a seek to the cursor and a walk of ``limit`` entries. One filter leads the walk (a label,
@@ -186,43 +209,51 @@ def _page(
     PostgreSQL drops a column fixed by ``=`` from the sort key, so the primary key seems to serve
     ``ORDER BY id`` as well, and the planner may walk it, filtering: cheap while matches are spread
     evenly, a walk of the whole table for a filter whose jobs are all old (a retired node). There the
-    leading column is fixed with ``= ANY(array)`` and kept in the sort key, which only its index serves.
+    leading column is fixed with ``= ANY(ARRAY[...])`` and kept in the sort key, which only its index
+    serves.
     """
-    pairs = list((labels or {}).items())
     query = select(JobRow)
     order: InstrumentedAttribute[str] = JobRow.id
-    fixed: list[tuple[InstrumentedAttribute[Any], str]] = []  # (column, value), the leading one first
-    if pairs:
-        (key, value), pairs = pairs[0], pairs[1:]
+    fixed: list[tuple[InstrumentedAttribute[Any], str]] = []  # (column, parameter), the leading one first
+    if shape.labels:
         query = query.join(JobLabelRow, JobLabelRow.job_id == JobRow.id)
-        fixed += [(JobLabelRow.key, key), (JobLabelRow.value, value)]
+        fixed += [(JobLabelRow.key, "key0"), (JobLabelRow.value, "value0")]
         order = JobLabelRow.job_id  # the same value; ordering by the walked index's column uses it
-    fixed += [(c, v) for c, v in ((JobRow.name, name), (JobRow.owner, owner)) if v is not None]
+    fixed += [
+        (c, p) for c, p, on in ((JobRow.name, "name", shape.name), (JobRow.owner, "owner", shape.owner)) if on
+    ]
     state_leads = not fixed
-    if node is not None:
-        fixed.append((JobRow.node, node))
-    query = query.where(*_conditions(node=None, name=None, labels=dict(pairs), owner=None))
-    if before is not None:
-        query = query.where(order < before)
+    if shape.node:
+        fixed.append((JobRow.node, "node"))
+    for i in range(1, shape.labels):
+        label = aliased(JobLabelRow)  # its own name: the page already joins job_labels
+        query = query.where(
+            exists().where(
+                label.job_id == JobRow.id,
+                label.key == bindparam(f"key{i}"),
+                label.value == bindparam(f"value{i}"),
+            )
+        )
+    if shape.before:
+        query = query.where(order < bindparam("before"))
 
     def walk(state: str | None) -> Select[Any]:
         columns = list(fixed)
         if state is not None:
             columns.insert(0 if state_leads else len(columns), (JobRow.state, state))
-        conditions = [column == value for column, value in columns]
+        conditions = [column == bindparam(param) for column, param in columns]
         ordering = [order.desc()]
-        if postgres and columns:
-            lead, value = columns[0]
-            conditions[0] = lead == any_(literal([value], ARRAY(String())))
+        if shape.postgres and columns:
+            lead, param = columns[0]
+            conditions[0] = lead == any_(postgresql.array([bindparam(param)]))
             ordering.insert(0, lead.desc())
-        return query.where(*conditions).order_by(*ordering).limit(limit)
+        return query.where(*conditions).order_by(*ordering).limit(bindparam("limit"))
 
-    wanted = sorted(set(states or ()))
-    if len(wanted) <= 1:
-        return walk(wanted[0] if wanted else None).subquery("page")
-    walks = [walk(state).subquery(f"walk{i}").select() for i, state in enumerate(wanted)]
+    if shape.states <= 1:
+        return walk("state0" if shape.states else None).subquery("page")
+    walks = [walk(f"state{i}").subquery(f"walk{i}").select() for i in range(shape.states)]
     merged = union_all(*walks).subquery("walks")
-    return select(merged).order_by(merged.c.id.desc()).limit(limit).subquery("page")
+    return select(merged).order_by(merged.c.id.desc()).limit(bindparam("limit")).subquery("page")
 
 
 def _queue_position(job: Any) -> ColumnElement[Any]:
