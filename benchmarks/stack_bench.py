@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import nats
 
+from benchmarks import read_bench
 from jobwire.stack.processes import free_port
 from jobwire.stack.stack import ExecutorConfig, Stack, StackConfig
 
@@ -211,6 +212,8 @@ def main() -> None:
         "database": "postgresql" if config.database_url else "sqlite",
         **figures,
     }
+    if os.environ.get("BENCH_READ", "1") != "0":  # the read path at 1M stored jobs, its own stores
+        doc["reads_at_scale"] = read_bench.measure()
     print(json.dumps(doc, indent=2))
 
 
