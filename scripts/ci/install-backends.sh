@@ -8,7 +8,7 @@
 # Add a backend by writing an `install_<name>` function and listing <name> in ALL_BACKENDS.
 set -euo pipefail
 
-ALL_BACKENDS=(postgresql docker ssh slurm sge)
+ALL_BACKENDS=(postgresql docker ssh slurm sge browser)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -104,6 +104,16 @@ gridengine-common shared/gridenginecell string default
 gridengine-common shared/gridenginemaster string ${host}
 EOF
     apt_install gridengine-master gridengine-exec gridengine-client
+}
+
+install_browser() {
+    # Debian's Chromium for the dashboard's browser tests, driven by Playwright for Python pointed at
+    # /usr/bin/chromium (Playwright's own browser download is never used: it needs the Internet).
+    if [ -x /usr/bin/chromium ]; then
+        echo "browser: already installed ($(/usr/bin/chromium --version 2>/dev/null || echo chromium))"
+        return
+    fi
+    apt_install chromium fonts-dejavu-core
 }
 
 main() {

@@ -26,7 +26,9 @@ from .auth.controllers import AuditController, QuotaController, TokenController
 from .auth.credentials import check_mode, check_sources, shared_keys
 from .auth.guard import authorize
 from .auth.principal import provide_caller
+from .auth.whoami import WhoamiController
 from .events.controllers import EventController
+from .events.feed import FeedController
 from .health.controllers import HealthController
 from .inputs.controllers import InputController
 from .jobs.controllers import JobController
@@ -38,6 +40,7 @@ from .programs.controllers import ProgramController
 from .resources import STATE_KEY, Resources, provide_resources
 from .settings import GatewaySettings
 from .templates.controllers import TemplateController
+from .ui import ui_router
 from .waiters import EventWaiters
 
 log = logging.getLogger(__name__)
@@ -104,6 +107,9 @@ def create_app(settings: GatewaySettings) -> Litestar:
             InputController,
             ProgramController,
             assets_router(),
+            FeedController,
+            WhoamiController,
+            ui_router(),
         ],
         dependencies={
             "res": Provide(provide_resources, sync_to_thread=False),
