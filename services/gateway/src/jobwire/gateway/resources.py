@@ -14,6 +14,7 @@ from jobwire.runtime.bus import Bus
 from jobwire.store import SQLITE_BEGIN
 
 from .settings import GatewaySettings
+from .streams import StreamSlots
 from .waiters import EventWaiters
 
 STATE_KEY = "jobwire"
@@ -28,6 +29,11 @@ class Resources:
     waiters: EventWaiters
     #: (owner, sha256) of the shared API keys
     keys: list[tuple[str, bytes]] = field(default_factory=list)
+    #: open log and event streams per owner (this process)
+    streams: StreamSlots = field(default_factory=lambda: StreamSlots(20))
+
+    def __post_init__(self) -> None:
+        self.streams.per_owner = self.settings.streams_per_owner
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

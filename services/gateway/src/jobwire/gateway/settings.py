@@ -30,6 +30,8 @@ class GatewaySettings:
     log_eof_grace: float = 10.0
     #: SSE comment sent after this long without data, so proxies keep the connection
     sse_keepalive: float = 15.0
+    #: log and event streams one owner may hold open on this process (429 with Retry-After beyond)
+    streams_per_owner: int = 20
     #: on shutdown, open streams (log follows, event SSE) get this long before they are cut
     shutdown_timeout: float = 5.0
     #: install the OpenTelemetry tracer provider and the Litestar tracing middleware

@@ -14,6 +14,7 @@ from jobwire.contracts import v1
 from ..jobs.lookup import require_job
 from ..params import Caller, JobId, LastEventId, Offset, Res
 from ..sse import SseItem, resume_after, sse_response
+from ..streams import holding
 from .service import EventRecord, last_progress, read_events
 
 
@@ -47,7 +48,8 @@ class EventController(Controller):
     ) -> ServerSentEvent:
         job = await require_job(res, job_id, owner=caller.visible_owner)
         after = resume_after(offset, last_event_id)
-        return sse_response(_as_sse(read_events(res, job, after=after, follow=follow)))
+        slot = res.streams.take(caller.owner)
+        return sse_response(_as_sse(holding(slot, read_events(res, job, after=after, follow=follow))))
 
     @get("/progress", summary="What the job last reported as progress", opt={"scope": "jobs:read"})
     async def progress(self, res: Res, caller: Caller, job_id: JobId) -> v1.JobProgress:
