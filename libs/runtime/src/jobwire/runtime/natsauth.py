@@ -133,7 +133,8 @@ def gateway() -> Permissions:
             *_consumers(_kv(sj.PROGRAM_BUCKET)),
             *_reads(_kv(sj.PROGRAM_BUCKET)),
         ],
-        subscribe=_service_subscribe(GATEWAY),
+        # heartbeats: the registered nodes its submit check knows, before the scheduler stores them
+        subscribe=[*_service_subscribe(GATEWAY), sj.HEARTBEAT_SUBJECTS],
     )
 
 

@@ -35,6 +35,7 @@ from .jobs.controllers import JobController
 from .jobs.counts import JobCountController
 from .logs.controllers import LogController
 from .nodes.controllers import NodeController
+from .nodes.snapshot import NodeSnapshot
 from .problems import EXCEPTION_HANDLERS
 from .programs.controllers import ProgramController
 from .resources import STATE_KEY, Resources, provide_resources
@@ -62,20 +63,25 @@ def _lifespan(settings: GatewaySettings) -> Callable[[Litestar], AbstractAsyncCo
         bus = await connect(settings.bus, name=f"jobwire-{SERVICE}", declare=True)
         engine = make_engine(settings.database_url)
         waiters = EventWaiters(bus.nc)
+        sessions = session_factory(engine)
+        nodes = NodeSnapshot(sessions, bus.nc, refresh=settings.nodes_refresh)
         try:
             await waiters.start()
+            await nodes.start()
             res = Resources(
                 settings=settings,
                 bus=bus,
                 engine=engine,
-                sessions=session_factory(engine),
+                sessions=sessions,
                 waiters=waiters,
+                nodes=nodes,
                 keys=shared_keys(settings),
             )
             await check_sources(res, res.keys)
             app.state[STATE_KEY] = res
             yield
         finally:
+            await nodes.stop()
             await waiters.stop()
             await bus.close()
             await engine.dispose()

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from jobwire.runtime.bus import Bus
 from jobwire.store import SQLITE_BEGIN
 
+from .nodes.snapshot import NodeSnapshot
 from .settings import GatewaySettings
 from .streams import StreamSlots
 from .waiters import EventWaiters
@@ -27,6 +28,8 @@ class Resources:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     waiters: EventWaiters
+    #: the registered nodes, for refusing at submit a job none could ever run
+    nodes: NodeSnapshot
     #: (owner, sha256) of the shared API keys
     keys: list[tuple[str, bytes]] = field(default_factory=list)
     #: open log and event streams per owner (this process)

@@ -20,6 +20,8 @@ class GatewaySettings:
     database_url: str = DEFAULT_DATABASE_URL
     #: how long POST /v1/jobs waits for the scheduler's acceptance before answering 202
     accept_timeout: float = 3.0
+    #: how often the registered nodes are re-read from the database (heartbeats update them between)
+    nodes_refresh: float = 5.0
     #: how long cancel and delete wait for their outcome before answering 202
     wait_timeout: float = 3.0
     #: largest request body accepted (413 beyond it)

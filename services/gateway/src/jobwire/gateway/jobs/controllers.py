@@ -16,7 +16,7 @@ from ..params import Caller, JobId, Res
 from ..problems import ProblemDetails
 from ..programs import service as programs
 from ..templates import service as templates
-from . import holding, multipart, service, submit, waiting
+from . import feasible, holding, multipart, service, submit, waiting
 from .lookup import require_job
 from .openapi import JobSpecBody
 from .schemas import JobPage, parse_labels, parse_states
@@ -46,7 +46,8 @@ class JobController(Controller):
             413: _problem("Body over the size limit"),
             415: _problem("Body is not JSON"),
             422: _problem(
-                "Not a valid JobSpec: unknown field, value out of range, no command, a program no node offers"
+                "Not a valid JobSpec: unknown field, value out of range, no command, a program no node "
+                "offers, resources or hints no registered node could ever satisfy"
             ),
         },
     )
@@ -74,6 +75,7 @@ class JobController(Controller):
         body = await templates.expand(res, await request.body())  # a JSON `template` + overrides
         spec = multipart.parse_any(body, request.headers.get("content-type"))
         await programs.check_offered(res, spec)
+        await feasible.check(res, spec)
         key = submit.check_idempotency_key(idempotency_key)
         done = await submit.submit(res, spec, owner=owner_of(request), idempotency_key=key)
         set_target(request.scope, done.job.id)

@@ -1,0 +1,123 @@
+"""The registered nodes as the gateway knows them, kept in memory so a submit costs no query.
+
+Loaded from the nodes table at start and every ``refresh`` seconds after (what the scheduler stored:
+every node ever registered, up or down), and updated at once from the executors' heartbeats, so a node
+that just appeared counts before the scheduler has stored it. A submit that would be refused is first
+checked against a fresh read (at most once a second), so a stale snapshot never refuses a job that fits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from jobwire.contracts import v1
+from jobwire.contracts.v1 import feasibility
+from jobwire.contracts.v1 import subjects as sj
+from jobwire.store.models import NodeRow
+
+log = logging.getLogger(__name__)
+_BEATS: msgspec.json.Decoder[v1.NodeHeartbeat] = msgspec.json.Decoder(v1.NodeHeartbeat)
+#: a would-be refusal re-reads the table when the snapshot is older than this (seconds)
+RECHECK_AFTER = 1.0
+
+
+@dataclass
+class Registered:
+    """What placement needs of a node (``feasibility.Offer``)."""
+
+    name: str
+    backend: str
+    capacity: v1.NodeCapacity
+    labels: dict[str, str] = field(default_factory=dict)
+    pool: str | None = None
+
+
+class NodeSnapshot:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], nc: Client, *, refresh: float = 5.0
+    ) -> None:
+        self._sessions = sessions
+        self._nc = nc
+        self._refresh = refresh
+        self.nodes: dict[str, Registered] = {}
+        self.loaded_at = 0.0
+        self._sub: Subscription | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.reload()
+        try:
+            self._sub = await self._nc.subscribe(sj.HEARTBEAT_SUBJECTS, cb=self._on_heartbeat)
+        except Exception as e:  # e.g. a NATS user without that permission: the table alone still serves
+            log.warning("node heartbeats cannot be followed (%s); new nodes count once stored", e)
+        self._task = asyncio.create_task(self._keep_fresh(), name="node-snapshot")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+    async def reload(self) -> None:
+        """Every stored node; nodes known only from heartbeats so far are kept."""
+        try:
+            async with self._sessions() as session:
+                rows = list((await session.execute(select(NodeRow))).scalars())
+        except Exception as e:  # the database is away: keep what we know, say so once per try
+            log.warning("could not re-read the nodes table: %s", e)
+            return
+        for row in rows:
+            self.nodes[row.name] = Registered(
+                name=row.name,
+                backend=row.backend,
+                capacity=v1.decode(row.capacity, v1.NodeCapacity),
+                labels=v1.decode(row.labels, dict[str, str]) if row.labels else {},
+                pool=row.pool,
+            )
+        self.loaded_at = time.monotonic()
+
+    async def refusal(self, spec: v1.JobSpec) -> feasibility.Refusal | None:
+        """Why no registered node could ever run ``spec`` (None: some node could, or none is known)."""
+        why = feasibility.refusal(list(self.nodes.values()), spec)
+        if why is None or time.monotonic() - self.loaded_at < RECHECK_AFTER:
+            return why
+        async with self._lock:
+            if time.monotonic() - self.loaded_at >= RECHECK_AFTER:
+                await self.reload()
+        return feasibility.refusal(list(self.nodes.values()), spec)
+
+    async def _keep_fresh(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh)
+            await self.reload()
+
+    async def _on_heartbeat(self, msg: Msg) -> None:
+        try:
+            beat = _BEATS.decode(msg.data)
+            sj.check_token(beat.node, "node")
+        except (msgspec.MsgspecError, ValueError):
+            return  # the scheduler logs malformed heartbeats; one log line per process is enough
+        known = self.nodes.get(beat.node)
+        if (
+            known is None
+            or known.capacity != beat.capacity
+            or known.backend != beat.backend
+            or known.labels != beat.labels
+            or known.pool != beat.pool
+        ):
+            self.nodes[beat.node] = Registered(beat.node, beat.backend, beat.capacity, beat.labels, beat.pool)

@@ -1,0 +1,153 @@
+"""POST /v1/jobs refuses a job no registered node could ever run (422 naming the resource and the largest
+offer), from the gateway's in-memory view of the nodes: stored ones and ones only heard heart-beating."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from jobwire.contracts import v1
+from jobwire.contracts.v1 import subjects as sj
+from jobwire.store.models import NodeRow
+
+from .test_submit import assert_problem
+
+pytestmark = pytest.mark.integration
+
+
+async def store_node(sessions, name: str, backend: str = "local", state: str = "up", **cap) -> None:  # type: ignore[no-untyped-def]
+    """What the scheduler stores when a node registers (and marks when it stops answering)."""
+    capacity = v1.NodeCapacity(slots=cap.pop("slots", 2), cpus=cap.pop("cpus", 4), **cap)
+    async with sessions() as session, session.begin():
+        session.add(
+            NodeRow(
+                name=name,
+                backend=backend,
+                state=state,
+                capacity=v1.encode(capacity),
+                labels=v1.encode({}),
+                registered_at=datetime.now(UTC),
+                last_heartbeat=datetime.now(UTC),
+            )
+        )
+
+
+@pytest.fixture
+async def nodes(sessions):  # type: ignore[no-untyped-def]
+    await store_node(sessions, "loc-a", memory=8 << 30)
+    await store_node(sessions, "loc-b", state="down", cpus=16, memory=2 << 30)
+    await store_node(sessions, "dock-a", backend="docker", memory=4 << 30)
+
+
+@pytest.mark.parametrize(
+    ("spec", "detail", "path"),
+    [
+        ({"resources": {"gpus": 1}}, "needs 1 GPU; no node has GPUs", "$.resources.gpus"),
+        (
+            {"backend": "docker", "resources": {"gpus": 1}},
+            "needs 1 GPU; no node of backend docker has GPUs",
+            "$.resources.gpus",
+        ),
+        ({"resources": {"nodes": 2}}, "no backend here runs a job across several nodes", "$.resources.nodes"),
+        ({"node": "dock-zz"}, "no node named 'dock-zz'; known: dock-a, loc-a, loc-b", "$.node"),
+        (
+            {"resources": {"memory": "64G"}},
+            "needs 64G of memory; the most any node has is 8G (loc-a)",
+            "$.resources.memory",
+        ),
+        ({"resources": {"cpus": 32}}, "the most any node has is 16 (loc-b)", "$.resources.cpus"),
+        ({"backend": "local", "image": "python:3.11"}, "no node of backend local runs images", "$.image"),
+        ({"backend": "slurm"}, "backends offered: docker, local", "$.backend"),
+    ],
+)
+async def test_a_job_no_node_could_ever_run_is_refused(nodes, gateway, seed, spec, detail, path):
+    r = await gateway.post("/v1/jobs", json={"command": ["true"], **spec})
+    problem = assert_problem(r, 422, detail_has=detail, path=path)
+    assert problem["type"] == "urn:jobwire:problem:no-node-fits"
+    assert await seed.commands() == []  # nothing queued
+
+
+async def test_memory_beyond_any_machine_is_refused_as_invalid(nodes, gateway, seed):
+    for memory in ("1e35", "100000000000000000000000000000000000"):
+        r = await gateway.post(
+            "/v1/jobs",
+            content=b'{"command":["true"],"resources":{"memory":%s}}' % memory.encode(),
+            headers={"content-type": "application/json"},
+        )
+        assert_problem(r, 422)
+    assert await seed.commands() == []
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"node": "loc-b"},  # down, but registered: it waits for it
+        {"resources": {"cpus": 16}},  # only the down node has 16 CPUs
+        {"image": "python:3.11", "resources": {"memory": "4G"}},
+        {"backend": "docker"},
+    ],
+)
+async def test_a_job_some_registered_node_fits_is_accepted(nodes, gateway, seed, spec):
+    r = await gateway.post("/v1/jobs", json={"command": ["true"], **spec})
+    assert r.status_code == 202, r.text  # no scheduler here: durably queued
+    assert len(await seed.commands()) == 1
+
+
+async def test_with_no_node_registered_nothing_is_refused_by_capacity(gateway, seed):
+    r = await gateway.post("/v1/jobs", json={"command": ["true"], "resources": {"gpus": 2}})
+    assert r.status_code == 202, r.text
+    r = await gateway.post("/v1/jobs", json={"command": ["true"], "resources": {"nodes": 2}})
+    assert_problem(r, 422, path="$.resources.nodes")
+
+
+async def test_a_node_heard_heart_beating_counts_before_it_is_stored(nodes, gateway, seed, clean_bus):
+    pinned = {"command": ["true"], "node": "gpu-new", "resources": {"gpus": 1}}
+    assert_problem(await gateway.post("/v1/jobs", json=pinned), 422, path="$.node")
+    beat = v1.NodeHeartbeat(
+        node="gpu-new",
+        backend="ssh",
+        capacity=v1.NodeCapacity(slots=4, cpus=2, gpus=4),
+        at=datetime.now(UTC),
+        instance="i1",
+    )
+    await clean_bus.publish_core(sj.heartbeat_subject("gpu-new"), beat)
+    await clean_bus.nc.flush()
+
+    async def accepted() -> bool:
+        return (await gateway.post("/v1/jobs", json=pinned)).status_code == 202
+
+    for _ in range(50):
+        if await accepted():
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the heart-beating node was never taken into account")
+
+
+async def test_a_node_stored_after_the_gateway_started_is_seen_before_refusing(serve_gateway, seed, sessions):
+    async with serve_gateway(nodes_refresh=3600) as client:
+        await store_node(sessions, "late", gpus=2)
+        await asyncio.sleep(1.1)  # the snapshot is older than the re-check age
+        r = await client.post("/v1/jobs", json={"command": ["true"], "resources": {"gpus": 2}})
+        assert r.status_code == 202, r.text
+
+
+async def test_accepted_submits_read_no_node_from_the_database(nodes, serve_gateway, seed):
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    async with serve_gateway(nodes_refresh=3600) as client:
+        event.listen(Engine, "before_cursor_execute", seen)
+        try:
+            for _ in range(5):
+                r = await client.post("/v1/jobs", json={"command": ["true"], "backend": "docker"})
+                assert r.status_code == 202, r.text
+        finally:
+            event.remove(Engine, "before_cursor_execute", seen)
+    assert not [s for s in statements if "FROM nodes" in s]
