@@ -93,3 +93,14 @@ async def test_a_journaled_chunk_already_in_the_stream_is_not_sent_again(clean_b
     other = Journal(started_at=0, logs={"stdout": LogCursor(offset=10, pending=15)})
     await loop._settle_pending("j1", 3, other)
     assert other.logs["stdout"].offset == 10  # a different attempt's chunk proves nothing
+
+
+async def test_a_job_naming_an_image_is_never_run_on_the_host_of_a_local_node(harness, tmp_path):
+    """The gateway refuses it at submit; one that reaches a node that runs no images fails, unrun."""
+    marker = tmp_path / "ran-on-the-host"
+    svc = await harness.executor("no-images")
+    job = await harness.run(svc.node, {"command": ["touch", str(marker)], "image": "python:3.11-slim"})
+    done = await harness.wait(job, "finished")
+    assert done.outcome is JobState.FAILED
+    assert done.reason is not None and "runs no images" in done.reason and "python:3.11-slim" in done.reason
+    assert not marker.exists()

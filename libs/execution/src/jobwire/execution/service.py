@@ -33,6 +33,7 @@ from jobwire.contracts.v1 import (
     RunRunning,
     RunStarting,
     Work,
+    feasibility,
 )
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.runtime import micro, telemetry
@@ -45,6 +46,7 @@ from .executor import Executor, HoldRefused, RunHandle, StartRefused, load_execu
 from .inputs import InputSource
 from .runloop import TRACER, RunLoop, now, trace_of
 from .settings import ExecutorSettings, executor_settings
+from .transport import TransportError
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "jobwire-executor"
@@ -85,6 +87,8 @@ class ExecutorService:
         self._handling = False
         #: whether the node answered the last check; while it does not, nothing is sent or taken
         self.reachable = True
+        #: the last tick failed on the transport (logged once until a tick succeeds)
+        self._tick_failing = False
 
     @property
     def bus(self) -> Bus:
@@ -234,8 +238,18 @@ class ExecutorService:
             try:
                 if self.reachable:
                     await self.runs.tick()
+            except TransportError as e:
+                # the node does not answer (yet reported up until the probes agree): one line when
+                # that starts, one when it ends, never a traceback per tick
+                if not self._tick_failing:
+                    log.warning("node %s: polling its runs failed (%s); retrying quietly", self.node, e)
+                self._tick_failing = True
             except Exception:
                 log.exception("tick failed; trying again")
+            else:
+                if self._tick_failing and self.reachable:
+                    log.warning("node %s: polling its runs works again", self.node)
+                    self._tick_failing = False
             await self._sleep(self.settings.tick_interval)
 
     async def _heartbeats(self) -> None:
@@ -353,6 +367,7 @@ class ExecutorService:
             return
         await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=now()))
         try:
+            refuse_image(run, self.settings.backend)
             handle = await self.executor.start(run)
         except StartRefused as e:
             log.info("%s attempt %d refused: %s", run.job_id, run.attempt, e)
@@ -418,3 +433,13 @@ def _job_of(m: Msg) -> str:
         return msgspec.json.decode(m.data, type=_JobKey).job_id
     except (msgspec.DecodeError, msgspec.ValidationError):
         return ""
+
+
+def refuse_image(run: RunJob, backend: str) -> None:
+    """A node that runs no images never runs a job that names one on the host instead (the gateway
+    refuses such a job at submit; this is the backstop for one that got here anyway)."""
+    if run.spec.image and backend not in feasibility.IMAGE_BACKENDS:
+        raise StartRefused(
+            f"the job names an image ({run.spec.image}) but node backend {backend!r} runs no images; "
+            "it was not run on the host without it"
+        )
