@@ -232,9 +232,15 @@ def test_gpu_request_reaches_the_engine_and_a_host_without_gpus_fails_clearly(ap
         c.remove(force=True)
 
 
-def test_a_gpu_job_is_never_placed_on_a_node_without_gpus(api):
-    j = api.submit(command=["true"], resources={"gpus": 3}, expected_runtime=5)
-    assert api.job(j["id"])["state"] == "queued"
-    assert api.job(j["id"])["node"] is None
-    api.post(f"/v1/jobs/{j['id']}/cancel")
-    assert api.wait_state(j["id"], api.END)["state"] == "cancelled"
+@pytest.mark.parametrize(
+    ("hints", "detail"),
+    [
+        ({"resources": {"gpus": 3}}, "needs 3 GPUs; the most any node of backend docker has is 2 (dock-gpu)"),
+        ({"pool": "place", "resources": {"gpus": 1}}, "needs 1 GPU; no node of backend docker in pool place"),
+    ],
+)
+def test_a_gpu_job_no_docker_node_could_run_is_refused_at_submit(api, hints, detail):
+    """Issue 13: it used to be accepted and wait forever, silently."""
+    r = api.post("/v1/jobs", json={"command": ["true"], "image": api.IMAGE, "backend": "docker", **hints})
+    assert r.status_code == 422, r.text
+    assert detail in r.json()["detail"] and r.json()["path"] == "$.resources.gpus"
