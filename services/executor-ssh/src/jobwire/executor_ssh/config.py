@@ -13,7 +13,8 @@ YAML (or JSON)::
         host: 10.0.0.11
         jump: [bastion]             # ProxyJump chain: names above or "user@host:port"
         gpus: all                   # all, a count (the first N), or a list of indexes
-        slots: 4                    # CPU-only jobs at once (default: the node's CPU count)
+        slots: 4                    # CPU-only jobs at once, plus one per GPU (default: one per
+                                    # GPU on a GPU node, else the node's CPU count)
         labels: {gpu: a100}
 
 Unknown fields are errors (a typo must not silently change behaviour), and so is any password.
@@ -71,7 +72,8 @@ class NodeConfig(Login, kw_only=True, forbid_unknown_fields=True):
     name: str = ""
     jump: list[str | Login] = []
     gpus: int | list[int] | Literal["all"] = "all"
-    #: CPU-only jobs at once; GPU jobs take GPU slots on top (default: the node's CPU count)
+    #: CPU-only jobs at once; GPU jobs take GPU slots on top (default: one slot per GPU on a GPU
+    #: node, else the node's CPU count)
     slots: int | None = None
     cpus: float | None = None
     memory: int | str | None = None

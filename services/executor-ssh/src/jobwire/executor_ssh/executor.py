@@ -87,12 +87,18 @@ class SshExecutor(ProcessExecutor):
         )
 
     def capacity(self) -> NodeCapacity:
+        """Configured ``slots`` are CPU-only jobs, with one more per GPU. Unconfigured, a GPU node
+        offers one slot per GPU, and at least one CPU per GPU: jobs ask for 1 CPU by default, and a
+        4-GPU node whose host shows 2 CPUs must still run four 1-GPU jobs (processes here are not
+        confined to CPUs; set ``cpus`` in the nodes file to count them strictly)."""
         c = self.config
         gpus = len(self.slots.usable())
         cpus = c.cpus or self._cpus
-        slots = c.slots if c.slots is not None else max(1, int(cpus))
+        if c.cpus is None and gpus > cpus:
+            cpus = float(gpus)
+        slots = c.slots + gpus if c.slots is not None else gpus or max(1, int(cpus))
         memory = parse_size(c.memory) if c.memory is not None else self._memory
-        return NodeCapacity(slots=slots + gpus, cpus=cpus, memory=memory, gpus=gpus)
+        return NodeCapacity(slots=slots, cpus=cpus, memory=memory, gpus=gpus)
 
     def gpus(self) -> list[GpuInfo]:
         return self.slots.infos()

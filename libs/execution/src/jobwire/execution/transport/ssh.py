@@ -105,7 +105,10 @@ class SshTransport(Transport):
                 delay = min(self.backoff_max, 0.5 * 2 ** (self._failures - 1)) * random.uniform(0.8, 1.2)
                 self._next_try = time.monotonic() + delay
                 self._last_error = str(e)
+                # one line when the host stops answering; the retries that follow are debug noise
                 level = logging.ERROR if isinstance(e, HostKeyError) else logging.WARNING
+                if self._failures > 1 and not isinstance(e, HostKeyError):
+                    level = logging.DEBUG
                 log.log(level, "ssh %s: connecting failed (try %d): %s", self.label, self._failures, e)
                 if isinstance(e, TransportError):
                     raise

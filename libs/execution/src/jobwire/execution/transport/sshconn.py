@@ -19,6 +19,10 @@ import paramiko
 from .base import TransportError
 
 log = logging.getLogger(__name__)
+# paramiko logs every failed handshake of its transport thread as an ERROR traceback (and every
+# connect and login at INFO): against a host that is away, one a try. The failure reaches us as an
+# exception, logged once per change of state by the caller; paramiko's own lines are kept for CRITICAL.
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
 
 class HostKeyError(TransportError):
