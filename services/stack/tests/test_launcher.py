@@ -99,7 +99,7 @@ class Launcher:
             wait_for(lambda port=port: not port_in_use(port), 10, f"port {port} to be free")
 
 
-def start_launcher(tmp: Path, *extra: str, background_shell: bool = False) -> Launcher:
+def start_launcher(tmp: Path, *extra: str, background_shell: bool = False, up: bool = True) -> Launcher:
     """The launcher up until its banner; ``background_shell`` starts it as ``cmd &`` from a
     non-interactive bash, which is how a script starts ``make run`` (SIGINT then starts ignored)."""
     home = tmp / "home"
@@ -125,6 +125,8 @@ def start_launcher(tmp: Path, *extra: str, background_shell: bool = False) -> La
             proc = subprocess.Popen(argv, stdout=o, stderr=e, env=env, start_new_session=True)
             pid = proc.pid
     launcher = Launcher(home, *ports, proc=proc, pid=pid, out=out, err=err)
+    if not up:
+        return launcher
     try:
         wait_for(lambda: "jobwire is up" in launcher.output() or not running(pid), 120, "the banner")
     except AssertionError:
@@ -168,6 +170,20 @@ def test_int_or_hup_stops_a_stack_started_in_the_background(
     wait_exit(launcher, 30)
     launcher.assert_all_gone(services)
     assert f"stopping jobwire (signal {sig.name})" in launcher.output()
+    assert "stopped." in launcher.output()
+
+
+def test_int_while_starting_stops_what_was_started(tmp_path: Path, launchers: list[Launcher]) -> None:
+    launcher = start_launcher(tmp_path, background_shell=True, up=False)
+    launchers.append(launcher)
+    wait_for(lambda: port_in_use(launcher.nats_port), 60, "nats-server, the first service, to listen")
+    started = list(launcher.services())
+
+    os.kill(launcher.pid, signal.SIGINT)
+
+    wait_exit(launcher, 30)
+    launcher.assert_all_gone([*started, *launcher.services()])
+    assert "jobwire is up" not in launcher.output()
     assert "stopped." in launcher.output()
 
 

@@ -9,10 +9,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .processes import Interrupted, write_line
-from .stack import ExecutorConfig, Stack, StackConfig
-from .supervise import GaveUp, Policy, Supervisor
+
+if TYPE_CHECKING:
+    from .stack import StackConfig
+    from .supervise import Policy
 
 
 def token_path(env: os._Environ[str]) -> Path:
@@ -52,6 +55,9 @@ def parse(argv: list[str] | None) -> tuple[StackConfig, Policy]:
         "--restart-backoff", type=float, default=1.0, help="first wait before a restart, doubled each time"
     )
     a = p.parse_args(argv)
+    from .stack import ExecutorConfig, StackConfig
+    from .supervise import Policy
+
     names = ["local"] if a.nodes == 1 else [f"local-{i + 1}" for i in range(a.nodes)]
     policy = Policy(max_restarts=a.max_restarts, first_backoff=a.restart_backoff)
     return StackConfig(
@@ -96,10 +102,15 @@ class StopRequests:
 
 
 def main(argv: list[str] | None = None) -> None:
-    config, policy = parse(argv)
-    echo = write_line(sys.stdout, threading.Lock(), colour=sys.stdout.isatty())
+    # Handlers first: the imports below take seconds on a busy machine, and a SIGINT in that window
+    # would be lost (ignored in a background job) or kill us half-started.
     stop = StopRequests()
     stop.install()
+    from .stack import Stack
+    from .supervise import GaveUp, Supervisor
+
+    config, policy = parse(argv)
+    echo = write_line(sys.stdout, threading.Lock(), colour=sys.stdout.isatty())
     stack = Stack(config, echo, cancelled=lambda: stop.requested)
 
     def say(message: str) -> None:
