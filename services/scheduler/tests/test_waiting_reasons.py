@@ -102,3 +102,19 @@ async def _up(scheduler, name: str) -> bool:  # type: ignore[no-untyped-def]
 async def _down(scheduler, name: str) -> bool:  # type: ignore[no-untyped-def]
     node = scheduler.cluster.nodes.get(name)
     return node is not None and not node.up
+
+
+async def test_a_retry_that_cannot_be_placed_says_why_it_waits(scheduler, clean_bus, events):
+    node = await FakeNode(clean_bus, "only-1").start()
+    try:
+        await wait_until(lambda: _up(scheduler, "only-1"))
+        jid = await submit(clean_bus, v1.JobSpec(command=["sleep", "60"], max_attempts=2))
+        await node.wait_runs(1)
+        await node.report(jid, "running")
+        node.beating = False  # the node vanishes with the run: lost, and no other node to retry on
+        await events.wait(lambda: events.states(jid)[-2:] == ["lost", "queued"])
+        retry = events.by_job[jid][-1].reason or ""
+        assert re.fullmatch(r"retry 2 of 2; node only-1 is down since \d\d:\d\d:\d\d UTC", retry), retry
+        assert (await job(scheduler, jid)).reason == retry
+    finally:
+        await node.stop()

@@ -197,7 +197,7 @@ class Core:
         elif rule.effect is v1.Effect.TRANSITION and rule.to is not None:
             spec = v1.decode(row.spec, v1.JobSpec)
             position = self.place(txn, row, self.queued_job(row, spec))
-            txn.transition(row, rule.to, "released", queue_position=position)
+            txn.transition(row, rule.to, _and_why("released", row.reason), queue_position=position)
 
     def ask_hold(self, txn: Txn, row: JobRow, *, release: bool) -> None:
         assert row.node is not None
@@ -294,9 +294,8 @@ class Core:
         elif row.attempt < row.max_attempts:
             spec = v1.decode(row.spec, v1.JobSpec)
             position = self.place(txn, row, self.queued_job(row, spec))
-            txn.transition(
-                row, S.QUEUED, f"retry {row.attempt + 1} of {row.max_attempts}", queue_position=position
-            )
+            retry = f"retry {row.attempt + 1} of {row.max_attempts}"
+            txn.transition(row, S.QUEUED, _and_why(retry, row.reason), queue_position=position)
         else:
             row.ended_at = txn.at
 
@@ -410,3 +409,9 @@ def started_since(row: JobRow, at: datetime) -> float:
     """Seconds since the row's run started (or was dispatched), for rebuilding the view on restart."""
     ref = row.started_at or row.dispatched_at or at
     return max(0.0, (at - ref).total_seconds())
+
+
+def _and_why(what: str, why: str | None) -> str:
+    """``what`` happened, and why the job still waits when placement said so (``released; node X is
+    down since ...``)."""
+    return f"{what}; {why}" if why else what
