@@ -74,6 +74,26 @@ def test_jobs_no_node_could_ever_run_are_refused_at_submit(api):
     assert api.get("/v1/jobs").json()["items"] == []  # nothing was queued
 
 
+def test_the_cli_shows_the_refusal(two_nodes, api):
+    out = jobwire(two_nodes, "submit", "--gpus", "2", "--", "nvidia-smi")
+    assert out.returncode != 0
+    assert "(422): needs 2 GPUs; no node has GPUs" in out.stderr + out.stdout, out
+    assert api.get("/v1/jobs").json()["items"] == []
+
+
+def jobwire(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a pipe, against the stack."""
+    env = {**os.environ, "JOBWIRE_URL": stack.api_url, "JOBWIRE_TOKEN": stack.token or "", "COLUMNS": "200"}
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("jobwire")), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_a_job_that_fits_runs_and_shows_no_invented_expected_runtime(api):
     job = submit(api, command=["true"])
     done = wait_state(api, job["id"], "succeeded")
@@ -100,15 +120,7 @@ def test_a_job_pinned_to_a_down_node_waits_with_the_reason_then_runs(two_nodes, 
     big = submit(api, command=["true"], resources={"cpus": 3})
     assert api.get(f"/v1/jobs/{big['id']}").json()["reason"].startswith("node loc-b is down since")
 
-    env = {**os.environ, "JOBWIRE_URL": two_nodes.api_url, "JOBWIRE_TOKEN": two_nodes.token or ""}
-    out = subprocess.run(
-        [str(Path(sys.executable).with_name("jobwire")), "status", job["id"]],
-        capture_output=True,
-        text=True,
-        env={**env, "COLUMNS": "200"},
-        timeout=60,
-        check=False,
-    )
+    out = jobwire(two_nodes, "status", job["id"])
     assert out.returncode == 0, out.stderr
     assert "node loc-b is down since" in out.stdout, out.stdout
 
