@@ -46,7 +46,7 @@ def _common() -> argparse.ArgumentParser:
 def _json_flag(parser: argparse.ArgumentParser, short: bool = True) -> None:
     """``--json``, and kubectl's ``-o json`` where ``-o`` is not already a path (``artifacts``)."""
     parser.add_argument("--json", action="store_true", help="print raw JSON, for scripts")
-    if short:
+    if short and "-o" not in parser._option_string_actions:  # a command's own -o PATH wins
         parser.add_argument(
             "-o",
             "--output",
