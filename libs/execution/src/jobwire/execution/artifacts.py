@@ -12,6 +12,7 @@ from nats.js.object_store import ObjectStore
 
 from jobwire.contracts.v1 import Artifact
 from jobwire.contracts.v1 import subjects as sj
+from jobwire.runtime.metrics import ARTIFACT_BYTES
 
 from .executor import Executor, RunHandle
 
@@ -78,6 +79,7 @@ async def upload_outputs(
         info = await store.put(sj.artifact_object(job_id, f.name), reader())
         size = info.size or 0
         total += size
+        ARTIFACT_BYTES.inc(size)
         done.append(Artifact(name=f.name, size=size, digest=info.digest))
     if skipped:
         log.warning(

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from jobwire.contracts.v1 import LogChunk, codec
 from jobwire.contracts.v1 import subjects as sj
+from jobwire.runtime.metrics import LOG_BYTES
 
 from .journal import LogCursor
 
@@ -85,6 +86,7 @@ class StreamPump:
                 break
             payload = chunk_message(self.job_id, self.attempt, self.stream, c.offset, data)
             await publish(self.subject, payload, msg_id(self.job_id, self.attempt, self.stream, c.offset))
+            LOG_BYTES.labels(stream=self.stream).inc(len(data))
             c.offset = c.pending
             sent += 1
         return sent

@@ -23,7 +23,7 @@ from nats.js.errors import NotFoundError
 
 from jobwire.contracts.v1 import JobProgress, JobState, RunFinished, RunRunning, RunStarting, Usage
 from jobwire.contracts.v1 import subjects as sj
-from jobwire.runtime import telemetry
+from jobwire.runtime import metrics, telemetry
 from jobwire.runtime.bus import Bus
 
 from . import journal as jr
@@ -129,7 +129,14 @@ class RunLoop:
         active = [t for t in self.runs.values() if not t.finishing and t.retry_at <= mono]
         if not active:
             return
-        statuses = await self.executor.poll([t.handle for t in active])
+        backend = self.settings.backend
+        began = time.perf_counter()
+        try:
+            statuses = await self.executor.poll([t.handle for t in active])
+        except Exception:
+            metrics.BACKEND_ERRORS.labels(backend=backend, call="poll").inc()
+            raise
+        metrics.POLL_SECONDS.labels(backend=backend).observe(time.perf_counter() - began)
         await asyncio.gather(*(self._advance(t, statuses[t.key]) for t in active))
 
     async def _advance(self, t: Tracked, status: RunStatus) -> None:

@@ -36,7 +36,7 @@ from jobwire.contracts.v1 import (
     feasibility,
 )
 from jobwire.contracts.v1 import subjects as sj
-from jobwire.runtime import micro, telemetry
+from jobwire.runtime import metrics, micro, telemetry
 from jobwire.runtime.bus import Bus, connect
 from jobwire.runtime.settings import BusSettings, bus_settings
 
@@ -373,6 +373,9 @@ class ExecutorService:
             log.info("%s attempt %d refused: %s", run.job_id, run.attempt, e)
             await self._report(_failed(run, self.node, str(e)))
             return
+        except Exception:
+            metrics.BACKEND_ERRORS.labels(backend=self.settings.backend, call="start").inc()
+            raise
         started = time.time()
         running_at = (handle.started_at or started) if handle.running else None
         journal = jr.Journal(started_at=started, running_at=running_at, trace=trace_of(headers))

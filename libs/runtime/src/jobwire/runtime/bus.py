@@ -29,6 +29,7 @@ from jobwire.contracts.v1 import codec
 from jobwire.contracts.v1 import subjects as sj
 
 from . import natsauth, telemetry
+from .metrics import NATS_RECONNECTS
 from .settings import BusSettings
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,12 @@ async def connect(settings: BusSettings, *, name: str, declare: bool = False) ->
                 "(the CA that signed the server's certificate) and JOBWIRE_NATS_TLS_CERT/_KEY"
             ) from e
 
+    async def _reconnected() -> None:
+        NATS_RECONNECTS.labels(client=name).inc()
+        log.info("nats: reconnected to %s", nc.connected_url.netloc if nc.connected_url else "?")
+
     kwargs["error_cb"] = _error
+    kwargs["reconnected_cb"] = _reconnected
     nc = Client()
     try:
         await nc.connect(**kwargs)

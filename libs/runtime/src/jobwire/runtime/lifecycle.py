@@ -9,6 +9,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
+from .metrics import serve_metrics
+
 
 def setup_logging(service: str) -> None:
     level = os.environ.get("JOBWIRE_LOG_LEVEL", "INFO").upper()
@@ -21,8 +23,12 @@ def setup_logging(service: str) -> None:
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]], service: str) -> None:
-    """Run ``main(stop)``; SIGINT/SIGTERM set ``stop`` so the service drains and exits cleanly."""
+    """Run ``main(stop)``; SIGINT/SIGTERM set ``stop`` so the service drains and exits cleanly.
+
+    With ``JOBWIRE_METRICS_PORT`` set, the process's metrics are served there while it runs.
+    """
     setup_logging(service)
+    serve_metrics()
 
     async def runner() -> None:
         stop = asyncio.Event()

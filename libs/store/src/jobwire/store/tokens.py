@@ -20,6 +20,8 @@ from .models import TokenRow, now
 
 PREFIX = "jw_"
 ADMIN = "admin"
+#: reads GET /metrics (a monitoring system's token); nothing else
+METRICS = "metrics:read"
 #: Every scope a token may carry; ``admin`` implies all of them and sees every owner's jobs.
 SCOPES = (
     "jobs:submit",
@@ -28,10 +30,11 @@ SCOPES = (
     "inputs:read",
     "inputs:write",
     "templates:write",
+    METRICS,
     ADMIN,
 )
-#: What a token gets when no scopes are named: everything a user needs, nothing an admin does.
-USER_SCOPES = tuple(s for s in SCOPES if s != ADMIN)
+#: What a token gets when no scopes are named: everything a user needs, nothing an admin or operator does.
+USER_SCOPES = tuple(s for s in SCOPES if s not in (ADMIN, METRICS))
 
 
 class TokenInfo(msgspec.Struct, kw_only=True):

@@ -34,6 +34,8 @@ from .inputs.controllers import InputController
 from .jobs.controllers import JobController
 from .jobs.counts import JobCountController
 from .logs.controllers import LogController
+from .metrics.controllers import MetricsController
+from .metrics.middleware import submit_metrics_middleware
 from .nodes.controllers import NodeController
 from .nodes.snapshot import NodeSnapshot
 from .problems import EXCEPTION_HANDLERS
@@ -116,13 +118,14 @@ def create_app(settings: GatewaySettings) -> Litestar:
             FeedController,
             WhoamiController,
             ui_router(),
+            MetricsController,
         ],
         dependencies={
             "res": Provide(provide_resources, sync_to_thread=False),
             "caller": Provide(provide_caller, sync_to_thread=False),
         },
         guards=[authorize],
-        middleware=[audit_middleware],
+        middleware=[submit_metrics_middleware, audit_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[_lifespan(settings)],
         plugins=plugins,

@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobwire.contracts import v1
-from jobwire.runtime import telemetry
+from jobwire.runtime import metrics, telemetry
 
 from .core import TRACER, Core
 from .liveness import Liveness
@@ -106,9 +106,14 @@ class Pipeline:
             commands, reports = self.inbox.commands, self.inbox.reports
             self.inbox = Inbox()
             tick, self.tick_due = self.tick_due, False
+            began = time.perf_counter()
             try:
                 await self.process(commands, reports, tick)
+                if commands or reports:  # a tick alone is not a batch of work
+                    metrics.BATCH_MESSAGES.observe(len(commands) + len(reports))
+                    metrics.BATCH_SECONDS.observe(time.perf_counter() - began)
             except Exception:
+                metrics.BATCHES_FAILED.inc()
                 log.exception("batch failed; rebuilding from the database, messages will be redelivered")
                 for m in commands + reports:
                     with contextlib.suppress(Exception):
@@ -145,12 +150,13 @@ class Pipeline:
                 await txn.load(missing)
             dispatched_before = len(txn.outbox)
             self.core.dispatch(txn)
-            self.stats["dispatched"] += sum(
-                1 for r in txn.outbox[dispatched_before:] if r.subject.endswith(".run")
-            )
+            runs = [r.subject for r in txn.outbox[dispatched_before:] if r.subject.endswith(".run")]
+            self.stats["dispatched"] += len(runs)
             for row, _ in txn.deleted:
                 await session.delete(row)
         self.stats["batches"] += 1
+        for subject in runs:  # jobwire.exec.<node>.run, counted once committed
+            metrics.DISPATCHES.labels(node=subject.split(".")[2]).inc()
         self.stats["commands"] += len(commands)
         self.stats["reports"] += len(reports)
         for row, artifacts in txn.deleted:

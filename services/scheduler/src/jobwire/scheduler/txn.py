@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
+from jobwire.runtime import metrics
 from jobwire.store.models import JobRow, OutboxRow, TransitionRow, now
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class Txn:
         row.reason = reason
         if state is S.RUNNING and row.started_at is None:
             row.started_at = when
+            wait = (when - row.created_at).total_seconds()
+            metrics.SUBMIT_TO_RUNNING.labels(backend=row.backend or "unknown").observe(max(0.0, wait))
         if v1.is_finished(state, attempts_left=row.attempt < row.max_attempts):
             row.ended_at = when
         self.session.add(

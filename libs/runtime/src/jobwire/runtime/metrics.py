@@ -1,0 +1,83 @@
+"""Prometheus metrics: every series jobwire exports, defined once, and the separate metrics port.
+
+Each process (gateway, scheduler, each executor) counts what it does into the default registry. The
+scheduler and executors serve it on their own ``JOBWIRE_METRICS_PORT`` (no token: bind it where only the
+monitoring network reaches); the gateway serves it at ``GET /metrics`` behind the ``metrics:read`` scope,
+plus the fleet view it reads from the database at scrape time (jobs by state, nodes, queues, GPUs).
+Names follow Prometheus conventions: a ``jobwire_`` prefix, ``_total`` counters, ``_seconds``, base units.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+PORT_ENV = "JOBWIRE_METRICS_PORT"
+#: the address to bind (default all: a container's port is published by its runtime)
+ADDR_ENV = "JOBWIRE_METRICS_ADDR"
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_WAIT = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+# gateway
+SUBMITS = Counter("jobwire_submits", "Job submissions answered by the gateway, by HTTP status", ["status"])
+SUBMIT_SECONDS = Histogram(
+    "jobwire_submit_duration_seconds", "Time the gateway took to answer a submission", buckets=_LATENCY
+)
+
+# scheduler
+SUBMIT_TO_RUNNING = Histogram(
+    "jobwire_submit_to_running_seconds",
+    "From a job's creation to its first running state, by backend",
+    ["backend"],
+    buckets=_WAIT,
+)
+BATCH_MESSAGES = Histogram(
+    "jobwire_scheduler_batch_messages",
+    "Commands and reports applied in one scheduler transaction",
+    buckets=(0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+BATCH_SECONDS = Histogram(
+    "jobwire_scheduler_batch_duration_seconds",
+    "Time to apply, commit and publish one batch",
+    buckets=_LATENCY,
+)
+BATCHES_FAILED = Counter(
+    "jobwire_scheduler_failed_batches", "Batches rolled back (their messages are redelivered)"
+)
+DISPATCHES = Counter("jobwire_scheduler_dispatches", "Attempts sent to a node", ["node"])
+
+# executors
+POLL_SECONDS = Histogram(
+    "jobwire_executor_poll_duration_seconds",
+    "One status poll of every run on the node (one backend list call)",
+    ["backend"],
+    buckets=_LATENCY,
+)
+BACKEND_ERRORS = Counter(
+    "jobwire_backend_errors",
+    "Backend calls that failed (sbatch, qstat, slurmrestd, docker, ssh ...)",
+    ["backend", "call"],
+)
+# (one executor process serves one node: Prometheus's instance label tells nodes apart)
+LOG_BYTES = Counter("jobwire_log_bytes", "Job output bytes published to the log stream", ["stream"])
+ARTIFACT_BYTES = Counter("jobwire_artifact_bytes", "Artifact bytes uploaded to the object store")
+
+# every process
+NATS_RECONNECTS = Counter("jobwire_nats_reconnects", "Reconnections to NATS", ["client"])
+
+
+def serve_metrics(environ: Mapping[str, str] | None = None, *, addr: str = "0.0.0.0") -> int | None:  # noqa: S104
+    """Serve ``/metrics`` on ``$JOBWIRE_METRICS_PORT`` when set (in a thread); the bound port, else None."""
+    env = environ if environ is not None else os.environ
+    value = env.get(PORT_ENV, "").strip()
+    if not value:
+        return None
+    server, _ = start_http_server(int(value), addr=env.get(ADDR_ENV, addr))
+    bound = int(server.server_address[1])
+    log.info("metrics on :%d/metrics", bound)
+    return bound

@@ -1,0 +1,46 @@
+"""``GET /metrics`` on the gateway: never anonymous (scope ``metrics:read``), the fleet from the database at
+scrape time, and every submission counted and timed by the status it got. The scheduler's and executors'
+own ports are scraped after a real job in tests/e2e/test_metrics_e2e.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.prom import sample
+
+pytestmark = pytest.mark.integration
+
+
+async def test_metrics_need_the_metrics_scope(gateway, mint) -> None:
+    assert (await gateway.get("/metrics", headers={"Authorization": ""})).status_code == 401
+    user = await mint("alice")
+    r = await gateway.get("/metrics", headers={"Authorization": f"Bearer {user}"})
+    assert r.status_code == 403
+    assert "metrics:read" in r.json()["detail"]
+    ops = await mint("prometheus", scopes=["metrics:read"])
+    r = await gateway.get("/metrics", headers={"Authorization": f"Bearer {ops}"})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    # the operator's token reads metrics and nothing else
+    assert (await gateway.get("/v1/jobs", headers={"Authorization": f"Bearer {ops}"})).status_code == 403
+
+
+async def test_jobs_by_state_and_backend_and_submits_counted(gateway, seed) -> None:
+    for _ in range(3):
+        await seed.job(state="succeeded", backend="slurm")
+    await seed.job(state="queued")
+    before = (await gateway.get("/metrics")).text
+    count_before = sample(before, "jobwire_submit_duration_seconds_count") or 0
+    accepted_before = sample(before, "jobwire_submits_total", status="202") or 0
+    refused_before = sample(before, "jobwire_submits_total", status="422") or 0
+
+    assert (await gateway.post("/v1/jobs", json={"command": ["true"]})).status_code == 202  # no scheduler
+    assert (await gateway.post("/v1/jobs", json={"command": []})).status_code == 422
+
+    text = (await gateway.get("/metrics")).text
+    assert sample(text, "jobwire_jobs", state="succeeded", backend="slurm") == 3
+    assert sample(text, "jobwire_jobs", state="queued", backend="") == 1
+    assert sample(text, "jobwire_jobs", state="running") == 0  # every state is present
+    assert sample(text, "jobwire_submits_total", status="202") == accepted_before + 1
+    assert sample(text, "jobwire_submits_total", status="422") == refused_before + 1
+    assert sample(text, "jobwire_submit_duration_seconds_count") == count_before + 2
