@@ -194,23 +194,32 @@ def test_expected_runtime_without_walltime_times_out_at_twice_it(api):
     assert done["state"] == "timed_out" and time.monotonic() - started < 20
 
 
-def test_delete_removes_job_logs_and_artifacts(api):
+def test_delete_removes_job_logs_artifacts_and_files(api, stack):
     job = submit(
-        api, command=["sh", "-c", 'echo bye; echo x > "$JOBWIRE_OUTPUT_DIR/o.txt"'], expected_runtime=2
+        api,
+        command=["sh", "-c", 'echo bye; echo x > "$JOBWIRE_OUTPUT_DIR/o.txt"'],
+        env={"API_KEY": "not-for-after-the-delete"},
+        expected_runtime=2,
     )
     wait_state(api, job["id"], "succeeded")
+    job_dir = stack.home / "executors" / "e2e-a" / "jobs" / job["id"]
+    assert b"not-for-after-the-delete" in (job_dir / "1" / "run.json").read_bytes()
     r = api.delete(f"/v1/jobs/{job['id']}")
     assert r.status_code in (202, 204)
     wait_for(lambda: api.get(f"/v1/jobs/{job['id']}").status_code == 404, what="the job to be gone")
     assert api.get(f"/v1/jobs/{job['id']}/logs").status_code == 404
     assert api.get(f"/v1/jobs/{job['id']}/artifacts/o.txt").status_code == 404
+    # the job's directory on the node's storage, run.json and its environment included
+    wait_for(lambda: not job_dir.exists(), 10, what=f"{job_dir} to be removed")
 
 
-def test_delete_of_a_running_job_cancels_it_first(api):
+def test_delete_of_a_running_job_cancels_it_first(api, stack):
     job = submit(api, command=["sleep", "30"], expected_runtime=30)
     wait_state(api, job["id"], "running")
     assert api.delete(f"/v1/jobs/{job['id']}").status_code in (202, 204)
     wait_for(lambda: api.get(f"/v1/jobs/{job['id']}").status_code == 404, what="the job to be gone")
+    job_dir = stack.home / "executors" / "e2e-a" / "jobs" / job["id"]
+    wait_for(lambda: not job_dir.exists(), 10, what=f"{job_dir} to be removed")
 
 
 def test_list_filters_and_pagination(api):

@@ -65,6 +65,7 @@ class FakeNode:
         self.runs: dict[str, v1.RunJob] = {}
         self.cancels: list[v1.CancelRun] = []
         self.holds: list[v1.HoldRun] = []
+        self.purges: list[v1.PurgeJob] = []
         self.running: set[tuple[str, int]] = set()
         self.beating = True
         self.stopped = False
@@ -113,6 +114,8 @@ class FakeNode:
                         self.running.add((work.job_id, work.attempt))
                     elif isinstance(work, v1.HoldRun):
                         self.holds.append(work)
+                    elif isinstance(work, v1.PurgeJob):
+                        self.purges.append(work)
                     else:
                         self.cancels.append(work)
                     self.received.notify_all()

@@ -161,3 +161,21 @@ def test_usable_slots_counts_what_runs_out_first():
     assert fz.usable_slots(cap, v1.Resources(cpus=0.5, gpus=1)) == 4  # then the GPUs run out
     assert fz.usable_slots(cap, v1.Resources(cpus=0.25, memory="4G")) == 2
     assert fz.usable_slots(v1.NodeCapacity(slots=1, cpus=1), v1.Resources(cpus=4)) == 1
+
+
+def test_multi_slot_jobs_need_the_option_a_node_has_no_default_for():
+    """SGE without a default parallel environment publishes single_slot_unless; a job of more than
+    one slot (slots, or CPUs rounded up) fits it only when it names sge.parallel_environment."""
+    sge = Node(
+        "hpc-sge", "hpc", v1.NodeCapacity(slots=32, cpus=64, single_slot_unless="sge.parallel_environment")
+    )
+    with_pe = Node("hpc-sge-pe", "hpc", v1.NodeCapacity(slots=32, cpus=64))
+    four = spec(node="hpc-sge", resources={"slots": 4})
+    why = fz.refusal([sge, with_pe], four)
+    assert why is not None and why.path == "$.sge.parallel_environment"
+    assert why.detail.startswith("needs 4 slots; no node named 'hpc-sge' runs a job on more than one slot")
+    assert fz.refusal([sge], spec(resources={"cpus": 2.5})) is not None  # 3 slots
+    assert fz.refusal([sge, with_pe], spec(resources={"slots": 4})) is None  # hpc-sge-pe takes it
+    assert fz.refusal([sge], spec(resources={"slots": 4}, sge={"parallel_environment": "smp"})) is None
+    assert fz.refusal([sge], spec()) is None  # one slot needs no parallel environment
+    assert not fz.eligible(sge, four) and fz.eligible(with_pe, spec(resources={"slots": 4}))

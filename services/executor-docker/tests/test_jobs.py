@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 
 import docker
@@ -60,6 +61,23 @@ def test_script_and_exit_code(api):
     done = api.wait_state(j["id"], api.END)
     assert (done["state"], done["exit_code"], done["reason"]) == ("failed", 3, "exit code 3")
     assert api.logs(j["id"], "stdout") == "in /jobwire/work\n"
+
+
+def test_short_containers_start_before_they_end_and_delete_removes_their_directory(api, shared_root: Path):
+    """running is dated by the container's StartedAt (it used to be the moment after the start
+    call, later than a short container's FinishedAt); DELETE takes the directory with run.json."""
+    jobs = [api.submit(node="dock-a", command=["true"], expected_runtime=5) for _ in range(3)]
+    for j in jobs:
+        done = api.wait_state(j["id"], api.END)
+        assert done["state"] == "succeeded", done
+        started, ended = (
+            datetime.fromisoformat(done[k].replace("Z", "+00:00")) for k in ("started_at", "ended_at")
+        )
+        assert started <= ended, (done["started_at"], done["ended_at"])
+    d = shared_root / "jobs" / jobs[0]["id"]
+    assert (d / "1" / ".executor" / "run.json").exists()
+    assert api.delete(f"/v1/jobs/{jobs[0]['id']}").status_code in (202, 204)
+    api.wait_for(lambda: not d.exists(), 20, what=f"{d} to be removed")
 
 
 def test_stored_inputs_are_mounted_read_only_in_the_work_directory(api, shared_root: Path):

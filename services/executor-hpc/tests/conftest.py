@@ -89,9 +89,35 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> Programs:
     return Programs(base / "root", file, base / "shared")
 
 
+@dataclass(frozen=True)
+class RestFaults:
+    """``hpc-rest-faults``: slurm-rest on a port where no slurmrestd listens until a test starts one,
+    with a token file of its own that tests expire, corrupt and renew."""
+
+    port: int
+    token_file: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="session")
+def rest_faults(tmp_path_factory: pytest.TempPathFactory) -> RestFaults:
+    token_file = tmp_path_factory.mktemp("faults-secret") / "slurm.jwt"
+    token_file.write_text("")
+    token_file.chmod(0o600)
+    return RestFaults(free_port(), token_file)
+
+
 @pytest.fixture(scope="session")
 def stack(
-    slurm_cluster, sge_cell, count_log: Path, programs: Programs, tmp_path_factory: pytest.TempPathFactory
+    slurm_cluster,
+    sge_cell,
+    count_log: Path,
+    programs: Programs,
+    rest_faults: RestFaults,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     count_slurm = counting_bin(tmp_path_factory.mktemp("bin"), count_log, "slurm", "/usr/bin")
     count_sge = counting_bin(tmp_path_factory.mktemp("bin"), count_log, "sge", sge_cell.bin)
@@ -127,9 +153,22 @@ def stack(
             env={**slurm, "JOBWIRE_HPC_BIN_DIR": str(count_slurm)},
         ),
         ExecutorConfig(node="hpc-sge", backend="hpc", slots=32, env=sge),
+        ExecutorConfig(
+            node="hpc-sge-pe", backend="hpc", slots=8, env={**sge, "JOBWIRE_HPC_PARALLEL_ENVIRONMENT": "smp"}
+        ),
         ExecutorConfig(node="hpc-rest", backend="hpc", slots=32, env=rest),
         ExecutorConfig(
             node="count-sge", backend="hpc", slots=400, env={**sge, "JOBWIRE_HPC_BIN_DIR": str(count_sge)}
+        ),
+        ExecutorConfig(
+            node="hpc-rest-faults",
+            backend="hpc",
+            slots=8,
+            env={
+                **rest,
+                "JOBWIRE_HPC_REST_URL": rest_faults.url,
+                "JOBWIRE_HPC_REST_TOKEN_FILE": str(rest_faults.token_file),
+            },
         ),
     ]
     home = tmp_path_factory.mktemp("stack")
@@ -205,7 +244,7 @@ class JobApi(httpx.Client):
 @pytest.fixture(scope="session")
 def api(stack: Stack) -> Iterator[JobApi]:
     with JobApi(base_url=stack.api_url, timeout=30) as client:
-        client.wait_for(lambda: len(client.up_nodes()) >= 5, 30, what="five HPC nodes up")
+        client.wait_for(lambda: len(client.up_nodes()) >= 7, 30, what="seven HPC nodes up")
         yield client
 
 

@@ -73,6 +73,19 @@ def test_sge_qacct_with_units_limits_and_deletes():
     assert a["5"].exit_code == 137  # qdel: failed 100, exit 137
 
 
+def test_sge_pending_reasons_from_qstat_j():
+    """qstat -xml -j 1,3: job 3's own message first, then what holds for every job; ids the
+    output does not list (deleted meanwhile; qstat exits 1 and prints the rest) get nothing."""
+    r = Sge().parse_reasons(ok("sge-8.1.9-qstat-j.xml", rc=1), ["1", "3", "9"])
+    dropped = 'queue instance "all.q@vm" dropped because it is temporarily not available'
+    assert r["1"] == f"{dropped}; All queues dropped because of overload or full"
+    assert r["3"] == f"Job is in hold state; {dropped}; All queues dropped because of overload or full"
+    assert "9" not in r
+    assert Sge().build_reasons(["1", "3"])[-2:] == ["-j", "1,3"]
+    for gone in (ExecResult(1, b"", b"Following jobs do not exist: \n9\n"), ExecResult(1, b"x\n9\n", b"")):
+        assert Sge().parse_reasons(gone, ["9"]) == {}
+
+
 def test_sge_states():
     s = Sge()
     assert [s.map_state(x) for x in ("qw", "hqw", "r", "t", "Eqw", "dr", "z")] == [

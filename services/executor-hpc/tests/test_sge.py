@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -56,10 +57,41 @@ def test_hostile_args_and_env_are_inert(api):
     assert not os.path.exists("/tmp/jw-pwned-sge")
 
 
-def test_several_slots_without_a_parallel_environment_are_refused(api):
-    j = api.submit(node="hpc-sge", command=["true"], resources={"slots": 4})
+def test_several_slots_without_a_parallel_environment_cannot_run_where_no_default_is_set(api):
+    """hpc-sge publishes that multi-slot jobs need sge.parallel_environment (it has no default):
+    the gateway refuses such a job with a 422 naming the field; a gateway without the feasibility
+    check leaves it queued with the same words, never sends it to SGE to fail."""
+    nodes = {n["name"]: n for n in api.get("/v1/nodes").json()["items"]}
+    assert nodes["hpc-sge"]["capacity"]["single_slot_unless"] == "sge.parallel_environment"
+    assert "single_slot_unless" not in nodes["hpc-sge-pe"]["capacity"]
+    r = api.post("/v1/jobs", json={"node": "hpc-sge", "command": ["true"], "resources": {"slots": 4}})
+    if r.status_code == 422:
+        problem = r.json()
+        assert problem["path"] == "$.sge.parallel_environment", problem
+        assert "needs 4 slots" in problem["detail"], problem
+        return
+    assert r.status_code in (201, 202), r.text
+    job = api.wait_for(
+        lambda: (
+            (j := api.job(r.json()["id"]))["state"] == "queued"
+            and "sge.parallel_environment" in (j["reason"] or "")
+            and j
+        ),
+        20,
+        what="the job to wait with the reason",
+    )
+    assert job["attempt"] == 0, job
+
+
+def test_the_nodes_default_parallel_environment_carries_multi_slot_jobs(api, sge_cell, batch_id):
+    j = api.submit(
+        node="hpc-sge-pe", command=["sh", "-c", "echo $NSLOTS"], resources={"slots": 4, "walltime": 120}
+    )
     done = api.wait_state(j["id"], api.END)
-    assert done["state"] == "failed" and "parallel_environment" in done["reason"], done
+    assert (done["state"], done["exit_code"]) == ("succeeded", 0), done
+    assert api.logs(j["id"], "stdout") == "4\n"
+    acct = sge_cell.run("qacct", "-j", batch_id("hpc-sge-pe", j["id"])).stdout
+    assert "granted_pe   smp" in acct and "slots        4" in acct
 
 
 def test_walltime_timeout(api):
@@ -78,4 +110,40 @@ def test_cancel(api, sge_cell, batch_id):
     done = api.wait_state(j["id"], api.END)
     assert done["state"] == "cancelled", done
     bid = batch_id("hpc-sge", j["id"])
+    assert bid not in sge_cell.run("qstat", "-u", "*").stdout.split()
+
+
+def test_pending_job_shows_sges_reason_and_its_batch_id_and_cancels_at_once(api, sge_cell, batch_id):
+    """20 slots of a 16-slot queue: SGE keeps it pending and says why (qstat -j scheduling info);
+    the batch id shows while it waits; a cancel ends it at once (SGE keeps no accounting record of
+    a job deleted while pending, which used to cost the whole accounting wait)."""
+    j = api.submit(
+        node="hpc-sge",
+        command=["true"],
+        resources={"slots": 20, "walltime": 60},
+        sge={"parallel_environment": "smp"},
+    )
+
+    def waiting_with_reason():
+        job = api.job(j["id"])
+        reason = job["reason"] or ""
+        return (
+            job
+            if job["state"] == "starting"
+            and reason.startswith("pending in sge: ")
+            and reason != "pending in sge: qw"
+            else None
+        )
+
+    job = api.wait_for(waiting_with_reason, 30, what="SGE's reason for the pending job")
+    print("reason:", job["reason"])
+    assert "smp" in job["reason"] or "slots" in job["reason"], job["reason"]
+    bid = batch_id("hpc-sge", j["id"])
+    assert job["details"]["batch_id"] == bid, job
+    asked = time.monotonic()
+    assert api.post(f"/v1/jobs/{j['id']}/cancel").status_code in (200, 202)
+    done = api.wait_state(j["id"], api.END, timeout=30)
+    took = time.monotonic() - asked
+    assert done["state"] == "cancelled", done
+    assert took < 8, f"the cancel took {took:.1f} s (JOBWIRE_HPC_ACCOUNTING_WAIT is 20 s here)"
     assert bid not in sge_cell.run("qstat", "-u", "*").stdout.split()

@@ -145,3 +145,14 @@ def test_restart_readopts_batch_jobs_by_id(api, stack):
         done = api.wait_state(j["id"], api.END)
         assert (done["state"], done["exit_code"]) == ("succeeded", 0), done
         assert api.logs(j["id"], "stdout") == f"job{i}\n"
+
+
+def test_delete_removes_the_job_directory_on_shared_storage(api, stack):
+    """run.json carries the job's environment: after the 204 nothing of the job stays on the cluster."""
+    j = api.submit(node="hpc-slurm", command=["true"], env={"TOKEN": "secret-of-the-job"})
+    assert api.wait_state(j["id"], api.END)["state"] == "succeeded"
+    job_dir = stack.home / "executors" / "hpc-slurm" / "jobs" / j["id"]
+    assert b"secret-of-the-job" in (job_dir / "1" / "run.json").read_bytes()
+    assert api.delete(f"/v1/jobs/{j['id']}").status_code in (202, 204)
+    api.wait_for(lambda: not job_dir.exists(), 20, what=f"{job_dir} to be removed")
+    assert api.get(f"/v1/jobs/{j['id']}").status_code == 404

@@ -160,3 +160,42 @@ async def test_a_cut_link_fails_fast_and_the_connection_comes_back(cluster: SshC
         assert await back()
     finally:
         await t.close()
+
+
+async def test_a_jobs_files_are_read_without_following_symlinks(cluster: SshCluster) -> None:
+    """GET /v1/jobs/{id}/files over SSH: the same refusals as on this machine (lstat walk over SFTP)."""
+    from jobwire.execution.transport.confined import NotRegular, PathRefused
+
+    target, jump = _hosts(cluster)
+    t = SshTransport(target, [jump], connect_timeout=3)
+    try:
+        root = f"{await t.home()}/confined-{id(t)}"
+        await t.mkdir(f"{root}/work/ckpt")
+        await t.write_file(f"{root}/work/train.log", b"epoch 1\n")
+        await t.write_file(f"{root}/work/ckpt/e1.pt", b"\x00" * 10)
+        for argv in (
+            ["ln", "-s", "/etc/hostname", f"{root}/work/escape"],
+            ["ln", "-s", "/etc", f"{root}/work/etc"],
+        ):
+            (await t.run(argv)).check("ln")
+        (await t.run(["mkfifo", f"{root}/work/pipe"])).check("mkfifo")
+
+        assert await t.read_confined(root, "work/train.log", 6, 10) == (b"1\n", 8)
+        for rel, error in (
+            ("work/escape", PathRefused),
+            ("work/etc/hostname", PathRefused),
+            ("work/../..", PathRefused),
+            ("work/pipe", NotRegular),
+            ("work", NotRegular),
+        ):
+            with pytest.raises(error):
+                await t.read_confined(root, rel, 0, 10)
+        with pytest.raises(FileNotFoundError):
+            await t.read_confined(root, "work/none", 0, 10)
+        entries, left = await t.list_confined(root, "", 100)
+        kinds = {e.path: e.kind for e in entries}
+        assert kinds["work/ckpt/e1.pt"] == "file" and kinds["work/escape"] == "link"
+        assert not any(p.startswith("work/etc/") for p in kinds) and left == 0
+    finally:
+        await t.run(["rm", "-rf", "--", root])
+        await t.close()

@@ -34,6 +34,8 @@ ROUTES = [
     ("GET", f"/v1/jobs/{JOB}/progress", "jobs:read", None),
     ("GET", f"/v1/jobs/{JOB}/artifacts", "jobs:read", None),
     ("GET", f"/v1/jobs/{JOB}/artifacts/out.txt", "jobs:read", None),
+    ("GET", f"/v1/jobs/{JOB}/files", "jobs:read", None),
+    ("GET", f"/v1/jobs/{JOB}/files/work/train.log", "jobs:read", None),
     ("POST", f"/v1/jobs/{JOB}/cancel", "jobs:cancel", None),
     ("POST", f"/v1/jobs/{JOB}/hold", "jobs:cancel", None),
     ("POST", f"/v1/jobs/{JOB}/release", "jobs:cancel", None),
@@ -135,7 +137,16 @@ async def test_users_see_only_their_own_jobs(gateway, mint, seed):
     assert counts["total"] == 1 and counts["by_state"]["succeeded"] == 1 and counts["by_state"]["queued"] == 0
     theirs = await gateway.get("/v1/jobs/counts", params={"owner": "bob"}, headers=as_alice)
     assert theirs.json()["total"] == 0
-    for suffix in ("", "/logs", "/events?follow=false", "/progress", "/artifacts", "/artifacts/x"):
+    for suffix in (
+        "",
+        "/logs",
+        "/events?follow=false",
+        "/progress",
+        "/artifacts",
+        "/artifacts/x",
+        "/files",
+        "/files/x",
+    ):
         r = await gateway.get(f"/v1/jobs/{b}{suffix}", headers=as_alice)
         assert is_problem(r, 404), suffix
         assert "bob" not in r.text

@@ -238,6 +238,22 @@ class JobwireClient:
         """Stream one artifact into ``out``; returns the number of bytes written."""
         return self._download(_job(job_id, "artifacts", quote(name.lstrip("/"), safe="/")), out)
 
+    def files(self, job_id: str, path: str = "") -> tuple[list[v1.FileEntry], int]:
+        """The files below ``path`` in the job's directory on its node (while it runs, and after
+        until it is deleted), and how many entries the node left out of a very long listing."""
+        params = {"path": path} if path else None
+        body = self._decode(self._request("GET", _job(job_id, "files"), params=params), dict[str, Any])
+        return _convert(body.get("items") or [], list[v1.FileEntry]), int(body.get("truncated") or 0)
+
+    def download_file(
+        self, job_id: str, path: str, out: IO[bytes], *, offset: int = 0, limit: int | None = None
+    ) -> int:
+        """Stream one file of the job's directory into ``out``; returns the number of bytes written."""
+        params = {"offset": str(offset)} if offset else {}
+        if limit is not None:
+            params["limit"] = str(limit)
+        return self._download(_job(job_id, "files", quote(path.lstrip("/"), safe="/")), out, params or None)
+
     def _download(self, path: str, out: IO[bytes], params: Mapping[str, str] | None = None) -> int:
         written = 0
         try:

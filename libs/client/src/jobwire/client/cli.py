@@ -61,6 +61,8 @@ def wants_json(args: argparse.Namespace) -> bool:
     if getattr(args, "json", False) or getattr(args, "format", None) == "json":
         return True
     # `jobwire artifacts JOB -o json` lists as JSON; with a NAME, -o is where the download goes
+    if args.cmd == "files":
+        return getattr(args, "path", None) is None and args.output == "json"
     return args.cmd == "artifacts" and getattr(args, "name", None) is None and args.output == "json"
 
 
@@ -165,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o", "--output", metavar="PATH", help="where to write it (- for stdout); without NAME, -o json lists"
     )
+    _json_flag(p, short=False)
+
+    p = add("files", commands.files, "list a running job's directory, or print one of its files")
+    p.add_argument("job")
+    p.add_argument("path", nargs="?", help="a file to print (a path ending in / lists below it)")
+    p.add_argument("--offset", type=int, default=0, help="start at this byte")
+    p.add_argument("--limit", type=int, default=None, help="at most this many bytes")
+    p.add_argument("-o", "--output", metavar="PATH", help="write the file there instead of stdout")
     _json_flag(p, short=False)
 
     inputs = sub.add_parser(

@@ -267,6 +267,39 @@ def artifacts(client: JobwireClient, args: argparse.Namespace, io: Output) -> in
     return 0
 
 
+def files(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    """List the job's directory on its node (PATH ending in ``/``: below it), or print one file
+    (``-o PATH`` writes it there instead) while the job runs."""
+    if args.path is None or args.path.endswith("/"):
+        found, left = client.files(args.job, (args.path or "").rstrip("/"))
+        if io.as_json:
+            io.json({"items": found, "truncated": left})
+        elif not found:
+            io.err.print(f"nothing below {args.path or 'the directory'} of job {args.job}", style="dim")
+        else:
+            io.out.print(render.files_table(found))
+            if left:
+                io.err.print(f"... and {left} more entries", style="dim")
+        return 0
+    if args.output in (None, "-"):
+        client.download_file(args.job, args.path, sys.stdout.buffer, offset=args.offset, limit=args.limit)
+        sys.stdout.buffer.flush()
+        return 0
+    dest = Path(args.output)
+    if dest.is_dir():
+        dest = dest / Path(args.path).name
+    fd, tmp = tempfile.mkstemp(dir=dest.parent or Path("."), prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            size = client.download_file(args.job, args.path, out, offset=args.offset, limit=args.limit)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    io.err.print(f"wrote {dest} ({render.fmt_size(size)})")
+    return 0
+
+
 def token_create(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
     """Print the new token's secret on stdout (the only time it is shown); details go to stderr."""
     scopes = [s.strip() for s in args.scope.split(",") if s.strip()] if args.scope else None

@@ -268,6 +268,19 @@ def artifacts_table(artifacts: list[v1.Artifact]) -> Table:
     return table
 
 
+def files_table(entries: list[v1.FileEntry]) -> Table:
+    """A job's directory: path, kind (symlinks are shown, never followed), size."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("PATH", overflow="fold")
+    table.add_column("KIND", no_wrap=True)
+    table.add_column("SIZE", justify="right", no_wrap=True)
+    for e in entries:
+        table.add_row(
+            e.path + ("/" if e.kind == "dir" else ""), e.kind, fmt_size(e.size) if e.kind == "file" else ""
+        )
+    return table
+
+
 def inputs_table(inputs: list[dict[str, Any]]) -> Table:
     """Named inputs: owner (when several), name, size, last change."""
     owners = {i.get("owner") for i in inputs}

@@ -13,6 +13,7 @@ from .executor import (
     RunHandle,
     RunKey,
     RunStatus,
+    StartDeferred,
     StartRefused,
     load_executor,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "RunHandle",
     "RunKey",
     "RunStatus",
+    "StartDeferred",
     "StartRefused",
     "default_node_name",
     "executor_settings",

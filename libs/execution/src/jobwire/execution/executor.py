@@ -20,6 +20,7 @@ from .settings import ExecutorSettings
 if TYPE_CHECKING:
     from .catalog.model import Catalog
     from .inputs import InputSource
+    from .transport import Transport
 
 EXECUTORS_GROUP = "jobwire.executors"
 #: The log streams of every run.
@@ -29,6 +30,12 @@ RunKey = tuple[str, int]
 
 class StartRefused(Exception):
     """This node cannot run the job as asked; reported as ``failed`` with this message as the reason."""
+
+
+class StartDeferred(Exception):
+    """This node cannot launch anything now for reasons outside the job (its batch system's service
+    is down, its credentials expired): the run stays ``starting`` with this message as its reason
+    and the launch is tried again with backoff, never counted as a failed attempt."""
 
 
 class HoldRefused(Exception):
@@ -148,7 +155,8 @@ class Executor(ABC):
     async def start(self, run: RunJob) -> RunHandle:
         """Launch one attempt and return once the launch is recorded durably.
 
-        Raises StartRefused for jobs this node can never run; other errors mean "try again later".
+        Raises StartRefused for jobs this node can never run, StartDeferred while the infrastructure
+        cannot take any job (the reason is reported); other errors mean "try again later".
         """
 
     @abstractmethod
@@ -177,6 +185,18 @@ class Executor(ABC):
         Raises HoldRefused where the backend cannot.
         """
         raise HoldRefused(f"the {self.backend or 'this'} backend cannot hold a run it launched")
+
+    def job_files(self, job_id: str, attempt: int) -> tuple[Transport, str] | None:
+        """Where an attempt's directory is, and the transport that reaches it (what
+        ``GET /v1/jobs/{id}/files`` shows); None where this backend cannot show one.
+        ValueError for a job id that cannot name a directory."""
+        return None
+
+    async def purge(self, job_id: str) -> None:  # noqa: B027 - optional hook
+        """Remove every attempt directory of ``job_id`` this node keeps (the job was deleted).
+
+        Called only once no attempt of the job is tracked here; a job with nothing here is a no-op.
+        """
 
     async def cleanup(self, handle: RunHandle) -> None:  # noqa: B027 - optional hook
         """Called once a run ended, before its last logs are read: stop whatever it left behind."""

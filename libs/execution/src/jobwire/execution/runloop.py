@@ -131,15 +131,16 @@ class RunLoop:
             return
         backend = self.settings.backend
         began = time.perf_counter()
+        polled_at = time.time()
         try:
             statuses = await self.executor.poll([t.handle for t in active])
         except Exception:
             metrics.BACKEND_ERRORS.labels(backend=backend, call="poll").inc()
             raise
         metrics.POLL_SECONDS.labels(backend=backend).observe(time.perf_counter() - began)
-        await asyncio.gather(*(self._advance(t, statuses[t.key]) for t in active))
+        await asyncio.gather(*(self._advance(t, statuses[t.key], polled_at) for t in active))
 
-    async def _advance(self, t: Tracked, status: RunStatus) -> None:
+    async def _advance(self, t: Tracked, status: RunStatus, polled_at: float) -> None:
         try:
             if status.ended:
                 t.finishing = True
@@ -147,7 +148,7 @@ class RunLoop:
                 self._finishers.add(task)
                 task.add_done_callback(self._finishers.discard)
                 return
-            await self._phase(t, status)
+            await self._phase(t, status, polled_at)
             await self._pump(t, status, final=False)
             await self._progress(t, status)
             await self._enforce(t)
@@ -156,7 +157,7 @@ class RunLoop:
 
     # --- waiting and running -------------------------------------------------------------------
 
-    async def _phase(self, t: Tracked, status: RunStatus) -> None:
+    async def _phase(self, t: Tracked, status: RunStatus, polled_at: float | None = None) -> None:
         """Report ``running`` once, when a poll first says the run runs; until then every change of
         why it waits (pending reason, held) as a ``starting`` report with its own message id.
 
@@ -170,8 +171,7 @@ class RunLoop:
         subject = functools.partial(sj.report_subject, self.node, job_id)
         if status.running:
             h = t.handle
-            # when the job itself began, not when this poll noticed: a short job may be over by now
-            began = min(status.started_at or time.time(), time.time())
+            began = self._began_running(status, polled_at)
             msg = RunRunning(
                 job_id=job_id,
                 attempt=attempt,
@@ -192,7 +192,13 @@ class RunLoop:
             return
         n = j.waiting_reports + 1
         starting = RunStarting(
-            job_id=job_id, attempt=attempt, node=self.node, at=now(), reason=waiting.reason, held=waiting.held
+            job_id=job_id,
+            attempt=attempt,
+            node=self.node,
+            at=now(),
+            reason=waiting.reason,
+            held=waiting.held,
+            details=dict(t.handle.details),
         )
         await self.bus.publish(
             subject("starting"), starting, msg_id=sj.attempt_msg_id(job_id, attempt, "starting", n)
@@ -339,6 +345,17 @@ class RunLoop:
             usage=_usage(status, round(max(0.0, ended_at - self._began(t, status)), 3)),
             artifacts=uploaded.artifacts,
         )
+
+    @staticmethod
+    def _began_running(status: RunStatus, polled_at: float | None) -> float:
+        """When the job itself began, not when a poll noticed (a short job may be over by then): the
+        backend's record, else the moment before the poll that saw it run (the wrapper had not yet
+        written its start, so it began after that); never after it ended or after now."""
+        now_ = time.time()
+        began = status.started_at or polled_at or now_
+        if status.ended_at is not None:
+            began = min(began, status.ended_at)
+        return min(began, now_)
 
     @staticmethod
     def _began(t: Tracked, status: RunStatus) -> float:

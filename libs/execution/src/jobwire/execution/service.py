@@ -19,14 +19,18 @@ from typing import Any, Self
 
 import msgspec
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.micro.service import Service
 
 from jobwire.contracts.v1 import (
     CancelRun,
+    FilesReply,
+    FilesRequest,
     HoldRun,
     JobState,
     NodeHeartbeat,
+    PurgeJob,
     RunFinished,
     RunJob,
     RunRef,
@@ -40,9 +44,10 @@ from jobwire.runtime import metrics, micro, telemetry
 from jobwire.runtime.bus import Bus, connect
 from jobwire.runtime.settings import BusSettings, bus_settings
 
+from . import jobfiles
 from . import journal as jr
 from .catalog import keep_published
-from .executor import Executor, HoldRefused, RunHandle, StartRefused, load_executor
+from .executor import Executor, HoldRefused, RunHandle, StartDeferred, StartRefused, load_executor
 from .inputs import InputSource
 from .runloop import TRACER, RunLoop, now, trace_of
 from .settings import ExecutorSettings, executor_settings
@@ -54,6 +59,9 @@ ACK_WAIT = 60.0
 #: a RunJob whose start keeps failing is reported failed after this many deliveries
 MAX_START_TRIES = 5
 RETRY_DELAY = 2.0
+#: the longest wait between launch tries while the infrastructure cannot take jobs (StartDeferred)
+DEFER_MAX = 60.0
+WORK_KINDS: dict[type, str] = {RunJob: "run", HoldRun: "hold", CancelRun: "cancel", PurgeJob: "purge"}
 REPORT_KINDS: dict[type, str] = {RunStarting: "starting", RunRunning: "running", RunFinished: "finished"}
 
 try:
@@ -82,6 +90,7 @@ class ExecutorService:
         self._bus: Bus | None = None
         self._loop: RunLoop | None = None
         self._micro: Service | None = None
+        self._files_sub: Subscription | None = None
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._handling = False
@@ -129,6 +138,7 @@ class ExecutorService:
             status=self.status,
             metadata={"node": self.node, "backend": self.settings.backend},
         )
+        self._files_sub = await self._bus.nc.subscribe(sj.files_subject(self.node), cb=self._on_files)
         self.started_at = time.time()
         await self._heartbeat()
         self._tasks = [
@@ -152,6 +162,10 @@ class ExecutorService:
         self._tasks = []
         if self._loop is not None:
             await self._loop.close()
+        if self._files_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._files_sub.unsubscribe()
+            self._files_sub = None
         if self._micro is not None:
             with contextlib.suppress(Exception):
                 await self._micro.stop()
@@ -297,7 +311,7 @@ class ExecutorService:
             await m.term()
             return
         headers = m.headers or {}
-        kind = "run" if isinstance(work, RunJob) else "hold" if isinstance(work, HoldRun) else "cancel"
+        kind = WORK_KINDS[type(work)]
         try:
             with telemetry.span_from(
                 headers, TRACER, f"executor.{kind}", job_id=work.job_id, attempt=work.attempt
@@ -306,8 +320,18 @@ class ExecutorService:
                     await self._on_run(work, headers)
                 elif isinstance(work, HoldRun):
                     await self._on_hold(work)
+                elif isinstance(work, PurgeJob):
+                    await self._on_purge(work)
                 else:
                     await self._on_cancel(work)
+        except StartDeferred as e:
+            assert isinstance(work, RunJob)
+            tries = m.metadata.num_delivered or 1
+            delay = min(DEFER_MAX, RETRY_DELAY * 2 ** min(tries - 1, 8))
+            log.warning("%s attempt %d waits (try %d, next in %.0f s): %s", *_key(work), tries, delay, e)
+            await self._defer(work, str(e), tries)
+            await m.nak(delay=delay)
+            return
         except Exception as e:
             tries = m.metadata.num_delivered or 1
             if isinstance(work, RunJob) and tries >= MAX_START_TRIES:
@@ -321,6 +345,14 @@ class ExecutorService:
             await m.nak(delay=RETRY_DELAY)
             return
         await m.ack()
+
+    async def _defer(self, run: RunJob, reason: str, tries: int) -> None:
+        """Say why a launch waits (the job stays ``starting`` with this reason); each try its own id."""
+        msg = RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=now(), reason=reason)
+        subject = sj.report_subject(self.node, run.job_id, "starting")
+        await self.bus.publish(
+            subject, msg, msg_id=sj.attempt_msg_id(run.job_id, run.attempt, "starting", "deferred", tries)
+        )
 
     async def _report(self, msg: RunStarting | RunRunning | RunFinished) -> None:
         kind = REPORT_KINDS[type(msg)]
@@ -382,7 +414,37 @@ class ExecutorService:
         await self.executor.save_state(handle, jr.encode(journal))
         if running_at is not None:
             await self._report_started(handle, running_at)
+        elif handle.details:
+            # launched into a queue (a batch id): shown at once, not only when it runs
+            launched = RunStarting(
+                job_id=run.job_id, attempt=run.attempt, node=self.node, at=now(), details=dict(handle.details)
+            )
+            subject = sj.report_subject(self.node, run.job_id, "starting")
+            await self.bus.publish(
+                subject, launched, msg_id=sj.attempt_msg_id(run.job_id, run.attempt, "starting", "launched")
+            )
         await loop.track(handle, journal)
+
+    async def _on_files(self, msg: Msg) -> None:
+        """A job's directory listed or read for the gateway (request/reply, never through the work
+        queue: a read must not wait behind launches)."""
+        try:
+            req = msgspec.json.decode(msg.data, type=FilesRequest)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            reply = FilesReply(status=400, error=f"not a files request: {e}")
+        else:
+            reply = await jobfiles.answer(self.executor, req)
+        with contextlib.suppress(Exception):
+            await msg.respond(msgspec.json.encode(reply))
+
+    async def _on_purge(self, purge: PurgeJob) -> None:
+        """Remove the deleted job's directories once nothing here still reports one of its attempts
+        (the end's report is marked in the directory); until then the work is redelivered."""
+        busy = [a for j, a in self.runs.runs if j == purge.job_id]
+        if busy:
+            raise RuntimeError(f"attempt {busy[0]} is still being reported; removing its files later")
+        await self.executor.purge(purge.job_id)
+        log.info("removed the files of deleted job %s", purge.job_id)
 
     async def _on_hold(self, hold: HoldRun) -> None:
         """Hold or release a launched attempt that waits to run; the next polls report the change."""

@@ -118,6 +118,7 @@ def gateway() -> Permissions:
         publish=[
             "jobwire.cmd.>",
             STATUS_REQUESTS,
+            sj.FILES_SUBJECTS,  # a running job's files, asked of its node's executor
             f"$KV.{sj.IDEMPOTENCY_BUCKET}.>",
             *_object_writes(INPUT_BUCKET),
             *_API_READ,
@@ -164,7 +165,7 @@ def executor(node: str) -> Permissions:
             *_reads(_obj(INPUT_BUCKET)),
             f"$KV.{sj.PROGRAM_BUCKET}.{node}",  # its own program catalog, no other node's
         ],
-        subscribe=_service_subscribe(executor_user(node)),
+        subscribe=[*_service_subscribe(executor_user(node)), sj.files_subject(node)],
     )
 
 

@@ -35,6 +35,8 @@ from jobwire.execution import (
     StartRefused,
 )
 from jobwire.execution.inputs import INPUT_MODE, target_in
+from jobwire.execution.runner.layout import check_job_id
+from jobwire.execution.transport import Transport
 from jobwire.execution.transport.local import LocalTransport
 
 from . import engine
@@ -122,6 +124,13 @@ class DockerExecutor(Executor):
 
     def dir_of(self, job_id: str, attempt: int) -> L.JobDir:
         return L.JobDir.of(self.shared_root, job_id, attempt)
+
+    def job_files(self, job_id: str, attempt: int) -> tuple[Transport, str] | None:
+        return self.fs, self.dir_of(check_job_id(job_id), attempt).path
+
+    async def purge(self, job_id: str) -> None:
+        """The job's directory on the shared storage, every attempt (the job was deleted)."""
+        await self.fs.remove_tree(posixpath.join(self.shared_root, "jobs", check_job_id(job_id)))
 
     # --- start ----------------------------------------------------------------------------------
 

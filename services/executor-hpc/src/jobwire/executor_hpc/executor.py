@@ -8,6 +8,7 @@ accounting command; the list is never asked more often than ``poll_interval``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import posixpath
 import shlex
@@ -17,9 +18,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jobwire.contracts.v1 import NodeCapacity, RunJob, codec
-from jobwire.execution.executor import Existing, HoldRefused, RunHandle, RunKey, RunStatus, StartRefused
+from jobwire.execution.executor import (
+    Existing,
+    HoldRefused,
+    RunHandle,
+    RunKey,
+    RunStatus,
+    StartDeferred,
+    StartRefused,
+)
 from jobwire.execution.hpc import Accounting, BatchRequest, Phase, QueueEntry, Scheduler, load_scheduler
-from jobwire.execution.hpc.base import SchedulerError
+from jobwire.execution.hpc.base import SchedulerError, SchedulerUnavailable
 from jobwire.execution.pathmap import PathMap
 from jobwire.execution.runner import ProcessExecutor, began_at
 from jobwire.execution.runner import layout as L
@@ -40,6 +49,9 @@ BATCH_ID = "batch_id"
 #: system before a crash, so it is asked (one list by name) before submitting again
 SUBMITTING = "submitting"
 VANISHED = "the batch job left the queue and accounting has no record of it"
+CANCELLED_WAITING = "cancelled in the batch system's queue before it ran"
+#: pending jobs' reasons (SGE's ``qstat -j``, one call for all of them) are asked at most this often
+REASONS_INTERVAL = 5.0
 
 
 @dataclass
@@ -73,6 +85,11 @@ class HpcExecutor(ProcessExecutor):
         self._acct: dict[str, Accounting] = {}
         self._interval = hpc.poll_interval
         self._next_list = 0.0
+        #: why pending jobs wait, by batch id, where the list does not say (SGE), and when last asked
+        self._reasons: dict[str, str] = {}
+        self._reasons_at = -REASONS_INTERVAL
+        #: whether the adapter's :meth:`Scheduler.prepare` went through (slurmrestd may be down)
+        self._prepared = False
         #: scheduler commands run, by kind (list, accounting, submit, kill): what the tests count
         self.calls: dict[str, int] = {}
 
@@ -89,11 +106,28 @@ class HpcExecutor(ProcessExecutor):
         return executor
 
     async def open(self) -> None:
-        await self.scheduler.prepare(self.transport)
+        """Prepare the adapter; a batch system service that is down now is prepared again later."""
+        try:
+            await self._ready()
+        except StartDeferred as e:
+            log.warning("%s; starting anyway, jobs wait until it answers", e)
+
+    async def _ready(self) -> None:
+        """The adapter's one-time preparation (version detection), StartDeferred while it cannot."""
+        if self._prepared:
+            return
+        try:
+            await self.scheduler.prepare(self.transport)
+        except SchedulerUnavailable as e:
+            raise StartDeferred(f"waiting for {self.scheduler.name}: {e}") from e
+        self._prepared = True
 
     def capacity(self) -> NodeCapacity:
         s = self.settings
-        return NodeCapacity(slots=s.slots or 64, cpus=s.cpus or 4096.0, gpus=s.gpus or 0)
+        need = None if self.hpc.parallel_environment else self.scheduler.multislot_option
+        return NodeCapacity(
+            slots=s.slots or 64, cpus=s.cpus or 4096.0, gpus=s.gpus or 0, single_slot_unless=need
+        )
 
     def describe(self) -> dict[str, str]:
         return {**super().describe(), "scheduler": self.scheduler.name}
@@ -107,6 +141,7 @@ class HpcExecutor(ProcessExecutor):
     # --- start ----------------------------------------------------------------------------------
 
     async def start(self, run: RunJob) -> RunHandle:
+        await self._ready()
         d = self.dir_of(run)
         t = self.transport
         name = BatchRequest.name_of(run.job_id, run.attempt)
@@ -154,6 +189,7 @@ class HpcExecutor(ProcessExecutor):
             body=body,
             env=env,
             default_queue=self.hpc.queue,
+            default_parallel_environment=self.hpc.parallel_environment,
             walltime=float(walltime) if walltime is not None else None,
         )
         script = self.scheduler.build_script(req)
@@ -162,6 +198,8 @@ class HpcExecutor(ProcessExecutor):
         self._count("submit")
         try:
             batch_id = await self.scheduler.submit(t, d.file(BATCH_SCRIPT))
+        except SchedulerUnavailable as e:
+            raise StartDeferred(f"waiting for {self.scheduler.name}: {e}") from e
         except SchedulerError as e:
             raise StartRefused(f"the batch system refused the job: {e}") from e
         await t.write_file(d.file(BATCH_ID), f"{batch_id}\n".encode())
@@ -179,6 +217,8 @@ class HpcExecutor(ProcessExecutor):
         self._count("find")
         try:
             ids = await self.scheduler.find(self.transport, name)
+        except SchedulerUnavailable as e:
+            raise StartDeferred(f"waiting for {self.scheduler.name}: {e}") from e
         except (SchedulerError, TransportError) as e:
             raise RuntimeError(f"cannot tell whether {name} was submitted before a crash: {e}") from e
         if len(ids) > 1:
@@ -243,16 +283,36 @@ class HpcExecutor(ProcessExecutor):
             return (self._seen.entries if set(ids) <= self._seen.ids else None), False
         self._count("list")
         try:
+            await self._ready()
             entries = await self.scheduler.list(self.transport, ids)
-        except (SchedulerError, TransportError) as e:
+        except (SchedulerError, TransportError, StartDeferred) as e:
             self._interval = min(self.hpc.max_backoff, max(self._interval * 2, self.hpc.poll_interval))
             self._next_list = now + self._interval
             log.warning("listing %d batch jobs failed (next try in %.0f s): %s", len(ids), self._interval, e)
             return None, False
         self._interval = self.hpc.poll_interval
         self._next_list = now + self._interval
+        entries = await self._with_reasons(entries, now)
         self._seen = _Seen(now, entries, frozenset(ids))
         return entries, True
+
+    async def _with_reasons(self, entries: dict[str, QueueEntry], now: float) -> dict[str, QueueEntry]:
+        """The pending jobs' reasons filled in from one reasons call (at most every few seconds)."""
+        pending = sorted(i for i, e in entries.items() if e.phase is Phase.QUEUED and not e.reason)
+        if not pending:
+            return entries
+        if now - self._reasons_at >= REASONS_INTERVAL:
+            self._reasons_at = now
+            if self.scheduler.build_reasons(pending) is not None:
+                self._count("reasons")
+                try:
+                    self._reasons = await self.scheduler.reasons(self.transport, pending)
+                except (SchedulerError, TransportError) as e:
+                    log.warning("asking why %d batch jobs wait failed: %s", len(pending), e)
+        return {
+            i: dataclasses.replace(e, reason=self._reasons[i]) if i in pending and i in self._reasons else e
+            for i, e in entries.items()
+        }
 
     async def poll(self, handles: Sequence[RunHandle]) -> dict[RunKey, RunStatus]:
         probes = await self.transport.probe(
@@ -311,6 +371,9 @@ class HpcExecutor(ProcessExecutor):
                 outcome=acct.outcome,
                 usage=acct.usage,
             )
+        if began is None and L.SIGNAL in probe.files and code is None:
+            # cancelled while it waited: it never ran, and SGE keeps no accounting of such a job
+            return RunStatus(True, reason=CANCELLED_WAITING, log_sizes=sizes, progress_mark=mark)
         if waited < self.hpc.accounting_wait:
             return RunStatus(False, log_sizes=sizes, progress_mark=mark, running=None)
         if code is not None:

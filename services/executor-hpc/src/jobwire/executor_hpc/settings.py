@@ -53,6 +53,9 @@ class HpcSettings:
     rest_token: str | None = dataclasses.field(default=None, repr=False)
     rest_proxy: str | None = None
     rest_version: str | None = None
+    #: ``sge``: the parallel environment a job of more than one slot gets when it names none
+    #: (``smp``); without one such jobs must set ``sge.parallel_environment`` (422 at submit)
+    parallel_environment: str | None = None
     #: ``torque``/``pbs``: the full-status format qstat is asked for, ``xml`` (``qstat -x``, Torque's
     #: XML; the default for ``torque``) or ``text`` (``qstat -f``; the default for ``pbs``)
     qstat_format: str | None = None

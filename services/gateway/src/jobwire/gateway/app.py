@@ -29,6 +29,7 @@ from .auth.principal import provide_caller
 from .auth.whoami import WhoamiController
 from .events.controllers import EventController
 from .events.feed import FeedController
+from .files.controllers import FileController
 from .health.controllers import HealthController
 from .inputs.controllers import InputController
 from .jobs.controllers import JobController
@@ -106,6 +107,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             LogController,
             EventController,
             ArtifactController,
+            FileController,
             NodeController,
             HealthController,
             TokenController,

@@ -28,6 +28,8 @@ class GatewaySettings:
     max_body_size: int = 1024 * 1024
     #: largest named input (``PUT /v1/inputs/{name}``, streamed into the object store; 413 beyond it)
     max_input_size: int = 256 * 1024 * 1024
+    #: most bytes one GET /v1/jobs/{id}/files/{path} sends (413 beyond it: ask for a part)
+    file_max_bytes: int = 1024 * 1024 * 1024
     #: a finished job's log follow ends after this long without the missing eof chunks (executor gone)
     log_eof_grace: float = 10.0
     #: SSE comment sent after this long without data, so proxies keep the connection

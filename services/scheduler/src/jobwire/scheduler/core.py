@@ -172,6 +172,10 @@ class Core:
             v1.JobDeleted(job_id=row.id, at=txn.at),
             sj.job_msg_id(row.id, "deleted"),
         )
+        if row.node and row.dispatched_at is not None:
+            # its attempt directories (run.json holds the job's environment) go with it
+            purge = v1.PurgeJob(job_id=row.id, attempt=row.attempt, node=row.node)
+            txn.emit(sj.exec_subject(row.node, "purge"), purge, sj.job_msg_id(row.id, "purge"))
 
     def hold(self, txn: Txn, job_id: str, reason: str) -> None:
         """A queued job is held here; a launched one is held by its node's batch system, and shows
@@ -243,6 +247,8 @@ class Core:
         """A launched run that does not run yet: held or released in its batch system, or a new
         reason why it waits (kept as the job's reason)."""
         state = S(row.state)
+        if rep.details and state in (S.STARTING, S.HELD):
+            row.details = v1.encode(rep.details)  # the batch id, shown while the job still waits
         if rep.held and state is S.STARTING:
             txn.transition(row, S.HELD, rep.reason or "held in the batch system", at=rep.at)
         elif not rep.held and state is S.HELD and self.on_node(row):

@@ -12,6 +12,7 @@ from .eligibility import (
     rule_for,
     where_of,
 )
+from .files import FileEntry, FilesReply, FilesRequest
 from .ids import is_job_id, new_job_id
 from .job import Artifact, GpuInfo, Job, NodeCapacity, NodeView, TransitionRecord, Usage, job_spec_of
 from .messages import (
@@ -27,6 +28,7 @@ from .messages import (
     JobTransitioned,
     LogChunk,
     NodeHeartbeat,
+    PurgeJob,
     ReleaseJob,
     Report,
     RunFinished,
@@ -78,6 +80,9 @@ __all__ = [
     "DockerOptions",
     "Effect",
     "Event",
+    "FileEntry",
+    "FilesReply",
+    "FilesRequest",
     "GpuInfo",
     "HoldJob",
     "HoldRun",
@@ -93,6 +98,7 @@ __all__ = [
     "NodeCapacity",
     "NodeHeartbeat",
     "NodeView",
+    "PurgeJob",
     "ReleaseJob",
     "Report",
     "Resources",

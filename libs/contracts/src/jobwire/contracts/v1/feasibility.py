@@ -7,6 +7,7 @@ nodes and to say why a job waits. Pure functions over a node's description and t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,7 +62,28 @@ def mismatch(node: Offer, spec: JobSpec) -> str | None:
         return "labels"
     if spec.image and not runs_images(node):
         return "image"
+    if missing_option(node, spec) is not None:
+        return "options"
     return None
+
+
+def job_slots(res: Resources) -> int:
+    """The slots a job takes on a batch system: its ``slots``, or its CPUs rounded up when more."""
+    return max(res.slots, math.ceil(res.cpus - 1e-9))
+
+
+def missing_option(node: Offer, spec: JobSpec) -> str | None:
+    """The spec option (``sge.parallel_environment``) a multi-slot job must set to run on ``node``
+    and does not, or None."""
+    need = node.capacity.single_slot_unless
+    if need is None or job_slots(spec.resources) <= 1:
+        return None
+    value: object = spec
+    for part in need.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            return need
+    return None if value else need
 
 
 def fits_at_all(cap: NodeCapacity, res: Resources) -> bool:
@@ -259,7 +281,28 @@ def _by_image(cands: list[Offer], spec: JobSpec, scope: str) -> Outcome:
     return (kept, scope), None
 
 
-_HINTS: tuple[Step, ...] = (_by_name, _by_backend, _by_pool, _by_cluster, _by_labels, _by_image)
+def _by_options(cands: list[Offer], spec: JobSpec, scope: str) -> Outcome:
+    kept = [n for n in cands if missing_option(n, spec) is None]
+    if not kept:
+        need = missing_option(cands[0], spec) or ""
+        slots = job_slots(spec.resources)
+        return (kept, scope), Refusal(
+            f"needs {slots} slots; no node{scope} runs a job on more than one slot without {need} "
+            f"(name one, such as smp, or have the operator set a default parallel environment)",
+            f"$.{need}",
+        )
+    return (kept, scope), None
+
+
+_HINTS: tuple[Step, ...] = (
+    _by_name,
+    _by_backend,
+    _by_pool,
+    _by_cluster,
+    _by_labels,
+    _by_image,
+    _by_options,
+)
 
 
 # --- wording ------------------------------------------------------------------------------------------

@@ -79,6 +79,9 @@ class NodeCapacity(msgspec.Struct, kw_only=True, omit_defaults=True):
     gpus: int = 0
     #: the backend can hold and release a run it launched that does not run yet (batch systems)
     hold: bool = False
+    #: a job of more than one slot (CPU) runs here only with this spec option set, the node having no
+    #: default for it (``sge.parallel_environment`` on SGE without JOBWIRE_HPC_PARALLEL_ENVIRONMENT)
+    single_slot_unless: str | None = None
 
 
 class NodeView(msgspec.Struct, kw_only=True):

@@ -78,7 +78,16 @@ class HoldRun(msgspec.Struct, kw_only=True, tag="hold", tag_field="type"):
     release: bool = False
 
 
-Work = RunJob | CancelRun | HoldRun
+class PurgeJob(msgspec.Struct, kw_only=True, tag="purge", tag_field="type"):
+    """The job was deleted: remove every attempt directory it has on this node's storage (its
+    ``run.json`` holds the job's environment). ``attempt`` is the last one the job had."""
+
+    job_id: str
+    attempt: int
+    node: str
+
+
+Work = RunJob | CancelRun | HoldRun | PurgeJob
 
 # --- reports: executor -> scheduler, on jobwire.report.<node>.<job>.<kind> ----------------------
 
@@ -94,6 +103,8 @@ class RunStarting(msgspec.Struct, kw_only=True, tag="starting", tag_field="kind"
     reason: str | None = None
     #: held in its batch system (by a hold request or the system's own hold)
     held: bool = False
+    #: what the backend already knows of the launch (``batch_id`` once the batch system gave one)
+    details: dict[str, Any] = {}
 
 
 class RunRunning(msgspec.Struct, kw_only=True, tag="running", tag_field="kind"):

@@ -41,6 +41,14 @@ def cmd_subject(kind: str) -> str:
     return f"jobwire.cmd.{kind}"
 
 
+def files_subject(node: str) -> str:
+    """Requests for a node's job directories (``contracts.v1.files``), answered by its executor."""
+    return f"jobwire.files.{check_token(node, 'node')}"
+
+
+FILES_SUBJECTS = "jobwire.files.*"
+
+
 def exec_subject(node: str, kind: str) -> str:
     return f"jobwire.exec.{check_token(node, 'node')}.{kind}"
 

@@ -10,6 +10,7 @@ from .base import (
     QueueEntry,
     Scheduler,
     SchedulerError,
+    SchedulerUnavailable,
     load_scheduler,
     registered_schedulers,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "QueueEntry",
     "Scheduler",
     "SchedulerError",
+    "SchedulerUnavailable",
     "check_token",
     "load_scheduler",
     "parse_duration_hms",

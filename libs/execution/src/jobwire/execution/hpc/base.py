@@ -28,6 +28,11 @@ class SchedulerError(RuntimeError):
     """A scheduler command failed or printed what its parser cannot read."""
 
 
+class SchedulerUnavailable(SchedulerError):
+    """The batch system's service is down, failing (5xx) or refuses our credentials: a fault of the
+    infrastructure, not of the job. Jobs wait with this message as their reason and are tried again."""
+
+
 class Phase(enum.Enum):
     """Where a batch job is, as far as jobwire cares; the native state is kept beside it."""
 
@@ -77,6 +82,8 @@ class BatchRequest:
     body: str
     env: Mapping[str, str] = field(default_factory=dict)
     default_queue: str | None = None
+    #: SGE: the parallel environment of multi-slot jobs that name none (the executor's setting)
+    default_parallel_environment: str | None = None
     #: seconds; the scheduler's own time limit
     walltime: float | None = None
 
@@ -97,6 +104,9 @@ class Scheduler(ABC):
     name: ClassVar[str] = ""
     #: what the job's stdout/stderr paths are written as when the scheduler opens them itself
     supports_hold: ClassVar[bool] = False
+    #: the spec option a job of more than one slot must set here unless the executor has a default
+    #: for it (SGE: ``sge.parallel_environment``), published with the node's capacity
+    multislot_option: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -172,6 +182,15 @@ class Scheduler(ABC):
     def parse_find(self, result: ExecResult, name: str) -> list[str]:
         """The ids of the listed jobs named exactly ``name``."""
 
+    def build_reasons(self, ids: Sequence[str]) -> list[str] | None:
+        """ONE argv saying why the pending jobs ``ids`` wait, where the list does not already say
+        (SGE's ``qstat -j`` scheduling info); None where the list's own reason is all there is."""
+        return None
+
+    def parse_reasons(self, result: ExecResult, ids: Sequence[str]) -> dict[str, str]:
+        """Why each of ``ids`` waits, for those the output names."""
+        return {}
+
     def build_hold(self, job_id: str) -> list[str] | None:
         """argv that holds a queued job (None: not supported)."""
         return None
@@ -200,6 +219,12 @@ class Scheduler(ABC):
 
     async def kill(self, transport: Transport, job_id: str) -> None:
         self.parse_kill(await self._run(transport, self.build_kill(job_id)))
+
+    async def reasons(self, transport: Transport, ids: Sequence[str]) -> dict[str, str]:
+        argv = self.build_reasons(ids) if ids else None
+        if argv is None:
+            return {}
+        return self.parse_reasons(await self._run(transport, argv), ids)
 
     async def find(self, transport: Transport, name: str) -> Sequence[str]:
         return self.parse_find(await self._run(transport, self.build_find(name)), name)

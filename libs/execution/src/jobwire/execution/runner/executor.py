@@ -219,6 +219,13 @@ class ProcessExecutor(Executor):
             raise ValueError(f"output name {name!r} leaves the output directory")
         return await self.transport.read_file(posixpath.join(handle.ref, L.OUTPUTS, name), offset, size)
 
+    def job_files(self, job_id: str, attempt: int) -> tuple[Transport, str] | None:
+        return self.transport, L.AttemptDir.of(self.root, L.check_job_id(job_id), attempt).path
+
+    async def purge(self, job_id: str) -> None:
+        """``<root>/jobs/<job_id>`` and everything below it, over the transport (shared storage)."""
+        await self.transport.remove_tree(posixpath.join(self.root, "jobs", L.check_job_id(job_id)))
+
     async def load_state(self, handle: RunHandle) -> bytes | None:
         try:
             return await self.transport.read_file(posixpath.join(handle.ref, L.STATE))

@@ -7,6 +7,7 @@ progress.json, outputs/, work/, and the executor's own state.json, signal and re
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
 
 RUN_JSON = "run.json"
@@ -46,6 +47,16 @@ else
 fi
 echo "$rc" >"$job_dir/exit_code.tmp" && command -p mv -f "$job_dir/exit_code.tmp" "$job_dir/exit_code"
 """
+
+
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def check_job_id(job_id: str) -> str:
+    """``job_id`` if it can name a directory of its own (no ``/``, no ``..``); ValueError otherwise."""
+    if not _JOB_ID.match(job_id):
+        raise ValueError(f"{job_id!r} is not a job id")
+    return job_id
 
 
 @dataclass(frozen=True)

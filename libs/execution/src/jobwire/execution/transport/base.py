@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from jobwire.contracts.v1.files import FileEntry
+
 
 class TransportError(RuntimeError):
     """The transport could not do what was asked (connection lost, command failed)."""
@@ -107,6 +109,16 @@ class Transport(ABC):
     @abstractmethod
     async def remove_tree(self, path: str) -> None:
         """Delete ``path`` and everything below it; nothing happens when it is missing."""
+
+    async def read_confined(self, root: str, rel: str, offset: int, size: int) -> tuple[bytes, int]:
+        """Up to ``size`` bytes of the regular file ``root/rel`` and its whole size, never following a
+        symlink below ``root`` (:class:`~.confined.PathRefused`); FileNotFoundError when absent."""
+        raise NotImplementedError(f"the {self.name} transport cannot read a job's files")
+
+    async def list_confined(self, root: str, rel: str, limit: int) -> tuple[list[FileEntry], int]:
+        """Entries below ``root/rel``, recursively, symlinks listed and not entered (at most ``limit``;
+        the count left out second)."""
+        raise NotImplementedError(f"the {self.name} transport cannot list a job's files")
 
     @abstractmethod
     async def probe(

@@ -12,7 +12,10 @@ import stat as st
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+from jobwire.contracts.v1.files import FileEntry
+
 from .base import DirEntry, DirProbe, ExecResult, FileStat, Transport, TransportError, TransportTimeout
+from .confined import list_local, read_local
 
 #: The executor's own settings (and secrets such as JOBWIRE_NATS_PASSWORD) never reach a job.
 PRIVATE_ENV_PREFIX = "JOBWIRE_"
@@ -104,6 +107,12 @@ class LocalTransport(Transport):
 
     async def remove_tree(self, path: str) -> None:
         await asyncio.to_thread(_remove_tree, path)
+
+    async def read_confined(self, root: str, rel: str, offset: int, size: int) -> tuple[bytes, int]:
+        return await asyncio.to_thread(read_local, root, rel, offset, size)
+
+    async def list_confined(self, root: str, rel: str, limit: int) -> tuple[list[FileEntry], int]:
+        return await asyncio.to_thread(list_local, root, rel, limit)
 
     async def probe(
         self,

@@ -16,6 +16,7 @@ import random
 import secrets
 import select
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,8 +25,11 @@ from typing import ClassVar, TypeVar
 
 import paramiko
 
+from jobwire.contracts.v1.files import FileEntry
+
 from . import shell
 from .base import DirEntry, DirProbe, ExecResult, Transport, TransportError, TransportTimeout
+from .confined import NotRegular, PathRefused, parts_of
 from .sshconn import HostKeyError, SshHost, chain_label, close_chain, open_chain
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,22 @@ CONNECTION_ERRORS = (paramiko.SSHException, EOFError, ConnectionError, TimeoutEr
 SESSION_RETRIES = 6
 
 __all__ = ["HostKeyError", "SshHost", "SshTransport"]
+
+
+def _lstat_walk(s: paramiko.SFTPClient, root: str, parts: list[str], *, want_dir: bool) -> str:
+    """``root/parts`` after checking that no component is a symlink and the last is what is wanted."""
+    path = root
+    for i, part in enumerate(parts):
+        path = posixpath.join(path, part)
+        mode = s.lstat(path).st_mode or 0
+        if stat.S_ISLNK(mode):
+            raise PathRefused(f"{'/'.join(parts[: i + 1])} is a symlink; it is not followed")
+        last = i == len(parts) - 1
+        if (not last or want_dir) and not stat.S_ISDIR(mode):
+            raise NotRegular(f"{'/'.join(parts[: i + 1])} is not a directory")
+        if last and not want_dir and not stat.S_ISREG(mode):
+            raise NotRegular(f"{'/'.join(parts)} is not a regular file")
+    return path
 
 
 class SshTransport(Transport):
@@ -265,6 +285,33 @@ class SshTransport(Transport):
                 return bytes(f.read(size))
 
         return await self._sftp_call(read)
+
+    async def read_confined(self, root: str, rel: str, offset: int, size: int) -> tuple[bytes, int]:
+        """The same walk as on this machine, with ``lstat`` over SFTP (SFTP has no ``openat``: a
+        symlink swapped in after the walk and before the open is the remaining window)."""
+        parts = parts_of(rel)
+        if not parts:
+            raise PathRefused("the job's directory itself is not a file: list it instead")
+
+        def read(s: paramiko.SFTPClient) -> tuple[bytes, int]:
+            path = _lstat_walk(s, root, parts, want_dir=False)
+            with s.open(path, "rb") as f:
+                total = f.stat().st_size or 0
+                f.seek(max(0, offset))
+                return bytes(f.read(max(0, size))), total
+
+        return await self._sftp_call(read)
+
+    async def list_confined(self, root: str, rel: str, limit: int) -> tuple[list[FileEntry], int]:
+        parts = parts_of(rel)
+        path = await self._sftp_call(lambda s: _lstat_walk(s, root, parts, want_dir=True))
+        entries = await self.list_dir(path, depth=None)
+        prefix = "/".join(parts)
+        out = [
+            FileEntry(path="/".join(p for p in (prefix, e.name) if p), kind=e.kind, size=e.size)
+            for e in sorted(entries, key=lambda e: e.name)
+        ]
+        return out[:limit], max(0, len(out) - limit)
 
     async def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         tmp = f"{path}.tmp-{secrets.token_hex(4)}"

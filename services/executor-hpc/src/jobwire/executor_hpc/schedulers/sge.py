@@ -26,6 +26,8 @@ from jobwire.execution.transport import ExecResult
 
 #: qacct ``failed`` codes that mean a limit was enforced (h_rt, h_cpu, h_vmem)
 LIMIT_FAILED = {37, 38}
+#: the longest pending reason passed on (qstat -j may list one line per queue instance)
+REASON_MAX = 500
 #: 100: "assumedly after job", the code a signalled/deleted job gets; the exit status then decides
 AFTER_JOB = 100
 
@@ -33,6 +35,7 @@ AFTER_JOB = 100
 class Sge(Scheduler):
     name = "sge"
     supports_hold = True
+    multislot_option = "sge.parallel_environment"
 
     def build_script(self, req: BatchRequest) -> str:
         res, opt = req.spec.resources, req.spec.sge
@@ -47,11 +50,16 @@ class Sge(Scheduler):
         if queue:
             d.append(f"-q {check_token('queue', queue)}")
         slots = max(res.slots, int(-(-res.cpus // 1)))
-        pe = opt.parallel_environment if opt else None
+        pe = (opt.parallel_environment if opt else None) or (
+            req.default_parallel_environment if slots > 1 else None
+        )
         if pe:
             d.append(f"-pe {check_token('parallel environment', pe)} {slots}")
         elif slots > 1:
-            raise StartRefused("more than one slot on SGE needs sge.parallel_environment (such as smp)")
+            raise StartRefused(
+                "more than one slot on SGE needs sge.parallel_environment (such as smp); this node has "
+                "no default (JOBWIRE_HPC_PARALLEL_ENVIRONMENT)"
+            )
         if req.walltime is not None:
             d.append(f"-l h_rt={max(1, int(-(-req.walltime // 1)))}")
         if res.memory is not None:
@@ -88,6 +96,44 @@ class Sge(Scheduler):
             phase = self.map_state(native)
             reason = "the job is in SGE's error state (Eqw): see qstat -j" if "E" in native else None
             out[job_id] = QueueEntry(job_id, native, phase, reason, [host] if host else [])
+        return out
+
+    def build_reasons(self, ids: Sequence[str]) -> list[str] | None:
+        return [self.cmd("qstat"), "-xml", "-j", ",".join(ids)]
+
+    def parse_reasons(self, result: ExecResult, ids: Sequence[str]) -> dict[str, str]:
+        """The scheduler's messages for each job (``cannot run in PE "smp" because it only offers
+        16 slots``), then the messages that hold for all jobs (a queue instance dropped).
+
+        qstat exits 1 when some ids no longer exist, and prints the others still; messages exist
+        only with ``schedd_job_info true`` in the scheduler configuration.
+        """
+        text = result.stdout.decode("utf-8", "replace")
+        start = text.find("<?xml")
+        if start < 0:
+            return {}  # none of the ids exists any more ("Following jobs do not exist")
+        root = parse_xml(text[start:], "qstat -xml -j")
+        wanted = set(ids)
+        own: dict[str, list[str]] = {}
+        shared: list[str] = []
+        for msg in root.iter("SME_message_list"):
+            for el in msg.findall("element"):
+                words = " ".join((el.findtext("MES_message") or "").split())
+                for num in el.iter("ULNG_value"):
+                    job_id = (num.text or "").strip()
+                    if words and job_id in wanted and words not in own.setdefault(job_id, []):
+                        own[job_id].append(words)
+        for msg in root.iter("SME_global_message_list"):
+            for el in msg.findall("element"):
+                words = " ".join((el.findtext("MES_message") or "").split())
+                if words and words not in shared:
+                    shared.append(words)
+        listed = {(j.findtext("JB_job_number") or "").strip() for j in root.iter("element")}
+        out: dict[str, str] = {}
+        for job_id in wanted & listed:
+            lines = own.get(job_id, []) + shared
+            if lines:
+                out[job_id] = "; ".join(lines)[:REASON_MAX]
         return out
 
     def build_find(self, name: str) -> list[str]:

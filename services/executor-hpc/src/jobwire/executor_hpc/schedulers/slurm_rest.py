@@ -11,6 +11,8 @@ file; from v0.0.39 on accounting's exit code is the fallback when that file is m
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import math
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobwire.contracts.v1 import Usage
-from jobwire.execution.hpc import Accounting, Phase, QueueEntry, SchedulerError
+from jobwire.execution.hpc import Accounting, Phase, QueueEntry, SchedulerError, SchedulerUnavailable
 from jobwire.execution.hpc.values import parse_duration_hms
 from jobwire.execution.transport import ExecResult, Transport
 
@@ -38,6 +40,12 @@ from .slurm_rest_formats import (
 
 log = logging.getLogger(__name__)
 DIRECTIVE = re.compile(r"^#SBATCH --([a-z-]+)=(.*)$")
+#: curl exit codes that mean slurmrestd was not reached or did not answer (resolve, connect,
+#: timeout, empty reply, send/receive failures, TLS connect, proxy)
+CURL_UNREACHABLE = {5, 6, 7, 28, 35, 52, 55, 56, 97}
+#: SLURM error numbers of a request slurmctld refused on its merits (ESLURM_*: bad partition,
+#: account, limits); other errors behind a 5xx (communication, authentication) are the service's
+REFUSALS = range(2000, 4000)
 
 
 def job_description(script: str) -> dict[str, Any]:
@@ -94,15 +102,37 @@ class SlurmRest(Slurm):
             argv += ["--socks5-hostname", proxy]
         return [*argv, *extra, f"{self.url}{path}"]
 
+    def token_setting(self) -> str:
+        """Where the token comes from, as an operator configures it (named in every auth error)."""
+        if token_file := self.options.get("token_file"):
+            return f"JOBWIRE_HPC_REST_TOKEN_FILE ({token_file})"
+        return "JOBWIRE_HPC_REST_TOKEN"
+
     def headers(self) -> bytes:
-        """X-SLURM-USER-NAME/TOKEN read fresh each time (tokens rotate); never logged."""
+        """X-SLURM-USER-NAME/TOKEN read fresh each time (tokens rotate); never logged.
+
+        A token whose ``exp`` has passed is not sent: slurmrestd 22.05 answers it with an HTTP 500
+        about zero bytes, which names neither the token nor the setting to renew.
+        """
         token = self.options.get("token")
         if token_file := self.options.get("token_file"):
-            with open(token_file) as f:
-                token = f.read().strip()
+            try:
+                with open(token_file) as f:
+                    token = f.read().strip()
+            except OSError as e:
+                raise SchedulerUnavailable(
+                    f"cannot read the slurmrestd token from {self.token_setting()}: {e.strerror}"
+                ) from e
         if not token:
-            raise SchedulerError(
+            raise SchedulerUnavailable(
                 "slurm-rest needs a token (JOBWIRE_HPC_REST_TOKEN_FILE or JOBWIRE_HPC_REST_TOKEN)"
+            )
+        expires = token_expiry(token)
+        if expires is not None and expires <= time.time():
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
+            raise SchedulerUnavailable(
+                f"the slurmrestd token in {self.token_setting()} expired at {when}: write a fresh one "
+                "there (scontrol token username=USER lifespan=SECONDS)"
             )
         user = self.options.get("user", "root")
         return f"X-SLURM-USER-NAME: {user}\nX-SLURM-USER-TOKEN: {token}\n".encode()
@@ -118,8 +148,11 @@ class SlurmRest(Slurm):
             f"@{script_path}.json",
         )
 
+    def _json(self, result: ExecResult, what: str, ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
+        return _json(result, what, ok, token_setting=self.token_setting())
+
     def parse_submit(self, result: ExecResult) -> str:
-        body = _json(result, "job submit")
+        body = self._json(result, "job submit")
         job_id = body.get("job_id")
         if not isinstance(job_id, int):
             raise SchedulerError(f"slurmrestd returned no job id: {body.get('errors')}")
@@ -131,7 +164,7 @@ class SlurmRest(Slurm):
     def parse_list(self, result: ExecResult, ids: Sequence[str]) -> dict[str, QueueEntry]:
         wanted = set(ids)
         out: dict[str, QueueEntry] = {}
-        for job in _json(result, "jobs").get("jobs", []):
+        for job in self._json(result, "jobs").get("jobs", []):
             job_id = str(job.get("job_id"))
             if job_id not in wanted:
                 continue
@@ -150,13 +183,14 @@ class SlurmRest(Slurm):
         return self._curl(f"/slurm/{self.version}/jobs")
 
     def parse_find(self, result: ExecResult, name: str) -> list[str]:
-        return [str(j.get("job_id")) for j in _json(result, "jobs").get("jobs", []) if j.get("name") == name]
+        jobs = self._json(result, "jobs").get("jobs", [])
+        return [str(j.get("job_id")) for j in jobs if j.get("name") == name]
 
     def build_kill(self, job_id: str) -> list[str]:
         return self._curl(f"/slurm/{self.version}/job/{job_id}", "-X", "DELETE")
 
     def parse_kill(self, result: ExecResult) -> None:
-        _json(result, "job cancel", ok=(200, 404))
+        self._json(result, "job cancel", ok=(200, 404))
 
     def build_hold(self, job_id: str) -> list[str] | None:
         return None
@@ -172,7 +206,7 @@ class SlurmRest(Slurm):
     def parse_accounting(self, result: ExecResult, ids: Sequence[str]) -> dict[str, Accounting]:
         wanted = set(ids)
         out: dict[str, Accounting] = {}
-        for job in _json(result, "accounting").get("jobs", []):
+        for job in self._json(result, "accounting").get("jobs", []):
             job_id = str(job.get("job_id"))
             if job_id not in wanted:
                 continue
@@ -222,7 +256,7 @@ class SlurmRest(Slurm):
         """Pick the newest API version both sides speak, from slurmrestd's OpenAPI document."""
         if self.options.get("version"):
             return
-        doc = _json(await self._run(transport, self._curl("/openapi/v3")), "openapi")
+        doc = self._json(await self._run(transport, self._curl("/openapi/v3")), "openapi")
         version = choose_version(doc.get("paths") or {})
         if version is None:
             raise SchedulerError(
@@ -233,18 +267,80 @@ class SlurmRest(Slurm):
         log.info("slurmrestd API version %s", version)
 
 
-def _json(result: ExecResult, what: str, ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
-    """The body of a ``curl -w '\\n%{http_code}'`` call; SchedulerError unless the status is in ``ok``."""
+def token_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT (epoch seconds), read without verifying it; None when absent."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+def _errors(data: Any) -> list[dict[str, Any]]:
+    errors = data.get("errors") if isinstance(data, dict) else None
+    return [e for e in errors or [] if isinstance(e, dict)]
+
+
+def _json(
+    result: ExecResult,
+    what: str,
+    ok: tuple[int, ...] = (200,),
+    token_setting: str = "its token setting",  # noqa: S107 - a setting's name
+) -> dict[str, Any]:
+    """The body of a ``curl -w '\\n%{http_code}'`` call; SchedulerError unless the status is in ``ok``.
+
+    SchedulerUnavailable for what is the service's fault, not the request's: slurmrestd not
+    reached, 401/403 (the token is rejected), and 5xx unless every error is a SLURM refusal of the
+    request itself (ESLURM_*: bad partition, account, limits).
+    """
     if result.rc != 0:
         err = result.stderr.decode("utf-8", "replace").strip()
-        raise SchedulerError(f"slurmrestd {what}: curl failed with exit code {result.rc}: {err[-500:]}")
+        text = f"slurmrestd {what}: curl failed with exit code {result.rc}: {err[-500:]}"
+        raise (SchedulerUnavailable if result.rc in CURL_UNREACHABLE else SchedulerError)(text)
     body, _, code = result.stdout.decode("utf-8", "replace").rpartition("\n")
     status = int(code) if code.strip().isdigit() else 0
     try:
         data = json.loads(body) if body.strip() else {}
     except json.JSONDecodeError:
         data = {}
-    if status not in ok:
-        errors = data.get("errors") if isinstance(data, dict) else None
-        raise SchedulerError(f"slurmrestd {what}: HTTP {status}: {errors or body[:300]}")
-    return data if isinstance(data, dict) else {}
+    if status in ok:
+        return data if isinstance(data, dict) else {}
+    errors = _errors(data)
+    shown = "; ".join(_said(e) for e in errors) or body[:300]
+    if status in (401, 403):
+        raise SchedulerUnavailable(
+            f"slurmrestd rejected the token (HTTP {status}: {shown}): it is expired or not valid for "
+            f"this user; renew it in {token_setting}"
+        )
+    numbers = [_errno(e) for e in errors]
+    refused = bool(numbers) and all(n in REFUSALS for n in numbers if n is not None) and None not in numbers
+    if status == 0 or (status >= 500 and not refused):
+        hint = ""
+        if any(_auth_like(e) for e in errors):
+            hint = (
+                f"; slurmctld dropped the request, as it does with an expired or rejected token: check "
+                f"the token in {token_setting}"
+            )
+        raise SchedulerUnavailable(f"slurmrestd {what}: HTTP {status}: {shown}{hint}")
+    raise SchedulerError(f"slurmrestd {what}: HTTP {status}: {shown}")
+
+
+def _said(error: dict[str, Any]) -> str:
+    """``error: description`` as present (v0.0.38 has ``error`` only)."""
+    parts = [str(error[k]) for k in ("error", "description") if error.get(k)]
+    return ": ".join(dict.fromkeys(parts)) or json.dumps(error)[:200]
+
+
+def _errno(error: dict[str, Any]) -> int | None:
+    n = error.get("error_number", error.get("error_code", error.get("errno")))
+    return n if isinstance(n, int) else None
+
+
+def _auth_like(error: dict[str, Any]) -> bool:
+    """The 22.05 answer to a token slurmctld refuses: the connection closed with nothing sent."""
+    text = str(error.get("error") or error.get("description") or "").lower()
+    return any(k in text for k in ("zero bytes", "authentication", "credential", "jwt", "token"))

@@ -1,0 +1,1 @@
+"""A job's directory, listed and read through its node's executor while the job runs."""
