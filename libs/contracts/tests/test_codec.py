@@ -26,6 +26,14 @@ MESSAGES = [
     v1.DeleteJob(job_id="j1"),
     v1.HoldJob(job_id="j1"),
     v1.ReleaseJob(job_id="j1"),
+    v1.RecordAudit(
+        records=[v1.AuditRecord(at=NOW, action="jobs.submit", method="POST", path="/v1/jobs", status=201)]
+    ),
+    v1.CreateToken(
+        token=v1.TokenRecord(id="tok_1", owner="alice", secret_hash="ab" * 32, scopes=[], created_at=NOW)
+    ),
+    v1.RevokeToken(token_id="tok_1", at=NOW),
+    v1.TouchTokens(uses={"tok_1": NOW}),
     v1.RunJob(job_id="j1", attempt=2, node="n1", spec=SPEC, timeout=1200),
     v1.CancelRun(job_id="j1", attempt=2, node="n1", outcome=v1.JobState.TIMED_OUT, reason="walltime"),
     v1.RunStarting(job_id="j1", attempt=1, node="n1", at=NOW),
@@ -50,6 +58,10 @@ UNIONS = {
     v1.DeleteJob: v1.Command,
     v1.HoldJob: v1.Command,
     v1.ReleaseJob: v1.Command,
+    v1.RecordAudit: v1.Command,
+    v1.CreateToken: v1.Command,
+    v1.RevokeToken: v1.Command,
+    v1.TouchTokens: v1.Command,
     v1.RunJob: v1.Work,
     v1.CancelRun: v1.Work,
     v1.RunStarting: v1.Report,

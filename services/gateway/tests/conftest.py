@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
@@ -22,6 +23,10 @@ from jobwire.runtime.bus import Bus
 from jobwire.runtime.settings import BusSettings
 from jobwire.store import make_engine, migrate, session_factory, tokens
 from jobwire.store.models import JobLabelRow, JobRow, TransitionRow
+
+ACCESS_SUBJECTS = frozenset(
+    sj.cmd_subject(k) for k in ("audit", "token_create", "token_revoke", "token_touch")
+)
 
 
 @pytest.fixture
@@ -57,6 +62,18 @@ async def admin_token(mint) -> str:  # type: ignore[no-untyped-def]
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def audit_log(client: httpx.AsyncClient, count: int, **params: Any) -> list[dict[str, Any]]:
+    """``GET /v1/audit`` once it lists ``count`` entries: the scheduler writes them a few ms after the
+    answer (the gateway stored each record in JetStream before answering)."""
+    entries: list[dict[str, Any]] = []
+    for _ in range(100):
+        entries = (await client.get("/v1/audit", params=params)).json()["items"]
+        if len(entries) >= count:
+            return entries
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{len(entries)} audit entries, expected {count}")
 
 
 @pytest.fixture
@@ -198,14 +215,43 @@ class Seed:
         return int(ack.seq)
 
     async def commands(self) -> list[Any]:
-        """Every message now in JOBWIRE_CMD (what the gateway published)."""
+        """Every job command now in JOBWIRE_CMD (what the gateway published; its audit records and
+        token commands are left out, see ``access_commands``)."""
+        return [m for m in await self._all_commands() if m.subject not in ACCESS_SUBJECTS]
+
+    async def access_commands(self) -> list[Any]:
+        return [m for m in await self._all_commands() if m.subject in ACCESS_SUBJECTS]
+
+    async def audit(self) -> list[v1.AuditRecord]:
+        """The audit records the gateway stored in JOBWIRE_CMD for the scheduler, oldest first."""
+        out: list[v1.AuditRecord] = []
+        for m in await self.access_commands():
+            if m.subject == sj.cmd_subject("audit"):
+                out.extend(v1.decode(m.data, v1.RecordAudit).records)
+        return out
+
+    async def _all_commands(self) -> list[Any]:
         info = await self.bus.js.stream_info(sj.CMD_STREAM)
         if not info.state.messages:
             return []
         out = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            out.append(await self.bus.js.get_msg(sj.CMD_STREAM, seq))
+            with contextlib.suppress(Exception):  # a message the scheduler fixture consumed meanwhile
+                out.append(await self.bus.js.get_msg(sj.CMD_STREAM, seq))
         return out
+
+
+@pytest.fixture
+async def scheduler(clean_bus: Bus, nats_url: str, db_url: str) -> AsyncIterator[Any]:
+    """The real scheduler on the gateway's database and bus, for what only it writes (tokens, the audit
+    log); it also consumes job commands, so tests using it read jobs, not the command stream."""
+    from jobwire.scheduler.service import Scheduler
+    from jobwire.scheduler.settings import SchedulerSettings
+
+    sched = Scheduler(SchedulerSettings(database_url=db_url, tick=0.1), BusSettings(nats_url=nats_url))
+    await sched.start()
+    yield sched
+    await sched.stop()
 
 
 @pytest.fixture

@@ -1,68 +1,64 @@
-"""Audit rows of concurrent requests share commits, and each request waits for its own row."""
+"""Audit records of concurrent requests share publishes, and each request waits for its own to be stored."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
 
+from jobwire.contracts import v1
+from jobwire.contracts.v1 import subjects as sj
 from jobwire.gateway.auth.audit import GroupCommit
-from jobwire.store import audit
-from jobwire.store.models import AuditRow
 
 pytestmark = pytest.mark.integration
 
 
-class CountingRes:
-    """What GroupCommit uses of the gateway's resources: write transactions, here counted."""
-
-    def __init__(self, sessions, fail: bool = False) -> None:  # type: ignore[no-untyped-def]
-        self.sessions = sessions
-        self.commits = 0
-        self.fail = fail
-
-    @contextlib.asynccontextmanager
-    async def writing(self) -> AsyncIterator[object]:
-        async with self.sessions() as session, session.begin():
-            if self.fail:
-                raise RuntimeError("the database is gone")
-            yield session
-        self.commits += 1
-
-
-def entry(i: int) -> audit.NewEntry:
-    return audit.NewEntry(
-        actor="alice", action="jobs.submit", method="POST", path="/v1/jobs", status=201, target=f"j{i}"
+def record(i: int) -> v1.AuditRecord:
+    return v1.AuditRecord(
+        at=datetime.now(UTC),
+        actor="alice",
+        action="jobs.submit",
+        method="POST",
+        path="/v1/jobs",
+        status=201,
+        target=f"j{i}",
     )
 
 
-async def rows(sessions) -> int:  # type: ignore[no-untyped-def]
-    async with sessions() as s:
-        return int((await s.execute(select(func.count()).select_from(AuditRow))).scalar_one())
+async def stored(bus) -> list[v1.AuditRecord]:  # type: ignore[no-untyped-def]
+    info = await bus.js.stream_info(sj.CMD_STREAM)
+    out: list[v1.AuditRecord] = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await bus.js.get_msg(sj.CMD_STREAM, seq)
+        out.extend(v1.decode(msg.data, v1.RecordAudit).records)
+    return out
 
 
-async def test_fifty_concurrent_rows_share_a_few_commits_and_each_is_stored_when_awaited(sessions):
-    res = CountingRes(sessions)
-    writer = GroupCommit(res)  # type: ignore[arg-type]
+async def test_fifty_concurrent_records_share_a_few_messages_and_each_is_stored_when_awaited(clean_bus):
+    sends = 0
 
-    async def write(i: int) -> int:
-        await writer.write(entry(i))
-        return await rows(sessions)  # this request's row is already committed
+    async def send(records: list[v1.AuditRecord]) -> object:
+        nonlocal sends
+        sends += 1
+        return await clean_bus.publish(sj.cmd_subject("audit"), v1.RecordAudit(records=records))
+
+    writer = GroupCommit(send)
+
+    async def write(i: int) -> set[str | None]:
+        await writer.write(record(i))
+        return {r.target for r in await stored(clean_bus)}  # this request's record is already stored
 
     seen = await asyncio.gather(*(write(i) for i in range(50)))
-    assert await rows(sessions) == 50
-    assert all(n >= 1 for n in seen)
-    assert res.commits <= 3, res.commits  # the first row alone, the rest in one or two batches
-    async with sessions() as s:
-        targets = set((await s.execute(select(AuditRow.target))).scalars())
-    assert targets == {f"j{i}" for i in range(50)}
+    assert all(f"j{i}" in targets for i, targets in enumerate(seen))
+    assert sends <= 3, sends  # the first record alone, the rest in one or two messages
+    assert sorted(r.target or "" for r in await stored(clean_bus)) == sorted(f"j{i}" for i in range(50))
 
 
-async def test_a_failed_commit_reaches_every_waiter(sessions):
-    writer = GroupCommit(CountingRes(sessions, fail=True))  # type: ignore[arg-type]
-    results = await asyncio.gather(*(writer.write(entry(i)) for i in range(5)), return_exceptions=True)
-    assert all(isinstance(r, RuntimeError) for r in results)
-    assert await rows(sessions) == 0
+async def test_a_failed_publish_reaches_every_waiter():
+    async def send(records: list[v1.AuditRecord]) -> object:
+        raise ConnectionError("NATS is gone")
+
+    writer = GroupCommit(send)
+    results = await asyncio.gather(*(writer.write(record(i)) for i in range(5)), return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results)

@@ -12,7 +12,7 @@ from nats.js.errors import NotFoundError
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.runtime.bus import Bus
 
-from .conftest import bearer
+from .conftest import audit_log, bearer
 
 pytestmark = pytest.mark.integration
 
@@ -154,13 +154,13 @@ async def test_empty_name_and_size_limit(serve_gateway, mint, inputs_bus):
     assert await stored(inputs_bus) == [sj.input_object("alice", "ok")]
 
 
-async def test_changes_are_audited(gateway, mint, inputs_bus):
+async def test_changes_are_audited(gateway, mint, inputs_bus, scheduler):
     alice = bearer(await mint("alice"))
     await gateway.put("/v1/inputs/cfg.yaml", content=b"1", headers=alice)
     await gateway.get("/v1/inputs/cfg.yaml", headers=alice)  # reads are not audited
     await gateway.delete("/v1/inputs/cfg.yaml", headers=alice)
     await gateway.put("/v1/inputs/..%2Fx", content=b"1", headers=alice)  # refusals are recorded too
-    items = (await gateway.get("/v1/audit", params={"actor": "alice"})).json()["items"]
+    items = await audit_log(gateway, 3, actor="alice")
     seen = [(e["action"], e["method"], e["status"], e["target"]) for e in reversed(items)]
     assert seen[:3] == [
         ("inputs.put", "PUT", 201, "alice/cfg.yaml"),

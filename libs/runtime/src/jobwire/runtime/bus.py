@@ -284,6 +284,12 @@ async def _declare(bus: Bus) -> None:
     except (NotFoundError, Exception):
         await bus.js.create_key_value(KeyValueConfig(bucket=sj.LEADER_BUCKET, ttl=15, replicas=r))
     try:
+        await bus.js.key_value(sj.TOKEN_BUCKET)
+    except (NotFoundError, Exception):
+        await bus.js.create_key_value(
+            KeyValueConfig(bucket=sj.TOKEN_BUCKET, replicas=r, description="token records (hashes only)")
+        )
+    try:
         await bus.js.key_value(sj.PROGRAM_BUCKET)
     except (NotFoundError, Exception):
         await bus.js.create_key_value(

@@ -103,6 +103,7 @@ def scheduler() -> Permissions:
             f"$JS.ACK.{sj.CMD_STREAM}.>",
             f"$JS.ACK.{sj.REPORT_STREAM}.>",
             f"$KV.{sj.LEADER_BUCKET}.>",
+            f"$KV.{sj.TOKEN_BUCKET}.>",
             STATUS_REQUESTS,
         ],
         subscribe=[*_service_subscribe(SCHEDULER), sj.HEARTBEAT_SUBJECTS],
@@ -133,6 +134,8 @@ def gateway() -> Permissions:
             *_reads(_obj(INPUT_BUCKET)),
             *_consumers(_kv(sj.PROGRAM_BUCKET)),
             *_reads(_kv(sj.PROGRAM_BUCKET)),
+            *_consumers(_kv(sj.TOKEN_BUCKET)),  # watching token records
+            *_reads(_kv(sj.TOKEN_BUCKET)),
         ],
         # heartbeats: the registered nodes its submit check knows, before the scheduler stores them
         subscribe=[*_service_subscribe(GATEWAY), sj.HEARTBEAT_SUBJECTS],

@@ -1,12 +1,15 @@
-"""The audit log: one row per state-changing request, written by the gateway, listed by admins."""
+"""The audit log: one row per state-changing request, recorded by the gateway through the bus, written by
+the scheduler, listed by admins."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from jobwire.contracts import v1
 
 from .models import AuditRow, now
 
@@ -55,6 +58,29 @@ async def record(session: AsyncSession, *entries: NewEntry) -> None:
         for e in entries
     )
     await session.flush()
+
+
+async def insert_records(session: AsyncSession, records: list[v1.AuditRecord]) -> None:
+    """Add ``records`` in one bulk statement (the scheduler's batch); the caller's transaction commits."""
+    if not records:
+        return
+    await session.execute(
+        insert(AuditRow),
+        [
+            {
+                "at": r.at,
+                "actor": r.actor[:128] if r.actor else None,
+                "action": r.action[:64],
+                "method": r.method[:8],
+                "path": r.path[:1024],
+                "status": r.status,
+                "target": r.target[:255] if r.target else None,
+                "address": r.address[:64] if r.address else None,
+                "token_id": r.token_id[:32] if r.token_id else None,
+            }
+            for r in records
+        ],
+    )
 
 
 async def list_entries(

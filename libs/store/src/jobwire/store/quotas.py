@@ -159,6 +159,66 @@ async def admit(engine: AsyncEngine, owner: str, job_id: str, *, gpus: int = 0) 
             await conn.execute(delete(AdmissionRow).where(AdmissionRow.at < at - PENDING_TTL))
 
 
+@dataclass
+class Pending:
+    """A job a gateway admitted and published that the scheduler may not have stored yet."""
+
+    job_id: str
+    gpus: int
+    at: datetime
+
+
+async def limits_of(engine: AsyncEngine, owner: str) -> Quota:
+    async with engine.connect() as conn:
+        return await _limits(conn, owner)
+
+
+async def check_reading(
+    engine: AsyncEngine, q: Quota, owner: str, gpus: int, pending: list[Pending]
+) -> set[str]:
+    """Raise :class:`QuotaExceeded` if admitting one more job of ``gpus`` would go over ``q``; read-only.
+
+    Counts the owner's stored active jobs, the jobs stored in the last minute (the rate), and ``pending``
+    (what the caller admitted that is not stored yet). Returns the pending ids found stored (the caller
+    forgets them: they are counted as stored from now on).
+    """
+    at = now()
+    async with engine.connect() as conn:
+        stored_q = select(JobRow.spec).where(JobRow.owner == owner, JobRow.state.in_(_ACTIVE))
+        specs = (await conn.execute(stored_q)).scalars().all()
+        recent_q = select(func.count(), func.min(JobRow.created_at)).where(
+            JobRow.owner == owner, JobRow.created_at > at - RATE_WINDOW
+        )
+        recent, oldest_stored = (await conn.execute(recent_q)).one()
+        ids = [p.job_id for p in pending]
+        done: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            done |= set((await conn.execute(select(JobRow.id).where(JobRow.id.in_(chunk)))).scalars())
+    waiting = [p for p in pending if p.job_id not in done and p.at > at - PENDING_TTL]
+    gpus_used = sum(v1.decode(spec, v1.JobSpec).resources.gpus_total for spec in specs) if q.max_gpus else 0
+    oldest = _aware(oldest_stored, at)
+    recent_pending = [p.at for p in waiting if p.at > at - RATE_WINDOW]
+    if recent_pending:
+        oldest = min([oldest, *recent_pending]) if oldest else min(recent_pending)
+    use = Usage(
+        active=len(specs) + len(waiting),
+        gpus=gpus_used + sum(p.gpus for p in waiting),
+        recent=int(recent) + len(recent_pending),
+        oldest_recent=oldest,
+    )
+    _check(q, use, gpus, at)
+    return done
+
+
+def _aware(value: Any, at: datetime) -> datetime | None:
+    if isinstance(value, str):  # SQLite returns min() of a datetime column as text
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=at.tzinfo)
+    return value if isinstance(value, datetime) or value is None else None
+
+
 async def release(engine: AsyncEngine, job_id: str) -> None:
     """Forget an admission: its submit failed before publishing, or its job was deleted."""
     async with engine.begin() as conn:

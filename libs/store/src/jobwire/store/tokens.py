@@ -13,8 +13,10 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import msgspec
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from jobwire.contracts import v1
 
 from .models import TokenRow, now
 
@@ -89,6 +91,129 @@ def _info(row: TokenRow) -> TokenInfo:
     )
 
 
+def record_of(row: TokenRow) -> v1.TokenRecord:
+    """What the token bucket carries for ``row`` (the hash, never a secret)."""
+    return v1.TokenRecord(
+        id=row.id,
+        owner=row.owner,
+        secret_hash=row.secret_hash,
+        scopes=row.scopes.split(",") if row.scopes else [],
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        created_by=row.created_by,
+        note=row.note,
+    )
+
+
+def info_of(record: v1.TokenRecord, last_used_at: datetime | None = None) -> TokenInfo:
+    return TokenInfo(
+        id=record.id,
+        owner=record.owner,
+        scopes=list(record.scopes),
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        last_used_at=last_used_at,
+        revoked_at=record.revoked_at,
+        created_by=record.created_by,
+        note=record.note,
+    )
+
+
+def mint(
+    owner: str,
+    *,
+    scopes: Iterable[str] = USER_SCOPES,
+    days: float | None = None,
+    note: str | None = None,
+    created_by: str | None = None,
+) -> tuple[str, v1.TokenRecord]:
+    """A new secret and its record, stored nowhere yet; ValueError names what is wrong."""
+    if not owner or len(owner) > 128 or not owner.isprintable():
+        raise ValueError("owner must be 1 to 128 printable characters")
+    if days is not None and days <= 0:
+        raise ValueError("days must be positive")
+    secret = PREFIX + secrets.token_urlsafe(32)
+    created = now()
+    record = v1.TokenRecord(
+        id="tok_" + secrets.token_hex(8),
+        owner=owner,
+        secret_hash=hash_secret(secret),
+        scopes=check_scopes(scopes),
+        note=note,
+        created_by=created_by,
+        created_at=created,
+        expires_at=created + timedelta(days=days) if days is not None else None,
+    )
+    return secret, record
+
+
+async def load_records(session: AsyncSession) -> list[v1.TokenRecord]:
+    """Every token, for a gateway's memory (revoked and expired ones too: they answer 401 by name)."""
+    return [record_of(r) for r in (await session.execute(select(TokenRow))).scalars()]
+
+
+async def find_record(
+    session: AsyncSession, *, secret_hash: str | None = None, token_id: str | None = None
+) -> v1.TokenRecord | None:
+    query = select(TokenRow)
+    query = (
+        query.where(TokenRow.secret_hash == secret_hash)
+        if secret_hash
+        else query.where(TokenRow.id == token_id)
+    )
+    row = (await session.execute(query)).scalar_one_or_none()
+    return None if row is None else record_of(row)
+
+
+async def store_record(session: AsyncSession, record: v1.TokenRecord) -> v1.TokenRecord:
+    """Insert ``record`` unless its id is stored already (a redelivered command); the stored one wins."""
+    row = await session.get(TokenRow, record.id)
+    if row is None:
+        row = _row(record)
+        session.add(row)
+        await session.flush()
+    return record_of(row)
+
+
+def _row(record: v1.TokenRecord) -> TokenRow:
+    return TokenRow(
+        id=record.id,
+        owner=record.owner,
+        secret_hash=record.secret_hash,
+        scopes=",".join(record.scopes),
+        note=record.note,
+        created_by=record.created_by,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        revoked_at=record.revoked_at,
+    )
+
+
+async def revoke_at(session: AsyncSession, token_id: str, at: datetime) -> v1.TokenRecord | None:
+    """Revoke at ``at`` unless revoked already (the first time stays); None if there is no such token."""
+    await session.execute(
+        update(TokenRow).where(TokenRow.id == token_id, TokenRow.revoked_at.is_(None)).values(revoked_at=at)
+    )
+    row = await session.get(TokenRow, token_id, populate_existing=True)
+    return None if row is None else record_of(row)
+
+
+async def touch_many(session: AsyncSession, uses: dict[str, datetime]) -> None:
+    """Record last uses in one statement, never moving a token's ``last_used_at`` back."""
+    if not uses:
+        return
+    stmt = (
+        update(TokenRow)
+        .where(TokenRow.id == bindparam("tid"))
+        .where(or_(TokenRow.last_used_at.is_(None), TokenRow.last_used_at < bindparam("at")))
+        .values(last_used_at=bindparam("at"))
+        .execution_options(synchronize_session=False)
+    )
+    conn = await session.connection()
+    await conn.execute(stmt, [{"tid": tid, "at": at} for tid, at in uses.items()])
+
+
 async def create_token(
     session: AsyncSession,
     owner: str,
@@ -98,26 +223,11 @@ async def create_token(
     note: str | None = None,
     created_by: str | None = None,
 ) -> NewToken:
-    """Mint a token for ``owner`` (the caller commits). ``days=None`` never expires."""
-    if not owner or len(owner) > 128 or not owner.isprintable():
-        raise ValueError("owner must be 1 to 128 printable characters")
-    if days is not None and days <= 0:
-        raise ValueError("days must be positive")
-    secret = PREFIX + secrets.token_urlsafe(32)
-    created = now()
-    row = TokenRow(
-        id="tok_" + secrets.token_hex(8),
-        owner=owner,
-        secret_hash=hash_secret(secret),
-        scopes=",".join(check_scopes(scopes)),
-        note=note,
-        created_by=created_by,
-        created_at=created,
-        expires_at=created + timedelta(days=days) if days is not None else None,
-    )
-    session.add(row)
+    """Mint a token for ``owner`` and add it (the caller commits). ``days=None`` never expires."""
+    secret, record = mint(owner, scopes=scopes, days=days, note=note, created_by=created_by)
+    session.add(_row(record))  # no read first: a write-only transaction never fails a lock upgrade
     await session.flush()
-    return NewToken(secret=secret, token=_info(row))
+    return NewToken(secret=secret, token=info_of(record))
 
 
 async def find_token(session: AsyncSession, secret: str) -> TokenInfo | None:

@@ -26,12 +26,14 @@ from .auth.controllers import AuditController, QuotaController, TokenController
 from .auth.credentials import check_mode, check_sources, shared_keys
 from .auth.guard import authorize
 from .auth.principal import provide_caller
+from .auth.tokens import TokenMemory
 from .auth.whoami import WhoamiController
 from .events.controllers import EventController
 from .events.feed import FeedController
 from .files.controllers import FileController
 from .health.controllers import HealthController
 from .inputs.controllers import InputController
+from .jobs.admission import Admissions
 from .jobs.controllers import JobController
 from .jobs.counts import JobCountController
 from .logs.controllers import LogController
@@ -68,9 +70,16 @@ def _lifespan(settings: GatewaySettings) -> Callable[[Litestar], AbstractAsyncCo
         waiters = EventWaiters(bus.nc)
         sessions = session_factory(engine)
         nodes = NodeSnapshot(sessions, bus.nc, refresh=settings.nodes_refresh)
+        memory = TokenMemory(
+            bus,
+            sessions,
+            touch_every=settings.token_touch_interval,
+            reload_every=settings.token_reload_interval,
+        )
         try:
             await waiters.start()
             await nodes.start()
+            await memory.start()
             res = Resources(
                 settings=settings,
                 bus=bus,
@@ -78,6 +87,8 @@ def _lifespan(settings: GatewaySettings) -> Callable[[Litestar], AbstractAsyncCo
                 sessions=sessions,
                 waiters=waiters,
                 nodes=nodes,
+                tokens=memory,
+                admissions=Admissions(engine),
                 keys=shared_keys(settings),
             )
             await check_sources(res, res.keys)
@@ -85,6 +96,7 @@ def _lifespan(settings: GatewaySettings) -> Callable[[Litestar], AbstractAsyncCo
             yield
         finally:
             await nodes.stop()
+            await memory.stop()
             await waiters.stop()
             await bus.close()
             await engine.dispose()

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from jobwire.runtime.bus import Bus
 from jobwire.store import SQLITE_BEGIN
 
+from .auth.tokens import TokenMemory
+from .jobs.admission import Admissions
 from .nodes.snapshot import NodeSnapshot
 from .settings import GatewaySettings
 from .streams import StreamSlots
@@ -30,6 +32,8 @@ class Resources:
     waiters: EventWaiters
     #: the registered nodes, for refusing at submit a job none could ever run
     nodes: NodeSnapshot
+    tokens: TokenMemory
+    admissions: Admissions
     #: (owner, sha256) of the shared API keys
     keys: list[tuple[str, bytes]] = field(default_factory=list)
     #: open log and event streams per owner (this process)
@@ -40,8 +44,8 @@ class Resources:
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A short session. Jobs are written only by the scheduler; the gateway writes its own tables
-        (tokens, audit, quotas, templates)."""
+        """A short session. Jobs, tokens and the audit log are written only by the scheduler; the gateway
+        still writes quotas and templates (admin actions, not the request path)."""
         async with self.sessions() as session:
             yield session
 

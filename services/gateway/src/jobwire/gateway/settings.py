@@ -49,6 +49,9 @@ class GatewaySettings:
     api_keys_file: str | None = None
     #: a token's last use is written at most this often (seconds)
     token_touch_interval: float = 60.0
+    #: tokens are read again from the database this often (seconds), for changes made there directly
+    #: (``python -m jobwire.store token ...``); the API's changes arrive over NATS within a second
+    token_reload_interval: float = 5.0
     bus: BusSettings = dataclasses.field(default_factory=BusSettings)
 
 

@@ -20,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobwire.contracts import v1
 from jobwire.runtime import metrics, telemetry
+from jobwire.store import SQLITE_BEGIN
 
+from .access import Access
 from .core import TRACER, Core
 from .liveness import Liveness
 from .relay import Relay
@@ -28,6 +30,7 @@ from .settings import SchedulerSettings
 from .txn import Txn
 
 log = logging.getLogger(__name__)
+ACCESS = (v1.RecordAudit, v1.CreateToken, v1.RevokeToken, v1.TouchTokens)
 
 
 @dataclass
@@ -47,12 +50,14 @@ class Pipeline:
         sessions: async_sessionmaker[AsyncSession],
         core: Core,
         relay: Relay,
+        access: Access,
         rebuild: Callable[[], Awaitable[None]],
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.core = core
         self.relay = relay
+        self.access = access
         self.rebuild = rebuild
         self.liveness = Liveness(settings, core, self.wake)
         self.wakeup = asyncio.Event()
@@ -79,9 +84,11 @@ class Pipeline:
 
     # --- the loops -----------------------------------------------------------------------------
     async def fetch_loop(self, sub: Any, kind: str) -> None:
+        """Fetch while the core works on the previous batch; stop fetching while a batch's worth waits."""
+        limit = self.settings.batch_size
         while not self.stopping:
             try:
-                msgs = await sub.fetch(batch=self.settings.batch_size, timeout=1)
+                msgs = await sub.fetch(batch=limit, timeout=1)
             except TimeoutError:
                 continue
             except Exception as e:
@@ -91,7 +98,7 @@ class Pipeline:
             async with self.processed:
                 getattr(self.inbox, kind).extend(msgs)
                 self.wake()
-                await self.processed.wait_for(lambda: not getattr(self.inbox, kind))
+                await self.processed.wait_for(lambda: len(getattr(self.inbox, kind)) < limit)
 
     async def ticker(self) -> None:
         while not self.stopping:
@@ -102,6 +109,9 @@ class Pipeline:
     async def core_loop(self) -> None:
         while not self.stopping:
             await self.wakeup.wait()
+            if self.settings.linger > 0 and (self.inbox.commands or self.inbox.reports):
+                # a few ms more gather what concurrent clients and executors are sending
+                await asyncio.sleep(self.settings.linger)
             self.wakeup.clear()
             commands, reports = self.inbox.commands, self.inbox.reports
             self.inbox = Inbox()
@@ -126,20 +136,24 @@ class Pipeline:
 
     # --- one batch -----------------------------------------------------------------------------
     async def process(self, commands: list[Msg], reports: list[Msg], tick: bool) -> None:
-        decoded_cmds = [(m, self.decode(m, v1.Command)) for m in commands]
+        decoded = [(m, self.decode(m, v1.Command)) for m in commands]
+        decoded_cmds = [(m, c) for m, c in decoded if c is not None and not isinstance(c, ACCESS)]
+        access = [c for _, c in decoded if isinstance(c, ACCESS)]
         decoded_reps = [(m, self.decode(m, v1.Report)) for m in reports]
         async with self.sessions() as session, session.begin():
+            # SQLite: take the write lock first, so no other writer can make the read-then-write fail
+            await session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
             txn = Txn(session)
             await self.relay.forget_published(session)
-            ids = {c.job_id for _, c in decoded_cmds if c is not None}
+            tokens = await self.access.apply(session, access)
+            ids = {c.job_id for _, c in decoded_cmds}
             ids |= {r.job_id for _, r in decoded_reps if r is not None}
             if tick:
                 ids |= self.tick_ids()
             ids |= self.core.dispatch_candidates()
             await txn.load(ids)
             for msg, cmd in decoded_cmds:
-                if cmd is not None:
-                    self.command(txn, cmd, msg)
+                self.command(txn, cmd, msg)
             for _, rep in decoded_reps:
                 if rep is not None:
                     self.core.report(txn, rep)
@@ -163,6 +177,7 @@ class Pipeline:
             await self.relay.purge(row.id, artifacts)
         if txn.outbox:
             await self.relay.publish([(r.id, r.subject, r.payload, r.msg_id, r.headers) for r in txn.outbox])
+        await self.access.announce(tokens)
         for m in commands + reports:
             await m.ack()
 
@@ -174,7 +189,7 @@ class Pipeline:
             asyncio.get_running_loop().create_task(msg.term())
             return None
 
-    def command(self, txn: Txn, cmd: v1.Command, msg: Msg) -> None:
+    def command(self, txn: Txn, cmd: v1.JobCommand, msg: Msg) -> None:
         if isinstance(cmd, v1.SubmitJob):
             with telemetry.span_from(msg.headers, TRACER, "scheduler.submit", job_id=cmd.job_id):
                 self.core.submit(txn, cmd, telemetry.inject())

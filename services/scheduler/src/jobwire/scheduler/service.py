@@ -28,6 +28,7 @@ from jobwire.store.engine import make_engine, migrate, session_factory
 from jobwire.store.models import JobRow, NodeRow, now
 
 from . import __version__
+from .access import Access
 from .cluster import Cluster, NodeState, RunningJob
 from .core import Core, started_since
 from .lease import Lease
@@ -131,7 +132,8 @@ class Scheduler:
         self.role = "active"
         await self.rebuild()
         await self.relay.flush()
-        self.pipeline = Pipeline(self.settings, self.sessions, self.core, self.relay, self.rebuild)
+        access = Access(self.bus)
+        self.pipeline = Pipeline(self.settings, self.sessions, self.core, self.relay, access, self.rebuild)
         cmd_sub = await self.pull(sj.CMD_STREAM, sj.CMD_SUBJECTS, CMD_CONSUMER)
         rep_sub = await self.pull(sj.REPORT_STREAM, sj.REPORT_SUBJECTS, REPORT_CONSUMER)
         self.heartbeat_sub = await self.bus.nc.subscribe(

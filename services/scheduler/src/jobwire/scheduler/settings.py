@@ -18,6 +18,8 @@ class SchedulerSettings:
     )
     #: most messages taken in one fetch and committed in one transaction
     batch_size: int = 256
+    #: how long a batch waits, once its first message is in, for more to join it (seconds)
+    linger: float = 0.003
     #: a node silent for this long is down: its queued jobs move, its running jobs are lost
     node_timeout: float = 10.0
     #: how often liveness, timeouts and heartbeat bookkeeping run

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from .access import CreateToken, RecordAudit, RevokeToken, TouchTokens
 from .job import Artifact, GpuInfo, NodeCapacity, Usage
 from .spec import JobSpec
 from .states import JobState
@@ -45,7 +46,8 @@ class ReleaseJob(msgspec.Struct, kw_only=True, tag="release", tag_field="type"):
     job_id: str
 
 
-Command = SubmitJob | CancelJob | DeleteJob | HoldJob | ReleaseJob
+JobCommand = SubmitJob | CancelJob | DeleteJob | HoldJob | ReleaseJob
+Command = JobCommand | RecordAudit | CreateToken | RevokeToken | TouchTokens
 
 # --- work: scheduler -> one node, on jobwire.exec.<node>.<type> ---------------------------------
 

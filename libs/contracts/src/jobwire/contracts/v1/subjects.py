@@ -24,6 +24,8 @@ LEADER_BUCKET = "jobwire_leader"
 INPUT_BUCKET = "jobwire_inputs"
 #: one key per executor node: its program catalog (``contracts.v1.programs.ProgramCatalog``)
 PROGRAM_BUCKET = "jobwire_programs"
+#: one key per API token id: its record (hash, never the secret), put by the scheduler after its commit
+TOKEN_BUCKET = "jobwire_tokens"  # noqa: S105 - a bucket name, not a secret
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 

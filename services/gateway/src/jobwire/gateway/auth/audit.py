@@ -1,18 +1,22 @@
-"""ASGI middleware writing one audit row per state-changing request (any method but GET/HEAD/OPTIONS).
+"""ASGI middleware recording one audit entry per state-changing request (any method but GET/HEAD/OPTIONS).
 
-The row is committed when the response starts, so it is in the database before the client hears back;
-refused requests (401, 403, 429, ...) are recorded too, with whoever could be authenticated.
+The record is stored in JetStream (``jobwire.cmd.audit``) when the response starts, so it is kept before
+the client hears back; the scheduler writes it to the audit log in its next batch. Refused requests (401,
+403, 429, ...) are recorded too, with whoever could be authenticated.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobwire.store import audit
+from jobwire.contracts import v1
+from jobwire.contracts.v1 import subjects as sj
 from jobwire.store.models import now
 
 from ..resources import STATE_KEY, Resources
@@ -46,31 +50,30 @@ def _target(scope: Any) -> str | None:
 
 
 class GroupCommit:
-    """Audit rows of concurrent requests committed together.
+    """Audit records of concurrent requests sent together, as one ``RecordAudit`` command.
 
-    Each request still waits until its own row is committed, but requests arriving while a commit
-    runs share the next one: a burst of submits takes the database (on SQLite, its one write lock)
-    once per batch instead of once per request.
+    Each request waits until its own record is stored in JetStream (the publish's ack), so it is never
+    lost; requests arriving while a publish runs share the next one. The scheduler writes the rows in its
+    next batch, so ``GET /v1/audit`` shows them a few milliseconds later.
     """
 
-    def __init__(self, res: Resources) -> None:
-        self.res = res
-        self.pending: list[tuple[audit.NewEntry, asyncio.Future[None]]] = []
+    def __init__(self, send: Callable[[list[v1.AuditRecord]], Awaitable[object]]) -> None:
+        self.send = send
+        self.pending: list[tuple[v1.AuditRecord, asyncio.Future[None]]] = []
         self.task: asyncio.Task[None] | None = None
 
-    async def write(self, entry: audit.NewEntry) -> None:
+    async def write(self, record: v1.AuditRecord) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending.append((entry, done))
+        self.pending.append((record, done))
         if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._drain(), name="audit group commit")
-        await asyncio.shield(done)  # a client that hangs up does not take its row with it
+            self.task = asyncio.create_task(self._drain(), name="audit group send")
+        await asyncio.shield(done)  # a client that hangs up does not take its record with it
 
     async def _drain(self) -> None:
         while self.pending:
             batch, self.pending = self.pending, []
             try:
-                async with self.res.writing() as session:
-                    await audit.record(session, *(entry for entry, _ in batch))
+                await self.send([record for record, _ in batch])
             except Exception as e:
                 for _, done in batch:
                     done.set_exception(e)
@@ -79,19 +82,29 @@ class GroupCommit:
                     done.set_result(None)
 
 
+def bus_sender(res: Resources) -> Callable[[list[v1.AuditRecord]], Awaitable[object]]:
+    async def send(records: list[v1.AuditRecord]) -> object:
+        # a unique id: a publish retried after a lost ack is stored once
+        msg_id = f"audit:{uuid.uuid4().hex}"
+        return await res.bus.publish(sj.cmd_subject("audit"), v1.RecordAudit(records=records), msg_id=msg_id)
+
+    return send
+
+
 def _writer(scope: Any) -> GroupCommit:
     state = scope["app"].state
     res: Resources = state[STATE_KEY]
     writer: GroupCommit | None = state.get(WRITER_KEY)
-    if writer is None or writer.res is not res:  # one per lifespan: the connections are per lifespan
-        writer = state[WRITER_KEY] = GroupCommit(res)
+    if writer is None or state.get(WRITER_KEY + ".res") is not res:  # one per lifespan (its connection)
+        writer = state[WRITER_KEY] = GroupCommit(bus_sender(res))
+        state[WRITER_KEY + ".res"] = res
     return writer
 
 
 async def _record(scope: Any, status: int) -> None:
     principal = maybe_principal(scope)
     client = scope.get("client")
-    entry = audit.NewEntry(
+    entry = v1.AuditRecord(
         actor=principal.owner if principal else None,
         token_id=principal.token_id if principal else None,
         action=_action(scope),
@@ -105,7 +118,7 @@ async def _record(scope: Any, status: int) -> None:
     try:
         await _writer(scope).write(entry)
     except Exception:
-        log.exception("could not write the audit row for %s %s", scope["method"], scope["path"])
+        log.exception("could not record the audit entry for %s %s", scope["method"], scope["path"])
 
 
 def audit_middleware(app: ASGIApp) -> ASGIApp:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
+from jobwire.contracts import v1
+from jobwire.contracts.v1 import subjects as sj
 from jobwire.store import audit, quotas, tokens
+from jobwire.store.models import now
 
 from ..params import Caller, Res
 from ..problems import InvalidBody, NotFound
+from . import audit as recording
 
 ADMIN_OPT = {"scope": tokens.ADMIN}
 
@@ -55,23 +59,25 @@ class TokenController(Controller):
     tags = ["admin"]
 
     @post("/", status_code=201, opt={**ADMIN_OPT, "action": "tokens.create"}, summary="Create a token")
-    async def create(self, res: Res, caller: Caller, data: JSONBody[TokenRequest]) -> tokens.NewToken:
-        """The secret is in this response only; the database keeps its hash."""
+    async def create(
+        self, request: Request[Any, Any, Any], res: Res, caller: Caller, data: JSONBody[TokenRequest]
+    ) -> Response[tokens.NewToken]:
+        """The secret is in this response only; the database keeps its hash. 201 once the scheduler
+        stored the token, 202 when it is only queued (it works once the scheduler is back)."""
         scopes = list(data.scopes if data.scopes is not None else tokens.USER_SCOPES)
         if data.admin:
             scopes.append(tokens.ADMIN)
         try:
-            async with res.writing() as session:
-                return await tokens.create_token(
-                    session,
-                    data.owner,
-                    scopes=scopes,
-                    days=data.days,
-                    note=data.note,
-                    created_by=caller.owner,
-                )
+            secret, record = tokens.mint(
+                data.owner, scopes=scopes, days=data.days, note=data.note, created_by=caller.owner
+            )
         except ValueError as e:
             raise InvalidBody(str(e)) from None
+        recording.set_target(request.scope, record.id)
+        await res.bus.publish(sj.cmd_subject("token_create"), v1.CreateToken(token=record), msg_id=record.id)
+        stored = await res.tokens.wait_for(record.id, lambda _: True, res.settings.accept_timeout)
+        body = tokens.NewToken(secret=secret, token=tokens.info_of(stored or record))
+        return Response(body, status_code=201 if stored is not None else 202)
 
     @get("/", opt=ADMIN_OPT, summary="Tokens, without their secrets")
     async def list(self, res: Res, owner: FromQuery[str | None] = None) -> TokenList:
@@ -86,12 +92,30 @@ class TokenController(Controller):
     )
     async def revoke(
         self, res: Res, token_id: Annotated[str, PathParameter(max_length=32)]
-    ) -> tokens.TokenInfo:
-        async with res.writing() as session:
-            info = await tokens.revoke_token(session, token_id)
-        if info is None:
+    ) -> Response[tokens.TokenInfo]:
+        """200 once the scheduler stored the revocation (every gateway refuses the token within a second
+        after); 202 when it is only queued, though this gateway refuses the token at once either way."""
+        known = res.tokens.get(token_id)
+        if known is None:
+            async with res.session() as session:
+                known = await tokens.find_record(session, token_id=token_id)
+        if known is None:
             raise TokenNotFound(f"there is no token {token_id!r}")
-        return info
+        if known.revoked_at is not None:
+            return Response(tokens.info_of(known), status_code=200)
+        at = now()
+        await res.bus.publish(
+            sj.cmd_subject("token_revoke"),
+            v1.RevokeToken(token_id=token_id, at=at),
+            msg_id=f"{token_id}:revoke",
+        )
+        stored = await res.tokens.wait_for(
+            token_id, lambda r: r.revoked_at is not None, res.settings.wait_timeout
+        )
+        if stored is None:  # queued: refused here at once, everywhere once the scheduler applies it
+            res.tokens.put(msgspec.structs.replace(known, revoked_at=at))
+            return Response(tokens.info_of(res.tokens.get(token_id) or known), status_code=202)
+        return Response(tokens.info_of(stored), status_code=200)
 
 
 class QuotaController(Controller):

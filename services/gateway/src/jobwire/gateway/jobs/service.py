@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
-from jobwire.store import queries, quotas
+from jobwire.store import queries
 
 from ..problems import Conflict, InvalidParameter
 from ..resources import Resources
@@ -86,7 +86,6 @@ async def delete(res: Resources, job_id: str, *, owner: str, visible: str | None
     """None once the job is gone (204), else the job still waiting to be deleted (202)."""
     with res.waiters.watch(job_id, _deleted) as deleted:
         await require_job(res, job_id, owner=visible)
-        await quotas.release(res.engine, job_id)  # a deleted job no longer counts as admitted-not-stored
         command = v1.DeleteJob(job_id=job_id, requested_by=owner)
         await res.bus.publish(
             sj.cmd_subject(v1.Verb.DELETE), command, msg_id=sj.command_msg_id(job_id, v1.Verb.DELETE)

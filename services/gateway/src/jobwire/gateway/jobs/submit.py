@@ -74,7 +74,7 @@ async def claimed_id(res: Resources, owner: str, key: str) -> str | None:
 async def admit(res: Resources, owner: str, job_id: str, spec: v1.JobSpec) -> None:
     """Take a place in ``owner``'s quotas, or answer 429 with nothing published or claimed."""
     try:
-        await quotas.admit(res.engine, owner, job_id, gpus=spec.resources.gpus_total)
+        await res.admissions.admit(owner, job_id, gpus=spec.resources.gpus_total)
     except quotas.QuotaExceeded as e:
         raise TooManyRequests(
             f"{e.detail}; try again later",
@@ -121,7 +121,7 @@ async def submit(res: Resources, spec: v1.JobSpec, *, owner: str, idempotency_ke
         new_id = job_id
         job_id, replayed = await claim_id(res, owner, idempotency_key, job_id)
         if replayed and earlier is None:  # lost a race with the same key: that request's admission counts
-            await quotas.release(res.engine, new_id)
+            res.admissions.release(owner, new_id)
         if replayed and (stored := await load_job(res, job_id)) is not None:
             return Submitted(stored, accepted=True, replayed=True)
     # A replay whose job is not stored yet publishes again under the same msg id: JetStream drops the
@@ -131,7 +131,7 @@ async def submit(res: Resources, spec: v1.JobSpec, *, owner: str, idempotency_ke
         try:
             await res.bus.publish(sj.cmd_subject("submit"), command, msg_id=job_id)
         except Exception:
-            await quotas.release(res.engine, job_id)  # nothing half-submitted: the place is free again
+            res.admissions.release(owner, job_id)  # nothing half-submitted: the place is free again
             raise
         event = await wait(accepted, res.settings.accept_timeout)
     if isinstance(event, v1.JobTransitioned):

@@ -1,0 +1,43 @@
+"""Quota admission without a write: the gateway reads what the owner has stored and adds what it admitted
+itself that the scheduler has not stored yet.
+
+Admissions of one owner are serialised in this process (one lock per owner), so one replica never
+over-admits; across replicas a quota can be exceeded by what the others have in flight at that moment
+(published, not yet stored: one scheduler batch). The scheduler stores the job, which is what counts
+from then on; nothing is written here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jobwire.store import quotas
+from jobwire.store.models import now
+
+
+class Admissions:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        #: owner -> job id -> what this replica admitted and published, not seen stored yet
+        self.pending: dict[str, dict[str, quotas.Pending]] = {}
+        self.locks: dict[str, asyncio.Lock] = {}
+
+    async def admit(self, owner: str, job_id: str, *, gpus: int = 0) -> None:
+        """Count ``job_id`` in ``owner``'s quotas or raise :class:`quotas.QuotaExceeded`."""
+        limits = await quotas.limits_of(self.engine, owner)
+        if limits.unlimited():
+            return
+        async with self.locks.setdefault(owner, asyncio.Lock()):
+            at = now()
+            mine = {k: p for k, p in self.pending.get(owner, {}).items() if p.at > at - quotas.PENDING_TTL}
+            stored = await quotas.check_reading(self.engine, limits, owner, gpus, list(mine.values()))
+            for done in stored:
+                mine.pop(done, None)
+            mine[job_id] = quotas.Pending(job_id=job_id, gpus=gpus, at=at)
+            self.pending[owner] = mine
+
+    def release(self, owner: str, job_id: str) -> None:
+        """Forget an admission whose submit failed before it was published."""
+        self.pending.get(owner, {}).pop(job_id, None)
