@@ -1,7 +1,8 @@
-"""The README's prerequisites name every Debian package that ``make test``'s setup installs.
+"""What the README lists is checked against the tree: the Debian packages ``make test``'s setup installs,
+and every package of the workspace (the route table is checked in services/gateway/tests).
 
-A new user reads that list before running anything; a package added to install-backends.sh without it
-would be a surprise (and a failure on a machine without the mirror), so the list is checked here.
+A new user reads these lists before running anything; a package added to install-backends.sh, or an
+executor added under services/, without a line here would be a surprise.
 """
 
 from __future__ import annotations
@@ -39,3 +40,18 @@ def test_every_package_make_test_installs_is_in_the_readme() -> None:
     missing = sorted(p for p in packages if f"`{p}`" not in prerequisites)
 
     assert not missing, f"README.md's prerequisites do not name: {', '.join(missing)}"
+
+
+def test_the_layout_lists_every_package_of_the_workspace() -> None:
+    packages = sorted(
+        f"{p.parent.parent.name}/{p.parent.name}"
+        for p in ROOT.glob("*/*/pyproject.toml")
+        if p.parent.parent.name in ("libs", "services")
+    )
+    assert "services/executor-hpc" in packages
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    layout = layout[: layout.index("```", layout.index("```") + 3)]
+    listed = set(re.findall(r"^((?:libs|services)/[\w-]+)", layout, re.M))
+
+    assert [p for p in packages if p not in listed] == []
