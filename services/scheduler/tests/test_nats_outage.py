@@ -2,11 +2,8 @@
 itself, with its view rebuilt from the database, instead of exiting (issue 12, item 5)."""
 
 import asyncio
-import socket
-import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -15,44 +12,12 @@ from jobwire.runtime.bus import connect
 from jobwire.runtime.settings import BusSettings
 from jobwire.scheduler.service import Scheduler
 from jobwire.scheduler.settings import SchedulerSettings
-from tests.fixtures.nats import nats_server_binary
 from tests.support.fake_node import Events, FakeNode, submit
+from tests.support.private_nats import PrivateNats
 
 pytestmark = pytest.mark.integration
 TTL = 2.0
 OUTAGE = 6.5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateNats:
-    """A nats-server of this test alone, stopped and started again on the same port and store."""
-
-    def __init__(self, base: Path) -> None:
-        self.base, self.port = base, free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        cmd = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.base)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError("private nats-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
 
 
 async def test_the_scheduler_survives_a_nats_outage_and_takes_the_lease_again(tmp_path, database_url):

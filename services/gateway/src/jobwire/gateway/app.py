@@ -28,6 +28,7 @@ from .auth.guard import authorize
 from .auth.principal import provide_caller
 from .auth.tokens import TokenMemory
 from .auth.whoami import WhoamiController
+from .bodytimeout import body_timeout
 from .events.controllers import EventController
 from .events.feed import FeedController
 from .files.controllers import FileController
@@ -139,7 +140,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             "caller": Provide(provide_caller, sync_to_thread=False),
         },
         guards=[authorize],
-        middleware=[submit_metrics_middleware, audit_middleware],
+        middleware=[body_timeout(settings.body_read_timeout), submit_metrics_middleware, audit_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[_lifespan(settings)],
         plugins=plugins,

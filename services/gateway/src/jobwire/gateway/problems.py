@@ -12,6 +12,9 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
+import nats.errors
+import nats.js.errors
+import sqlalchemy.exc
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
@@ -23,6 +26,8 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:jobwire:problem:"
 _MSGSPEC_PATH = re.compile(r" - at `(\$[^`]*)`$")
+#: seconds a client is asked to wait while NATS or the database is unreachable
+UNAVAILABLE_RETRY_AFTER = 5
 _FIELD_FIRST = re.compile(r"^([a-z_]+(?:\.[a-z_]+)*) ")
 _SPEC_FIELDS = frozenset(v1.JobSpec.__struct_fields__)
 
@@ -92,6 +97,9 @@ class Conflict(Problem):
 
 class NotReady(Problem):
     status, slug, title = 503, "not-ready", "Not ready"
+
+    def __init__(self, detail: str, *, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail, extra=extra, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
 
 
 def invalid_body(error: msgspec.MsgspecError) -> Problem:
@@ -185,6 +193,73 @@ def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[
     )
 
 
+#: what an unreachable NATS or database raises (nats-py's errors, SQLAlchemy's connection errors,
+#: the socket's own); a request that meets one is a 503, never a 500
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.NoServersError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+#: what a database error says when the database cannot be reached (not a bug in a query)
+_DB_DOWN = ("connect", "connection", "database is locked", "unable to open", "disk i/o", "shutting down")
+
+
+def _database_down(exc: sqlalchemy.exc.SQLAlchemyError) -> bool:
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):
+        return True  # no connection came free from the pool
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc.orig, OSError)
+    ):
+        return True
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return any(word in text for word in _DB_DOWN)
+
+
+def _on_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    if isinstance(exc, sqlalchemy.exc.SQLAlchemyError) and not _database_down(exc):
+        return _on_unexpected(request, exc)  # a query the database refused: our bug, not an outage
+    what = "the database" if isinstance(exc, sqlalchemy.exc.SQLAlchemyError) else "NATS"
+    if isinstance(exc, ConnectionError | TimeoutError) and not isinstance(exc, nats.errors.Error):
+        what = "the database or NATS"
+    log.warning("%s %s: %s unavailable (%s)", request.method, request.url.path, what, type(exc).__name__)
+    return problem_response(
+        request,
+        status=503,
+        slug="unavailable",
+        title="Service unavailable",
+        detail=f"{what} cannot be reached right now; try again later",
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+    )
+
+
+def _on_unreadable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """A body nested too deeply for the parser (RecursionError) or not UTF-8 is the client's fault."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return _on_unexpected(request, exc)
+    why = "nests too deeply" if isinstance(exc, RecursionError) else "is not valid UTF-8"
+    return problem_response(
+        request,
+        status=400,
+        slug=MalformedJson.slug,
+        title=MalformedJson.title,
+        detail=f"the request body {why}",
+    )
+
+
 def _describe(error: Any) -> str:
     if not isinstance(error, dict):
         return str(error)
@@ -209,6 +284,9 @@ def _limit(request: Request[Any, Any, Any]) -> str:
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     Problem: _on_problem,
     HTTPException: _on_http,
+    RecursionError: _on_unreadable,
+    UnicodeDecodeError: _on_unreadable,
+    **dict.fromkeys(UNAVAILABLE, _on_unavailable),
     Exception: _on_unexpected,
 }
 

@@ -26,6 +26,8 @@ class GatewaySettings:
     wait_timeout: float = 3.0
     #: largest request body accepted (413 beyond it)
     max_body_size: int = 1024 * 1024
+    #: a request body that sends nothing for this long is dropped with a 408 (seconds between reads)
+    body_read_timeout: float = 30.0
     #: largest named input (``PUT /v1/inputs/{name}``, streamed into the object store; 413 beyond it)
     max_input_size: int = 256 * 1024 * 1024
     #: most bytes one GET /v1/jobs/{id}/files/{path} sends (413 beyond it: ask for a part)

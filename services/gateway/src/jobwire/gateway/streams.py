@@ -10,9 +10,12 @@ from __future__ import annotations
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from .problems import TooManyRequests
+from .problems import NotReady, TooManyRequests
+
+if TYPE_CHECKING:
+    from .resources import Resources
 
 T = TypeVar("T")
 #: seconds a refused client is asked to wait: streams end when their job's output does
@@ -52,6 +55,13 @@ class StreamSlots:
         self.open[owner] -= 1
         if self.open[owner] <= 0:
             del self.open[owner]
+
+
+def require_bus(res: Resources) -> None:
+    """A stream is answered 200 before its first read from NATS; refuse it with a 503 while NATS is
+    unreachable, instead of a response cut off after its headers."""
+    if not res.bus.nc.is_connected:
+        raise NotReady("NATS cannot be reached right now; try again later")
 
 
 def holding(slot: Slot, items: AsyncIterator[T]) -> AsyncIterator[T]:

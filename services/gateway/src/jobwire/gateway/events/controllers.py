@@ -14,7 +14,7 @@ from jobwire.contracts import v1
 from ..jobs.lookup import require_job
 from ..params import Caller, JobId, LastEventId, Offset, Res
 from ..sse import SseItem, resume_after, sse_response
-from ..streams import holding
+from ..streams import holding, require_bus
 from .service import EventRecord, last_progress, read_events
 
 
@@ -48,6 +48,7 @@ class EventController(Controller):
     ) -> ServerSentEvent:
         job = await require_job(res, job_id, owner=caller.visible_owner)
         after = resume_after(offset, last_event_id)
+        require_bus(res)
         slot = res.streams.take(caller.owner)
         return sse_response(_as_sse(holding(slot, read_events(res, job, after=after, follow=follow))))
 

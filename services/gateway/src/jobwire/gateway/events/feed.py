@@ -21,7 +21,7 @@ from ..jetstream import OrderedReader, last_seq, seq_of
 from ..params import Caller, LastEventId, Res
 from ..resources import Resources
 from ..sse import SseItem, resume_after, sse_response
-from ..streams import holding
+from ..streams import holding, require_bus
 from ..waiters import decode_event
 
 TRANSITIONS = "jobwire.evt.job.*.*"
@@ -64,5 +64,6 @@ class FeedController(Controller):
     )
     async def feed(self, res: Res, caller: Caller, last_event_id: LastEventId = None) -> ServerSentEvent:
         after = resume_after(0, last_event_id) if last_event_id else None
+        require_bus(res)
         slot = res.streams.take(caller.owner)
         return sse_response(holding(slot, read_feed(res, owner=caller.visible_owner, after=after)))

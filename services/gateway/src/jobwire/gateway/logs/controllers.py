@@ -12,7 +12,7 @@ from litestar.response import Stream
 from ..jobs.lookup import require_job
 from ..params import Caller, JobId, LastEventId, Offset, Res
 from ..sse import SseItem, resume_after, sse_response, wants_sse
-from ..streams import holding
+from ..streams import holding, require_bus
 from .service import STREAMS, LogRecord, read_logs
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
@@ -61,6 +61,7 @@ class LogController(Controller):
         job = await require_job(res, job_id, owner=caller.visible_owner)
         after = resume_after(offset, last_event_id)
         streams = (stream,) if stream else STREAMS
+        require_bus(res)
         slot = res.streams.take(caller.owner)
         records = holding(slot, read_logs(res, job, after=after, follow=follow, streams=streams))
         if wants_sse(request):
