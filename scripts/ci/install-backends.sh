@@ -8,7 +8,7 @@
 # Add a backend by writing an `install_<name>` function and listing <name> in ALL_BACKENDS.
 set -euo pipefail
 
-ALL_BACKENDS=(postgresql docker ssh slurm sge browser)
+ALL_BACKENDS=(postgresql docker ssh slurm sge browser prometheus)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -114,6 +114,16 @@ install_browser() {
         return
     fi
     apt_install chromium fonts-dejavu-core
+}
+
+install_prometheus() {
+    # Debian's Prometheus and promtool: the shipped scrape config and alert rules are checked and run
+    # against the real stack (tests/deploy/test_observability.py). apt starts no daemon here.
+    if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
+        echo "prometheus: already installed ($(prometheus --version 2>&1 | head -n1))"
+        return
+    fi
+    apt_install --no-install-recommends prometheus
 }
 
 main() {

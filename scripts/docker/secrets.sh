@@ -21,6 +21,9 @@ new() { "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))'; }
     "$(cat "$dir/postgres.password")" > "$dir/database-url"
 # slurm-rest's JWT (profile hpc with JOBWIRE_HPC_SCHEDULER=slurm-rest): put it here (`scontrol token`)
 [ -e "$dir/slurm-rest.token" ] || : > "$dir/slurm-rest.token"
+# Prometheus's token for the gateway's /metrics (profile observability): `jobwire token create prometheus
+# --scope metrics:read` once the stack runs, written here; empty until then (the gateway answers 401)
+[ -e "$dir/metrics.token" ] || : > "$dir/metrics.token"
 [ -s "$dir/api-keys" ] || printf 'team %s\n' "$(new)" > "$dir/api-keys"
 # Containers run as other users than the one running this script: the files must be readable by them
 # (compose bind-mounts secrets as they are). Keep the directory itself private.

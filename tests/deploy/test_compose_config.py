@@ -62,6 +62,7 @@ def test_each_profile_adds_its_services(env: dict[str, str], files: tuple[str, .
         "ssh": {"executor-ssh"},
         "hpc": {"executor-hpc"},
         "cluster": {"nats-2", "nats-3", "scheduler-2"},
+        "observability": {"prometheus", "grafana"},
     }.items():
         assert set(_config(env, files, profile)["services"]) == ALWAYS | added, profile
     everything = _config(env, files, "ssh", "hpc", "cluster")["services"]
