@@ -132,6 +132,7 @@ def test_submit_from_the_form_then_watch_it_run_and_succeed_live_with_its_logs(
     page.evaluate("window.__same_document = true")
     expect(page.locator("#summary .badge[data-state=running]")).to_be_visible()
     expect(page.locator("#log-output")).to_contain_text("step 2 of 4")
+    expect(page.locator("#files")).to_contain_text("progress")  # the job's directory while it runs
     shot(page, "job-running")
     expect(page.locator("#summary .badge[data-state=succeeded]")).to_be_visible()
     expect(page.locator("#log-output")).to_contain_text("all done")

@@ -38,13 +38,14 @@ export function render(main, id, ctx) {
   const timeline = h("section", { class: "card", id: "timeline" });
   const usage = h("section", { class: "card", id: "usage" });
   const files = h("section", { class: "card", id: "artifacts" });
+  const running = h("section", { class: "card", id: "files", hidden: true });
   const spec = h("section", { class: "card", id: "spec" });
   const logs = logPanel(id, ctx, signal);
 
   replace(main, head, notice,
     h("div", { class: "grid" },
       h("div", { class: "col" }, summary, progress, timeline, usage),
-      h("div", { class: "col wide" }, logs.el, files, spec)));
+      h("div", { class: "col wide" }, logs.el, running, files, spec)));
 
   async function act(verb, method = "POST") {
     replace(notice);
@@ -92,7 +93,7 @@ export function render(main, id, ctx) {
       ["Created", when(job.created_at)],
       ["Started", when(job.started_at)],
       ["Ended", job.ended_at ? when(job.ended_at) : null],
-      ["Ran", started ? duration(((ended || new Date()) - started) / 1000) : null],
+      ["Ran", started ? h("span", { id: "ran" }, duration(((ended || new Date()) - started) / 1000)) : null],
       ["Ports", ports.length ? ports.map(([name, url]) => h("a", { href: url, target: "_blank", rel: "noopener" }, `${name} `)) : null],
       ["Labels", Object.keys(job.labels || {}).length ? Object.entries(job.labels).map(([k, v]) =>
         h("a", { class: "chip", href: `#/jobs?label=${encodeURIComponent(`${k}=${v}`)}` }, `${k}=${v}`)) : null],
@@ -131,9 +132,29 @@ export function render(main, id, ctx) {
     replace(spec, h("h2", {}, "Spec"), h("pre", { class: "spec" }, JSON.stringify(shown, null, 2)));
   }
 
+  // The job's directory on its node while it runs (a training log, a checkpoint), read on demand.
+  async function listFiles() {
+    const path = (p) => p.split("/").map(encodeURIComponent).join("/");
+    try {
+      const { items, truncated } = await api(`/v1/jobs/${id}/files`, { signal });
+      const shown = items.filter((f) => f.kind === "file");
+      replace(running, h("div", { class: "card-head" }, h("h2", {}, "Running files"),
+        h("button", { class: "link", id: "files-refresh", onclick: () => listFiles() }, "refresh")),
+        shown.length ? h("ul", { class: "files" }, shown.map((f) => h("li", {},
+          h("button", { class: "link", onclick: () => download(`/v1/jobs/${id}/files/${path(f.path)}`, f.path.split("/").pop()).catch((e) => notice.append(errorBox(e))) }, f.path),
+          h("span", { class: "muted" }, ` ${bytes(f.size)}`)))) : h("p", { class: "muted" }, "No files yet."),
+        truncated ? h("p", { class: "muted" }, `${truncated} more not listed`) : null);
+      running.hidden = false;
+    } catch {
+      running.hidden = true; // the node may not answer, or the run just ended: the artifacts say the rest
+    }
+  }
+
   async function refresh() {
     job = await api(`/v1/jobs/${id}`, { signal });
     show();
+    if (job.state === "running") listFiles();
+    else running.hidden = true;
     if (job.state === "running" || FINISHED.has(job.state)) loadProgress();
     logs.job(job);
   }
@@ -183,8 +204,15 @@ export function render(main, id, ctx) {
     }
   }
 
+  // A running job's "Ran" ticks without asking the server.
+  const ticker = setInterval(() => {
+    const ran = document.getElementById("ran");
+    if (ran && job?.started_at && !job.ended_at) ran.textContent = duration((Date.now() - new Date(job.started_at)) / 1000);
+  }, 1000);
+
   refresh().then(follow).catch(ctx.failed);
   return () => {
+    clearInterval(ticker);
     abort.abort();
     clearTimeout(refreshTimer);
     logs.stop();
