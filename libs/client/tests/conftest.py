@@ -114,6 +114,7 @@ class Handler(BaseHTTPRequestHandler):
             )
         routes: list[tuple[str, str, Callable[..., None]]] = [
             ("POST", r"/v1/jobs", self._submit),
+            ("POST", r"/v1/jobs:batch", self._submit_batch),
             ("GET", r"/v1/jobs", self._list),
             ("GET", r"/v1/jobs/([^/]+)", self._get),
             ("POST", r"/v1/jobs/([^/]+)/cancel", self._cancel),
@@ -180,6 +181,11 @@ class Handler(BaseHTTPRequestHandler):
         job = self.stub.add_job(**msgspec.to_builtins(spec))
         job.update(node="node-a", queue_position=0)
         self._json(self.stub.submit_status, job)
+
+    def _submit_batch(self, *, query: Any, body: bytes) -> None:
+        specs = v1.decode_strict(body, dict[str, list[v1.JobSpec]])["jobs"]
+        ids = [self.stub.add_job(**msgspec.to_builtins(spec))["id"] for spec in specs]
+        self._json(self.stub.submit_status, {"ids": ids, "accepted": self.stub.submit_status == 201})
 
     def _list(self, *, query: dict[str, list[str]], body: bytes) -> None:
         jobs = sorted(self.stub.jobs.values(), key=lambda j: j["id"], reverse=True)

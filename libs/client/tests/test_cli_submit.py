@@ -96,3 +96,28 @@ def test_bad_input_is_reported_without_sending(stub: Any, cli: Any) -> None:
     assert "not a size" in result.err
     assert "Traceback" not in result.err
     assert stub.requests("POST", "/v1/jobs") == []
+
+
+@pytest.mark.parametrize("shape", ["array", "object", "lines"])
+def test_batch_file_is_one_request(stub: Any, cli: Any, tmp_path: Path, shape: str) -> None:
+    specs = [{"command": ["echo", str(i)], "name": f"n{i}"} for i in range(3)]
+    text = {
+        "array": json.dumps(specs),
+        "object": json.dumps({"jobs": specs}),
+        "lines": "\n".join(json.dumps(s) for s in specs) + "\n",
+    }[shape]
+    path = tmp_path / "many.json"
+    path.write_text(text)
+    result = cli("submit", "--batch", str(path), "-q")
+    assert result.code == 0, result.err
+    (request,) = stub.requests("POST", "/v1/jobs:batch")
+    assert [s["name"] for s in json.loads(request.body)["jobs"]] == ["n0", "n1", "n2"]
+    assert result.out.split() == list(stub.jobs)  # the ids, one a line, in order
+
+
+def test_batch_file_with_a_bad_spec_is_refused_before_sending(stub: Any, cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([{"command": ["true"]}, {"command": ["true"], "cpus": 2}]))
+    result = cli("submit", "--batch", str(path))
+    assert result.code == 2 and "not a list of job specs" in result.err
+    assert stub.requests("POST", "/v1/jobs:batch") == []

@@ -26,6 +26,7 @@ MESSAGES = [
     v1.DeleteJob(job_id="j1"),
     v1.HoldJob(job_id="j1"),
     v1.ReleaseJob(job_id="j1"),
+    v1.SubmitJobs(batch_id="b1", jobs=[v1.SubmitJob(job_id="j2", spec=SPEC, owner="alice")]),
     v1.RecordAudit(
         records=[v1.AuditRecord(at=NOW, action="jobs.submit", method="POST", path="/v1/jobs", status=201)]
     ),
@@ -58,6 +59,7 @@ UNIONS = {
     v1.DeleteJob: v1.Command,
     v1.HoldJob: v1.Command,
     v1.ReleaseJob: v1.Command,
+    v1.SubmitJobs: v1.Command,
     v1.RecordAudit: v1.Command,
     v1.CreateToken: v1.Command,
     v1.RevokeToken: v1.Command,

@@ -2,10 +2,11 @@
 
 from .api import JobwireClient
 from .errors import ApiError, ConnectionFailed, JobwireError, UnexpectedResponse, WaitTimeout
-from .models import JobPage, LogEvent, Submission, exit_status, job_finished
+from .models import BatchSubmission, JobPage, LogEvent, Submission, exit_status, job_finished
 
 __all__ = [
     "ApiError",
+    "BatchSubmission",
     "ConnectionFailed",
     "JobPage",
     "JobwireClient",

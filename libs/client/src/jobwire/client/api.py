@@ -22,7 +22,16 @@ from jobwire.contracts.v1 import programs as pv
 
 from .config import DEFAULT_URL
 from .errors import ApiError, ConnectionFailed, UnexpectedResponse, WaitTimeout, describe_transport_error
-from .models import JobPage, LogEvent, Submission, event_of, items_of, job_finished, log_event_of
+from .models import (
+    BatchSubmission,
+    JobPage,
+    LogEvent,
+    Submission,
+    event_of,
+    items_of,
+    job_finished,
+    log_event_of,
+)
 from .sse import SseEvent, SseParser
 
 T = TypeVar("T")
@@ -101,6 +110,15 @@ class JobwireClient:
             accepted=resp.status_code != 202,
             replayed=resp.headers.get("Idempotent-Replayed", "").lower() == "true",
         )
+
+    def submit_batch(self, specs: Iterable[v1.JobSpec]) -> BatchSubmission:
+        """Submit up to 10,000 jobs in one request, stored together or not at all; ids in order."""
+        body = v1.encode({"jobs": list(specs)})
+        resp = self._request(
+            "POST", "/v1/jobs:batch", content=body, headers={"Content-Type": "application/json"}
+        )
+        ids = self._decode(resp, dict[str, Any])["ids"]
+        return BatchSubmission(ids=list(ids), accepted=resp.status_code != 202)
 
     def get(self, job_id: str) -> v1.Job:
         return self._decode(self._request("GET", _job(job_id)), v1.Job)

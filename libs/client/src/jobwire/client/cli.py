@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", nargs="?", help="a script to upload (.py, .sh, ...) or a .yaml/.json spec")
     p.add_argument("-f", "--spec", dest="spec_file", metavar="SPEC", help="a YAML or JSON job spec")
+    p.add_argument(
+        "--batch",
+        metavar="FILE",
+        help="submit many jobs in one request, stored together: a JSON array of specs, "
+        '{"jobs": [...]}, or JSON Lines (- reads stdin); prints their ids',
+    )
     p.add_argument("--name")
     p.add_argument("--cpus", type=float)
     p.add_argument("--gpus", type=int)

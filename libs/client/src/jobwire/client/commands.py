@@ -53,7 +53,43 @@ class Output:
         sys.stdout.flush()
 
 
+def read_batch(path: str) -> list[v1.JobSpec]:
+    """Specs from a JSON array, a ``{"jobs": [...]}`` object, or JSON Lines (one spec a line)."""
+    text = Path(path).read_bytes() if path != "-" else sys.stdin.buffer.read()
+    try:
+        if text.lstrip()[:1] in (b"[", b"{") and not _is_json_lines(text):
+            raw = msgspec.json.decode(text)
+            items = raw["jobs"] if isinstance(raw, dict) and "jobs" in raw else raw
+            items = items if isinstance(items, list) else [items]
+        else:
+            items = [msgspec.json.decode(line) for line in text.splitlines() if line.strip()]
+        return [v1.convert_strict(item, v1.JobSpec) for item in items]
+    except (msgspec.MsgspecError, KeyError, TypeError) as e:
+        raise specs.UsageError(f"{path}: not a list of job specs: {e}") from None
+
+
+def _is_json_lines(text: bytes) -> bool:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return len(lines) > 1 and all(line.lstrip()[:1] == b"{" and line.rstrip()[-1:] == b"}" for line in lines)
+
+
+def submit_batch(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    done = client.submit_batch(read_batch(args.batch))
+    if io.as_json:
+        io.json(done)
+    elif args.quiet:
+        print("\n".join(done.ids), flush=True)
+    else:
+        line = Text(f"submitted {len(done.ids)} jobs ({done.ids[0]} … {done.ids[-1]})")
+        if not done.accepted:
+            line.append(" · the scheduler has not confirmed them yet (durably queued)", style="yellow")
+        io.out.print(line)
+    return 0
+
+
 def submit(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    if getattr(args, "batch", None):
+        return submit_batch(client, args, io)
     flags = {key: getattr(args, key) for key in (*specs.TOP_FLAGS, *specs.RESOURCE_FLAGS, "expected_time")}
     spec = specs.build_spec(
         file=args.file,

@@ -33,6 +33,14 @@ class Submission(msgspec.Struct, kw_only=True, frozen=True):
     replayed: bool = False
 
 
+class BatchSubmission(msgspec.Struct, kw_only=True, frozen=True):
+    """Jobs submitted together: their ids in the order given; ``accepted`` is False when they are only
+    durably queued (HTTP 202)."""
+
+    ids: list[str]
+    accepted: bool = True
+
+
 class LogEvent(msgspec.Struct, kw_only=True, frozen=True):
     """A piece of a job's output; ``seq`` is its resume point when the server gives one."""
 

@@ -103,15 +103,16 @@ async def _usage(conn: AsyncConnection, owner: str, at: datetime) -> Usage:
     return Usage(active=active, gpus=gpus, recent=int(recent), oldest_recent=oldest)
 
 
-def _check(q: Quota, use: Usage, gpus: int, at: datetime) -> None:
-    if q.max_per_minute is not None and use.recent >= q.max_per_minute:
+def _check(q: Quota, use: Usage, gpus: int, at: datetime, count: int = 1) -> None:
+    """Refuse ``count`` more jobs asking ``gpus`` GPUs in all if any limit would be passed."""
+    if q.max_per_minute is not None and use.recent + count > q.max_per_minute:
         wait = RATE_WINDOW - (at - use.oldest_recent) if use.oldest_recent else RATE_WINDOW
         raise QuotaExceeded(
             "max_per_minute",
             f"at most {q.max_per_minute} submissions per minute",
             max(1, math.ceil(wait.total_seconds())),
         )
-    if q.max_active is not None and use.active >= q.max_active:
+    if q.max_active is not None and use.active + count > q.max_active:
         raise QuotaExceeded("max_active", f"at most {q.max_active} active jobs (you have {use.active})", 10)
     if q.max_gpus is not None and gpus and use.gpus + gpus > q.max_gpus:
         raise QuotaExceeded(
@@ -174,7 +175,7 @@ async def limits_of(engine: AsyncEngine, owner: str) -> Quota:
 
 
 async def check_reading(
-    engine: AsyncEngine, q: Quota, owner: str, gpus: int, pending: list[Pending]
+    engine: AsyncEngine, q: Quota, owner: str, gpus: int, pending: list[Pending], count: int = 1
 ) -> set[str]:
     """Raise :class:`QuotaExceeded` if admitting one more job of ``gpus`` would go over ``q``; read-only.
 
@@ -207,7 +208,7 @@ async def check_reading(
         recent=int(recent) + len(recent_pending),
         oldest_recent=oldest,
     )
-    _check(q, use, gpus, at)
+    _check(q, use, gpus, at, count)
     return done
 
 

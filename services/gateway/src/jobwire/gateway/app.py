@@ -35,7 +35,7 @@ from .files.controllers import FileController
 from .health.controllers import HealthController
 from .inputs.controllers import InputController
 from .jobs.admission import Admissions
-from .jobs.controllers import JobController
+from .jobs.controllers import JobBatchController, JobController
 from .jobs.counts import JobCountController
 from .logs.controllers import LogController
 from .metrics.controllers import MetricsController
@@ -116,6 +116,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
     return Litestar(
         route_handlers=[
             JobCountController,
+            JobBatchController,
             JobController,
             LogController,
             EventController,

@@ -137,7 +137,12 @@ class Pipeline:
     # --- one batch -----------------------------------------------------------------------------
     async def process(self, commands: list[Msg], reports: list[Msg], tick: bool) -> None:
         decoded = [(m, self.decode(m, v1.Command)) for m in commands]
-        decoded_cmds = [(m, c) for m, c in decoded if c is not None and not isinstance(c, ACCESS)]
+        decoded_cmds: list[tuple[Msg, v1.JobCommand]] = []
+        for m, c in decoded:
+            if isinstance(c, v1.SubmitJobs):  # a batch: its jobs in this one transaction, all or none
+                decoded_cmds.extend((m, job) for job in c.jobs)
+            elif c is not None and not isinstance(c, ACCESS):
+                decoded_cmds.append((m, c))
         access = [c for _, c in decoded if isinstance(c, ACCESS)]
         decoded_reps = [(m, self.decode(m, v1.Report)) for m in reports]
         async with self.sessions() as session, session.begin():

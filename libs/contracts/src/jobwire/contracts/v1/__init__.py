@@ -47,6 +47,7 @@ from .messages import (
     RunRunning,
     RunStarting,
     SubmitJob,
+    SubmitJobs,
     Work,
 )
 from .spec import (
@@ -128,6 +129,7 @@ __all__ = [
     "SlurmOptions",
     "SshOptions",
     "SubmitJob",
+    "SubmitJobs",
     "TokenRecord",
     "TorqueOptions",
     "TouchTokens",

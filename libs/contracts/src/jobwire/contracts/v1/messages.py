@@ -26,6 +26,13 @@ class SubmitJob(msgspec.Struct, kw_only=True, tag="submit", tag_field="type"):
     submitted_at: datetime | None = None
 
 
+class SubmitJobs(msgspec.Struct, kw_only=True, tag="submit_batch", tag_field="type"):
+    """Many jobs stored together or not at all (``POST /v1/jobs:batch``); each has its own id."""
+
+    batch_id: str
+    jobs: list[SubmitJob]
+
+
 class CancelJob(msgspec.Struct, kw_only=True, tag="cancel", tag_field="type"):
     job_id: str
     reason: str = "cancelled by user"
@@ -47,7 +54,7 @@ class ReleaseJob(msgspec.Struct, kw_only=True, tag="release", tag_field="type"):
 
 
 JobCommand = SubmitJob | CancelJob | DeleteJob | HoldJob | ReleaseJob
-Command = JobCommand | RecordAudit | CreateToken | RevokeToken | TouchTokens
+Command = JobCommand | SubmitJobs | RecordAudit | CreateToken | RevokeToken | TouchTokens
 
 # --- work: scheduler -> one node, on jobwire.exec.<node>.<type> ---------------------------------
 

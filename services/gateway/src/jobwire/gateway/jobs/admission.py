@@ -26,16 +26,24 @@ class Admissions:
 
     async def admit(self, owner: str, job_id: str, *, gpus: int = 0) -> None:
         """Count ``job_id`` in ``owner``'s quotas or raise :class:`quotas.QuotaExceeded`."""
+        await self.admit_all(owner, [(job_id, gpus)])
+
+    async def admit_all(self, owner: str, jobs: list[tuple[str, int]]) -> None:
+        """Count all of ``jobs`` (id, GPUs) or none of them (a batch is admitted whole or refused)."""
         limits = await quotas.limits_of(self.engine, owner)
         if limits.unlimited():
             return
         async with self.locks.setdefault(owner, asyncio.Lock()):
             at = now()
             mine = {k: p for k, p in self.pending.get(owner, {}).items() if p.at > at - quotas.PENDING_TTL}
-            stored = await quotas.check_reading(self.engine, limits, owner, gpus, list(mine.values()))
+            gpus = sum(g for _, g in jobs)
+            stored = await quotas.check_reading(
+                self.engine, limits, owner, gpus, list(mine.values()), count=len(jobs)
+            )
             for done in stored:
                 mine.pop(done, None)
-            mine[job_id] = quotas.Pending(job_id=job_id, gpus=gpus, at=at)
+            for job_id, job_gpus in jobs:
+                mine[job_id] = quotas.Pending(job_id=job_id, gpus=job_gpus, at=at)
             self.pending[owner] = mine
 
     def release(self, owner: str, job_id: str) -> None:

@@ -16,7 +16,7 @@ from ..params import Caller, JobId, Res
 from ..problems import ProblemDetails
 from ..programs import service as programs
 from ..templates import service as templates
-from . import feasible, holding, multipart, service, submit, waiting
+from . import batch, feasible, holding, multipart, service, submit, waiting
 from .lookup import require_job
 from .openapi import JobSpecBody
 from .schemas import JobPage, parse_labels, parse_states
@@ -24,6 +24,10 @@ from .schemas import JobPage, parse_labels, parse_states
 
 def _problem(description: str) -> ResponseSpec:
     return ResponseSpec(ProblemDetails, description=description, media_type="application/problem+json")
+
+
+#: a batch's body may be this large (10,000 specs); the bus's max_payload bounds it again
+BATCH_BODY_LIMIT = 64 * 1024 * 1024
 
 
 def location(job_id: str) -> str:
@@ -193,3 +197,29 @@ class JobController(Controller):
         if job is None:
             return Response(None, status_code=204)
         return Response(job, status_code=202)
+
+
+class JobBatchController(Controller):
+    path = "/v1/jobs:batch"
+    tags = ["jobs"]
+
+    @post(
+        "/",
+        status_code=201,
+        summary="Submit up to 10,000 jobs at once, stored together or not at all",
+        opt={"scope": "jobs:submit", "action": "jobs.submit_batch"},
+        request_max_body_size=BATCH_BODY_LIMIT,
+        responses={
+            202: ResponseSpec(batch.BatchSubmitted, description="Durably queued together; not stored yet"),
+            413: _problem("Body or encoded batch over the size limit: split it"),
+            422: _problem("Not a list of 1 to 10,000 valid JobSpecs (the path names the bad one)"),
+            429: _problem("The batch would pass a quota; none of it was submitted"),
+        },
+    )
+    async def submit_batch(self, request: Request[Any, Any, Any], res: Res) -> Response[batch.BatchSubmitted]:
+        """Body: ``{"jobs": [JobSpec, ...]}`` or a JSON array of JobSpecs. Answers with the ids in order:
+        201 once the scheduler stored them all (one transaction), 202 when they are durably queued."""
+        specs = batch.parse_batch(await request.body(), request.headers.get("content-type"))
+        done = await batch.submit_batch(res, specs, owner=owner_of(request))
+        set_target(request.scope, f"{len(done.ids)} jobs")
+        return Response(done, status_code=201 if done.accepted else 202)
