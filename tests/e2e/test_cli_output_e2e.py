@@ -91,6 +91,9 @@ def test_every_listing_answers_json_and_dash_o_json_alike(
         long = [n["name"] for n in long]
         short = [n["name"] for n in short]
         assert long
+    if command == ["token", "list"]:  # so does the last use of the token both calls are made with
+        for token in (*long, *short):
+            token.pop("last_used_at")
     assert long == short
     if command != ["programs"]:  # the local executor offers no programs
         assert long
