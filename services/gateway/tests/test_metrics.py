@@ -4,8 +4,12 @@ own ports are scraped after a real job in tests/e2e/test_metrics_e2e.py."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from jobwire.contracts import v1
+from jobwire.store.models import NodeRow
 from tests.support.prom import sample
 
 pytestmark = pytest.mark.integration
@@ -25,9 +29,20 @@ async def test_metrics_need_the_metrics_scope(gateway, mint) -> None:
     assert (await gateway.get("/v1/jobs", headers={"Authorization": f"Bearer {ops}"})).status_code == 403
 
 
-async def test_jobs_by_state_and_backend_and_submits_counted(gateway, seed) -> None:
+async def test_jobs_by_state_and_backend_and_submits_counted(gateway, seed, sessions) -> None:
+    async with sessions() as session, session.begin():
+        session.add(
+            NodeRow(
+                name="cluster-a",
+                backend="slurm",
+                state="up",
+                capacity=v1.encode(v1.NodeCapacity(slots=4, gpus=2)),
+                registered_at=datetime.now(UTC),
+                last_heartbeat=datetime.now(UTC),
+            )
+        )
     for _ in range(3):
-        await seed.job(state="succeeded", backend="slurm")
+        await seed.job(state="succeeded", node="cluster-a")
     await seed.job(state="queued")
     before = (await gateway.get("/metrics")).text
     count_before = sample(before, "jobwire_submit_duration_seconds_count") or 0
@@ -41,6 +56,8 @@ async def test_jobs_by_state_and_backend_and_submits_counted(gateway, seed) -> N
     assert sample(text, "jobwire_jobs", state="succeeded", backend="slurm") == 3
     assert sample(text, "jobwire_jobs", state="queued", backend="") == 1
     assert sample(text, "jobwire_jobs", state="running") == 0  # every state is present
+    assert sample(text, "jobwire_node_up", node="cluster-a", backend="slurm") == 1
+    assert sample(text, "jobwire_node_gpus", node="cluster-a") == 2
     assert sample(text, "jobwire_submits_total", status="202") == accepted_before + 1
     assert sample(text, "jobwire_submits_total", status="422") == refused_before + 1
     assert sample(text, "jobwire_submit_duration_seconds_count") == count_before + 2
