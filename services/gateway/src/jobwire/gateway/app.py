@@ -42,6 +42,7 @@ from .metrics.controllers import MetricsController
 from .metrics.middleware import submit_metrics_middleware
 from .nodes.controllers import NodeController
 from .nodes.snapshot import NodeSnapshot
+from .openapi_problems import document_problems
 from .problems import EXCEPTION_HANDLERS
 from .programs.controllers import ProgramController
 from .resources import STATE_KEY, Resources, provide_resources
@@ -113,7 +114,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
     if settings.tracing:
         telemetry.setup_tracing(SERVICE)
         plugins.append(OpenTelemetryPlugin(OpenTelemetryConfig()))
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             JobCountController,
             JobBatchController,
@@ -149,3 +150,5 @@ def create_app(settings: GatewaySettings) -> Litestar:
         logging_config=None,  # the process configures logging (jobwire.runtime.lifecycle.setup_logging)
         openapi_config=openapi_config(_version()),
     )
+    document_problems(app)
+    return app
