@@ -79,10 +79,18 @@ def test_queued_batch_job_is_starting_then_held_released_and_run(api, kind):
     assert states(done) == ["queued", "starting", "held", "starting", "running", "succeeded"]
 
 
-@pytest.mark.backend("slurm")
-def test_hold_in_jobwires_queue_and_release(api):
-    """A job no node can take yet waits in jobwire's queue: held and released there."""
-    j = api.submit(node="hpc-slurm", command=["true"], resources={"gpus": 1})  # no GPU node here
+@pytest.mark.backend("sge")
+def test_hold_in_jobwires_queue_and_release(api, tmp_path):
+    """A job its node has no free slot for waits in jobwire's queue: held and released there.
+
+    (A job no node could ever take is now refused at submit, so the node is made busy instead:
+    hpc-sge-pe's 8 slots hold jobs that wait for a file.)"""
+    go = tmp_path / "go"
+    wait = ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.2; done"]
+    busy = [api.submit(node="hpc-sge-pe", command=wait, resources={"walltime": 300}) for _ in range(8)]
+    for b in busy:
+        api.wait_state(b["id"], {"starting", "running"})
+    j = api.submit(node="hpc-sge-pe", command=["true"])
     assert api.wait_state(j["id"], "queued")["state"] == "queued"
     r = api.post(f"/v1/jobs/{j['id']}/hold")
     assert r.status_code == 200 and r.json()["state"] == "held", r.text
@@ -92,6 +100,9 @@ def test_hold_in_jobwires_queue_and_release(api):
     assert again.status_code == 409 and "not held" in again.json()["detail"]
     api.post(f"/v1/jobs/{j['id']}/cancel")
     assert states(api.wait_state(j["id"], "cancelled")) == ["queued", "held", "queued", "cancelled"]
+    go.touch()
+    for b in busy:
+        assert api.wait_state(b["id"], api.END)["state"] == "succeeded"
 
 
 # --- the crash window between submit and batch_id ---------------------------------------------------
