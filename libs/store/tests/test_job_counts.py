@@ -1,6 +1,7 @@
-"""``job_counts`` stays exact: after submits, placements, transitions, owner changes, deletes, purges and
-rolled-back transactions, the counts the API serves equal a full count of the jobs, overall, per owner,
-per node and per owner on a node (on SQLite and PostgreSQL; the triggers differ between them)."""
+"""``job_counts`` and its rollups stay exact: after submits, placements, transitions, owner changes,
+deletes, purges and rolled-back transactions, the counts the API serves equal a full count of the
+jobs, overall, per owner, per node and per owner on a node (on SQLite and PostgreSQL; the triggers
+differ between them)."""
 
 from __future__ import annotations
 
@@ -48,8 +49,12 @@ async def _assert_exact(sessions: async_sessionmaker[AsyncSession]) -> Counter[t
                 ), (owner, node)
         for node in nodes:
             assert await queries.count_jobs(session, node=node) == expected(lambda o, n: n == node)
-        stored = (await session.execute(select(func.sum(JobCountRow.n)))).scalar_one() or 0
-        assert stored == sum(truth.values())
+        for owner, node in (("*", "*"), ("alice", "*"), ("*", "n1")):  # owner and node '*' are rollups
+            assert await queries.count_jobs(session, owner=owner, node=None if node == "*" else node) == (
+                {} if owner == "*" else expected(lambda o, n: o == owner)
+            )
+        exact = select(func.sum(JobCountRow.n)).where(JobCountRow.owner != "*", JobCountRow.node != "*")
+        assert ((await session.execute(exact)).scalar_one() or 0) == sum(truth.values())
     return truth
 
 

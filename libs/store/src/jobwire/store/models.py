@@ -123,8 +123,9 @@ class JobLabelRow(Base):
 
 
 class JobCountRow(Base):
-    """How many jobs one owner has on one node in one state; kept by triggers on ``jobs`` (migration
-    0003) in the same transaction as the job write, so counts are read, never scanned.
+    """How many jobs are in one state: for one owner on one node, and the rollups of those (owner or
+    node ``'*'``: every owner, every node). Kept by triggers on ``jobs`` (migrations 0003 and 0005) in
+    the same transaction as the job write, so each count the API serves is read from one row per state.
 
     ``node`` is '' for a job on no node. Rows that drop to 0 stay (their number is bounded by the
     owners, nodes and states in use)."""
@@ -135,8 +136,6 @@ class JobCountRow(Base):
     node: Mapped[str] = mapped_column(String(128), primary_key=True)
     state: Mapped[str] = mapped_column(String(16), primary_key=True)
     n: Mapped[int] = mapped_column(BigInteger)
-
-    __table_args__ = (Index("ix_job_counts_node", "node"),)
 
 
 class NodeRow(Base):

@@ -288,22 +288,25 @@ async def count_jobs(
 ) -> dict[str, int]:
     """How many jobs are in each state (states with none are left out): one query.
 
-    Overall, per owner, per node or both are read from ``job_counts`` (a few rows, kept by triggers);
+    Overall, per owner, per node or both are read from ``job_counts`` (one row per state, kept by
+    triggers; ``'*'`` rows are every owner or every node);
     a name or label filter counts the matching jobs through their indexes.
     """
-    if name is None and not labels:
-        counts = select(JobCountRow.state, func.sum(JobCountRow.n))
-        if owner is not None:
-            counts = counts.where(JobCountRow.owner == owner)
-        if node is not None:
-            counts = counts.where(JobCountRow.node == node)
-        found = await session.execute(counts.group_by(JobCountRow.state))
+    if name is None and not labels and "*" not in (owner, node):  # '*' names the rollup rows
+        found = await session.execute(
+            _COUNTS, {"owner": owner if owner is not None else "*", "node": node if node is not None else "*"}
+        )
     else:
         query = select(JobRow.state, func.count()).where(
             *_conditions(node=node, name=name, labels=labels, owner=owner)
         )
         found = await session.execute(query.group_by(JobRow.state))
     return {state: int(n) for state, n in found.all() if n}
+
+
+_COUNTS = select(JobCountRow.state, JobCountRow.n).where(
+    JobCountRow.owner == bindparam("owner"), JobCountRow.node == bindparam("node")
+)
 
 
 def _conditions(
