@@ -3,7 +3,7 @@
 The gateway answers every GET from here. A page of jobs, or one job, costs two queries whatever its size
 (the rows with their queue positions, then the transitions of them all), so a list never degrades into one
 query per job; and each is served by an index that matches it, so it costs the same at a million jobs and
-at any cursor depth. Counts are read from ``job_counts``, which triggers keep (migration 0003).
+at any cursor depth. Counts are read from ``job_counts``, which triggers keep (migrations 0003, 0005).
 """
 
 from __future__ import annotations
@@ -302,6 +302,17 @@ async def count_jobs(
         )
         found = await session.execute(query.group_by(JobRow.state))
     return {state: int(n) for state, n in found.all() if n}
+
+
+async def count_jobs_per_node(session: AsyncSession) -> list[tuple[str, str, int]]:
+    """``(node, state, jobs)`` for every node ('' for no node) and state that ever had a job: the
+    per-node rollup rows of ``job_counts``, one query, no scan of the jobs."""
+    rows = await session.execute(
+        select(JobCountRow.node, JobCountRow.state, JobCountRow.n).where(
+            JobCountRow.owner == "*", JobCountRow.node != "*"
+        )
+    )
+    return [(node, state, int(n)) for node, state, n in rows.all()]
 
 
 _COUNTS = select(JobCountRow.state, JobCountRow.n).where(

@@ -14,11 +14,9 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector, CollectorRegistry
-from sqlalchemy import func, select
 
 from jobwire.contracts import v1
 from jobwire.store import queries
-from jobwire.store.models import JobCountRow
 
 from ..params import Res
 
@@ -85,13 +83,8 @@ class MetricsController(Controller):
     @get("/", summary="Prometheus metrics (scope `metrics:read`)", opt={"scope": METRICS_SCOPE})
     async def metrics(self, res: Res) -> Response[bytes]:
         async with res.session() as session:
-            # job_counts is kept by triggers: a few rows per node and state, never a scan of the jobs
-            rows = await session.execute(
-                select(JobCountRow.node, JobCountRow.state, func.sum(JobCountRow.n)).group_by(
-                    JobCountRow.node, JobCountRow.state
-                )
-            )
-            per_node = [(str(node), str(state), int(n or 0)) for node, state, n in rows.all()]
+            # job_counts is kept by triggers: one row per node and state, never a scan of the jobs
+            per_node = await queries.count_jobs_per_node(session)
             nodes = await queries.list_nodes(session)
         fleet = CollectorRegistry(auto_describe=False)
         fleet.register(_Fleet(per_node, nodes))
