@@ -119,6 +119,7 @@ class Handler(BaseHTTPRequestHandler):
             ("GET", r"/v1/jobs/([^/]+)", self._get),
             ("POST", r"/v1/jobs/([^/]+)/cancel", self._cancel),
             ("POST", r"/v1/jobs/([^/]+)/(hold|release)", self._hold),
+            ("POST", r"/v1/jobs/([^/]+)/requeue", self._requeue),
             ("DELETE", r"/v1/jobs/([^/]+)", self._delete),
             ("GET", r"/v1/jobs/([^/]+)/logs", self._logs),
             ("GET", r"/v1/jobs/([^/]+)/events", self._events),
@@ -216,6 +217,14 @@ class Handler(BaseHTTPRequestHandler):
             slug = "cannot-hold" if action == "hold" else "not-held"
             return self._json(*_problem(409, "Conflict", f"job {job_id} is {job['state']}", slug))
         job["state"] = to
+        self._json(200, job)
+
+    def _requeue(self, job_id: str, **_: Any) -> None:
+        """Like the gateway: a finished job is queued again as a new attempt, 409 before it ran."""
+        job = self.stub.jobs[job_id]
+        if job["state"] in ("queued", "held"):
+            return self._json(*_problem(409, "Conflict", f"job {job_id} is {job['state']}", "cannot-requeue"))
+        job["state"] = "queued"
         self._json(200, job)
 
     def _delete(self, job_id: str, **_: Any) -> None:

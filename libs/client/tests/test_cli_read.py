@@ -166,3 +166,12 @@ def test_hold_and_release(stub: Any, cli: Any) -> None:
     assert result.code == 0 and f"{job['id']} released (now queued)" in result.out
     refused = cli("release", job["id"])  # not held: the server's 409 problem is shown, exit code 2
     assert refused.code == 2 and f"Conflict (409): job {job['id']} is queued" in refused.err
+
+
+def test_requeue(stub: Any, cli: Any) -> None:
+    job = stub.add_job(state="failed", attempt=1)
+    result = cli("requeue", job["id"])
+    assert result.code == 0 and f"{job['id']} queued again (after attempt 1)" in result.out
+    assert stub.seen[-1].method == "POST" and stub.seen[-1].path == f"/v1/jobs/{job['id']}/requeue"
+    refused = cli("requeue", job["id"])  # queued, not run yet: the server's 409 problem is shown
+    assert refused.code == 2 and f"Conflict (409): job {job['id']} is queued" in refused.err

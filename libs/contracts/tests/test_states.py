@@ -42,6 +42,13 @@ LEGAL = {
     (S.RUNNING, S.TIMED_OUT),
     (S.RUNNING, S.LOST),
     (S.LOST, S.QUEUED),
+    # requeue: a run or an end queued again, as a new attempt
+    (S.STARTING, S.QUEUED),
+    (S.RUNNING, S.QUEUED),
+    (S.SUCCEEDED, S.QUEUED),
+    (S.FAILED, S.QUEUED),
+    (S.CANCELLED, S.QUEUED),
+    (S.TIMED_OUT, S.QUEUED),
 }
 
 
@@ -58,10 +65,10 @@ def test_every_illegal_transition_is_rejected(current, target):
     assert current.value in str(err.value) and target.value in str(err.value)
 
 
-def test_table_covers_every_state_and_terminal_states_are_dead_ends():
+def test_table_covers_every_state_and_terminal_states_are_left_only_by_a_requeue():
     assert set(TRANSITIONS) == set(S)
     for state in TERMINAL:
-        assert TRANSITIONS[state] == frozenset()
+        assert TRANSITIONS[state] == frozenset({S.QUEUED})
     assert not (eligible_states(Verb.CANCEL) & TERMINAL)
 
 

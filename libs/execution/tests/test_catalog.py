@@ -9,6 +9,7 @@ import pytest
 
 from jobwire.contracts.v1 import JobSpec
 from jobwire.contracts.v1.programs import version_key
+from jobwire.execution.attempt.layout import AttemptDir
 from jobwire.execution.catalog import (
     Catalog,
     CatalogConfigError,
@@ -21,7 +22,6 @@ from jobwire.execution.catalog import (
 from jobwire.execution.catalog.discovery import find_argv
 from jobwire.execution.executor import StartRefused
 from jobwire.execution.runner.command import NO_CATALOG, plan
-from jobwire.execution.runner.layout import AttemptDir
 from jobwire.execution.transport import ExecResult
 from jobwire.execution.transport.local import LocalTransport
 

@@ -115,7 +115,7 @@ def test_plugins_load_from_entry_points_and_are_checked(monkeypatch):
         def load(self):
             return object
 
-    import jobwire.execution.executor as mod
+    import jobwire.runtime.plugins as mod  # the one registry every plugin kind is loaded through
 
     monkeypatch.setattr(mod, "entry_points", lambda **kw: [EP()])
     with pytest.raises(TypeError, match="not a subclass of Executor"):
@@ -180,3 +180,34 @@ async def test_local_transport_run_is_argv_only_and_keeps_secrets_out(monkeypatc
     with pytest.raises(TransportTimeout):
         await t.run(["sleep", "5"], timeout=0.2)
     assert await t.signal_group(2**22 + 12345, signal.SIGTERM) is False
+
+
+@pytest.mark.unit
+def test_backend_options_are_decoded_by_the_backends_own_type(tmp_path):
+    from jobwire.contracts.v1 import DockerOptions, JobSpec, RunJob
+    from jobwire.execution import StartRefused
+
+    class Dock(LocalExecutor):  # a backend whose options are Docker's
+        backend = "docker"
+        options_type = DockerOptions
+        options_field = "docker"
+
+    ex = Dock(ExecutorSettings(node="n", root=str(tmp_path)))
+    assert ex.options_schema() is not None and "shm_size" in str(ex.options_schema())
+    run = RunJob(
+        job_id="j", attempt=1, node="n", spec=JobSpec(command=["true"], backend_options={"shm_size": "1M"})
+    )
+    decoded = ex.with_options(run)
+    assert decoded.spec.docker == DockerOptions(shm_size=1024 * 1024) and decoded.spec.backend_options == {}
+    for bad, why in (
+        ({"shm_size": "lots"}, "backend_options"),
+        ({"network": "host"}, "namespace"),  # a check no schema can express: the executor's own
+        ({"nope": 1}, "nope"),
+    ):
+        with pytest.raises(StartRefused, match=why):
+            ex.with_options(
+                RunJob(job_id="j", attempt=1, node="n", spec=JobSpec(command=["true"], backend_options=bad))
+            )
+    both = JobSpec(command=["true"], docker=DockerOptions(), backend_options={"user": "1000"})
+    with pytest.raises(StartRefused, match="not both"):
+        ex.with_options(RunJob(job_id="j", attempt=1, node="n", spec=both))

@@ -76,10 +76,12 @@ def test_plan_limits_env_labels_and_gpus():
 def test_gpu_ids_another_job_holds_are_refused():
     """Placement counts how many GPUs, not which: naming one held by a running job must not share it."""
     from jobwire.execution import StartRefused
+    from jobwire.execution.gpus import GpuAllocator
     from jobwire.executor_docker.executor import DockerExecutor
 
     ex = DockerExecutor.__new__(DockerExecutor)
-    ex._gpu_ids, ex._gpus_used = ["0", "1", "2", "3"], {("other", 1): ["1", "2"]}
+    ex._gpu_ids, ex._gpus = ["0", "1", "2", "3"], GpuAllocator()
+    ex._gpus.hold(("other", 1), ["1", "2"])  # the node's one allocator: a running job holds 1 and 2
     free = run_of({"command": ["x"], "resources": {"gpus": 2}, "docker": {"gpu_ids": ["0", "3"]}})
     assert ex._allocate_gpus(free) == ["0", "3"]
     held = run_of({"command": ["x"], "resources": {"gpus": 2}, "docker": {"gpu_ids": ["0", "2"]}})

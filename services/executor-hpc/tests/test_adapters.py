@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 
 import msgspec
@@ -11,8 +12,8 @@ from jobwire.contracts.v1 import JobSpec, Resources
 from jobwire.execution.executor import StartRefused
 from jobwire.execution.hpc import (
     BatchRequest,
+    BatchSystem,
     Phase,
-    Scheduler,
     SchedulerError,
     load_scheduler,
     registered_schedulers,
@@ -24,7 +25,7 @@ HOSTILE = "x'; touch /tmp/pwned; echo '$(id)`id`\nnext \"q\""
 
 
 @pytest.fixture(params=registered_schedulers())
-def adapter(request: pytest.FixtureRequest) -> Scheduler:
+def adapter(request: pytest.FixtureRequest) -> BatchSystem:
     return load_scheduler(request.param)()
 
 
@@ -43,7 +44,7 @@ def request_for(spec: JobSpec, env: dict[str, str] | None = None) -> BatchReques
 
 
 def test_registered_adapters_cover_every_scheduler():
-    assert {"slurm", "slurm-rest", "sge", "torque", "pbs"} <= set(registered_schedulers())
+    assert {"slurm", "slurm-rest", "sge", "torque", "pbs", "lsf"} <= set(registered_schedulers())
 
 
 def test_script_has_directives_env_quoted_and_body(adapter):
@@ -60,9 +61,12 @@ def test_script_has_directives_env_quoted_and_body(adapter):
 def test_option_values_that_could_break_a_directive_are_refused(adapter, bad):
     field = {"slurm-rest": "slurm", "pbs": "torque"}.get(adapter.name, adapter.name)
     opts = {"slurm": {"partition": bad}, "sge": {"queue": bad}, "torque": {"queue": bad}}
-    s = msgspec.convert({"command": ["true"], field: opts[field]}, JobSpec)
+    if field not in opts:  # no job options of its own (lsf): the node's queue is checked the same way
+        req = dataclasses.replace(request_for(JobSpec(command=["true"])), default_queue=bad)
+    else:
+        req = request_for(msgspec.convert({"command": ["true"], field: opts[field]}, JobSpec))
     with pytest.raises(StartRefused):
-        adapter.build_script(request_for(s))
+        adapter.build_script(req)
 
 
 def test_submit_list_and_accounting_take_many_ids_in_one_command(adapter):
@@ -71,7 +75,8 @@ def test_submit_list_and_accounting_take_many_ids_in_one_command(adapter):
     assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
     assert adapter.build_accounting(ids, 0.0)
     assert adapter.build_kill("7")[-1].endswith("7")
-    assert any("/shared/jobs/j/1/batch.sh" in a for a in adapter.build_submit("/shared/jobs/j/1/batch.sh"))
+    submit = adapter.build_submit("/shared/jobs/j/1/batch.sh")
+    assert adapter.script_on_stdin or any("/shared/jobs/j/1/batch.sh" in a for a in submit)
 
 
 def test_failed_submit_raises(adapter):

@@ -284,7 +284,7 @@ def test_slurmrestd_jobs_and_accounting_json():
 def test_slurmrestd_errors_and_the_job_description():
     with pytest.raises(SchedulerError, match="HTTP 401"):
         SlurmRest().parse_list(ExecResult(0, b"Authentication failure\n401", b""), ["1"])
-    script = Slurm().build_script(
+    directives = Slurm().directives(
         BatchRequest(
             job_id="j",
             attempt=1,
@@ -296,6 +296,6 @@ def test_slurmrestd_errors_and_the_job_description():
             walltime=90,
         )
     )
-    job = job_description(script)
+    job = job_description(directives)
     assert job["partition"] == "debug" and job["qos"] == "normal" and job["time_limit"] == 2
     assert (job["standard_output"], job["current_working_directory"]) == ("/s/j/stdout", "/s/j")

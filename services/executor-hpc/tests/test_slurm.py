@@ -156,3 +156,17 @@ def test_delete_removes_the_job_directory_on_shared_storage(api, stack):
     assert api.delete(f"/v1/jobs/{j['id']}").status_code in (202, 204)
     api.wait_for(lambda: not job_dir.exists(), 20, what=f"{job_dir} to be removed")
     assert api.get(f"/v1/jobs/{j['id']}").status_code == 404
+
+
+def test_backend_options_are_slurms_own_and_checked_at_submit(api, stack):
+    """``backend_options`` reach sbatch like the ``slurm`` field, checked by the schema the node
+    publishes: the gateway names a bad field without knowing SLURM's options."""
+    j = api.submit(node="hpc-slurm", command=["true"], backend_options={"partition": "nosuchpart"})
+    done = api.wait_state(j["id"], api.END)
+    assert done["state"] == "failed" and "partition" in done["reason"], done  # sbatch refused it
+    script = (stack.home / "executors" / "hpc-slurm" / "jobs" / j["id"] / "1" / "batch.sh").read_text()
+    assert "#SBATCH --partition=nosuchpart\n" in script
+    bad = api.post(
+        "/v1/jobs", json={"node": "hpc-slurm", "command": ["true"], "backend_options": {"partition": 5}}
+    )
+    assert bad.status_code == 422 and "$.backend_options.partition" in bad.json()["detail"], bad.text

@@ -136,22 +136,20 @@ async def test_prepare_picks_the_newest_common_version_and_config_overrides_it()
     assert pinned.version == "v0.0.39" and len(t.calls) == 1  # configured: no detection request
 
 
-def _script() -> str:
-    return Slurm().build_script(
-        BatchRequest(
-            job_id="j",
-            attempt=1,
-            spec=JobSpec(
-                command=["true"],
-                resources=Resources(memory=2 * 1024**3),
-                slurm=SlurmOptions(partition="debug"),
-            ),
-            job_dir="/s/j",
-            stdout="/s/j/stdout",
-            stderr="/s/j/stderr",
-            body="true",
-            walltime=90,
-        )
+def _request() -> BatchRequest:
+    return BatchRequest(
+        job_id="j",
+        attempt=1,
+        spec=JobSpec(
+            command=["true"],
+            resources=Resources(memory=2 * 1024**3, gpus=2),
+            slurm=SlurmOptions(partition="debug"),
+        ),
+        job_dir="/s/j",
+        stdout="/s/j/stdout",
+        stderr="/s/j/stderr",
+        body="true",
+        walltime=90,
     )
 
 
@@ -173,8 +171,9 @@ def _conforms(value: Any, kind: str) -> bool:
 def test_submit_body_has_the_documented_shape(version):
     shapes = json.loads((DATA / "slurmrestd-job-submit-shapes.json").read_text())
     want = shapes["versions"][version]
-    script = _script()
-    body = DIALECTS[version].submit_body(job_description(script), script)
+    directives = Slurm().directives(_request())
+    script = Slurm().build_script(_request(), directives)
+    body = DIALECTS[version].submit_body(job_description(directives), script)
     assert sorted(body) == sorted(want["top_level"])
     job = body["job"]
     for key, value in job.items():
@@ -182,36 +181,29 @@ def test_submit_body_has_the_documented_shape(version):
         assert _conforms(value, shapes["types"][want["job"][key]]), (version, key, value)
     assert (job.get("script") or body.get("script")) == script
     assert number(job["time_limit"]) == 2 and number(job["memory_per_node"]) == 2048
+    # the GPU request sbatch gets as --gres=gpu:2 (the old script round trip dropped it)
+    assert "#SBATCH --gres=gpu:2\n" in script
+    assert job.get("gres", job.get("tres_per_node")) == ("gpu:2" if version == "v0.0.38" else "gres/gpu:2")
     env = job["environment"]
     assert (env if isinstance(env, list) else [f"{k}={v}" for k, v in env.items()]) == [
         "PATH=/usr/local/bin:/usr/bin:/bin"
     ]
 
 
-async def test_submit_writes_the_body_of_the_version_in_use(tmp_path):
-    class Files:
-        """Holds the script and the JSON body the adapter writes next to it; records the submit."""
-
-        def __init__(self) -> None:
-            self.files: dict[str, bytes] = {"/s/j/job.sh": _script().encode()}
-
-        async def read_file(self, path: str) -> bytes:
-            return self.files[path]
-
-        async def write_file(self, path: str, data: bytes, mode: int) -> None:
-            self.files[path] = data
-
-        async def run(self, argv: list[str], **_: Any) -> ExecResult:
-            return ExecResult(
-                0, b'{"job_id": 42, "step_id": "batch", "errors": [], "warnings": []}\n200', b""
-            )
-
-    f = Files()
+def test_the_body_of_the_version_in_use_is_written_beside_the_script_and_posted():
     s = SlurmRest(options={"token": "t" * 30, "version": "v0.0.40"})
-    assert await s.submit(f, "/s/j/job.sh") == "42"  # type: ignore[arg-type]
-    body = json.loads(f.files["/s/j/job.sh.json"])
-    assert "script" not in body and body["job"]["script"].startswith("#!/bin/sh")
+    directives = s.directives(_request())
+    script = s.build_script(_request(), directives)
+    files = s.submit_files(_request(), directives, script)
+    assert list(files) == [".json"]
+    body = json.loads(files[".json"])
+    assert "script" not in body and body["job"]["script"] == script
     assert body["job"]["environment"] == ["PATH=/usr/local/bin:/usr/bin:/bin"]
+    assert body["job"]["tres_per_node"] == "gres/gpu:2"
+    assert "@/s/j/job.sh.json" in s.build_submit("/s/j/job.sh")
+    assert (
+        s.parse_submit(ExecResult(0, b'{"job_id": 42, "step_id": "batch", "errors": []}\n200', b"")) == "42"
+    )
 
 
 def test_decoders_accept_every_shape():

@@ -18,7 +18,7 @@ import pytest
 
 from jobwire.contracts.v1 import JobSpec, JobState, Resources, RunJob
 from jobwire.execution.executor import RunStatus
-from jobwire.execution.hpc import Scheduler
+from jobwire.execution.hpc import BatchSystem
 from jobwire.execution.settings import ExecutorSettings
 from jobwire.execution.transport.local import LocalTransport
 from jobwire.executor_hpc.executor import HpcExecutor
@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.backend("torque-simulator")]
 SIM = Path(__file__).parent / "torque_sim.py"
 
 
-def make_executor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, adapter: type[Scheduler]) -> HpcExecutor:
+def make_executor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, adapter: type[BatchSystem]) -> HpcExecutor:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name in ("qsub", "qstat", "qdel", "qhold", "qrls"):

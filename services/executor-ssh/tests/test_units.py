@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from jobwire.execution.gpus import GpuSlots, NoFreeGpu, parse_inventory
 from jobwire.execution.transport import shell
 from jobwire.executor_ssh import config as cf
-from jobwire.executor_ssh.gpus import GpuSlots, NoFreeGpu, parse_inventory
 
 pytestmark = pytest.mark.unit
 DATA = Path(__file__).parent / "data"

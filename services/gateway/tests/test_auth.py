@@ -38,6 +38,7 @@ ROUTES = [
     ("POST", f"/v1/jobs/{JOB}/cancel", "jobs:cancel", None),
     ("POST", f"/v1/jobs/{JOB}/hold", "jobs:cancel", None),
     ("POST", f"/v1/jobs/{JOB}/release", "jobs:cancel", None),
+    ("POST", f"/v1/jobs/{JOB}/requeue", "jobs:cancel", None),
     ("GET", "/v1/programs", "jobs:read", None),
     ("DELETE", f"/v1/jobs/{JOB}", "jobs:cancel", None),
     ("GET", "/v1/nodes", "jobs:read", None),

@@ -326,3 +326,41 @@ async def test_cancel_of_a_batch_job_held_on_its_node_stops_the_run(scheduler, c
         assert events.states(jid) == ["queued", "starting", "held", "cancelled"]
     finally:
         await a.stop()
+
+
+async def until(pred, timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if pred():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+async def test_requeue_runs_a_running_and_a_finished_job_again_as_new_attempts(scheduler, clean_bus, events):
+    node = await FakeNode(clean_bus, "n1", slots=2).start()
+    try:
+        running = await submit(clean_bus, spec())
+        done = await submit(clean_bus, spec())
+        await node.wait_runs(2)
+        await node.report(running, "running")
+        await node.report(done, "finished", outcome=S.SUCCEEDED, exit_code=0)
+        await events.wait_state(done, "succeeded")
+        # a finished job: queued again at once, then dispatched as attempt 2
+        await clean_bus.publish(sj.cmd_subject("requeue"), v1.RequeueJob(job_id=done), msg_id=f"{done}:rq")
+        await events.wait(lambda: events.states(done).count("starting") == 2)
+        assert events.states(done) == ["queued", "starting", "succeeded", "queued", "starting"]
+        await until(lambda: node.runs[done].attempt == 2)
+        job, _ = await rows(scheduler, done)
+        assert job.ended_at is None and job.exit_code is None
+        # a running job: stopped through its executor with "queued" as the outcome, then run again
+        await clean_bus.publish(
+            sj.cmd_subject("requeue"), v1.RequeueJob(job_id=running), msg_id=f"{running}:rq"
+        )
+        stop = await node.wait_cancel(running)
+        assert (stop.attempt, stop.outcome) == (1, S.QUEUED)
+        await node.report(running, "finished", attempt=1, outcome=S.QUEUED, exit_code=143, reason="requeued")
+        await events.wait(lambda: events.states(running).count("starting") == 2)
+        assert events.states(running) == ["queued", "starting", "running", "queued", "starting"]
+        await until(lambda: node.runs[running].attempt == 2)
+    finally:
+        await node.stop()

@@ -186,6 +186,10 @@ class JobwireClient:
     def release(self, job_id: str) -> v1.Job:
         return self._decode(self._request("POST", _job(job_id, "release")), v1.Job)
 
+    def requeue(self, job_id: str) -> v1.Job:
+        """Run a running or finished job again as a new attempt."""
+        return self._decode(self._request("POST", _job(job_id, "requeue")), v1.Job)
+
     def delete(self, job_id: str) -> v1.Job | None:
         """Delete the job with its logs and artifacts; a job when the deletion is still under way."""
         resp = self._request("DELETE", _job(job_id))

@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
         "hold", commands.hold, "hold a queued job (or a batch job its batch system still queues)"
     ).add_argument("job")
     add("release", commands.release, "release a held job").add_argument("job")
+    add("requeue", commands.requeue, "run a running or finished job again as a new attempt").add_argument(
+        "job"
+    )
     add("rm", commands.rm, "delete a job with its logs and artifacts").add_argument("job")
 
     p = add("nodes", commands.nodes, "list executor nodes")

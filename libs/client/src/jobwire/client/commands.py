@@ -232,6 +232,17 @@ def release(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
     return 0
 
 
+def requeue(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    job = client.requeue(args.job)
+    if io.as_json:
+        io.json(job)
+    elif job.state is v1.JobState.QUEUED:
+        io.out.print(f"{job.id} queued again (after attempt {job.attempt})")
+    else:
+        io.out.print(f"requeue requested for {job.id} (now {job.state.value}, being stopped)")
+    return 0
+
+
 def rm(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
     job = client.delete(args.job)
     io.out.print(f"deleted {args.job}" if job is None else f"deletion of {args.job} requested")

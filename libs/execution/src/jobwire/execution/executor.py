@@ -1,7 +1,10 @@
 """The ``Executor`` plugin interface: what a backend (local, Docker, HPC, SSH) implements.
 
-Everything else (consuming work, reports, heartbeats, log pumping, timeouts, artifacts, re-adoption)
-is written once in :mod:`jobwire.execution.service` and :mod:`jobwire.execution.runloop`.
+A backend starts, polls (all its runs at once), signals and re-adopts runs and says what its node
+offers; nothing more. The attempt's files (directory, run.json, inputs, journal, logs, progress,
+outputs, the ``reported`` mark) are :mod:`jobwire.execution.attempt`'s, and the rest (consuming work,
+reports, heartbeats, log pumping, timeouts, artifacts) is written once in
+:mod:`jobwire.execution.service` and :mod:`jobwire.execution.runloop`.
 """
 
 from __future__ import annotations
@@ -10,19 +13,32 @@ import signal
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from jobwire.contracts.v1 import GpuInfo, JobState, NodeCapacity, RunJob, Usage
+import msgspec
+
+from jobwire.contracts.v1 import (
+    GpuInfo,
+    JobSpec,
+    JobState,
+    NodeCapacity,
+    RunJob,
+    UnknownField,
+    Usage,
+    convert_strict,
+)
+from jobwire.contracts.v1.options import schema_of
+from jobwire.runtime import plugins
 
 from .settings import ExecutorSettings
 
 if TYPE_CHECKING:
+    from .attempt import AttemptDir, AttemptFiles
     from .catalog.model import Catalog
     from .inputs import InputSource
     from .transport import Transport
 
-EXECUTORS_GROUP = "jobwire.executors"
+EXECUTORS_GROUP = plugins.GROUPS["executor backend"]
 #: The log streams of every run.
 STREAMS = ("stdout", "stderr")
 RunKey = tuple[str, int]
@@ -111,6 +127,10 @@ class Executor(ABC):
     """A backend. Methods that touch many runs take them all at once: the loop calls them per tick."""
 
     backend: ClassVar[str] = ""
+    #: this backend's options: their msgspec type, and the ``JobSpec`` field that carried them before
+    #: ``backend_options`` (``docker``, ``ssh``); a backend without options leaves both None
+    options_type: ClassVar[type[msgspec.Struct] | None] = None
+    options_field: ClassVar[str | None] = None
 
     def __init__(self, settings: ExecutorSettings) -> None:
         self.settings = settings
@@ -119,6 +139,8 @@ class Executor(ABC):
         #: the programs ``program: NAME@VERSION`` may name here; the service keeps it rescanned and
         #: published (None: this node offers none)
         self.catalog: Catalog | None = None
+        #: where this backend's attempts keep their files; the file methods below read them there
+        self.attempts: AttemptFiles | None = None
 
     @classmethod
     def from_settings(cls, settings: ExecutorSettings) -> Self:
@@ -175,6 +197,45 @@ class Executor(ABC):
     async def signal(self, handle: RunHandle, sig: signal.Signals) -> None:
         """Send ``sig`` to the whole run (every process it started). After KILL, poll reports it ended."""
 
+    async def launch_env(self, run: RunJob, d: AttemptDir) -> dict[str, str]:
+        """Environment this backend gives the attempt (its GPUs, say), over the job's own ``env`` and
+        under the ``JOBWIRE_*`` variables. Called once the attempt directory exists, before the launch."""
+        return {}
+
+    def option_types(self) -> tuple[type[msgspec.Struct] | None, str | None]:
+        """(options type, legacy field) for this node; a backend that learns them late overrides it."""
+        return self.options_type, self.options_field
+
+    def options_schema(self) -> dict[str, Any] | None:
+        """What the node publishes with its capacity, so the gateway checks ``backend_options``."""
+        tp, _ = self.option_types()
+        return schema_of(tp) if tp is not None else None
+
+    def options(self, spec: JobSpec) -> Any:
+        """The job's ``backend_options`` decoded by this backend's type (None when it gives none);
+        StartRefused names a bad field. A backend without a legacy field reads its options here."""
+        tp, _ = self.option_types()
+        if not spec.backend_options:
+            return None
+        if tp is None:
+            raise StartRefused(f"the {self.backend or 'this'} backend takes no backend_options")
+        try:
+            return convert_strict(spec.backend_options, tp)
+        except (msgspec.ValidationError, UnknownField, ValueError) as e:
+            raise StartRefused(f"backend_options: {e}") from None
+
+    def with_options(self, run: RunJob) -> RunJob:
+        """``run`` with its ``backend_options`` checked, and moved into the legacy field the backend
+        reads (``docker``, ``slurm``, ...) where it has one, so every later step sees one place."""
+        options = self.options(run.spec)
+        _, field_name = self.option_types()
+        if options is None or field_name is None:
+            return run
+        if getattr(run.spec, field_name) is not None:
+            raise StartRefused(f"give the options either as {field_name} or as backend_options, not both")
+        spec = msgspec.structs.replace(run.spec, **{field_name: options, "backend_options": {}})
+        return msgspec.structs.replace(run, spec=spec)
+
     def can_hold(self) -> bool:
         """Whether :meth:`hold` works here (announced in the node's capacity)."""
         return False
@@ -188,55 +249,71 @@ class Executor(ABC):
 
     def job_files(self, job_id: str, attempt: int) -> tuple[Transport, str] | None:
         """Where an attempt's directory is, and the transport that reaches it (what
-        ``GET /v1/jobs/{id}/files`` shows); None where this backend cannot show one.
+        ``GET /v1/jobs/{id}/files`` shows); None where this backend keeps no attempt files.
         ValueError for a job id that cannot name a directory."""
-        return None
+        from .attempt.layout import check_job_id  # here: the attempt package imports this module
 
-    async def purge(self, job_id: str) -> None:  # noqa: B027 - optional hook
+        if self.attempts is None:
+            return None
+        return self.attempts.transport, self.attempts.dir(check_job_id(job_id), attempt).path
+
+    async def purge(self, job_id: str) -> None:
         """Remove every attempt directory of ``job_id`` this node keeps (the job was deleted).
 
         Called only once no attempt of the job is tracked here; a job with nothing here is a no-op.
         """
+        from .attempt.layout import check_job_id
+
+        if self.attempts is not None:
+            await self.attempts.purge(check_job_id(job_id))
 
     async def cleanup(self, handle: RunHandle) -> None:  # noqa: B027 - optional hook
         """Called once a run ended, before its last logs are read: stop whatever it left behind."""
 
-    @abstractmethod
+    # --- the attempt's files: the same for every backend (``attempts``), so none re-implements them --
+
+    def files(self) -> AttemptFiles:
+        if self.attempts is None:
+            raise NotImplementedError(f"{type(self).__qualname__} keeps no attempt files (set attempts)")
+        return self.attempts
+
     async def read_log(self, handle: RunHandle, stream: str, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes of ``stream`` (stdout or stderr) from byte ``offset``."""
+        f = self.files()
+        return await f.read_log(f.of(handle), stream, offset, size)
 
-    @abstractmethod
     async def read_progress(self, handle: RunHandle) -> bytes | None:
         """The job's progress file as written (None when there is none or it is too large)."""
+        f = self.files()
+        return await f.read_progress(f.of(handle))
 
-    @abstractmethod
     async def list_outputs(self, handle: RunHandle) -> list[OutputFile]:
         """Regular files the job left in its output directory (no symlinks), names relative to it."""
+        f = self.files()
+        return await f.list_outputs(f.of(handle))
 
-    @abstractmethod
     async def read_output(self, handle: RunHandle, name: str, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes of output file ``name`` from ``offset`` (uploads stream through this)."""
+        f = self.files()
+        return await f.read_output(f.of(handle), name, offset, size)
 
-    @abstractmethod
     async def load_state(self, handle: RunHandle) -> bytes | None:
         """What the loop saved for this attempt with :meth:`save_state` (None when nothing yet)."""
+        f = self.files()
+        return await f.load_state(f.of(handle))
 
-    @abstractmethod
     async def save_state(self, handle: RunHandle, data: bytes) -> None:
         """Keep the loop's bookkeeping (log offsets, stop requests) durably, replacing the last."""
+        f = self.files()
+        await f.save_state(f.of(handle), data)
 
-    @abstractmethod
     async def mark_reported(self, handle: RunHandle) -> None:
-        """Remember durably that the end was reported, so :meth:`adopt` skips the attempt."""
+        """Remember durably that the end was reported, so :meth:`adopt` skips the attempt; a backend
+        that frees something per run (GPUs, a container) does so after calling this."""
+        f = self.files()
+        await f.mark_reported(f.of(handle))
 
 
 def load_executor(name: str) -> type[Executor]:
     """The Executor class registered under ``name`` in ``jobwire.executors``, checked against the base."""
-    found = entry_points(group=EXECUTORS_GROUP, name=name)
-    if not found:
-        known = ", ".join(sorted(ep.name for ep in entry_points(group=EXECUTORS_GROUP))) or "none"
-        raise LookupError(f"no executor backend {name!r} is installed (known: {known})")
-    obj = next(iter(found)).load()
-    if not (isinstance(obj, type) and issubclass(obj, Executor)):
-        raise TypeError(f"executor {name!r} is {obj!r}, not a subclass of {Executor.__qualname__}")
-    return obj
+    return plugins.load("executor backend", name, Executor)  # type: ignore[type-abstract]

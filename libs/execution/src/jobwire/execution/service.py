@@ -289,7 +289,11 @@ class ExecutorService:
         beat = NodeHeartbeat(
             node=self.node,
             backend=s.backend,
-            capacity=msgspec.structs.replace(self.executor.capacity(), hold=self.executor.can_hold()),
+            capacity=msgspec.structs.replace(
+                self.executor.capacity(),
+                hold=self.executor.can_hold(),
+                options_schema=self.executor.options_schema(),
+            ),
             at=now(),
             instance=self.instance,
             interval=s.heartbeat_interval,
@@ -400,7 +404,7 @@ class ExecutorService:
         await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=now()))
         try:
             refuse_image(run, self.settings.backend)
-            handle = await self.executor.start(run)
+            handle = await self.executor.start(self.executor.with_options(run))
         except StartRefused as e:
             log.info("%s attempt %d refused: %s", run.job_id, run.attempt, e)
             await self._report(_failed(run, self.node, str(e)))

@@ -11,6 +11,7 @@ from docker.types import DeviceRequest
 from jobwire.contracts.v1 import RunJob
 from jobwire.contracts.v1.spec import DockerOptions, port_key
 from jobwire.execution import StartRefused
+from jobwire.execution.attempt import AttemptDir, FileToWrite, job_environment
 from jobwire.execution.runner import NO_CATALOG
 
 from . import layout as L
@@ -18,13 +19,6 @@ from .mounts import Bind
 
 #: How code files run when the spec names no interpreter (inside the image).
 INTERPRETERS: dict[str, list[str]] = {".py": ["python3"], ".sh": ["/bin/sh"]}
-
-
-@dataclass(frozen=True)
-class FileToWrite:
-    path: str
-    data: bytes
-    mode: int = 0o644
 
 
 @dataclass
@@ -36,7 +30,7 @@ class Plan:
     files: list[FileToWrite] = field(default_factory=list)
 
 
-def _argv(run: RunJob, d: L.JobDir) -> tuple[list[str] | None, list[str], list[FileToWrite]]:
+def _argv(run: RunJob, d: AttemptDir) -> tuple[list[str] | None, list[str], list[FileToWrite]]:
     """(entrypoint override, command, files); a plain ``command`` keeps the image's entrypoint."""
     spec = run.spec
     if spec.command is not None:
@@ -82,7 +76,7 @@ def device_requests(gpu_ids: list[str]) -> list[DeviceRequest]:
 
 def plan(
     run: RunJob,
-    d: L.JobDir,
+    d: AttemptDir,
     *,
     node: str,
     image: str | None,
@@ -102,14 +96,8 @@ def plan(
         workdir = spec.workdir
     else:
         workdir = L.inside("work", spec.workdir)
-    env = {
-        **spec.env,
-        "JOBWIRE_JOB_ID": run.job_id,
-        "JOBWIRE_ATTEMPT": str(run.attempt),
-        "JOBWIRE_JOB_DIR": L.IN_CONTAINER,
-        "JOBWIRE_PROGRESS_FILE": L.inside(L.PROGRESS),
-        "JOBWIRE_OUTPUT_DIR": L.inside("outputs"),
-    }
+    # paths as the container sees them: the attempt directory is mounted at /jobwire
+    env = job_environment(run, d.at(L.IN_CONTAINER))
     volumes = [
         f"{d.path}:{L.IN_CONTAINER}:rw",
         f"{d.logs}:{L.inside('logs')}:ro",

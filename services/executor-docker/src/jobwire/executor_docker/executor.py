@@ -21,22 +21,19 @@ from typing import Any, Self
 import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 
-from jobwire.contracts.v1 import NodeCapacity, RunJob, codec, parse_size
+from jobwire.contracts.v1 import NodeCapacity, RunJob, parse_size
 from jobwire.contracts.v1.spec import DockerOptions
 from jobwire.execution import (
-    STREAMS,
     Executor,
     ExecutorSettings,
     Existing,
-    OutputFile,
     RunHandle,
     RunKey,
     RunStatus,
     StartRefused,
 )
-from jobwire.execution.inputs import INPUT_MODE, target_in
-from jobwire.execution.runner.layout import check_job_id
-from jobwire.execution.transport import Transport
+from jobwire.execution.attempt import SPLIT, AttemptDir, AttemptFiles
+from jobwire.execution.gpus import GpuAllocator
 from jobwire.execution.transport.local import LocalTransport
 
 from . import engine
@@ -47,12 +44,13 @@ from .mounts import job_binds
 from .settings import DockerSettings, docker_settings
 
 log = logging.getLogger(__name__)
-PROGRESS_MAX = 65536
 NO_GPU_DRIVER = "could not select device driver"
 
 
 class DockerExecutor(Executor):
     backend = "docker"
+    options_type = DockerOptions
+    options_field = "docker"
 
     def __init__(self, settings: ExecutorSettings, docker_config: DockerSettings | None = None) -> None:
         super().__init__(settings)
@@ -61,12 +59,13 @@ class DockerExecutor(Executor):
         roots = self.config.allowed_roots or [self.shared_root]
         self.allowed = [os.path.realpath(r) for r in roots]
         self.fs = LocalTransport()
+        self.attempts = AttemptFiles(self.fs, self.shared_root, SPLIT)
         self._client: docker.DockerClient | None = None
         self._capacity = NodeCapacity()
         self._gpu_ids: list[str] = []
         self._engine: dict[str, str] = {}
         self._followers: dict[RunKey, Follower] = {}
-        self._gpus_used: dict[RunKey, list[str]] = {}
+        self._gpus: GpuAllocator[str] = GpuAllocator()
         self._ended: dict[RunKey, RunStatus] = {}
         self._exited_seen: dict[RunKey, float] = {}
 
@@ -122,22 +121,30 @@ class DockerExecutor(Executor):
     def describe(self) -> dict[str, str]:
         return dict(self._engine)
 
-    def dir_of(self, job_id: str, attempt: int) -> L.JobDir:
-        return L.JobDir.of(self.shared_root, job_id, attempt)
-
-    def job_files(self, job_id: str, attempt: int) -> tuple[Transport, str] | None:
-        return self.fs, self.dir_of(check_job_id(job_id), attempt).path
-
-    async def purge(self, job_id: str) -> None:
-        """The job's directory on the shared storage, every attempt (the job was deleted)."""
-        await self.fs.remove_tree(posixpath.join(self.shared_root, "jobs", check_job_id(job_id)))
+    def dir_of(self, job_id: str, attempt: int) -> AttemptDir:
+        return self.files().dir(job_id, attempt)
 
     # --- start ----------------------------------------------------------------------------------
 
     async def start(self, run: RunJob) -> RunHandle:
+        key = (run.job_id, run.attempt)
+        try:
+            return await self._start(run)
+        except BaseException:
+            self._gpus.release(key)
+            raise
+
+    async def _start(self, run: RunJob) -> RunHandle:
         d = self.dir_of(run.job_id, run.attempt)
-        inputs = await self._fetch_inputs(run, d)
-        binds = job_binds(run.spec, self.shared_root, self.allowed, {n: p for n, (p, _) in inputs.items()})
+        opts = run.spec.docker or DockerOptions()
+        # run.json holds the job's environment (tokens, passwords): not for other users of the share;
+        # another user than root must be able to write its progress, outputs and work files.
+        modes = {d.private: 0o700}
+        if opts.user is not None:
+            modes.update({d.path: 0o777, d.outputs: 0o777, d.work: 0o777})
+        # inputs the owner never uploaded are paths below the shared root, mounted instead
+        placed = await self.files().prepare(run, d, inputs=self.inputs, required_inputs=False, modes=modes)
+        binds = job_binds(run.spec, self.shared_root, self.allowed, placed)
         gpus = self._allocate_gpus(run)
         p = plan(
             run,
@@ -148,44 +155,18 @@ class DockerExecutor(Executor):
             gpu_ids=gpus,
             init=self.config.init,
         )
-        opts = run.spec.docker or DockerOptions()
         await self._ensure_image(p.image, opts.pull_policy)
-        for path in (d.path, d.logs, d.private, d.outputs, d.work):
-            await self.fs.mkdir(path)
-        # run.json holds the job's environment (tokens, passwords): not for other users of the share.
-        await asyncio.to_thread(os.chmod, d.private, 0o700)
-        if opts.user is not None:
-            # Another user than root must be able to write its progress, outputs and work files.
-            for path in (d.path, d.outputs, d.work):
-                await asyncio.to_thread(os.chmod, path, 0o777)
-        await self.fs.write_file(d.own(L.RUN_JSON), codec.encode(run))
         for f in p.files:
             await self.fs.write_file(f.path, f.data, f.mode)
-        for path, data in inputs.values():
-            await self.fs.mkdir(posixpath.dirname(path))
-            await self.fs.write_file(path, data, INPUT_MODE)
         container = await self._create(p.image, p.create)
         try:
             await asyncio.to_thread(container.start)
         except APIError as e:
             await self._refuse_started(run, container, e)
             raise
-        self._gpus_used[(run.job_id, run.attempt)] = gpus
         await asyncio.to_thread(container.reload)
         log.info("started %s attempt %d as container %s", run.job_id, run.attempt, container.short_id)
         return self._track(run, container.attrs)
-
-    async def _fetch_inputs(self, run: RunJob, d: L.JobDir) -> dict[str, tuple[str, bytes]]:
-        """The job's inputs found in the inputs store: name → (file below the job's work directory on
-        the shared storage, bytes). A name the owner never uploaded is a path below the shared root."""
-        found: dict[str, tuple[str, bytes]] = {}
-        if self.inputs is None:
-            return found
-        for ref in run.spec.inputs:
-            data = await self.inputs.get(run.owner, ref)
-            if data is not None:
-                found[ref.name] = (target_in(d.work, ref), data)
-        return found
 
     async def _ensure_image(self, image: str, policy: str) -> None:
         images = self.client.images
@@ -242,14 +223,16 @@ class DockerExecutor(Executor):
             return
         if self.config.keep_failed:
             # Kept for inspection; marked reported so a restart does not adopt it.
-            await self.fs.write_file(self.dir_of(run.job_id, run.attempt).own(L.REPORTED), b"")
+            await self.files().mark_reported(self.dir_of(run.job_id, run.attempt))
         else:
             await asyncio.to_thread(container.remove, force=True)
         raise StartRefused(reason) from None
 
     def _allocate_gpus(self, run: RunJob) -> list[str]:
+        """From the one allocator: ``docker.gpu_ids`` exactly, else ``resources.gpus`` free ones."""
         opts = run.spec.docker or DockerOptions()
-        used = {g for ids in self._gpus_used.values() for g in ids}
+        key = (run.job_id, run.attempt)
+        used = {g for g, holder in self._gpus.busy.items() if holder != key}
         if opts.gpu_ids:
             unknown = [g for g in opts.gpu_ids if g not in self._gpu_ids]
             if unknown:
@@ -265,16 +248,14 @@ class DockerExecutor(Executor):
                     f"docker.gpu_ids {', '.join(held)} are held by another job on this node; "
                     "leave docker.gpu_ids out to get free GPUs"
                 )
+            self._gpus.hold(key, opts.gpu_ids)
             return list(opts.gpu_ids)
         want = run.spec.resources.gpus
         if want == 0:
             return []
         if want > len(self._gpu_ids):
             raise StartRefused(f"the job asks for {want} GPU(s); this node has {len(self._gpu_ids)}")
-        free = [g for g in self._gpu_ids if g not in used]
-        if len(free) < want:
-            raise RuntimeError(f"only {len(free)} of {want} GPU(s) free on this node right now")
-        return free[:want]
+        return self._gpus.assign(key, want, self._gpu_ids)  # NoFreeGpu: tried again later
 
     # --- finding runs again ---------------------------------------------------------------------
 
@@ -288,7 +269,7 @@ class DockerExecutor(Executor):
             "image": attrs.get("Config", {}).get("Image"),
             "dir": self.dir_of(run.job_id, run.attempt).path,
         }
-        gpus = self._gpus_used.get(key)
+        gpus = self._gpus.held_by(key)
         if gpus:
             details["gpus"] = gpus
         began = _finished_at((attrs.get("State") or {}).get("StartedAt"))
@@ -324,7 +305,7 @@ class DockerExecutor(Executor):
     async def _run_of(self, labels: dict[str, str]) -> RunJob | None:
         d = self.dir_of(labels[L.LABEL_JOB], int(labels[L.LABEL_ATTEMPT]))
         try:
-            return codec.decode(await self.fs.read_file(d.own(L.RUN_JSON)), RunJob)
+            return await self.files().read_run(d.path)
         except FileNotFoundError:
             return None
 
@@ -335,12 +316,11 @@ class DockerExecutor(Executor):
             return None
         gpus = [g for g in labels.get(L.LABEL_GPUS, "").split(",") if g]
         if gpus:
-            self._gpus_used[(run.job_id, run.attempt)] = gpus
+            self._gpus.hold((run.job_id, run.attempt), gpus)
         return self._track(run, attrs)
 
     async def existing(self, job_id: str, attempt: int) -> Existing | None:
-        d = self.dir_of(job_id, attempt)
-        if await asyncio.to_thread(os.path.exists, d.own(L.REPORTED)):
+        if await self.files().is_reported(self.dir_of(job_id, attempt)):
             return Existing(None, reported=True)
         attrs = await self._inspect(L.container_name(job_id, attempt))
         if attrs is None:
@@ -369,7 +349,7 @@ class DockerExecutor(Executor):
                 log.info("removing container %s of stale attempt %s of %s", row["Id"][:12], attempt, job)
                 await self._remove(row["Id"])
                 continue
-            if await asyncio.to_thread(os.path.exists, d.own(L.REPORTED)):
+            if await self.files().is_reported(d):
                 # Reported before a crash but not yet removed.
                 code = _exit_code_of(row)
                 if not (self.config.keep_failed and code != 0):
@@ -448,54 +428,16 @@ class DockerExecutor(Executor):
             if e.status_code != 409:  # 409: not running any more
                 raise
 
-    # --- files ----------------------------------------------------------------------------------
-
-    async def read_log(self, handle: RunHandle, stream: str, offset: int, size: int) -> bytes:
-        if stream not in STREAMS:
-            raise ValueError(f"unknown log stream {stream!r}")
-        try:
-            return await self.fs.read_file(self.dir_of(*handle.key).log(stream), offset, size)
-        except FileNotFoundError:
-            return b""
-
-    async def read_progress(self, handle: RunHandle) -> bytes | None:
-        try:
-            data = await self.fs.read_file(self.dir_of(*handle.key).progress, 0, PROGRESS_MAX + 1)
-        except FileNotFoundError:
-            return None
-        return data if len(data) <= PROGRESS_MAX else None
-
-    async def list_outputs(self, handle: RunHandle) -> list[OutputFile]:
-        try:
-            entries = await self.fs.list_dir(self.dir_of(*handle.key).outputs, depth=None)
-        except FileNotFoundError:
-            return []
-        return [OutputFile(e.name, e.size) for e in entries if e.kind == "file"]
-
-    async def read_output(self, handle: RunHandle, name: str, offset: int, size: int) -> bytes:
-        if name.startswith("/") or ".." in name.split("/"):
-            raise ValueError(f"output name {name!r} leaves the output directory")
-        return await self.fs.read_file(posixpath.join(self.dir_of(*handle.key).outputs, name), offset, size)
-
-    async def load_state(self, handle: RunHandle) -> bytes | None:
-        try:
-            return await self.fs.read_file(self.dir_of(*handle.key).own(L.STATE))
-        except FileNotFoundError:
-            return None
-
-    async def save_state(self, handle: RunHandle, data: bytes) -> None:
-        await self.fs.write_file(self.dir_of(*handle.key).own(L.STATE), data)
-
     async def mark_reported(self, handle: RunHandle) -> None:
         """Remember the report, then remove the container (kept when it failed and so configured)."""
         key = handle.key
-        await self.fs.write_file(self.dir_of(*key).own(L.REPORTED), b"")
+        await super().mark_reported(handle)
         follower = self._followers.pop(key, None)
         if follower is not None:
             follower.close()
         ended = self._ended.pop(key, None)
         self._exited_seen.pop(key, None)
-        self._gpus_used.pop(key, None)
+        self._gpus.release(key)
         if not (self.config.keep_failed and (ended is None or ended.exit_code != 0)):
             await self._remove(handle.ref)
 

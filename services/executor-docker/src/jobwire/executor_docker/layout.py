@@ -1,4 +1,5 @@
-"""Where one attempt's files live on the shared storage, and where the container sees them.
+"""Where one attempt's files live on the shared storage (:data:`jobwire.execution.attempt.SPLIT`),
+and where the container sees them.
 
 ``<shared>/jobs/<job_id>/<attempt>/`` is mounted at ``/jobwire`` and holds ``progress.json``,
 ``outputs/``, ``work/`` and ``logs/`` (stdout, stderr, copied from the engine). ``logs/`` and
@@ -13,6 +14,10 @@ import posixpath
 from dataclasses import dataclass
 
 from jobwire.contracts.v1.spec import DOCKER_JOB_MOUNT
+from jobwire.execution.attempt import SPLIT, AttemptDir, Layout
+from jobwire.execution.attempt.layout import PROGRESS, REPORTED, RUN_JSON, STATE
+
+__all__ = ["PROGRESS", "REPORTED", "RUN_JSON", "STATE", "AttemptDir", "JobDir"]
 
 #: where the attempt directory appears inside the container
 IN_CONTAINER = DOCKER_JOB_MOUNT
@@ -20,10 +25,6 @@ LABEL_JOB = "jobwire.job_id"
 LABEL_ATTEMPT = "jobwire.attempt"
 LABEL_NODE = "jobwire.node"
 LABEL_GPUS = "jobwire.gpus"
-RUN_JSON = "run.json"
-STATE = "state.json"
-REPORTED = "reported"
-PROGRESS = "progress.json"
 
 
 def container_name(job_id: str, attempt: int) -> str:
@@ -32,39 +33,14 @@ def container_name(job_id: str, attempt: int) -> str:
 
 
 @dataclass(frozen=True)
-class JobDir:
-    path: str
+class JobDir(AttemptDir):
+    """An attempt directory in the container layout (``logs/`` and ``.executor/`` apart)."""
+
+    layout: Layout = SPLIT
 
     @classmethod
-    def of(cls, shared_root: str, job_id: str, attempt: int) -> JobDir:
-        return cls(posixpath.join(shared_root, "jobs", job_id, str(attempt)))
-
-    @property
-    def logs(self) -> str:
-        return posixpath.join(self.path, "logs")
-
-    def log(self, stream: str) -> str:
-        return posixpath.join(self.logs, stream)
-
-    @property
-    def private(self) -> str:
-        return posixpath.join(self.path, ".executor")
-
-    def own(self, name: str) -> str:
-        """A file of the executor's own (run.json, state.json, reported, ``<stream>.idx``)."""
-        return posixpath.join(self.private, name)
-
-    @property
-    def outputs(self) -> str:
-        return posixpath.join(self.path, "outputs")
-
-    @property
-    def work(self) -> str:
-        return posixpath.join(self.path, "work")
-
-    @property
-    def progress(self) -> str:
-        return posixpath.join(self.path, PROGRESS)
+    def of(cls, root: str, job_id: str, attempt: int, layout: Layout = SPLIT) -> JobDir:
+        return cls(posixpath.join(root, "jobs", job_id, str(attempt)), layout)
 
 
 def inside(*parts: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from docker import APIClient
 
-from .layout import JobDir
+from jobwire.execution.attempt import AttemptDir
 
 log = logging.getLogger(__name__)
 STREAMS = ("stdout", "stderr")
@@ -74,7 +74,7 @@ class LogFile:
 class Follower:
     """Both streams of one container; ``done`` once the engine closed them (the container ended)."""
 
-    def __init__(self, api: APIClient, container_id: str, d: JobDir) -> None:
+    def __init__(self, api: APIClient, container_id: str, d: AttemptDir) -> None:
         self.api = api
         self.container_id = container_id
         self.files = {s: LogFile(d.log(s), d.own(f"{s}.idx")) for s in STREAMS}

@@ -1,24 +1,28 @@
 """``HpcExecutor``: jobs as batch jobs of one cluster, through a scheduler adapter and a transport.
 
-Each attempt's directory on shared storage holds the batch script, the batch id and the files the
-fixed wrapper writes (exit code, stdout, stderr, progress, outputs). A poll is one probe of all
-directories, ONE list command for all batch jobs and, for those that left the queue, ONE
-accounting command; the list is never asked more often than ``poll_interval``.
+Each attempt's directory on shared storage is written by :mod:`jobwire.execution.attempt` as for a
+detached process (run.json, wrapper, the job's files, inputs, environment); this adds the batch script,
+the batch id and the batch lifecycle (submit once, find again, kill, hold). A poll is one probe of all
+directories and the :class:`~.poller.QueuePoller`'s one list command (and, for jobs that left the
+queue, one accounting command), never asked more often than ``poll_interval``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import posixpath
 import shlex
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from jobwire.contracts.v1 import NodeCapacity, RunJob, codec
+import msgspec
+
+from jobwire.contracts.v1 import NodeCapacity, RunJob
+from jobwire.execution.attempt import AttemptFiles
+from jobwire.execution.attempt import layout as L
 from jobwire.execution.executor import (
+    Executor,
     Existing,
     HoldRefused,
     RunHandle,
@@ -27,18 +31,17 @@ from jobwire.execution.executor import (
     StartDeferred,
     StartRefused,
 )
-from jobwire.execution.hpc import Accounting, BatchRequest, Phase, QueueEntry, Scheduler, load_scheduler
+from jobwire.execution.hpc import Accounting, BatchRequest, BatchSystem, Phase, QueueEntry, load_scheduler
 from jobwire.execution.hpc.base import SchedulerError, SchedulerUnavailable
 from jobwire.execution.pathmap import PathMap
-from jobwire.execution.runner import ProcessExecutor, began_at
-from jobwire.execution.runner import layout as L
-from jobwire.execution.runner.command import plan
+from jobwire.execution.runner import began_at, prepare_wrapped
 from jobwire.execution.settings import ExecutorSettings
 from jobwire.execution.transport import DirProbe, Transport, TransportError
 from jobwire.execution.transport.local import LocalTransport
 from jobwire.execution.transport.ssh import SshTransport
 from jobwire.execution.transport.sshconn import SshHost
 
+from .poller import QueuePoller
 from .programs import catalog_of
 from .settings import HpcSettings, hpc_settings
 
@@ -50,20 +53,9 @@ BATCH_ID = "batch_id"
 SUBMITTING = "submitting"
 VANISHED = "the batch job left the queue and accounting has no record of it"
 CANCELLED_WAITING = "cancelled in the batch system's queue before it ran"
-#: pending jobs' reasons (SGE's ``qstat -j``, one call for all of them) are asked at most this often
-REASONS_INTERVAL = 5.0
 
 
-@dataclass
-class _Seen:
-    """What the last list call said, reused until ``poll_interval`` has passed."""
-
-    at: float = 0.0
-    entries: dict[str, QueueEntry] | None = None
-    ids: frozenset[str] = frozenset()
-
-
-class HpcExecutor(ProcessExecutor):
+class HpcExecutor(Executor):
     """One cluster's batch jobs; capacity is how many jobs jobwire keeps in flight there."""
 
     backend = "hpc"
@@ -73,25 +65,23 @@ class HpcExecutor(ProcessExecutor):
         settings: ExecutorSettings,
         transport: Transport,
         root: str,
-        scheduler: Scheduler,
+        scheduler: BatchSystem,
         hpc: HpcSettings,
     ) -> None:
-        super().__init__(settings, transport, root)
+        super().__init__(settings)
+        if not posixpath.isabs(root):
+            raise ValueError(f"the batch executor's root must be an absolute path, not {root!r}")
+        self.transport = transport
+        self.root = root
+        self.attempts = AttemptFiles(transport, root)
         self.scheduler = scheduler
         self.hpc = hpc
         self.paths = PathMap(hpc.path_map)
-        self._seen = _Seen()
-        self._gone_since: dict[str, float] = {}
-        self._acct: dict[str, Accounting] = {}
-        self._interval = hpc.poll_interval
-        self._next_list = 0.0
-        #: why pending jobs wait, by batch id, where the list does not say (SGE), and when last asked
-        self._reasons: dict[str, str] = {}
-        self._reasons_at = -REASONS_INTERVAL
-        #: whether the adapter's :meth:`Scheduler.prepare` went through (slurmrestd may be down)
-        self._prepared = False
         #: scheduler commands run, by kind (list, accounting, submit, kill): what the tests count
         self.calls: dict[str, int] = {}
+        #: whether the adapter's :meth:`BatchSystem.prepare` went through (slurmrestd may be down)
+        self._prepared = False
+        self.poller = QueuePoller(scheduler, transport, hpc, self._count, self._ready)
 
     @classmethod
     def from_settings(cls, settings: ExecutorSettings) -> HpcExecutor:
@@ -122,6 +112,9 @@ class HpcExecutor(ProcessExecutor):
             raise StartDeferred(f"waiting for {self.scheduler.name}: {e}") from e
         self._prepared = True
 
+    async def close(self) -> None:
+        await self.transport.close()
+
     def capacity(self) -> NodeCapacity:
         s = self.settings
         need = None if self.hpc.parallel_environment else self.scheduler.multislot_option
@@ -130,10 +123,13 @@ class HpcExecutor(ProcessExecutor):
         )
 
     def describe(self) -> dict[str, str]:
-        return {**super().describe(), "scheduler": self.scheduler.name}
+        return {"root": self.root, "transport": self.transport.name, "scheduler": self.scheduler.name}
 
     def can_hold(self) -> bool:
         return self.scheduler.supports_hold
+
+    def option_types(self) -> tuple[type[msgspec.Struct] | None, str | None]:
+        return self.scheduler.options_type, self.scheduler.options_field
 
     def _count(self, kind: str) -> None:
         self.calls[kind] = self.calls.get(kind, 0) + 1
@@ -142,7 +138,7 @@ class HpcExecutor(ProcessExecutor):
 
     async def start(self, run: RunJob) -> RunHandle:
         await self._ready()
-        d = self.dir_of(run)
+        d = self.files().dir(run.job_id, run.attempt)
         t = self.transport
         name = BatchRequest.name_of(run.job_id, run.attempt)
         [probe] = await t.probe([d.path], read=[SUBMITTING, BATCH_ID], stat=["stdout", "stderr", L.EXIT_CODE])
@@ -157,26 +153,11 @@ class HpcExecutor(ProcessExecutor):
                 )
                 return self._new_handle(run, d.path, found)
         run = self.paths.run(run)  # the cluster's paths for shared storage, before anything is written
-        p = plan(run.spec, d, self.catalog)
-        for path in dict.fromkeys([d.path, *p.dirs]):
-            await t.mkdir(path)
-        await t.write_file(d.file(L.RUN_JSON), codec.encode(run))
-        await t.write_file(d.file(L.WRAPPER), L.WRAPPER_SCRIPT.encode(), 0o755)
-        for f in p.files:
-            await t.write_file(f.path, f.data, f.mode)
-        await self.place_inputs(run, d, p)
-        env = {
-            **run.spec.env,
-            "JOBWIRE_JOB_ID": run.job_id,
-            "JOBWIRE_ATTEMPT": str(run.attempt),
-            "JOBWIRE_PROGRESS_FILE": d.file(L.PROGRESS),
-            "JOBWIRE_OUTPUT_DIR": d.outputs,
-            "JOBWIRE_JOB_DIR": d.path,
-        }
+        w = await prepare_wrapped(self, run)
         q = shlex.quote
         body = (
-            " ".join(q(a) for a in ["/bin/sh", d.file(L.WRAPPER), d.path, p.cwd, *p.argv])
-            + f'\njw_rc=$(cat {q(d.file(L.EXIT_CODE))} 2>/dev/null)\nexit "${{jw_rc:-1}}"\n'
+            " ".join(q(a) for a in w.argv)
+            + f'\njw_rc=$(cat {q(d.own(L.EXIT_CODE))} 2>/dev/null)\nexit "${{jw_rc:-1}}"\n'
         )
         walltime = run.spec.resources.walltime
         req = BatchRequest(
@@ -184,16 +165,19 @@ class HpcExecutor(ProcessExecutor):
             attempt=run.attempt,
             spec=run.spec,
             job_dir=d.path,
-            stdout=d.file("stdout"),
-            stderr=d.file("stderr"),
+            stdout=d.log("stdout"),
+            stderr=d.log("stderr"),
             body=body,
-            env=env,
+            env=w.env,
             default_queue=self.hpc.queue,
             default_parallel_environment=self.hpc.parallel_environment,
             walltime=float(walltime) if walltime is not None else None,
         )
-        script = self.scheduler.build_script(req)
+        directives = self.scheduler.directives(req)
+        script = self.scheduler.build_script(req, directives)
         await t.write_file(d.file(BATCH_SCRIPT), script.encode(), 0o755)
+        for suffix, data in self.scheduler.submit_files(req, directives, script).items():
+            await t.write_file(d.file(BATCH_SCRIPT) + suffix, data, 0o600)
         await t.write_file(d.file(SUBMITTING), f"{name}\n".encode())
         self._count("submit")
         try:
@@ -239,7 +223,7 @@ class HpcExecutor(ProcessExecutor):
     # --- finding attempts again -----------------------------------------------------------------
 
     async def existing(self, job_id: str, attempt: int) -> Existing | None:
-        d = L.AttemptDir.of(self.root, job_id, attempt)
+        d = self.files().dir(job_id, attempt)
         [probe] = await self.transport.probe([d.path], read=[BATCH_ID, L.REPORTED])
         if L.REPORTED in probe.files:
             return Existing(None, reported=True)
@@ -248,16 +232,7 @@ class HpcExecutor(ProcessExecutor):
         return Existing(await self._handle(probe), reported=False)
 
     async def adopt(self) -> list[RunHandle]:
-        jobs = posixpath.join(self.root, "jobs")
-        try:
-            entries = await self.transport.list_dir(jobs, depth=2)
-        except FileNotFoundError:
-            return []
-        dirs = [
-            posixpath.join(jobs, e.name)
-            for e in entries
-            if e.kind == "dir" and e.name.count("/") == 1 and e.name.rsplit("/", 1)[1].isdigit()
-        ]
+        dirs = await self.files().listed()
         handles = []
         for probe in await self.transport.probe(dirs, read=[BATCH_ID, L.REPORTED]):
             if L.REPORTED in probe.files or BATCH_ID not in probe.files:
@@ -268,51 +243,10 @@ class HpcExecutor(ProcessExecutor):
         return handles
 
     async def _handle(self, probe: DirProbe) -> RunHandle:
-        run = codec.decode(await self.transport.read_file(posixpath.join(probe.path, L.RUN_JSON)), RunJob)
+        run = await self.files().read_run(probe.path)
         return self._new_handle(run, probe.path, probe.files[BATCH_ID].decode().strip())
 
     # --- polling --------------------------------------------------------------------------------
-
-    async def _list(self, ids: list[str]) -> tuple[dict[str, QueueEntry] | None, bool]:
-        """The queue for ``ids`` and whether it is fresh: a list call when due, else the last answer.
-
-        None when unknown (the last call failed, or it did not cover these ids).
-        """
-        now = time.monotonic()
-        if now < self._next_list:
-            return (self._seen.entries if set(ids) <= self._seen.ids else None), False
-        self._count("list")
-        try:
-            await self._ready()
-            entries = await self.scheduler.list(self.transport, ids)
-        except (SchedulerError, TransportError, StartDeferred) as e:
-            self._interval = min(self.hpc.max_backoff, max(self._interval * 2, self.hpc.poll_interval))
-            self._next_list = now + self._interval
-            log.warning("listing %d batch jobs failed (next try in %.0f s): %s", len(ids), self._interval, e)
-            return None, False
-        self._interval = self.hpc.poll_interval
-        self._next_list = now + self._interval
-        entries = await self._with_reasons(entries, now)
-        self._seen = _Seen(now, entries, frozenset(ids))
-        return entries, True
-
-    async def _with_reasons(self, entries: dict[str, QueueEntry], now: float) -> dict[str, QueueEntry]:
-        """The pending jobs' reasons filled in from one reasons call (at most every few seconds)."""
-        pending = sorted(i for i, e in entries.items() if e.phase is Phase.QUEUED and not e.reason)
-        if not pending:
-            return entries
-        if now - self._reasons_at >= REASONS_INTERVAL:
-            self._reasons_at = now
-            if self.scheduler.build_reasons(pending) is not None:
-                self._count("reasons")
-                try:
-                    self._reasons = await self.scheduler.reasons(self.transport, pending)
-                except (SchedulerError, TransportError) as e:
-                    log.warning("asking why %d batch jobs wait failed: %s", len(pending), e)
-        return {
-            i: dataclasses.replace(e, reason=self._reasons[i]) if i in pending and i in self._reasons else e
-            for i, e in entries.items()
-        }
 
     async def poll(self, handles: Sequence[RunHandle]) -> dict[RunKey, RunStatus]:
         probes = await self.transport.probe(
@@ -321,35 +255,25 @@ class HpcExecutor(ProcessExecutor):
             stat=["stdout", "stderr", L.PROGRESS, L.EXIT_CODE, BATCH_ID, L.PID],
         )
         ids = [str(h.details["batch_id"]) for h in handles]
-        queue, fresh = await self._list(ids)
+
+        def since() -> float:
+            # submitted no earlier than its batch id file was written (accounting is asked from then)
+            return min((p.stats[BATCH_ID].mtime for p in probes if BATCH_ID in p.stats), default=time.time())
+
+        view = await self.poller.view(ids, since)
         out: dict[RunKey, RunStatus] = {}
-        if queue is None:
+        if view.queue is None:
             for h, probe in zip(handles, probes, strict=True):
                 out[h.key] = _waiting(probe, None)
             return out
         now = time.monotonic()
-        left = [i for i in ids if i not in queue or queue[i].phase is Phase.DONE]
-        for i in ids:
-            if i not in left:
-                self._gone_since.pop(i, None)
-        # Accounting is asked together with a fresh list only; between lists the last answer serves.
-        accounting = self._acct
-        if left and fresh:
-            # submitted no earlier than its batch id file was written (accounting is asked from then)
-            since = min((p.stats[BATCH_ID].mtime for p in probes if BATCH_ID in p.stats), default=time.time())
-            self._count("accounting")
-            try:
-                accounting = self._acct = await self.scheduler.account(self.transport, left, since)
-            except (SchedulerError, TransportError) as e:
-                log.warning("accounting for %d batch jobs failed: %s", len(left), e)
         for h, i, probe in zip(handles, ids, probes, strict=True):
-            if i not in left:
-                out[h.key] = _waiting(probe, queue[i], self.scheduler.name)
+            if i not in view.left:
+                out[h.key] = _waiting(probe, view.queue[i], self.scheduler.name)
                 continue
-            first = self._gone_since.setdefault(i, now)
-            out[h.key] = self._ended(probe, accounting.get(i), waited=now - first)
+            out[h.key] = self._ended(probe, view.accounting.get(i), waited=self.poller.gone_for(i, now))
             if out[h.key].ended:
-                self._gone_since.pop(i, None)
+                self.poller.forget(i)
         return out
 
     def _ended(self, probe: DirProbe, acct: Accounting | None, waited: float) -> RunStatus:
@@ -389,7 +313,7 @@ class HpcExecutor(ProcessExecutor):
         await self.transport.write_file(posixpath.join(handle.ref, L.SIGNAL), f"{int(sig)}\n".encode())
         self._count("kill")
         await self.scheduler.kill(self.transport, str(handle.details["batch_id"]))
-        self._next_list = 0.0  # see the cancel on the next tick
+        self.poller.refresh_soon()  # see the cancel on the next tick
 
     async def hold(self, handle: RunHandle, release: bool) -> None:
         """``scontrol hold``/``qhold`` (or release); a job the batch system already runs is refused."""
@@ -400,13 +324,7 @@ class HpcExecutor(ProcessExecutor):
             await self.scheduler.hold(self.transport, str(handle.details["batch_id"]), release)
         except SchedulerError as e:
             raise HoldRefused(str(e)) from e
-        self._next_list = 0.0  # show the change on the next tick
-
-    async def cleanup(self, handle: RunHandle) -> None:
-        """Nothing to do: the batch system ends a job's processes itself."""
-
-    async def mark_reported(self, handle: RunHandle) -> None:
-        await self.transport.write_file(posixpath.join(handle.ref, L.REPORTED), b"")
+        self.poller.refresh_soon()  # show the change on the next tick
 
 
 def ssh_host(spec: str, hpc: HpcSettings) -> SshHost:

@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 import posixpath
 
-from jobwire.contracts.v1 import GpuInfo, NodeCapacity, RunJob, parse_size
+from jobwire.contracts.v1 import GpuInfo, NodeCapacity, RunJob, SshOptions, parse_size
 from jobwire.execution import ExecutorSettings, Existing, RunHandle, StartRefused
+from jobwire.execution.gpus import GPUS_FILE, QUERY, GpuSlots, decode_ids, encode_ids, parse_inventory
 from jobwire.execution.runner import AttemptDir, ProcessExecutor
 from jobwire.execution.transport import TransportError
 from jobwire.execution.transport import shell as sh
 from jobwire.execution.transport.ssh import SshTransport
 
 from . import config as cf
-from .gpus import GPUS_FILE, QUERY, GpuSlots, decode_ids, encode_ids, parse_inventory
 
 log = logging.getLogger(__name__)
 #: CPU count, then MemTotal in kB, in one round-trip
@@ -29,6 +29,8 @@ class SshExecutor(ProcessExecutor):
     """One SSH node; build it with :meth:`from_settings` (nodes file in ``JOBWIRE_SSH_CONFIG``)."""
 
     backend = "ssh"
+    options_type = SshOptions
+    options_field = "ssh"
 
     def __init__(
         self, settings: ExecutorSettings, node: cf.NodeConfig, hosts: dict[str, cf.Login] | None = None
@@ -177,7 +179,7 @@ class SshExecutor(ProcessExecutor):
         except ValueError as e:
             raise StartRefused(str(e)) from None
         try:
-            await self.transport.write_file(d.file(GPUS_FILE), f"{encode_ids(chosen)}\n".encode())
+            await self.transport.write_file(d.own(GPUS_FILE), f"{encode_ids(chosen)}\n".encode())
         except BaseException:
             self.slots.release(key)
             raise
@@ -198,13 +200,13 @@ class SshExecutor(ProcessExecutor):
         except BaseException:
             self.slots.release(key)
             raise
-        handle.details["gpus"] = sorted(i for i, k in self.slots.busy.items() if k == key)
+        handle.details["gpus"] = self.slots.allocator.held_by(key)
         return handle
 
     async def _reclaim(self, handle: RunHandle) -> None:
         """An adopted run keeps the GPUs it was given."""
         try:
-            ids = decode_ids(await self.transport.read_file(posixpath.join(handle.ref, GPUS_FILE)))
+            ids = decode_ids(await self.transport.read_file(self.files().of(handle).own(GPUS_FILE)))
         except FileNotFoundError:
             return
         self.slots.hold(handle.key, ids)

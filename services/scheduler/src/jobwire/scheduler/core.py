@@ -13,10 +13,11 @@ from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.runtime import telemetry
+from jobwire.runtime.placement import PlacementPolicy
 from jobwire.store.models import JobLabelRow, JobRow
 
 from .cluster import Cluster, NodeState, QueuedJob, RunningJob
-from .placement import PlacementPolicy, eligible, place
+from .placement import eligible, place
 from .settings import SchedulerSettings
 from .txn import Txn
 
@@ -203,6 +204,25 @@ class Core:
             position = self.place(txn, row, self.queued_job(row, spec))
             txn.transition(row, rule.to, _and_why("released", row.reason), queue_position=position)
 
+    def requeue(self, txn: Txn, job_id: str, reason: str) -> None:
+        """A finished job is queued again now; a run is stopped first and queued once its node reports
+        it ended (with ``queued`` as the stop's outcome). Either way it runs as a new attempt."""
+        row = txn.rows.get(job_id)
+        rule = None if row is None else self.rule(v1.Verb.REQUEUE, row)
+        if row is None or rule is None:
+            return
+        if rule.effect is v1.Effect.ASK_NODE and row.node:
+            self.ask_stop(txn, job_id, row.attempt, row.node, S.QUEUED, reason)
+        elif rule.effect is v1.Effect.TRANSITION:
+            self.queue_again(txn, row, reason)
+
+    def queue_again(self, txn: Txn, row: JobRow, reason: str) -> None:
+        row.ended_at = None
+        row.cancel_requested = False
+        spec = v1.decode(row.spec, v1.JobSpec)
+        position = self.place(txn, row, self.queued_job(row, spec))
+        txn.transition(row, S.QUEUED, reason, queue_position=position)
+
     def ask_hold(self, txn: Txn, row: JobRow, *, release: bool) -> None:
         assert row.node is not None
         msg = v1.HoldRun(job_id=row.id, attempt=row.attempt, node=row.node, release=release)
@@ -275,6 +295,8 @@ class Core:
             outcome = S.CANCELLED
         if outcome is S.LOST:
             self.lose(txn, row, rep.reason or "the executor lost the run")
+        elif outcome is S.QUEUED:
+            self.queue_again(txn, row, rep.reason or "requeued")
         else:
             txn.transition(row, outcome, rep.reason, at=rep.at)
         if row.delete_requested and v1.is_finished(S(row.state)):

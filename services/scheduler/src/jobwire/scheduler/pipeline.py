@@ -206,6 +206,8 @@ class Pipeline:
             self.core.hold(txn, cmd.job_id, cmd.reason)
         elif isinstance(cmd, v1.ReleaseJob):
             self.core.release(txn, cmd.job_id)
+        elif isinstance(cmd, v1.RequeueJob):
+            self.core.requeue(txn, cmd.job_id, cmd.reason)
 
     # --- periodic work -------------------------------------------------------------------------
     def tick_ids(self) -> set[str]:

@@ -1,12 +1,14 @@
-"""Placement policies: which node a job waits on. Entry point group ``jobwire.placement``."""
+"""Placement: the hard rules, then a policy (``jobwire.runtime.placement``, entry point group
+``jobwire.placement``) ranks what is left. ``least-queued-time`` is the built-in one."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from importlib.metadata import entry_points
+from typing import TypeVar
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
+from jobwire.runtime import plugins
+from jobwire.runtime.placement import Candidate, PlacementPolicy
 
 from .cluster import NodeState
 
@@ -17,12 +19,7 @@ def eligible(node: NodeState, spec: v1.JobSpec) -> bool:
     return node.up and feasibility.eligible(node, spec)
 
 
-class PlacementPolicy(ABC):
-    name: str = ""
-
-    @abstractmethod
-    def choose(self, spec: v1.JobSpec, nodes: list[NodeState], now: float) -> NodeState | None:
-        """The node to queue on, among nodes already known eligible; None keeps the job pending."""
+N = TypeVar("N", bound=Candidate)
 
 
 class LeastQueuedTime(PlacementPolicy):
@@ -30,7 +27,7 @@ class LeastQueuedTime(PlacementPolicy):
 
     name = "least-queued-time"
 
-    def choose(self, spec: v1.JobSpec, nodes: list[NodeState], now: float) -> NodeState | None:
+    def choose(self, spec: v1.JobSpec, nodes: list[N], now: float) -> N | None:
         if not nodes:
             return None
         res = spec.resources
@@ -42,12 +39,9 @@ def place(policy: PlacementPolicy, spec: v1.JobSpec, nodes: list[NodeState], now
 
 
 def load_policy(name: str) -> PlacementPolicy:
-    if name == LeastQueuedTime.name:
-        return LeastQueuedTime()
-    for ep in entry_points(group="jobwire.placement"):
-        if ep.name == name:
-            cls = ep.load()
-            if not (isinstance(cls, type) and issubclass(cls, PlacementPolicy)):
-                raise TypeError(f"placement plugin {name!r} is not a PlacementPolicy")
-            return cls()
-    raise ValueError(f"unknown placement policy {name!r}")
+    builtin: dict[str, type[PlacementPolicy]] = {LeastQueuedTime.name: LeastQueuedTime}
+    try:
+        cls = plugins.load("placement policy", name, PlacementPolicy, builtin)  # type: ignore[type-abstract]
+    except LookupError as e:
+        raise ValueError(f"unknown placement policy {name!r}: {e}") from None
+    return cls()

@@ -85,7 +85,9 @@ class Txn:
             owner=row.owner,
         )
         # hold and release may repeat a state within one attempt (queued, starting): its own id
-        again = (when.timestamp(),) if S.HELD in (previous, state) else ()
+        # and a requeue may queue one attempt more than once
+        requeue = state is S.QUEUED and previous is not S.LOST
+        again = (when.timestamp(),) if S.HELD in (previous, state) or requeue else ()
         msg_id = sj.attempt_msg_id(row.id, row.attempt, state.value, *again)
         self.emit(sj.event_subject(row.id, state.value), event, msg_id)
 

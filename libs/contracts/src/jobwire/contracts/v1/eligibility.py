@@ -23,6 +23,8 @@ class Verb(enum.StrEnum):
     HOLD = "hold"
     RELEASE = "release"
     DELETE = "delete"
+    #: run a running or finished job again as a new attempt (Slurm's ``scontrol requeue``)
+    REQUEUE = "requeue"
 
 
 class Where(enum.Enum):
@@ -63,6 +65,7 @@ class Rule:
 
 _ALL = frozenset(S)
 _RUN = frozenset({S.STARTING, S.RUNNING, S.HELD})
+_ENDED = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT, S.LOST})
 
 #: First match wins. Read per verb: from which states, where, to what effect.
 RULES: tuple[Rule, ...] = (
@@ -75,6 +78,8 @@ RULES: tuple[Rule, ...] = (
     Rule(Verb.RELEASE, frozenset({S.HELD}), Where.NODE, Effect.ASK_NODE, to=S.STARTING),
     Rule(Verb.DELETE, _RUN, Where.NODE, Effect.ASK_NODE, to=S.CANCELLED),
     Rule(Verb.DELETE, _ALL, Where.QUEUE, Effect.REMOVE),
+    Rule(Verb.REQUEUE, _RUN, Where.NODE, Effect.ASK_NODE, to=S.QUEUED),
+    Rule(Verb.REQUEUE, _ENDED, Where.QUEUE, Effect.TRANSITION, to=S.QUEUED),
 )
 
 

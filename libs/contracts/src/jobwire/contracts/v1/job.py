@@ -82,6 +82,8 @@ class NodeCapacity(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: a job of more than one slot (CPU) runs here only with this spec option set, the node having no
     #: default for it (``sge.parallel_environment`` on SGE without JOBWIRE_HPC_PARALLEL_ENVIRONMENT)
     single_slot_unless: str | None = None
+    #: JSON Schema of the backend's ``backend_options`` (``contracts.v1.options``); None: it takes none
+    options_schema: dict[str, Any] | None = None
 
 
 class NodeView(msgspec.Struct, kw_only=True):

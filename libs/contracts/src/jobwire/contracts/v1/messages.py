@@ -53,7 +53,15 @@ class ReleaseJob(msgspec.Struct, kw_only=True, tag="release", tag_field="type"):
     job_id: str
 
 
-JobCommand = SubmitJob | CancelJob | DeleteJob | HoldJob | ReleaseJob
+class RequeueJob(msgspec.Struct, kw_only=True, tag="requeue", tag_field="type"):
+    """Run a running or finished job again as a new attempt."""
+
+    job_id: str
+    reason: str = "requeued by user"
+    requested_by: str | None = None
+
+
+JobCommand = SubmitJob | CancelJob | DeleteJob | HoldJob | ReleaseJob | RequeueJob
 Command = JobCommand | SubmitJobs | RecordAudit | CreateToken | RevokeToken | TouchTokens
 
 # --- work: scheduler -> one node, on jobwire.exec.<node>.<type> ---------------------------------
@@ -72,7 +80,8 @@ class CancelRun(msgspec.Struct, kw_only=True, tag="cancel", tag_field="type"):
     job_id: str
     attempt: int
     node: str
-    #: what the executor reports once the run is stopped: cancelled, timed_out, or lost for stale runs
+    #: what the executor reports once the run is stopped: cancelled, timed_out, lost for stale runs,
+    #: or queued for a requeue
     outcome: JobState = JobState.CANCELLED
     reason: str = "cancelled by user"
     grace: float = 10.0

@@ -339,6 +339,9 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
     sge: SgeOptions | None = None
     torque: TorqueOptions | None = None
     ssh: SshOptions | None = None
+    #: the chosen backend's own options, checked against the schema its nodes publish (so a backend
+    #: brings its options without a field here); the fields above keep working for this version
+    backend_options: dict[str, Any] = {}
 
     def __post_init__(self) -> None:
         given = [k for k in ("command", "script", "program", "code") if getattr(self, k) is not None]

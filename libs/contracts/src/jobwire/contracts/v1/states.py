@@ -22,19 +22,22 @@ S = JobState
 #: FROM state -> the states it may move to. Data, so it reads at a glance.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.QUEUED: frozenset({S.STARTING, S.RUNNING, S.HELD, S.CANCELLED, S.FAILED}),
+    # ``queued`` again from a run or an end: a requeue (Slurm's ``scontrol requeue``), a new attempt
     # held in jobwire's queue (back to queued), or a launched batch job held in its batch system
     # (back to starting when released; it keeps its node slot, so it can fail or be lost there)
     S.HELD: frozenset({S.QUEUED, S.STARTING, S.CANCELLED, S.FAILED, S.LOST}),
-    S.STARTING: frozenset({S.RUNNING, S.HELD, S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT, S.LOST}),
-    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT, S.LOST}),
+    S.STARTING: frozenset(
+        {S.RUNNING, S.HELD, S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT, S.LOST, S.QUEUED}
+    ),
+    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT, S.LOST, S.QUEUED}),
     S.LOST: frozenset({S.QUEUED}),
-    S.SUCCEEDED: frozenset(),
-    S.FAILED: frozenset(),
-    S.CANCELLED: frozenset(),
-    S.TIMED_OUT: frozenset(),
+    S.SUCCEEDED: frozenset({S.QUEUED}),
+    S.FAILED: frozenset({S.QUEUED}),
+    S.CANCELLED: frozenset({S.QUEUED}),
+    S.TIMED_OUT: frozenset({S.QUEUED}),
 }
 
-#: States a job never leaves on its own (``lost`` leaves only by a retry).
+#: States a job never leaves on its own (``lost`` leaves only by a retry; any of them by a requeue).
 TERMINAL: frozenset[JobState] = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT})
 #: States in which a job still occupies, or waits for, a node.
 ACTIVE: frozenset[JobState] = frozenset({S.QUEUED, S.HELD, S.STARTING, S.RUNNING})

@@ -1,9 +1,12 @@
-"""The scheduler adapter interface: pure command builders paired with output parsers.
+"""The batch system adapter interface: pure command builders paired with output parsers.
 
-An adapter never runs anything itself. ``build_*`` returns an argv (never a shell string) and
-``parse_*`` reads that command's :class:`ExecResult`; the ``submit``/``list``/``account``/``kill``
-helpers here glue the pairs to a :class:`Transport`, so the same adapter runs on the login node or
-across SSH. Listing and accounting take many job ids at once: one command per poll, not per job.
+An adapter never runs anything itself. Its batch directives are data (``(option, value)`` pairs
+from :meth:`BatchSystem.directives`) rendered into the script's header, and handed as they are to
+an adapter that submits a description instead (slurm-rest). ``build_*`` returns an argv (never a
+shell string) and ``parse_*`` reads that command's :class:`ExecResult`; the ``submit``/``list``/
+``account``/``kill`` helpers here glue the pairs to a :class:`Transport`, so the same adapter runs
+on the login node or across SSH. Listing and accounting take many job ids at once: one command per
+poll, not per job.
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import ClassVar
 
+import msgspec
+
 from jobwire.contracts.v1 import JobSpec, JobState, Usage
+from jobwire.runtime import plugins
 
 from ..transport import ExecResult, Transport
 from .values import check_env_name
 
-HPC_SCHEDULERS_GROUP = "jobwire.hpc_schedulers"
+HPC_SCHEDULERS_GROUP = plugins.GROUPS["batch system"]
 
 
 class SchedulerError(RuntimeError):
@@ -98,15 +103,27 @@ class BatchRequest:
         return "jw-" + "".join(c for c in job_id if c.isalnum())[-12:] + f"-{attempt}"
 
 
-class Scheduler(ABC):
-    """One batch system's commands and output formats. Subclasses are registered entry points."""
+#: one batch directive: ``("--partition", "gpu")`` for SLURM, ``("-l", "h_rt=60")`` for SGE
+Directive = tuple[str, str]
+
+
+class BatchSystem(ABC):
+    """One batch system's commands and output formats. Subclasses are registered entry points
+    (``jobwire.hpc_schedulers``). Not the jobwire scheduler service: the cluster's own."""
 
     name: ClassVar[str] = ""
-    #: what the job's stdout/stderr paths are written as when the scheduler opens them itself
     supports_hold: ClassVar[bool] = False
     #: the spec option a job of more than one slot must set here unless the executor has a default
     #: for it (SGE: ``sge.parallel_environment``), published with the node's capacity
     multislot_option: ClassVar[str | None] = None
+    #: the comment that starts a directive line (``#SBATCH``, ``#$``, ``#PBS``)
+    directive_prefix: ClassVar[str] = ""
+    #: the submit command reads the script on stdin (LSF's ``bsub < script``), not from a path
+    script_on_stdin: ClassVar[bool] = False
+    #: the jobs' own options: their type and the ``JobSpec`` field they arrive in (``backend_options``
+    #: is decoded into that field by the executor); None for a batch system without job options
+    options_type: ClassVar[type[msgspec.Struct] | None] = None
+    options_field: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -130,8 +147,31 @@ class Scheduler(ABC):
     # --- pure pairs ---------------------------------------------------------------------------
 
     @abstractmethod
-    def build_script(self, req: BatchRequest) -> str:
-        """The batch script text: directives for resources and options, env, the body."""
+    def directives(self, req: BatchRequest) -> list[Directive]:
+        """The job's resources and options as this batch system spells them, checked, in order."""
+
+    def setup(self, req: BatchRequest) -> str | None:
+        """The job owner's setup fragment for this batch system (``slurm.setup``), run before the body."""
+        return None
+
+    def render_directive(self, option: str, value: str) -> str:
+        return f"{self.directive_prefix} {option} {value}"
+
+    def prelude(self, req: BatchRequest) -> str:
+        """Shell lines between the directives and the setup (Torque's ``cd``)."""
+        return ""
+
+    def build_script(self, req: BatchRequest, directives: Sequence[Directive] | None = None) -> str:
+        """The batch script text: the rendered directives, then setup, env and the body."""
+        ds = self.directives(req) if directives is None else directives
+        head = "#!/bin/sh\n" + "".join(self.render_directive(o, v) + "\n" for o, v in ds)
+        return head + self.prelude(req) + script_tail(req, self.setup(req))
+
+    def submit_files(
+        self, req: BatchRequest, directives: Sequence[Directive], script: str
+    ) -> dict[str, bytes]:
+        """Files written beside the script before the submit, by suffix (slurm-rest's ``.json``)."""
+        return {}
 
     @abstractmethod
     def build_submit(self, script_path: str) -> list[str]:
@@ -205,7 +245,11 @@ class Scheduler(ABC):
         return await transport.run(argv, env=self.env or None, timeout=timeout)
 
     async def submit(self, transport: Transport, script_path: str) -> str:
-        return self.parse_submit(await self._run(transport, self.build_submit(script_path)))
+        argv = self.build_submit(script_path)
+        if self.script_on_stdin:
+            script = await transport.read_file(script_path)
+            return self.parse_submit(await transport.run(argv, stdin=script, env=self.env or None))
+        return self.parse_submit(await self._run(transport, argv))
 
     async def list(self, transport: Transport, ids: Sequence[str]) -> dict[str, QueueEntry]:
         if not ids:
@@ -250,19 +294,12 @@ def check_result(what: str, result: ExecResult) -> str:
 
 
 def registered_schedulers() -> list[str]:
-    return sorted({ep.name for ep in entry_points(group=HPC_SCHEDULERS_GROUP)})
+    return plugins.names("batch system")
 
 
-def load_scheduler(name: str) -> type[Scheduler]:
+def load_scheduler(name: str) -> type[BatchSystem]:
     """The adapter class registered as ``name`` in ``jobwire.hpc_schedulers``, checked against the base."""
-    found = entry_points(group=HPC_SCHEDULERS_GROUP, name=name)
-    if not found:
-        known = ", ".join(registered_schedulers()) or "none"
-        raise LookupError(f"no HPC scheduler adapter {name!r} is installed (known: {known})")
-    obj = next(iter(found)).load()
-    if not (isinstance(obj, type) and issubclass(obj, Scheduler)):
-        raise TypeError(f"HPC scheduler {name!r} is {obj!r}, not a subclass of {Scheduler.__qualname__}")
-    return obj
+    return plugins.load("batch system", name, BatchSystem)  # type: ignore[type-abstract]
 
 
 def script_tail(req: BatchRequest, setup: str | None) -> str:

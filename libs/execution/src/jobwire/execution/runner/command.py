@@ -7,20 +7,14 @@ from dataclasses import dataclass, field
 
 from jobwire.contracts.v1 import JobSpec
 
+from ..attempt.files import FileToWrite
+from ..attempt.layout import SCRIPT, AttemptDir
 from ..catalog.model import Catalog
 from ..executor import StartRefused
-from .layout import SCRIPT, AttemptDir
 
 NO_CATALOG = "no program catalog is configured on this node"
 #: How code files are run when the spec names no interpreter.
 INTERPRETERS: dict[str, list[str]] = {".py": ["python3"], ".sh": ["/bin/sh"]}
-
-
-@dataclass(frozen=True)
-class FileToWrite:
-    path: str
-    data: bytes
-    mode: int = 0o644
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Detached processes in attempt directories, over any transport (local now, SSH later).
+"""Detached processes in attempt directories, over any transport (this machine, an SSH node).
 
 The job runs in its own session under the fixed wrapper, so it outlives the executor; its end is
 learned from the ``exit_code`` file the wrapper writes, never from the pid alone (reapers are late).
@@ -13,21 +13,42 @@ import posixpath
 import signal
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from jobwire.contracts.v1 import NodeCapacity, RunJob, codec
+from jobwire.contracts.v1 import NodeCapacity, RunJob
 
-from ..executor import STREAMS, Executor, Existing, OutputFile, RunHandle, RunKey, RunStatus, StartRefused
-from ..inputs import INPUT_MODE, target_in
+from ..attempt import AttemptFiles, FileToWrite, job_environment
+from ..attempt import layout as L
+from ..executor import STREAMS, Executor, Existing, RunHandle, RunKey, RunStatus, StartRefused
 from ..settings import ExecutorSettings
 from ..transport import DirProbe, Transport, TransportError
-from . import layout as L
-from .command import Plan, plan
+from .command import plan
 
 log = logging.getLogger(__name__)
-PROGRESS_MAX = 65536
 VANISHED = (
     "the job's processes ended without recording an exit code (killed outside jobwire or the host restarted)"
 )
+
+
+@dataclass(frozen=True)
+class Wrapped:
+    """An attempt ready to launch under the wrapper: its directory, the argv and the environment."""
+
+    dir: L.AttemptDir
+    argv: list[str]
+    env: dict[str, str]
+
+
+async def prepare_wrapped(executor: Executor, run: RunJob) -> Wrapped:
+    """Write the attempt (directory, run.json, wrapper, the job's files, inputs) and compose what runs
+    it: the same for a detached process and a batch job, so neither can miss a file or a variable."""
+    f = executor.files()
+    d = f.dir(run.job_id, run.attempt)
+    p = plan(run.spec, d, executor.catalog)
+    wrapper = FileToWrite(d.own(L.WRAPPER), L.WRAPPER_SCRIPT.encode(), 0o755)
+    await f.prepare(run, d, [wrapper, *p.files], p.dirs, executor.inputs)
+    env = job_environment(run, d, await executor.launch_env(run, d))
+    return Wrapped(d, ["/bin/sh", d.own(L.WRAPPER), d.path, p.cwd, *p.argv], env)
 
 
 class ProcessExecutor(Executor):
@@ -40,8 +61,16 @@ class ProcessExecutor(Executor):
         if not posixpath.isabs(root):
             raise ValueError(f"the runner's root must be an absolute path, not {root!r}")
         self.transport = transport
-        self.root = root
+        self.attempts = AttemptFiles(transport, root)
         self._alive: dict[RunKey, bool] = {}
+
+    @property
+    def root(self) -> str:
+        return self.files().root
+
+    @root.setter
+    def root(self, value: str) -> None:
+        self.files().root = value
 
     def capacity(self) -> NodeCapacity:
         return NodeCapacity()
@@ -52,31 +81,11 @@ class ProcessExecutor(Executor):
     async def close(self) -> None:
         await self.transport.close()
 
-    def dir_of(self, run: RunJob) -> L.AttemptDir:
-        return L.AttemptDir.of(self.root, run.job_id, run.attempt)
-
     async def start(self, run: RunJob) -> RunHandle:
-        d = self.dir_of(run)
-        p = plan(run.spec, d, self.catalog)
-        t = self.transport
-        for path in dict.fromkeys(p.dirs):
-            await t.mkdir(path)
-        await t.write_file(d.file(L.RUN_JSON), codec.encode(run))
-        await t.write_file(d.file(L.WRAPPER), L.WRAPPER_SCRIPT.encode(), 0o755)
-        for f in p.files:
-            await t.write_file(f.path, f.data, f.mode)
-        await self.place_inputs(run, d, p)
-        env = {
-            **run.spec.env,
-            **await self.launch_env(run, d),
-            "JOBWIRE_JOB_ID": run.job_id,
-            "JOBWIRE_ATTEMPT": str(run.attempt),
-            "JOBWIRE_PROGRESS_FILE": d.file(L.PROGRESS),
-            "JOBWIRE_OUTPUT_DIR": d.outputs,
-            "JOBWIRE_JOB_DIR": d.path,
-        }
+        w = await prepare_wrapped(self, run)
+        d = w.dir
         try:
-            await t.spawn_detached(["/bin/sh", d.file(L.WRAPPER), d.path, p.cwd, *p.argv], env=env)
+            await self.transport.spawn_detached(w.argv, env=w.env)
         except OSError as e:
             if e.errno == errno.E2BIG:
                 raise StartRefused("the command line or environment is too long for this node") from e
@@ -84,31 +93,6 @@ class ProcessExecutor(Executor):
         pid, began = await self._wait_for_pid(d)
         log.info("started %s attempt %d as process group %d in %s", run.job_id, run.attempt, pid, d.path)
         return RunHandle(run, d.path, {"pid": pid, "dir": d.path}, started_at=began)
-
-    async def place_inputs(self, run: RunJob, d: L.AttemptDir, p: Plan) -> None:
-        """Write the job's named inputs below its work directory, read-only (0444), one at a time.
-
-        Through the transport's ``write_file``, so the SSH executor places them on its node the same way.
-        """
-        if not run.spec.inputs:
-            return
-        if self.inputs is None:
-            raise StartRefused("this executor has no access to the inputs store")
-        taken = {f.path for f in p.files} | set(p.dirs)
-        for ref in run.spec.inputs:
-            target = target_in(d.work, ref)
-            if target in taken:
-                raise StartRefused(f"input {ref.name!r}: {ref.target!r} is taken by the job's own files")
-            data = await self.inputs.fetch(run.owner, ref)
-            await self.transport.mkdir(posixpath.dirname(target))
-            await self.transport.write_file(target, data, INPUT_MODE)
-
-    async def launch_env(self, run: RunJob, d: L.AttemptDir) -> dict[str, str]:
-        """Environment this backend gives the attempt (its GPUs, say), over the job's own ``env``.
-
-        Called once the attempt directory exists, just before the launch.
-        """
-        return {}
 
     async def _wait_for_pid(self, d: L.AttemptDir) -> tuple[int, float | None]:
         """The wrapper's pid and when it wrote it (the job's real start, on the node's clock)."""
@@ -125,7 +109,7 @@ class ProcessExecutor(Executor):
             await asyncio.sleep(0.02)
 
     async def existing(self, job_id: str, attempt: int) -> Existing | None:
-        d = L.AttemptDir.of(self.root, job_id, attempt)
+        d = self.files().dir(job_id, attempt)
         [probe] = await self.transport.probe([d.path], read=[L.PID, L.EXIT_CODE, L.REPORTED])
         if L.REPORTED in probe.files:
             return Existing(None, reported=True)
@@ -134,16 +118,7 @@ class ProcessExecutor(Executor):
         return Existing(await self._handle(probe), reported=False)
 
     async def adopt(self) -> list[RunHandle]:
-        jobs = posixpath.join(self.root, "jobs")
-        try:
-            entries = await self.transport.list_dir(jobs, depth=2)
-        except FileNotFoundError:
-            return []
-        dirs = [
-            posixpath.join(jobs, e.name)
-            for e in entries
-            if e.kind == "dir" and e.name.count("/") == 1 and e.name.rsplit("/", 1)[1].isdigit()
-        ]
+        dirs = await self.files().listed()
         probes = await self.transport.probe(dirs, read=[L.PID, L.EXIT_CODE, L.REPORTED])
         handles: list[RunHandle] = []
         for probe in probes:
@@ -160,7 +135,7 @@ class ProcessExecutor(Executor):
         return handles
 
     async def _handle(self, probe: DirProbe) -> RunHandle:
-        run = codec.decode(await self.transport.read_file(posixpath.join(probe.path, L.RUN_JSON)), RunJob)
+        run = await self.files().read_run(probe.path)
         pid = _int(probe.files.get(L.PID))
         return RunHandle(run, probe.path, {"pid": pid, "dir": probe.path}, started_at=began_at(probe))
 
@@ -192,51 +167,8 @@ class ProcessExecutor(Executor):
         if self._alive.pop(handle.key, False) and isinstance(pid, int):
             await self.transport.signal_group(pid, signal.SIGKILL)
 
-    async def read_log(self, handle: RunHandle, stream: str, offset: int, size: int) -> bytes:
-        if stream not in STREAMS:
-            raise ValueError(f"unknown log stream {stream!r}")
-        try:
-            return await self.transport.read_file(posixpath.join(handle.ref, stream), offset, size)
-        except FileNotFoundError:
-            return b""
-
-    async def read_progress(self, handle: RunHandle) -> bytes | None:
-        try:
-            data = await self.transport.read_file(posixpath.join(handle.ref, L.PROGRESS), 0, PROGRESS_MAX + 1)
-        except FileNotFoundError:
-            return None
-        return data if len(data) <= PROGRESS_MAX else None
-
-    async def list_outputs(self, handle: RunHandle) -> list[OutputFile]:
-        try:
-            entries = await self.transport.list_dir(posixpath.join(handle.ref, L.OUTPUTS), depth=None)
-        except FileNotFoundError:
-            return []
-        return [OutputFile(e.name, e.size) for e in entries if e.kind == "file"]
-
-    async def read_output(self, handle: RunHandle, name: str, offset: int, size: int) -> bytes:
-        if name.startswith("/") or ".." in name.split("/"):
-            raise ValueError(f"output name {name!r} leaves the output directory")
-        return await self.transport.read_file(posixpath.join(handle.ref, L.OUTPUTS, name), offset, size)
-
-    def job_files(self, job_id: str, attempt: int) -> tuple[Transport, str] | None:
-        return self.transport, L.AttemptDir.of(self.root, L.check_job_id(job_id), attempt).path
-
-    async def purge(self, job_id: str) -> None:
-        """``<root>/jobs/<job_id>`` and everything below it, over the transport (shared storage)."""
-        await self.transport.remove_tree(posixpath.join(self.root, "jobs", L.check_job_id(job_id)))
-
-    async def load_state(self, handle: RunHandle) -> bytes | None:
-        try:
-            return await self.transport.read_file(posixpath.join(handle.ref, L.STATE))
-        except FileNotFoundError:
-            return None
-
-    async def save_state(self, handle: RunHandle, data: bytes) -> None:
-        await self.transport.write_file(posixpath.join(handle.ref, L.STATE), data)
-
     async def mark_reported(self, handle: RunHandle) -> None:
-        await self.transport.write_file(posixpath.join(handle.ref, L.REPORTED), b"")
+        await super().mark_reported(handle)
         self._alive.pop(handle.key, None)
 
 

@@ -99,6 +99,10 @@ class Transport(ABC):
     async def mkdir(self, path: str) -> None:
         """Create ``path`` and its parents; nothing happens when it exists."""
 
+    async def chmod(self, path: str, mode: int) -> None:
+        """Set ``path``'s permission bits (an attempt's private directory is 0700)."""
+        (await self.run(["chmod", f"{mode:o}", "--", path])).check(f"chmod {mode:o} {path}")
+
     @abstractmethod
     async def list_dir(self, path: str, *, depth: int | None = 1) -> list[DirEntry]:
         """Entries below ``path`` down to ``depth`` levels (None: all); symlinks are listed, never followed.

@@ -102,6 +102,9 @@ class LocalTransport(Transport):
     async def mkdir(self, path: str) -> None:
         await asyncio.to_thread(os.makedirs, path, exist_ok=True)
 
+    async def chmod(self, path: str, mode: int) -> None:
+        await asyncio.to_thread(os.chmod, path, mode)
+
     async def list_dir(self, path: str, *, depth: int | None = 1) -> list[DirEntry]:
         return await asyncio.to_thread(_list, path, depth)
 

@@ -1,1 +1,1 @@
-"""Scheduler adapters (``jobwire.hpc_schedulers`` entry points): SLURM, SGE, PBS/Torque."""
+"""Batch system adapters (``jobwire.hpc_schedulers`` entry points): SLURM, SGE, PBS/Torque."""

@@ -11,9 +11,18 @@ import time
 from collections.abc import Sequence
 
 from jobwire.contracts.v1 import JobState, Usage
+from jobwire.contracts.v1.spec import SgeOptions
 from jobwire.execution.executor import StartRefused
-from jobwire.execution.hpc import Accounting, BatchRequest, Phase, QueueEntry, Scheduler, SchedulerError
-from jobwire.execution.hpc.base import check_result, script_tail
+from jobwire.execution.hpc import (
+    Accounting,
+    BatchRequest,
+    BatchSystem,
+    Directive,
+    Phase,
+    QueueEntry,
+    SchedulerError,
+)
+from jobwire.execution.hpc.base import check_result
 from jobwire.execution.hpc.values import (
     check_path,
     check_token,
@@ -32,42 +41,48 @@ REASON_MAX = 500
 AFTER_JOB = 100
 
 
-class Sge(Scheduler):
+class Sge(BatchSystem):
     name = "sge"
     supports_hold = True
     multislot_option = "sge.parallel_environment"
 
-    def build_script(self, req: BatchRequest) -> str:
+    options_type = SgeOptions
+    options_field = "sge"
+    directive_prefix = "#$"
+
+    def directives(self, req: BatchRequest) -> list[Directive]:
         res, opt = req.spec.resources, req.spec.sge
-        d = [
-            f"-N {req.batch_name}",
-            f"-o {check_path('stdout', req.stdout)}",
-            f"-e {check_path('stderr', req.stderr)}",
-            "-S /bin/sh",
-            f"-wd {check_path('job directory', req.job_dir)}",
+        d: list[Directive] = [
+            ("-N", req.batch_name),
+            ("-o", check_path("stdout", req.stdout)),
+            ("-e", check_path("stderr", req.stderr)),
+            ("-S", "/bin/sh"),
+            ("-wd", check_path("job directory", req.job_dir)),
         ]
         queue = (opt.queue if opt else None) or req.default_queue
         if queue:
-            d.append(f"-q {check_token('queue', queue)}")
+            d.append(("-q", check_token("queue", queue)))
         slots = max(res.slots, int(-(-res.cpus // 1)))
         pe = (opt.parallel_environment if opt else None) or (
             req.default_parallel_environment if slots > 1 else None
         )
         if pe:
-            d.append(f"-pe {check_token('parallel environment', pe)} {slots}")
+            d.append(("-pe", f"{check_token('parallel environment', pe)} {slots}"))
         elif slots > 1:
             raise StartRefused(
                 "more than one slot on SGE needs sge.parallel_environment (such as smp); this node has "
                 "no default (JOBWIRE_HPC_PARALLEL_ENVIRONMENT)"
             )
         if req.walltime is not None:
-            d.append(f"-l h_rt={max(1, int(-(-req.walltime // 1)))}")
+            d.append(("-l", f"h_rt={max(1, int(-(-req.walltime // 1)))}"))
         if res.memory is not None:
-            d.append(f"-l h_vmem={memory_mb(int(res.memory) // slots)}M")
+            d.append(("-l", f"h_vmem={memory_mb(int(res.memory) // slots)}M"))
         if res.gpus:
-            d.append(f"-l gpu={res.gpus}")
-        head = "#!/bin/sh\n" + "".join(f"#$ {x}\n" for x in d)
-        return head + script_tail(req, opt.setup if opt else None)
+            d.append(("-l", f"gpu={res.gpus}"))
+        return d
+
+    def setup(self, req: BatchRequest) -> str | None:
+        return req.spec.sge.setup if req.spec.sge else None
 
     def build_submit(self, script_path: str) -> list[str]:
         return [self.cmd("qsub"), "-terse", script_path]

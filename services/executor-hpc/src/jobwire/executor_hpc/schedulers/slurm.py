@@ -12,8 +12,17 @@ import time
 from collections.abc import Sequence
 
 from jobwire.contracts.v1 import JobState, Usage
-from jobwire.execution.hpc import Accounting, BatchRequest, Phase, QueueEntry, Scheduler, SchedulerError
-from jobwire.execution.hpc.base import check_result, script_tail
+from jobwire.contracts.v1.spec import SlurmOptions
+from jobwire.execution.hpc import (
+    Accounting,
+    BatchRequest,
+    BatchSystem,
+    Directive,
+    Phase,
+    QueueEntry,
+    SchedulerError,
+)
+from jobwire.execution.hpc.base import check_result
 from jobwire.execution.hpc.values import (
     check_path,
     check_token,
@@ -66,41 +75,50 @@ def exit_code_of(text: str) -> int | None:
     return 128 + s if s and not c else c
 
 
-class Slurm(Scheduler):
+class Slurm(BatchSystem):
     name = "slurm"
     supports_hold = True
 
-    def build_script(self, req: BatchRequest) -> str:
+    options_type = SlurmOptions
+    options_field = "slurm"
+    directive_prefix = "#SBATCH"
+
+    def directives(self, req: BatchRequest) -> list[Directive]:
         res, opt = req.spec.resources, req.spec.slurm
-        d = [
-            f"--job-name={req.batch_name}",
-            f"--output={check_path('stdout', req.stdout)}",
-            f"--error={check_path('stderr', req.stderr)}",
-            "--open-mode=append",
-            f"--chdir={check_path('job directory', req.job_dir)}",
-            f"--nodes={res.nodes}",
-            f"--ntasks={res.slots}",
-            f"--cpus-per-task={max(1, math.ceil(res.cpus))}",
+        d: list[Directive] = [
+            ("--job-name", req.batch_name),
+            ("--output", check_path("stdout", req.stdout)),
+            ("--error", check_path("stderr", req.stderr)),
+            ("--open-mode", "append"),
+            ("--chdir", check_path("job directory", req.job_dir)),
+            ("--nodes", str(res.nodes)),
+            ("--ntasks", str(res.slots)),
+            ("--cpus-per-task", str(max(1, math.ceil(res.cpus)))),
         ]
         if res.memory is not None:
-            d.append(f"--mem={memory_mb(int(res.memory))}M")
+            d.append(("--mem", f"{memory_mb(int(res.memory))}M"))
         partition = (opt.partition if opt else None) or req.default_queue
         if partition:
-            d.append(f"--partition={check_token('partition', partition)}")
+            d.append(("--partition", check_token("partition", partition)))
         if opt and opt.account:
-            d.append(f"--account={check_token('account', opt.account)}")
+            d.append(("--account", check_token("account", opt.account)))
         if opt and opt.qos:
-            d.append(f"--qos={check_token('qos', opt.qos)}")
+            d.append(("--qos", check_token("qos", opt.qos)))
         if opt and opt.constraints:
-            d.append(f"--constraint={check_token('constraints', opt.constraints)}")
+            d.append(("--constraint", check_token("constraints", opt.constraints)))
         if opt and opt.gres:
-            d.append(f"--gres={check_token('gres', opt.gres)}")
+            d.append(("--gres", check_token("gres", opt.gres)))
         elif res.gpus:
-            d.append(f"--gres=gpu:{res.gpus}")
+            d.append(("--gres", f"gpu:{res.gpus}"))
         if req.walltime is not None:
-            d.append(f"--time={walltime_hms(req.walltime)}")
-        head = "#!/bin/sh\n" + "".join(f"#SBATCH {x}\n" for x in d)
-        return head + script_tail(req, opt.setup if opt else None)
+            d.append(("--time", walltime_hms(req.walltime)))
+        return d
+
+    def render_directive(self, option: str, value: str) -> str:
+        return f"#SBATCH {option}={value}"
+
+    def setup(self, req: BatchRequest) -> str | None:
+        return req.spec.slurm.setup if req.spec.slurm else None
 
     def build_submit(self, script_path: str) -> list[str]:
         return [self.cmd("sbatch"), "--parsable", script_path]

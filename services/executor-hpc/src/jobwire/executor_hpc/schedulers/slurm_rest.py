@@ -3,7 +3,8 @@
 The adapter is still handed a transport: requests are ``curl`` commands run where the transport
 runs (the login node, or across SSH). The JWT travels as headers on curl's stdin (``-H @-``), so it
 is never in an argv, a URL or a log line. slurmrestd 22.05 ignores ``#SBATCH`` lines, so the job
-description is derived from the script's own directives. API versions v0.0.38 to v0.0.41 (SLURM
+description is built from the same directives (data, from :meth:`Slurm.directives`), GPUs
+included. API versions v0.0.38 to v0.0.41 (SLURM
 22.05 to 24.11) are spoken; what differs between them lives in :mod:`.slurm_rest_formats`.
 ``/slurmdb`` exit codes are wrong in 22.05 (v0.0.38), so there they come only from the exit-code
 file; from v0.0.39 on accounting's exit code is the fallback when that file is missing.
@@ -16,13 +17,20 @@ import binascii
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from jobwire.contracts.v1 import Usage
-from jobwire.execution.hpc import Accounting, Phase, QueueEntry, SchedulerError, SchedulerUnavailable
+from jobwire.execution.hpc import (
+    Accounting,
+    BatchRequest,
+    Directive,
+    Phase,
+    QueueEntry,
+    SchedulerError,
+    SchedulerUnavailable,
+)
 from jobwire.execution.hpc.values import parse_duration_hms
 from jobwire.execution.transport import ExecResult, Transport
 
@@ -39,7 +47,6 @@ from .slurm_rest_formats import (
 )
 
 log = logging.getLogger(__name__)
-DIRECTIVE = re.compile(r"^#SBATCH --([a-z-]+)=(.*)$")
 #: curl exit codes that mean slurmrestd was not reached or did not answer (resolve, connect,
 #: timeout, empty reply, send/receive failures, TLS connect, proxy)
 CURL_UNREACHABLE = {5, 6, 7, 28, 35, 52, 55, 56, 97}
@@ -48,13 +55,10 @@ CURL_UNREACHABLE = {5, 6, 7, 28, 35, 52, 55, 56, 97}
 REFUSALS = range(2000, 4000)
 
 
-def job_description(script: str) -> dict[str, Any]:
-    """The v0.0.38 ``job`` object for a script built by :class:`Slurm` (its directives, as JSON);
-    :meth:`Dialect.submit_body` spells it for newer versions."""
-    d: dict[str, str] = {}
-    for line in script.splitlines():
-        if m := DIRECTIVE.match(line):
-            d[m.group(1)] = m.group(2)
+def job_description(directives: Sequence[Directive]) -> dict[str, Any]:
+    """The v0.0.38 ``job`` object for :class:`Slurm`'s directives (sbatch options as JSON);
+    :meth:`Dialect.submit_body` spells it for newer versions (``gres`` as ``tres_per_node``)."""
+    d = {option.removeprefix("--"): value for option, value in directives}
     job: dict[str, Any] = {
         "name": d["job-name"],
         "current_working_directory": d["chdir"],
@@ -70,6 +74,7 @@ def job_description(script: str) -> dict[str, Any]:
         ("account", "account"),
         ("qos", "qos"),
         ("constraint", "constraints"),
+        ("gres", "gres"),
     ):
         if key in d:
             job[name] = d[key]
@@ -246,11 +251,12 @@ class SlurmRest(Slurm):
     async def _run(self, transport: Transport, argv: list[str], timeout: float = 60.0) -> ExecResult:
         return await transport.run(argv, stdin=self.headers(), env=self.env or None, timeout=timeout)
 
-    async def submit(self, transport: Transport, script_path: str) -> str:
-        script = (await transport.read_file(script_path)).decode()
-        body = DIALECTS[self.version].submit_body(job_description(script), script)
-        await transport.write_file(f"{script_path}.json", json.dumps(body).encode(), 0o600)
-        return await super().submit(transport, script_path)
+    def submit_files(
+        self, req: BatchRequest, directives: Sequence[Directive], script: str
+    ) -> dict[str, bytes]:
+        """The request body beside the script (``<script>.json``), which :meth:`build_submit` posts."""
+        body = DIALECTS[self.version].submit_body(job_description(directives), script)
+        return {".json": json.dumps(body).encode()}
 
     async def prepare(self, transport: Transport) -> None:
         """Pick the newest API version both sides speak, from slurmrestd's OpenAPI document."""

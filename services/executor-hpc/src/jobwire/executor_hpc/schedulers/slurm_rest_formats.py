@@ -125,10 +125,14 @@ class Dialect:
     script_in_job: bool = True
     #: /slurmdb exit codes can be trusted (22.05's v0.0.38 reports 0 for failed jobs)
     accounting_exit_codes: bool = True
+    #: 0.0.39+: ``--gres`` is ``tres_per_node`` (``gres/gpu:2``); v0.0.38 takes ``gres`` as sbatch does
+    tres_per_node: bool = True
 
     def job(self, desc: Mapping[str, Any]) -> dict[str, Any]:
         """The ``job`` object for this version from a v0.0.38-style description."""
         job = dict(desc)
+        if self.tres_per_node and "gres" in job:
+            job["tres_per_node"] = _tres(job.pop("gres"))
         if self.environment_list:
             job["environment"] = [f"{k}={v}" for k, v in desc.get("environment", {}).items()]
         if self.number_objects:
@@ -144,6 +148,13 @@ class Dialect:
         return {"job": job, "script": script}
 
 
+def _tres(gres: str) -> str:
+    """``gpu:2,nic:1`` as TRES (``gres/gpu:2,gres/nic:1``), the way sbatch sends ``--gres``."""
+    return ",".join(
+        g if g.startswith("gres/") else f"gres/{g.removeprefix('gres:')}" for g in gres.split(",")
+    )
+
+
 DIALECTS = {
     "v0.0.38": Dialect(
         "v0.0.38",
@@ -151,6 +162,7 @@ DIALECTS = {
         environment_list=False,
         script_in_job=False,
         accounting_exit_codes=False,
+        tres_per_node=False,
     ),
     "v0.0.39": Dialect("v0.0.39", script_in_job=False),
     "v0.0.40": Dialect("v0.0.40"),

@@ -21,8 +21,17 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from jobwire.contracts.v1 import JobState, Usage
-from jobwire.execution.hpc import Accounting, BatchRequest, Phase, QueueEntry, Scheduler, SchedulerError
-from jobwire.execution.hpc.base import check_result, script_tail
+from jobwire.contracts.v1.spec import TorqueOptions
+from jobwire.execution.hpc import (
+    Accounting,
+    BatchRequest,
+    BatchSystem,
+    Directive,
+    Phase,
+    QueueEntry,
+    SchedulerError,
+)
+from jobwire.execution.hpc.base import check_result
 from jobwire.execution.hpc.values import (
     check_path,
     check_token,
@@ -62,7 +71,7 @@ FORMATS = ("xml", "text")
 GONE = ("Unknown Job Id", "Job has finished")
 
 
-class Torque(Scheduler):
+class Torque(BatchSystem):
     name = "torque"
     supports_hold = True
     #: the full-status format used unless ``options["qstat_format"]`` names one
@@ -79,26 +88,35 @@ class Torque(Scheduler):
         if self.format not in FORMATS:
             raise ValueError(f"qstat_format {self.format!r} is not one of {', '.join(FORMATS)}")
 
-    def build_script(self, req: BatchRequest) -> str:
+    options_type = TorqueOptions
+    options_field = "torque"
+    directive_prefix = "#PBS"
+
+    def directives(self, req: BatchRequest) -> list[Directive]:
         res, opt = req.spec.resources, req.spec.torque
         ppn = (opt.ppn if opt and opt.ppn else None) or max(res.slots, math.ceil(res.cpus))
         nodes = check_token("nodes", opt.nodes) if opt and opt.nodes else str(res.nodes)
-        d = [
-            f"-N {req.batch_name}",
-            f"-o {check_path('stdout', req.stdout)}",
-            f"-e {check_path('stderr', req.stderr)}",
-            f"-l nodes={nodes}:ppn={ppn}" + (f":gpus={res.gpus}" if res.gpus else ""),
+        d: list[Directive] = [
+            ("-N", req.batch_name),
+            ("-o", check_path("stdout", req.stdout)),
+            ("-e", check_path("stderr", req.stderr)),
+            ("-l", f"nodes={nodes}:ppn={ppn}" + (f":gpus={res.gpus}" if res.gpus else "")),
         ]
         queue = (opt.queue if opt else None) or req.default_queue
         if queue:
-            d.append(f"-q {check_token('queue', queue)}")
+            d.append(("-q", check_token("queue", queue)))
         if req.walltime is not None:
-            d.append(f"-l walltime={walltime_hms(req.walltime)}")
+            d.append(("-l", f"walltime={walltime_hms(req.walltime)}"))
         if res.memory is not None:
-            d.append(f"-l mem={memory_mb(int(res.memory))}mb")
-        head = "#!/bin/sh\n" + "".join(f"#PBS {x}\n" for x in d)
-        cd = f"cd {check_path('job directory', req.job_dir)} || exit 1\n"
-        return head + cd + script_tail(req, opt.setup if opt else None)
+            d.append(("-l", f"mem={memory_mb(int(res.memory))}mb"))
+        return d
+
+    def prelude(self, req: BatchRequest) -> str:
+        """PBS starts jobs in the home directory: enter the job's own first."""
+        return f"cd {check_path('job directory', req.job_dir)} || exit 1\n"
+
+    def setup(self, req: BatchRequest) -> str | None:
+        return req.spec.torque.setup if req.spec.torque else None
 
     def build_submit(self, script_path: str) -> list[str]:
         return [self.cmd("qsub"), script_path]

@@ -16,7 +16,7 @@ from ..params import Caller, JobId, Res
 from ..problems import ProblemDetails
 from ..programs import service as programs
 from ..templates import service as templates
-from . import batch, feasible, holding, multipart, service, submit, waiting
+from . import batch, feasible, holding, multipart, options, service, submit, waiting
 from .lookup import require_job
 from .openapi import JobSpecBody
 from .schemas import JobPage, parse_labels, parse_states
@@ -80,6 +80,7 @@ class JobController(Controller):
         spec = multipart.parse_any(body, request.headers.get("content-type"))
         await programs.check_offered(res, spec)
         await feasible.check(res, spec)
+        options.check_backend_options(res, spec)
         key = submit.check_idempotency_key(idempotency_key)
         done = await submit.submit(res, spec, owner=owner_of(request), idempotency_key=key)
         set_target(request.scope, done.job.id)
@@ -180,6 +181,21 @@ class JobController(Controller):
     async def release_job(self, caller: Caller, res: Res, job_id: JobId) -> Response[v1.Job]:
         job, released = await holding.release(res, job_id, visible=caller.visible_owner)
         return Response(job, status_code=200 if released else 202)
+
+    @post(
+        "/{job_id:str}/requeue",
+        status_code=200,
+        summary="Run a running or finished job again as a new attempt (Slurm's scontrol requeue)",
+        responses={
+            202: ResponseSpec(v1.Job, description="Requeue requested; the run is still being stopped"),
+            404: _problem("No such job"),
+            409: _problem("The job is queued or held and has not run"),
+        },
+        opt={"scope": "jobs:cancel", "action": "jobs.requeue"},
+    )
+    async def requeue_job(self, caller: Caller, res: Res, job_id: JobId) -> Response[v1.Job]:
+        job, queued = await service.requeue(res, job_id, owner=caller.owner, visible=caller.visible_owner)
+        return Response(job, status_code=200 if queued else 202)
 
     @delete(
         "/{job_id:str}",

@@ -21,6 +21,10 @@ class JobFinished(Conflict):
     slug, title = "job-finished", "Job already finished"
 
 
+class CannotRequeue(Conflict):
+    slug, title = "cannot-requeue", "The job cannot be requeued now"
+
+
 async def list_jobs(
     res: Resources,
     *,
@@ -76,6 +80,35 @@ async def cancel(
         await wait(finished, res.settings.wait_timeout)
     job = await load_job(res, job_id) or job
     return job, is_done(job)
+
+
+async def requeue(
+    res: Resources, job_id: str, *, owner: str, visible: str | None = None
+) -> tuple[v1.Job, bool]:
+    """The job after the requeue, and whether it is queued again yet (200) or still stopping (202).
+
+    A running job is stopped first; a finished one is queued at once. Either runs as a new attempt.
+    """
+
+    def queued(event: v1.Event) -> bool:
+        return isinstance(event, v1.JobTransitioned) and event.state is v1.JobState.QUEUED
+
+    with res.waiters.watch(job_id, queued) as seen:
+        job = await require_job(res, job_id, owner=visible)
+        # a job held in jobwire's own queue has no node: it has not run, so there is nothing to redo
+        where = v1.where_of(job.state, dispatched=job.node is not None)
+        if v1.rule_for(v1.Verb.REQUEUE, job.state, where) is None:
+            raise CannotRequeue(
+                f"job {job_id} is {job.state.value}; only running and finished jobs can be requeued "
+                f"({v1.describe_states(v1.Verb.REQUEUE)})"
+            )
+        command = v1.RequeueJob(job_id=job_id, requested_by=owner)
+        msg_id = sj.command_msg_id(job_id, v1.Verb.REQUEUE, len(job.transitions))
+        await res.bus.publish(sj.cmd_subject(v1.Verb.REQUEUE), command, msg_id=msg_id)
+        if await wait(seen, res.settings.wait_timeout) is not None:
+            job = await load_job(res, job_id) or job
+            return job, True
+    return await load_job(res, job_id) or job, False
 
 
 def _deleted(event: v1.Event) -> bool:

@@ -1,7 +1,8 @@
-"""GPU inventory from ``nvidia-smi`` and one-job-per-GPU slot assignment.
+"""One GPU allocator for every backend: each GPU held by at most one run, chosen from what the node
+offers; plus the ``nvidia-smi`` inventory the SSH nodes report.
 
-The assignment lives in memory and in each attempt's ``gpus`` file, so a restarted executor
-knows which GPUs its adopted runs hold.
+A backend keeps the assignment durably its own way (an SSH attempt's ``gpus`` file, a container's
+label) and gives it back with :meth:`GpuAllocator.hold` when it adopts the run after a restart.
 """
 
 from __future__ import annotations
@@ -9,9 +10,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
+from typing import Generic, TypeVar
 
 from jobwire.contracts.v1 import GpuInfo
-from jobwire.execution import RunKey
+
+from .executor import RunKey
+
+#: how a backend names a GPU: an index (nvidia-smi) or the engine's device id (Docker)
+Id = TypeVar("Id", int, str)
 
 QUERY = [
     "--query-gpu=index,uuid,name,memory.total,memory.used,utilization.gpu",
@@ -65,8 +71,56 @@ def decode_ids(raw: bytes | str) -> list[int]:
     return [int(p) for p in text.strip().split(",") if p.strip()]
 
 
+def _shown(ids: Iterable[object]) -> str:
+    return ",".join(str(i) for i in ids)
+
+
+class GpuAllocator(Generic[Id]):
+    """Which run holds each GPU; ``offered`` is passed in, since a node's inventory may change."""
+
+    def __init__(self) -> None:
+        self.busy: dict[Id, RunKey] = {}
+
+    def assign(self, key: RunKey, count: int, offered: Sequence[Id], ids: Sequence[Id] = ()) -> list[Id]:
+        """Take ``count`` distinct free GPUs of ``offered`` for ``key`` (exactly ``ids`` when given).
+
+        ValueError when ``ids`` names a GPU not offered (the job can never run here); NoFreeGpu when
+        too few are free now (a run still holds them: the start is tried again later). A repeated start
+        of the same attempt gives back what its last try took first.
+        """
+        self.release(key)
+        if ids:
+            missing = [i for i in ids if i not in offered]
+            if missing:
+                has = _shown(offered) or "none"
+                raise ValueError(f"GPU(s) {_shown(missing)} are not offered on this node (it has: {has})")
+            taken = [i for i in ids if self.busy.get(i, key) != key]
+            if taken:
+                raise NoFreeGpu(f"GPU(s) {_shown(taken)} are in use")
+            chosen = list(ids)
+        else:
+            free = [i for i in offered if i not in self.busy]
+            if len(free) < count:
+                raise NoFreeGpu(f"{count} GPU(s) asked, {len(free)} free of {len(offered)}")
+            chosen = free[:count]
+        self.hold(key, chosen)
+        return chosen
+
+    def hold(self, key: RunKey, ids: Iterable[Id]) -> None:
+        for i in ids:
+            self.busy[i] = key
+
+    def held_by(self, key: RunKey) -> list[Id]:
+        return sorted(i for i, k in self.busy.items() if k == key)
+
+    def release(self, key: RunKey) -> None:
+        for i in [i for i, k in self.busy.items() if k == key]:
+            del self.busy[i]
+
+
 class GpuSlots:
-    """Which GPUs this node offers and which run holds each.
+    """The GPUs an ``nvidia-smi`` inventory shows, as far as this node offers them, and who holds each
+    (through one :class:`GpuAllocator`).
 
     ``wanted``: ``"all"``, a count (the first N by index) or the indexes to use.
     """
@@ -74,7 +128,11 @@ class GpuSlots:
     def __init__(self, wanted: int | Sequence[int] | str) -> None:
         self.wanted = wanted
         self.inventory: list[GpuInfo] = []
-        self.busy: dict[int, RunKey] = {}
+        self.allocator: GpuAllocator[int] = GpuAllocator()
+
+    @property
+    def busy(self) -> dict[int, RunKey]:
+        return self.allocator.busy
 
     def update(self, inventory: list[GpuInfo]) -> None:
         self.inventory = inventory
@@ -91,30 +149,14 @@ class GpuSlots:
         return [i for i in self.usable() if i not in self.busy]
 
     def assign(self, key: RunKey, count: int, ids: Sequence[int] = ()) -> list[int]:
-        """Take ``count`` distinct free GPUs for ``key`` (exactly ``ids`` when given)."""
-        if ids:
-            missing = [i for i in ids if i not in self.usable()]
-            if missing:
-                raise ValueError(f"GPU(s) {encode_ids(missing)} are not offered on this node")
-            taken = [i for i in ids if i in self.busy]
-            if taken:
-                raise NoFreeGpu(f"GPU(s) {encode_ids(taken)} are in use")
-            chosen = list(ids)
-        else:
-            free = self.free()
-            if len(free) < count:
-                raise NoFreeGpu(f"{count} GPU(s) asked, {len(free)} free of {len(self.usable())}")
-            chosen = free[:count]
-        self.hold(key, chosen)
-        return chosen
+        """:meth:`GpuAllocator.assign` from the GPUs offered now."""
+        return self.allocator.assign(key, count, self.usable(), ids)
 
     def hold(self, key: RunKey, ids: Iterable[int]) -> None:
-        for i in ids:
-            self.busy[i] = key
+        self.allocator.hold(key, ids)
 
     def release(self, key: RunKey) -> None:
-        for i in [i for i, k in self.busy.items() if k == key]:
-            del self.busy[i]
+        self.allocator.release(key)
 
     def infos(self) -> list[GpuInfo]:
         """The offered GPUs as the heartbeat shows them, each busy one with its job."""

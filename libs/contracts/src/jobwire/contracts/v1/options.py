@@ -1,0 +1,79 @@
+"""Backend options as each backend's own schema: a job's ``backend_options`` are checked by the
+gateway against the JSON Schema its candidate nodes publish with their capacity, so the gateway
+refuses a bad option (422, naming the field) without knowing any backend's fields. The executor then
+decodes them with its own msgspec type (and its own checks that a schema cannot express).
+
+Only what ``msgspec.json.schema`` emits is understood: ``$ref``/``$defs``, ``anyOf``, ``type``,
+``properties``, ``items``, ``additionalProperties``, ``enum``. A property the schema does not name is
+refused, as the gateway refuses unknown fields everywhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+    "array": (list,),
+    "object": (dict,),
+}
+
+
+def schema_of(tp: type[msgspec.Struct]) -> dict[str, Any]:
+    """The schema an executor publishes for its options type."""
+    return msgspec.json.schema(tp)
+
+
+def _resolve(node: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    while "$ref" in node:
+        name = str(node["$ref"]).rsplit("/", 1)[-1]
+        node = root.get("$defs", {}).get(name, {})
+    return node
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind in ("integer", "number") and isinstance(value, bool):
+        return False
+    return isinstance(value, _TYPES.get(kind, (object,)))
+
+
+def problem(value: Any, schema: Mapping[str, Any], path: str = "$.backend_options") -> str | None:
+    """Why ``value`` does not fit ``schema`` (naming the field's path), or None when it fits."""
+    return _check(value, schema, schema, path)
+
+
+def _check(value: Any, node: Mapping[str, Any], root: Mapping[str, Any], path: str) -> str | None:
+    node = _resolve(node, root)
+    if "anyOf" in node:
+        errors = [_check(value, option, root, path) for option in node["anyOf"]]
+        if all(errors):
+            return next((e for e in errors if e and not e.endswith("has the wrong type")), errors[0])
+        return None
+    kind = node.get("type")
+    if isinstance(kind, str) and not _is(value, kind):
+        return f"{path}: expected {kind}, got {type(value).__name__}; {path} has the wrong type"
+    if "enum" in node and value not in node["enum"]:
+        return f"{path}: must be one of {', '.join(map(str, node['enum']))}"
+    if isinstance(value, list) and "items" in node:
+        for i, item in enumerate(value):
+            if err := _check(item, node["items"], root, f"{path}[{i}]"):
+                return err
+    if isinstance(value, dict) and "properties" in node:
+        props: Mapping[str, Any] = node["properties"]
+        for key, item in value.items():
+            if key not in props:
+                known = ", ".join(sorted(props)) or "none"
+                return f"{path}.{key}: unknown option (this backend takes: {known})"
+            if err := _check(item, props[key], root, f"{path}.{key}"):
+                return err
+        missing = [k for k in node.get("required", []) if k not in value]
+        if missing:
+            return f"{path}.{missing[0]}: required"
+    return None

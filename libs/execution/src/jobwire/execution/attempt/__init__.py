@@ -1,0 +1,18 @@
+"""An attempt's files, environment and layout: owned here once, used by every backend."""
+
+from .env import job_environment, jobwire_env
+from .files import PROGRESS_MAX, AttemptFiles, FileToWrite
+from .layout import FLAT, SPLIT, WRAPPER_SCRIPT, AttemptDir, Layout
+
+__all__ = [
+    "FLAT",
+    "PROGRESS_MAX",
+    "SPLIT",
+    "WRAPPER_SCRIPT",
+    "AttemptDir",
+    "AttemptFiles",
+    "FileToWrite",
+    "Layout",
+    "job_environment",
+    "jobwire_env",
+]

@@ -1,0 +1,171 @@
+"""One attempt's files, the same for every backend: its directory, run.json, the job's files and
+inputs, the loop's journal, the ``reported`` mark, logs, progress and outputs.
+
+A backend launches and watches the attempt; where its files are and how they are read is here, over
+whichever transport reaches them (this machine, an SSH node, a cluster's shared storage).
+Issue 12's ownership (directories 0700 owned by the job's account, executor files out of its reach)
+goes in :meth:`AttemptFiles.prepare`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from jobwire.contracts.v1 import RunJob, codec
+
+from ..executor import STREAMS, OutputFile, RunHandle, StartRefused
+from ..inputs import INPUT_MODE, InputSource, target_in
+from ..transport import Transport
+from . import layout as L
+
+PROGRESS_MAX = 65536
+
+
+@dataclass(frozen=True)
+class FileToWrite:
+    path: str
+    data: bytes
+    mode: int = 0o644
+
+
+class AttemptFiles:
+    """Every attempt below ``root`` (``<root>/jobs/<job>/<attempt>``), laid out by ``layout``."""
+
+    def __init__(self, transport: Transport, root: str, layout: L.Layout = L.FLAT) -> None:
+        self.transport = transport
+        self.root = root
+        self.layout = layout
+
+    def dir(self, job_id: str, attempt: int) -> L.AttemptDir:
+        return L.AttemptDir.of(self.root, job_id, attempt, self.layout)
+
+    def of(self, handle: RunHandle) -> L.AttemptDir:
+        return self.dir(*handle.key)
+
+    # --- before the launch ------------------------------------------------------------------------
+
+    async def prepare(
+        self,
+        run: RunJob,
+        d: L.AttemptDir,
+        files: Sequence[FileToWrite] = (),
+        dirs: Iterable[str] = (),
+        inputs: InputSource | None = None,
+        *,
+        required_inputs: bool = True,
+        modes: Mapping[str, int] | None = None,
+    ) -> dict[str, str]:
+        """Make the directory, write run.json, the job's own files and its inputs (read-only).
+
+        ``modes`` are set on directories before anything is written in them (run.json holds the job's
+        environment: a private directory is 0700 before it is written). Returns the inputs placed
+        (name -> path). With ``required_inputs`` a name the owner never uploaded refuses the start;
+        without, it is left out (Docker mounts it from shared storage instead).
+        """
+        t = self.transport
+        for path in dict.fromkeys([*d.dirs(), *dirs]):
+            await t.mkdir(path)
+        for path, mode in (modes or {}).items():
+            await t.chmod(path, mode)
+        await t.write_file(d.own(L.RUN_JSON), codec.encode(run))
+        for f in files:
+            await t.write_file(f.path, f.data, f.mode)
+        return await self.place_inputs(run, d, {f.path for f in files} | set(dirs), inputs, required_inputs)
+
+    async def place_inputs(
+        self,
+        run: RunJob,
+        d: L.AttemptDir,
+        taken: set[str],
+        inputs: InputSource | None,
+        required: bool = True,
+    ) -> dict[str, str]:
+        """The job's named inputs below its work directory, 0444, one at a time."""
+        placed: dict[str, str] = {}
+        if not run.spec.inputs:
+            return placed
+        if inputs is None:
+            if not required:
+                return placed
+            raise StartRefused("this executor has no access to the inputs store")
+        for ref in run.spec.inputs:
+            target = target_in(d.work, ref)
+            if target in taken:
+                raise StartRefused(f"input {ref.name!r}: {ref.target!r} is taken by the job's own files")
+            data = await inputs.fetch(run.owner, ref) if required else await inputs.get(run.owner, ref)
+            if data is None:
+                continue
+            await self.transport.mkdir(posixpath.dirname(target))
+            await self.transport.write_file(target, data, INPUT_MODE)
+            placed[ref.name] = target
+        return placed
+
+    # --- finding attempts again -------------------------------------------------------------------
+
+    async def listed(self) -> list[str]:
+        """Every attempt directory below the root (for re-adoption after a restart)."""
+        jobs = posixpath.join(self.root, "jobs")
+        try:
+            entries = await self.transport.list_dir(jobs, depth=2)
+        except FileNotFoundError:
+            return []
+        return [
+            posixpath.join(jobs, e.name)
+            for e in entries
+            if e.kind == "dir" and e.name.count("/") == 1 and e.name.rsplit("/", 1)[1].isdigit()
+        ]
+
+    async def purge(self, job_id: str) -> None:
+        """``<root>/jobs/<job_id>``, every attempt (the job was deleted); the id is checked by the caller."""
+        await self.transport.remove_tree(posixpath.join(self.root, "jobs", job_id))
+
+    async def read_run(self, path: str) -> RunJob:
+        d = L.AttemptDir(path, self.layout)
+        return codec.decode(await self.transport.read_file(d.own(L.RUN_JSON)), RunJob)
+
+    async def is_reported(self, d: L.AttemptDir) -> bool:
+        [probe] = await self.transport.probe([d.private], read=[L.REPORTED])
+        return L.REPORTED in probe.files
+
+    # --- what the shared loop reads and keeps -----------------------------------------------------
+
+    async def read_log(self, d: L.AttemptDir, stream: str, offset: int, size: int) -> bytes:
+        if stream not in STREAMS:
+            raise ValueError(f"unknown log stream {stream!r}")
+        try:
+            return await self.transport.read_file(d.log(stream), offset, size)
+        except FileNotFoundError:
+            return b""
+
+    async def read_progress(self, d: L.AttemptDir) -> bytes | None:
+        try:
+            data = await self.transport.read_file(d.progress, 0, PROGRESS_MAX + 1)
+        except FileNotFoundError:
+            return None
+        return data if len(data) <= PROGRESS_MAX else None
+
+    async def list_outputs(self, d: L.AttemptDir) -> list[OutputFile]:
+        try:
+            entries = await self.transport.list_dir(d.outputs, depth=None)
+        except FileNotFoundError:
+            return []
+        return [OutputFile(e.name, e.size) for e in entries if e.kind == "file"]
+
+    async def read_output(self, d: L.AttemptDir, name: str, offset: int, size: int) -> bytes:
+        if name.startswith("/") or ".." in name.split("/"):
+            raise ValueError(f"output name {name!r} leaves the output directory")
+        return await self.transport.read_file(posixpath.join(d.outputs, name), offset, size)
+
+    async def load_state(self, d: L.AttemptDir) -> bytes | None:
+        try:
+            return await self.transport.read_file(d.own(L.STATE))
+        except FileNotFoundError:
+            return None
+
+    async def save_state(self, d: L.AttemptDir, data: bytes) -> None:
+        await self.transport.write_file(d.own(L.STATE), data)
+
+    async def mark_reported(self, d: L.AttemptDir) -> None:
+        await self.transport.write_file(d.own(L.REPORTED), b"")

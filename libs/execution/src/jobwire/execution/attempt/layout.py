@@ -1,0 +1,131 @@
+"""Where one attempt's files live, and the fixed wrapper script that runs it.
+
+``<root>/jobs/<job_id>/<attempt>/`` holds progress.json, outputs/, work/, the logs (stdout, stderr) and
+the executor's own files (run.json, wrapper.sh, pid, exit_code, state.json, signal, reported), laid
+out by a :class:`Layout`: at the top for processes and batch jobs, in ``logs/`` and ``.executor/``
+for containers.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+
+RUN_JSON = "run.json"
+WRAPPER = "wrapper.sh"
+SCRIPT = "script"
+PID = "pid"
+EXIT_CODE = "exit_code"
+#: the last signal the executor sent the group (a number); KILL means no exit code will follow
+SIGNAL = "signal"
+STATE = "state.json"
+REPORTED = "reported"
+PROGRESS = "progress.json"
+OUTPUTS = "outputs"
+WORK = "work"
+
+#: The wrapper never changes: the job's values reach it only as arguments and environment, so no
+#: user text is ever parsed as shell. Usage: ``sh wrapper.sh JOB_DIR WORK_DIR ARGV...``.
+#: It records its pid (= the group id, it is a session leader), runs the job in the foreground and
+#: writes the exit code atomically. Trapping TERM/INT/HUP keeps it alive to record the code when the
+#: group is signalled; the traps are reset in the job itself. ``command -p`` uses the default PATH,
+#: so a job's PATH cannot break the bookkeeping.
+WRAPPER_SCRIPT = """\
+#!/bin/sh
+# jobwire attempt wrapper: fixed text, the job's values arrive only as "$@" and environment.
+job_dir=$1
+work_dir=$2
+shift 2
+trap 'jobwire_signalled=1' TERM INT HUP
+exec </dev/null >>"$job_dir/stdout" 2>>"$job_dir/stderr"
+echo "$$" >"$job_dir/pid.tmp" && command -p mv -f "$job_dir/pid.tmp" "$job_dir/pid"
+if cd "$work_dir"; then
+  "$@"
+  rc=$?
+else
+  printf 'jobwire: cannot enter the working directory %s\\n' "$work_dir" >&2
+  rc=126
+fi
+echo "$rc" >"$job_dir/exit_code.tmp" && command -p mv -f "$job_dir/exit_code.tmp" "$job_dir/exit_code"
+"""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each kind of file of an attempt lives, relative to its directory.
+
+    ``own`` holds the executor's bookkeeping (run.json, state.json, reported, signal, pid, exit_code,
+    wrapper, gpus); the job's logs, progress, outputs and work directory are beside it.
+    """
+
+    own: str = ""
+    logs: str = ""
+
+
+#: Processes and batch jobs: every file at the top of the directory, as the wrapper writes them.
+FLAT = Layout()
+#: Containers: logs and the executor's files in their own directories, mounted read-only over the
+#: attempt directory the job sees, so the job can read but never rewrite them.
+SPLIT = Layout(own=".executor", logs="logs")
+
+
+@dataclass(frozen=True)
+class AttemptDir:
+    """Paths of one attempt's directory (POSIX, on the machine that holds it, or as the job sees it)."""
+
+    path: str
+    layout: Layout = FLAT
+
+    @classmethod
+    def of(cls, root: str, job_id: str, attempt: int, layout: Layout = FLAT) -> AttemptDir:
+        return cls(posixpath.join(root, "jobs", job_id, str(attempt)), layout)
+
+    def at(self, path: str) -> AttemptDir:
+        """The same layout below another path (the directory as a container sees it)."""
+        return AttemptDir(path, self.layout)
+
+    def file(self, name: str) -> str:
+        """A file at the top of the directory (the job's: a script, progress.json)."""
+        return posixpath.join(self.path, name)
+
+    @property
+    def private(self) -> str:
+        return posixpath.join(self.path, self.layout.own) if self.layout.own else self.path
+
+    def own(self, name: str) -> str:
+        """A file of the executor's own: the job never needs to write it."""
+        return posixpath.join(self.private, name)
+
+    @property
+    def logs(self) -> str:
+        return posixpath.join(self.path, self.layout.logs) if self.layout.logs else self.path
+
+    def log(self, stream: str) -> str:
+        return posixpath.join(self.logs, stream)
+
+    @property
+    def work(self) -> str:
+        return self.file(WORK)
+
+    @property
+    def outputs(self) -> str:
+        return self.file(OUTPUTS)
+
+    @property
+    def progress(self) -> str:
+        return self.file(PROGRESS)
+
+    def dirs(self) -> list[str]:
+        """Every directory the attempt needs, parents first."""
+        return list(dict.fromkeys([self.path, self.private, self.logs, self.work, self.outputs]))
+
+
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def check_job_id(job_id: str) -> str:
+    """``job_id`` if it can name a directory of its own (no ``/``, no ``..``); ValueError otherwise."""
+    if not _JOB_ID.match(job_id):
+        raise ValueError(f"{job_id!r} is not a job id")
+    return job_id

@@ -1,0 +1,148 @@
+"""The LSF adapter and the hpc executor against an LSF command SIMULATOR (tests/lsf_sim.py): no LSF
+can run here, so every test says so in its name. What the simulator answers is LSF 10.1's documented
+output; the adapter's parsers get the shared adapter suite too (test_adapters.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jobwire.contracts.v1 import JobSpec, JobState, Resources, RunJob
+from jobwire.execution.executor import RunStatus
+from jobwire.execution.settings import ExecutorSettings
+from jobwire.execution.transport.local import LocalTransport
+from jobwire.executor_hpc.executor import HpcExecutor
+from jobwire.executor_hpc.schedulers.lsf import Lsf
+from jobwire.executor_hpc.settings import HpcSettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.backend("lsf-simulator")]
+SIM = Path(__file__).parent / "lsf_sim.py"
+
+
+@pytest.fixture
+def executor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HpcExecutor:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("bsub", "bjobs", "bkill", "bstop", "bresume"):
+        link = bin_dir / name
+        link.write_text(
+            f'#!/bin/sh\necho "{name} $*" >> {tmp_path}/commands.log\n'
+            f'LSF_SIM_CMD={name} exec {sys.executable} {SIM} "$@"\n'
+        )
+        link.chmod(0o755)
+    monkeypatch.setenv("LSF_SIM_DIR", str(tmp_path / "sim"))
+    monkeypatch.setenv("LSF_SIM_MINUTE", "1")  # -W minutes last a second each here
+    settings = ExecutorSettings(node="lsf-sim", root=str(tmp_path / "root"))
+    hpc = HpcSettings(scheduler="lsf", poll_interval=0.1, accounting_wait=5)
+    return HpcExecutor(settings, LocalTransport(), str(tmp_path / "root"), Lsf(bin_dir=str(bin_dir)), hpc)
+
+
+def commands(tmp_path: Path, name: str) -> list[list[str]]:
+    log = tmp_path / "commands.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [line.split()[1:] for line in lines if line.startswith(name + " ")]
+
+
+def run_job(spec: JobSpec, job_id: str = "01a2b3c4-0000-7000-8000-00000000000b") -> RunJob:
+    return RunJob(job_id=job_id, attempt=1, node="lsf-sim", spec=spec)
+
+
+async def until_ended(ex: HpcExecutor, handle, timeout: float = 20.0) -> RunStatus:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = (await ex.poll([handle]))[handle.key]
+        if status.ended:
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError("the simulated job did not end")
+
+
+def test_lsf_simulated_job_runs_with_exit_code_logs_usage_and_directives(
+    executor: HpcExecutor, tmp_path: Path
+):
+    async def go() -> None:
+        spec = JobSpec(
+            command=["sh", "-c", 'echo "out $JOBWIRE_ATTEMPT"; echo err >&2; exit 4'],
+            resources=Resources(cpus=2, memory="1G", walltime=600),
+        )
+        h = await executor.start(run_job(spec))
+        status = await until_ended(executor, h)
+        assert (status.ended, status.exit_code, status.outcome) == (True, 4, None)
+        assert await executor.read_log(h, "stdout", 0, 100) == b"out 1\n"
+        assert await executor.read_log(h, "stderr", 0, 100) == b"err\n"
+        assert status.usage is not None and status.usage.max_rss_bytes == 2 * 1024 * 1024
+        script = (Path(h.ref) / "batch.sh").read_text()
+        for line in ("#BSUB -n 2", "#BSUB -W 10", "#BSUB -M 1024MB", f"#BSUB -cwd {h.ref}"):
+            assert line + "\n" in script, script
+
+    asyncio.run(go())
+    assert commands(tmp_path, "bsub") == [[]]  # the script went on stdin, where LSF reads #BSUB lines
+
+
+def test_lsf_simulated_one_bjobs_lists_every_job(executor: HpcExecutor, tmp_path: Path):
+    async def go() -> None:
+        ids = [f"01a2b3c4-0000-7000-8000-0000000002{i:02d}" for i in range(5)]
+        handles = [await executor.start(run_job(JobSpec(command=["sleep", "2"]), i)) for i in ids]
+        before = len(commands(tmp_path, "bjobs"))
+        await asyncio.sleep(0.15)
+        await executor.poll(handles)
+        lists = [c for c in commands(tmp_path, "bjobs")[before:] if "pend_reason" in " ".join(c)]
+        [listed] = lists  # one list for all five (accounting, if any ended, is a call of its own)
+        assert sorted(listed[-5:]) == sorted(h.details["batch_id"] for h in handles)
+        ended = [await until_ended(executor, h) for h in handles]
+        assert [s.exit_code for s in ended] == [0] * 5
+
+    asyncio.run(go())
+
+
+def test_lsf_simulated_cancel_and_readoption(executor: HpcExecutor):
+    async def go() -> None:
+        h = await executor.start(run_job(JobSpec(command=["sleep", "30"])))
+        await asyncio.sleep(0.5)
+        [again] = await executor.adopt()
+        assert again.details["batch_id"] == h.details["batch_id"]
+        await executor.signal(h, signal.SIGTERM)
+        status = await until_ended(executor, h)
+        assert status.ended and status.outcome is JobState.CANCELLED, status
+        await executor.signal(h, signal.SIGKILL)  # bkill of a finished job counts as killed
+
+    asyncio.run(go())
+
+
+def test_lsf_simulated_run_limit_is_timed_out(executor: HpcExecutor):
+    async def go() -> None:
+        h = await executor.start(run_job(JobSpec(command=["sleep", "30"], resources=Resources(walltime=1))))
+        status = await until_ended(executor, h)
+        assert status.outcome is JobState.TIMED_OUT and "TERM_RUNLIMIT" in (status.reason or ""), status
+
+    asyncio.run(go())
+
+
+def test_lsf_simulated_pending_job_is_held_released_then_runs(
+    executor: HpcExecutor, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("LSF_SIM_PEND_SECONDS", "1.5")
+
+    async def status_of(h) -> RunStatus:  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.15)
+        return (await executor.poll([h]))[h.key]
+
+    async def go() -> None:
+        h = await executor.start(run_job(JobSpec(command=["echo", "ran"])))
+        pending = await status_of(h)
+        assert (pending.running, pending.held) == (False, False)
+        assert pending.pending_reason == "pending in lsf: New job is waiting for scheduling"
+        await executor.hold(h, release=False)
+        assert (await status_of(h)).held
+        await asyncio.sleep(2.0)  # longer than it would have pended: a held job does not start
+        assert (await status_of(h)).held
+        await executor.hold(h, release=True)
+        status = await until_ended(executor, h)
+        assert (status.exit_code, await executor.read_log(h, "stdout", 0, 100)) == (0, b"ran\n")
+
+    asyncio.run(go())

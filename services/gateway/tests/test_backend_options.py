@@ -1,0 +1,70 @@
+"""``backend_options`` are checked at submit against the schemas the candidate nodes publish: a bad
+option is a 422 naming the field, although the gateway knows no backend's options."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from jobwire.contracts import v1
+from jobwire.contracts.v1.options import schema_of
+from jobwire.store.models import NodeRow
+
+from .test_submit import assert_problem
+
+pytestmark = pytest.mark.integration
+
+
+async def store_node(sessions, name: str, backend: str, options: type | None) -> None:  # type: ignore[no-untyped-def]
+    capacity = v1.NodeCapacity(slots=4, cpus=4, options_schema=schema_of(options) if options else None)
+    async with sessions() as s, s.begin():
+        s.add(
+            NodeRow(
+                name=name,
+                backend=backend,
+                state="up",
+                capacity=v1.encode(capacity),
+                labels=v1.encode({}),
+                registered_at=datetime.now(UTC),
+                last_heartbeat=datetime.now(UTC),
+            )
+        )
+
+
+@pytest.fixture
+async def nodes(sessions):  # type: ignore[no-untyped-def]
+    """Registered before the gateway starts, so its node snapshot has them."""
+    await store_node(sessions, "cluster1", "hpc", v1.SlurmOptions)
+    await store_node(sessions, "dock1", "docker", v1.DockerOptions)
+    await store_node(sessions, "local1", "local", None)
+
+
+@pytest.mark.parametrize(
+    ("options", "named", "path"),
+    [
+        ({"partition": 7}, "expected string", "$.backend_options.partition"),
+        ({"partiton": "debug"}, "unknown option", "$.backend_options.partiton"),
+    ],
+)
+async def test_a_bad_option_is_422_naming_the_field(nodes, gateway, seed, options, named, path):
+    r = await gateway.post(
+        "/v1/jobs", json={"command": ["true"], "backend": "hpc", "backend_options": options}
+    )
+    assert_problem(r, 422, detail_has=named, path=path)
+    assert await seed.commands() == []
+
+
+async def test_options_that_fit_a_candidate_are_submitted(nodes, gateway, seed):
+    # no backend named: they fit the hpc node's schema, not docker's or local's, and that is enough
+    r = await gateway.post("/v1/jobs", json={"command": ["true"], "backend_options": {"partition": "debug"}})
+    assert r.status_code in (201, 202), r.text
+    [msg] = await seed.commands()
+    assert v1.decode(msg.data, v1.Command).spec.backend_options == {"partition": "debug"}  # type: ignore[union-attr]
+
+
+async def test_a_backend_without_options_refuses_them(nodes, gateway, seed):
+    r = await gateway.post(
+        "/v1/jobs", json={"command": ["true"], "node": "local1", "backend_options": {"x": 1}}
+    )
+    assert_problem(r, 422, detail_has="takes no backend_options")
