@@ -134,6 +134,15 @@ async def test_the_gateway_submits_and_reads_but_cannot_dispatch_or_change_strea
     finally:
         await gw.close()
 
+    # The acceptance waiters' one core subscription: without it every submit under auth was a 202 after
+    # the wait, never the 201 that says the scheduler stored the job.
+    watcher = await as_user(natsauth.GATEWAY)
+    seen = await watcher.nc.subscribe(sj.JOB_EVENT_SUBJECTS)
+    await watcher.nc.flush()
+    await scheduler.publish(sj.event_subject("job-gw2", "queued"), b'{"s":2}', msg_id="gw-evt-2")
+    assert (await seen.next_msg(timeout=2)).data == b'{"s":2}'
+    assert await watcher.violations() == []
+
     probe = await as_user(natsauth.GATEWAY)
     await probe.nc.publish(sj.exec_subject(NODE, "run"), b"{}")
     await probe.nc.publish(f"$JS.API.STREAM.DELETE.{sj.CMD_STREAM}", b"")

@@ -137,8 +137,9 @@ def gateway() -> Permissions:
             *_consumers(_kv(sj.TOKEN_BUCKET)),  # watching token records
             *_reads(_kv(sj.TOKEN_BUCKET)),
         ],
+        # transitions: a submit, cancel or delete waits for the scheduler's event (one subscription);
         # heartbeats: the registered nodes its submit check knows, before the scheduler stores them
-        subscribe=[*_service_subscribe(GATEWAY), sj.HEARTBEAT_SUBJECTS],
+        subscribe=[*_service_subscribe(GATEWAY), sj.JOB_EVENT_SUBJECTS, sj.HEARTBEAT_SUBJECTS],
     )
 
 

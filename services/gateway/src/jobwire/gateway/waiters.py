@@ -19,10 +19,11 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from jobwire.contracts import v1
+from jobwire.contracts.v1 import subjects as sj
 
 log = logging.getLogger(__name__)
 
-SUBJECT = "jobwire.evt.job.>"
+SUBJECT = sj.JOB_EVENT_SUBJECTS
 _EVENTS: msgspec.json.Decoder[v1.Event] = msgspec.json.Decoder(v1.Event)
 Match = Callable[[v1.Event], bool]
 

@@ -15,6 +15,8 @@ CMD_SUBJECTS = "jobwire.cmd.>"
 EXEC_SUBJECTS = "jobwire.exec.>"
 REPORT_SUBJECTS = "jobwire.report.>"
 EVT_SUBJECTS = "jobwire.evt.>"
+#: every job's transitions: the gateway's acceptance waiters hold one core subscription to it
+JOB_EVENT_SUBJECTS = "jobwire.evt.job.>"
 LOG_SUBJECTS = "jobwire.log.>"
 HEARTBEAT_SUBJECTS = "jobwire.node.*.heartbeat"
 
