@@ -77,7 +77,8 @@ class JobController(Controller):
     ) -> Response[v1.Job]:
         """Validate the JobSpec, queue it for the scheduler and wait briefly for it to be stored."""
         body = await templates.expand(res, await request.body())  # a JSON `template` + overrides
-        spec = multipart.parse_any(body, request.headers.get("content-type"))
+        warnings: list[str] = []
+        spec = multipart.parse_any(body, request.headers.get("content-type"), warnings)
         await programs.check_offered(res, spec)
         await feasible.check(res, spec)
         options.check_backend_options(res, spec)
@@ -85,6 +86,8 @@ class JobController(Controller):
         done = await submit.submit(res, spec, owner=owner_of(request), idempotency_key=key)
         set_target(request.scope, done.job.id)
         headers = {"Location": location(done.job.id)}
+        if warnings:  # RFC 9111's free-text form: 299 = a persistent warning
+            headers["Warning"] = ", ".join(f'299 jobwire "{w}"' for w in warnings)
         if done.replayed:
             headers["Idempotent-Replayed"] = "true"
         if wait is not None:

@@ -18,17 +18,18 @@ import yaml  # type: ignore[import-untyped]
 from jobwire.contracts import v1
 
 from ..problems import InvalidBody, invalid_body
+from . import gpuqueue
 from .submit import parse_spec
 
 CODE_FIELD = "code"
 SPEC_FIELD = "spec"
 
 
-def parse_any(body: bytes, content_type: str | None) -> v1.JobSpec:
-    """A JobSpec from a JSON body or a multipart form."""
+def parse_any(body: bytes, content_type: str | None, warnings: list[str] | None = None) -> v1.JobSpec:
+    """A JobSpec from a JSON body or a multipart form; what was ignored is added to ``warnings``."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media == "multipart/form-data":
-        return parse_form(body, content_type or "")
+        return parse_form(body, content_type or "", warnings)
     return parse_spec(body, content_type)
 
 
@@ -40,7 +41,7 @@ def _parts(body: bytes, content_type: str) -> list[Message]:
     return list(msg.iter_parts())
 
 
-def _load_spec(text: str, filename: str | None) -> dict[str, Any]:
+def _load_spec(text: str, filename: str | None, field: str = SPEC_FIELD) -> dict[str, Any]:
     try:
         if filename and filename.lower().endswith(".json"):
             raw = msgspec.json.decode(text)
@@ -48,12 +49,12 @@ def _load_spec(text: str, filename: str | None) -> dict[str, Any]:
             raw = yaml.safe_load(text)
     except (msgspec.DecodeError, yaml.YAMLError) as e:
         raise InvalidBody(
-            f"field `{SPEC_FIELD}` is neither valid YAML nor JSON: {e}", extra={"path": "$"}
+            f"field `{field}` is neither valid YAML nor JSON: {e}", extra={"path": "$"}
         ) from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise InvalidBody(f"field `{SPEC_FIELD}` must be a mapping (a JobSpec)", extra={"path": "$"})
+        raise InvalidBody(f"field `{field}` must be a mapping", extra={"path": "$"})
     return raw
 
 
@@ -67,10 +68,11 @@ def _text(part: Message, what: str) -> str:
         raise InvalidBody(f"{what} must be UTF-8 text", extra={"path": "$.code.content"}) from None
 
 
-def parse_form(body: bytes, content_type: str) -> v1.JobSpec:
+def parse_form(body: bytes, content_type: str, warnings: list[str] | None = None) -> v1.JobSpec:
     spec: dict[str, Any] = {}
     code: tuple[str, str] | None = None
     extras: dict[str, Any] = {}
+    queue: dict[str, Any] | None = None  # the GPU queue's config (gpuqueue), when the form is theirs
     for part in _parts(body, content_type):
         name = part.get_param("name", header="content-disposition")
         filename = part.get_filename()
@@ -80,6 +82,11 @@ def parse_form(body: bytes, content_type: str) -> v1.JobSpec:
             if not filename:
                 raise InvalidBody("field `code` must be a file upload (curl -F code=@train.py)")
             code = (filename, _text(part, "the code file"))
+        elif name == gpuqueue.CONFIG_FIELD:
+            loaded = _load_spec(_text(part, f"field `{name}`"), filename, name)
+            queue = {**(queue or {}), **loaded}
+        elif name == gpuqueue.TIME_FIELD:
+            queue = {**(queue or {}), name: yaml.safe_load(_text(part, f"field `{name}`"))}
         elif isinstance(name, str) and name in v1.JobSpec.__struct_fields__:
             extras[name] = yaml.safe_load(_text(part, f"field `{name}`"))
         else:
@@ -94,6 +101,10 @@ def parse_form(body: bytes, content_type: str) -> v1.JobSpec:
                 f"`{key}` is given both in the spec and as a form field", extra={"path": f"$.{key}"}
             )
         spec[key] = value
+    if queue is not None:
+        found = gpuqueue.translate(queue, spec)
+        if warnings is not None:
+            warnings.extend(found)
     if code is not None:
         given = spec.get("code")
         extra = given if isinstance(given, dict) else {}
