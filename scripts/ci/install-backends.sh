@@ -8,7 +8,7 @@
 # Add a backend by writing an `install_<name>` function and listing <name> in ALL_BACKENDS.
 set -euo pipefail
 
-ALL_BACKENDS=(postgresql docker ssh slurm sge browser prometheus)
+ALL_BACKENDS=(postgresql docker ssh slurm sge browser prometheus curl)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -124,6 +124,15 @@ install_prometheus() {
         return
     fi
     apt_install --no-install-recommends prometheus
+}
+
+install_curl() {
+    # docs/migrating.md's examples are curl commands, run as written by tests/e2e/test_migrating_docs.py
+    if command -v curl >/dev/null 2>&1; then
+        echo "curl: already installed"
+        return
+    fi
+    apt_install curl
 }
 
 main() {
