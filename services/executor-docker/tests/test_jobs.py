@@ -262,3 +262,29 @@ def test_a_gpu_job_no_docker_node_could_run_is_refused_at_submit(api, hints, det
     r = api.post("/v1/jobs", json={"command": ["true"], "image": api.IMAGE, "backend": "docker", **hints})
     assert r.status_code == 422, r.text
     assert detail in r.json()["detail"] and r.json()["path"] == "$.resources.gpus"
+
+
+def test_a_running_containers_files_are_read_through_the_gateway(api, shared_root: Path):
+    """GET /v1/jobs/{id}/files on a Docker node: the attempt's directory on the shared storage
+    (what the container sees at /jobwire), while the container runs; a symlink it makes is refused."""
+    script = "echo 'epoch 1' > train.log\nln -s /etc/passwd escape\ntouch ready\nsleep 30\n"
+    j = api.submit(node="dock-a", script=script, expected_runtime=30)  # runs in /jobwire/work
+    api.wait_state(j["id"], "running")
+
+    def files() -> dict[str, str] | None:
+        r = api.get(f"/v1/jobs/{j['id']}/files")
+        listed = {e["path"]: e["kind"] for e in r.json()["items"]} if r.status_code == 200 else {}
+        return listed if "work/ready" in listed else None
+
+    try:
+        listed = api.wait_for(files, 30, what="the container's files to be listed")
+    except AssertionError:
+        seen = api.get(f"/v1/jobs/{j['id']}/files").text
+        raise AssertionError(f"{api.job(j['id'])}; files: {seen}") from None
+    assert listed["work/train.log"] == "file" and listed["work/escape"] == "link", listed
+    log = api.get(f"/v1/jobs/{j['id']}/files/work/train.log")
+    assert (log.status_code, log.text) == (200, "epoch 1\n")
+    assert api.get(f"/v1/jobs/{j['id']}/files/work/escape").status_code == 400
+    assert api.job(j["id"])["state"] == "running"
+    assert api.post(f"/v1/jobs/{j['id']}/cancel").status_code in (200, 202)
+    assert api.wait_state(j["id"], api.END)["state"] == "cancelled"
