@@ -38,6 +38,7 @@ async def serve(
     config = uvicorn.Config(
         app,
         lifespan="on",
+        http="httptools",
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout)),

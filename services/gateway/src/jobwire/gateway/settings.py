@@ -40,6 +40,9 @@ class GatewaySettings:
     streams_per_owner: int = 20
     #: on shutdown, open streams (log follows, event SSE) get this long before they are cut
     shutdown_timeout: float = 5.0
+    #: processes serving the API (``jobwire-gateway``): 1, or 0 for one per core; more help only where
+    #: the gateway has cores of its own (next to the scheduler and executors on 2 cores, keep 1)
+    workers: int = 1
     #: install the OpenTelemetry tracer provider and the Litestar tracing middleware
     tracing: bool = True
     #: "tokens": bearer tokens from the database and the shared keys below; "off": everyone is an
