@@ -213,6 +213,34 @@ print("gpus", os.environ["CUDA_VISIBLE_DEVICES"])
 """
 
 
+def test_a_job_gets_only_its_env_and_the_allowlist_not_the_login_environment(ssh_stack) -> None:
+    """sshd's login environment (SSH_CONNECTION, SHELL, MAIL ...) stays out; the allowlist comes
+    from the node's own login (its HOME), the spec's env and JOBWIRE_* arrive."""
+    job = ssh_stack.submit(
+        command=["python3", "-c", "import json, os; print(json.dumps(dict(os.environ)))"],
+        env={"GREETING": "hi"},
+    )
+    done = ssh_stack.wait_state(job["id"], {"succeeded", "failed"})
+    assert done["state"] == "succeeded", (done, ssh_stack.logs(job["id"], "stderr"))
+    env = __import__("json").loads(ssh_stack.logs(job["id"]))
+    assert env["JOBWIRE_JOB_ID"] == job["id"] and env["GREETING"] == "hi"
+    assert env["HOME"].startswith("/") and env["PATH"] and env["USER"] == ssh_stack.cluster.user
+    for name in ("SSH_CONNECTION", "SSH_CLIENT", "SHELL", "MAIL", "JOBWIRE_NATS_URL"):
+        assert name not in env, name
+    jobwire = {k for k in env if k.startswith("JOBWIRE_")}
+    assert jobwire == {
+        "JOBWIRE_JOB_ID",
+        "JOBWIRE_ATTEMPT",
+        "JOBWIRE_JOB_DIR",
+        "JOBWIRE_PROGRESS_FILE",
+        "JOBWIRE_OUTPUT_DIR",
+    }
+    allowed = {"PATH", "HOME", "LANG", "TZ", "USER", "LOGNAME", "TMPDIR", "PWD", "OLDPWD", "SHLVL", "_"}
+    # CUDA_VISIBLE_DEVICES is the backend's own (the GPUs it gave the job: none here)
+    rest = {k for k in env if not k.startswith(("JOBWIRE_", "LC_"))} - {"GREETING", "CUDA_VISIBLE_DEVICES"}
+    assert rest <= allowed, sorted(rest - allowed)
+
+
 def test_multipart_upload_of_a_code_file_and_a_yaml_spec(ssh_stack) -> None:
     """curl -F code=@train.py -F spec=@job.yaml, as researchers submit today."""
     spec = b"name: train\nargs: [--epochs, '2', '$(id)']\nresources: {gpus: 1}\nexpected_runtime: 5\n"

@@ -48,6 +48,11 @@ class ExecutorSettings:
     fetch_batch: int = 16
     #: create or update the jobwire streams and buckets on start
     declare: bool = True
+    #: what a job may take from the environment it is launched from (``NAME`` or ``PREFIX*``);
+    #: everything else of the executor's environment never reaches it
+    env_allow: list[str] = dataclasses.field(
+        default_factory=lambda: ["PATH", "HOME", "LANG", "LC_*", "TZ", "USER", "LOGNAME", "TMPDIR"]
+    )
 
     def root_dir(self) -> str:
         return self.root or os.path.join(".jobwire", "executor", self.node)

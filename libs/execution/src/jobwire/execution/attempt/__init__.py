@@ -1,10 +1,11 @@
 """An attempt's files, environment and layout: owned here once, used by every backend."""
 
-from .env import job_environment, jobwire_env
+from .env import DEFAULT_ENV_ALLOW, inherit_words, inherited, job_environment, jobwire_env
 from .files import PROGRESS_MAX, AttemptFiles, FileToWrite
 from .layout import FLAT, SPLIT, WRAPPER_SCRIPT, AttemptDir, Layout
 
 __all__ = [
+    "DEFAULT_ENV_ALLOW",
     "FLAT",
     "PROGRESS_MAX",
     "SPLIT",
@@ -13,6 +14,8 @@ __all__ = [
     "AttemptFiles",
     "FileToWrite",
     "Layout",
+    "inherit_words",
+    "inherited",
     "job_environment",
     "jobwire_env",
 ]

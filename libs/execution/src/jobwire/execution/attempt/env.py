@@ -1,17 +1,80 @@
 """The environment every job gets, on every backend: written here once.
 
-A new ``JOBWIRE_*`` variable goes in :func:`jobwire_env`; a rule about which variables a job may see
-at all (issue 12's allowlist) goes in :func:`job_environment`, the one place each backend's launch
-environment is composed.
+A job sees only its spec's ``env``, what its backend adds (its GPUs), the ``JOBWIRE_*`` variables
+meant for it, and an allowlist of the launching environment (:data:`DEFAULT_ENV_ALLOW`, configured
+by ``JOBWIRE_EXECUTOR_ENV_ALLOW``) — never the executor's own environment, which holds its secrets
+(``JOBWIRE_NATS_PASSWORD``, ``PGPASSWORD``, ``OTEL_EXPORTER_OTLP_HEADERS``; issue 12). A new
+``JOBWIRE_*`` variable goes in :func:`jobwire_env`; the allowlist is applied by :func:`inherited`
+where the job starts on this machine and by :func:`inherit_words` in shell text run on another.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 
 from jobwire.contracts.v1 import RunJob
 
 from .layout import AttemptDir
+
+#: What a job may take from the environment it is launched from (``NAME`` or ``PREFIX*``).
+DEFAULT_ENV_ALLOW: tuple[str, ...] = ("PATH", "HOME", "LANG", "LC_*", "TZ", "USER", "LOGNAME", "TMPDIR")
+
+#: The locale categories (POSIX and glibc): what ``LC_*`` means where the environment cannot be
+#: listed before the job starts (a remote login shell).
+LOCALE_NAMES: tuple[str, ...] = (
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_COLLATE",
+    "LC_MESSAGES",
+    "LC_MONETARY",
+    "LC_NUMERIC",
+    "LC_TIME",
+    "LC_ADDRESS",
+    "LC_IDENTIFICATION",
+    "LC_MEASUREMENT",
+    "LC_NAME",
+    "LC_PAPER",
+    "LC_TELEPHONE",
+)
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_allow(patterns: Iterable[str]) -> tuple[str, ...]:
+    """``patterns`` checked: each a variable name, or a name prefix ending in ``*``."""
+    out = []
+    for p in patterns:
+        name = p[:-1] if p.endswith("*") else p
+        if not _NAME.match(name):
+            raise ValueError(f"{p!r} is not an environment variable name or NAME* prefix")
+        out.append(p)
+    return tuple(out)
+
+
+def _allowed(name: str, patterns: Sequence[str]) -> bool:
+    return any(name.startswith(p[:-1]) if p.endswith("*") else name == p for p in patterns)
+
+
+def inherited(environ: Mapping[str, str], patterns: Sequence[str]) -> dict[str, str]:
+    """The variables of ``environ`` a job may keep: those ``patterns`` allow, nothing else."""
+    return {k: v for k, v in environ.items() if _allowed(k, patterns)}
+
+
+def inherit_words(patterns: Sequence[str]) -> list[str]:
+    """Shell words that expand to ``NAME=value`` for each allowed variable the shell has set, and to
+    nothing for one it has not (``${PATH+"PATH=$PATH"}``): for ``env -i`` run by a remote shell.
+
+    Prefix patterns cannot be listed there; ``LC_*`` stands for :data:`LOCALE_NAMES`, other
+    prefixes keep nothing remotely.
+    """
+    names: list[str] = []
+    for p in check_allow(patterns):
+        if p == "LC_*":
+            names += LOCALE_NAMES
+        elif not p.endswith("*"):
+            names.append(p)
+    return [f'${{{n}+"{n}=${n}"}}' for n in dict.fromkeys(names)]
 
 
 def jobwire_env(run: RunJob, seen: AttemptDir) -> dict[str, str]:
@@ -29,6 +92,7 @@ def jobwire_env(run: RunJob, seen: AttemptDir) -> dict[str, str]:
 def job_environment(
     run: RunJob, seen: AttemptDir, backend: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """What the job runs with: its spec's ``env``, then what its backend adds (its GPUs), then ours,
-    which nothing overrides."""
+    """What the job's own variables are: its spec's ``env``, then what its backend adds (its GPUs),
+    then ours, which nothing overrides. The launcher starts the job with these and the allowlisted
+    part of its environment only (``Transport.spawn_detached(..., inherit=...)``)."""
     return {**run.spec.env, **(backend or {}), **jobwire_env(run, seen)}

@@ -19,6 +19,7 @@ from jobwire.contracts.v1 import NodeCapacity, RunJob
 
 from ..attempt import AttemptFiles, FileToWrite, job_environment
 from ..attempt import layout as L
+from ..attempt.env import check_allow
 from ..executor import STREAMS, Executor, Existing, RunHandle, RunKey, RunStatus, StartRefused
 from ..settings import ExecutorSettings
 from ..transport import DirProbe, Transport, TransportError
@@ -37,6 +38,8 @@ class Wrapped:
     dir: L.AttemptDir
     argv: list[str]
     env: dict[str, str]
+    #: what the job may take from the environment it is launched from (settings.env_allow)
+    inherit: tuple[str, ...] = ()
 
 
 async def prepare_wrapped(executor: Executor, run: RunJob) -> Wrapped:
@@ -48,7 +51,8 @@ async def prepare_wrapped(executor: Executor, run: RunJob) -> Wrapped:
     wrapper = FileToWrite(d.own(L.WRAPPER), L.WRAPPER_SCRIPT.encode(), 0o755)
     await f.prepare(run, d, [wrapper, *p.files], p.dirs, executor.inputs)
     env = job_environment(run, d, await executor.launch_env(run, d))
-    return Wrapped(d, ["/bin/sh", d.own(L.WRAPPER), d.path, p.cwd, *p.argv], env)
+    inherit = check_allow(executor.settings.env_allow)
+    return Wrapped(d, ["/bin/sh", d.own(L.WRAPPER), d.path, p.cwd, *p.argv], env, inherit)
 
 
 class ProcessExecutor(Executor):
@@ -85,7 +89,7 @@ class ProcessExecutor(Executor):
         w = await prepare_wrapped(self, run)
         d = w.dir
         try:
-            await self.transport.spawn_detached(w.argv, env=w.env)
+            await self.transport.spawn_detached(w.argv, env=w.env, inherit=w.inherit)
         except OSError as e:
             if e.errno == errno.E2BIG:
                 raise StartRefused("the command line or environment is too long for this node") from e

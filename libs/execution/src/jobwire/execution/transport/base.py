@@ -147,11 +147,22 @@ class Transport(ABC):
         result = await self.run(["kill", "-s", sig.name.removeprefix("SIG"), "--", f"-{pgid}"])
         return result.rc == 0
 
-    async def spawn_detached(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:
+    async def spawn_detached(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        inherit: Sequence[str] | None = None,
+    ) -> None:
         """Start ``argv`` in a new session (its own process group) and return without waiting for it.
 
         The process must close the inherited stdin/stdout/stderr at once (the runner's wrapper does).
+        With ``inherit`` (``NAME`` / ``PREFIX*`` patterns) it starts with ``env`` and only the allowed
+        variables of the transport's environment, nothing else of it (a job's launch); without, with
+        ``env`` added to all of it.
         """
+        if inherit is not None:
+            raise NotImplementedError(f"the {self.name} transport cannot start a clean environment")
         (await self.run(["setsid", "-f", *argv], env=env)).check("starting a detached process")
 
     async def close(self) -> None:  # noqa: B027 - optional hook

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from jobwire.contracts.v1.files import FileEntry
 
+from ..attempt.env import inherited
 from .base import DirEntry, DirProbe, ExecResult, FileStat, Transport, TransportError, TransportTimeout
 from .confined import list_local, read_local
 
@@ -71,7 +72,14 @@ class LocalTransport(Transport):
         assert proc.returncode is not None
         return ExecResult(proc.returncode, out, err)
 
-    async def spawn_detached(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:
+    async def spawn_detached(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        inherit: Sequence[str] | None = None,
+    ) -> None:
+        start = base_environment() if inherit is None else inherited(os.environ, inherit)
         proc = await asyncio.create_subprocess_exec(
             _resolve("setsid"),
             "-f",
@@ -79,7 +87,7 @@ class LocalTransport(Transport):
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            env={**base_environment(), **(env or {})},
+            env={**start, **(env or {})},
         )
         _, err = await proc.communicate()
         if proc.returncode != 0:

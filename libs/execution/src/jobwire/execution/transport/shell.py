@@ -11,6 +11,7 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 
+from ..attempt.env import inherit_words
 from .base import DirEntry, DirProbe, FileStat, TransportError
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -23,11 +24,18 @@ def _check(value: str, what: str) -> str:
 
 
 def command(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None, tail: str = ""
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    tail: str = "",
+    inherit: Sequence[str] | None = None,
 ) -> str:
     """The shell text that runs ``argv`` with ``env`` added, ``argv[0]`` found in the login PATH.
 
-    ``tail`` is a fixed redirection suffix chosen by the caller (never user text).
+    With ``inherit`` the program starts from an empty environment (``env -i``) holding ``env`` and
+    only the login shell's variables that ``inherit`` allows. ``tail`` is a fixed redirection
+    suffix chosen by the caller (never user text).
     """
     if not argv:
         raise ValueError("argv is empty")
@@ -38,9 +46,9 @@ def command(
     parts: list[str] = []
     if cwd is not None:
         parts.append(f"cd {shlex.quote(_check(cwd, 'cwd'))} || exit 126;")
-    if env:
-        assigns = []
-        for k, v in env.items():
+    if env or inherit is not None:
+        assigns = [] if inherit is None else ["-i", *inherit_words(inherit)]
+        for k, v in (env or {}).items():
             if not ENV_NAME.match(k):
                 raise ValueError(f"{k!r} is not a valid environment variable name")
             assigns.append(shlex.quote(f"{k}={_check(v, f'env {k}')}"))

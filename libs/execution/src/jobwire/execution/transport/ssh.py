@@ -239,9 +239,15 @@ class SshTransport(Transport):
     ) -> ExecResult:
         return await self.shell(shell.command(argv, env=env, cwd=cwd), stdin=stdin, timeout=timeout)
 
-    async def spawn_detached(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:
+    async def spawn_detached(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        inherit: Sequence[str] | None = None,
+    ) -> None:
         # stdin/stdout closed at once, so the channel ends as soon as setsid has forked.
-        cmd = shell.command(["setsid", "-f", *argv], env=env, tail="</dev/null >/dev/null")
+        cmd = shell.command(["setsid", "-f", *argv], env=env, inherit=inherit, tail="</dev/null >/dev/null")
         (await self.shell(cmd)).check("starting a detached process")
 
     async def signal_group(self, pgid: int, sig: signal.Signals) -> bool:
