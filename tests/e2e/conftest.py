@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -11,6 +10,9 @@ import pytest
 
 from jobwire.stack.processes import free_port
 from jobwire.stack.stack import ExecutorConfig, Stack, StackConfig
+from tests.support.jobapi import logs, submit, wait_for, wait_state
+
+__all__ = ["logs", "make_stack", "submit", "wait_for", "wait_state"]
 
 FAST = {
     "JOBWIRE_SCHEDULER_TICK": "0.2",
@@ -53,29 +55,3 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def api(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.api_url, headers=stack.auth_headers, timeout=30) as client:
         yield client
-
-
-def wait_for(pred: Callable[[], object], timeout: float = 30.0, every: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def wait_state(api: httpx.Client, job_id: str, states: set[str] | str, timeout: float = 30.0) -> dict:
-    want = {states} if isinstance(states, str) else states
-
-    def check():
-        r = api.get(f"/v1/jobs/{job_id}")
-        return r.json() if r.status_code == 200 and r.json()["state"] in want else None
-
-    return wait_for(check, timeout, what=f"job {job_id} to be {sorted(want)}")
-
-
-def submit(api: httpx.Client, **spec) -> dict:
-    r = api.post("/v1/jobs", json=spec)
-    assert r.status_code in (201, 202), r.text
-    return r.json()

@@ -7,17 +7,16 @@ No engine means failed tests, never skipped ones: ``make test`` installs and sta
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import docker
-import httpx
 import pytest
 
 from jobwire.stack.processes import free_port
 from jobwire.stack.stack import ExecutorConfig, Stack, StackConfig
+from tests.support import jobapi
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[2]
@@ -34,7 +33,7 @@ FAST = {
     # the API on loopback without tokens (the gateway refuses to start open on other addresses)
     "JOBWIRE_GATEWAY_AUTH": "off",
 }
-END = {"succeeded", "failed", "cancelled", "timed_out"}
+END = jobapi.END
 
 
 @pytest.fixture(scope="session")
@@ -112,63 +111,12 @@ def stack(
     s.stop()
 
 
-class JobApi(httpx.Client):
-    """The REST API with the few steps every test takes (submit, wait for a state, read logs)."""
+class JobApi(jobapi.JobApi):
+    """The REST API with the few steps every test takes; Docker jobs get the test image by default."""
 
-    END = END
     IMAGE = IMAGE
-
-    @staticmethod
-    def wait_for(
-        pred: Callable[[], Any], timeout: float = 30.0, every: float = 0.1, what: str = "condition"
-    ) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = pred()
-            if value:
-                return value
-            time.sleep(every)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-    def up_nodes(self) -> set[str]:
-        body = self.get("/v1/nodes").json()
-        items = body["items"] if isinstance(body, dict) else body
-        return {n["name"] for n in items if n["state"] == "up"}
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        r = self.get(f"/v1/jobs/{job_id}")
-        assert r.status_code == 200, r.text
-        body: dict[str, Any] = r.json()
-        return body
-
-    def wait_state(self, job_id: str, states: set[str] | str, timeout: float = 40.0) -> dict[str, Any]:
-        want = {states} if isinstance(states, str) else states
-        last: dict[str, Any] = {}
-
-        def check() -> dict[str, Any] | None:
-            nonlocal last
-            last = self.job(job_id)
-            return last if last["state"] in want else None
-
-        try:
-            result: dict[str, Any] = self.wait_for(check, timeout, what=f"job {job_id} to be {sorted(want)}")
-        except AssertionError as e:
-            raise AssertionError(f"{e}; last seen: {last}") from None
-        return result
-
-    def submit(self, **spec: Any) -> dict[str, Any]:
-        spec.setdefault("image", IMAGE)
-        spec.setdefault("backend", "docker")
-        r = self.post("/v1/jobs", json=spec)
-        assert r.status_code in (201, 202), r.text
-        body: dict[str, Any] = r.json()
-        return body
-
-    def logs(self, job_id: str, stream: str | None = None) -> str:
-        params = {"stream": stream} if stream else {}
-        r = self.get(f"/v1/jobs/{job_id}/logs", params=params)
-        assert r.status_code == 200, r.text
-        return r.text
+    DEFAULTS: ClassVar[dict[str, Any]] = {"image": IMAGE, "backend": "docker"}
+    STATE_TIMEOUT: ClassVar[float] = 40.0
 
 
 @pytest.fixture(scope="session")

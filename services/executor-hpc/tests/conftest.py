@@ -10,18 +10,17 @@ import json
 import os
 import shutil
 import stat
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import httpx
 import pytest
 
 from jobwire.stack.processes import free_port
 from jobwire.stack.stack import ExecutorConfig, Stack, StackConfig
 from tests.fixtures.ssh import SshCluster, start_cluster, stop_cluster
+from tests.support import jobapi
 
 FAST = {
     "JOBWIRE_SCHEDULER_TICK": "0.2",
@@ -35,7 +34,7 @@ FAST = {
     "JOBWIRE_LOG_LEVEL": "INFO",
     "JOBWIRE_GATEWAY_AUTH": "off",
 }
-END = {"succeeded", "failed", "cancelled", "timed_out"}
+END = jobapi.END
 COUNTED = {"slurm": ("squeue", "sacct"), "sge": ("qstat", "qacct")}
 PASSED = {"slurm": ("sbatch", "scancel", "scontrol"), "sge": ("qsub", "qdel", "qhold", "qrls")}
 
@@ -187,58 +186,11 @@ def stack(
     s.stop()
 
 
-class JobApi(httpx.Client):
-    END = END
+class JobApi(jobapi.JobApi):
+    """The REST API with the few steps every test takes; jobs go to the HPC nodes by default."""
 
-    @staticmethod
-    def wait_for(
-        pred: Callable[[], Any], timeout: float = 30.0, every: float = 0.2, what: str = "condition"
-    ) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = pred()
-            if value:
-                return value
-            time.sleep(every)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-    def up_nodes(self) -> set[str]:
-        body = self.get("/v1/nodes").json()
-        return {n["name"] for n in body["items"] if n["state"] == "up"}
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        r = self.get(f"/v1/jobs/{job_id}")
-        assert r.status_code == 200, r.text
-        body: dict[str, Any] = r.json()
-        return body
-
-    def wait_state(self, job_id: str, states: set[str] | str, timeout: float = 60.0) -> dict[str, Any]:
-        want = {states} if isinstance(states, str) else states
-        last: dict[str, Any] = {}
-
-        def check() -> dict[str, Any] | None:
-            nonlocal last
-            last = self.job(job_id)
-            return last if last["state"] in want else None
-
-        try:
-            result: dict[str, Any] = self.wait_for(check, timeout, what=f"job {job_id} to be {sorted(want)}")
-        except AssertionError as e:
-            raise AssertionError(f"{e}; last seen: {last}") from None
-        return result
-
-    def submit(self, **spec: Any) -> dict[str, Any]:
-        spec.setdefault("backend", "hpc")
-        r = self.post("/v1/jobs", json=spec)
-        assert r.status_code in (201, 202), r.text
-        body: dict[str, Any] = r.json()
-        return body
-
-    def logs(self, job_id: str, stream: str | None = None) -> str:
-        params = {"stream": stream} if stream else {}
-        r = self.get(f"/v1/jobs/{job_id}/logs", params=params)
-        assert r.status_code == 200, r.text
-        return r.text
+    DEFAULTS: ClassVar[dict[str, Any]] = {"backend": "hpc"}
+    STATE_TIMEOUT: ClassVar[float] = 60.0
 
 
 @pytest.fixture(scope="session")

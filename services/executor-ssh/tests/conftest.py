@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from jobwire.stack.processes import ServiceProcess, free_port
 from jobwire.stack.stack import Stack, StackConfig
 from tests.fixtures.ssh import SshCluster, start_cluster, stop_cluster
+from tests.support.jobapi import logs, submit, wait_for, wait_state
 
 DATA = Path(__file__).parent / "data"
 NODES = {"gpu-a": "a100x2.csv", "gpu-b": "v100x2.csv"}
@@ -160,39 +160,3 @@ def ssh_stack(
         if s.executor is not None:
             s.executor.stop()
         stack.stop()
-
-
-def wait_for(
-    pred: Callable[[], Any], timeout: float = 30.0, every: float = 0.1, what: str = "condition"
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def submit(api: httpx.Client, **spec: Any) -> dict[str, Any]:
-    r = api.post("/v1/jobs", json=spec)
-    assert r.status_code in (201, 202), r.text
-    return dict(r.json())
-
-
-def wait_state(
-    api: httpx.Client, job_id: str, states: set[str] | str, timeout: float = 30.0
-) -> dict[str, Any]:
-    want = {states} if isinstance(states, str) else states
-
-    def check() -> dict[str, Any] | None:
-        r = api.get(f"/v1/jobs/{job_id}")
-        return r.json() if r.status_code == 200 and r.json()["state"] in want else None
-
-    return dict(wait_for(check, timeout, what=f"job {job_id} to be {sorted(want)}"))
-
-
-def logs(api: httpx.Client, job_id: str, stream: str = "stdout") -> str:
-    r = api.get(f"/v1/jobs/{job_id}/logs", params={"stream": stream})
-    assert r.status_code == 200, r.text
-    return r.text
