@@ -74,6 +74,8 @@ async function show() {
     can: (scope) => me.admin || me.scopes.includes(scope),
     go: (hash) => { location.hash = hash; },
     failed: (err) => {
+      // a page left (or shown again) aborts its own requests: that is no error to show on the next page
+      if (err?.name === "AbortError") return;
       if (err instanceof ApiError && err.status === 401) signIn("Your token expired or was revoked.");
       else main.prepend(errorBox(err));
     },
