@@ -138,6 +138,9 @@ def stack(
             slots=32,
             env={
                 **slurm,
+                # secrets of the executor's own, which no batch job may see (test_slurm's env test)
+                "PGPASSWORD": "pg-secret-hpc",
+                "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer otel-secret-hpc",
                 "JOBWIRE_HPC_CLUSTER": "jwtest",
                 "JOBWIRE_HPC_PROGRAMS_ROOT": str(programs.root),
                 "JOBWIRE_HPC_PROGRAMS_FILE": str(programs.file),

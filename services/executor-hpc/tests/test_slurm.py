@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -18,6 +19,24 @@ HOSTILE = [
     "`touch /tmp/jw-pwned`",
     "new\nline",
 ]
+
+
+def test_a_batch_job_never_sees_the_executors_environment(api):
+    """sbatch hands its whole environment to the job: it is submitted with the allowlist only."""
+    j = api.submit(
+        cluster="jwtest",
+        command=["python3", "-c", "import json, os; print(json.dumps(dict(os.environ)))"],
+        env={"GREETING": "slurm"},
+        resources={"cpus": 1, "memory": "64M", "walltime": 120},
+    )
+    done = api.wait_state(j["id"], api.END)
+    why = (done["reason"], api.logs(j["id"], "stderr"))
+    assert (done["state"], done["node"]) == ("succeeded", "hpc-slurm"), why
+    env = json.loads(api.logs(j["id"], "stdout"))
+    assert "PGPASSWORD" not in env and "OTEL_EXPORTER_OTLP_HEADERS" not in env
+    assert not any("secret-hpc" in v for v in env.values())
+    assert env["GREETING"] == "slurm" and env["JOBWIRE_JOB_ID"] == j["id"]
+    assert env["SLURM_JOB_ID"] and env["PATH"]  # the batch system's own variables still arrive
 
 
 def test_succeeds_with_exit_code_usage_and_logs(api, stack, slurm_cluster, batch_id):

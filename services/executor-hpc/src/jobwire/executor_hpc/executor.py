@@ -181,7 +181,10 @@ class HpcExecutor(Executor):
         await t.write_file(d.file(SUBMITTING), f"{name}\n".encode())
         self._count("submit")
         try:
-            batch_id = await self.scheduler.submit(t, d.file(BATCH_SCRIPT))
+            # sbatch and bsub hand the submitter's environment to the job: here it is the executor's
+            # own (its secrets), so only the allowlist goes; over SSH it is the login account's.
+            inherit = w.inherit if isinstance(t, LocalTransport) else None
+            batch_id = await self.scheduler.submit(t, d.file(BATCH_SCRIPT), inherit)
         except SchedulerUnavailable as e:
             raise StartDeferred(f"waiting for {self.scheduler.name}: {e}") from e
         except SchedulerError as e:

@@ -120,6 +120,9 @@ class BatchSystem(ABC):
     directive_prefix: ClassVar[str] = ""
     #: the submit command reads the script on stdin (LSF's ``bsub < script``), not from a path
     script_on_stdin: ClassVar[bool] = False
+    #: the client's own configuration variables (``SLURM_CONF``, ``SGE_ROOT``): the submit command
+    #: keeps these of the executor's environment besides the jobs' allowlist, and nothing else
+    client_env: ClassVar[tuple[str, ...]] = ()
     #: the jobs' own options: their type and the ``JobSpec`` field they arrive in (``backend_options``
     #: is decoded into that field by the executor); None for a batch system without job options
     options_type: ClassVar[type[msgspec.Struct] | None] = None
@@ -241,15 +244,29 @@ class BatchSystem(ABC):
 
     # --- glue to a transport --------------------------------------------------------------------
 
-    async def _run(self, transport: Transport, argv: list[str], timeout: float = 60.0) -> ExecResult:
-        return await transport.run(argv, env=self.env or None, timeout=timeout)
+    async def _run(
+        self,
+        transport: Transport,
+        argv: list[str],
+        timeout: float = 60.0,
+        inherit: Sequence[str] | None = None,
+    ) -> ExecResult:
+        return await transport.run(argv, env=self.env or None, timeout=timeout, inherit=inherit)
 
-    async def submit(self, transport: Transport, script_path: str) -> str:
+    async def submit(
+        self, transport: Transport, script_path: str, inherit: Sequence[str] | None = None
+    ) -> str:
+        """Submit the script; with ``inherit`` the submit command sees only those variables of the
+        transport's environment and the adapter's own (``self.env``): ``sbatch`` and ``bsub`` hand
+        their whole environment to the job, so the executor's must never reach them."""
         argv = self.build_submit(script_path)
+        if inherit is not None:
+            inherit = [*inherit, *self.client_env]
         if self.script_on_stdin:
             script = await transport.read_file(script_path)
-            return self.parse_submit(await transport.run(argv, stdin=script, env=self.env or None))
-        return self.parse_submit(await self._run(transport, argv))
+            result = await transport.run(argv, stdin=script, env=self.env or None, inherit=inherit)
+            return self.parse_submit(result)
+        return self.parse_submit(await self._run(transport, argv, inherit=inherit))
 
     async def list(self, transport: Transport, ids: Sequence[str]) -> dict[str, QueueEntry]:
         if not ids:

@@ -80,8 +80,10 @@ class Transport(ABC):
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
+        inherit: Sequence[str] | None = None,
     ) -> ExecResult:
-        """Run ``argv`` (never a shell string) and wait; ``env`` is added to the transport's environment.
+        """Run ``argv`` (never a shell string) and wait; ``env`` is added to the transport's environment,
+        or with ``inherit`` (``NAME``/``PREFIX*`` patterns) to only the variables of it they allow.
 
         ``argv[0]`` is looked up in the transport's own PATH, not in ``env``'s, so a job's PATH cannot
         redirect jobwire's helpers. Raises TransportTimeout when ``timeout`` passes.

@@ -50,16 +50,18 @@ class LocalTransport(Transport):
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
+        inherit: Sequence[str] | None = None,
     ) -> ExecResult:
         if not argv:
             raise ValueError("argv is empty")
+        start = base_environment() if inherit is None else inherited(os.environ, inherit)
         proc = await asyncio.create_subprocess_exec(
             _resolve(argv[0]),
             *argv[1:],
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**base_environment(), **(env or {})},
+            env={**start, **(env or {})},
             cwd=cwd,
         )
         try:

@@ -236,8 +236,10 @@ class SshTransport(Transport):
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
+        inherit: Sequence[str] | None = None,
     ) -> ExecResult:
-        return await self.shell(shell.command(argv, env=env, cwd=cwd), stdin=stdin, timeout=timeout)
+        cmd = shell.command(argv, env=env, cwd=cwd, inherit=inherit)
+        return await self.shell(cmd, stdin=stdin, timeout=timeout)
 
     async def spawn_detached(
         self,

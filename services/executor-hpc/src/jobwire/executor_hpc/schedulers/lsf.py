@@ -68,6 +68,7 @@ def _bytes(text: str) -> int | None:
 
 class Lsf(BatchSystem):
     name = "lsf"
+    client_env = ("LSF_*",)
     supports_hold = True
     directive_prefix = "#BSUB"
     script_on_stdin = True

@@ -43,6 +43,7 @@ AFTER_JOB = 100
 
 class Sge(BatchSystem):
     name = "sge"
+    client_env = ("SGE_*",)
     supports_hold = True
     multislot_option = "sge.parallel_environment"
 

@@ -77,6 +77,7 @@ def exit_code_of(text: str) -> int | None:
 
 class Slurm(BatchSystem):
     name = "slurm"
+    client_env = ("SLURM_*",)
     supports_hold = True
 
     options_type = SlurmOptions

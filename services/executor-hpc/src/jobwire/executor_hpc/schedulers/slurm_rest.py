@@ -248,8 +248,16 @@ class SlurmRest(Slurm):
 
     # --- glue: headers on stdin, the job description next to the script ------------------------
 
-    async def _run(self, transport: Transport, argv: list[str], timeout: float = 60.0) -> ExecResult:
-        return await transport.run(argv, stdin=self.headers(), env=self.env or None, timeout=timeout)
+    async def _run(
+        self,
+        transport: Transport,
+        argv: list[str],
+        timeout: float = 60.0,
+        inherit: Sequence[str] | None = None,
+    ) -> ExecResult:
+        return await transport.run(
+            argv, stdin=self.headers(), env=self.env or None, timeout=timeout, inherit=inherit
+        )
 
     def submit_files(
         self, req: BatchRequest, directives: Sequence[Directive], script: str

@@ -73,6 +73,7 @@ GONE = ("Unknown Job Id", "Job has finished")
 
 class Torque(BatchSystem):
     name = "torque"
+    client_env = ("PBS_*", "TORQUE_*")
     supports_hold = True
     #: the full-status format used unless ``options["qstat_format"]`` names one
     default_format: ClassVar[str] = "xml"
