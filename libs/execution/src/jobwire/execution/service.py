@@ -82,6 +82,7 @@ class ExecutorService:
     ) -> None:
         self.settings = settings or executor_settings()
         sj.check_token(self.settings.node, "node")
+        check_run_as(self.settings)
         self.bus_settings = bus_settings or _default_bus_settings()
         self.executor = executor or load_executor(self.settings.backend).from_settings(self.settings)
         self.node = self.settings.node
@@ -404,6 +405,7 @@ class ExecutorService:
         await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=now()))
         try:
             refuse_image(run, self.settings.backend)
+            refuse_owner(run, self.settings)
             handle = await self.executor.start(self.executor.with_options(run))
         except StartRefused as e:
             log.info("%s attempt %d refused: %s", run.job_id, run.attempt, e)
@@ -502,6 +504,29 @@ def _job_of(m: Msg) -> str:
         return msgspec.json.decode(m.data, type=_JobKey).job_id
     except (msgspec.DecodeError, msgspec.ValidationError):
         return ""
+
+
+def check_run_as(settings: ExecutorSettings) -> None:
+    """Refuse to start with a run-as mode this executor cannot honour (only ``self`` exists yet)."""
+    if settings.run_as != "self":
+        raise ValueError(
+            f"JOBWIRE_EXECUTOR_RUN_AS={settings.run_as!r} is not supported yet: only 'self' (jobs run as "
+            "the executor's own account), with JOBWIRE_EXECUTOR_OWNER naming the one owner it serves"
+        )
+    if settings.owner is None:
+        log.warning(
+            "every job runs as this executor's own OS account and can read the others' files: "
+            "set JOBWIRE_EXECUTOR_OWNER to serve a single owner (issue 12)"
+        )
+
+
+def refuse_owner(run: RunJob, settings: ExecutorSettings) -> None:
+    """A job whose owner is not the one this executor serves never runs as the executor's account."""
+    if settings.owner is not None and run.owner != settings.owner:
+        raise StartRefused(
+            f"node {settings.node!r} runs jobs as its own OS account for owner {settings.owner!r} only "
+            f"(JOBWIRE_EXECUTOR_OWNER); a job of {run.owner!r} would share that account's files"
+        )
 
 
 def refuse_image(run: RunJob, backend: str) -> None:

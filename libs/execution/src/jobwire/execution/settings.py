@@ -54,6 +54,12 @@ class ExecutorSettings:
         default_factory=lambda: ["PATH", "HOME", "LANG", "LC_*", "TZ", "USER", "LOGNAME", "TMPDIR"]
     )
 
+    #: which OS account a job runs as: ``self`` (the executor's own; the only one implemented so far)
+    run_as: str = "self"
+    #: the one owner whose jobs this executor runs (``self`` shares the executor's account, its
+    #: files and every other job's with the job): another owner's job is refused; None: any owner
+    owner: str | None = None
+
     def root_dir(self) -> str:
         return self.root or os.path.join(".jobwire", "executor", self.node)
 
