@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import webbrowser
 from collections.abc import Callable, Sequence
 
+import argcomplete
+from argcomplete.shell_integration import shellcode
 from rich.console import Console
 from rich.text import Text
 
@@ -24,6 +27,7 @@ from .specs import UsageError
 SUBMIT_EXAMPLES = """\
 examples:
   jobwire submit train.py --gpus 1 --expected-time 2h -- --epochs 10   # upload train.py, args after --
+  jobwire submit --program gromacs@2024.1 -- -deffnm run1              # a catalog program, args after --
   jobwire submit --name hello --follow -- echo hello                  # run a command, stream its output
   jobwire submit -f job.yaml --label run=3 --wait                     # a spec file, flags on top
 """
@@ -90,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", nargs="?", help="a script to upload (.py, .sh, ...) or a .yaml/.json spec")
     p.add_argument("-f", "--spec", dest="spec_file", metavar="SPEC", help="a YAML or JSON job spec")
+    p.add_argument("--program", metavar="NAME@VERSION", help="run a catalog program (see `jobwire programs`)")
     p.add_argument(
         "--batch",
         metavar="FILE",
@@ -186,6 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="PATH", help="write the file there instead of stdout")
     _json_flag(p, short=False)
 
+    p = add("open", open_in_browser, "open a job's page in the web dashboard")
+    p.add_argument("job")
+    p.add_argument("--print", action="store_true", help="only print the page's address")
+
+    p = sub.add_parser(
+        "completion",
+        help='print the shell completion script: eval "$(jobwire completion bash)"',
+        description="Print a completion script for your shell. bash: add "
+        '`eval "$(jobwire completion bash)"` to ~/.bashrc; zsh: the same in ~/.zshrc; fish: '
+        "`jobwire completion fish > ~/.config/fish/completions/jobwire.fish`.",
+    )
+    p.add_argument("shell", choices=("bash", "zsh", "fish"))
+    p.set_defaults(offline=completion_script)
+
     inputs = sub.add_parser(
         "input",
         help="named inputs (config files, datasets) that jobs list in `inputs`",
@@ -241,7 +260,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in argv:  # everything after `--` is the job's command, never our options
         cut = argv.index("--")
         argv, rest = argv[:cut], argv[cut + 1 :]
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argcomplete.autocomplete(parser)  # answers the shell's completion request (and exits) when asked
+    args = parser.parse_args(argv)
+    if getattr(args, "offline", None) is not None:  # needs no gateway
+        code: int = args.offline(args)
+        return code
     if rest and args.cmd != "submit":
         build_parser().error("only `submit` takes a command after --")
     args.command = rest
@@ -281,6 +305,22 @@ def _api_message(exc: ApiError) -> str:
 def _fail(err: Console, message: str, status: int) -> int:
     err.print(Text(message, style="red"))
     return status
+
+
+def completion_script(args: argparse.Namespace) -> int:
+    """argcomplete's shell code for ``jobwire``: completes commands, options and choices."""
+    print(shellcode(["jobwire"], shell=args.shell))
+    return 0
+
+
+def open_in_browser(client: JobwireClient, args: argparse.Namespace, io: commands.Output) -> int:
+    """The dashboard's page of a job the caller can see (a 404 otherwise), in the browser ($BROWSER)."""
+    job = client.get(args.job)
+    url = f"{client.base_url}/ui#/jobs/{job.id}"
+    print(url, flush=True)
+    if not args.print and not webbrowser.open(url):
+        return _fail(commands.console(stderr=True), "no browser could be started; open the address above", 1)
+    return 0
 
 
 if __name__ == "__main__":

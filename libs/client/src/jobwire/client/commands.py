@@ -99,6 +99,7 @@ def submit(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
         env_pairs=args.env,
         label_pairs=args.label,
         interpreter=args.interpreter,
+        program=getattr(args, "program", None),
     )
     # a key per invocation: a retried submit (by the user or a proxy) cannot start the job twice
     done = client.submit_detailed(spec, idempotency_key=args.idempotency_key or str(uuid.uuid4()))

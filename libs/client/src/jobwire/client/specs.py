@@ -85,6 +85,7 @@ def build_spec(
     env_pairs: Sequence[str] = (),
     label_pairs: Sequence[str] = (),
     interpreter: str | None = None,
+    program: str | None = None,
 ) -> v1.JobSpec:
     """Spec file first, then the code file, then the command, then flags on top.
 
@@ -97,6 +98,12 @@ def build_spec(
         for key in _SOURCES:
             raw.pop(key, None)
         raw["code"] = code_of(Path(file), shlex.split(interpreter) if interpreter else None)
+    if program:
+        if file:
+            raise UsageError("give a script or --program, not both")
+        for key in _SOURCES:
+            raw.pop(key, None)
+        raw["program"] = program
     if command:
         if any(raw.get(k) is not None for k in ("code", "program", "script")):
             raw["args"] = list(command)
