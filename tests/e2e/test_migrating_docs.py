@@ -43,7 +43,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_the_document_has_runnable_examples() -> None:
-    assert "The GPU job queue" in sections()
+    """Each system jobwire replaces has a section with at least one example that runs."""
+    assert set(sections()) >= {
+        "The GPU job queue",
+        "The OPEVA backend",
+        "hpc-queue-api",
+        "The ASTRA SLURM fork",
+    }
+
+
+def test_shown_only_blocks_say_why() -> None:
+    """A ``bash`` block is not run: the paragraph before it must say so (``not run here: ...``)."""
+    text = DOC.read_text()
+    for m in re.finditer(r"^```bash\n", text, flags=re.M):
+        before = text[: m.start()].rstrip().rsplit("\n\n", 1)[-1]
+        assert "not run here" in " ".join(before.lower().split()), (
+            f"a shown-only block lacks its reason:\n{before}"
+        )
 
 
 @pytest.mark.parametrize("title", sorted(sections()))
