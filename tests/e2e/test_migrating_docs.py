@@ -10,8 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
+import yaml
 
+from jobwire.contracts import v1
 from jobwire.stack.stack import ExecutorConfig, Stack
 from tests.e2e.conftest import make_stack
 
@@ -84,3 +87,28 @@ def test_section_examples_run(title: str, stack: Stack, tmp_path: Path) -> None:
         assert done.returncode == 0, (
             f"{title}, block {n}:\n{block}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
         )
+
+
+def test_shown_only_specs_are_valid_job_specs() -> None:
+    """The YAML specs in shown-only blocks cannot run here, but they must still be jobs jobwire accepts."""
+    specs = [
+        spec
+        for block in re.findall(r"^```bash\n(.*?)^```", DOC.read_text(), flags=re.M | re.S)
+        for spec in re.findall(r"<<'YAML'\n(.*?)^YAML$", block, flags=re.M | re.S)
+    ]
+    assert len(specs) >= 3
+    for text in specs:
+        spec = v1.convert_strict(yaml.safe_load(text), v1.JobSpec)  # refuses unknown fields, as submit does
+        if spec.backend_options:
+            assert any(_fits(spec.backend_options, kind) for kind in OPTIONS), spec.backend_options
+
+
+OPTIONS = (v1.DockerOptions, v1.SlurmOptions, v1.SgeOptions, v1.TorqueOptions)
+
+
+def _fits(options: dict[str, object], kind: type) -> bool:
+    try:
+        v1.convert_strict(options, kind)
+    except (msgspec.ValidationError, v1.UnknownField):
+        return False
+    return True
