@@ -85,3 +85,10 @@ def test_listing_shows_symlinks_without_entering_them_and_is_capped(root: Path) 
     assert len(few) == 2 and left == 4
     with pytest.raises(PathRefused):
         list_local(str(root), "work/outdir", 10)
+
+
+def test_a_hard_link_to_a_file_outside_is_not_read(root: Path) -> None:
+    os.link(root.parent / "outside" / "secret", root / "work" / "hardlinked")
+    with pytest.raises(PathRefused, match="hard link"):
+        read_local(str(root), "work/hardlinked", 0, 100)
+    assert read_local(str(root), "work/train.log", 0, 100) == (b"epoch 1\n", 8)

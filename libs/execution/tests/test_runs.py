@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
+from nats.js.errors import ObjectNotFoundError
 
 from jobwire.contracts.v1 import JobState
 from jobwire.contracts.v1 import subjects as sj
@@ -65,6 +67,46 @@ async def test_success_reports_logs_env_progress_and_artifacts(harness, monkeypa
     store = await harness.bus.artifacts()
     assert (await store.get(f"{job}/result.txt")).data == b"42\n"
     assert (await store.get(f"{job}/sub/more.bin")).data == b"\x00\x01"
+
+
+LINKS = r"""
+import os, sys
+out = os.environ["JOBWIRE_OUTPUT_DIR"]
+open(os.path.join(out, "plain.txt"), "w").write("mine\n")
+os.link(sys.argv[1], os.path.join(out, "hard.txt"))
+os.symlink(sys.argv[1], os.path.join(out, "soft.txt"))
+"""
+
+
+async def test_outputs_that_link_outside_are_not_uploaded(harness, tmp_path):
+    """Issue 12: a hard link (or symlink) in outputs/ to a file outside never becomes an artifact."""
+    outside = tmp_path / "outside-secret"
+    outside.write_text("not the job's\n")
+    svc = await harness.executor()
+    job = await harness.run(svc.node, {"command": [sys.executable, "-c", LINKS, str(outside)]})
+    done = await harness.wait(job, "finished")
+    assert done.outcome is JobState.SUCCEEDED, await harness.text(job, "stderr")
+    assert [a.name for a in done.artifacts] == ["plain.txt"]
+    store = await harness.bus.artifacts()
+    assert (await store.get(f"{job}/plain.txt")).data == b"mine\n"
+    for name in ("hard.txt", "soft.txt"):
+        with pytest.raises(ObjectNotFoundError):
+            await store.get(f"{job}/{name}")
+
+
+async def test_an_output_swapped_for_a_symlink_after_listing_is_refused(harness, tmp_path):
+    from jobwire.execution.transport.confined import PathRefused
+
+    svc = await harness.executor()
+    job = await harness.run(svc.node, {"command": ["sh", "-c", 'echo 1 > "$JOBWIRE_OUTPUT_DIR/a.txt"']})
+    await harness.wait(job, "finished")
+    ex = svc.executor
+    d = ex.files().dir(job, 1)
+    assert [o.name for o in await ex.files().list_outputs(d)] == ["a.txt"]
+    os.unlink(f"{d.outputs}/a.txt")
+    os.symlink("/etc/hostname", f"{d.outputs}/a.txt")
+    with pytest.raises(PathRefused, match="symlink"):
+        await ex.files().read_output(d, "a.txt", 0, 100)
 
 
 async def test_failing_exit_code_is_reported(harness):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import io
 import logging
 from collections.abc import Awaitable, Callable
@@ -15,6 +17,7 @@ from jobwire.contracts.v1 import subjects as sj
 from jobwire.runtime.metrics import ARTIFACT_BYTES
 
 from .executor import Executor, RunHandle
+from .transport.confined import PathRefused
 
 log = logging.getLogger(__name__)
 READ_SIZE = 1024 * 1024
@@ -51,6 +54,8 @@ class _BackendReader(io.BufferedIOBase):
 class Uploaded:
     artifacts: list[Artifact]
     skipped: list[str]
+    #: outputs not read: a symlink or hard link, or a path swapped during the upload
+    refused: list[str] = dataclasses.field(default_factory=list)
 
 
 async def upload_outputs(
@@ -64,6 +69,7 @@ async def upload_outputs(
     job_id = handle.run.job_id
     done: list[Artifact] = []
     skipped: list[str] = []
+    refused: list[str] = []
     total = 0
     outputs = sorted(await executor.list_outputs(handle), key=lambda f: f.name)
     store = await bucket() if outputs else None
@@ -76,7 +82,16 @@ async def upload_outputs(
         def reader(name: str = f.name) -> _BackendReader:
             return _BackendReader(loop, lambda off, n: executor.read_output(handle, name, off, n))
 
-        info = await store.put(sj.artifact_object(job_id, f.name), reader())
+        obj = sj.artifact_object(job_id, f.name)
+        try:
+            await executor.read_output(handle, f.name, 0, 0)  # a link or swapped path: refused here
+            info = await store.put(obj, reader())
+        except PathRefused as e:  # or swapped in during the upload
+            log.warning("%s attempt %d: output not uploaded: %s", job_id, handle.run.attempt, e)
+            refused.append(f.name)
+            with contextlib.suppress(Exception):
+                await store.delete(obj)
+            continue
         size = info.size or 0
         total += size
         ARTIFACT_BYTES.inc(size)
@@ -90,4 +105,4 @@ async def upload_outputs(
             max_bytes,
             ", ".join(skipped[:20]),
         )
-    return Uploaded(done, skipped)
+    return Uploaded(done, skipped, refused)

@@ -154,9 +154,11 @@ class AttemptFiles:
         return [OutputFile(e.name, e.size) for e in entries if e.kind == "file"]
 
     async def read_output(self, d: L.AttemptDir, name: str, offset: int, size: int) -> bytes:
-        if name.startswith("/") or ".." in name.split("/"):
-            raise ValueError(f"output name {name!r} leaves the output directory")
-        return await self.transport.read_file(posixpath.join(d.outputs, name), offset, size)
+        """Read as the job's files are always read (``read_confined``): component by component
+        without following a symlink, so one swapped in after the listing is refused (PathRefused),
+        regular files only, never through a hard link."""
+        data, _ = await self.transport.read_confined(d.outputs, name, offset, size)
+        return data
 
     async def load_state(self, d: L.AttemptDir) -> bytes | None:
         try:

@@ -84,6 +84,10 @@ def read_local(root: str, rel: str, offset: int, size: int) -> tuple[bytes, int]
         info = os.fstat(fd)
         if not st.S_ISREG(info.st_mode):
             raise NotRegular(f"{rel} is not a regular file")
+        if info.st_nlink > 1:
+            # A second name of a file the job may not own (``ln /etc/hostname outputs/``): the
+            # executor reads with more rights than the job, so it never reads through one.
+            raise PathRefused(f"{rel} is a hard link ({info.st_nlink} names); it is not read")
         return os.pread(fd, max(0, size), max(0, offset)), info.st_size
 
 
