@@ -131,6 +131,14 @@ async def test_the_gateway_submits_and_reads_but_cannot_dispatch_or_change_strea
         )
         assert (await sub.next_msg(timeout=2)).data == b'{"s":1}'
         await sub.unsubscribe()
+        # logs and events are read through an ephemeral pull consumer, a batch at a time
+        pull = await gw.js.pull_subscribe(
+            sj.job_events_filter("job-gw"),
+            stream=sj.EVT_STREAM,
+            config=ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=30),
+        )
+        assert [m.data for m in await pull.fetch(8, timeout=2)] == [b'{"s":1}']
+        await pull.unsubscribe()
     finally:
         await gw.close()
 

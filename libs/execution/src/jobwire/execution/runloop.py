@@ -321,6 +321,10 @@ class RunLoop:
     def _finished(self, t: Tracked, status: RunStatus, uploaded: Uploaded) -> RunFinished:
         code = status.exit_code
         ended_at = status.ended_at or time.time()
+        if t.journal.running_at is not None:
+            # never before the start already reported: Docker dates a container that exits at once
+            # StartedAt a fraction of a millisecond after its FinishedAt
+            ended_at = max(ended_at, t.journal.running_at)
         stop = t.journal.stop
         if stop is not None and not (status.ended_at is not None and status.ended_at < stop.at):
             outcome, reason = stop.outcome, stop.reason

@@ -52,6 +52,8 @@ def _consumers(stream: str) -> list[str]:
         f"{_API}.CONSUMER.CREATE.{stream}.>",
         f"{_API}.CONSUMER.INFO.{stream}.>",
         f"{_API}.CONSUMER.DELETE.{stream}.>",
+        # pulls from its own pull consumers (the gateway reads logs and events a batch at a time)
+        f"{_API}.CONSUMER.MSG.NEXT.{stream}.>",
     ]
 
 
