@@ -39,5 +39,5 @@ async def test_another_owners_job_is_refused_and_never_runs(harness, tmp_path):
 
 async def test_a_run_as_mode_not_implemented_refuses_the_start(harness):
     for mode in ("owner", "fixed:nobody"):
-        with pytest.raises(ValueError, match="not supported yet"):
+        with pytest.raises(ValueError, match="not supported yet by the 'local' backend"):
             ExecutorService(harness.settings(run_as=mode))

@@ -30,6 +30,8 @@ from jobwire.contracts.v1 import (
 from jobwire.contracts.v1.options import schema_of
 from jobwire.runtime import plugins
 
+from .accounts import RunAs
+from .accounts import StartRefused as StartRefused
 from .settings import ExecutorSettings
 
 if TYPE_CHECKING:
@@ -42,10 +44,6 @@ EXECUTORS_GROUP = plugins.GROUPS["executor backend"]
 #: The log streams of every run.
 STREAMS = ("stdout", "stderr")
 RunKey = tuple[str, int]
-
-
-class StartRefused(Exception):
-    """This node cannot run the job as asked; reported as ``failed`` with this message as the reason."""
 
 
 class StartDeferred(Exception):
@@ -131,9 +129,14 @@ class Executor(ABC):
     #: ``backend_options`` (``docker``, ``ssh``); a backend without options leaves both None
     options_type: ClassVar[type[msgspec.Struct] | None] = None
     options_field: ClassVar[str | None] = None
+    #: the ``JOBWIRE_EXECUTOR_RUN_AS`` modes this backend honours (``self``, ``fixed``, ``owner``);
+    #: the service refuses to start with any other, so no job runs as the wrong account
+    run_as_modes: ClassVar[frozenset[str]] = frozenset({"self"})
 
     def __init__(self, settings: ExecutorSettings) -> None:
         self.settings = settings
+        #: how a job's owner maps to the OS account it runs as (:mod:`jobwire.execution.accounts`)
+        self.run_as: RunAs = settings.run_as_policy()
         #: where a job's named inputs come from; the service sets it once connected to the bus
         self.inputs: InputSource | None = None
         #: the programs ``program: NAME@VERSION`` may name here; the service keeps it rescanned and

@@ -82,9 +82,9 @@ class ExecutorService:
     ) -> None:
         self.settings = settings or executor_settings()
         sj.check_token(self.settings.node, "node")
-        check_run_as(self.settings)
         self.bus_settings = bus_settings or _default_bus_settings()
         self.executor = executor or load_executor(self.settings.backend).from_settings(self.settings)
+        check_run_as(self.settings, self.executor)
         self.node = self.settings.node
         self.instance = secrets.token_hex(8)
         self.started_at: float | None = None
@@ -506,14 +506,16 @@ def _job_of(m: Msg) -> str:
         return ""
 
 
-def check_run_as(settings: ExecutorSettings) -> None:
-    """Refuse to start with a run-as mode this executor cannot honour (only ``self`` exists yet)."""
-    if settings.run_as != "self":
+def check_run_as(settings: ExecutorSettings, executor: Executor) -> None:
+    """Refuse to start with a run-as mode this backend cannot honour (ValueError)."""
+    mode = executor.run_as.mode
+    if mode not in executor.run_as_modes:
         raise ValueError(
-            f"JOBWIRE_EXECUTOR_RUN_AS={settings.run_as!r} is not supported yet: only 'self' (jobs run as "
-            "the executor's own account), with JOBWIRE_EXECUTOR_OWNER naming the one owner it serves"
+            f"JOBWIRE_EXECUTOR_RUN_AS={settings.run_as!r} is not supported yet by the {executor.backend!r} "
+            f"backend (it runs jobs as: {', '.join(sorted(executor.run_as_modes))}); with 'self', "
+            "JOBWIRE_EXECUTOR_OWNER names the one owner it serves"
         )
-    if settings.owner is None:
+    if mode == "self" and settings.owner is None:
         log.warning(
             "every job runs as this executor's own OS account and can read the others' files: "
             "set JOBWIRE_EXECUTOR_OWNER to serve a single owner (issue 12)"

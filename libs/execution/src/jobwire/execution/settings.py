@@ -11,6 +11,8 @@ from typing import Any
 
 from jobwire.runtime.settings import from_env
 
+from .accounts import RunAs
+
 ENV_PREFIX = "JOBWIRE_EXECUTOR_"
 
 
@@ -54,11 +56,34 @@ class ExecutorSettings:
         default_factory=lambda: ["PATH", "HOME", "LANG", "LC_*", "TZ", "USER", "LOGNAME", "TMPDIR"]
     )
 
-    #: which OS account a job runs as: ``self`` (the executor's own; the only one implemented so far)
+    #: which OS account a job runs as: ``self`` (the executor's own), ``fixed:<user>`` or ``owner``
+    #: (one account per owner); see :mod:`jobwire.execution.accounts`
     run_as: str = "self"
     #: the one owner whose jobs this executor runs (``self`` shares the executor's account, its
-    #: files and every other job's with the job): another owner's job is refused; None: any owner
+    #: files and every other job's with the job): another owner's job is refused; None with ``self``:
+    #: the first owner whose job arrives, kept in the root directory
     owner: str | None = None
+    #: ``owner: account`` lines for ``run_as=owner``
+    accounts_file: str | None = None
+    #: the naming rule for ``run_as=owner`` (prefix + the owner's name made a user name); None:
+    #: ``jw-`` without a mapping file, no rule with one
+    account_prefix: str | None = None
+    #: create a missing mapped account with ``useradd`` (no login shell, home below accounts_home)
+    create_accounts: bool = False
+    accounts_home: str = "/var/lib/jobwire/home"
+    #: let a job run as uid 0 (a mapping to root, or ``fixed:root``)
+    allow_root: bool = False
+
+    def run_as_policy(self) -> RunAs:
+        """``run_as`` and the account settings parsed; ValueError refuses the executor's start."""
+        return RunAs.parse(
+            self.run_as,
+            accounts_file=self.accounts_file,
+            prefix=self.account_prefix,
+            create=self.create_accounts,
+            home_base=self.accounts_home,
+            allow_root=self.allow_root,
+        )
 
     def root_dir(self) -> str:
         return self.root or os.path.join(".jobwire", "executor", self.node)
