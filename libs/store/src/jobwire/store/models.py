@@ -77,8 +77,16 @@ class JobRow(Base):
     details: Mapped[bytes | None] = mapped_column(LargeBinary)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     delete_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: a task of an array: the array's id and this task's index (see ``ArrayRow``)
+    array_id: Mapped[str | None] = mapped_column(String(36))
+    array_index: Mapped[int | None] = mapped_column(Integer)
+    #: not started before this time: a retry waiting out its backoff
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
+        # an array's tasks in index order (its page of tasks), and its counts by state
+        Index("ix_jobs_array_id_index", "array_id", "array_index"),
+        Index("ix_jobs_array_id_state", "array_id", "state"),
         # Lists page newest first: an index ending in the id serves each filter without a sort, at any
         # cursor depth (several states are one such walk per state, merged: see queries.list_jobs).
         Index("ix_jobs_state_id", "state", "id"),
@@ -100,6 +108,9 @@ class TransitionRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     reason: Mapped[str | None] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    #: the attempt's node and exit code, on the transition that ended it (each attempt shows its own)
+    node: Mapped[str | None] = mapped_column(String(128))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
 
     #: Never loaded (``lazy="raise"``). Declared so that a flush inserts a job before the rows pointing
     #: at it: without a relationship the unit of work does not order inserts by foreign key.
@@ -120,6 +131,32 @@ class JobLabelRow(Base):
 
     #: a label filter walks (key, value)'s jobs in id order, so a page needs no sort of every match
     __table_args__ = (Index("ix_job_labels_key_value_job_id", "key", "value", "job_id"),)
+
+
+class ArrayRow(Base):
+    """An array of ``count`` tasks of one spec, stored once. Its tasks become rows in ``jobs`` only as
+    the scheduler schedules them: ``materialised`` counts those made so far (indices ``start`` ..
+    ``start + materialised - 1``); the rest wait here, queued, held or cancelled as the array is."""
+
+    __tablename__ = "arrays"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(128))
+    #: the tasks' spec (without ``array``), msgspec JSON
+    spec: Mapped[bytes] = mapped_column(LargeBinary)
+    count: Mapped[int] = mapped_column(Integer)
+    start: Mapped[int] = mapped_column(Integer, default=0)
+    parallelism: Mapped[int | None] = mapped_column(Integer)
+    materialised: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    held: Mapped[bool] = mapped_column(Boolean, default=False)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: set once every task has finished (or the array was cancelled and its live tasks ended)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_arrays_owner_id", "owner", "id"),)
 
 
 class JobCountRow(Base):

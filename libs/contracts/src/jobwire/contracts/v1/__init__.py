@@ -23,7 +23,19 @@ from .eligibility import (
 )
 from .files import FileEntry, FilesReply, FilesRequest
 from .ids import is_job_id, new_job_id
-from .job import Artifact, GpuInfo, Job, NodeCapacity, NodeView, TransitionRecord, Usage, job_spec_of
+from .job import (
+    ArrayTask,
+    ArrayView,
+    Artifact,
+    AttemptRecord,
+    GpuInfo,
+    Job,
+    NodeCapacity,
+    NodeView,
+    TransitionRecord,
+    Usage,
+    job_spec_of,
+)
 from .messages import (
     CancelJob,
     CancelRun,
@@ -52,11 +64,15 @@ from .messages import (
     Work,
 )
 from .spec import (
+    MAX_ARRAY_TASKS,
+    RETRY_ON,
+    ArraySpec,
     CodeFile,
     DockerOptions,
     InputRef,
     JobSpec,
     Resources,
+    RetrySpec,
     SgeOptions,
     SlurmOptions,
     SshOptions,
@@ -79,12 +95,18 @@ from .units import format_hms, parse_duration, parse_size
 
 __all__ = [
     "ACTIVE",
+    "MAX_ARRAY_TASKS",
     "ON_NODE",
+    "RETRY_ON",
     "RULES",
     "TERMINAL",
     "TRANSITIONS",
     "AccessCommand",
+    "ArraySpec",
+    "ArrayTask",
+    "ArrayView",
     "Artifact",
+    "AttemptRecord",
     "AuditRecord",
     "CancelJob",
     "CancelRun",
@@ -120,6 +142,7 @@ __all__ = [
     "Report",
     "RequeueJob",
     "Resources",
+    "RetrySpec",
     "RevokeToken",
     "Rule",
     "RunFinished",

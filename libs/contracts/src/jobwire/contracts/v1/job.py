@@ -40,6 +40,18 @@ class Artifact(msgspec.Struct, kw_only=True):
     digest: str | None = None
 
 
+class AttemptRecord(msgspec.Struct, kw_only=True):
+    """How one attempt of a job went (its logs: ``/v1/jobs/{id}/logs?attempt=N``)."""
+
+    attempt: int
+    state: JobState
+    node: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
 class Job(JobSpec, kw_only=True, omit_defaults=False):
     """A submitted job: its spec plus what happened to it."""
 
@@ -58,6 +70,46 @@ class Job(JobSpec, kw_only=True, omit_defaults=False):
     artifacts: list[Artifact] = []
     ports: dict[str, str] = {}
     details: dict[str, Any] = {}
+    #: set on a task of an array: the array's id and this task's index in it
+    array_id: str | None = None
+    array_index: int | None = None
+    #: every attempt so far, oldest first (a retried job has one per run)
+    attempts: list[AttemptRecord] = []
+    #: a job waiting out a retry's backoff is not started before this time
+    not_before: datetime | None = None
+
+
+class ArrayTask(msgspec.Struct, kw_only=True):
+    """One task of an array; ``job_id`` is None until the scheduler has made its job."""
+
+    index: int
+    state: JobState
+    job_id: str | None = None
+    attempt: int = 0
+    node: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+class ArrayView(msgspec.Struct, kw_only=True):
+    """An array (``GET /v1/arrays/{id}``): its counts by state over every task, and a page of tasks."""
+
+    id: str
+    owner: str
+    name: str | None
+    count: int
+    start: int
+    parallelism: int | None
+    #: tasks made into jobs so far (the rest wait as one row, counted ``queued``, ``held`` or
+    #: ``cancelled`` as the array is)
+    materialised: int
+    held: bool
+    cancelled: bool
+    done: bool
+    counts: dict[str, int]
+    created_at: datetime
+    tasks: list[ArrayTask] = []
+    next_cursor: str | None = None
 
 
 class GpuInfo(msgspec.Struct, kw_only=True, omit_defaults=True):

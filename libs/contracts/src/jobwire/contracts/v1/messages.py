@@ -74,6 +74,10 @@ class RunJob(msgspec.Struct, kw_only=True, tag="run", tag_field="type"):
     spec: JobSpec
     owner: str = "anonymous"
     timeout: float | None = None
+    #: a task of an array: seen by the job as JOBWIRE_ARRAY_ID, _INDEX and _COUNT
+    array_id: str | None = None
+    array_index: int | None = None
+    array_count: int | None = None
 
 
 class CancelRun(msgspec.Struct, kw_only=True, tag="cancel", tag_field="type"):

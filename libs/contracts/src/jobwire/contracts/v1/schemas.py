@@ -19,6 +19,7 @@ SCHEMAS: dict[str, Any] = {
     "JobSpec": spec.JobSpec,
     "Job": job.Job,
     "NodeView": job.NodeView,
+    "ArrayView": job.ArrayView,
     "Command": messages.Command,
     "Work": messages.Work,
     "Report": messages.Report,

@@ -312,6 +312,52 @@ class SshOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
     gpu_ids: list[int] = []
 
 
+#: the most tasks one array may have (stored as one row until its tasks are scheduled)
+MAX_ARRAY_TASKS = 1_000_000
+#: what a retry may be asked on: the ends of an attempt that another attempt can mend
+RETRY_ON = ("failed", "lost", "timed_out")
+#: the longest wait between two attempts, however often the backoff doubled (one day)
+MAX_BACKOFF = 86400.0
+
+
+class ArraySpec(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """``count`` tasks of one spec (Slurm's ``--array``), indices ``start`` .. ``start + count - 1``, at
+    most ``parallelism`` of them queued or running at once (None: as many as the nodes take)."""
+
+    count: Annotated[int, Meta(ge=1, le=MAX_ARRAY_TASKS)]
+    parallelism: Annotated[int, Meta(ge=1, le=MAX_ARRAY_TASKS)] | None = None
+    start: Annotated[int, Meta(ge=0, le=1_000_000_000)] = 0
+
+
+class RetrySpec(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Run the job again when an attempt ends in one of ``on``: up to ``attempts`` attempts in all,
+    waiting ``backoff`` seconds before the second, twice that before the third, and so on.
+
+    ``exit_codes`` narrows ``failed`` to those exit codes (empty: any failure)."""
+
+    attempts: Annotated[int, Meta(ge=1, le=100)] = 3
+    on: list[str] = msgspec.field(default_factory=lambda: list(RETRY_ON))
+    exit_codes: Annotated[list[int], Meta(max_length=256)] = []
+    backoff: Annotated[float, Meta(ge=0, le=MAX_BACKOFF)] = 0.0
+
+    def __post_init__(self) -> None:
+        unknown = [o for o in self.on if o not in RETRY_ON]
+        if unknown:
+            raise ValueError(f"retry.on may name only {', '.join(RETRY_ON)}, not {', '.join(unknown)}")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` after attempt ``attempt`` (1-based) ended."""
+        if self.backoff <= 0:
+            return 0.0
+        return min(MAX_BACKOFF, self.backoff * 2.0 ** max(0, min(attempt - 1, 30)))
+
+    def applies(self, outcome: str, exit_code: int | None) -> bool:
+        """Whether an attempt that ended ``outcome`` (with ``exit_code``) is retried."""
+        if outcome not in self.on:
+            return False
+        return outcome != "failed" or not self.exit_codes or exit_code in self.exit_codes
+
+
 class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A job as submitted. Exactly one of ``command``, ``script``, ``program`` or ``code``."""
 
@@ -342,8 +388,16 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: the chosen backend's own options, checked against the schema its nodes publish (so a backend
     #: brings its options without a field here); the fields above keep working for this version
     backend_options: dict[str, Any] = {}
+    #: many tasks of this spec (each a job with ``array_id`` and ``array_index``)
+    array: ArraySpec | None = None
+    #: attempts again on failure, loss or timeout, with backoff (sets ``max_attempts``)
+    retry: RetrySpec | None = None
 
     def __post_init__(self) -> None:
+        if self.retry is not None:
+            if self.max_attempts not in (1, self.retry.attempts):
+                raise ValueError("give either max_attempts or retry.attempts, not two different counts")
+            self.max_attempts = self.retry.attempts
         given = [k for k in ("command", "script", "program", "code") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
