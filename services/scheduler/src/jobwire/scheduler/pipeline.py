@@ -66,6 +66,9 @@ class Pipeline:
         self.stats = self.no_stats()
         self.tick_due = True
         self.stopping = False
+        #: the cause of the failing batches, logged once (None while batches succeed), and how many
+        self.failing: str | None = None
+        self.failures = 0
 
     @staticmethod
     def no_stats() -> dict[str, int]:
@@ -120,11 +123,12 @@ class Pipeline:
             try:
                 await self.process(commands, reports, tick)
                 if commands or reports:  # a tick alone is not a batch of work
+                    self.recovered()
                     metrics.BATCH_MESSAGES.observe(len(commands) + len(reports))
                     metrics.BATCH_SECONDS.observe(time.perf_counter() - began)
-            except Exception:
+            except Exception as e:
                 metrics.BATCHES_FAILED.inc()
-                log.exception("batch failed; rebuilding from the database, messages will be redelivered")
+                self.failed(e)
                 for m in commands + reports:
                     with contextlib.suppress(Exception):
                         await m.nak(delay=1)
@@ -133,6 +137,27 @@ class Pipeline:
                     await self.rebuild()
             async with self.processed:
                 self.processed.notify_all()
+
+    def failed(self, e: Exception) -> None:
+        """Log a failed batch once with its cause; the same cause again (its retries, redelivered
+        messages failing alike) only counts, until a batch succeeds or the cause changes."""
+        cause = f"{type(e).__name__}: {e}"
+        self.failures += 1
+        if cause == self.failing:
+            log.debug("batch failed again (%d in a row): %s", self.failures, cause)
+            return
+        self.failing = cause
+        log.error(
+            "batch failed (%s); rebuilding from the database, messages will be redelivered",
+            cause,
+            exc_info=e,
+        )
+
+    def recovered(self) -> None:
+        """A batch of messages committed: the failures, if any, are over (a tick alone proves nothing)."""
+        if self.failing is not None:
+            log.warning("batches succeed again after %d failed in a row (%s)", self.failures, self.failing)
+        self.failing, self.failures = None, 0
 
     # --- one batch -----------------------------------------------------------------------------
     async def process(self, commands: list[Msg], reports: list[Msg], tick: bool) -> None:
