@@ -22,8 +22,10 @@ lint: sync
 	$(UV) run --frozen mypy libs/contracts/src libs/store/src libs/runtime/src libs/execution/src libs/client/src
 	$(UV) run --frozen mypy services/scheduler/src services/gateway/src services/stack/src services/executor-docker/src services/executor-ssh/src services/executor-hpc/src
 
-## bench: throughput and latency of the embedded stack, printed as one JSON document
+## bench: jobwire's figures beside this machine's ceilings, measured in the same run: one JSON document
+## printed and written with a PNG of the throughput/latency curve to build/bench/ (wrk installed if it can be)
 bench: sync
+	-bash scripts/ci/install-backends.sh bench
 	$(UV) run --frozen python -m benchmarks.stack_bench
 
 ## schemas: regenerate libs/contracts/schemas/v1 after changing a contract

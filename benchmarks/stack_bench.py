@@ -1,10 +1,20 @@
-"""Benchmark of the embedded stack (not a test): submit throughput, latencies, end-to-end job rate.
+"""``make bench``: jobwire's figures beside the ceilings of this machine, measured in the same run.
 
-Starts its own stack (nats-server, SQLite or $JOBWIRE_DATABASE_URL, scheduler, local executor,
-gateway) on free ports in a temporary directory and prints one JSON document.
+Starts its own stacks (nats-server, SQLite and PostgreSQL, scheduler, a local executor, gateway) on free
+ports in temporary directories, and measures:
 
-    make bench                       # defaults
-    BENCH_JOBS=2000 BENCH_CLIENTS=64 make bench
+- the curve: durable submits/s, p50, p99 and errors at 1, 8, 32 and 128 connections (``wrk`` when
+  installed), on each database, beside the bare Litestar route under the same server settings;
+- end to end: no-op jobs completed/s, a ``POST /v1/jobs:batch`` of ``BENCH_BATCH_JOBS`` completed/s,
+  submit -> running on an idle stack, authenticated reads;
+- memory: gateway and scheduler RSS over ``BENCH_SOAK_S`` of load at half the 32-connection rate;
+- the references: JetStream publish with ack, SQLite commits, raw ``sbatch`` (``benchmarks.slurm_bench``);
+- the read path at a million jobs (``benchmarks.read_bench``; ``BENCH_READ=0`` leaves it out).
+
+Prints one JSON document and writes it, with a PNG of the curve, to ``BENCH_OUT`` (build/bench).
+
+    make bench
+    BENCH_CURVE_S=20 BENCH_SOAK_S=600 make bench     # the 10-minute memory soak
 """
 
 from __future__ import annotations
@@ -13,207 +23,294 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
-import nats
+import msgspec
 
-from benchmarks import read_bench
+from benchmarks import ceilings, loadgen, plot, read_bench, slurm_bench
+from benchmarks.e2e import NOOP, Watcher, batch_rate, idle_latency, read_burst, submit_burst
+from benchmarks.soak import soak
 from jobwire.stack.processes import free_port
 from jobwire.stack.stack import ExecutorConfig, Stack, StackConfig
 
-JOBS = int(os.environ.get("BENCH_JOBS", "1000"))
-CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
-LATENCY_SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", "50"))
-SLOTS = int(os.environ.get("BENCH_SLOTS", "16"))
-NOOP = {"command": ["true"], "expected_runtime": 1}
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, str(default)))
 
 
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+CONNECTIONS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "1,8,32,128").split(",")]
+CURVE_S = float(os.environ.get("BENCH_CURVE_S", "10"))
+JOBS = _env_int("BENCH_JOBS", 1000)
+BATCH_JOBS = _env_int("BENCH_BATCH_JOBS", 10_000)
+SOAK_S = float(os.environ.get("BENCH_SOAK_S", "30"))
+LATENCY_SAMPLES = _env_int("BENCH_LATENCY_SAMPLES", 50)
+SLOTS = _env_int("BENCH_SLOTS", 16)
+DATABASES = os.environ.get("BENCH_DATABASES", "sqlite,postgresql").split(",")
+SLURM_JOBS = _env_int("BENCH_SLURM_JOBS", 200)
+DRAIN_S = float(os.environ.get("BENCH_DRAIN_S", "120"))
+OUT = Path(os.environ.get("BENCH_OUT", "build/bench"))
+BODY = msgspec.json.encode(NOOP)
+#: the issue's targets (issue 11), each beside the reference it is a share of
+TARGETS = {"submit_ratio": 0.7, "submit_p99_ms": 50.0, "jobs_per_s": 500.0, "submit_to_running_ms_p50": 50.0}
 
 
-class Watcher:
-    """Receipt time of each job's running and terminal events, from one NATS subscription."""
-
-    def __init__(self) -> None:
-        self.running: dict[str, float] = {}
-        self.done: dict[str, float] = {}
-
-    async def start(self, url: str) -> None:
-        self.nc = await nats.connect(url)
-
-        async def cb(msg) -> None:  # type: ignore[no-untyped-def]
-            now = time.perf_counter()
-            ev = json.loads(msg.data)
-            if ev.get("kind") != "transition":
-                return
-            if ev["state"] == "running":
-                self.running.setdefault(ev["job_id"], now)
-            elif ev["state"] in ("succeeded", "failed", "cancelled", "timed_out"):
-                self.done.setdefault(ev["job_id"], now)
-
-        await self.nc.subscribe("jobwire.evt.job.>", cb=cb)
-
-    async def wait_done(self, ids: list[str], timeout: float) -> None:
-        deadline = time.perf_counter() + timeout
-        while not all(i in self.done for i in ids):
-            if time.perf_counter() > deadline:
-                raise TimeoutError(
-                    f"{sum(i in self.done for i in ids)}/{len(ids)} jobs finished in {timeout}s"
-                )
-            await asyncio.sleep(0.05)
-
-
-async def submit_burst(
-    api: str, n: int, clients: int, headers: dict[str, str] | None = None
-) -> tuple[list[str], list[float], float]:
-    ids: list[str] = []
-    latencies: list[float] = []
-    todo = iter(range(n))
-
-    async def worker(c: httpx.AsyncClient) -> None:
-        for _ in todo:
-            t0 = time.perf_counter()
-            r = await c.post("/v1/jobs", json=NOOP)
-            latencies.append(time.perf_counter() - t0)
-            r.raise_for_status()
-            ids.append(r.json()["id"])
-
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits, headers=headers) as c:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(c) for _ in range(clients)))
-        elapsed = time.perf_counter() - t0
-    return ids, latencies, elapsed
-
-
-async def get_burst(
-    api: str, paths: list[str], clients: int, headers: dict[str, str] | None
-) -> tuple[list[float], float]:
-    latencies: list[float] = []
-    todo = iter(paths)
-
-    async def worker(c: httpx.AsyncClient) -> None:
-        for path in todo:
-            t0 = time.perf_counter()
-            r = await c.get(path)
-            latencies.append(time.perf_counter() - t0)
-            r.raise_for_status()
-
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits, headers=headers) as c:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(c) for _ in range(clients)))
-        return latencies, time.perf_counter() - t0
-
-
-async def read_burst(
-    api: str, ids: list[str], clients: int, headers: dict[str, str] | None
-) -> dict[str, float]:
-    """Authenticated reads (each checks a bearer token): one job, and the per-state counts."""
-    out: dict[str, float] = {}
-    for name, paths in (
-        ("get_job", [f"/v1/jobs/{i}" for i in ids]),
-        ("counts", ["/v1/jobs/counts"] * len(ids)),
-    ):
-        latencies, elapsed = await get_burst(api, paths, clients, headers)
-        out[f"{name}_requests_per_s"] = round(len(paths) / elapsed, 1)
-        out[f"{name}_latency_ms_p50"] = round(pct(latencies, 50) * 1000, 2)
-        out[f"{name}_latency_ms_p99"] = round(pct(latencies, 99) * 1000, 2)
-    return out
-
-
-async def run(stack: Stack) -> dict[str, object]:
-    watcher = Watcher()
-    await watcher.start(stack.nats_url)
-    api = stack.api_url
-    async with httpx.AsyncClient(base_url=api, timeout=60, headers=stack.auth_headers) as c:  # warm up
-        r = await c.post("/v1/jobs", json=NOOP)
-        await watcher.wait_done([r.json()["id"]], 30)
-
-    # (a) + (c): a burst of submissions, then the time until the last one finished
-    t0 = time.perf_counter()
-    ids, latencies, submit_s = await submit_burst(api, JOBS, CLIENTS, stack.auth_headers)
-    await watcher.wait_done(ids, timeout=600)
-    e2e_s = max(watcher.done[i] for i in ids) - t0
-
-    # (b) one job at a time on an idle stack: submit -> running, submit -> succeeded
-    to_running, to_done = [], []
-    async with httpx.AsyncClient(base_url=api, timeout=60, headers=stack.auth_headers) as c:
-        for _ in range(LATENCY_SAMPLES):
-            t = time.perf_counter()
-            r = await c.post("/v1/jobs", json=NOOP)
-            jid = r.json()["id"]
-            await watcher.wait_done([jid], 30)
-            if jid in watcher.running:
-                to_running.append(watcher.running[jid] - t)
-            to_done.append(watcher.done[jid] - t)
-    await watcher.nc.close()
-    reads = await read_burst(api, ids, CLIENTS, stack.auth_headers)
-    ms = 1000.0
-    return {
-        "submit": {
-            "jobs": JOBS,
-            "concurrent_clients": CLIENTS,
-            "requests_per_s": round(JOBS / submit_s, 1),
-            "latency_ms_p50": round(pct(latencies, 50) * ms, 2),
-            "latency_ms_p99": round(pct(latencies, 99) * ms, 2),
-        },
-        "latency_idle": {
-            "samples": LATENCY_SAMPLES,
-            "submit_to_running_ms_p50": round(pct(to_running, 50) * ms, 1),
-            "submit_to_running_ms_p99": round(pct(to_running, 99) * ms, 1),
-            "submit_to_succeeded_ms_p50": round(pct(to_done, 50) * ms, 1),
-            "submit_to_succeeded_ms_p99": round(pct(to_done, 99) * ms, 1),
-            "submit_to_succeeded_ms_mean": round(statistics.fmean(to_done) * ms, 1),
-        },
-        "reads": {"requests": len(ids), "concurrent_clients": CLIENTS, **reads},
-        "end_to_end": {
-            "jobs": JOBS,
-            "executor_slots": SLOTS,
-            "seconds_first_submit_to_last_finished": round(e2e_s, 2),
-            "jobs_completed_per_s": round(JOBS / e2e_s, 1),
-        },
-    }
-
-
-def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="jobwire-bench-") as home:
-        config = StackConfig(
-            home=Path(home),
+def _stack(home: Path, database_url: str | None) -> Stack:
+    return Stack(
+        StackConfig(
+            home=home,
             api_port=free_port(),
             nats_port=free_port(),
             nats_monitor_port=free_port(),
-            database_url=os.environ.get("JOBWIRE_DATABASE_URL"),
+            database_url=database_url,
             executors=[ExecutorConfig(node="bench", slots=SLOTS)],
             env={"JOBWIRE_LOG_LEVEL": "WARNING", "JOBWIRE_EXECUTOR_TICK_INTERVAL": "0.05"},
         )
-        stack = Stack(config)
-        stack.start()
+    )
+
+
+async def _drain(stack: Stack) -> dict[str, float]:
+    """Wait (up to ``DRAIN_S``) until no job is queued, starting or running, so each point of the curve
+    starts from an idle stack; says how long that took and what was left."""
+    t0 = time.perf_counter()
+    active = 0
+    async with httpx.AsyncClient(base_url=stack.api_url, headers=stack.auth_headers, timeout=30) as c:
+        while time.perf_counter() - t0 < DRAIN_S:
+            counts = (await c.get("/v1/jobs/counts")).json()
+            counts = counts["by_state"]
+            active = sum(int(counts.get(s, 0)) for s in ("queued", "starting", "running"))
+            if not active:
+                break
+            await asyncio.sleep(0.5)
+    return {"drain_s": round(time.perf_counter() - t0, 1), "left_active": active}
+
+
+def curve(stack: Stack) -> list[dict[str, Any]]:
+    load = loadgen.Load(stack.api_url, "/v1/jobs", BODY, stack.auth_headers)
+    loadgen.run(load, CONNECTIONS[0], 1)  # warm-up
+    points = []
+    for c in CONNECTIONS:
+        before = asyncio.run(_drain(stack))
+        points.append({**loadgen.run(load, c, CURVE_S), "before": before})
+    asyncio.run(_drain(stack))
+    return points
+
+
+def bench_database(kind: str, home: Path, first: bool) -> dict[str, Any]:
+    """The curve on one database; on the first, the end-to-end figures, the soak and the references."""
+    server = None
+    url = None
+    if kind == "postgresql":
+        from tests.fixtures.postgres import start_postgres
+
         try:
-            figures = asyncio.run(run(stack))
-        finally:
-            stack.stop()
-    doc = {
-        "benchmark": "jobwire embedded stack",
+            server = start_postgres()
+        except BaseException as e:
+            return {"skipped": str(e)}
+        url = server.database_url("postgres")
+    stack = _stack(home / kind, url)
+    stack.start()
+    try:
+        out: dict[str, Any] = {"curve": curve(stack)}
+        if first:
+            out["references"] = {
+                "jetstream_publish": asyncio.run(ceilings.jetstream_publish(stack.nats_url, 2000, 20000)),
+                "sqlite_one_row_per_commit": ceilings.sqlite_commits(home / "ceiling.db", 5000),
+            }
+            out.update(asyncio.run(_end_to_end(stack)))
+            p32 = next((p for p in out["curve"] if p["connections"] == 32), out["curve"][-1])
+            out["memory"] = asyncio.run(
+                soak(
+                    stack,
+                    loadgen.Load(stack.api_url, "/v1/jobs", BODY, stack.auth_headers),
+                    rate=max(1.0, p32["requests_per_s"] / 2),
+                    seconds=SOAK_S,
+                )
+            )
+        return out
+    finally:
+        stack.stop()
+        if server is not None:
+            from tests.fixtures.postgres import stop_postgres
+
+            stop_postgres(server)
+
+
+async def _end_to_end(stack: Stack) -> dict[str, Any]:
+    watcher = Watcher()
+    await watcher.start(stack.nats_url)
+    try:
+        t0 = time.perf_counter()
+        ids, _, submit_s = await submit_burst(stack.api_url, JOBS, 32, stack.auth_headers)
+        await watcher.wait_done(ids, timeout=900)
+        e2e_s = max(watcher.done[i] for i in ids) - t0
+        batch = await batch_rate(stack, watcher, BATCH_JOBS)
+        idle = await idle_latency(stack, watcher, LATENCY_SAMPLES)
+    finally:
+        await watcher.nc.close()
+    reads = await read_burst(stack.api_url, ids, 32, stack.auth_headers)
+    return {
+        "end_to_end": {
+            "jobs": JOBS,
+            "executor_slots": SLOTS,
+            "submit_requests_per_s": round(JOBS / submit_s, 1),
+            "seconds_first_submit_to_last_finished": round(e2e_s, 2),
+            "jobs_completed_per_s": round(JOBS / e2e_s, 1),
+            "not_succeeded": sum(watcher.final.get(i) != "succeeded" for i in ids),
+        },
+        "batch": batch,
+        "latency_idle": idle,
+        "reads": {"requests": len(ids), "concurrent_clients": 32, **reads},
+    }
+
+
+def ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each jobwire figure beside its reference from this run, as a ratio, and the issue's target."""
+    rows: list[dict[str, Any]] = []
+    bare = {p["connections"]: p for p in doc["bare_route"]}
+    for kind, result in doc["databases"].items():
+        for p in result.get("curve", []):
+            ref = bare.get(p["connections"])
+            if ref is None:
+                continue
+            ratio = p["requests_per_s"] / ref["requests_per_s"] if ref["requests_per_s"] else None
+            plural = "s" if p["connections"] != 1 else ""
+            row = {
+                "figure": f"durable submits/s, {kind}, {p['connections']} connection{plural}",
+                "value": p["requests_per_s"],
+                "reference": "bare Litestar route, same server settings",
+                "reference_value": ref["requests_per_s"],
+                "ratio": round(ratio, 3) if ratio is not None else None,
+                "p99_ms": p["latency_ms_p99"],
+                "errors": p["errors"],
+            }
+            if p["connections"] == 32:
+                row["target"] = (
+                    f"ratio >= {TARGETS['submit_ratio']}, p99 < {TARGETS['submit_p99_ms']:.0f} ms, 0 errors"
+                )
+                row["met"] = bool(
+                    ratio is not None
+                    and ratio >= TARGETS["submit_ratio"]
+                    and p["latency_ms_p99"] < TARGETS["submit_p99_ms"]
+                    and p["errors"] == 0
+                )
+            rows.append(row)
+    first = doc["databases"].get(DATABASES[0], {})
+    refs = first.get("references", {})
+    if "end_to_end" in first:
+        js = refs.get("jetstream_publish", {})
+        sq = refs.get("sqlite_one_row_per_commit", {})
+        e2e = first["end_to_end"]["jobs_completed_per_s"]
+        rows.append(
+            {
+                "figure": "no-op jobs completed/s end to end (local executor)",
+                "value": e2e,
+                "reference": "SQLite one row per commit (WAL)",
+                "reference_value": sq.get("commits_per_s"),
+                "ratio": round(e2e / sq["commits_per_s"], 4) if sq.get("commits_per_s") else None,
+                "target": f">= {TARGETS['jobs_per_s']:.0f}/s",
+                "met": e2e >= TARGETS["jobs_per_s"],
+            }
+        )
+        one = next((p for p in first["curve"] if p["connections"] == 1), None)
+        if one and js.get("sequential_per_s"):
+            rows.append(
+                {
+                    "figure": f"durable submits/s, {DATABASES[0]}, 1 connection",
+                    "value": one["requests_per_s"],
+                    "reference": "JetStream publish with ack, sequential",
+                    "reference_value": js["sequential_per_s"],
+                    "ratio": round(one["requests_per_s"] / js["sequential_per_s"], 3),
+                }
+            )
+        b = first["batch"]
+        rows.append(
+            {
+                "figure": f"{b['jobs']}-job batch completed/s",
+                "value": b["jobs_completed_per_s"],
+                "reference": "no-op jobs completed/s (one submit per job)",
+                "reference_value": e2e,
+                "ratio": round(b["jobs_completed_per_s"] / e2e, 3) if e2e else None,
+                "target": f">= {TARGETS['jobs_per_s']:.0f}/s",
+                "met": b["jobs_completed_per_s"] >= TARGETS["jobs_per_s"],
+            }
+        )
+        p50 = first["latency_idle"]["submit_to_running_ms_p50"]
+        rows.append(
+            {
+                "figure": "submit -> running p50 ms, idle",
+                "value": p50,
+                "target": f"< {TARGETS['submit_to_running_ms_p50']:.0f} ms",
+                "met": p50 < TARGETS["submit_to_running_ms_p50"],
+            }
+        )
+        mem = first.get("memory", {})
+        for name in ("gateway", "scheduler"):
+            if name in mem:
+                rows.append(
+                    {
+                        "figure": f"{name} RSS growth, {mem['seconds']:.0f} s at half the 32-connection rate",
+                        "value": mem[name]["growth"],
+                        "target": "within 10%",
+                        "met": mem[name]["flat"],
+                    }
+                )
+    hpc = doc.get("slurm", {})
+    if "jobs_per_s_ratio" in hpc:
+        rows.append(
+            {
+                "figure": "jobs/s through executor-hpc to SLURM",
+                "value": hpc["jobwire_executor_hpc"]["jobs_per_s"],
+                "reference": "raw sbatch --wrap=true, same cluster",
+                "reference_value": hpc["raw_sbatch"]["jobs_per_s"],
+                "ratio": hpc["jobs_per_s_ratio"],
+                "target": ">= 0.8",
+                "met": hpc["jobs_per_s_ratio"] >= 0.8,
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    started = time.time()
+    load_before = os.getloadavg()
+    doc: dict[str, Any] = {
+        "benchmark": "jobwire: make bench",
         "machine": {
             "cores": os.cpu_count(),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
         },
-        "database": "postgresql" if config.database_url else "sqlite",
-        **figures,
+        "load_generator": loadgen.tool() + " (1 thread, keep-alive, one request in flight per connection)",
+        "settings": {
+            "curve_seconds": CURVE_S,
+            "connections": CONNECTIONS,
+            "executor_slots": SLOTS,
+            "gateway_workers": int(os.environ.get("JOBWIRE_GATEWAY_WORKERS", "1")),
+        },
     }
-    if os.environ.get("BENCH_READ", "1") != "0":  # the read path at 1M stored jobs, its own stores
+    workers = doc["settings"]["gateway_workers"] or os.cpu_count() or 1
+    doc["bare_route"] = ceilings.bare_route_curve(workers, CONNECTIONS, CURVE_S, BODY)
+    with tempfile.TemporaryDirectory(prefix="jobwire-bench-") as home:
+        doc["databases"] = {
+            kind: bench_database(kind, Path(home), first=i == 0) for i, kind in enumerate(DATABASES)
+        }
+    if os.environ.get("BENCH_SLURM", "1") != "0":
+        doc["slurm"] = slurm_bench.measure(SLURM_JOBS, float(os.environ.get("BENCH_SLURM_LOCK_WAIT", "300")))
+    if os.environ.get("BENCH_READ", "1") != "0":
         doc["reads_at_scale"] = read_bench.measure()
+    doc["ratios"] = ratios(doc)
+    doc["machine"]["load_average_before"] = [round(x, 2) for x in load_before]
+    doc["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    doc["seconds"] = round(time.time() - started, 1)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
+    plot.curve_png(doc, OUT / "bench.png")
+    doc["files"] = [str(OUT / "bench.json"), str(OUT / "bench.png")]
     print(json.dumps(doc, indent=2))
 
 

@@ -9,6 +9,8 @@
 set -euo pipefail
 
 ALL_BACKENDS=(postgresql docker ssh slurm sge browser prometheus curl)
+# Installed only when named: what `make bench` uses and no test needs.
+BENCH_ONLY=(bench)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -135,12 +137,22 @@ install_curl() {
     apt_install curl
 }
 
+install_bench() {
+    # wrk, the HTTP load generator `make bench` drives the gateway and the bare route with (without it
+    # the bench falls back to its own asyncio client, which saturates a core sooner)
+    if command -v wrk >/dev/null 2>&1; then
+        echo "bench: wrk already installed"
+        return
+    fi
+    apt_install wrk
+}
+
 main() {
     local backends=("$@")
     if [ "${#backends[@]}" -eq 0 ]; then backends=("${ALL_BACKENDS[@]}"); fi
     for backend in "${backends[@]}"; do
         if ! declare -F "install_${backend}" >/dev/null; then
-            echo "unknown backend: ${backend} (known: ${ALL_BACKENDS[*]})" >&2
+            echo "unknown backend: ${backend} (known: ${ALL_BACKENDS[*]} ${BENCH_ONLY[*]})" >&2
             exit 2
         fi
         "install_${backend}"

@@ -1,0 +1,48 @@
+"""The bare-route ceiling: a Litestar app whose one route decodes a JobSpec with msgspec and answers 201.
+
+Served by ``python -m benchmarks.bare_route PORT WORKERS`` with the gateway's own uvicorn settings (uvloop,
+httptools, the same worker count), so the ratio gateway / bare route is what jobwire adds to a request.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+
+import msgspec
+import uvicorn
+from litestar import Litestar, Request, Response, post
+
+from jobwire.contracts import v1
+
+
+@post("/v1/jobs", status_code=201)
+async def submit(request: Request) -> Response[bytes]:  # type: ignore[type-arg]
+    """What the gateway cannot avoid: read the body, decode it strictly, answer with an id."""
+    spec = msgspec.json.decode(await request.body(), type=v1.JobSpec)
+    body = msgspec.json.encode({"id": str(uuid.uuid4()), "name": spec.name, "state": "queued"})
+    return Response(body, status_code=201, media_type="application/json")
+
+
+def app() -> Litestar:
+    return Litestar([submit], openapi_config=None)
+
+
+def main() -> None:
+    port, workers = int(sys.argv[1]), int(sys.argv[2])
+    uvicorn.run(
+        "benchmarks.bare_route:app" if workers > 1 else app(),
+        factory=workers > 1,
+        workers=workers if workers > 1 else None,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        log_level="warning",
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    main()

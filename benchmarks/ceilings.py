@@ -1,0 +1,105 @@
+"""The references each jobwire figure is measured against, in the same run on the same machine.
+
+- the bare route: a Litestar route decoding the same JobSpec with msgspec, under the gateway's own
+  uvicorn settings (``benchmarks.bare_route``), loaded exactly like the gateway;
+- JetStream publish with ack (what a durable submit needs at least), one at a time and pipelined;
+- SQLite, one row per commit in WAL mode with the store's pragmas (what storing a job needs at least);
+- raw ``sbatch --wrap=true`` on the project's test SLURM (``bench_slurm``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import nats
+from nats.js.api import StorageType, StreamConfig
+
+from benchmarks import loadgen
+from jobwire.stack.processes import free_port
+
+
+@contextmanager
+def bare_route(workers: int) -> Iterator[str]:
+    """The bare-route server on a free port, for as long as the block runs; yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.bare_route", str(port), str(workers)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the bare-route server did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def jetstream_publish(url: str, sequential: int, pipelined: int, window: int = 256) -> dict[str, float]:
+    """Publishes acknowledged by a file-backed stream: one at a time, then ``window`` in flight."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(
+        StreamConfig(name="BENCH_CEILING", subjects=["bench.ceiling.>"], storage=StorageType.FILE)
+    )
+    payload = b'{"command":["true"],"expected_runtime":1}' * 4
+    try:
+        t0 = time.perf_counter()
+        for i in range(sequential):
+            await js.publish("bench.ceiling.seq", payload, headers={"Nats-Msg-Id": f"s{i}"})
+        seq = sequential / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for start in range(0, pipelined, window):
+            await asyncio.gather(
+                *(
+                    js.publish("bench.ceiling.pipe", payload, headers={"Nats-Msg-Id": f"p{i}"})
+                    for i in range(start, min(pipelined, start + window))
+                )
+            )
+        pipe = pipelined / (time.perf_counter() - t0)
+    finally:
+        await js.delete_stream("BENCH_CEILING")
+        await nc.close()
+    return {"sequential_per_s": round(seq, 1), "pipelined_per_s": round(pipe, 1), "window": window}
+
+
+def sqlite_commits(path: Path, rows: int) -> dict[str, float]:
+    """One INSERT per COMMIT, WAL and the store's pragmas (``synchronous=NORMAL``), a job-sized row."""
+    db = sqlite3.connect(path, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "busy_timeout=5000", "synchronous=NORMAL"):
+        db.execute(f"PRAGMA {pragma}")
+    db.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, state TEXT, spec TEXT, created_at TEXT)")
+    spec = '{"command":["true"],"expected_runtime":1}' * 8
+    t0 = time.perf_counter()
+    for i in range(rows):
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO jobs VALUES (?, 'queued', ?, ?)", (f"{i:032d}", spec, time.time()))
+        db.execute("COMMIT")
+    rate = rows / (time.perf_counter() - t0)
+    db.close()
+    return {"commits_per_s": round(rate, 1), "rows": rows}
+
+
+def bare_route_curve(
+    workers: int, connections: list[int], seconds: float, body: bytes
+) -> list[dict[str, object]]:
+    with bare_route(workers) as url:
+        load = loadgen.Load(url, "/v1/jobs", body, {})
+        loadgen.run(load, connections[0], 1)  # warm-up
+        return [loadgen.run(load, c, seconds) for c in connections]

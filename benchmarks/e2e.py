@@ -1,0 +1,161 @@
+"""End-to-end figures of one running stack: jobs completed/s, a big batch, idle latency, reads.
+
+A job's running and terminal times are taken from one NATS subscription to the job events, so no figure
+is slowed by polling the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from typing import Any
+
+import httpx
+import nats
+from nats.aio.client import Client
+
+from benchmarks.loadgen import pct
+from jobwire.stack.stack import Stack
+
+NOOP: dict[str, Any] = {"command": ["true"], "expected_runtime": 1}
+TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
+
+
+class Watcher:
+    """Receipt time of each job's running and terminal events, and its final state."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, float] = {}
+        self.done: dict[str, float] = {}
+        self.final: dict[str, str] = {}
+        self.nc: Client
+
+    async def start(self, url: str) -> None:
+        self.nc = await nats.connect(url)
+
+        async def cb(msg: Any) -> None:
+            now = time.perf_counter()
+            ev = json.loads(msg.data)
+            if ev.get("kind") != "transition":
+                return
+            if ev["state"] == "running":
+                self.running.setdefault(ev["job_id"], now)
+            elif ev["state"] in TERMINAL:
+                self.done.setdefault(ev["job_id"], now)
+                self.final.setdefault(ev["job_id"], ev["state"])
+
+        await self.nc.subscribe("jobwire.evt.job.>", cb=cb, pending_msgs_limit=1_000_000)
+
+    async def wait_done(self, ids: list[str], timeout: float) -> None:
+        deadline = time.perf_counter() + timeout
+        while not all(i in self.done for i in ids):
+            if time.perf_counter() > deadline:
+                raise TimeoutError(
+                    f"{sum(i in self.done for i in ids)}/{len(ids)} jobs finished in {timeout}s"
+                )
+            await asyncio.sleep(0.05)
+
+
+async def submit_burst(
+    api: str, n: int, clients: int, headers: dict[str, str] | None = None, spec: dict[str, Any] = NOOP
+) -> tuple[list[str], list[float], float]:
+    """``n`` submits over ``clients`` connections; ids, latencies, seconds."""
+    ids: list[str] = []
+    latencies: list[float] = []
+    todo = iter(range(n))
+
+    async def worker(c: httpx.AsyncClient) -> None:
+        for _ in todo:
+            t0 = time.perf_counter()
+            r = await c.post("/v1/jobs", json=spec)
+            latencies.append(time.perf_counter() - t0)
+            r.raise_for_status()
+            ids.append(r.json()["id"])
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits, headers=headers) as c:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(c) for _ in range(clients)))
+        elapsed = time.perf_counter() - t0
+    return ids, latencies, elapsed
+
+
+async def batch_rate(stack: Stack, watcher: Watcher, jobs: int) -> dict[str, Any]:
+    """One ``POST /v1/jobs:batch`` of ``jobs`` no-op specs, then the time until the last has finished."""
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=300, headers=stack.auth_headers) as c:
+        t0 = time.perf_counter()
+        r = await c.post("/v1/jobs:batch", json={"jobs": [NOOP] * jobs})
+        answered = time.perf_counter() - t0
+        r.raise_for_status()
+    ids = r.json()["ids"]
+    await watcher.wait_done(ids, timeout=max(600, jobs / 5))
+    elapsed = max(watcher.done[i] for i in ids) - t0
+    return {
+        "jobs": jobs,
+        "status": r.status_code,
+        "request_s": round(answered, 2),
+        "seconds_to_last_finished": round(elapsed, 2),
+        "jobs_completed_per_s": round(jobs / elapsed, 1),
+        "not_succeeded": sum(watcher.final.get(i) != "succeeded" for i in ids),
+    }
+
+
+async def idle_latency(stack: Stack, watcher: Watcher, samples: int) -> dict[str, float]:
+    """One job at a time on an idle stack: submit -> running and -> succeeded."""
+    to_running, to_done = [], []
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60, headers=stack.auth_headers) as c:
+        for _ in range(samples):
+            t = time.perf_counter()
+            r = await c.post("/v1/jobs", json=NOOP)
+            jid = r.json()["id"]
+            await watcher.wait_done([jid], 30)
+            if jid in watcher.running:
+                to_running.append(watcher.running[jid] - t)
+            to_done.append(watcher.done[jid] - t)
+    ms = 1000.0
+    return {
+        "samples": samples,
+        "submit_to_running_ms_p50": round(pct(to_running, 50) * ms, 1),
+        "submit_to_running_ms_p99": round(pct(to_running, 99) * ms, 1),
+        "submit_to_succeeded_ms_p50": round(pct(to_done, 50) * ms, 1),
+        "submit_to_succeeded_ms_p99": round(pct(to_done, 99) * ms, 1),
+        "submit_to_succeeded_ms_mean": round(statistics.fmean(to_done) * ms, 1),
+    }
+
+
+async def get_burst(
+    api: str, paths: list[str], clients: int, headers: dict[str, str] | None
+) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    todo = iter(paths)
+
+    async def worker(c: httpx.AsyncClient) -> None:
+        for path in todo:
+            t0 = time.perf_counter()
+            r = await c.get(path)
+            latencies.append(time.perf_counter() - t0)
+            r.raise_for_status()
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=api, timeout=60, limits=limits, headers=headers) as c:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(c) for _ in range(clients)))
+        return latencies, time.perf_counter() - t0
+
+
+async def read_burst(
+    api: str, ids: list[str], clients: int, headers: dict[str, str] | None
+) -> dict[str, float]:
+    """Authenticated reads (each checks a bearer token): one job, and the per-state counts."""
+    out: dict[str, float] = {}
+    for name, paths in (
+        ("get_job", [f"/v1/jobs/{i}" for i in ids]),
+        ("counts", ["/v1/jobs/counts"] * len(ids)),
+    ):
+        latencies, elapsed = await get_burst(api, paths, clients, headers)
+        out[f"{name}_requests_per_s"] = round(len(paths) / elapsed, 1)
+        out[f"{name}_latency_ms_p50"] = round(pct(latencies, 50) * 1000, 2)
+        out[f"{name}_latency_ms_p99"] = round(pct(latencies, 99) * 1000, 2)
+    return out

@@ -1,0 +1,80 @@
+"""``make bench`` with tiny numbers, so its code cannot rot between the runs that produce the README's
+figures (the real run is minutes long and stays out of ``make test``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import ceilings, loadgen
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_make_bench_tiny_run_writes_figures_ratios_and_plot(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "BENCH_CONNECTIONS": "1,32",
+        "BENCH_CURVE_S": "1",
+        "BENCH_JOBS": "20",
+        "BENCH_BATCH_JOBS": "40",
+        "BENCH_SOAK_S": "2",
+        "BENCH_LATENCY_SAMPLES": "3",
+        "BENCH_DATABASES": "sqlite",
+        "BENCH_SLURM": "0",
+        "BENCH_READ": "0",
+        "BENCH_DRAIN_S": "60",
+        "BENCH_OUT": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.stack_bench"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=380,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = json.loads(done.stdout)
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert printed["databases"] == doc["databases"]
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    for points in (doc["bare_route"], doc["databases"]["sqlite"]["curve"]):
+        assert [p["connections"] for p in points] == [1, 32]
+        for p in points:
+            assert p["requests"] > 0 and p["requests_per_s"] > 0, p
+            assert p["errors"] == 0, p
+            assert 0 < p["latency_ms_p50"] <= p["latency_ms_p99"], p
+    sqlite = doc["databases"]["sqlite"]
+    assert sqlite["end_to_end"]["not_succeeded"] == 0
+    assert sqlite["batch"]["status"] == 201 and sqlite["batch"]["not_succeeded"] == 0
+    assert sqlite["latency_idle"]["submit_to_running_ms_p50"] > 0
+    assert sqlite["references"]["jetstream_publish"]["pipelined_per_s"] > 0
+    assert sqlite["references"]["sqlite_one_row_per_commit"]["commits_per_s"] > 0
+    assert sqlite["memory"]["gateway"]["mib_first"] > 10 and sqlite["memory"]["scheduler"]["samples"] >= 2
+    target = next(r for r in doc["ratios"] if r["figure"] == "durable submits/s, sqlite, 32 connections")
+    assert target["reference_value"] == doc["bare_route"][1]["requests_per_s"]
+    assert target["ratio"] == pytest.approx(target["value"] / target["reference_value"], abs=0.001)
+    assert isinstance(target["met"], bool)
+
+
+@pytest.mark.integration
+def test_fallback_load_generator_counts_answers_and_errors() -> None:
+    """The asyncio client used where wrk is missing: 2xx answers are requests, anything else errors."""
+    with ceilings.bare_route(1) as url:
+        ok = asyncio.run(loadgen._python(loadgen.Load(url, "/v1/jobs", b'{"command":["true"]}', {}), 4, 1))
+        missing = asyncio.run(loadgen._python(loadgen.Load(url, "/nowhere", b"{}", {}), 2, 0.5))
+    assert ok["requests"] > 50 and ok["errors"] == 0
+    assert ok["latency_ms_p50"] <= ok["latency_ms_p99"]
+    assert missing["requests"] > 0 and missing["errors"] == missing["requests"]
