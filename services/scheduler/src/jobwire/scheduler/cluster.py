@@ -27,6 +27,8 @@ class QueuedJob:
     attempt: int
     max_attempts: int
     trace: dict[str, str] = field(default_factory=dict)
+    #: monotonic time before which it is not started (a retry's backoff); 0: at once
+    not_before: float = 0.0
 
     @property
     def key(self) -> tuple[int, str]:
@@ -78,6 +80,18 @@ class NodeState:
 
     def head(self) -> QueuedJob | None:
         return self.queued[self.queue_keys[0][1]] if self.queue_keys else None
+
+    def due(self, now: float, n: int) -> list[QueuedJob]:
+        """The first ``n`` jobs in queue order that may start now: a job waiting out a retry's backoff
+        is passed over, and keeps its place for when its time comes."""
+        out: list[QueuedJob] = []
+        for _, job_id in self.queue_keys:
+            if len(out) >= n:
+                break
+            job = self.queued[job_id]
+            if job.not_before <= now:
+                out.append(job)
+        return out
 
     def position(self, job_id: str) -> int | None:
         job = self.queued.get(job_id)

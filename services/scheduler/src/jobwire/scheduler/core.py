@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
@@ -16,6 +16,7 @@ from jobwire.runtime import telemetry
 from jobwire.runtime.placement import PlacementPolicy
 from jobwire.store.models import JobLabelRow, JobRow
 
+from .arrays import Arrays
 from .cluster import Cluster, NodeState, QueuedJob, RunningJob
 from .placement import eligible, place
 from .settings import SchedulerSettings
@@ -31,6 +32,7 @@ class Core:
         self.settings = settings
         self.policy = policy
         self.cluster = cluster
+        self.arrays = Arrays(cluster)
         #: runs we already asked an executor to stop: (job, attempt) -> monotonic time asked
         self.stop_asked: dict[tuple[str, int], float] = {}
 
@@ -41,6 +43,10 @@ class Core:
         )
 
     def queued_job(self, row: JobRow, spec: v1.JobSpec, trace: dict[str, str] | None = None) -> QueuedJob:
+        not_before = 0.0
+        if row.not_before is not None:
+            wait = (row.not_before - datetime.now(UTC)).total_seconds()
+            not_before = time.monotonic() + wait if wait > 0 else 0.0
         return QueuedJob(
             id=row.id,
             priority=row.priority,
@@ -50,6 +56,7 @@ class Core:
             attempt=row.attempt,
             max_attempts=row.max_attempts,
             trace=trace or {},
+            not_before=not_before,
         )
 
     def place(self, txn: Txn, row: JobRow, job: QueuedJob) -> int | None:
@@ -110,6 +117,9 @@ class Core:
         if cmd.job_id in txn.rows:
             return  # a redelivered or duplicated submit: the job exists once
         spec = cmd.spec
+        if spec.array is not None:
+            self.arrays.submit(txn, cmd)
+            return
         row = JobRow(
             id=cmd.job_id,
             owner=cmd.owner,
@@ -136,6 +146,9 @@ class Core:
     def cancel(self, txn: Txn, job_id: str, reason: str) -> None:
         row = txn.rows.get(job_id)
         if row is None:
+            if self.arrays.set_flag(txn, job_id, cancelled=True) is not None:
+                for task in sorted(self.arrays.live_tasks(job_id)):
+                    self.cancel(txn, task, reason)
             return
         rule = self.rule(v1.Verb.CANCEL, row)
         if rule is None:
@@ -180,7 +193,12 @@ class Core:
 
     def hold(self, txn: Txn, job_id: str, reason: str) -> None:
         """A queued job is held here; a launched one is held by its node's batch system, and shows
-        ``held`` once the executor sees it so (a run that already runs is not held)."""
+        ``held`` once the executor sees it so (a run that already runs is not held). An array stops
+        making tasks and holds those that wait."""
+        if job_id not in txn.rows and self.arrays.set_flag(txn, job_id, held=True) is not None:
+            for task in sorted(self.arrays.live_tasks(job_id)):
+                self.hold(txn, task, reason)
+            return
         row = txn.rows.get(job_id)
         rule = None if row is None else self.rule(v1.Verb.HOLD, row)
         if row is None or rule is None:
@@ -193,6 +211,10 @@ class Core:
             self.ask_hold(txn, row, release=False)
 
     def release(self, txn: Txn, job_id: str) -> None:
+        if job_id not in txn.rows and self.arrays.set_flag(txn, job_id, held=False) is not None:
+            for task in sorted(self.arrays.live_tasks(job_id)):
+                self.release(txn, task)
+            return
         row = txn.rows.get(job_id)
         rule = None if row is None else self.rule(v1.Verb.RELEASE, row)
         if row is None or rule is None:
@@ -219,6 +241,7 @@ class Core:
     def queue_again(self, txn: Txn, row: JobRow, reason: str) -> None:
         row.ended_at = None
         row.cancel_requested = False
+        row.not_before = None
         spec = v1.decode(row.spec, v1.JobSpec)
         position = self.place(txn, row, self.queued_job(row, spec))
         txn.transition(row, S.QUEUED, reason, queue_position=position)
@@ -297,6 +320,10 @@ class Core:
             self.lose(txn, row, rep.reason or "the executor lost the run")
         elif outcome is S.QUEUED:
             self.queue_again(txn, row, rep.reason or "requeued")
+        elif outcome in (S.FAILED, S.TIMED_OUT) and self.retries(row, outcome):
+            # shown in the job's history as it ended, but no ``failed`` event: the job is not over
+            txn.record(row, outcome, rep.reason, at=rep.at)
+            self.retry(txn, row, f"attempt {row.attempt} {_ended(outcome, row.exit_code)}")
         else:
             txn.transition(row, outcome, rep.reason, at=rep.at)
         if row.delete_requested and v1.is_finished(S(row.state)):
@@ -319,30 +346,67 @@ class Core:
         if row.cancel_requested:
             txn.transition(row, S.QUEUED, "requeued to be cancelled")
             txn.transition(row, S.CANCELLED, "cancelled while its node was lost")
-        elif row.attempt < row.max_attempts:
-            spec = v1.decode(row.spec, v1.JobSpec)
-            position = self.place(txn, row, self.queued_job(row, spec))
-            retry = f"retry {row.attempt + 1} of {row.max_attempts}"
-            txn.transition(row, S.QUEUED, _and_why(retry, row.reason), queue_position=position)
+        elif self.retries(row, S.LOST):
+            self.retry(txn, row, None)
         else:
             row.ended_at = txn.at
+
+    def retries(self, row: JobRow, outcome: v1.JobState) -> bool:
+        """Whether an attempt that ended ``outcome`` is followed by another: attempts are left, nobody
+        asked to stop the job, and its ``retry`` covers the outcome (without one, only a lost run is
+        retried, up to ``max_attempts``)."""
+        if row.cancel_requested or row.delete_requested or row.attempt >= row.max_attempts:
+            return False
+        if self.arrays.is_cancelled(row.array_id):
+            return False
+        retry = v1.decode(row.spec, v1.JobSpec).retry
+        return outcome is S.LOST if retry is None else retry.applies(outcome.value, row.exit_code)
+
+    def retry(self, txn: Txn, row: JobRow, why: str | None) -> None:
+        """Queue the job for its next attempt after its backoff. Its queue key (priority, id) is the one
+        it was submitted with, so it keeps its place among its owner's jobs."""
+        spec = v1.decode(row.spec, v1.JobSpec)
+        delay = spec.retry.delay(row.attempt) if spec.retry is not None else 0.0
+        row.not_before = txn.at + timedelta(seconds=delay) if delay > 0 else None
+        row.ended_at = None
+        position = self.place(txn, row, self.queued_job(row, spec))
+        what = f"retry {row.attempt + 1} of {row.max_attempts}" + (f" in {delay:g} s" if delay > 0 else "")
+        what = f"{why}; {what}" if why else what
+        txn.transition(row, S.QUEUED, _and_why(what, row.reason), queue_position=position)
 
     # --- dispatch ------------------------------------------------------------------------------
     def dispatch_candidates(self) -> set[str]:
         """Jobs at the head of a node queue that could start now (to load their rows in one query)."""
         out: set[str] = set()
+        now = time.monotonic()
         for node in self.cluster.nodes.values():
             if not node.up:
                 continue
             free = node.capacity.slots - len(node.running)
-            out.update(key[1] for key in node.queue_keys[: max(0, free)])
+            out.update(job.id for job in node.due(now, max(0, free)))
         return out
 
+    def materialise(self, txn: Txn) -> None:
+        """Make the next tasks of arrays that may grow, queued and placed like new jobs."""
+        self.arrays.settle(txn)
+        for array, n in self.arrays.wanted():
+            for offset in range(array.materialised, array.materialised + n):
+                row = self.arrays.make_task(txn, array, offset)
+                row.expected_runtime = self.expected(array.spec)
+                row.timeout = array.spec.timeout_seconds()
+                position = self.place(txn, row, self.queued_job(row, array.spec))
+                txn.first_transition(row, position)
+            array.materialised += n
+            txn.array_updates.setdefault(array.id, {})["materialised"] = array.materialised
+
     def dispatch(self, txn: Txn) -> None:
-        """Start queued jobs wherever a slot is free, in each node's queue order."""
+        """Start queued jobs wherever a slot is free, in each node's queue order (passing over jobs
+        that wait out a retry's backoff)."""
+        now = time.monotonic()
         for node in self.cluster.nodes.values():
             while node.up:
-                job = node.head()
+                due = node.due(now, 1)
+                job = due[0] if due else None
                 if job is None or not node.fits_now(job.spec.resources):
                     break
                 row = txn.rows.get(job.id)
@@ -359,6 +423,7 @@ class Core:
         row.dispatched_at = txn.at
         row.started_at = None
         row.exit_code = None
+        row.not_before = None
         txn.transition(row, S.STARTING, f"dispatched to {node.name}")
         self.cluster.start(
             node.name,
@@ -374,6 +439,9 @@ class Core:
             owner=row.owner,
             timeout=row.timeout,
         )
+        if row.array_id is not None:
+            run.array_id, run.array_index = row.array_id, row.array_index
+            run.array_count = self.arrays.count_of(row.array_id)
         with telemetry.span_from(job.trace, TRACER, "scheduler.dispatch", job_id=row.id, node=node.name):
             headers = telemetry.inject()
         txn.emit(
@@ -437,6 +505,12 @@ def started_since(row: JobRow, at: datetime) -> float:
     """Seconds since the row's run started (or was dispatched), for rebuilding the view on restart."""
     ref = row.started_at or row.dispatched_at or at
     return max(0.0, (at - ref).total_seconds())
+
+
+def _ended(outcome: v1.JobState, exit_code: int | None) -> str:
+    """``failed (exit code 3)``, ``timed out``: how an attempt ended, for the reason of its retry."""
+    text = outcome.value.replace("_", " ")
+    return f"{text} (exit code {exit_code})" if exit_code is not None else text
 
 
 def _and_why(what: str, why: str | None) -> str:

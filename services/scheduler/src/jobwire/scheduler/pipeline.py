@@ -177,6 +177,10 @@ class Pipeline:
             await self.relay.forget_published(session)
             tokens = await self.access.apply(session, access)
             ids = {c.job_id for _, c in decoded_cmds}
+            arrays = {c.job_id for _, c in decoded_cmds if isinstance(c, v1.SubmitJob) and c.spec.array}
+            await txn.load_arrays(arrays)
+            for array_id in ids & set(self.core.arrays.open):  # a command on a whole array: its live tasks
+                ids |= self.core.arrays.live_tasks(array_id)
             ids |= {r.job_id for _, r in decoded_reps if r is not None}
             if tick:
                 ids |= self.tick_ids()
@@ -189,6 +193,7 @@ class Pipeline:
                     self.core.report(txn, rep)
             if tick:
                 await self.tick(txn)
+            self.core.materialise(txn)
             missing = self.core.dispatch_candidates() - set(txn.rows)
             if missing:
                 await txn.load(missing)
@@ -196,6 +201,7 @@ class Pipeline:
             self.core.dispatch(txn)
             runs = [r.subject for r in txn.outbox[dispatched_before:] if r.subject.endswith(".run")]
             self.stats["dispatched"] += len(runs)
+            await txn.write_arrays()
             for row, _ in txn.deleted:
                 await session.delete(row)
         self.stats["batches"] += 1

@@ -16,7 +16,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from nats.micro.service import Service
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobwire.contracts import v1
@@ -25,10 +25,11 @@ from jobwire.runtime import micro, telemetry
 from jobwire.runtime.bus import Bus, connect
 from jobwire.runtime.settings import BusSettings
 from jobwire.store.engine import make_engine, migrate, session_factory
-from jobwire.store.models import JobRow, NodeRow, now
+from jobwire.store.models import ArrayRow, JobRow, NodeRow, now
 
 from . import __version__
 from .access import Access
+from .arrays import Arrays
 from .cluster import Cluster, NodeState, RunningJob
 from .core import Core, started_since
 from .lease import Lease
@@ -234,6 +235,7 @@ class Scheduler:
         assert self.sessions is not None
         self.cluster = Cluster()
         self.core.cluster = self.cluster
+        self.core.arrays = Arrays(self.cluster)
         at = now()
         async with self.sessions() as session:
             for saved in (await session.execute(select(NodeRow))).scalars():
@@ -247,11 +249,14 @@ class Scheduler:
                     down_since=saved.last_heartbeat if saved.state != "up" else None,
                     instance=saved.instance,
                 )
+            await self.rebuild_arrays(session)
             active = [s.value for s in v1.ACTIVE]
             rows = (await session.execute(select(JobRow).where(JobRow.state.in_(active)))).scalars()
             mono = time.monotonic()
             for row in rows:
                 spec = v1.decode(row.spec, v1.JobSpec)
+                if row.array_id is not None and row.array_id in self.core.arrays.open:
+                    self.core.arrays.open[row.array_id].live.add(row.id)
                 if row.state == S.QUEUED.value:
                     # a job pinned to a node that is down waits pending, shown on that node
                     known = self.cluster.nodes.get(row.node or "")
@@ -268,3 +273,20 @@ class Scheduler:
                         running=row.state == S.RUNNING.value,
                     )
                     self.cluster.start(row.node, run)
+
+    async def rebuild_arrays(self, session: AsyncSession) -> None:
+        """Open arrays (not ended), with how many of their tasks ended other than ``succeeded``."""
+        arrays = self.core.arrays
+        for saved in (await session.execute(select(ArrayRow).where(ArrayRow.ended_at.is_(None)))).scalars():
+            arrays.open[saved.id] = Arrays.state_of(saved)
+        if not arrays.open:
+            return
+        ended = [s.value for s in (*v1.TERMINAL, S.LOST) if s is not S.SUCCEEDED]
+        counted = await session.execute(
+            select(JobRow.array_id, func.count())
+            .where(JobRow.array_id.in_(list(arrays.open)), JobRow.state.in_(ended))
+            .group_by(JobRow.array_id)
+        )
+        for array_id, n in counted:
+            if array_id is not None:
+                arrays.open[array_id].unsuccessful = int(n)

@@ -6,13 +6,13 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.runtime import metrics
-from jobwire.store.models import JobRow, OutboxRow, TransitionRow, now
+from jobwire.store.models import ArrayRow, JobRow, OutboxRow, TransitionRow, now
 
 log = logging.getLogger(__name__)
 S = v1.JobState
@@ -27,6 +27,12 @@ class Txn:
         self.outbox: list[OutboxRow] = []
         #: rows to delete before the commit, with their artifact names to purge after it
         self.deleted: list[tuple[JobRow, list[str]]] = []
+        #: arrays this batch read or made, by id
+        self.arrays: dict[str, ArrayRow] = {}
+        #: tasks of arrays whose state changed in this batch (their array counts what still lives)
+        self.tasks_touched: dict[str, JobRow] = {}
+        #: column values to write to arrays at the end of the batch, by array id
+        self.array_updates: dict[str, dict[str, Any]] = {}
         self.at = now()
 
     async def load(self, job_ids: set[str]) -> None:
@@ -37,6 +43,26 @@ class Txn:
             result = await self.session.execute(select(JobRow).where(JobRow.id.in_(chunk)))
             for row in result.scalars():
                 self.rows[row.id] = row
+
+    async def load_arrays(self, ids: set[str]) -> None:
+        """The arrays among ``ids`` (an array's id names it in commands, as a job's does)."""
+        missing = [i for i in ids if i not in self.arrays]
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
+            result = await self.session.execute(select(ArrayRow).where(ArrayRow.id.in_(chunk)))
+            for row in result.scalars():
+                self.arrays[row.id] = row
+
+    async def write_arrays(self) -> None:
+        """Apply ``array_updates``: to rows this batch holds, else as one UPDATE per array."""
+        for array_id, values in self.array_updates.items():
+            row = self.arrays.get(array_id)
+            if row is not None:
+                for name, value in values.items():
+                    setattr(row, name, value)
+            else:
+                await self.session.execute(update(ArrayRow).where(ArrayRow.id == array_id).values(**values))
+        self.array_updates.clear()
 
     def emit(self, subject: str, message: Any, msg_id: str, headers: dict[str, str] | None = None) -> None:
         row = OutboxRow(
@@ -69,9 +95,9 @@ class Txn:
             metrics.SUBMIT_TO_RUNNING.labels(backend=row.backend or "unknown").observe(max(0.0, wait))
         if v1.is_finished(state, attempts_left=row.attempt < row.max_attempts):
             row.ended_at = when
-        self.session.add(
-            TransitionRow(job_id=row.id, state=state.value, at=when, reason=reason, attempt=row.attempt)
-        )
+        self.record(row, state, reason, at=when)
+        if row.array_id is not None:
+            self.tasks_touched[row.id] = row
         event = v1.JobTransitioned(
             job_id=row.id,
             state=state,
@@ -90,6 +116,25 @@ class Txn:
         again = (when.timestamp(),) if S.HELD in (previous, state) or requeue else ()
         msg_id = sj.attempt_msg_id(row.id, row.attempt, state.value, *again)
         self.emit(sj.event_subject(row.id, state.value), event, msg_id)
+
+    def record(
+        self, row: JobRow, state: v1.JobState, reason: str | None, *, at: datetime | None = None
+    ) -> None:
+        """Add ``state`` to the job's history (with its node, and the exit code where an attempt
+        ends). ``transition`` calls it; alone it records how an attempt ended when the job moves on at
+        once (a retried failure goes from running to queued, and is shown failed in its history)."""
+        ends = state in v1.TERMINAL or state is S.LOST
+        self.session.add(
+            TransitionRow(
+                job_id=row.id,
+                state=state.value,
+                at=at or self.at,
+                reason=reason,
+                attempt=row.attempt,
+                node=row.node if row.attempt > 0 else None,
+                exit_code=row.exit_code if ends else None,
+            )
+        )
 
     def first_transition(self, row: JobRow, queue_position: int | None) -> None:
         """The ``queued`` record and event of a newly accepted job."""

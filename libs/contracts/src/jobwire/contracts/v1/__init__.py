@@ -22,7 +22,7 @@ from .eligibility import (
     where_of,
 )
 from .files import FileEntry, FilesReply, FilesRequest
-from .ids import is_job_id, new_job_id
+from .ids import array_task_id, is_job_id, new_job_id
 from .job import (
     ArrayTask,
     ArrayView,
@@ -164,6 +164,7 @@ __all__ = [
     "Verb",
     "Where",
     "Work",
+    "array_task_id",
     "can_transition",
     "check_input_name",
     "check_input_path",

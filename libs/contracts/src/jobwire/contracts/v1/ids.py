@@ -40,3 +40,11 @@ def is_job_id(value: str) -> bool:
         return str(uuid.UUID(value)) == value
     except ValueError:
         return False
+
+
+def array_task_id(array_id: str, index: int) -> str:
+    """The id of task ``index`` of an array: the array id's time and counter, with the index as its
+    low bits. Made the same way every time (a redelivered batch makes the same task), and sorted
+    right after the array in submission order, so a task keeps its owner's order like a job."""
+    top = uuid.UUID(array_id).int >> 64 << 64
+    return str(uuid.UUID(int=top | 0b10 << 62 | index))

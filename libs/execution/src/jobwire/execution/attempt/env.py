@@ -80,13 +80,18 @@ def inherit_words(patterns: Sequence[str]) -> list[str]:
 def jobwire_env(run: RunJob, seen: AttemptDir) -> dict[str, str]:
     """The ``JOBWIRE_*`` variables, with paths as the job sees them (``seen``: its attempt directory
     on the node, or where a container mounts it)."""
-    return {
+    env = {
         "JOBWIRE_JOB_ID": run.job_id,
         "JOBWIRE_ATTEMPT": str(run.attempt),
         "JOBWIRE_JOB_DIR": seen.path,
         "JOBWIRE_PROGRESS_FILE": seen.progress,
         "JOBWIRE_OUTPUT_DIR": seen.outputs,
     }
+    if run.array_id is not None:  # a task of an array (Slurm's SLURM_ARRAY_JOB_ID, _TASK_ID, _TASK_COUNT)
+        env["JOBWIRE_ARRAY_ID"] = run.array_id
+        env["JOBWIRE_ARRAY_INDEX"] = str(run.array_index)
+        env["JOBWIRE_ARRAY_COUNT"] = str(run.array_count)
+    return env
 
 
 def job_environment(

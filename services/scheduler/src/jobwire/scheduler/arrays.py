@@ -1,0 +1,229 @@
+"""Job arrays: one row until their tasks are scheduled, tasks made as capacity and parallelism allow.
+
+An array is stored once (``ArrayRow``: its spec and a counter of tasks made so far). Each batch, after
+the commands and reports, ``materialise`` turns as many of the next indices into task jobs as the
+array may have alive (queued, held, starting or running) at once: its ``parallelism``, and never more
+than twice the slots its eligible nodes have, so 100,000 waiting tasks cost one row and a later job
+of another owner waits behind one round of tasks, not behind the whole array. A task is then a job
+like any other (placement, dispatch, retries, cancel); only its end is counted here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from jobwire.contracts import v1
+from jobwire.contracts.v1 import feasibility
+from jobwire.contracts.v1 import subjects as sj
+from jobwire.store.models import ArrayRow, JobLabelRow, JobRow
+
+from .cluster import Cluster
+from .placement import eligible
+from .txn import Txn
+
+log = logging.getLogger(__name__)
+S = v1.JobState
+#: how many rounds of its nodes' slots an array without ``parallelism`` keeps made ahead
+ROUNDS_AHEAD = 2
+
+
+@dataclass
+class ArrayState:
+    """What the scheduler keeps of an array that has tasks to make or tasks alive."""
+
+    id: str
+    owner: str
+    spec: v1.JobSpec
+    spec_bytes: bytes
+    count: int
+    start: int
+    parallelism: int | None
+    materialised: int
+    priority: int
+    held: bool
+    cancelled: bool
+    created_at: datetime
+    #: tasks made and not finished
+    live: set[str] = field(default_factory=set)
+    #: tasks that ended other than ``succeeded``
+    unsuccessful: int = 0
+
+    @property
+    def made_all(self) -> bool:
+        return self.materialised >= self.count
+
+    @property
+    def done(self) -> bool:
+        return not self.live and (self.made_all or self.cancelled)
+
+
+def task_finished(row: JobRow) -> bool:
+    return S(row.state) in v1.TERMINAL or S(row.state) is S.LOST
+
+
+class Arrays:
+    """Open arrays (tasks to make or alive), rebuilt from the database with the rest of the view."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.open: dict[str, ArrayState] = {}
+
+    # --- commands ------------------------------------------------------------------------------
+    def submit(self, txn: Txn, cmd: v1.SubmitJob) -> None:
+        """Store the array as one row; its tasks are made by ``materialise``."""
+        assert cmd.spec.array is not None
+        if cmd.job_id in txn.arrays or cmd.job_id in self.open:
+            return  # a redelivered submit
+        spec = v1.JobSpec(**{f: getattr(cmd.spec, f) for f in v1.JobSpec.__struct_fields__ if f != "array"})
+        array = cmd.spec.array
+        row = ArrayRow(
+            id=cmd.job_id,
+            owner=cmd.owner,
+            name=spec.name,
+            spec=v1.encode(spec),
+            count=array.count,
+            start=array.start,
+            parallelism=array.parallelism,
+            materialised=0,
+            priority=spec.priority,
+            held=False,
+            cancelled=False,
+            created_at=cmd.submitted_at or txn.at,
+        )
+        txn.session.add(row)
+        txn.arrays[row.id] = row
+        self.open[row.id] = self.state_of(row, spec)
+        reason = f"array of {array.count} tasks" + (
+            f", at most {array.parallelism} at once" if array.parallelism else ""
+        )
+        # the array's own ``queued`` event: the gateway's submit waits for it like a job's
+        event = v1.JobTransitioned(
+            job_id=row.id, state=S.QUEUED, previous=None, at=row.created_at, reason=reason, owner=row.owner
+        )
+        txn.emit(sj.event_subject(row.id, S.QUEUED.value), event, sj.attempt_msg_id(row.id, 0, "queued"))
+
+    def live_tasks(self, array_id: str) -> set[str]:
+        array = self.open.get(array_id)
+        return set(array.live) if array is not None else set()
+
+    def set_flag(self, txn: Txn, array_id: str, **flags: bool) -> ArrayState | None:
+        """Set ``held`` or ``cancelled`` on an open array (in memory and in its row)."""
+        array = self.open.get(array_id)
+        if array is None:
+            return None
+        for name, value in flags.items():
+            setattr(array, name, value)
+        txn.array_updates.setdefault(array_id, {}).update(flags)
+        return array
+
+    def is_cancelled(self, array_id: str | None) -> bool:
+        array = self.open.get(array_id) if array_id else None
+        return array is not None and array.cancelled
+
+    def count_of(self, array_id: str) -> int | None:
+        array = self.open.get(array_id)
+        return array.count if array is not None else None
+
+    # --- each batch ----------------------------------------------------------------------------
+    def settle(self, txn: Txn) -> None:
+        """Count the tasks that ended in this batch; close arrays with nothing left to do."""
+        for row in txn.tasks_touched.values():
+            array = self.open.get(row.array_id or "")
+            if array is None:
+                continue
+            if task_finished(row):
+                if row.id in array.live:
+                    array.live.discard(row.id)
+                    array.unsuccessful += S(row.state) is not S.SUCCEEDED
+            elif row.id not in array.live:  # a finished task requeued
+                array.live.add(row.id)
+                array.unsuccessful -= 1
+        for row, _ in txn.deleted:
+            array = self.open.get(row.array_id or "")
+            if array is not None:
+                array.live.discard(row.id)
+        txn.tasks_touched.clear()
+        for array in list(self.open.values()):
+            if array.done:
+                self.close(txn, array)
+
+    def close(self, txn: Txn, array: ArrayState) -> None:
+        del self.open[array.id]
+        txn.array_updates.setdefault(array.id, {})["ended_at"] = txn.at
+        state = S.SUCCEEDED if array.unsuccessful == 0 else S.FAILED
+        state = S.CANCELLED if array.cancelled else state
+        reason = f"{array.count - array.unsuccessful} of {array.count} tasks succeeded"
+        if array.cancelled:
+            reason = f"cancelled; {reason}"
+        event = v1.JobTransitioned(
+            job_id=array.id, state=state, previous=None, at=txn.at, reason=reason, owner=array.owner
+        )
+        txn.emit(sj.event_subject(array.id, state.value), event, sj.attempt_msg_id(array.id, 0, state.value))
+
+    def window(self, array: ArrayState) -> int:
+        """How many of its tasks may be alive at once now."""
+        slots = sum(
+            feasibility.usable_slots(n.capacity, array.spec.resources)
+            for n in self.cluster.nodes.values()
+            if eligible(n, array.spec)
+        )
+        room = max(1, ROUNDS_AHEAD * slots)
+        return room if array.parallelism is None else min(room, array.parallelism)
+
+    def wanted(self) -> list[tuple[ArrayState, int]]:
+        """(array, how many tasks to make) for each array that may grow now."""
+        out = []
+        for array in self.open.values():
+            if array.held or array.cancelled or array.made_all:
+                continue
+            n = min(self.window(array) - len(array.live), array.count - array.materialised)
+            if n > 0:
+                out.append((array, n))
+        return out
+
+    def make_task(self, txn: Txn, array: ArrayState, offset: int) -> JobRow:
+        """The job of task ``start + offset``, queued as the array was submitted."""
+        index = array.start + offset
+        spec = array.spec
+        row = JobRow(
+            id=v1.array_task_id(array.id, offset),
+            owner=array.owner,
+            name=spec.name,
+            state=S.QUEUED.value,
+            backend=spec.backend,
+            attempt=0,
+            max_attempts=spec.max_attempts,
+            priority=array.priority,
+            spec=array.spec_bytes,
+            created_at=array.created_at,
+            cancel_requested=False,
+            delete_requested=False,
+            array_id=array.id,
+            array_index=index,
+        )
+        txn.session.add(row)
+        for key, value in spec.labels.items():
+            txn.session.add(JobLabelRow(job_id=row.id, key=key, value=value))
+        txn.rows[row.id] = row
+        array.live.add(row.id)
+        return row
+
+    @staticmethod
+    def state_of(row: ArrayRow, spec: v1.JobSpec | None = None) -> ArrayState:
+        spec = spec or v1.decode(row.spec, v1.JobSpec)
+        return ArrayState(
+            id=row.id,
+            owner=row.owner,
+            spec=spec,
+            spec_bytes=row.spec,
+            count=row.count,
+            start=row.start,
+            parallelism=row.parallelism,
+            materialised=row.materialised,
+            priority=row.priority,
+            held=row.held,
+            cancelled=row.cancelled,
+            created_at=row.created_at,
+        )

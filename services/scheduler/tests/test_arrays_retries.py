@@ -1,0 +1,200 @@
+"""Arrays and retries in the scheduler, against real NATS JetStream and a real database, with fake nodes."""
+
+import asyncio
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from jobwire.contracts import v1
+from jobwire.contracts.v1 import subjects as sj
+from jobwire.store.models import ArrayRow, JobRow, TransitionRow
+from tests.support.fake_node import FakeNode, submit
+
+pytestmark = pytest.mark.integration
+S = v1.JobState
+
+
+def spec(**kw):
+    kw.setdefault("command", ["true"])
+    return v1.JobSpec(expected_runtime=5.0, **kw)
+
+
+async def array_row(scheduler, array_id):
+    async with scheduler.sessions() as s:
+        row = await s.get(ArrayRow, array_id)
+        tasks = await s.scalar(select(func.count()).select_from(JobRow).where(JobRow.array_id == array_id))
+        return row, tasks
+
+
+async def history(scheduler, job_id):
+    async with scheduler.sessions() as s:
+        rows = await s.execute(
+            select(TransitionRow).where(TransitionRow.job_id == job_id).order_by(TransitionRow.id)
+        )
+        return [(t.state, t.attempt, t.exit_code) for t in rows.scalars()]
+
+
+async def attempt_sent(node, job_id, attempt, timeout=10.0):
+    async with node.received:
+        await asyncio.wait_for(
+            node.received.wait_for(lambda: job_id in node.runs and node.runs[job_id].attempt >= attempt),
+            timeout,
+        )
+
+
+async def command(bus, cmd, verb):
+    await bus.publish(sj.cmd_subject(verb), cmd, msg_id=f"{cmd.job_id}-{verb}-{time.time()}")
+
+
+async def test_an_array_is_one_row_and_its_tasks_are_made_as_parallelism_allows(scheduler, clean_bus, events):
+    node = await FakeNode(clean_bus, "n1", slots=10).start()
+    try:
+        aid = await submit(
+            clean_bus, spec(name="sweep", array=v1.ArraySpec(count=25, parallelism=4, start=1))
+        )
+        await events.wait_state(aid, "queued")
+        await node.wait_runs(4)
+        await asyncio.sleep(0.3)
+        row, tasks = await array_row(scheduler, aid)
+        assert (row.count, row.materialised, tasks) == (25, 4, 4)
+        assert len(node.runs) == 4  # parallelism, not the node's 10 slots
+        first = sorted(node.runs.values(), key=lambda r: r.array_index or 0)
+        assert [(r.array_id, r.array_index, r.array_count) for r in first] == [
+            (aid, i, 25) for i in (1, 2, 3, 4)
+        ]
+        assert first[0].spec.name == "sweep" and first[0].spec.array is None
+        most = 0
+        done: set[str] = set()
+        while len(done) < 25:
+            live = [j for j in node.runs if j not in done]
+            most = max(most, len(live))
+            for jid in live:
+                await node.report(jid, "running")
+                await node.report(jid, "finished", outcome=S.SUCCEEDED, exit_code=0)
+                done.add(jid)
+            await node.wait_runs(min(25, len(done) + 1), timeout=10)
+        assert most <= 4
+        assert sorted(r.array_index or 0 for r in node.runs.values()) == list(range(1, 26))
+        await events.wait_state(aid, "succeeded")
+        row, tasks = await array_row(scheduler, aid)
+        assert row.materialised == 25 and tasks == 25 and row.ended_at is not None
+        assert events.by_job[aid][-1].reason == "25 of 25 tasks succeeded"
+    finally:
+        await node.stop()
+
+
+async def test_cancelling_an_array_cancels_its_tasks_and_makes_no_more(scheduler, clean_bus, events):
+    node = await FakeNode(clean_bus, "n1", slots=1).start()
+    try:
+        aid = await submit(clean_bus, spec(array=v1.ArraySpec(count=1000, parallelism=3)))
+        await node.wait_runs(1)
+        running = next(iter(node.runs))
+        await node.report(running, "running")
+        await asyncio.sleep(0.3)
+        # two rounds of the node's one slot, fewer than the parallelism of 3
+        assert (await array_row(scheduler, aid))[0].materialised == 2
+        await command(clean_bus, v1.CancelJob(job_id=aid), "cancel")
+        stop = await node.wait_cancel(running)
+        assert stop.outcome is S.CANCELLED
+        await node.report(running, "finished", outcome=S.CANCELLED, exit_code=143)
+        await events.wait_state(aid, "cancelled")
+        row, tasks = await array_row(scheduler, aid)
+        assert row.cancelled and row.materialised == 2 and tasks == 2 and row.ended_at is not None
+        async with scheduler.sessions() as s:
+            states = (await s.execute(select(JobRow.state).where(JobRow.array_id == aid))).scalars().all()
+        assert sorted(states) == ["cancelled"] * 2
+        assert len(node.runs) == 1
+    finally:
+        await node.stop()
+
+
+async def test_holding_an_array_stops_new_tasks_and_release_goes_on(scheduler, clean_bus, events):
+    node = await FakeNode(clean_bus, "n1", slots=1).start()
+    try:
+        aid = await submit(clean_bus, spec(array=v1.ArraySpec(count=5, parallelism=2)))
+        await node.wait_runs(1)
+        first = next(iter(node.runs))
+        await command(clean_bus, v1.HoldJob(job_id=aid), "hold")
+        await asyncio.sleep(0.5)
+        async with scheduler.sessions() as s:
+            states = dict(
+                (await s.execute(select(JobRow.id, JobRow.state).where(JobRow.array_id == aid))).all()
+            )
+        assert sorted(states.values()) == [
+            "held",
+            "starting",
+        ]  # the waiting task is held, the started one not
+        await node.report(first, "finished", outcome=S.SUCCEEDED, exit_code=0)
+        await asyncio.sleep(0.5)
+        assert len(node.runs) == 1 and (await array_row(scheduler, aid))[0].materialised == 2
+        await command(clean_bus, v1.ReleaseJob(job_id=aid), "release")
+        for n in range(2, 6):
+            await node.wait_runs(n)
+            jid = [j for j in node.runs if j != first][-1]
+            await node.report(jid, "finished", outcome=S.SUCCEEDED, exit_code=0)
+            first = jid
+        await events.wait_state(aid, "succeeded")
+    finally:
+        await node.stop()
+
+
+async def test_a_failed_attempt_is_retried_after_a_doubling_backoff_and_shown(scheduler, clean_bus, events):
+    node = await FakeNode(clean_bus, "n1", slots=1).start()
+    try:
+        jid = await submit(clean_bus, spec(retry=v1.RetrySpec(attempts=3, backoff=0.6)))
+        await node.wait_runs(1)
+        began = [time.monotonic()]
+        for attempt, gap in ((1, 0.6), (2, 1.2)):
+            assert node.runs[jid].attempt == attempt
+            await node.report(jid, "running")
+            ended = time.monotonic()
+            await node.report(jid, "finished", outcome=S.FAILED, exit_code=attempt, reason="boom")
+            await attempt_sent(node, jid, attempt + 1)
+            assert time.monotonic() - ended >= gap - 0.05  # waited out the backoff
+            began.append(time.monotonic())
+        await node.report(jid, "running")
+        await node.report(jid, "finished", outcome=S.SUCCEEDED, exit_code=0)
+        await events.wait_state(jid, "succeeded")
+        # no failed event: a follower of the job sees it queued again, never over
+        assert "failed" not in events.states(jid)
+        assert events.by_job[jid][3].reason.startswith(
+            "attempt 1 failed (exit code 1); retry 2 of 3 in 0.6 s"
+        )
+        ends = [
+            (state, attempt, code)
+            for state, attempt, code in await history(scheduler, jid)
+            if code is not None
+        ]
+        assert ends == [("failed", 1, 1), ("failed", 2, 2), ("succeeded", 3, 0)]
+    finally:
+        await node.stop()
+
+
+async def test_exit_codes_limit_which_failures_are_retried(scheduler, clean_bus, events):
+    node = await FakeNode(clean_bus, "n1", slots=1).start()
+    try:
+        jid = await submit(clean_bus, spec(retry=v1.RetrySpec(attempts=3, on=["failed"], exit_codes=[75])))
+        await node.wait_runs(1)
+        await node.report(jid, "finished", outcome=S.FAILED, exit_code=75)
+        await attempt_sent(node, jid, 2)
+        await node.report(jid, "finished", outcome=S.FAILED, exit_code=1)
+        await events.wait_state(jid, "failed")
+        await asyncio.sleep(0.3)
+        assert events.states(jid)[-1] == "failed" and node.runs[jid].attempt == 2
+    finally:
+        await node.stop()
+
+
+async def test_a_retry_keeps_its_place_before_jobs_submitted_after_it(scheduler, clean_bus, events):
+    node = await FakeNode(clean_bus, "n1", slots=1).start()
+    try:
+        first = await submit(clean_bus, spec(retry=v1.RetrySpec(attempts=2)))
+        later = [await submit(clean_bus, spec()) for _ in range(3)]
+        await node.wait_runs(1)
+        await asyncio.sleep(0.3)
+        await node.report(first, "finished", outcome=S.FAILED, exit_code=1)
+        await attempt_sent(node, first, 2)
+        assert list(node.runs) == [first] and all(events.states(j) == ["queued"] for j in later)
+    finally:
+        await node.stop()
