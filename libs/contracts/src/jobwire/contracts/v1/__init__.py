@@ -10,6 +10,7 @@ from .access import (
     TouchTokens,
 )
 from .codec import UnknownField, convert_strict, decode, decode_strict, encode
+from .deps import When
 from .eligibility import (
     RULES,
     Effect,
@@ -61,6 +62,7 @@ from .messages import (
     RunStarting,
     SubmitJob,
     SubmitJobs,
+    SubmitWorkflow,
     Work,
 )
 from .spec import (
@@ -68,6 +70,7 @@ from .spec import (
     RETRY_ON,
     ArraySpec,
     CodeFile,
+    Dependency,
     DockerOptions,
     InputRef,
     JobSpec,
@@ -92,6 +95,14 @@ from .states import (
     is_finished,
 )
 from .units import format_hms, parse_duration, parse_size
+from .workflows import (
+    WorkflowEdge,
+    WorkflowInvalid,
+    WorkflowJob,
+    WorkflowSpec,
+    WorkflowSubmitted,
+    WorkflowView,
+)
 
 __all__ = [
     "ACTIVE",
@@ -114,6 +125,7 @@ __all__ = [
     "Command",
     "CreateToken",
     "DeleteJob",
+    "Dependency",
     "DockerOptions",
     "Effect",
     "Event",
@@ -155,6 +167,7 @@ __all__ = [
     "SshOptions",
     "SubmitJob",
     "SubmitJobs",
+    "SubmitWorkflow",
     "TokenRecord",
     "TorqueOptions",
     "TouchTokens",
@@ -162,8 +175,15 @@ __all__ = [
     "UnknownField",
     "Usage",
     "Verb",
+    "When",
     "Where",
     "Work",
+    "WorkflowEdge",
+    "WorkflowInvalid",
+    "WorkflowJob",
+    "WorkflowSpec",
+    "WorkflowSubmitted",
+    "WorkflowView",
     "array_task_id",
     "can_transition",
     "check_input_name",

@@ -33,6 +33,18 @@ class SubmitJobs(msgspec.Struct, kw_only=True, tag="submit_batch", tag_field="ty
     jobs: list[SubmitJob]
 
 
+class SubmitWorkflow(msgspec.Struct, kw_only=True, tag="submit_workflow", tag_field="type"):
+    """A workflow's jobs stored together or not at all (``POST /v1/workflows``), dependencies first;
+    their ``after`` already names job ids. Its events follow the commit, so the last job's ``queued``
+    event means all of it is stored."""
+
+    workflow_id: str
+    jobs: list[SubmitJob]
+    name: str | None = None
+    owner: str = "anonymous"
+    submitted_at: datetime | None = None
+
+
 class CancelJob(msgspec.Struct, kw_only=True, tag="cancel", tag_field="type"):
     job_id: str
     reason: str = "cancelled by user"
@@ -62,7 +74,7 @@ class RequeueJob(msgspec.Struct, kw_only=True, tag="requeue", tag_field="type"):
 
 
 JobCommand = SubmitJob | CancelJob | DeleteJob | HoldJob | ReleaseJob | RequeueJob
-Command = JobCommand | SubmitJobs | RecordAudit | CreateToken | RevokeToken | TouchTokens
+Command = JobCommand | SubmitJobs | SubmitWorkflow | RecordAudit | CreateToken | RevokeToken | TouchTokens
 
 # --- work: scheduler -> one node, on jobwire.exec.<node>.<type> ---------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from . import job, messages, programs, spec
+from . import job, messages, programs, spec, workflows
 
 SCHEMAS: dict[str, Any] = {
     "JobSpec": spec.JobSpec,
@@ -28,6 +28,8 @@ SCHEMAS: dict[str, Any] = {
     "NodeHeartbeat": messages.NodeHeartbeat,
     "ProgramCatalog": programs.ProgramCatalog,
     "ProgramView": programs.ProgramView,
+    "WorkflowSpec": workflows.WorkflowSpec,
+    "WorkflowView": workflows.WorkflowView,
 }
 
 DEFAULT_DIR = Path(__file__).resolve().parents[4] / "schemas" / "v1"

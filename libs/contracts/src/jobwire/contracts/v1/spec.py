@@ -13,6 +13,7 @@ import msgspec
 from msgspec import Meta
 
 from .asks import check_backend_asks
+from .deps import When
 from .units import parse_duration, parse_size
 
 Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+=-]*$")]
@@ -358,6 +359,19 @@ class RetrySpec(msgspec.Struct, kw_only=True, omit_defaults=True):
         return outcome != "failed" or not self.exit_codes or exit_code in self.exit_codes
 
 
+#: the most jobs one job may wait for
+MAX_AFTER = 1000
+
+
+class Dependency(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Run only once job ``job`` ended as ``when`` says (Slurm's afterok / afternotok / afterany); a
+    dependency that can no longer be met cancels the job at once, with the reason. In a workflow
+    (``POST /v1/workflows``) ``job`` may also be the name of another job of the same workflow."""
+
+    job: Annotated[str, Meta(min_length=1, max_length=128)]
+    when: When = When.SUCCEEDED
+
+
 class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A job as submitted. Exactly one of ``command``, ``script``, ``program`` or ``code``."""
 
@@ -392,12 +406,18 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
     array: ArraySpec | None = None
     #: attempts again on failure, loss or timeout, with backoff (sets ``max_attempts``)
     retry: RetrySpec | None = None
+    #: jobs that must end first (``contracts.v1.deps`` says when each is met)
+    after: Annotated[list[Dependency], Meta(max_length=MAX_AFTER)] = []
 
     def __post_init__(self) -> None:
         if self.retry is not None:
             if self.max_attempts not in (1, self.retry.attempts):
                 raise ValueError("give either max_attempts or retry.attempts, not two different counts")
             self.max_attempts = self.retry.attempts
+        named = [d.job for d in self.after]
+        if len(set(named)) != len(named):
+            twice = sorted({j for j in named if named.count(j) > 1})
+            raise ValueError(f"after names job {', '.join(twice)} more than once")
         given = [k for k in ("command", "script", "program", "code") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
