@@ -175,6 +175,22 @@ class JobCountRow(Base):
     n: Mapped[int] = mapped_column(BigInteger)
 
 
+class WorkflowRow(Base):
+    """Jobs submitted together (``POST /v1/workflows``), stored in the transaction that stores them.
+    ``jobs`` is the msgspec JSON of ``{name: job id}`` in dependency order; the edges are the jobs'
+    own ``after``, so a job read alone still says what it waits for."""
+
+    __tablename__ = "workflows"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    jobs: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (Index("ix_workflows_owner_id", "owner", "id"),)
+
+
 class NodeRow(Base):
     __tablename__ = "nodes"
 

@@ -14,6 +14,8 @@ from datetime import datetime
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
 
+from .waits import Waits
+
 
 @dataclass
 class QueuedJob:
@@ -135,6 +137,8 @@ class Cluster:
         self.queued_on: dict[str, str] = {}
         #: job id -> node name, for jobs starting or running
         self.running_on: dict[str, str] = {}
+        #: jobs waiting for their dependencies (in no queue until those are met)
+        self.waits = Waits()
 
     def enqueue(self, node: str | None, job: QueuedJob) -> int | None:
         self.remove_queued(job.id)

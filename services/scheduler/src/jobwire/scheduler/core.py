@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from jobwire.contracts import v1
-from jobwire.contracts.v1 import feasibility
+from jobwire.contracts.v1 import deps, feasibility
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.runtime import telemetry
 from jobwire.runtime.placement import PlacementPolicy
@@ -140,8 +140,78 @@ class Core:
         for key, value in spec.labels.items():
             txn.session.add(JobLabelRow(job_id=row.id, key=key, value=value))
         txn.rows[row.id] = row
+        if spec.after and self.wait_for(txn, row, spec.after):
+            return
         position = self.place(txn, row, self.queued_job(row, spec, trace))
         txn.first_transition(row, position)
+
+    # --- dependencies --------------------------------------------------------------------------
+    def wait_for(self, txn: Txn, row: JobRow, after: list[v1.Dependency]) -> bool:
+        """Hold a new job back until its dependencies are met: True when it waits (or was cancelled at
+        once because one can never be met), False when all are met already and it is placed now.
+        The dependencies' rows were loaded with the batch."""
+        unmet: dict[str, v1.When] = {}
+        broken: str | None = None
+        for dep in after:
+            dep_row = txn.rows.get(dep.job)
+            if dep_row is None:
+                broken = broken or deps.gone_reason(dep.job)
+                continue
+            met = deps.outcome(dep.when, S(dep_row.state), attempts_left=_attempts_left(dep_row))
+            if met is None:
+                unmet[dep.job] = dep.when
+            elif not met:
+                broken = broken or deps.unmet_reason(dep.job, S(dep_row.state), dep.when)
+        if not unmet and broken is None:
+            return False
+        row.node = None
+        row.reason = deps.waiting_reason(unmet or {d.job: d.when for d in after})
+        txn.first_transition(row, None)
+        if broken is not None:
+            txn.transition(row, S.CANCELLED, broken)
+        else:
+            self.cluster.waits.add(row.id, unmet)
+        return True
+
+    def resolve(self, txn: Txn, ended: list[str]) -> None:
+        """Settle the dependents of jobs that ended in this batch (their rows are loaded): one whose
+        dependencies are all met is placed now, one whose dependency can no longer be met is cancelled
+        at once with the reason (which ends it, so its own dependents follow in the next round)."""
+        waits = self.cluster.waits
+        for dep in ended:
+            waits.drop(dep)  # an ended job waits for nothing
+            for job_id in sorted(waits.dependents.get(dep, ())):
+                row = txn.rows.get(job_id)
+                when = waits.unmet.get(job_id, {}).get(dep)
+                if row is None or when is None:
+                    waits.drop(job_id)
+                    continue
+                dep_row = txn.rows.get(dep)
+                met: bool | None
+                if dep_row is None:
+                    met, why = False, deps.gone_reason(dep)
+                else:
+                    state = S(dep_row.state)
+                    met = deps.outcome(when, state, attempts_left=_attempts_left(dep_row))
+                    why = deps.unmet_reason(dep, state, when)
+                if met is None:
+                    continue  # requeued in this same batch: it has not ended after all
+                if not met:
+                    waits.drop(job_id)
+                    self.cluster.remove_queued(job_id)
+                    txn.transition(row, S.CANCELLED, why)
+                elif waits.met(job_id, dep):
+                    self.ready(txn, row)
+                elif row.state == S.QUEUED.value:
+                    row.reason = waits.reason(job_id)
+
+    def ready(self, txn: Txn, row: JobRow) -> None:
+        """All its dependencies are met: a queued job is placed now; a held one keeps waiting for its
+        release, which places it."""
+        if row.state != S.QUEUED.value:
+            return
+        spec = v1.decode(row.spec, v1.JobSpec)
+        self.place(txn, row, self.queued_job(row, spec))
 
     def cancel(self, txn: Txn, job_id: str, reason: str) -> None:
         row = txn.rows.get(job_id)
@@ -181,6 +251,7 @@ class Core:
         self.cluster.remove_queued(row.id)
         self.cluster.finish(row.id)
         txn.deleted.append((row, artifacts))
+        txn.ended.append(row.id)  # its dependents can no longer have it end as they need
         txn.emit(
             sj.event_subject(row.id, "deleted"),
             v1.JobDeleted(job_id=row.id, at=txn.at),
@@ -222,6 +293,10 @@ class Core:
         if rule.effect is v1.Effect.ASK_NODE and row.node:
             self.ask_hold(txn, row, release=True)
         elif rule.effect is v1.Effect.TRANSITION and rule.to is not None:
+            waiting = self.cluster.waits.reason(job_id)
+            if waiting is not None:  # released into the wait for its dependencies, in no queue yet
+                txn.transition(row, rule.to, _and_why("released", waiting))
+                return
             spec = v1.decode(row.spec, v1.JobSpec)
             position = self.place(txn, row, self.queued_job(row, spec))
             txn.transition(row, rule.to, _and_why("released", row.reason), queue_position=position)
@@ -350,6 +425,7 @@ class Core:
             self.retry(txn, row, None)
         else:
             row.ended_at = txn.at
+            txn.ended.append(row.id)  # lost for good: its dependents learn it now
 
     def retries(self, row: JobRow, outcome: v1.JobState) -> bool:
         """Whether an attempt that ended ``outcome`` is followed by another: attempts are left, nobody
@@ -511,6 +587,11 @@ def _ended(outcome: v1.JobState, exit_code: int | None) -> str:
     """``failed (exit code 3)``, ``timed out``: how an attempt ended, for the reason of its retry."""
     text = outcome.value.replace("_", " ")
     return f"{text} (exit code {exit_code})" if exit_code is not None else text
+
+
+def _attempts_left(row: JobRow) -> bool:
+    """Whether a ``lost`` job runs again: one that will not is given its end time when lost."""
+    return row.ended_at is None
 
 
 def _and_why(what: str, why: str | None) -> str:

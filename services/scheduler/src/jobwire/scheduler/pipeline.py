@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from jobwire.contracts import v1
 from jobwire.runtime import metrics, telemetry
 from jobwire.store import SQLITE_BEGIN
+from jobwire.store.models import WorkflowRow, now
 
 from .access import Access
 from .core import TRACER, Core
@@ -163,9 +164,13 @@ class Pipeline:
     async def process(self, commands: list[Msg], reports: list[Msg], tick: bool) -> None:
         decoded = [(m, self.decode(m, v1.Command)) for m in commands]
         decoded_cmds: list[tuple[Msg, v1.JobCommand]] = []
+        workflows: list[v1.SubmitWorkflow] = []
         for m, c in decoded:
             if isinstance(c, v1.SubmitJobs):  # a batch: its jobs in this one transaction, all or none
                 decoded_cmds.extend((m, job) for job in c.jobs)
+            elif isinstance(c, v1.SubmitWorkflow):  # the same, dependencies first, and its row
+                decoded_cmds.extend((m, job) for job in c.jobs)
+                workflows.append(c)
             elif c is not None and not isinstance(c, ACCESS):
                 decoded_cmds.append((m, c))
         access = [c for _, c in decoded if isinstance(c, ACCESS)]
@@ -181,11 +186,13 @@ class Pipeline:
             await txn.load_arrays(arrays)
             for array_id in ids & set(self.core.arrays.open):  # a command on a whole array: its live tasks
                 ids |= self.core.arrays.live_tasks(array_id)
+            ids |= {d.job for _, c in decoded_cmds if isinstance(c, v1.SubmitJob) for d in c.spec.after}
             ids |= {r.job_id for _, r in decoded_reps if r is not None}
             if tick:
                 ids |= self.tick_ids()
             ids |= self.core.dispatch_candidates()
             await txn.load(ids)
+            await store_workflows(session, workflows)
             for msg, cmd in decoded_cmds:
                 self.command(txn, cmd, msg)
             for _, rep in decoded_reps:
@@ -193,6 +200,10 @@ class Pipeline:
                     self.core.report(txn, rep)
             if tick:
                 await self.tick(txn)
+            while txn.ended:  # dependents of what ended, in rounds: a cancel ends its own dependents
+                ended, txn.ended = txn.ended, []
+                await txn.load(self.core.cluster.waits.waiting_on(ended))
+                self.core.resolve(txn, ended)
             self.core.materialise(txn)
             missing = self.core.dispatch_candidates() - set(txn.rows)
             if missing:
@@ -254,3 +265,21 @@ class Pipeline:
             self.core.backstop(txn, job_id, over)
         if self.relay.pending:
             await self.relay.flush()
+
+
+async def store_workflows(session: AsyncSession, workflows: list[v1.SubmitWorkflow]) -> None:
+    """The workflows' own rows, once each (a redelivered command finds its row and its jobs stored)."""
+    for wf in workflows:
+        if await session.get(WorkflowRow, wf.workflow_id) is not None:
+            continue
+        names = {job.spec.name or job.job_id: job.job_id for job in wf.jobs}
+        at = wf.submitted_at or (wf.jobs[0].submitted_at if wf.jobs else None)
+        session.add(
+            WorkflowRow(
+                id=wf.workflow_id,
+                owner=wf.owner,
+                name=wf.name,
+                created_at=at or now(),
+                jobs=v1.encode(names),
+            )
+        )

@@ -37,6 +37,7 @@ from .pipeline import Pipeline
 from .placement import load_policy
 from .relay import Relay
 from .settings import SchedulerSettings
+from .waits import still_unmet
 
 log = logging.getLogger(__name__)
 S = v1.JobState
@@ -251,12 +252,16 @@ class Scheduler:
                 )
             await self.rebuild_arrays(session)
             active = [s.value for s in v1.ACTIVE]
-            rows = (await session.execute(select(JobRow).where(JobRow.state.in_(active)))).scalars()
+            found = await session.execute(select(JobRow).where(JobRow.state.in_(active)))
+            rows = list(found.scalars())
             mono = time.monotonic()
+            waiting = await self.rebuild_waits(session, rows)
             for row in rows:
                 spec = v1.decode(row.spec, v1.JobSpec)
                 if row.array_id is not None and row.array_id in self.core.arrays.open:
                     self.core.arrays.open[row.array_id].live.add(row.id)
+                if row.id in waiting:
+                    continue  # in no queue until its dependencies are met
                 if row.state == S.QUEUED.value:
                     # a job pinned to a node that is down waits pending, shown on that node
                     known = self.cluster.nodes.get(row.node or "")
@@ -290,3 +295,25 @@ class Scheduler:
         for array_id, n in counted:
             if array_id is not None:
                 arrays.open[array_id].unsuccessful = int(n)
+
+    async def rebuild_waits(self, session: AsyncSession, rows: list[JobRow]) -> set[str]:
+        """The queued and held jobs that still wait for dependencies, back in ``cluster.waits``; the
+        dependencies' states are read in one query per 500 of them."""
+        after: dict[str, list[v1.Dependency]] = {}
+        for row in rows:
+            if row.state in (S.QUEUED.value, S.HELD.value) and b'"after"' in row.spec:
+                spec = v1.decode(row.spec, v1.JobSpec)
+                if spec.after:
+                    after[row.id] = spec.after
+        wanted = sorted({d.job for deps in after.values() for d in deps})
+        ended: dict[str, bool] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            query = select(JobRow.id, JobRow.state, JobRow.ended_at).where(JobRow.id.in_(chunk))
+            for job_id, state, ended_at in await session.execute(query):
+                ended[job_id] = v1.is_finished(S(state), attempts_left=ended_at is None)
+        for job_id, deps in after.items():
+            unmet = still_unmet(deps, ended)
+            if unmet:
+                self.cluster.waits.add(job_id, unmet)
+        return set(self.cluster.waits.unmet)

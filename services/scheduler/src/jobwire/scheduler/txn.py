@@ -33,6 +33,8 @@ class Txn:
         self.tasks_touched: dict[str, JobRow] = {}
         #: column values to write to arrays at the end of the batch, by array id
         self.array_updates: dict[str, dict[str, Any]] = {}
+        #: jobs that ended (or were removed) in this batch: their dependents are resolved before commit
+        self.ended: list[str] = []
         self.at = now()
 
     async def load(self, job_ids: set[str]) -> None:
@@ -95,6 +97,7 @@ class Txn:
             metrics.SUBMIT_TO_RUNNING.labels(backend=row.backend or "unknown").observe(max(0.0, wait))
         if v1.is_finished(state, attempts_left=row.attempt < row.max_attempts):
             row.ended_at = when
+            self.ended.append(row.id)
         self.record(row, state, reason, at=when)
         if row.array_id is not None:
             self.tasks_touched[row.id] = row
