@@ -50,6 +50,7 @@ from .settings import GatewaySettings
 from .templates.controllers import TemplateController
 from .ui import ui_router
 from .waiters import EventWaiters
+from .workflows.controllers import WorkflowController
 
 log = logging.getLogger(__name__)
 SERVICE = "gateway"
@@ -119,6 +120,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             JobCountController,
             JobBatchController,
             JobController,
+            WorkflowController,
             LogController,
             EventController,
             ArtifactController,

@@ -16,7 +16,7 @@ from ..params import Caller, JobId, Res
 from ..problems import ProblemDetails
 from ..programs import service as programs
 from ..templates import service as templates
-from . import batch, feasible, holding, multipart, options, service, submit, waiting
+from . import after, batch, feasible, holding, multipart, options, service, submit, waiting
 from .lookup import require_job
 from .openapi import JobSpecBody
 from .schemas import JobPage, parse_labels, parse_states
@@ -51,7 +51,8 @@ class JobController(Controller):
             415: _problem("Body is not JSON"),
             422: _problem(
                 "Not a valid JobSpec: unknown field, value out of range, no command, a program no node "
-                "offers, resources or hints no registered node could ever satisfy"
+                "offers, resources or hints no registered node could ever satisfy, `after` naming no "
+                "job of the submitter's"
             ),
         },
     )
@@ -82,6 +83,7 @@ class JobController(Controller):
         await programs.check_offered(res, spec)
         await feasible.check(res, spec)
         options.check_backend_options(res, spec)
+        await after.check(res, owner_of(request), after.refs([spec]))
         key = submit.check_idempotency_key(idempotency_key)
         done = await submit.submit(res, spec, owner=owner_of(request), idempotency_key=key)
         set_target(request.scope, done.job.id)

@@ -1,0 +1,79 @@
+"""The read side of dependencies and workflows: which named jobs a caller may depend on, and a
+workflow with its jobs, states and edges, each in a fixed number of queries (one per 500 ids)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jobwire.contracts import v1
+
+from .models import JobRow, WorkflowRow
+
+#: ids per ``IN (...)`` list
+CHUNK = 500
+
+
+async def owned_job_ids(session: AsyncSession, ids: Iterable[str], owner: str) -> set[str]:
+    """Those of ``ids`` that are jobs of ``owner`` (another owner's job is as absent as no job)."""
+    wanted = sorted({i for i in ids if v1.is_job_id(i)})
+    found: set[str] = set()
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start : start + CHUNK]
+        query = select(JobRow.id).where(JobRow.id.in_(chunk), JobRow.owner == owner)
+        found.update(await session.scalars(query))
+    return found
+
+
+async def get_workflow(
+    session: AsyncSession, workflow_id: str, *, owner: str | None = None
+) -> v1.WorkflowView | None:
+    """The workflow, its jobs in dependency order and the edges between them; None when it does not
+    exist (or, with ``owner``, belongs to someone else). A deleted job is left out."""
+    if not v1.is_job_id(workflow_id):
+        return None
+    query = select(WorkflowRow).where(WorkflowRow.id == workflow_id)
+    if owner is not None:
+        query = query.where(WorkflowRow.owner == owner)
+    wf = await session.scalar(query)
+    if wf is None:
+        return None
+    names = v1.decode(wf.jobs, dict[str, str])
+    ids = list(names.values())
+    rows: dict[str, JobRow] = {}
+    for start in range(0, len(ids), CHUNK):
+        found = await session.scalars(select(JobRow).where(JobRow.id.in_(ids[start : start + CHUNK])))
+        rows.update((row.id, row) for row in found)
+    name_of = {job_id: name for name, job_id in names.items()}
+    jobs: list[v1.WorkflowJob] = []
+    edges: list[v1.WorkflowEdge] = []
+    for name, job_id in names.items():
+        row = rows.get(job_id)
+        if row is None:
+            continue
+        jobs.append(
+            v1.WorkflowJob(
+                name=name,
+                id=job_id,
+                state=v1.JobState(row.state),
+                reason=row.reason,
+                exit_code=row.exit_code,
+                started_at=row.started_at,
+                ended_at=row.ended_at,
+            )
+        )
+        for dep in v1.decode(row.spec, v1.JobSpec).after:
+            edges.append(v1.WorkflowEdge(from_=name_of.get(dep.job, dep.job), to=name, when=dep.when))
+    counts = Counter(job.state.value for job in jobs)
+    return v1.WorkflowView(
+        id=wf.id,
+        owner=wf.owner,
+        name=wf.name,
+        created_at=wf.created_at,
+        counts=dict(sorted(counts.items())),
+        jobs=jobs,
+        edges=edges,
+    )

@@ -1,0 +1,1 @@
+"""``/v1/workflows``: jobs submitted together, referring to each other by name."""

@@ -1,0 +1,120 @@
+"""``after`` and ``/v1/workflows`` through the gateway: a workflow stored whole by the real scheduler and
+shown with states and edges; cycles, unknown names and other owners' jobs refused with 422 problems."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from .conftest import bearer
+
+pytestmark = pytest.mark.integration
+
+DIAMOND = {
+    "name": "diamond",
+    "jobs": [
+        {"name": "d", "command": ["true"], "after": [{"job": "b"}, {"job": "c", "when": "finished"}]},
+        {"name": "b", "command": ["true"], "after": [{"job": "a"}]},
+        {"name": "c", "command": ["true"], "after": [{"job": "a"}]},
+        {"name": "a", "command": ["true"]},
+    ],
+}
+
+
+def is_problem(r, status: int) -> bool:
+    return r.status_code == status and r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_workflow_is_stored_whole_and_shown_with_states_and_edges(gateway, scheduler):
+    r = await gateway.post("/v1/workflows", json=DIAMOND)
+    assert r.status_code == 201, r.text
+    done = r.json()
+    ids = done["jobs"]
+    assert set(ids) == {"a", "b", "c", "d"} and r.headers["location"] == f"/v1/workflows/{done['id']}"
+    shown = (await gateway.get(f"/v1/workflows/{done['id']}")).json()
+    assert shown["name"] == "diamond" and shown["owner"] == "root"
+    names = [j["name"] for j in shown["jobs"]]
+    assert names[0] == "a" and names[-1] == "d"  # dependencies first
+    assert shown["counts"] == {"queued": 4}
+    by_name = {j["name"]: j for j in shown["jobs"]}
+    assert by_name["b"]["reason"] == f"waiting for {ids['a']} to succeed"
+    assert by_name["d"]["reason"] == f"waiting for {ids['b']} to succeed and {ids['c']} to finish"
+    edges = {(e["from"], e["to"], e["when"]) for e in shown["edges"]}
+    assert edges == {
+        ("a", "b", "succeeded"),
+        ("a", "c", "succeeded"),
+        ("b", "d", "succeeded"),
+        ("c", "d", "finished"),
+    }
+    job_d = (await gateway.get(f"/v1/jobs/{ids['d']}")).json()
+    assert job_d["after"] == [{"job": ids["b"]}, {"job": ids["c"], "when": "finished"}]
+    assert job_d["state"] == "queued" and job_d["node"] is None
+
+
+async def test_cycles_and_unknown_names_are_422_naming_them_and_nothing_is_sent(gateway, seed):
+    cycle = {
+        "jobs": [
+            {"name": "a", "command": ["true"]},
+            {"name": "b", "command": ["true"], "after": [{"job": "a"}, {"job": "c"}]},
+            {"name": "c", "command": ["true"], "after": [{"job": "b"}]},
+        ]
+    }
+    r = await gateway.post("/v1/workflows", json=cycle)
+    assert is_problem(r, 422) and r.json()["type"].endswith("invalid-workflow")
+    assert "cycle" in r.json()["detail"] and "'b'" in r.json()["detail"] and "'c'" in r.json()["detail"]
+    unknown = {
+        "jobs": [
+            {"name": "a", "command": ["true"], "after": [{"job": "prep"}]},
+            {"name": "a", "command": ["true"]},
+            {"command": ["true"], "after": [{"job": "train"}]},
+        ]
+    }
+    r = await gateway.post("/v1/workflows", json=unknown)
+    assert is_problem(r, 422)
+    errors = {e["path"]: e["detail"] for e in r.json()["errors"]}
+    assert "'prep'" in errors["$.jobs[0].after[0].job"] and "'train'" in errors["$.jobs[2].after[0].job"]
+    assert "given twice" in errors["$.jobs[1].name"] and "no name" in errors["$.jobs[2].name"]
+    assert r.json()["path"] == "$.jobs[1].name"
+    r = await gateway.post("/v1/workflows", json={"jobs": []})
+    assert is_problem(r, 422)
+    assert await seed.commands() == []
+
+
+async def test_after_naming_another_owners_job_is_as_unknown_as_no_job(gateway, seed, mint):
+    alice = bearer(await mint("alice"))
+    bobs = await seed.job(owner="bob", state="succeeded")
+    mine = await seed.job(owner="alice", state="succeeded")
+    never = "0193a000-0000-7000-8000-000000000000"
+    answers = {}
+    for job in (bobs, never, "not-an-id"):
+        r = await gateway.post("/v1/jobs", json={"command": ["true"], "after": [{"job": job}]}, headers=alice)
+        assert is_problem(r, 422) and r.json()["path"] == "$.after[0].job", r.text
+        answers[job] = r.json()["detail"].replace(job, "ID")
+    assert len(set(answers.values())) == 1  # bob's job looks exactly like none
+    batch = {"jobs": [{"command": ["true"]}, {"command": ["true"], "after": [{"job": bobs}]}]}
+    r = await gateway.post("/v1/jobs:batch", json=batch, headers=alice)
+    assert is_problem(r, 422) and r.json()["path"] == "$.jobs[1].after[0].job"
+    wf = {"jobs": [{"name": "x", "command": ["true"], "after": [{"job": mine}, {"job": bobs}]}]}
+    r = await gateway.post("/v1/workflows", json=wf, headers=alice)
+    assert is_problem(r, 422) and r.json()["path"] == "$.jobs[0].after[1].job" and r.json()["jobs"] == [bobs]
+    assert await seed.commands() == []
+    r = await gateway.post("/v1/jobs", json={"command": ["true"], "after": [{"job": mine}]}, headers=alice)
+    assert r.status_code in (201, 202) and r.json()["after"] == [{"job": mine}]
+
+
+async def test_a_workflow_is_read_only_by_its_owner(gateway, scheduler, mint):
+    alice, bob = bearer(await mint("alice")), bearer(await mint("bob"))
+    r = await gateway.post(
+        "/v1/workflows", json={"jobs": [{"name": "x", "command": ["true"]}]}, headers=alice
+    )
+    assert r.status_code == 201, r.text
+    wf = r.json()["id"]
+    for _ in range(50):
+        if (await gateway.get(f"/v1/workflows/{wf}", headers=alice)).status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert (await gateway.get(f"/v1/workflows/{wf}", headers=alice)).json()["jobs"][0]["name"] == "x"
+    assert is_problem(await gateway.get(f"/v1/workflows/{wf}", headers=bob), 404)
+    assert (await gateway.get(f"/v1/workflows/{wf}")).status_code == 200  # an admin reads any
+    assert is_problem(await gateway.get("/v1/workflows/0193a000-0000-7000-8000-000000000000"), 404)
