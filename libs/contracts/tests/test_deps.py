@@ -103,3 +103,9 @@ def test_a_job_id_outside_the_workflow_is_returned_to_be_checked():
     outside = v1.new_job_id()
     order, ids = workflows.plan(workflow(("a", [outside])))
     assert order == [0] and ids == {outside}
+
+
+def test_an_array_cannot_wait_for_other_jobs_yet():
+    body = b'{"command": ["true"], "array": {"count": 2}, "after": [{"job": "x"}]}'
+    with pytest.raises(msgspec.ValidationError, match="an array cannot wait"):
+        v1.decode_strict(body, v1.JobSpec)

@@ -414,6 +414,8 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
             if self.max_attempts not in (1, self.retry.attempts):
                 raise ValueError("give either max_attempts or retry.attempts, not two different counts")
             self.max_attempts = self.retry.attempts
+        if self.array is not None and self.after:
+            raise ValueError("after: an array cannot wait for other jobs yet (its tasks would start at once)")
         named = [d.job for d in self.after]
         if len(set(named)) != len(named):
             twice = sorted({j for j in named if named.count(j) > 1})
