@@ -10,6 +10,7 @@ import asyncio
 import json
 import statistics
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -61,15 +62,24 @@ class Watcher:
 async def submit_burst(
     api: str, n: int, clients: int, headers: dict[str, str] | None = None, spec: dict[str, Any] = NOOP
 ) -> tuple[list[str], list[float], float]:
-    """``n`` submits over ``clients`` connections; ids, latencies, seconds."""
+    """``n`` submits over ``clients`` connections; ids, latencies, seconds. A connection the server drops
+    is retried with the same ``Idempotency-Key`` (so no job is submitted twice), at most 3 times."""
     ids: list[str] = []
     latencies: list[float] = []
     todo = iter(range(n))
 
     async def worker(c: httpx.AsyncClient) -> None:
         for _ in todo:
+            key = {"Idempotency-Key": uuid.uuid4().hex}
             t0 = time.perf_counter()
-            r = await c.post("/v1/jobs", json=spec)
+            for attempt in range(3):
+                try:
+                    r = await c.post("/v1/jobs", json=spec, headers=key)
+                    break
+                except httpx.TransportError as e:
+                    DROPPED.append(repr(e))
+                    if attempt == 2:
+                        raise
             latencies.append(time.perf_counter() - t0)
             r.raise_for_status()
             ids.append(r.json()["id"])
@@ -80,6 +90,10 @@ async def submit_burst(
         await asyncio.gather(*(worker(c) for _ in range(clients)))
         elapsed = time.perf_counter() - t0
     return ids, latencies, elapsed
+
+
+#: connections the server dropped during ``submit_burst`` (reported, never hidden)
+DROPPED: list[str] = []
 
 
 async def batch_rate(stack: Stack, watcher: Watcher, jobs: int) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -32,7 +33,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from benchmarks import ceilings, loadgen, plot, read_bench, slurm_bench
+from benchmarks import ceilings, e2e, loadgen, plot, read_bench, slurm_bench
 from benchmarks.e2e import NOOP, Watcher, batch_rate, idle_latency, read_burst, submit_burst
 from benchmarks.soak import soak
 from jobwire.stack.processes import free_port
@@ -57,6 +58,11 @@ OUT = Path(os.environ.get("BENCH_OUT", "build/bench"))
 BODY = msgspec.json.encode(NOOP)
 #: the issue's targets (issue 11), each beside the reference it is a share of
 TARGETS = {"submit_ratio": 0.7, "submit_p99_ms": 50.0, "jobs_per_s": 500.0, "submit_to_running_ms_p50": 50.0}
+
+
+def say(what: str) -> None:
+    """Progress on stderr: the run is minutes long, and the JSON comes only at the end."""
+    print(f"{time.strftime('%H:%M:%S')} bench: {what}", file=sys.stderr, flush=True)
 
 
 def _stack(home: Path, database_url: str | None) -> Stack:
@@ -96,6 +102,7 @@ def curve(stack: Stack) -> list[dict[str, Any]]:
     for c in CONNECTIONS:
         before = asyncio.run(_drain(stack))
         points.append({**loadgen.run(load, c, CURVE_S), "before": before})
+        say(f"curve {c} connections: {points[-1]}")
     asyncio.run(_drain(stack))
     return points
 
@@ -113,6 +120,7 @@ def bench_database(kind: str, home: Path, first: bool) -> dict[str, Any]:
             return {"skipped": str(e)}
         url = server.database_url("postgres")
     stack = _stack(home / kind, url)
+    say(f"{kind}: starting the stack")
     stack.start()
     try:
         out: dict[str, Any] = {"curve": curve(stack)}
@@ -121,7 +129,9 @@ def bench_database(kind: str, home: Path, first: bool) -> dict[str, Any]:
                 "jetstream_publish": asyncio.run(ceilings.jetstream_publish(stack.nats_url, 2000, 20000)),
                 "sqlite_one_row_per_commit": ceilings.sqlite_commits(home / "ceiling.db", 5000),
             }
+            say(f"references: {out['references']}")
             out.update(asyncio.run(_end_to_end(stack)))
+            say(f"end to end: {out['end_to_end']}, batch: {out['batch']}")
             p32 = next((p for p in out["curve"] if p["connections"] == 32), out["curve"][-1])
             out["memory"] = asyncio.run(
                 soak(
@@ -131,7 +141,13 @@ def bench_database(kind: str, home: Path, first: bool) -> dict[str, Any]:
                     seconds=SOAK_S,
                 )
             )
+        say(f"{kind}: done")
         return out
+    except BaseException:
+        logs = OUT / f"logs-{kind}"  # the stack's home is deleted with the run: keep what says why
+        shutil.copytree(stack.home / "logs", logs, dirs_exist_ok=True)
+        say(f"{kind}: failed; the services' logs are in {logs}")
+        raise
     finally:
         stack.stop()
         if server is not None:
@@ -161,6 +177,7 @@ async def _end_to_end(stack: Stack) -> dict[str, Any]:
             "seconds_first_submit_to_last_finished": round(e2e_s, 2),
             "jobs_completed_per_s": round(JOBS / e2e_s, 1),
             "not_succeeded": sum(watcher.final.get(i) != "succeeded" for i in ids),
+            "connections_dropped_and_retried": len(e2e.DROPPED),
         },
         "batch": batch,
         "latency_idle": idle,
@@ -294,20 +311,25 @@ def main() -> None:
         },
     }
     workers = doc["settings"]["gateway_workers"] or os.cpu_count() or 1
+    OUT.mkdir(parents=True, exist_ok=True)
+    say("bare route")
     doc["bare_route"] = ceilings.bare_route_curve(workers, CONNECTIONS, CURVE_S, BODY)
+    say(f"bare route: {doc['bare_route']}")
+    doc["databases"] = {}
     with tempfile.TemporaryDirectory(prefix="jobwire-bench-") as home:
-        doc["databases"] = {
-            kind: bench_database(kind, Path(home), first=i == 0) for i, kind in enumerate(DATABASES)
-        }
+        for i, kind in enumerate(DATABASES):
+            doc["databases"][kind] = bench_database(kind, Path(home), first=i == 0)
+            (OUT / "bench.partial.json").write_text(json.dumps(doc, indent=2) + "\n")
     if os.environ.get("BENCH_SLURM", "1") != "0":
+        say("slurm")
         doc["slurm"] = slurm_bench.measure(SLURM_JOBS, float(os.environ.get("BENCH_SLURM_LOCK_WAIT", "300")))
     if os.environ.get("BENCH_READ", "1") != "0":
+        say("reads at scale")
         doc["reads_at_scale"] = read_bench.measure()
     doc["ratios"] = ratios(doc)
     doc["machine"]["load_average_before"] = [round(x, 2) for x in load_before]
     doc["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     doc["seconds"] = round(time.time() - started, 1)
-    OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
     plot.curve_png(doc, OUT / "bench.png")
     doc["files"] = [str(OUT / "bench.json"), str(OUT / "bench.png")]

@@ -1,9 +1,10 @@
 """The read side: jobs and nodes as contract types, in a fixed number of queries per call.
 
 The gateway answers every GET from here. A page of jobs, or one job, costs two queries whatever its size
-(the rows with their queue positions, then the transitions of them all), so a list never degrades into one
-query per job; and each is served by an index that matches it, so it costs the same at a million jobs and
-at any cursor depth. Counts are read from ``job_counts``, which triggers keep (migrations 0003, 0005).
+(the rows, then the transitions of them all; queue positions add two per node and priority of the queued
+jobs on the page), so a list never degrades into one query per job; and each is served by an index that
+matches it, so it costs the same at a million jobs and at any cursor depth. Counts are read from
+``job_counts``, which triggers keep (migrations 0003, 0005).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
 
 from .models import JobCountRow, JobLabelRow, JobRow, NodeRow, TransitionRow
+from .positions import queue_positions
 
 #: The largest page ``list_jobs`` serves; keeps the ``IN`` lists of the follow-up queries bounded.
 MAX_PAGE_SIZE = 1000
@@ -147,7 +149,8 @@ async def list_jobs(
     An empty ``states`` or ``labels`` filters nothing. Raises ``InvalidCursor`` for a cursor this module
     did not produce and ``ValueError`` for a limit outside 1..MAX_PAGE_SIZE.
 
-    Two queries whatever the page size: the page (with queue positions), then its transitions. The
+    Two queries whatever the page size (the page, then its transitions), and for a page holding queued
+    jobs two per node and priority among them (``positions.queue_positions``). The
     statement is built once per combination of filters (with bound parameters) and kept: building it
     costs more Python time than the database spends answering it.
     """
@@ -172,9 +175,11 @@ async def list_jobs(
             postgres=session.get_bind().dialect.name == "postgresql",
         )
     )
-    rows = [(row, position) for row, position in await session.execute(statement, params)]
-    next_cursor = encode_cursor(rows[limit - 1][0].id) if len(rows) > limit else None
-    return await _assemble(session, rows[:limit]), next_cursor
+    found = list((await session.execute(statement, params)).scalars())
+    next_cursor = encode_cursor(found[limit - 1].id) if len(found) > limit else None
+    page = found[:limit]
+    at = await queue_positions(session, page)  # one count per node, not one per row
+    return await _assemble(session, [(row, at.get(row.id)) for row in page]), next_cursor
 
 
 @dataclass(frozen=True)
@@ -194,7 +199,7 @@ class _Shape:
 def _page_statement(shape: _Shape) -> Select[Any]:
     page = _page(shape)
     job = aliased(JobRow, page)
-    return select(job, _queue_position(job)).order_by(job.id.desc())
+    return select(job).order_by(job.id.desc())
 
 
 def _page(shape: _Shape) -> Subquery:
