@@ -121,3 +121,23 @@ def test_batch_file_with_a_bad_spec_is_refused_before_sending(stub: Any, cli: An
     result = cli("submit", "--batch", str(path))
     assert result.code == 2 and "not a list of job specs" in result.err
     assert stub.requests("POST", "/v1/jobs:batch") == []
+
+
+def test_array_and_retry_flags_make_the_spec_sbatch_users_expect(stub: Any, cli: Any) -> None:
+    result = cli(
+        "submit", "--array", "0-999%10", "--retry", "4", "--retry-backoff", "10s",
+        "--retry-on", "failed,lost", "--", "sh", "-c", "echo $JOBWIRE_ARRAY_INDEX",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    body = sent(stub)
+    assert body["array"] == {"count": 1000, "parallelism": 10}
+    assert body["retry"] == {"attempts": 4, "on": ["failed", "lost"], "backoff": 10.0}
+    assert body["max_attempts"] == 4
+    assert "1000 tasks (0-999, at most 10 at once)" in result.out
+
+
+@pytest.mark.parametrize("bad", ["1,2,3", "9-3", "a-b", "0-9%"])
+def test_an_array_range_sbatch_would_not_take_is_refused(stub: Any, cli: Any, bad: str) -> None:
+    result = cli("submit", "--array", bad, "--", "true")
+    assert result.code == 2 and "--array" in result.err
+    assert not stub.requests("POST", "/v1/jobs")

@@ -190,6 +190,17 @@ class JobwireClient:
         """Run a running or finished job again as a new attempt."""
         return self._decode(self._request("POST", _job(job_id, "requeue")), v1.Job)
 
+    def get_array(self, array_id: str, *, limit: int = 100, cursor: str | None = None) -> v1.ArrayView:
+        """An array's task counts by state and a page of its tasks."""
+        params = {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
+        path = f"/v1/arrays/{quote(array_id, safe='')}"
+        return self._decode(self._request("GET", path, params=params), v1.ArrayView)
+
+    def array_command(self, array_id: str, verb: str) -> v1.ArrayView:
+        """``cancel``, ``hold`` or ``release`` a whole array."""
+        path = f"/v1/arrays/{quote(array_id, safe='')}/{verb}"
+        return self._decode(self._request("POST", path), v1.ArrayView)
+
     def delete(self, job_id: str) -> v1.Job | None:
         """Delete the job with its logs and artifacts; a job when the deletion is still under way."""
         resp = self._request("DELETE", _job(job_id))

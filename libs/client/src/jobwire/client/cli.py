@@ -30,6 +30,7 @@ examples:
   jobwire submit --program gromacs@2024.1 -- -deffnm run1              # a catalog program, args after --
   jobwire submit --name hello --follow -- echo hello                  # run a command, stream its output
   jobwire submit -f job.yaml --label run=3 --wait                     # a spec file, flags on top
+  jobwire submit --array 0-999%10 --retry 3 -- sh -c 'echo $JOBWIRE_ARRAY_INDEX'  # 1000 tasks, 10 at once
 """
 
 Handler = Callable[[JobwireClient, argparse.Namespace, commands.Output], int]
@@ -115,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image")
     p.add_argument("--workdir")
     p.add_argument("--max-attempts", type=int)
+    p.add_argument(
+        "--array", metavar="FIRST-LAST[%N]", help="tasks like sbatch's --array: 0-999%%10 = 1000, 10 at once"
+    )
+    p.add_argument("--retry", type=int, metavar="ATTEMPTS", help="run again on failure, loss or timeout")
+    p.add_argument("--retry-backoff", metavar="TIME", help="wait before the 2nd attempt, doubled after")
+    p.add_argument("--retry-on", metavar="ENDS", help="comma list of failed, lost, timed_out (default: all)")
     p.add_argument("--priority", type=int)
     p.add_argument("--interpreter", help="how to run the script, e.g. 'python3 -u' (default: by extension)")
     p.add_argument("--idempotency-key", help="retrying with the same key never submits twice")
@@ -164,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
         "job"
     )
     add("rm", commands.rm, "delete a job with its logs and artifacts").add_argument("job")
+
+    p = add("array", commands.array, "an array's task counts; cancel, hold or release it whole")
+    p.add_argument("array_id", metavar="ARRAY")
+    p.add_argument("action", nargs="?", choices=("show", "cancel", "hold", "release"), default="show")
+    _json_flag(p)
 
     p = add("nodes", commands.nodes, "list executor nodes")
     _json_flag(p)

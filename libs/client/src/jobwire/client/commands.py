@@ -90,7 +90,8 @@ def submit_batch(client: JobwireClient, args: argparse.Namespace, io: Output) ->
 def submit(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
     if getattr(args, "batch", None):
         return submit_batch(client, args, io)
-    flags = {key: getattr(args, key) for key in (*specs.TOP_FLAGS, *specs.RESOURCE_FLAGS, "expected_time")}
+    names = (*specs.TOP_FLAGS, *specs.RESOURCE_FLAGS, "expected_time", *specs.ARRAY_RETRY_FLAGS)
+    flags = {key: getattr(args, key, None) for key in names}
     spec = specs.build_spec(
         file=args.file,
         spec_file=args.spec_file,
@@ -101,6 +102,8 @@ def submit(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
         interpreter=args.interpreter,
         program=getattr(args, "program", None),
     )
+    if spec.array is not None and (args.wait or args.follow):
+        raise specs.UsageError("--wait and --follow are for one job; follow an array with `jobwire array ID`")
     # a key per invocation: a retried submit (by the user or a proxy) cannot start the job twice
     done = client.submit_detailed(spec, idempotency_key=args.idempotency_key or str(uuid.uuid4()))
     job = done.job
@@ -108,6 +111,10 @@ def submit(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
         io.json(job)
     elif args.quiet:
         print(job.id, flush=True)
+    elif spec.array is not None:
+        at_once = f", at most {spec.array.parallelism} at once" if spec.array.parallelism else ""
+        first, last = spec.array.start, spec.array.start + spec.array.count - 1
+        io.out.print(f"submitted array {job.id}: {spec.array.count} tasks ({first}-{last}{at_once})")
     else:
         line = Text(f"submitted {job.id} ")
         line.append_text(render.state_text(job.state.value))
@@ -127,6 +134,24 @@ def submit(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
         job = client.wait(job.id)
         (io.err if io.as_json or args.quiet else io.out).print(final_line(job))
         return exit_status(job)
+    return 0
+
+
+def array(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    """An array's counts by state (non-zero ones), or cancel/hold/release it whole."""
+    if args.action == "show":
+        view = client.get_array(args.array_id, limit=1)
+    else:
+        view = client.array_command(args.array_id, args.action)
+    if io.as_json:
+        io.json(view)
+        return 0
+    flags = [f for f in ("held", "cancelled", "done") if getattr(view, f)]
+    head = f"array {view.id}: {view.count} tasks, {view.materialised} started so far"
+    io.out.print(head + (f" ({', '.join(flags)})" if flags else ""))
+    for state, n in view.counts.items():
+        if n:
+            io.out.print(f"  {state:<10} {n}")
     return 0
 
 

@@ -132,13 +132,43 @@ def build_spec(
 
 
 RESOURCE_FLAGS = ("cpus", "gpus", "memory", "walltime")
+ARRAY_RETRY_FLAGS = ("array", "retry", "retry_backoff", "retry_on")
 TOP_FLAGS = ("name", "image", "workdir", "backend", "node", "pool", "max_attempts", "priority")
+
+
+_ARRAY = re.compile(r"^(\d+)(?:-(\d+))?(?:%(\d+))?$")
+
+
+def parse_array(text: str) -> dict[str, int]:
+    """``sbatch --array`` ranges: ``0-999%10`` (indices 0 to 999, at most 10 at once), ``1-100``, ``7``."""
+    m = _ARRAY.match(text.strip())
+    if m is None:
+        raise UsageError(f"--array {text!r}: give FIRST-LAST[%PARALLEL], e.g. 0-999%10 (no lists)")
+    first = int(m.group(1))
+    last = int(m.group(2)) if m.group(2) is not None else first
+    if last < first:
+        raise UsageError(f"--array {text!r}: the last index is before the first")
+    array = {"start": first, "count": last - first + 1}
+    if m.group(3) is not None:
+        array["parallelism"] = int(m.group(3))
+    return array
 
 
 def _apply_flags(raw: dict[str, Any], flags: dict[str, Any]) -> None:
     for key in TOP_FLAGS:
         if flags.get(key) is not None:
             raw[key] = flags[key]
+    if flags.get("array") is not None:
+        raw["array"] = parse_array(flags["array"])
+    retry = dict(raw.get("retry") or {})
+    if flags.get("retry") is not None:
+        retry["attempts"] = flags["retry"]
+    if flags.get("retry_backoff") is not None:
+        retry["backoff"] = _seconds(flags["retry_backoff"], "--retry-backoff")
+    if flags.get("retry_on") is not None:
+        retry["on"] = [o.strip() for o in flags["retry_on"].split(",") if o.strip()]
+    if retry:
+        raw["retry"] = retry
     if flags.get("expected_time") is not None:
         raw["expected_runtime"] = _seconds(flags["expected_time"], "--expected-time")
     resources = dict(raw.get("resources") or {})

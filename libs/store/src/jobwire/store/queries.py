@@ -39,6 +39,7 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
 
+from .arrays import attempts_of
 from .models import JobCountRow, JobLabelRow, JobRow, NodeRow, TransitionRow
 from .positions import queue_positions
 
@@ -81,6 +82,7 @@ def row_to_job(
 
     ``labels`` None means the spec's own (what the scheduler stores in ``job_labels`` too).
     """
+    transitions = list(transitions)
     spec = v1.decode(row.spec, v1.JobSpec)
     fields: dict[str, Any] = {f: getattr(spec, f) for f in v1.JobSpec.__struct_fields__}
     fields.update(
@@ -111,6 +113,10 @@ def row_to_job(
         artifacts=v1.decode(row.artifacts, list[v1.Artifact]) if row.artifacts else [],
         ports=v1.decode(row.ports, dict[str, str]) if row.ports else {},
         details=v1.decode(row.details, dict[str, Any]) if row.details else {},
+        array_id=row.array_id,
+        array_index=row.array_index,
+        attempts=attempts_of(transitions),
+        not_before=row.not_before,
     )
 
 

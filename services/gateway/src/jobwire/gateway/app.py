@@ -20,6 +20,7 @@ from jobwire.runtime.bus import connect
 from jobwire.store.engine import make_engine, session_factory
 
 from .apidocs import assets_router, openapi_config
+from .arrays.controllers import ArrayController
 from .artifacts.controllers import ArtifactController
 from .auth.audit import audit_middleware
 from .auth.controllers import AuditController, QuotaController, TokenController
@@ -121,6 +122,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             JobBatchController,
             JobController,
             WorkflowController,
+            ArrayController,
             LogController,
             EventController,
             ArtifactController,

@@ -13,7 +13,7 @@ from jobwire.contracts import v1
 from ..auth.audit import set_target
 from ..owner import owner_of
 from ..params import Caller, JobId, Res
-from ..problems import ProblemDetails
+from ..problems import InvalidParameter, ProblemDetails
 from ..programs import service as programs
 from ..templates import service as templates
 from . import after, batch, feasible, holding, multipart, options, service, submit, waiting
@@ -84,10 +84,14 @@ class JobController(Controller):
         await feasible.check(res, spec)
         options.check_backend_options(res, spec)
         await after.check(res, owner_of(request), after.refs([spec]))
+        if spec.array is not None and wait is not None:
+            raise InvalidParameter("`wait` is for one job; follow an array at GET /v1/arrays/{id}")
         key = submit.check_idempotency_key(idempotency_key)
         done = await submit.submit(res, spec, owner=owner_of(request), idempotency_key=key)
         set_target(request.scope, done.job.id)
-        headers = {"Location": location(done.job.id)}
+        # an array answers as a job with ``array`` set; it is read at /v1/arrays/{id}
+        where = f"/v1/arrays/{done.job.id}" if spec.array is not None else location(done.job.id)
+        headers = {"Location": where}
         if warnings:  # RFC 9111's free-text form: 299 = a persistent warning
             headers["Warning"] = ", ".join(f'299 jobwire "{w}"' for w in warnings)
         if done.replayed:

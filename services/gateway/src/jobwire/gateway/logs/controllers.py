@@ -29,6 +29,15 @@ async def _as_text(records: AsyncIterator[LogRecord | None]) -> AsyncIterator[by
             yield r.chunk.data.encode()
 
 
+async def _of_attempt(
+    records: AsyncIterator[LogRecord | None], attempt: int | None
+) -> AsyncIterator[LogRecord | None]:
+    """Only chunks of ``attempt`` (every attempt's output shares the job's log subjects)."""
+    async for r in records:
+        if r is None or attempt is None or r.chunk.attempt == attempt:
+            yield r
+
+
 class LogController(Controller):
     path = "/v1/jobs/{job_id:str}/logs"
     tags = ["logs"]
@@ -57,13 +66,18 @@ class LogController(Controller):
             Literal["stdout", "stderr"] | None, QueryParameter(description="Only this one")
         ] = None,
         last_event_id: LastEventId = None,
+        attempt: Annotated[
+            int | None, QueryParameter(ge=1, description="Only this attempt's output (default: all)")
+        ] = None,
     ) -> Stream:
         job = await require_job(res, job_id, owner=caller.visible_owner)
         after = resume_after(offset, last_event_id)
         streams = (stream,) if stream else STREAMS
         require_bus(res)
         slot = res.streams.take(caller.owner)
-        records = holding(slot, read_logs(res, job, after=after, follow=follow, streams=streams))
+        records = _of_attempt(
+            holding(slot, read_logs(res, job, after=after, follow=follow, streams=streams)), attempt
+        )
         if wants_sse(request):
             return sse_response(_as_sse(records))
         return Stream(_as_text(records), media_type=TEXT_PLAIN, headers={"X-Accel-Buffering": "no"})
