@@ -40,3 +40,20 @@ async def test_requeue_of_an_unknown_job_is_404(gateway, seed):
     r = await gateway.post(f"/v1/jobs/{v1.new_job_id()}/requeue")
     assert r.status_code == 404
     assert await seed.commands() == []
+
+
+async def test_requeue_of_a_finished_job_takes_a_place_in_its_owners_quota(gateway, seed):
+    """A finished job requeued is active again: over alice's max_active it is a 429 and nothing is sent,
+    whoever asks (here an admin); a running one is active already and takes no new place."""
+    assert (await gateway.put("/v1/quotas/alice", json={"max_active": 1})).status_code == 200
+    await seed.job(state="running", attempt=1, node="n1", owner="alice")
+    done = await seed.job(state="failed", attempt=1, node="n1", owner="alice")
+    r = await gateway.post(f"/v1/jobs/{done}/requeue")
+    assert r.status_code == 429, r.text
+    assert r.json()["limit"] == "max_active" and int(r.headers["retry-after"]) > 0
+    assert await seed.commands() == []
+    running = await seed.job(state="running", attempt=1, node="n1", owner="alice")
+    assert (await gateway.post(f"/v1/jobs/{running}/requeue")).status_code == 202
+    assert (await gateway.put("/v1/quotas/alice", json={"max_active": 3})).status_code == 200
+    assert (await gateway.post(f"/v1/jobs/{done}/requeue")).status_code == 202
+    assert len(await seed.commands()) == 2

@@ -198,3 +198,25 @@ async def test_a_retry_keeps_its_place_before_jobs_submitted_after_it(scheduler,
         assert list(node.runs) == [first] and all(events.states(j) == ["queued"] for j in later)
     finally:
         await node.stop()
+
+
+async def test_a_requeued_job_gets_its_attempts_again_and_no_more(scheduler, clean_bus, events):
+    node = await FakeNode(clean_bus, "n1", slots=1).start()
+    try:
+        jid = await submit(clean_bus, spec(retry=v1.RetrySpec(attempts=2, on=["failed"])))
+        for attempt in (1, 2):
+            await attempt_sent(node, jid, attempt)
+            await node.report(jid, "finished", outcome=S.FAILED, exit_code=1)
+        await events.wait_state(jid, "failed")
+        await command(clean_bus, v1.RequeueJob(job_id=jid), "requeue")
+        for attempt in (3, 4):  # two attempts again: the retry budget counts from the requeue
+            await attempt_sent(node, jid, attempt)
+            await node.report(jid, "finished", outcome=S.FAILED, exit_code=1)
+        await events.wait(lambda: events.states(jid).count("failed") == 2)
+        await asyncio.sleep(0.5)
+        async with scheduler.sessions() as s:
+            row = await s.get(JobRow, jid)
+        assert (row.state, row.attempt, row.max_attempts) == ("failed", 4, 4)
+        assert node.runs[jid].attempt == 4  # no fifth
+    finally:
+        await node.stop()

@@ -314,10 +314,13 @@ class Core:
             self.queue_again(txn, row, reason)
 
     def queue_again(self, txn: Txn, row: JobRow, reason: str) -> None:
+        """A requeue: the job runs again, with its spec's attempts from here (its retries and loss
+        budget count from the requeue: neither spent by earlier rounds nor unbounded)."""
         row.ended_at = None
         row.cancel_requested = False
         row.not_before = None
         spec = v1.decode(row.spec, v1.JobSpec)
+        row.max_attempts = row.attempt + spec.max_attempts
         position = self.place(txn, row, self.queued_job(row, spec))
         txn.transition(row, S.QUEUED, reason, queue_position=position)
 

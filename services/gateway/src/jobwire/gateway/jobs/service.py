@@ -15,6 +15,7 @@ from ..resources import Resources
 from ..waiters import wait
 from .lookup import is_done, load_job, require_job
 from .schemas import JobPage
+from .submit import admit
 
 
 class JobFinished(Conflict):
@@ -102,6 +103,10 @@ async def requeue(
                 f"job {job_id} is {job.state.value}; only running and finished jobs can be requeued "
                 f"({v1.describe_states(v1.Verb.REQUEUE)})"
             )
+        if job.state not in v1.ACTIVE:
+            # a finished job becomes active again: it takes a place in its owner's quotas as a submit
+            # does (429, nothing published, when that would pass max_active or max_gpus)
+            await admit(res, job.owner, job_id, job)
         command = v1.RequeueJob(job_id=job_id, requested_by=owner)
         msg_id = sj.command_msg_id(job_id, v1.Verb.REQUEUE, len(job.transitions))
         await res.bus.publish(sj.cmd_subject(v1.Verb.REQUEUE), command, msg_id=msg_id)
