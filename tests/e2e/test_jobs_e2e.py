@@ -203,14 +203,16 @@ def test_delete_removes_job_logs_artifacts_and_files(api, stack):
     )
     wait_state(api, job["id"], "succeeded")
     job_dir = stack.home / "executors" / "e2e-a" / "jobs" / job["id"]
-    assert b"not-for-after-the-delete" in (job_dir / "1" / "run.json").read_bytes()
+    own_dir = stack.home / "executors" / "e2e-a" / ".executor" / "jobs" / job["id"]
+    assert b"not-for-after-the-delete" in (own_dir / "1" / "run.json").read_bytes()
+    assert (job_dir / "1" / "outputs" / "o.txt").exists()
     r = api.delete(f"/v1/jobs/{job['id']}")
     assert r.status_code in (202, 204)
     wait_for(lambda: api.get(f"/v1/jobs/{job['id']}").status_code == 404, what="the job to be gone")
     assert api.get(f"/v1/jobs/{job['id']}/logs").status_code == 404
     assert api.get(f"/v1/jobs/{job['id']}/artifacts/o.txt").status_code == 404
-    # the job's directory on the node's storage, run.json and its environment included
-    wait_for(lambda: not job_dir.exists(), 10, what=f"{job_dir} to be removed")
+    # the job's directory on the node's storage, and the executor's (run.json, its environment)
+    wait_for(lambda: not job_dir.exists() and not own_dir.exists(), 10, what=f"{job_dir} to be removed")
 
 
 def test_delete_of_a_running_job_cancels_it_first(api, stack):

@@ -56,9 +56,10 @@ async def test_sigkilled_executor_adopts_its_runs_after_a_restart(harness, until
 
         proc.send_signal(signal.SIGKILL)
         proc.wait(5)
-        short_exit = root / "jobs" / short / "1" / "exit_code"
+        own = root / ".executor" / "jobs"
+        short_exit = own / short / "1" / "exit_code"
         await until(short_exit.exists, timeout=5, what="the short job ends while the executor is down")
-        assert not (root / "jobs" / long / "1" / "exit_code").exists(), "the long job still runs"
+        assert not (own / long / "1" / "exit_code").exists(), "the long job still runs"
         assert not harness.of(long, "finished") and not harness.of(short, "finished")
 
         proc = start_executor(node, root, harness.nats_url, log)
@@ -92,7 +93,7 @@ async def test_sigterm_leaves_jobs_running_for_the_next_start(harness, tmp_path)
         await harness.wait(job, "running")
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 10) == 0, log.read_text()[-3000:]
-        pid = int((root / "jobs" / job / "1" / "pid").read_text())
+        pid = int((root / ".executor" / "jobs" / job / "1" / "pid").read_text())
         os.killpg(pid, 0)  # still alive: a clean stop does not touch running jobs
         proc = start_executor(node, root, harness.nats_url, log)
         done = await harness.wait(job, "finished", timeout=15)

@@ -1,12 +1,22 @@
-"""``LocalExecutor``: detached processes on this machine (entry point ``jobwire.executors: local``)."""
+"""``LocalExecutor``: detached processes on this machine (entry point ``jobwire.executors: local``).
+
+Under run-as (``fixed:<user>``, ``owner``) the job's directory is given to its account and the job is
+started through ``setpriv`` by the wrapper, which stays the executor's: the job cannot write the
+exit code, the pid or the logs, nor enter another attempt's directory (issue 12 item 1).
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import stat
+from typing import ClassVar
 
-from jobwire.contracts.v1 import NodeCapacity, parse_size
+from jobwire.contracts.v1 import NodeCapacity, RunJob, parse_size
 
-from .runner import ProcessExecutor
+from .executor import RunHandle
+from .runner import ProcessExecutor, prepare_wrapped
+from .runner.executor import setpriv_argv
 from .settings import ExecutorSettings
 from .transport.local import LocalTransport
 
@@ -23,13 +33,40 @@ def memory_total(meminfo: str = "/proc/meminfo") -> int | None:
     return None
 
 
+def check_traversable(root: str) -> None:
+    """Every existing directory above ``root`` must let other accounts pass (``o+x``), or no job of a
+    mapped account could reach its own directory: refuse the start with the one that does not."""
+    path = os.path.dirname(os.path.abspath(root))
+    while True:
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            mode = stat.S_IXOTH
+        if not mode & stat.S_IXOTH:
+            raise ValueError(
+                f"the executor's root {root} is below {path} (mode {stat.S_IMODE(mode):o}), which the "
+                "jobs' accounts cannot pass through: give it o+x or choose a root they can reach"
+            )
+        if path == "/":
+            return
+        path = os.path.dirname(path)
+
+
 class LocalExecutor(ProcessExecutor):
     """The runner over LocalTransport; capacity defaults to what this machine has."""
 
     backend = "local"
+    run_as_modes: ClassVar[frozenset[str]] = frozenset({"self", "fixed", "owner"})
 
     def __init__(self, settings: ExecutorSettings) -> None:
         super().__init__(settings, LocalTransport(), os.path.abspath(settings.root_dir()))
+        if not self.run_as.is_self and os.geteuid() != 0:
+            raise ValueError(
+                f"JOBWIRE_EXECUTOR_RUN_AS={settings.run_as!r} needs the executor to run as root "
+                "(it gives each job's directory to its account and starts the job as that account)"
+            )
+        if not self.run_as.is_self:
+            check_traversable(self.root)
         cpus = os.cpu_count() or 1
         self._capacity = NodeCapacity(
             slots=settings.slots or cpus,
@@ -40,3 +77,10 @@ class LocalExecutor(ProcessExecutor):
 
     def capacity(self) -> NodeCapacity:
         return self._capacity
+
+    async def start(self, run: RunJob) -> RunHandle:
+        account = await self.run_as.ensure(run.owner)
+        if account is None:
+            return await super().start(run)
+        drop = setpriv_argv(account, shutil.which("setpriv") or "/usr/bin/setpriv")
+        return await self.launch(await prepare_wrapped(self, run, account, drop), run)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import posixpath
 import secrets
 import time
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ from jobwire.runtime.settings import BusSettings, bus_settings
 
 from . import jobfiles
 from . import journal as jr
+from .attempt.layout import OWN_TREE
 from .catalog import keep_published
 from .executor import Executor, HoldRefused, RunHandle, StartDeferred, StartRefused, load_executor
 from .inputs import InputSource
@@ -99,6 +101,17 @@ class ExecutorService:
         self.reachable = True
         #: the last tick failed on the transport (logged once until a tick succeeds)
         self._tick_failing = False
+        #: with ``self`` and no configured owner, the owner this executor took on (first_owner)
+        self._first_owner: str | None = None
+
+    async def _refuse_owner(self, run: RunJob) -> None:
+        """With ``self`` and no JOBWIRE_EXECUTOR_OWNER, the first owner's is the only one served: it is
+        kept beside the attempts (``<root>/.executor/owner``) so a restart does not forget it."""
+        if not self.executor.run_as.is_self:
+            return
+        if self.settings.owner is None and self._first_owner is None:
+            self._first_owner = await first_owner(self.executor, run.owner)
+        refuse_owner(run, self.settings, self._first_owner)
 
     @property
     def bus(self) -> Bus:
@@ -405,7 +418,7 @@ class ExecutorService:
         await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=now()))
         try:
             refuse_image(run, self.settings.backend)
-            refuse_owner(run, self.settings)
+            await self._refuse_owner(run)
             handle = await self.executor.start(self.executor.with_options(run))
         except StartRefused as e:
             log.info("%s attempt %d refused: %s", run.job_id, run.attempt, e)
@@ -517,18 +530,47 @@ def check_run_as(settings: ExecutorSettings, executor: Executor) -> None:
         )
     if mode == "self" and settings.owner is None:
         log.warning(
-            "every job runs as this executor's own OS account and can read the others' files: "
-            "set JOBWIRE_EXECUTOR_OWNER to serve a single owner (issue 12)"
+            "jobs run as this executor's own OS account: it serves only the owner of the first job it "
+            "runs; set JOBWIRE_EXECUTOR_OWNER to name that owner, or JOBWIRE_EXECUTOR_RUN_AS=owner to "
+            "serve several (issue 12)"
         )
 
 
-def refuse_owner(run: RunJob, settings: ExecutorSettings) -> None:
-    """A job whose owner is not the one this executor serves never runs as the executor's account."""
+def refuse_owner(run: RunJob, settings: ExecutorSettings, first: str | None = None) -> None:
+    """A job whose owner is not the one this executor serves never runs as the executor's account
+    (``first``: the owner it took on when none was configured)."""
     if settings.owner is not None and run.owner != settings.owner:
         raise StartRefused(
             f"node {settings.node!r} runs jobs as its own OS account for owner {settings.owner!r} only "
             f"(JOBWIRE_EXECUTOR_OWNER); a job of {run.owner!r} would share that account's files"
         )
+    if settings.owner is None and first is not None and run.owner != first:
+        raise StartRefused(
+            f"node {settings.node!r} runs jobs as its own OS account and serves owner {first!r}, the first "
+            f"whose job it ran; a job of {run.owner!r} would share that account's files. To serve several "
+            "owners set JOBWIRE_EXECUTOR_RUN_AS=owner (an account per owner) or fixed:<user>"
+        )
+
+
+FIRST_OWNER = "owner"
+
+
+async def first_owner(executor: Executor, owner: str) -> str | None:
+    """The owner recorded in the executor's root, recording ``owner`` when there is none yet (None:
+    this backend keeps no attempt files, so nothing is recorded)."""
+    try:
+        files = executor.files()
+    except NotImplementedError:
+        return None
+    own = posixpath.join(files.root, OWN_TREE)
+    path = posixpath.join(own, FIRST_OWNER)
+    try:
+        return (await files.transport.read_file(path)).decode().strip() or owner
+    except FileNotFoundError:
+        await files.transport.mkdir(own)
+        await files.transport.chmod(own, 0o700)
+        await files.transport.write_file(path, f"{owner}\n".encode(), 0o600)
+        return owner
 
 
 def refuse_image(run: RunJob, backend: str) -> None:

@@ -124,11 +124,20 @@ class Stack:
             if ex.labels:
                 env["JOBWIRE_EXECUTOR_LABELS"] = ",".join(f"{k}={v}" for k, v in ex.labels.items())
             env.update(ex.env)
+            if env.get("JOBWIRE_EXECUTOR_RUN_AS", "self").strip() == "self":
+                # jobs run as the stack's own account: they serve the owner of its token only
+                # (issue 12); another owner's job is refused with the reason
+                env.setdefault("JOBWIRE_EXECUTOR_OWNER", self.owner)
             argv = [py, "-m", "jobwire.execution"]
         else:
             raise ValueError(f"unknown service {name!r}")
         log = self.home / "logs" / f"{name}.log"
         return ServiceProcess(name, argv, env, log, self.echo, self.config.parent_death_signal)
+
+    @property
+    def owner(self) -> str:
+        """Who the local admin token belongs to: the one owner a ``self`` executor of this stack serves."""
+        return self.config.owner or getpass.getuser()
 
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -143,8 +152,7 @@ class Stack:
             self.nats.start(cancelled=self.cancelled)
         asyncio.run(migrate(self.config.db_url()))
         # The gateway refuses to start without a credential source: the local user gets an admin token.
-        owner = self.config.owner or getpass.getuser()
-        self.token, self.token_created = local_admin_token(self.config.db_url(), owner, self.token_file)
+        self.token, self.token_created = local_admin_token(self.config.db_url(), self.owner, self.token_file)
         self.start_service("scheduler")
         for ex in self.config.executors:
             self.start_service(f"executor-{ex.node}")

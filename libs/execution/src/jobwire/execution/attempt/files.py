@@ -3,8 +3,9 @@ inputs, the loop's journal, the ``reported`` mark, logs, progress and outputs.
 
 A backend launches and watches the attempt; where its files are and how they are read is here, over
 whichever transport reaches them (this machine, an SSH node, a cluster's shared storage).
-Issue 12's ownership (directories 0700 owned by the job's account, executor files out of its reach)
-goes in :meth:`AttemptFiles.prepare`.
+Issue 12's ownership is set in :meth:`AttemptFiles.prepare`: under run-as the job's directory is its
+account's, mode 0700, and (layout :data:`~.layout.APART`) the executor's files are in a tree of the
+executor's own, 0700, that the account cannot enter.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from dataclasses import dataclass
 
 from jobwire.contracts.v1 import RunJob, codec
 
+from ..accounts import Account
 from ..executor import STREAMS, OutputFile, RunHandle, StartRefused
 from ..inputs import INPUT_MODE, InputSource, target_in
 from ..transport import Transport
+from ..transport.confined import PathRefused
 from . import layout as L
 
 PROGRESS_MAX = 65536
@@ -56,6 +59,7 @@ class AttemptFiles:
         *,
         required_inputs: bool = True,
         modes: Mapping[str, int] | None = None,
+        account: Account | None = None,
     ) -> dict[str, str]:
         """Make the directory, write run.json, the job's own files and its inputs (read-only).
 
@@ -63,16 +67,37 @@ class AttemptFiles:
         environment: a private directory is 0700 before it is written). Returns the inputs placed
         (name -> path). With ``required_inputs`` a name the owner never uploaded refuses the start;
         without, it is left out (Docker mounts it from shared storage instead).
+
+        With ``account`` (run-as) the job's directory and all in it become that account's, 0700, once
+        written: until then only the executor could write there, so nothing in it was planted. The
+        executor's files stay its own, 0700 (with :data:`~.layout.APART`, outside the job's directory).
         """
         t = self.transport
+        own_modes: dict[str, int] = {}
+        if self.layout.apart:
+            own_modes = {posixpath.join(self.root, L.OWN_TREE): 0o700, d.private: 0o700}
         for path in dict.fromkeys([*d.dirs(), *dirs]):
             await t.mkdir(path)
-        for path, mode in (modes or {}).items():
+        for path, mode in {**own_modes, **(modes or {})}.items():
             await t.chmod(path, mode)
         await t.write_file(d.own(L.RUN_JSON), codec.encode(run))
         for f in files:
             await t.write_file(f.path, f.data, f.mode)
-        return await self.place_inputs(run, d, {f.path for f in files} | set(dirs), inputs, required_inputs)
+        taken = {f.path for f in files} | set(dirs)
+        placed = await self.place_inputs(run, d, taken, inputs, required_inputs)
+        if account is not None:
+            await self.give(d, account)
+        return placed
+
+    async def give(self, d: L.AttemptDir, account: Account) -> None:
+        """The job's directory to ``account``, 0700; ``<root>/jobs`` no longer listable by it."""
+        if d.private.startswith(d.path + "/") or d.private == d.path:
+            raise StartRefused("this layout keeps the executor's files inside the job's directory")
+        t = self.transport
+        await t.give_to(d.path, account.name, str(account.gid))
+        for path in d.job_dirs():
+            await t.chmod(path, 0o700)
+        await t.chmod(posixpath.join(self.root, "jobs"), 0o711)
 
     async def place_inputs(
         self,
@@ -105,8 +130,9 @@ class AttemptFiles:
     # --- finding attempts again -------------------------------------------------------------------
 
     async def listed(self) -> list[str]:
-        """Every attempt directory below the root (for re-adoption after a restart)."""
-        jobs = posixpath.join(self.root, "jobs")
+        """Every attempt below the root (for re-adoption after a restart): the directory that holds
+        its run.json and pid (with :data:`~.layout.APART`, the executor's own)."""
+        jobs = posixpath.join(self.root, *([L.OWN_TREE] if self.layout.apart else []), "jobs")
         try:
             entries = await self.transport.list_dir(jobs, depth=2)
         except FileNotFoundError:
@@ -120,10 +146,16 @@ class AttemptFiles:
     async def purge(self, job_id: str) -> None:
         """``<root>/jobs/<job_id>``, every attempt (the job was deleted); the id is checked by the caller."""
         await self.transport.remove_tree(posixpath.join(self.root, "jobs", job_id))
+        if self.layout.apart:
+            await self.transport.remove_tree(posixpath.join(self.root, L.OWN_TREE, "jobs", job_id))
 
     async def read_run(self, path: str) -> RunJob:
-        d = L.AttemptDir(path, self.layout)
-        return codec.decode(await self.transport.read_file(d.own(L.RUN_JSON)), RunJob)
+        """The RunJob of the attempt :meth:`listed` named ``path``."""
+        if self.layout.apart:
+            own = posixpath.join(path, L.RUN_JSON)
+        else:
+            own = L.AttemptDir(path, self.layout).own(L.RUN_JSON)
+        return codec.decode(await self.transport.read_file(own), RunJob)
 
     async def is_reported(self, d: L.AttemptDir) -> bool:
         [probe] = await self.transport.probe([d.private], read=[L.REPORTED])
@@ -140,9 +172,10 @@ class AttemptFiles:
             return b""
 
     async def read_progress(self, d: L.AttemptDir) -> bytes | None:
+        """The job's progress file, read as its outputs are (never through a link it planted)."""
         try:
-            data = await self.transport.read_file(d.progress, 0, PROGRESS_MAX + 1)
-        except FileNotFoundError:
+            data, _ = await self.transport.read_confined(d.path, L.PROGRESS, 0, PROGRESS_MAX + 1)
+        except (FileNotFoundError, PathRefused):
             return None
         return data if len(data) <= PROGRESS_MAX else None
 

@@ -1,9 +1,12 @@
 """Where one attempt's files live, and the fixed wrapper script that runs it.
 
-``<root>/jobs/<job_id>/<attempt>/`` holds progress.json, outputs/, work/, the logs (stdout, stderr) and
-the executor's own files (run.json, wrapper.sh, pid, exit_code, state.json, signal, reported), laid
-out by a :class:`Layout`: at the top for processes and batch jobs, in ``logs/`` and ``.executor/``
-for containers.
+``<root>/jobs/<job_id>/<attempt>/`` is the job's: progress.json, outputs/, work/, its script. The
+executor's own files (run.json, wrapper.sh, pid, exit_code, state.json, signal, reported, the logs)
+are laid out by a :class:`Layout`: for processes (:data:`APART`) in a tree of their own,
+``<root>/.executor/jobs/<job_id>/<attempt>/``, that the job's account can neither enter nor rename
+(issue 12: a job never rewrites its exit code or reads another's log); for batch jobs (:data:`FLAT`)
+at the top of the attempt directory, where the batch job itself writes them; for containers
+(:data:`SPLIT`) in ``logs/`` and ``.executor/`` mounted read-only over it.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ OUTPUTS = "outputs"
 WORK = "work"
 
 #: The wrapper never changes: the job's values reach it only as arguments and environment, so no
-#: user text is ever parsed as shell. Usage: ``sh wrapper.sh JOB_DIR WORK_DIR ARGV...``.
-#: It records its pid (= the group id, it is a session leader), runs the job in the foreground and
-#: writes the exit code atomically. Trapping TERM/INT/HUP keeps it alive to record the code when the
-#: group is signalled; the traps are reset in the job itself. ``command -p`` uses the default PATH,
-#: so a job's PATH cannot break the bookkeeping.
+#: user text is ever parsed as shell. Usage: ``sh wrapper.sh OWN_DIR WORK_DIR ARGV...`` (OWN_DIR: where
+#: the executor's files are, :attr:`AttemptDir.private`). It records its pid (= the group id, it is a
+#: session leader), runs the job in the foreground and writes the exit code atomically. Where the job
+#: runs as another account, ARGV starts with the privilege drop (``setpriv``): the wrapper stays the
+#: executor's, so the job can neither forge the exit code nor reach OWN_DIR. Trapping TERM/INT/HUP
+#: keeps it alive to record the code when the group is signalled; the traps are reset in the job
+#: itself. ``command -p`` uses the default PATH, so a job's PATH cannot break the bookkeeping.
 WRAPPER_SCRIPT = """\
 #!/bin/sh
 # jobwire attempt wrapper: fixed text, the job's values arrive only as "$@" and environment.
@@ -61,10 +66,16 @@ class Layout:
 
     own: str = ""
     logs: str = ""
+    #: the executor's files and the logs in ``<root>/.executor/jobs/<job>/<attempt>`` instead
+    apart: bool = False
 
 
 #: Processes and batch jobs: every file at the top of the directory, as the wrapper writes them.
 FLAT = Layout()
+#: Processes: the executor's files and the logs outside the job's directory, out of its account's reach.
+APART = Layout(apart=True)
+#: The directory below an executor's root that holds the APART attempts' own files.
+OWN_TREE = ".executor"
 #: Containers: logs and the executor's files in their own directories, mounted read-only over the
 #: attempt directory the job sees, so the job can read but never rewrite them.
 SPLIT = Layout(own=".executor", logs="logs")
@@ -76,14 +87,17 @@ class AttemptDir:
 
     path: str
     layout: Layout = FLAT
+    #: where the executor's files are when the layout keeps them apart (set by :meth:`of`)
+    apart_dir: str | None = None
 
     @classmethod
     def of(cls, root: str, job_id: str, attempt: int, layout: Layout = FLAT) -> AttemptDir:
-        return cls(posixpath.join(root, "jobs", job_id, str(attempt)), layout)
+        own = posixpath.join(root, OWN_TREE, "jobs", job_id, str(attempt)) if layout.apart else None
+        return cls(posixpath.join(root, "jobs", job_id, str(attempt)), layout, own)
 
     def at(self, path: str) -> AttemptDir:
         """The same layout below another path (the directory as a container sees it)."""
-        return AttemptDir(path, self.layout)
+        return AttemptDir(path, self.layout, self.apart_dir)
 
     def file(self, name: str) -> str:
         """A file at the top of the directory (the job's: a script, progress.json)."""
@@ -91,6 +105,8 @@ class AttemptDir:
 
     @property
     def private(self) -> str:
+        if self.apart_dir is not None:
+            return self.apart_dir
         return posixpath.join(self.path, self.layout.own) if self.layout.own else self.path
 
     def own(self, name: str) -> str:
@@ -99,6 +115,8 @@ class AttemptDir:
 
     @property
     def logs(self) -> str:
+        if self.apart_dir is not None:
+            return self.apart_dir
         return posixpath.join(self.path, self.layout.logs) if self.layout.logs else self.path
 
     def log(self, stream: str) -> str:
@@ -119,6 +137,10 @@ class AttemptDir:
     def dirs(self) -> list[str]:
         """Every directory the attempt needs, parents first."""
         return list(dict.fromkeys([self.path, self.private, self.logs, self.work, self.outputs]))
+
+    def job_dirs(self) -> list[str]:
+        """The directories that are the job's own (its account owns them under run-as)."""
+        return [p for p in (self.path, self.work, self.outputs) if p not in (self.private, self.logs)]
 
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")

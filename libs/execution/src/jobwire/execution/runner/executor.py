@@ -2,6 +2,8 @@
 
 The job runs in its own session under the fixed wrapper, so it outlives the executor; its end is
 learned from the ``exit_code`` file the wrapper writes, never from the pid alone (reapers are late).
+The attempts are laid out :data:`~..attempt.layout.APART`: the wrapper's files (pid, exit_code, logs)
+are in the executor's own tree, where a job that runs as another account cannot write.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from dataclasses import dataclass
 
 from jobwire.contracts.v1 import NodeCapacity, RunJob
 
+from ..accounts import Account
 from ..attempt import AttemptFiles, FileToWrite, job_environment
 from ..attempt import layout as L
 from ..attempt.env import check_allow
 from ..executor import STREAMS, Executor, Existing, RunHandle, RunKey, RunStatus, StartRefused
 from ..settings import ExecutorSettings
-from ..transport import DirProbe, Transport, TransportError
+from ..transport import DirProbe, FileStat, Transport, TransportError
 from .command import plan
 
 log = logging.getLogger(__name__)
@@ -42,17 +45,49 @@ class Wrapped:
     inherit: tuple[str, ...] = ()
 
 
-async def prepare_wrapped(executor: Executor, run: RunJob) -> Wrapped:
+async def prepare_wrapped(
+    executor: Executor, run: RunJob, account: Account | None = None, drop: Sequence[str] = ()
+) -> Wrapped:
     """Write the attempt (directory, run.json, wrapper, the job's files, inputs) and compose what runs
-    it: the same for a detached process and a batch job, so neither can miss a file or a variable."""
+    it: the same for a detached process and a batch job, so neither can miss a file or a variable.
+
+    With ``account`` the job's directory is given to it and ``drop`` (the argv prefix that becomes
+    that account, :func:`setpriv_argv`) runs the job; the wrapper itself stays the executor's.
+    """
     f = executor.files()
     d = f.dir(run.job_id, run.attempt)
     p = plan(run.spec, d, executor.catalog)
     wrapper = FileToWrite(d.own(L.WRAPPER), L.WRAPPER_SCRIPT.encode(), 0o755)
-    await f.prepare(run, d, [wrapper, *p.files], p.dirs, executor.inputs)
-    env = job_environment(run, d, await executor.launch_env(run, d))
+    await f.prepare(run, d, [wrapper, *p.files], p.dirs, executor.inputs, account=account)
+    env = {**account_env(account), **job_environment(run, d, await executor.launch_env(run, d))}
     inherit = check_allow(executor.settings.env_allow)
-    return Wrapped(d, ["/bin/sh", d.own(L.WRAPPER), d.path, p.cwd, *p.argv], env, inherit)
+    if account is not None:  # the executor's HOME, USER, LOGNAME are not the job's
+        inherit = tuple(x for x in inherit if x not in ACCOUNT_VARS)
+    return Wrapped(d, ["/bin/sh", d.own(L.WRAPPER), d.private, p.cwd, *drop, *p.argv], env, inherit)
+
+
+#: what a job's account decides in its environment (its spec's env may still set them)
+ACCOUNT_VARS = ("HOME", "USER", "LOGNAME")
+
+
+def account_env(account: Account | None) -> dict[str, str]:
+    """HOME, USER and LOGNAME of the account the job runs as (none for the executor's own)."""
+    if account is None:
+        return {}
+    return {"HOME": account.home, "USER": account.name, "LOGNAME": account.name}
+
+
+def setpriv_argv(account: Account, setpriv: str = "setpriv") -> list[str]:
+    """The argv prefix that runs what follows as ``account``, its groups and nothing else (util-linux
+    ``setpriv``: real and effective ids, no capabilities left once the uid is not 0)."""
+    groups = ",".join(str(g) for g in account.groups) or str(account.gid)
+    return [
+        setpriv,
+        f"--reuid={account.uid}",
+        f"--regid={account.gid}",
+        f"--groups={groups}",
+        "--",
+    ]
 
 
 class ProcessExecutor(Executor):
@@ -65,7 +100,7 @@ class ProcessExecutor(Executor):
         if not posixpath.isabs(root):
             raise ValueError(f"the runner's root must be an absolute path, not {root!r}")
         self.transport = transport
-        self.attempts = AttemptFiles(transport, root)
+        self.attempts = AttemptFiles(transport, root, L.APART)
         self._alive: dict[RunKey, bool] = {}
 
     @property
@@ -86,7 +121,10 @@ class ProcessExecutor(Executor):
         await self.transport.close()
 
     async def start(self, run: RunJob) -> RunHandle:
-        w = await prepare_wrapped(self, run)
+        return await self.launch(await prepare_wrapped(self, run), run)
+
+    async def launch(self, w: Wrapped, run: RunJob) -> RunHandle:
+        """Start the prepared attempt in its own session and wait for its wrapper's pid."""
         d = w.dir
         try:
             await self.transport.spawn_detached(w.argv, env=w.env, inherit=w.inherit)
@@ -102,7 +140,7 @@ class ProcessExecutor(Executor):
         """The wrapper's pid and when it wrote it (the job's real start, on the node's clock)."""
         deadline = time.monotonic() + self.settings.launch_timeout
         while True:
-            [probe] = await self.transport.probe([d.path], read=[L.PID], stat=[L.PID])
+            [probe] = await self.transport.probe([d.private], read=[L.PID], stat=[L.PID])
             pid = _int(probe.files.get(L.PID))
             if pid is not None:
                 return pid, began_at(probe)
@@ -114,7 +152,7 @@ class ProcessExecutor(Executor):
 
     async def existing(self, job_id: str, attempt: int) -> Existing | None:
         d = self.files().dir(job_id, attempt)
-        [probe] = await self.transport.probe([d.path], read=[L.PID, L.EXIT_CODE, L.REPORTED])
+        [probe] = await self.transport.probe([d.private], read=[L.PID, L.EXIT_CODE, L.REPORTED])
         if L.REPORTED in probe.files:
             return Existing(None, reported=True)
         if not _launched(probe):
@@ -139,22 +177,27 @@ class ProcessExecutor(Executor):
         return handles
 
     async def _handle(self, probe: DirProbe) -> RunHandle:
+        """The attempt whose executor's files ``probe`` read (its private directory)."""
         run = await self.files().read_run(probe.path)
+        d = self.files().dir(run.job_id, run.attempt)
         pid = _int(probe.files.get(L.PID))
-        return RunHandle(run, probe.path, {"pid": pid, "dir": probe.path}, started_at=began_at(probe))
+        return RunHandle(run, d.path, {"pid": pid, "dir": d.path}, started_at=began_at(probe))
 
     async def poll(self, handles: Sequence[RunHandle]) -> dict[RunKey, RunStatus]:
+        dirs = [self.files().of(h) for h in handles]
         probes = await self.transport.probe(
-            [h.ref for h in handles],
+            [d.private for d in dirs],
             read=[L.PID, L.EXIT_CODE, L.SIGNAL],
-            stat=[*STREAMS, L.PROGRESS, L.EXIT_CODE, L.PID],
+            stat=[*STREAMS, L.EXIT_CODE, L.PID],
             alive_from=L.PID,
         )
+        # the job's own directory only for its progress file's size and time (nothing read there)
+        jobs = await self.transport.probe([d.path for d in dirs], stat=[L.PROGRESS])
         out: dict[RunKey, RunStatus] = {}
-        for h, probe in zip(handles, probes, strict=True):
+        for h, probe, job in zip(handles, probes, jobs, strict=True):
             if probe.alive is not None:
                 self._alive[h.key] = probe.alive
-            out[h.key] = _status(probe)
+            out[h.key] = _status(probe, job.stats.get(L.PROGRESS))
         return out
 
     async def signal(self, handle: RunHandle, sig: signal.Signals) -> None:
@@ -162,7 +205,7 @@ class ProcessExecutor(Executor):
         if not isinstance(pid, int):
             raise TransportError(f"{handle.ref} has no process group to signal")
         # Recorded first: once KILL is sent the wrapper can no longer write an exit code itself.
-        await self.transport.write_file(posixpath.join(handle.ref, L.SIGNAL), f"{int(sig)}\n".encode())
+        await self.transport.write_file(self.files().of(handle).own(L.SIGNAL), f"{int(sig)}\n".encode())
         await self.transport.signal_group(pid, sig)
 
     async def cleanup(self, handle: RunHandle) -> None:
@@ -195,9 +238,8 @@ def _launched(probe: DirProbe) -> bool:
     return probe.exists and (L.PID in probe.files or L.EXIT_CODE in probe.files)
 
 
-def _status(probe: DirProbe) -> RunStatus:
+def _status(probe: DirProbe, progress: FileStat | None) -> RunStatus:
     sizes = {s: probe.stats[s].size if s in probe.stats else 0 for s in STREAMS}
-    progress = probe.stats.get(L.PROGRESS)
     mark = (progress.size, progress.mtime) if progress else None
     if not probe.exists:
         return RunStatus(True, reason=f"the attempt directory {probe.path} is gone", log_sizes=sizes)

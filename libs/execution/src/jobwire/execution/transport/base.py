@@ -105,6 +105,11 @@ class Transport(ABC):
         """Set ``path``'s permission bits (an attempt's private directory is 0700)."""
         (await self.run(["chmod", f"{mode:o}", "--", path])).check(f"chmod {mode:o} {path}")
 
+    async def give_to(self, path: str, user: str, group: str) -> None:
+        """Make ``path`` and everything below it belong to ``user``:``group`` (a job's directory under
+        run-as), never following a symlink. Called before the job's account can write there."""
+        (await self.run(["chown", "-R", "-P", "-h", "--", f"{user}:{group}", path])).check(f"chown {path}")
+
     @abstractmethod
     async def list_dir(self, path: str, *, depth: int | None = 1) -> list[DirEntry]:
         """Entries below ``path`` down to ``depth`` levels (None: all); symlinks are listed, never followed.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import grp
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -115,6 +117,9 @@ class LocalTransport(Transport):
     async def chmod(self, path: str, mode: int) -> None:
         await asyncio.to_thread(os.chmod, path, mode)
 
+    async def give_to(self, path: str, user: str, group: str) -> None:
+        await asyncio.to_thread(_give_to, path, user, group)
+
     async def list_dir(self, path: str, *, depth: int | None = 1) -> list[DirEntry]:
         return await asyncio.to_thread(_list, path, depth)
 
@@ -161,6 +166,15 @@ def _write_atomic(path: str, data: bytes, mode: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _give_to(path: str, user: str, group: str) -> None:
+    uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+    gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    os.lchown(path, uid, gid)
+    for top, dirs, files in os.walk(path, followlinks=False):
+        for name in [*dirs, *files]:
+            os.lchown(os.path.join(top, name), uid, gid)
 
 
 def _kind(mode: int) -> tuple[str, bool]:
