@@ -220,3 +220,52 @@ async def test_a_requeued_job_gets_its_attempts_again_and_no_more(scheduler, cle
         assert node.runs[jid].attempt == 4  # no fifth
     finally:
         await node.stop()
+
+
+async def test_a_failed_task_requeued_while_its_array_runs_lets_it_succeed(scheduler, clean_bus, events):
+    node = await FakeNode(clean_bus, "n1", slots=3).start()
+    try:
+        aid = await submit(clean_bus, spec(array=v1.ArraySpec(count=3)))
+        await node.wait_runs(3)
+        first, *others = sorted(node.runs, key=lambda j: node.runs[j].array_index or 0)
+        await node.report(first, "finished", outcome=S.FAILED, exit_code=1)
+        await events.wait_state(first, "failed")
+        await command(clean_bus, v1.RequeueJob(job_id=first), "requeue")
+        await attempt_sent(node, first, 2)
+        for jid in (first, *others):
+            await node.report(jid, "finished", outcome=S.SUCCEEDED, exit_code=0)
+        await events.wait_state(aid, "succeeded")
+        assert events.by_job[aid][-1].reason == "3 of 3 tasks succeeded"
+    finally:
+        await node.stop()
+
+
+async def test_an_array_carries_on_after_a_scheduler_restart(scheduler, clean_bus, events, nats_url):
+    from jobwire.runtime.settings import BusSettings
+    from jobwire.scheduler.service import Scheduler
+
+    node = await FakeNode(clean_bus, "n1", slots=2).start()
+    try:
+        aid = await submit(clean_bus, spec(array=v1.ArraySpec(count=6, parallelism=2)))
+        await node.wait_runs(2)
+        failed = next(j for j, r in node.runs.items() if r.array_index == 0)
+        await node.report(failed, "finished", outcome=S.FAILED, exit_code=1)
+        await events.wait_state(failed, "failed")
+        await scheduler.stop()
+        again = Scheduler(scheduler.settings, BusSettings(nats_url=nats_url))
+        await again.start()
+        try:
+            while len(node.runs) < 6 or any(
+                (j, r.attempt) in node.running for j, r in node.runs.items()
+            ):
+                live = [j for j, r in node.runs.items() if (j, r.attempt) in node.running]
+                for jid in live:
+                    await node.report(jid, "finished", outcome=S.SUCCEEDED, exit_code=0)
+                await node.wait_runs(min(6, len(node.runs) + 1))
+            await events.wait_state(aid, "failed")
+            assert events.by_job[aid][-1].reason == "5 of 6 tasks succeeded"
+            assert sorted(r.array_index or 0 for r in node.runs.values()) == list(range(6))
+        finally:
+            await again.stop()
+    finally:
+        await node.stop()

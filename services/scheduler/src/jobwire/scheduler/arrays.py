@@ -47,8 +47,8 @@ class ArrayState:
     created_at: datetime
     #: tasks made and not finished
     live: set[str] = field(default_factory=set)
-    #: tasks that ended other than ``succeeded``
-    unsuccessful: int = 0
+    #: tasks that ended other than ``succeeded`` (a set: a requeued one is taken out again)
+    unsuccessful: set[str] = field(default_factory=set)
 
     @property
     def made_all(self) -> bool:
@@ -134,12 +134,12 @@ class Arrays:
             if array is None:
                 continue
             if task_finished(row):
-                if row.id in array.live:
-                    array.live.discard(row.id)
-                    array.unsuccessful += S(row.state) is not S.SUCCEEDED
-            elif row.id not in array.live:  # a finished task requeued
+                array.live.discard(row.id)
+                if S(row.state) is not S.SUCCEEDED:
+                    array.unsuccessful.add(row.id)
+            else:  # alive, or a finished task requeued
                 array.live.add(row.id)
-                array.unsuccessful -= 1
+                array.unsuccessful.discard(row.id)
         for row, _ in txn.deleted:
             array = self.open.get(row.array_id or "")
             if array is not None:
@@ -152,9 +152,9 @@ class Arrays:
     def close(self, txn: Txn, array: ArrayState) -> None:
         del self.open[array.id]
         txn.array_updates.setdefault(array.id, {})["ended_at"] = txn.at
-        state = S.SUCCEEDED if array.unsuccessful == 0 else S.FAILED
+        state = S.FAILED if array.unsuccessful else S.SUCCEEDED
         state = S.CANCELLED if array.cancelled else state
-        reason = f"{array.count - array.unsuccessful} of {array.count} tasks succeeded"
+        reason = f"{array.count - len(array.unsuccessful)} of {array.count} tasks succeeded"
         if array.cancelled:
             reason = f"cancelled; {reason}"
         event = v1.JobTransitioned(

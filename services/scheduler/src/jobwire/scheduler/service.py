@@ -16,7 +16,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from nats.micro.service import Service
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobwire.contracts import v1
@@ -280,21 +280,21 @@ class Scheduler:
                     self.cluster.start(row.node, run)
 
     async def rebuild_arrays(self, session: AsyncSession) -> None:
-        """Open arrays (not ended), with how many of their tasks ended other than ``succeeded``."""
+        """Open arrays (not ended), with which of their tasks ended other than ``succeeded``."""
         arrays = self.core.arrays
         for saved in (await session.execute(select(ArrayRow).where(ArrayRow.ended_at.is_(None)))).scalars():
             arrays.open[saved.id] = Arrays.state_of(saved)
         if not arrays.open:
             return
         ended = [s.value for s in (*v1.TERMINAL, S.LOST) if s is not S.SUCCEEDED]
-        counted = await session.execute(
-            select(JobRow.array_id, func.count())
-            .where(JobRow.array_id.in_(list(arrays.open)), JobRow.state.in_(ended))
-            .group_by(JobRow.array_id)
+        ended_tasks = await session.execute(
+            select(JobRow.array_id, JobRow.id).where(
+                JobRow.array_id.in_(list(arrays.open)), JobRow.state.in_(ended)
+            )
         )
-        for array_id, n in counted:
+        for array_id, task_id in ended_tasks:
             if array_id is not None:
-                arrays.open[array_id].unsuccessful = int(n)
+                arrays.open[array_id].unsuccessful.add(task_id)
 
     async def rebuild_waits(self, session: AsyncSession, rows: list[JobRow]) -> set[str]:
         """The queued and held jobs that still wait for dependencies, back in ``cluster.waits``; the
