@@ -120,6 +120,17 @@ class JobwireClient:
         ids = self._decode(resp, dict[str, Any])["ids"]
         return BatchSubmission(ids=list(ids), accepted=resp.status_code != 202)
 
+    def submit_workflow(self, spec: v1.WorkflowSpec) -> v1.WorkflowSubmitted:
+        """Submit jobs that name each other in ``after``, stored together or not at all."""
+        headers = {"Content-Type": "application/json"}
+        resp = self._request("POST", "/v1/workflows", content=v1.encode(spec), headers=headers)
+        return self._decode(resp, v1.WorkflowSubmitted)
+
+    def workflow(self, workflow_id: str) -> v1.WorkflowView:
+        return self._decode(
+            self._request("GET", f"/v1/workflows/{quote(workflow_id, safe='')}"), v1.WorkflowView
+        )
+
     def get(self, job_id: str) -> v1.Job:
         return self._decode(self._request("GET", _job(job_id)), v1.Job)
 

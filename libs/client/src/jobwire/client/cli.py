@@ -242,6 +242,26 @@ def build_parser() -> argparse.ArgumentParser:
     _json_flag(p)
     add_input("rm", commands.input_rm, "delete an input").add_argument("name")
 
+    flows = sub.add_parser(
+        "workflow",
+        help="jobs that wait for each other: submit a workflow file, draw one",
+        description="Workflows: jobs named in one file, each running after the jobs its `after` names.",
+    )
+    flow_sub = flows.add_subparsers(dest="workflow_cmd", required=True, metavar="ACTION")
+
+    def add_flow(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        t = flow_sub.add_parser(name, help=help, description=help, parents=[common])
+        t.set_defaults(handler=handler)
+        return t
+
+    p = add_flow("submit", commands.workflow_submit, "submit a workflow (YAML or JSON), stored whole")
+    p.add_argument("file", help="e.g. pipeline.yaml: name, and jobs (each with a name and maybe after)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the workflow's id")
+    _json_flag(p)
+    p = add_flow("show", commands.workflow_show, "draw a workflow: its jobs by level, states, edges")
+    p.add_argument("workflow_id")
+    _json_flag(p)
+
     tokens = sub.add_parser(
         "token", help="API tokens (admin): create, list, revoke", description="API tokens (admin only)"
     )

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from jobwire.contracts import v1
 
-from . import render, specs
+from . import render, specs, workflow
 from .api import JobwireClient
 from .models import exit_status, job_finished
 from .watch import final_line, watch
@@ -468,4 +468,30 @@ def input_rm(client: JobwireClient, args: argparse.Namespace, io: Output) -> int
     _input_name(args.name)
     client.delete_input(args.name, owner=args.owner)
     io.out.print(f"deleted {args.name}")
+    return 0
+
+
+def workflow_submit(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    done = client.submit_workflow(workflow.read_workflow(args.file))
+    if io.as_json:
+        io.json(done)
+    elif args.quiet:
+        print(done.id, flush=True)
+    else:
+        line = Text(f"submitted workflow {done.id}: {len(done.jobs)} jobs")
+        if not done.accepted:
+            line.append(" · the scheduler has not confirmed it yet (durably queued)", style="yellow")
+        io.out.print(line)
+        for name, job_id in done.jobs.items():
+            io.out.print(f"  {name}  {job_id}")
+        io.out.print(f"see it with: jobwire workflow show {done.id}", style="dim")
+    return 0
+
+
+def workflow_show(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    view = client.workflow(args.workflow_id)
+    if io.as_json:
+        io.json(view)
+    else:
+        io.out.print(workflow.draw(view))
     return 0
