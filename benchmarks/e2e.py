@@ -116,6 +116,28 @@ async def batch_rate(stack: Stack, watcher: Watcher, jobs: int) -> dict[str, Any
     }
 
 
+async def array_rate(stack: Stack, watcher: Watcher, tasks: int) -> dict[str, Any]:
+    """One array of ``tasks`` no-op tasks (no parallelism limit: the scheduler makes tasks as slots
+    allow), then the time until the array's own end event (sent when its last task ended)."""
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=300, headers=stack.auth_headers) as c:
+        t0 = time.perf_counter()
+        r = await c.post("/v1/jobs", json={**NOOP, "array": {"count": tasks}})
+        answered = time.perf_counter() - t0
+        r.raise_for_status()
+        array_id = r.json()["id"]
+        await watcher.wait_done([array_id], timeout=max(600, tasks / 5))
+        elapsed = watcher.done[array_id] - t0
+        counts = (await c.get(f"/v1/arrays/{array_id}", params={"limit": 1})).json()["counts"]
+    return {
+        "tasks": tasks,
+        "status": r.status_code,
+        "request_s": round(answered, 3),
+        "seconds_to_last_finished": round(elapsed, 2),
+        "tasks_completed_per_s": round(tasks / elapsed, 1),
+        "not_succeeded": tasks - counts["succeeded"],
+    }
+
+
 async def idle_latency(stack: Stack, watcher: Watcher, samples: int) -> dict[str, float]:
     """One job at a time on an idle stack: submit -> running and -> succeeded."""
     to_running, to_done = [], []

@@ -5,7 +5,8 @@ ports in temporary directories, and measures:
 
 - the curve: durable submits/s, p50, p99 and errors at 1, 8, 32 and 128 connections (``wrk`` when
   installed), on each database, beside the bare Litestar route under the same server settings;
-- end to end: no-op jobs completed/s, a ``POST /v1/jobs:batch`` of ``BENCH_BATCH_JOBS`` completed/s,
+- end to end: no-op jobs completed/s, a ``POST /v1/jobs:batch`` of ``BENCH_BATCH_JOBS`` completed/s, an
+  array of ``BENCH_ARRAY_TASKS`` tasks completed/s,
   submit -> running on an idle stack, authenticated reads;
 - memory: gateway and scheduler RSS over ``BENCH_SOAK_S`` of load at half the 32-connection rate;
 - the references: JetStream publish with ack, SQLite commits, raw ``sbatch`` (``benchmarks.slurm_bench``);
@@ -34,7 +35,7 @@ import httpx
 import msgspec
 
 from benchmarks import ceilings, e2e, loadgen, plot, read_bench, slurm_bench
-from benchmarks.e2e import NOOP, Watcher, batch_rate, idle_latency, read_burst, submit_burst
+from benchmarks.e2e import NOOP, Watcher, array_rate, batch_rate, idle_latency, read_burst, submit_burst
 from benchmarks.soak import soak
 from jobwire.stack.processes import free_port
 from jobwire.stack.stack import ExecutorConfig, Stack, StackConfig
@@ -48,6 +49,7 @@ CONNECTIONS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "1,8,32,128")
 CURVE_S = float(os.environ.get("BENCH_CURVE_S", "10"))
 JOBS = _env_int("BENCH_JOBS", 1000)
 BATCH_JOBS = _env_int("BENCH_BATCH_JOBS", 10_000)
+ARRAY_TASKS = _env_int("BENCH_ARRAY_TASKS", 10_000)
 SOAK_S = float(os.environ.get("BENCH_SOAK_S", "30"))
 LATENCY_SAMPLES = _env_int("BENCH_LATENCY_SAMPLES", 50)
 SLOTS = _env_int("BENCH_SLOTS", 16)
@@ -165,6 +167,7 @@ async def _end_to_end(stack: Stack) -> dict[str, Any]:
         await watcher.wait_done(ids, timeout=900)
         e2e_s = max(watcher.done[i] for i in ids) - t0
         batch = await batch_rate(stack, watcher, BATCH_JOBS)
+        array = await array_rate(stack, watcher, ARRAY_TASKS)
         idle = await idle_latency(stack, watcher, LATENCY_SAMPLES)
     finally:
         await watcher.nc.close()
@@ -180,6 +183,7 @@ async def _end_to_end(stack: Stack) -> dict[str, Any]:
             "connections_dropped_and_retried": len(e2e.DROPPED),
         },
         "batch": batch,
+        "array": array,
         "latency_idle": idle,
         "reads": {"requests": len(ids), "concurrent_clients": 32, **reads},
     }
@@ -256,6 +260,20 @@ def ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": b["jobs_completed_per_s"] >= TARGETS["jobs_per_s"],
             }
         )
+        arr = first.get("array")
+        if arr:
+            per_s, single = arr["tasks_completed_per_s"], b["jobs_completed_per_s"]
+            rows.append(
+                {
+                    "figure": f"{arr['tasks']}-task array completed/s",
+                    "value": per_s,
+                    "reference": f"{b['jobs']}-job batch completed/s, same run",
+                    "reference_value": single,
+                    "ratio": round(per_s / single, 3) if single else None,
+                    "target": "the same as single jobs or better (issue 14)",
+                    "met": per_s >= 0.95 * single,
+                }
+            )
         p50 = first["latency_idle"]["submit_to_running_ms_p50"]
         rows.append(
             {

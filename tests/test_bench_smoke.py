@@ -27,6 +27,7 @@ def test_make_bench_tiny_run_writes_figures_ratios_and_plot(tmp_path: Path) -> N
         "BENCH_CURVE_S": "1",
         "BENCH_JOBS": "20",
         "BENCH_BATCH_JOBS": "40",
+        "BENCH_ARRAY_TASKS": "40",
         "BENCH_SOAK_S": "2",
         "BENCH_LATENCY_SAMPLES": "3",
         "BENCH_DATABASES": "sqlite",
@@ -59,6 +60,8 @@ def test_make_bench_tiny_run_writes_figures_ratios_and_plot(tmp_path: Path) -> N
     sqlite = doc["databases"]["sqlite"]
     assert sqlite["end_to_end"]["not_succeeded"] == 0
     assert sqlite["batch"]["status"] == 201 and sqlite["batch"]["not_succeeded"] == 0
+    assert sqlite["array"]["status"] == 201 and sqlite["array"]["not_succeeded"] == 0
+    assert any(r["figure"] == "40-task array completed/s" for r in doc["ratios"])
     assert sqlite["latency_idle"]["submit_to_running_ms_p50"] > 0
     assert sqlite["references"]["jetstream_publish"]["pipelined_per_s"] > 0
     assert sqlite["references"]["sqlite_one_row_per_commit"]["commits_per_s"] > 0
