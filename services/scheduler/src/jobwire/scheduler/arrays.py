@@ -178,6 +178,8 @@ class Arrays:
         for array in self.open.values():
             if array.held or array.cancelled or array.made_all:
                 continue
+            if array.parallelism is not None and len(array.live) >= array.parallelism:
+                continue  # full: no need to weigh the nodes
             n = min(self.window(array) - len(array.live), array.count - array.materialised)
             if n > 0:
                 out.append((array, n))
