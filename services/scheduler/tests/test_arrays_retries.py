@@ -255,9 +255,7 @@ async def test_an_array_carries_on_after_a_scheduler_restart(scheduler, clean_bu
         again = Scheduler(scheduler.settings, BusSettings(nats_url=nats_url))
         await again.start()
         try:
-            while len(node.runs) < 6 or any(
-                (j, r.attempt) in node.running for j, r in node.runs.items()
-            ):
+            while len(node.runs) < 6 or any((j, r.attempt) in node.running for j, r in node.runs.items()):
                 live = [j for j, r in node.runs.items() if (j, r.attempt) in node.running]
                 for jid in live:
                     await node.report(jid, "finished", outcome=S.SUCCEEDED, exit_code=0)
