@@ -23,6 +23,9 @@ from jobwire.store.engine import migrate
 
 from .processes import Interrupted, NatsProcess, ServiceProcess
 
+#: the owner of every job when the gateway runs with JOBWIRE_GATEWAY_AUTH=off (its anonymous admin)
+ANONYMOUS = "anonymous"
+
 
 @dataclass
 class ExecutorConfig:
@@ -126,8 +129,10 @@ class Stack:
             env.update(ex.env)
             if env.get("JOBWIRE_EXECUTOR_RUN_AS", "self").strip() == "self":
                 # jobs run as the stack's own account: they serve the owner of its token only
-                # (issue 12); another owner's job is refused with the reason
-                env.setdefault("JOBWIRE_EXECUTOR_OWNER", self.owner)
+                # (issue 12; with the gateway's auth off every caller is that one anonymous owner);
+                # another owner's job is refused with the reason
+                auth_off = env.get("JOBWIRE_GATEWAY_AUTH", "").strip().lower() == "off"
+                env.setdefault("JOBWIRE_EXECUTOR_OWNER", ANONYMOUS if auth_off else self.owner)
             argv = [py, "-m", "jobwire.execution"]
         else:
             raise ValueError(f"unknown service {name!r}")
