@@ -118,3 +118,14 @@ async def test_a_workflow_is_read_only_by_its_owner(gateway, scheduler, mint):
     assert is_problem(await gateway.get(f"/v1/workflows/{wf}", headers=bob), 404)
     assert (await gateway.get(f"/v1/workflows/{wf}")).status_code == 200  # an admin reads any
     assert is_problem(await gateway.get("/v1/workflows/0193a000-0000-7000-8000-000000000000"), 404)
+
+
+async def test_after_may_name_an_own_array_but_not_another_owners(gateway, scheduler, mint):
+    alice, bob = bearer(await mint("alice")), bearer(await mint("bob"))
+    r = await gateway.post("/v1/jobs", json={"command": ["true"], "array": {"count": 3}}, headers=alice)
+    assert r.status_code == 201, r.text
+    arr = r.json()["id"]
+    r = await gateway.post("/v1/jobs", json={"command": ["true"], "after": [{"job": arr}]}, headers=alice)
+    assert r.status_code == 201 and r.json()["reason"] == f"waiting for {arr} to succeed", r.text
+    r = await gateway.post("/v1/jobs", json={"command": ["true"], "after": [{"job": arr}]}, headers=bob)
+    assert is_problem(r, 422) and r.json()["jobs"] == [arr]

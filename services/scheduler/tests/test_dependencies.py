@@ -227,3 +227,47 @@ async def test_dependents_of_a_batch_of_ended_jobs_are_loaded_in_one_query(sched
         assert placed == ["n1"] * 100
     finally:
         await node.stop()
+
+
+async def test_a_job_after_an_array_waits_for_all_its_tasks(scheduler, clean_bus, events, nats_url):
+    node = await FakeNode(clean_bus, "n1", slots=8).start()
+    try:
+        arr = await submit(clean_bus, v1.JobSpec(command=["true"], array=v1.ArraySpec(count=3)))
+        await node.wait_runs(3)
+        ok = await submit(clean_bus, spec(after=[arr]))
+        on_failure = await submit(clean_bus, spec(after=[arr], when="failed"))
+        await events.wait_state(on_failure, "queued")
+        assert (await job(scheduler, ok)).reason == f"waiting for {arr} to succeed"
+        tasks = [v1.array_task_id(arr, i) for i in range(3)]
+        await finish(node, events, tasks[0])
+        await scheduler.stop()  # the wait survives a restart while the array is open
+        again = Scheduler(scheduler.settings, BusSettings(nats_url=nats_url))
+        await again.start()
+        try:
+            assert again.cluster.waits.unmet[ok] == {arr: v1.When.SUCCEEDED}
+            await finish(node, events, tasks[1])
+            await asyncio.sleep(0.3)
+            assert ok not in node.runs  # one task still runs
+            await finish(node, events, tasks[2])
+            await node.wait_runs(4)
+            assert ok in node.runs
+            await events.wait_state(on_failure, "cancelled")
+            assert (await job(again, on_failure)).reason.startswith(f"dependency {arr} succeeded;")
+            later = await submit(clean_bus, spec(after=[arr]))  # the array ended before this submit
+            await node.wait_runs(5)
+            assert later in node.runs
+
+            bad = await submit(clean_bus, v1.JobSpec(command=["true"], array=v1.ArraySpec(count=2)))
+            doomed = await submit(clean_bus, spec(after=[bad]))
+            await node.wait_runs(7)
+            await finish(node, events, v1.array_task_id(bad, 0), S.FAILED)
+            await finish(node, events, v1.array_task_id(bad, 1))
+            await events.wait_state(doomed, "cancelled")
+            assert (await job(again, doomed)).reason == f"dependency {bad} failed"
+            late = await submit(clean_bus, spec(after=[bad], when="failed"))
+            await node.wait_runs(8)
+            assert late in node.runs
+        finally:
+            await again.stop()
+    finally:
+        await node.stop()

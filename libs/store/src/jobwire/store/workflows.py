@@ -11,20 +11,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobwire.contracts import v1
 
-from .models import JobRow, WorkflowRow
+from .models import ArrayRow, JobRow, WorkflowRow
 
 #: ids per ``IN (...)`` list
 CHUNK = 500
 
 
 async def owned_job_ids(session: AsyncSession, ids: Iterable[str], owner: str) -> set[str]:
-    """Those of ``ids`` that are jobs of ``owner`` (another owner's job is as absent as no job)."""
+    """Those of ``ids`` that are jobs or arrays of ``owner`` (another owner's is as absent as none)."""
     wanted = sorted({i for i in ids if v1.is_job_id(i)})
     found: set[str] = set()
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
         query = select(JobRow.id).where(JobRow.id.in_(chunk), JobRow.owner == owner)
         found.update(await session.scalars(query))
+        arrays = select(ArrayRow.id).where(ArrayRow.id.in_(chunk), ArrayRow.owner == owner)
+        found.update(await session.scalars(arrays))
     return found
 
 

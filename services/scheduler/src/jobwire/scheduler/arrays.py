@@ -157,6 +157,8 @@ class Arrays:
         reason = f"{array.count - len(array.unsuccessful)} of {array.count} tasks succeeded"
         if array.cancelled:
             reason = f"cancelled; {reason}"
+        txn.array_ends[array.id] = state
+        txn.ended.append(array.id)  # jobs waiting for the array learn how it ended
         event = v1.JobTransitioned(
             job_id=array.id, state=state, previous=None, at=txn.at, reason=reason, owner=array.owner
         )

@@ -154,14 +154,19 @@ class Core:
         broken: str | None = None
         for dep in after:
             dep_row = txn.rows.get(dep.job)
-            if dep_row is None:
+            if dep_row is None and dep.job in self.arrays.open:
+                unmet[dep.job] = dep.when  # an array whose tasks have not all ended
+                continue
+            if dep_row is None and dep.job not in txn.array_ends:
                 broken = broken or deps.gone_reason(dep.job)
                 continue
-            met = deps.outcome(dep.when, S(dep_row.state), attempts_left=_attempts_left(dep_row))
+            state = S(dep_row.state) if dep_row is not None else txn.array_ends[dep.job]
+            left = _attempts_left(dep_row) if dep_row is not None else False
+            met = deps.outcome(dep.when, state, attempts_left=left)
             if met is None:
                 unmet[dep.job] = dep.when
             elif not met:
-                broken = broken or deps.unmet_reason(dep.job, S(dep_row.state), dep.when)
+                broken = broken or deps.unmet_reason(dep.job, state, dep.when)
         if not unmet and broken is None:
             return False
         row.node = None
@@ -188,7 +193,11 @@ class Core:
                     continue
                 dep_row = txn.rows.get(dep)
                 met: bool | None
-                if dep_row is None:
+                if dep_row is None and dep in txn.array_ends:  # an array closed in this batch
+                    state = txn.array_ends[dep]
+                    met = deps.outcome(when, state)
+                    why = deps.unmet_reason(dep, state, when)
+                elif dep_row is None:
                     met, why = False, deps.gone_reason(dep)
                 else:
                     state = S(dep_row.state)

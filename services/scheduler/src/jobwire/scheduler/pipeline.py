@@ -186,12 +186,15 @@ class Pipeline:
             await txn.load_arrays(arrays)
             for array_id in ids & set(self.core.arrays.open):  # a command on a whole array: its live tasks
                 ids |= self.core.arrays.live_tasks(array_id)
-            ids |= {d.job for _, c in decoded_cmds if isinstance(c, v1.SubmitJob) for d in c.spec.after}
+            after = {d.job for _, c in decoded_cmds if isinstance(c, v1.SubmitJob) for d in c.spec.after}
+            ids |= after
             ids |= {r.job_id for _, r in decoded_reps if r is not None}
             if tick:
                 ids |= self.tick_ids()
             ids |= self.core.dispatch_candidates()
             await txn.load(ids)
+            if after - set(txn.rows):  # arrays named in `after`: how those that ended, ended
+                await txn.load_array_ends(after - set(txn.rows))
             await store_workflows(session, workflows)
             for msg, cmd in decoded_cmds:
                 self.command(txn, cmd, msg)
@@ -200,11 +203,9 @@ class Pipeline:
                     self.core.report(txn, rep)
             if tick:
                 await self.tick(txn)
-            while txn.ended:  # dependents of what ended, in rounds: a cancel ends its own dependents
-                ended, txn.ended = txn.ended, []
-                await txn.load(self.core.cluster.waits.waiting_on(ended))
-                self.core.resolve(txn, ended)
+            await self.settle_dependents(txn)
             self.core.materialise(txn)
+            await self.settle_dependents(txn)  # of arrays that closed as their last tasks were counted
             missing = self.core.dispatch_candidates() - set(txn.rows)
             if missing:
                 await txn.load(missing)
@@ -227,6 +228,14 @@ class Pipeline:
         await self.access.announce(tokens)
         for m in commands + reports:
             await m.ack()
+
+    async def settle_dependents(self, txn: Txn) -> None:
+        """The dependents of what ended, in rounds (a cancel ends its own dependents): one query for
+        the rows of each round's waiting dependents."""
+        while txn.ended:
+            ended, txn.ended = txn.ended, []
+            await txn.load(self.core.cluster.waits.waiting_on(ended))
+            self.core.resolve(txn, ended)
 
     def decode(self, msg: Msg, tp: Any) -> Any:
         try:

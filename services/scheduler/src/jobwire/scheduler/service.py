@@ -312,6 +312,9 @@ class Scheduler:
             query = select(JobRow.id, JobRow.state, JobRow.ended_at).where(JobRow.id.in_(chunk))
             for job_id, state, ended_at in await session.execute(query):
                 ended[job_id] = v1.is_finished(S(state), attempts_left=ended_at is None)
+        for array_id in wanted:
+            if array_id in self.core.arrays.open:  # an array with tasks still to end
+                ended[array_id] = False
         for job_id, deps in after.items():
             unmet = still_unmet(deps, ended)
             if unmet:

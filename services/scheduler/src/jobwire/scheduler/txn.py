@@ -35,6 +35,8 @@ class Txn:
         self.array_updates: dict[str, dict[str, Any]] = {}
         #: jobs that ended (or were removed) in this batch: their dependents are resolved before commit
         self.ended: list[str] = []
+        #: how arrays named in ``after`` ended: those closed in this batch, or before it (loaded)
+        self.array_ends: dict[str, v1.JobState] = {}
         self.at = now()
 
     async def load(self, job_ids: set[str]) -> None:
@@ -54,6 +56,26 @@ class Txn:
             result = await self.session.execute(select(ArrayRow).where(ArrayRow.id.in_(chunk)))
             for row in result.scalars():
                 self.arrays[row.id] = row
+
+    async def load_array_ends(self, ids: set[str]) -> None:
+        """How the ended arrays among ``ids`` ended (dependencies of jobs submitted in this batch):
+        ``cancelled`` when cancelled, else ``failed`` when a task did not succeed, else ``succeeded``;
+        one query for the arrays, one for their tasks."""
+        await self.load_arrays(ids)
+        closed = [i for i in ids if i in self.arrays and self.arrays[i].ended_at is not None]
+        undone = [i for i in closed if not self.arrays[i].cancelled]
+        failed: set[str] = set()
+        if undone:
+            query = (
+                select(JobRow.array_id)
+                .where(JobRow.array_id.in_(undone), JobRow.state != S.SUCCEEDED.value)
+                .distinct()
+            )
+            failed = {a for a in await self.session.scalars(query) if a is not None}
+        for array_id in closed:
+            cancelled = self.arrays[array_id].cancelled
+            state = S.CANCELLED if cancelled else (S.FAILED if array_id in failed else S.SUCCEEDED)
+            self.array_ends[array_id] = state
 
     async def write_arrays(self) -> None:
         """Apply ``array_updates``: to rows this batch holds, else as one UPDATE per array."""

@@ -365,7 +365,9 @@ MAX_AFTER = 1000
 
 class Dependency(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Run only once job ``job`` ended as ``when`` says (Slurm's afterok / afternotok / afterany); a
-    dependency that can no longer be met cancels the job at once, with the reason. In a workflow
+    dependency that can no longer be met cancels the job at once, with the reason. ``job`` may be an
+    array's id: the array ends ``succeeded`` when every task did, else ``failed`` (or ``cancelled``
+    when it was cancelled), once all its tasks ended. In a workflow
     (``POST /v1/workflows``) ``job`` may also be the name of another job of the same workflow."""
 
     job: Annotated[str, Meta(min_length=1, max_length=128)]
