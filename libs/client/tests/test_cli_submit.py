@@ -141,3 +141,23 @@ def test_an_array_range_sbatch_would_not_take_is_refused(stub: Any, cli: Any, ba
     result = cli("submit", "--array", bad, "--", "true")
     assert result.code == 2 and "--array" in result.err
     assert not stub.requests("POST", "/v1/jobs")
+
+
+def test_after_flags_make_the_dependencies_sbatch_users_expect(stub: Any, cli: Any) -> None:
+    first, second, third = ("0193a000-0000-7000-8000-00000000000" + str(i) for i in range(3))
+    result = cli(
+        "submit", "--after", first, "--after", f"{second}:notok", "--after", f"{third}:finished",
+        "--", "true",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert sent(stub)["after"] == [
+        {"job": first},
+        {"job": second, "when": "failed"},
+        {"job": third, "when": "finished"},
+    ]
+
+
+def test_an_after_flag_with_an_unknown_condition_is_refused(stub: Any, cli: Any) -> None:
+    result = cli("submit", "--after", "0193a000-0000-7000-8000-000000000000:sometimes", "--", "true")
+    assert result.code == 2 and "JOB:succeeded|failed|finished" in result.err
+    assert stub.requests("POST", "/v1/jobs") == []

@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expected-time", metavar="TIME", help="expected runtime, for placement (e.g. 10m)")
     p.add_argument("--env", action="append", default=[], metavar="K=V", help="repeatable; bare K copies ours")
     p.add_argument("--label", action="append", default=[], metavar="K=V", help="repeatable")
+    p.add_argument(
+        "--after",
+        action="append",
+        metavar="JOB[:WHEN]",
+        help="run once JOB (a job or array id) ended as WHEN: succeeded (default), failed, finished",
+    )
     p.add_argument("--backend")
     p.add_argument("--node")
     p.add_argument("--pool")

@@ -132,7 +132,7 @@ def build_spec(
 
 
 RESOURCE_FLAGS = ("cpus", "gpus", "memory", "walltime")
-ARRAY_RETRY_FLAGS = ("array", "retry", "retry_backoff", "retry_on")
+ARRAY_RETRY_FLAGS = ("array", "retry", "retry_backoff", "retry_on", "after")
 TOP_FLAGS = ("name", "image", "workdir", "backend", "node", "pool", "max_attempts", "priority")
 
 
@@ -154,10 +154,26 @@ def parse_array(text: str) -> dict[str, int]:
     return array
 
 
+#: ``--after ID:WHEN``: jobwire's words, and Slurm's for the same (``afterok`` ...)
+_WHEN = {"succeeded": "succeeded", "ok": "succeeded", "failed": "failed", "notok": "failed"}
+_WHEN |= {"finished": "finished", "any": "finished"}
+
+
+def parse_after(text: str) -> dict[str, str]:
+    """``--after ID`` (it must succeed) or ``--after ID:failed`` / ``:finished`` (or Slurm's ``ok``,
+    ``notok``, ``any``)."""
+    job, _, when = text.strip().partition(":")
+    if not job or (when and when not in _WHEN):
+        raise UsageError(f"--after {text!r}: give JOB or JOB:succeeded|failed|finished")
+    return {"job": job, "when": _WHEN[when or "succeeded"]}
+
+
 def _apply_flags(raw: dict[str, Any], flags: dict[str, Any]) -> None:
     for key in TOP_FLAGS:
         if flags.get(key) is not None:
             raw[key] = flags[key]
+    if flags.get("after"):
+        raw["after"] = [*(raw.get("after") or []), *(parse_after(a) for a in flags["after"])]
     if flags.get("array") is not None:
         raw["array"] = parse_array(flags["array"])
     retry = dict(raw.get("retry") or {})
