@@ -129,3 +129,10 @@ async def test_after_may_name_an_own_array_but_not_another_owners(gateway, sched
     assert r.status_code == 201 and r.json()["reason"] == f"waiting for {arr} to succeed", r.text
     r = await gateway.post("/v1/jobs", json={"command": ["true"], "after": [{"job": arr}]}, headers=bob)
     assert is_problem(r, 422) and r.json()["jobs"] == [arr]
+
+
+async def test_the_openapi_document_describes_the_workflow_body(gateway):
+    schema = (await gateway.get("/schema/openapi.json")).json()
+    body = schema["paths"]["/v1/workflows"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["jobs"] and "after" in body["properties"]["jobs"]["items"]["properties"]
+    assert "/v1/workflows/{workflow_id}" in schema["paths"]

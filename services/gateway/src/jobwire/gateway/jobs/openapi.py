@@ -29,7 +29,13 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
 
 @cache
 def job_spec_schema() -> dict[str, Any]:
-    raw = msgspec.json.schema(v1.JobSpec)
+    return inlined_schema(v1.JobSpec)
+
+
+@cache
+def inlined_schema(tp: Any) -> dict[str, Any]:
+    """msgspec's JSON schema of ``tp`` with every ``$ref`` replaced by its definition."""
+    raw = msgspec.json.schema(tp)
     schema: dict[str, Any] = _inline(raw, raw.get("$defs", {}))
     schema.pop("$defs", None)
     return schema
@@ -45,4 +51,18 @@ class JobSpecBody(Operation):
             content={"application/json": OpenAPIMediaType(schema=body_schema)},
             required=True,
             description="A JobSpec. Unknown fields are refused (422) with their JSON path.",
+        )
+
+
+@dataclass
+class WorkflowSpecBody(Operation):
+    """The workflow submit operation, with ``WorkflowSpec`` as its JSON request body."""
+
+    def __post_init__(self) -> None:
+        body_schema: Any = inlined_schema(v1.WorkflowSpec)
+        self.request_body = RequestBody(
+            content={"application/json": OpenAPIMediaType(schema=body_schema)},
+            required=True,
+            description="A WorkflowSpec: named JobSpecs whose `after` names each other. Unknown fields are "
+            "refused (422) with their JSON path.",
         )

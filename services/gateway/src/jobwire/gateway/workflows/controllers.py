@@ -12,6 +12,7 @@ from jobwire.contracts import v1
 
 from ..auth.audit import set_target
 from ..jobs.controllers import BATCH_BODY_LIMIT
+from ..jobs.openapi import WorkflowSpecBody
 from ..owner import owner_of
 from ..params import Caller, Res
 from ..problems import ProblemDetails
@@ -32,6 +33,7 @@ class WorkflowController(Controller):
         "/",
         status_code=201,
         summary="Submit jobs that refer to each other by name in `after`, stored together or not at all",
+        operation_class=WorkflowSpecBody,
         opt={"scope": "jobs:submit", "action": "workflows.submit"},
         request_max_body_size=BATCH_BODY_LIMIT,
         responses={
