@@ -267,3 +267,48 @@ async def test_an_array_carries_on_after_a_scheduler_restart(scheduler, clean_bu
             await again.stop()
     finally:
         await node.stop()
+
+
+async def test_an_array_makes_tasks_only_within_its_owners_max_active(scheduler, clean_bus, events):
+    """An array is admitted as one submit; its tasks never take alice past max_active (3: one plain job
+    of hers runs, so two tasks at most), while bob, without a quota, gets the node's window."""
+    from jobwire.store.models import QuotaRow
+
+    async with scheduler.sessions() as s, s.begin():
+        s.add(QuotaRow(owner="alice", max_active=3))
+    node = await FakeNode(clean_bus, "n1", slots=10, cpus=16).start()
+
+    async def submit_as(owner, job_spec):
+        jid = v1.new_job_id()
+        cmd = v1.SubmitJob(job_id=jid, spec=job_spec, owner=owner)
+        await clean_bus.publish(sj.cmd_subject("submit"), cmd, msg_id=jid)
+        return jid
+
+    try:
+        plain = await submit_as("alice", spec())
+        await node.wait_runs(1)
+        aid = await submit_as("alice", spec(array=v1.ArraySpec(count=8)))
+        await node.wait_runs(3)
+        await asyncio.sleep(0.5)
+        assert (await array_row(scheduler, aid))[1] == 2 and len(node.runs) == 3
+        bid = await submit_as("bob", spec(array=v1.ArraySpec(count=4)))
+        await node.wait_runs(7)  # bob's four: no quota of his
+        await node.report(plain, "finished", outcome=S.SUCCEEDED, exit_code=0)
+        await node.wait_runs(8)  # alice's plain job ended: room for a third task, no more
+        await asyncio.sleep(0.5)
+        assert (await array_row(scheduler, aid))[1] == 3
+        most = 0
+        while True:
+            live = [j for j, r in node.runs.items() if (j, r.attempt) in node.running]
+            mine = [j for j in live if node.runs[j].array_id == aid]
+            most = max(most, len(mine))
+            if not live:
+                break
+            for jid in live:
+                await node.report(jid, "finished", outcome=S.SUCCEEDED, exit_code=0)
+            await asyncio.sleep(0.4)
+        await events.wait_state(aid, "succeeded")
+        await events.wait_state(bid, "succeeded")
+        assert most <= 3 and (await array_row(scheduler, aid))[1] == 8
+    finally:
+        await node.stop()

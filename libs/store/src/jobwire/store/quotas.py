@@ -11,18 +11,19 @@ job the scheduler stores meanwhile is counted exactly once; then we add our own 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 from sqlalchemy import delete, exists, func, insert, literal, select, text, union_all
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from jobwire.contracts import v1
 
 from .engine import SQLITE_BEGIN
-from .models import AdmissionRow, JobRow, QuotaRow, now
+from .models import AdmissionRow, JobCountRow, JobRow, QuotaRow, now
 
 DEFAULT_OWNER = "*"
 RATE_WINDOW = timedelta(minutes=1)
@@ -252,3 +253,27 @@ async def delete_quota(engine: AsyncEngine, owner: str) -> bool:
     async with engine.begin() as conn:
         result = await conn.execute(delete(QuotaRow).where(QuotaRow.owner == owner))
     return bool(getattr(result, "rowcount", 0))
+
+
+async def active_headroom(session: AsyncSession, owners: Collection[str]) -> dict[str, int | None]:
+    """How many more active jobs each of ``owners`` may have under ``max_active`` (None: no limit), from
+    the ``job_counts`` rollups (one row per owner and state) in the caller's transaction, so the jobs it
+    made a moment ago count. The scheduler makes an array's tasks only within this room: an array is
+    admitted as one submit, and its tasks must not take an owner past the quota a submit is held to."""
+    if not owners:
+        return {}
+    wanted = sorted(set(owners))
+    rows = (await session.execute(select(QuotaRow).where(QuotaRow.owner.in_([*wanted, DEFAULT_OWNER])))).all()
+    limits = {r[0].owner: r[0].max_active for r in rows}
+    default = limits.get(DEFAULT_OWNER)
+    caps = {o: limits.get(o, default) for o in wanted}  # an owner's own row replaces the defaults
+    limited = [o for o, cap in caps.items() if cap is not None]
+    active: dict[str, int] = dict.fromkeys(limited, 0)
+    if limited:
+        counted = await session.execute(
+            select(JobCountRow.owner, func.coalesce(func.sum(JobCountRow.n), 0))
+            .where(JobCountRow.owner.in_(limited), JobCountRow.node == "*", JobCountRow.state.in_(_ACTIVE))
+            .group_by(JobCountRow.owner)
+        )
+        active.update({owner: int(n) for owner, n in counted})
+    return {o: None if cap is None else max(0, cap - active[o]) for o, cap in caps.items()}

@@ -174,15 +174,28 @@ class Arrays:
         room = max(1, ROUNDS_AHEAD * slots)
         return room if array.parallelism is None else min(room, array.parallelism)
 
-    def wanted(self) -> list[tuple[ArrayState, int]]:
-        """(array, how many tasks to make) for each array that may grow now."""
+    def growing(self) -> list[ArrayState]:
+        """Arrays that may make tasks now, oldest first (their owners' quota is read for them)."""
         out = []
-        for array in self.open.values():
+        for array_id in sorted(self.open):
+            array = self.open[array_id]
             if array.held or array.cancelled or array.made_all:
                 continue
             if array.parallelism is not None and len(array.live) >= array.parallelism:
                 continue  # full: no need to weigh the nodes
+            out.append(array)
+        return out
+
+    def wanted(self, headroom: dict[str, int | None]) -> list[tuple[ArrayState, int]]:
+        """(array, how many tasks to make) for each array that may grow now: within its window, and
+        within its owner's ``headroom`` under ``max_active`` (None: no limit), which it uses up."""
+        out = []
+        for array in self.growing():
             n = min(self.window(array) - len(array.live), array.count - array.materialised)
+            room = headroom.get(array.owner)
+            if room is not None:
+                n = min(n, room)
+                headroom[array.owner] = room - max(0, n)
             if n > 0:
                 out.append((array, n))
         return out

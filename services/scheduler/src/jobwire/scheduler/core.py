@@ -474,10 +474,10 @@ class Core:
             out.update(job.id for job in node.due(now, max(0, free)))
         return out
 
-    def materialise(self, txn: Txn) -> None:
-        """Make the next tasks of arrays that may grow, queued and placed like new jobs."""
-        self.arrays.settle(txn)
-        for array, n in self.arrays.wanted():
+    def materialise(self, txn: Txn, headroom: dict[str, int | None]) -> None:
+        """Make the next tasks of arrays that may grow, queued and placed like new jobs, within their
+        owners' ``headroom`` of active jobs (``quotas.active_headroom``)."""
+        for array, n in self.arrays.wanted(headroom):
             for offset in range(array.materialised, array.materialised + n):
                 row = self.arrays.make_task(txn, array, offset)
                 row.expected_runtime = self.expected(array.spec)

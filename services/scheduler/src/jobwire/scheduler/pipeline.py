@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobwire.contracts import v1
 from jobwire.runtime import metrics, telemetry
-from jobwire.store import SQLITE_BEGIN
+from jobwire.store import SQLITE_BEGIN, quotas
 from jobwire.store.models import WorkflowRow, now
 
 from .access import Access
@@ -204,8 +204,10 @@ class Pipeline:
             if tick:
                 await self.tick(txn)
             await self.settle_dependents(txn)
-            self.core.materialise(txn)
+            self.core.arrays.settle(txn)
             await self.settle_dependents(txn)  # of arrays that closed as their last tasks were counted
+            owners = {array.owner for array in self.core.arrays.growing()}
+            self.core.materialise(txn, await quotas.active_headroom(session, owners))
             missing = self.core.dispatch_candidates() - set(txn.rows)
             if missing:
                 await txn.load(missing)
