@@ -30,9 +30,11 @@ def make_stack(
     executors: list[ExecutorConfig],
     database_url: str | None = None,
     env: dict[str, str] | None = None,
+    owner: str | None = None,
 ) -> Stack:
     config = StackConfig(
         home=home,
+        owner=owner,
         api_port=free_port(),
         nats_port=free_port(),
         nats_monitor_port=free_port(),

@@ -34,7 +34,15 @@ TIMEOUT = 30_000  # ms: a job's life on two busy cores
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = make_stack(
         tmp_path_factory.mktemp("ui-stack"),
-        [ExecutorConfig(node="ui-local", slots=3, env={"JOBWIRE_EXECUTOR_GPUS": "2"})],
+        # the dashboard's user is alice: the node runs her jobs as the stack's account, and no one
+        # else's (issue 12; bob's and the admin's jobs here need not run)
+        [
+            ExecutorConfig(
+                node="ui-local",
+                slots=3,
+                env={"JOBWIRE_EXECUTOR_GPUS": "2", "JOBWIRE_EXECUTOR_OWNER": "alice"},
+            )
+        ],
     )
     s.start()
     yield s

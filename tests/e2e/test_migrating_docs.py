@@ -39,6 +39,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = make_stack(
         tmp_path_factory.mktemp("migrating-stack"),
         [ExecutorConfig(node="mig-gpu", slots=2, env={"JOBWIRE_EXECUTOR_GPUS": "1"})],
+        owner="migrating-user",  # one person's stack (its jobs run as the stack's account: issue 12)
     )
     s.start()
     yield s
