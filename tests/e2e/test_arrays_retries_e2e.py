@@ -176,6 +176,15 @@ def test_the_cli_submits_an_array_like_sbatch_and_shows_and_cancels_it(api, two:
     shown = json.loads(jobwire(two, "array", aid, "--json"))
     assert shown["counts"]["succeeded"] == 10 and shown["done"]
     assert "succeeded  10" in jobwire(two, "array", aid)
+    out = jobwire(
+        two, "submit", "--array", "0-4", "--cpus", "0.01", "--", "sh", "-c", '[ "$JOBWIRE_ARRAY_INDEX" != 2 ]'
+    )
+    mixed = out.split()[2].rstrip(":")
+    view = wait_for(lambda: (v := array(api, mixed))["done"] and v, timeout=120, what="the mixed array")
+    assert (view["counts"]["succeeded"], view["counts"]["failed"]) == (4, 1)
+    failed = array(api, mixed, state="failed")["tasks"]
+    assert [(t["index"], t["exit_code"]) for t in failed] == [(2, 1)]
+    assert f"[2] failed exit 1 {failed[0]['job_id']}" in jobwire(two, "array", mixed, "--state", "failed")
     out = jobwire(two, "submit", "--array", "0-99%1", "--cpus", "0.01", "--", "sleep", "5")
     other = out.split()[2].rstrip(":")
     assert "(cancelled)" in jobwire(two, "array", other, "cancel")

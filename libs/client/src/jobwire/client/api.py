@@ -201,9 +201,13 @@ class JobwireClient:
         """Run a running or finished job again as a new attempt."""
         return self._decode(self._request("POST", _job(job_id, "requeue")), v1.Job)
 
-    def get_array(self, array_id: str, *, limit: int = 100, cursor: str | None = None) -> v1.ArrayView:
-        """An array's task counts by state and a page of its tasks."""
+    def get_array(
+        self, array_id: str, *, limit: int = 100, cursor: str | None = None, states: Iterable[str] = ()
+    ) -> v1.ArrayView:
+        """An array's task counts by state and a page of its tasks (only those in ``states``, if any)."""
         params = {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
+        if states:
+            params["state"] = ",".join(states)
         path = f"/v1/arrays/{quote(array_id, safe='')}"
         return self._decode(self._request("GET", path, params=params), v1.ArrayView)
 

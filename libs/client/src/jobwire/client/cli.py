@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("array", commands.array, "an array's task counts; cancel, hold or release it whole")
     p.add_argument("array_id", metavar="ARRAY")
     p.add_argument("action", nargs="?", choices=("show", "cancel", "hold", "release"), default="show")
+    p.add_argument(
+        "--state", action="append", default=[], help="list the tasks in these states (e.g. failed)"
+    )
     _json_flag(p)
 
     p = add("nodes", commands.nodes, "list executor nodes")

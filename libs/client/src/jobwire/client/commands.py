@@ -139,8 +139,9 @@ def submit(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
 
 def array(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
     """An array's counts by state (non-zero ones), or cancel/hold/release it whole."""
+    states = [s.strip() for value in args.state for s in value.split(",") if s.strip()]
     if args.action == "show":
-        view = client.get_array(args.array_id, limit=1)
+        view = client.get_array(args.array_id, limit=1000 if states else 1, states=states)
     else:
         view = client.array_command(args.array_id, args.action)
     if io.as_json:
@@ -152,6 +153,12 @@ def array(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
     for state, n in view.counts.items():
         if n:
             io.out.print(f"  {state:<10} {n}")
+    if states:  # the tasks themselves: which indices failed, and their jobs for `jobwire logs`
+        for task in view.tasks:
+            code = "" if task.exit_code is None else f" exit {task.exit_code}"
+            io.out.print(f"  [{task.index}] {task.state.value}{code} {task.job_id or '(not started)'}")
+        if view.next_cursor:
+            io.out.print(f"  ... more after index {view.next_cursor} (GET /v1/arrays/{view.id}?cursor=...)")
     return 0
 
 

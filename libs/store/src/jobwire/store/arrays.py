@@ -7,7 +7,7 @@ GROUP BY over ``ix_jobs_array_id_state``), and the page (a range of ``ix_jobs_ar
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,42 +50,38 @@ async def get_array(
     owner: str | None = None,
     after: int | None = None,
     limit: int = 100,
+    states: Collection[str] = (),
 ) -> v1.ArrayView | None:
-    """The array with its counts and the tasks after index ``after`` (None: from the first)."""
+    """The array with its counts and the tasks after index ``after`` (None: from the first); with
+    ``states``, only the tasks in one of them (which tasks failed, say), still in index order."""
     if not 1 <= limit <= MAX_TASK_PAGE:
         raise ValueError(f"limit must be between 1 and {MAX_TASK_PAGE}, not {limit}")
     row = await get_array_row(session, array_id, owner=owner)
     if row is None:
         return None
     first = row.start if after is None else max(row.start, after + 1)
-    end = min(first + limit, row.start + row.count)
-    made = {
-        task.array_index: task
-        for task in (
-            await session.execute(
-                select(JobRow)
-                .where(JobRow.array_id == row.id, JobRow.array_index >= first, JobRow.array_index < end)
-                .order_by(JobRow.array_index)
-            )
-        ).scalars()
-    }
-    tasks = []
-    for index in range(first, end):
-        job = made.get(index)
-        if job is None:
-            tasks.append(v1.ArrayTask(index=index, state=unmade_state(row)))
-        else:
-            tasks.append(
-                v1.ArrayTask(
-                    index=index,
-                    state=S(job.state),
-                    job_id=job.id,
-                    attempt=job.attempt,
-                    node=job.node,
-                    exit_code=job.exit_code,
-                    reason=job.reason,
-                )
-            )
+    last = row.start + row.count  # one past the last index
+    query = select(JobRow).where(JobRow.array_id == row.id, JobRow.array_index >= first)
+    if states:
+        query = query.where(JobRow.state.in_(sorted(set(states)))).limit(limit)
+    else:
+        query = query.where(JobRow.array_index < min(first + limit, last))
+    made = list((await session.execute(query.order_by(JobRow.array_index))).scalars())
+    if states:
+        tasks = [_task(job) for job in made]
+        if unmade_state(row).value in states:  # tasks without a row come after every made one
+            begin = max(first, row.start + row.materialised)
+            stub = unmade_state(row)
+            tasks += [
+                v1.ArrayTask(index=i, state=stub) for i in range(begin, min(last, begin + limit - len(tasks)))
+            ]
+    else:
+        by_index = {job.array_index: job for job in made}
+        tasks = [
+            _task(by_index[i]) if i in by_index else v1.ArrayTask(index=i, state=unmade_state(row))
+            for i in range(first, min(first + limit, last))
+        ]
+    more = len(tasks) == limit and tasks[-1].index < last - 1
     return v1.ArrayView(
         id=row.id,
         owner=row.owner,
@@ -100,7 +96,19 @@ async def get_array(
         counts=await array_counts(session, row),
         created_at=row.created_at,
         tasks=tasks,
-        next_cursor=str(end - 1) if end < row.start + row.count else None,
+        next_cursor=str(tasks[-1].index) if more else None,
+    )
+
+
+def _task(job: JobRow) -> v1.ArrayTask:
+    return v1.ArrayTask(
+        index=job.array_index or 0,
+        state=S(job.state),
+        job_id=job.id,
+        attempt=job.attempt,
+        node=job.node,
+        exit_code=job.exit_code,
+        reason=job.reason,
     )
 
 

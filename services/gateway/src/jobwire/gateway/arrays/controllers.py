@@ -14,6 +14,7 @@ from litestar.params import PathParameter, QueryParameter
 from jobwire.contracts import v1
 from jobwire.store.arrays import MAX_TASK_PAGE
 
+from ..jobs.schemas import parse_states
 from ..params import Caller, Res
 from ..problems import ProblemDetails
 from . import service
@@ -49,9 +50,20 @@ class ArrayController(Controller):
         cursor: Annotated[
             str | None, QueryParameter(description="`next_cursor` of the previous page")
         ] = None,
+        states: Annotated[
+            list[str] | None,
+            QueryParameter(
+                name="state", description="Only tasks in these states (repeatable or a comma list)"
+            ),
+        ] = None,
     ) -> v1.ArrayView:
         return await service.get_array(
-            res, array_id, visible=caller.visible_owner, cursor=cursor, limit=limit
+            res,
+            array_id,
+            visible=caller.visible_owner,
+            cursor=cursor,
+            limit=limit,
+            states=parse_states(states),
         )
 
     @post(

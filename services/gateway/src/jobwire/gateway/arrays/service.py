@@ -42,13 +42,21 @@ def parse_cursor(cursor: str | None) -> int | None:
 
 
 async def get_array(
-    res: Resources, array_id: str, *, visible: str | None, cursor: str | None = None, limit: int = 100
+    res: Resources,
+    array_id: str,
+    *,
+    visible: str | None,
+    cursor: str | None = None,
+    limit: int = 100,
+    states: list[str] | None = None,
 ) -> v1.ArrayView:
     after = parse_cursor(cursor)
     if not v1.is_job_id(array_id):
         raise ArrayNotFound(f"there is no array {array_id!r}")
     async with res.session() as session:
-        view = await arrays.get_array(session, array_id, owner=visible, after=after, limit=limit)
+        view = await arrays.get_array(
+            session, array_id, owner=visible, after=after, limit=limit, states=states or ()
+        )
     if view is None:
         raise ArrayNotFound(f"there is no array {array_id!r}")
     return view
