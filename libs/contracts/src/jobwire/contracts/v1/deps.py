@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from itertools import islice
 
 from .states import JobState, is_finished
 
@@ -56,7 +57,7 @@ def outcome(when: When, state: JobState, *, attempts_left: bool = False) -> bool
 
 def waiting_reason(unmet: Mapping[str, When]) -> str:
     """``waiting for 0193… to succeed and 0194… to finish`` (the first few, then how many more)."""
-    parts = [f"{job} {_TO[when]}" for job, when in list(unmet.items())[:SHOWN]]
+    parts = [f"{job} {_TO[when]}" for job, when in islice(unmet.items(), SHOWN)]
     more = len(unmet) - SHOWN
     text = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
     return f"waiting for {text}" + (f" (and {more} more)" if more > 0 else "")
