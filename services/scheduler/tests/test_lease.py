@@ -42,6 +42,8 @@ async def crash(s):
         t.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     await s.bus.nc.close()
+    if s.pipeline is not None:  # its connections die with the process
+        await s.pipeline.close()
     await s.engine.dispose()
 
 

@@ -17,7 +17,8 @@ from datetime import datetime
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
 from jobwire.contracts.v1 import subjects as sj
-from jobwire.store.models import ArrayRow, JobLabelRow, JobRow
+from jobwire.store.jobrecs import JobRec
+from jobwire.store.models import ArrayRow
 
 from .cluster import Cluster
 from .placement import eligible
@@ -59,7 +60,7 @@ class ArrayState:
         return not self.live and (self.made_all or self.cancelled)
 
 
-def task_finished(row: JobRow) -> bool:
+def task_finished(row: JobRec) -> bool:
     return S(row.state) in v1.TERMINAL or S(row.state) is S.LOST
 
 
@@ -200,11 +201,11 @@ class Arrays:
                 out.append((array, n))
         return out
 
-    def make_task(self, txn: Txn, array: ArrayState, offset: int) -> JobRow:
+    def make_task(self, txn: Txn, array: ArrayState, offset: int) -> JobRec:
         """The job of task ``start + offset``, queued as the array was submitted."""
         index = array.start + offset
         spec = array.spec
-        row = JobRow(
+        row = JobRec(
             id=v1.array_task_id(array.id, offset),
             owner=array.owner,
             name=spec.name,
@@ -220,10 +221,7 @@ class Arrays:
             array_id=array.id,
             array_index=index,
         )
-        txn.session.add(row)
-        for key, value in spec.labels.items():
-            txn.session.add(JobLabelRow(job_id=row.id, key=key, value=value))
-        txn.rows[row.id] = row
+        txn.add(row, spec.labels)
         array.live.add(row.id)
         return row
 

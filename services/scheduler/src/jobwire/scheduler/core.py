@@ -14,7 +14,7 @@ from jobwire.contracts.v1 import deps, feasibility
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.runtime import telemetry
 from jobwire.runtime.placement import PlacementPolicy
-from jobwire.store.models import JobLabelRow, JobRow
+from jobwire.store.jobrecs import JobRec
 
 from .arrays import Arrays
 from .cluster import Cluster, NodeState, QueuedJob, RunningJob
@@ -42,7 +42,7 @@ class Core:
             spec.expected_runtime or spec.resources.walltime_seconds or self.settings.default_expected_runtime
         )
 
-    def queued_job(self, row: JobRow, spec: v1.JobSpec, trace: dict[str, str] | None = None) -> QueuedJob:
+    def queued_job(self, row: JobRec, spec: v1.JobSpec, trace: dict[str, str] | None = None) -> QueuedJob:
         not_before = 0.0
         if row.not_before is not None:
             wait = (row.not_before - datetime.now(UTC)).total_seconds()
@@ -59,7 +59,7 @@ class Core:
             not_before=not_before,
         )
 
-    def place(self, txn: Txn, row: JobRow, job: QueuedJob) -> int | None:
+    def place(self, txn: Txn, row: JobRec, job: QueuedJob) -> int | None:
         """Queue the job on the best node now (or keep it pending); returns its queue position.
 
         The reason says why it would wait: the nodes that fit are busy, or down (named, since when), or
@@ -84,16 +84,16 @@ class Core:
             row.reason = feasibility.busy_reason([n for n in nodes if eligible(n, job.spec)], job.spec)
         return position
 
-    def on_node(self, row: JobRow) -> bool:
+    def on_node(self, row: JobRec) -> bool:
         """Whether the job holds a slot on its node: starting, running, or launched and then held
         in its batch system (a job held in jobwire's own queue has no node)."""
         return self.where(row) is v1.Where.NODE
 
-    def where(self, row: JobRow) -> v1.Where | None:
+    def where(self, row: JobRec) -> v1.Where | None:
         dispatched = row.node is not None and row.dispatched_at is not None
         return v1.where_of(S(row.state), dispatched=dispatched)
 
-    def rule(self, verb: v1.Verb, row: JobRow) -> v1.Rule | None:
+    def rule(self, verb: v1.Verb, row: JobRec) -> v1.Rule | None:
         """The eligibility table's rule for ``verb`` on this job, None when it does not apply (also when
         the rule needs a node capability the job's node lacks)."""
         rule = v1.rule_for(verb, S(row.state), self.where(row))
@@ -120,7 +120,7 @@ class Core:
         if spec.array is not None:
             self.arrays.submit(txn, cmd)
             return
-        row = JobRow(
+        row = JobRec(
             id=cmd.job_id,
             owner=cmd.owner,
             name=spec.name,
@@ -136,17 +136,14 @@ class Core:
             cancel_requested=False,
             delete_requested=False,
         )
-        txn.session.add(row)
-        for key, value in spec.labels.items():
-            txn.session.add(JobLabelRow(job_id=row.id, key=key, value=value))
-        txn.rows[row.id] = row
+        txn.add(row, spec.labels)
         if spec.after and self.wait_for(txn, row, spec.after):
             return
         position = self.place(txn, row, self.queued_job(row, spec, trace))
         txn.first_transition(row, position)
 
     # --- dependencies --------------------------------------------------------------------------
-    def wait_for(self, txn: Txn, row: JobRow, after: list[v1.Dependency]) -> bool:
+    def wait_for(self, txn: Txn, row: JobRec, after: list[v1.Dependency]) -> bool:
         """Hold a new job back until its dependencies are met: True when it waits (or was cancelled at
         once because one can never be met), False when all are met already and it is placed now.
         The dependencies' rows were loaded with the batch."""
@@ -214,7 +211,7 @@ class Core:
                 elif row.state == S.QUEUED.value:
                     row.reason = waits.reason(job_id)
 
-    def ready(self, txn: Txn, row: JobRow) -> None:
+    def ready(self, txn: Txn, row: JobRec) -> None:
         """All its dependencies are met: a queued job is placed now; a held one keeps waiting for its
         release, which places it."""
         if row.state != S.QUEUED.value:
@@ -253,7 +250,7 @@ class Core:
         self.cluster.remove_queued(job_id)
         self.remove(txn, row)
 
-    def remove(self, txn: Txn, row: JobRow) -> None:
+    def remove(self, txn: Txn, row: JobRec) -> None:
         """Delete the job's rows in this batch; its logs, events and artifacts go after the commit."""
         artifacts = [a.name for a in v1.decode(row.artifacts, list[v1.Artifact])] if row.artifacts else []
         txn.rows.pop(row.id, None)
@@ -322,7 +319,7 @@ class Core:
         elif rule.effect is v1.Effect.TRANSITION:
             self.queue_again(txn, row, reason)
 
-    def queue_again(self, txn: Txn, row: JobRow, reason: str) -> None:
+    def queue_again(self, txn: Txn, row: JobRec, reason: str) -> None:
         """A requeue: the job runs again, with its spec's attempts from here (its retries and loss
         budget count from the requeue: neither spent by earlier rounds nor unbounded)."""
         row.ended_at = None
@@ -333,7 +330,7 @@ class Core:
         position = self.place(txn, row, self.queued_job(row, spec))
         txn.transition(row, S.QUEUED, reason, queue_position=position)
 
-    def ask_hold(self, txn: Txn, row: JobRow, *, release: bool) -> None:
+    def ask_hold(self, txn: Txn, row: JobRec, *, release: bool) -> None:
         assert row.node is not None
         msg = v1.HoldRun(job_id=row.id, attempt=row.attempt, node=row.node, release=release)
         what = "release" if release else "hold"
@@ -373,7 +370,7 @@ class Core:
             return
         self.finished(txn, row, rep)
 
-    def waiting(self, txn: Txn, row: JobRow, rep: v1.RunStarting) -> None:
+    def waiting(self, txn: Txn, row: JobRec, rep: v1.RunStarting) -> None:
         """A launched run that does not run yet: held or released in its batch system, or a new
         reason why it waits (kept as the job's reason)."""
         state = S(row.state)
@@ -386,7 +383,7 @@ class Core:
         elif state in (S.STARTING, S.HELD) and rep.reason and rep.reason != row.reason:
             row.reason = rep.reason
 
-    def finished(self, txn: Txn, row: JobRow, rep: v1.RunFinished) -> None:
+    def finished(self, txn: Txn, row: JobRec, rep: v1.RunFinished) -> None:
         state = S(row.state)
         on_node = self.on_node(row)
         self.cluster.finish(row.id)
@@ -416,7 +413,7 @@ class Core:
         if row.delete_requested and v1.is_finished(S(row.state)):
             self.remove(txn, row)
 
-    def stale(self, txn: Txn, rep: v1.Report, row: JobRow | None) -> None:
+    def stale(self, txn: Txn, rep: v1.Report, row: JobRec | None) -> None:
         """A report from an attempt that is no longer current: ignore it, and stop that run."""
         if isinstance(rep, v1.RunFinished):
             return
@@ -426,7 +423,7 @@ class Core:
             log.info("stale run %s attempt %s on %s: asking to stop it", rep.job_id, rep.attempt, rep.node)
             self.ask_stop(txn, rep.job_id, rep.attempt, rep.node, S.LOST, "stale attempt")
 
-    def lose(self, txn: Txn, row: JobRow, reason: str) -> None:
+    def lose(self, txn: Txn, row: JobRec, reason: str) -> None:
         """The run is gone: record ``lost``, then queue again while attempts remain."""
         self.cluster.finish(row.id)
         txn.transition(row, S.LOST, reason)
@@ -439,7 +436,7 @@ class Core:
             row.ended_at = txn.at
             txn.ended.append(row.id)  # lost for good: its dependents learn it now
 
-    def retries(self, row: JobRow, outcome: v1.JobState) -> bool:
+    def retries(self, row: JobRec, outcome: v1.JobState) -> bool:
         """Whether an attempt that ended ``outcome`` is followed by another: attempts are left, nobody
         asked to stop the job, and its ``retry`` covers the outcome (without one, only a lost run is
         retried, up to ``max_attempts``)."""
@@ -450,7 +447,7 @@ class Core:
         retry = v1.decode(row.spec, v1.JobSpec).retry
         return outcome is S.LOST if retry is None else retry.applies(outcome.value, row.exit_code)
 
-    def retry(self, txn: Txn, row: JobRow, why: str | None) -> None:
+    def retry(self, txn: Txn, row: JobRec, why: str | None) -> None:
         """Queue the job for its next attempt after its backoff. Its queue key (priority, id) is the one
         it was submitted with, so it keeps its place among its owner's jobs."""
         spec = v1.decode(row.spec, v1.JobSpec)
@@ -504,7 +501,7 @@ class Core:
                 self.cluster.queued_on.pop(job.id, None)
                 self.start(txn, node, row, job)
 
-    def start(self, txn: Txn, node: NodeState, row: JobRow, job: QueuedJob) -> None:
+    def start(self, txn: Txn, node: NodeState, row: JobRec, job: QueuedJob) -> None:
         row.attempt += 1
         row.node = node.name
         row.backend = node.backend
@@ -589,7 +586,7 @@ class Core:
             txn.transition(row, S.TIMED_OUT, "walltime exceeded; the executor did not stop it in time")
 
 
-def started_since(row: JobRow, at: datetime) -> float:
+def started_since(row: JobRec, at: datetime) -> float:
     """Seconds since the row's run started (or was dispatched), for rebuilding the view on restart."""
     ref = row.started_at or row.dispatched_at or at
     return max(0.0, (at - ref).total_seconds())
@@ -601,7 +598,7 @@ def _ended(outcome: v1.JobState, exit_code: int | None) -> str:
     return f"{text} (exit code {exit_code})" if exit_code is not None else text
 
 
-def _attempts_left(row: JobRow) -> bool:
+def _attempts_left(row: JobRec) -> bool:
     """Whether a ``lost`` job runs again: one that will not is given its end time when lost."""
     return row.ended_at is None
 

@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.msg import Msg
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobwire.contracts import v1
 from jobwire.runtime import metrics, telemetry
@@ -49,6 +49,7 @@ class Pipeline:
         self,
         settings: SchedulerSettings,
         sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         core: Core,
         relay: Relay,
         access: Access,
@@ -56,6 +57,9 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.engine = engine
+        #: the one connection every batch writes through (None until the first batch, or after a failure)
+        self.conn: AsyncConnection | None = None
         self.core = core
         self.relay = relay
         self.access = access
@@ -160,6 +164,35 @@ class Pipeline:
             log.warning("batches succeed again after %d failed in a row (%s)", self.failures, self.failing)
         self.failing, self.failures = None, 0
 
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One batch's transaction on the pipeline's own connection, opened once and kept: no pool
+        checkout, reset and new session state per batch. A failed batch drops the connection (it may
+        be what failed); the next batch opens a fresh one."""
+        if self.conn is None:
+            conn = await self.engine.connect()
+            # SQLite: take the write lock first, so no other writer can make the read-then-write fail
+            self.conn = await conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+        try:
+            async with self.conn.begin():
+                session = AsyncSession(bind=self.conn, expire_on_commit=False)
+                try:
+                    yield session
+                    await session.flush()  # what went through the ORM (nodes, arrays, workflows, tokens)
+                finally:
+                    await session.close()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Give the batch connection back (on a failed batch, and when the pipeline stops)."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            # shielded: a stop that cancels the batch must not leave the connection checked out
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.close())
+
     # --- one batch -----------------------------------------------------------------------------
     async def process(self, commands: list[Msg], reports: list[Msg], tick: bool) -> None:
         decoded = [(m, self.decode(m, v1.Command)) for m in commands]
@@ -175,9 +208,7 @@ class Pipeline:
                 decoded_cmds.append((m, c))
         access = [c for _, c in decoded if isinstance(c, ACCESS)]
         decoded_reps = [(m, self.decode(m, v1.Report)) for m in reports]
-        async with self.sessions() as session, session.begin():
-            # SQLite: take the write lock first, so no other writer can make the read-then-write fail
-            await session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
+        async with self.transaction() as session:
             txn = Txn(session)
             await self.relay.forget_published(session)
             tokens = await self.access.apply(session, access)
@@ -216,8 +247,7 @@ class Pipeline:
             runs = [r.subject for r in txn.outbox[dispatched_before:] if r.subject.endswith(".run")]
             self.stats["dispatched"] += len(runs)
             await txn.write_arrays()
-            for row, _ in txn.deleted:
-                await session.delete(row)
+            await txn.write()
         self.stats["batches"] += 1
         for subject in runs:  # jobwire.exec.<node>.run, counted once committed
             metrics.DISPATCHES.labels(node=subject.split(".")[2]).inc()

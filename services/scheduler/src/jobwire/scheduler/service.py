@@ -24,7 +24,9 @@ from jobwire.contracts.v1 import subjects as sj
 from jobwire.runtime import micro, telemetry
 from jobwire.runtime.bus import Bus, connect
 from jobwire.runtime.settings import BusSettings
+from jobwire.store import jobrecs
 from jobwire.store.engine import make_engine, migrate, session_factory
+from jobwire.store.jobrecs import JobRec
 from jobwire.store.models import ArrayRow, JobRow, NodeRow, now
 
 from . import __version__
@@ -135,7 +137,10 @@ class Scheduler:
         await self.rebuild()
         await self.relay.flush()
         access = Access(self.bus)
-        self.pipeline = Pipeline(self.settings, self.sessions, self.core, self.relay, access, self.rebuild)
+        assert self.engine is not None
+        self.pipeline = Pipeline(
+            self.settings, self.sessions, self.engine, self.core, self.relay, access, self.rebuild
+        )
         cmd_sub = await self.pull(sj.CMD_STREAM, sj.CMD_SUBJECTS, CMD_CONSUMER)
         rep_sub = await self.pull(sj.REPORT_STREAM, sj.REPORT_SUBJECTS, REPORT_CONSUMER)
         self.heartbeat_sub = await self.bus.nc.subscribe(
@@ -155,6 +160,8 @@ class Scheduler:
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=5)
         self.tasks = []
+        if self.pipeline is not None:
+            await self.pipeline.close()
         if self.heartbeat_sub is not None:
             with contextlib.suppress(Exception):
                 await self.heartbeat_sub.unsubscribe()
@@ -188,6 +195,8 @@ class Scheduler:
             _, stuck = await asyncio.wait([*self.tasks, *extra], timeout=5)
             for t in stuck:
                 log.warning("task %s did not stop within 5 s", t.get_name())
+        if self.pipeline is not None:
+            await self.pipeline.close()
         if self.service is not None:
             with contextlib.suppress(Exception):
                 await self.service.stop()
@@ -252,8 +261,7 @@ class Scheduler:
                 )
             await self.rebuild_arrays(session)
             active = [s.value for s in v1.ACTIVE]
-            found = await session.execute(select(JobRow).where(JobRow.state.in_(active)))
-            rows = list(found.scalars())
+            rows = await jobrecs.load_in_states(session, active)
             mono = time.monotonic()
             waiting = await self.rebuild_waits(session, rows)
             for row in rows:
@@ -296,7 +304,7 @@ class Scheduler:
             if array_id is not None:
                 arrays.open[array_id].unsuccessful.add(task_id)
 
-    async def rebuild_waits(self, session: AsyncSession, rows: list[JobRow]) -> set[str]:
+    async def rebuild_waits(self, session: AsyncSession, rows: list[JobRec]) -> set[str]:
         """The queued and held jobs that still wait for dependencies, back in ``cluster.waits``; the
         dependencies' states are read in one query per 500 of them."""
         after: dict[str, list[v1.Dependency]] = {}

@@ -12,25 +12,35 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.runtime import metrics
-from jobwire.store.models import ArrayRow, JobRow, OutboxRow, TransitionRow, now
+from jobwire.store import jobrecs
+from jobwire.store.jobrecs import JobRec, OutboxMsg
+from jobwire.store.models import ArrayRow, now
 
 log = logging.getLogger(__name__)
 S = v1.JobState
 
 
 class Txn:
-    """The unit of work of one batch. Nothing here talks to NATS: messages go to the outbox."""
+    """The unit of work of one batch. Nothing here talks to NATS: messages go to the outbox.
+
+    Jobs are plain records (``JobRec``): handlers change them in memory, and ``write`` stores the whole
+    batch with one bulk statement per kind of write, just before the commit.
+    """
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-        self.rows: dict[str, JobRow] = {}
-        self.outbox: list[OutboxRow] = []
+        self.rows: dict[str, JobRec] = {}
+        #: jobs created in this batch (inserted with their final values)
+        self.new: list[JobRec] = []
+        self.transitions: list[dict[str, Any]] = []
+        self.labels: list[dict[str, Any]] = []
+        self.outbox: list[OutboxMsg] = []
         #: rows to delete before the commit, with their artifact names to purge after it
-        self.deleted: list[tuple[JobRow, list[str]]] = []
+        self.deleted: list[tuple[JobRec, list[str]]] = []
         #: arrays this batch read or made, by id
         self.arrays: dict[str, ArrayRow] = {}
         #: tasks of arrays whose state changed in this batch (their array counts what still lives)
-        self.tasks_touched: dict[str, JobRow] = {}
+        self.tasks_touched: dict[str, JobRec] = {}
         #: column values to write to arrays at the end of the batch, by array id
         self.array_updates: dict[str, dict[str, Any]] = {}
         #: jobs that ended (or were removed) in this batch: their dependents are resolved before commit
@@ -40,13 +50,30 @@ class Txn:
         self.at = now()
 
     async def load(self, job_ids: set[str]) -> None:
-        """Fetch every row this batch will touch in one query (no N+1)."""
+        """Fetch every row this batch will touch in one query per 500 (no N+1)."""
         missing = [i for i in job_ids if i not in self.rows]
-        for start in range(0, len(missing), 500):
-            chunk = missing[start : start + 500]
-            result = await self.session.execute(select(JobRow).where(JobRow.id.in_(chunk)))
-            for row in result.scalars():
-                self.rows[row.id] = row
+        if missing:
+            for rec in await jobrecs.load(self.session, missing):
+                self.rows[rec.id] = rec
+
+    def add(self, row: JobRec, labels: dict[str, str]) -> None:
+        """A job accepted (or an array task made) in this batch, with its labels."""
+        self.rows[row.id] = row
+        self.new.append(row)
+        self.labels.extend({"job_id": row.id, "key": k, "value": v} for k, v in labels.items())
+
+    async def write(self) -> None:
+        """Store what the batch did (before the commit; the outbox rows get their ids)."""
+        gone = [row.id for row, _ in self.deleted]
+        writes = jobrecs.Writes(
+            new=self.new,
+            touched=list(self.rows.values()),
+            transitions=self.transitions,
+            labels=self.labels,
+            outbox=self.outbox,
+            deleted=gone,
+        )
+        await jobrecs.write(self.session, writes)
 
     async def load_arrays(self, ids: set[str]) -> None:
         """The arrays among ``ids`` (an array's id names it in commands, as a job's does)."""
@@ -89,18 +116,18 @@ class Txn:
         self.array_updates.clear()
 
     def emit(self, subject: str, message: Any, msg_id: str, headers: dict[str, str] | None = None) -> None:
-        row = OutboxRow(
-            subject=subject,
-            payload=v1.encode(message),
-            msg_id=msg_id,
-            headers=v1.encode(headers) if headers else None,
+        self.outbox.append(
+            OutboxMsg(
+                subject=subject,
+                payload=v1.encode(message),
+                msg_id=msg_id,
+                headers=v1.encode(headers) if headers else None,
+            )
         )
-        self.session.add(row)
-        self.outbox.append(row)
 
     def transition(
         self,
-        row: JobRow,
+        row: JobRec,
         state: v1.JobState,
         reason: str | None = None,
         *,
@@ -143,28 +170,36 @@ class Txn:
         self.emit(sj.event_subject(row.id, state.value), event, msg_id)
 
     def record(
-        self, row: JobRow, state: v1.JobState, reason: str | None, *, at: datetime | None = None
+        self, row: JobRec, state: v1.JobState, reason: str | None, *, at: datetime | None = None
     ) -> None:
         """Add ``state`` to the job's history (with its node, and the exit code where an attempt
         ends). ``transition`` calls it; alone it records how an attempt ended when the job moves on at
         once (a retried failure goes from running to queued, and is shown failed in its history)."""
         ends = state in v1.TERMINAL or state is S.LOST
-        self.session.add(
-            TransitionRow(
-                job_id=row.id,
-                state=state.value,
-                at=at or self.at,
-                reason=reason,
-                attempt=row.attempt,
-                node=row.node if row.attempt > 0 else None,
-                exit_code=row.exit_code if ends else None,
-            )
+        self.transitions.append(
+            {
+                "job_id": row.id,
+                "state": state.value,
+                "at": at or self.at,
+                "reason": reason,
+                "attempt": row.attempt,
+                "node": row.node if row.attempt > 0 else None,
+                "exit_code": row.exit_code if ends else None,
+            }
         )
 
-    def first_transition(self, row: JobRow, queue_position: int | None) -> None:
+    def first_transition(self, row: JobRec, queue_position: int | None) -> None:
         """The ``queued`` record and event of a newly accepted job."""
-        self.session.add(
-            TransitionRow(job_id=row.id, state=row.state, at=row.created_at, reason=row.reason, attempt=0)
+        self.transitions.append(  # every row of the one executemany names the same columns
+            {
+                "job_id": row.id,
+                "state": row.state,
+                "at": row.created_at,
+                "reason": row.reason,
+                "attempt": 0,
+                "node": None,
+                "exit_code": None,
+            }
         )
         event = v1.JobTransitioned(
             job_id=row.id,

@@ -1,0 +1,180 @@
+"""Job rows as plain records for the scheduler's hot path, read and written with bulk statements.
+
+The scheduler touches hundreds of jobs per batch. Through the ORM each one was an identity-mapped object
+whose changes the unit of work diffed at flush (about 40% of the scheduler's CPU per job under load);
+here a batch reads its jobs with one ``SELECT ... WHERE id IN (...)`` per 500, and writes them with one
+executemany statement per kind: inserted jobs, each set of changed columns, transitions, labels,
+outbox messages (ids returned in order) and deletes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from .models import JobLabelRow, JobRow, OutboxRow, TransitionRow
+
+JOBS: Table = JobRow.__table__  # type: ignore[assignment]
+TRANSITIONS: Table = TransitionRow.__table__  # type: ignore[assignment]
+LABELS: Table = JobLabelRow.__table__  # type: ignore[assignment]
+OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
+#: the jobs table's columns, in table order
+COLUMNS: tuple[str, ...] = tuple(c.name for c in JOBS.columns)
+#: how many ids one ``IN (...)`` carries (SQLite allows 32,766 bound parameters; this keeps plans small)
+CHUNK = 500
+
+
+class JobRec:
+    """One ``jobs`` row; setting an attribute marks its column changed, for the batch's UPDATE."""
+
+    __slots__ = (*COLUMNS, "_changed")
+
+    id: str
+    owner: str
+    name: str | None
+    state: str
+    reason: str | None
+    node: str | None
+    backend: str | None
+    attempt: int
+    max_attempts: int
+    priority: int
+    expected_runtime: float | None
+    timeout: float | None
+    spec: bytes
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    dispatched_at: datetime | None
+    exit_code: int | None
+    usage: bytes | None
+    artifacts: bytes | None
+    ports: bytes | None
+    details: bytes | None
+    cancel_requested: bool
+    delete_requested: bool
+    array_id: str | None
+    array_index: int | None
+    not_before: datetime | None
+    _changed: set[str]
+
+    def __init__(self, **values: Any) -> None:
+        unknown = set(values) - set(COLUMNS)
+        if unknown:
+            raise TypeError(f"not a column of jobs: {sorted(unknown)}")
+        for name in COLUMNS:
+            object.__setattr__(self, name, values.get(name, _DEFAULTS.get(name)))
+        object.__setattr__(self, "_changed", set())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        self._changed.add(name)
+
+    def __repr__(self) -> str:
+        return f"JobRec(id={self.id!r}, state={self.state!r}, node={self.node!r}, attempt={self.attempt})"
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> JobRec:
+        """A record of a row read with ``select(JOBS)`` (nothing changed yet)."""
+        rec = cls.__new__(cls)
+        for name, value in zip(COLUMNS, row, strict=True):
+            object.__setattr__(rec, name, value)
+        object.__setattr__(rec, "_changed", set())
+        return rec
+
+    def values(self, names: Iterable[str] = COLUMNS) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in names}
+
+    def changed(self) -> frozenset[str]:
+        return frozenset(self._changed)
+
+    def saved(self) -> None:
+        """The record is what the database holds now."""
+        self._changed.clear()
+
+
+_DEFAULTS: dict[str, Any] = {
+    "attempt": 0,
+    "max_attempts": 1,
+    "priority": 0,
+    "cancel_requested": False,
+    "delete_requested": False,
+}
+
+
+@dataclass
+class OutboxMsg:
+    """A message committed with the batch and published after it; ``id`` is set when it is written."""
+
+    subject: str
+    payload: bytes
+    msg_id: str | None
+    headers: bytes | None
+    id: int = 0
+
+
+async def load(conn: AsyncConnection | AsyncSession, ids: Iterable[str]) -> list[JobRec]:
+    """The jobs with these ids (those that exist), one query per ``CHUNK`` ids."""
+    wanted = list(ids)
+    out: list[JobRec] = []
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start : start + CHUNK]
+        result = await conn.execute(select(JOBS).where(JOBS.c.id.in_(chunk)))
+        out.extend(JobRec.of(row) for row in result)
+    return out
+
+
+async def load_in_states(conn: AsyncConnection | AsyncSession, states: Sequence[str]) -> list[JobRec]:
+    """Every job in one of ``states`` (the scheduler's view on start)."""
+    result = await conn.execute(select(JOBS).where(JOBS.c.state.in_(list(states))))
+    return [JobRec.of(row) for row in result]
+
+
+@dataclass
+class Writes:
+    """What one batch writes, applied in an order the foreign keys accept."""
+
+    new: list[JobRec]
+    touched: list[JobRec]
+    transitions: list[dict[str, Any]]
+    labels: list[dict[str, Any]]
+    outbox: list[OutboxMsg]
+    deleted: list[str]
+
+
+async def write(conn: AsyncConnection | AsyncSession, w: Writes) -> None:
+    """One executemany statement per kind of write; outbox ids are set from the insert's RETURNING."""
+    if w.new:
+        await conn.execute(insert(JOBS), [rec.values() for rec in w.new])
+    groups: dict[frozenset[str], list[JobRec]] = {}
+    new_ids = {rec.id for rec in w.new}
+    for rec in w.touched:
+        names = rec.changed() - {"id"}
+        if names and rec.id not in new_ids:
+            groups.setdefault(names, []).append(rec)
+    for names, recs in groups.items():
+        # the SET clause is made of the parameters' keys (the same for the whole group)
+        params = [{"_id": rec.id, **rec.values(names)} for rec in recs]
+        await conn.execute(update(JOBS).where(JOBS.c.id == bindparam("_id")), params)
+    if w.transitions:
+        await conn.execute(insert(TRANSITIONS), w.transitions)
+    if w.labels:
+        await conn.execute(insert(LABELS), w.labels)
+    if w.outbox:
+        returning = insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True)
+        params = [
+            {"subject": m.subject, "payload": m.payload, "msg_id": m.msg_id, "headers": m.headers}
+            for m in w.outbox
+        ]
+        result = await conn.execute(returning, params)
+        for msg, (row_id,) in zip(w.outbox, result.all(), strict=True):
+            msg.id = row_id
+    for start in range(0, len(w.deleted), CHUNK):
+        await conn.execute(delete(JOBS).where(JOBS.c.id.in_(w.deleted[start : start + CHUNK])))
+    for rec in (*w.new, *w.touched):
+        rec.saved()
