@@ -59,6 +59,7 @@ try own-tree ls "$ROOT/.executor"
 try my-exit-code sh -c 'echo 0 > "$B_OWN/exit_code"'
 try my-pid sh -c 'echo 1 > "$B_OWN/pid"'
 ln -s "$A_DIR/outputs/result.txt" "$JOBWIRE_OUTPUT_DIR/stolen.txt"
+mv "$LOOSE/root-only" "$JOBWIRE_OUTPUT_DIR/moved.txt" && echo moved
 echo bob-output > "$JOBWIRE_OUTPUT_DIR/mine.txt"
 id -un
 exit 3
@@ -79,6 +80,18 @@ ATTEMPTS = [
     "my-exit-code",
     "my-pid",
 ]
+
+
+@pytest.fixture
+def loose_dir() -> Iterator[Path]:
+    """A world-writable directory without the sticky bit holding a root-only file: the job may move
+    the file (a rename needs no read right) but must never get it uploaded."""
+    d = Path(tempfile.mkdtemp(prefix="jw-runas-loose-", dir="/tmp"))
+    d.chmod(0o777)
+    (d / "root-only").write_text("root's secret\n")
+    (d / "root-only").chmod(0o600)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def _reachable_dir(prefix: str) -> Path:
@@ -125,7 +138,7 @@ async def _run(harness, node: str, owner: str, spec: dict, job_id: str | None = 
 
 
 async def test_owners_jobs_run_as_their_accounts_and_cannot_reach_each_other(
-    harness, until, places, owners, token_file
+    harness, until, places, owners, token_file, loose_dir
 ):
     root, homes = places
     alice, bob = owners
@@ -156,17 +169,19 @@ async def test_owners_jobs_run_as_their_accounts_and_cannot_reach_each_other(
         "ROOT": str(root),
         "TOKEN": str(token_file),
         "EXECUTOR_PID": str(os.getpid()),
+        "LOOSE": str(loose_dir),
     }
     await _run(harness, svc.node, bob, {"command": ["/bin/sh", "-c", BOB], "env": env}, b_job)
     b_done = await harness.wait(b_job, "finished", timeout=20)
     out = await harness.text(b_job, "stdout")
     assert [line for line in out.splitlines() if line.startswith("LEAK")] == [], out
     assert [line.split()[1] for line in out.splitlines() if line.startswith("DENIED")] == ATTEMPTS
-    assert out.splitlines()[-1] == sanitise(bob, "jw-")
+    assert out.splitlines()[-2:] == ["moved", sanitise(bob, "jw-")]
     # the exit code is the one the job exited with, not the 0 it tried to record
     assert (b_done.outcome, b_done.exit_code) == (JobState.FAILED, 3)
-    # its own output is uploaded; the symlink to alice's output is not
+    # its own output is uploaded; the symlink to alice's output and root's file it moved in are not
     assert sorted(a.name for a in b_done.artifacts) == ["mine.txt"]
+    assert (root / "jobs" / b_job / "1" / "outputs" / "moved.txt").stat().st_uid == 0
 
     a_done = await harness.wait(a_job, "finished", timeout=20)
     assert (a_done.outcome, a_done.exit_code) == (JobState.SUCCEEDED, 0)

@@ -80,6 +80,7 @@ def read_local(root: str, rel: str, offset: int, size: int) -> tuple[bytes, int]
     parts = parts_of(rel)
     if not parts:
         raise PathRefused("the job's directory itself is not a file: list it instead")
+    account = os.stat(root).st_uid
     with _walk_open(root, parts, want_dir=False) as fd:
         info = os.fstat(fd)
         if not st.S_ISREG(info.st_mode):
@@ -88,6 +89,10 @@ def read_local(root: str, rel: str, offset: int, size: int) -> tuple[bytes, int]
             # A second name of a file the job may not own (``ln /etc/hostname outputs/``): the
             # executor reads with more rights than the job, so it never reads through one.
             raise PathRefused(f"{rel} is a hard link ({info.st_nlink} names); it is not read")
+        if account != os.geteuid() and info.st_uid != account:
+            # A directory given to a job's account (run-as) holds only that account's files; another
+            # one's was moved in (from a world-writable directory) and is read for no one.
+            raise PathRefused(f"{rel} belongs to uid {info.st_uid}, not to the job's account; it is not read")
         return os.pread(fd, max(0, size), max(0, offset)), info.st_size
 
 
