@@ -312,3 +312,32 @@ async def test_an_array_makes_tasks_only_within_its_owners_max_active(scheduler,
         assert most <= 3 and (await array_row(scheduler, aid))[1] == 8
     finally:
         await node.stop()
+
+
+async def test_an_arrays_gpu_tasks_stay_within_its_owners_max_gpus(scheduler, clean_bus, events):
+    from jobwire.store.models import QuotaRow
+
+    async with scheduler.sessions() as s, s.begin():
+        s.add(QuotaRow(owner="alice", max_gpus=2))
+    node = await FakeNode(clean_bus, "g1", slots=8, cpus=16, gpus=8).start()
+    try:
+        aid = v1.new_job_id()
+        job_spec = spec(resources=v1.Resources(gpus=1), array=v1.ArraySpec(count=5))
+        cmd = v1.SubmitJob(job_id=aid, spec=job_spec, owner="alice")
+        await clean_bus.publish(sj.cmd_subject("submit"), cmd, msg_id=aid)
+        await node.wait_runs(2)
+        await asyncio.sleep(0.5)
+        assert len(node.runs) == 2 and (await array_row(scheduler, aid))[1] == 2
+        done = 0
+        while done < 5:
+            live = [j for j, r in node.runs.items() if (j, r.attempt) in node.running]
+            assert len(live) <= 2
+            for jid in live:
+                await node.report(jid, "finished", outcome=S.SUCCEEDED, exit_code=0)
+                done += 1
+            if done < 5:
+                await node.wait_runs(min(5, done + 1))
+                await asyncio.sleep(0.3)
+        await events.wait_state(aid, "succeeded")
+    finally:
+        await node.stop()

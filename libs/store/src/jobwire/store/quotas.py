@@ -277,3 +277,24 @@ async def active_headroom(session: AsyncSession, owners: Collection[str]) -> dic
         )
         active.update({owner: int(n) for owner, n in counted})
     return {o: None if cap is None else max(0, cap - active[o]) for o, cap in caps.items()}
+
+
+async def gpu_headroom(session: AsyncSession, owners: Collection[str]) -> dict[str, int | None]:
+    """How many more GPUs each of ``owners`` may hold under ``max_gpus`` (None: no limit), counting
+    their active jobs' specs as an admission does, in the caller's transaction. Asked only for the
+    owners of arrays whose tasks ask for GPUs."""
+    if not owners:
+        return {}
+    wanted = sorted(set(owners))
+    rows = (await session.execute(select(QuotaRow).where(QuotaRow.owner.in_([*wanted, DEFAULT_OWNER])))).all()
+    limits = {r[0].owner: r[0].max_gpus for r in rows}
+    caps = {o: limits.get(o, limits.get(DEFAULT_OWNER)) for o in wanted}
+    used: dict[str, int] = dict.fromkeys(wanted, 0)
+    limited = [o for o, cap in caps.items() if cap is not None]
+    if limited:
+        specs = await session.execute(
+            select(JobRow.owner, JobRow.spec).where(JobRow.owner.in_(limited), JobRow.state.in_(_ACTIVE))
+        )
+        for owner, spec in specs:
+            used[owner] += v1.decode(spec, v1.JobSpec).resources.gpus_total
+    return {o: None if cap is None else max(0, cap - used[o]) for o, cap in caps.items()}

@@ -187,16 +187,27 @@ class Arrays:
             out.append(array)
         return out
 
-    def wanted(self, headroom: dict[str, int | None]) -> list[tuple[ArrayState, int]]:
+    def wanted(
+        self, headroom: dict[str, int | None], gpu_room: dict[str, int | None] | None = None
+    ) -> list[tuple[ArrayState, int]]:
         """(array, how many tasks to make) for each array that may grow now: within its window, and
-        within its owner's ``headroom`` under ``max_active`` (None: no limit), which it uses up."""
+        within its owner's ``headroom`` under ``max_active`` and ``gpu_room`` under ``max_gpus`` (None:
+        no limit), which it uses up."""
         out = []
         for array in self.growing():
             n = min(self.window(array) - len(array.live), array.count - array.materialised)
             room = headroom.get(array.owner)
             if room is not None:
                 n = min(n, room)
-                headroom[array.owner] = room - max(0, n)
+            gpus = array.spec.resources.gpus_total
+            free_gpus = (gpu_room or {}).get(array.owner) if gpus else None
+            if free_gpus is not None:
+                n = min(n, free_gpus // gpus)
+            n = max(0, n)
+            if room is not None:
+                headroom[array.owner] = room - n
+            if free_gpus is not None and gpu_room is not None:
+                gpu_room[array.owner] = free_gpus - n * gpus
             if n > 0:
                 out.append((array, n))
         return out

@@ -471,10 +471,12 @@ class Core:
             out.update(job.id for job in node.due(now, max(0, free)))
         return out
 
-    def materialise(self, txn: Txn, headroom: dict[str, int | None]) -> None:
+    def materialise(
+        self, txn: Txn, headroom: dict[str, int | None], gpu_room: dict[str, int | None] | None = None
+    ) -> None:
         """Make the next tasks of arrays that may grow, queued and placed like new jobs, within their
-        owners' ``headroom`` of active jobs (``quotas.active_headroom``)."""
-        for array, n in self.arrays.wanted(headroom):
+        owners' room under ``max_active`` and ``max_gpus`` (``quotas.active_headroom``, ``gpu_headroom``)."""
+        for array, n in self.arrays.wanted(headroom, gpu_room):
             for offset in range(array.materialised, array.materialised + n):
                 row = self.arrays.make_task(txn, array, offset)
                 row.expected_runtime = self.expected(array.spec)

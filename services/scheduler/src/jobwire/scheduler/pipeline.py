@@ -237,8 +237,11 @@ class Pipeline:
             await self.settle_dependents(txn)
             self.core.arrays.settle(txn)
             await self.settle_dependents(txn)  # of arrays that closed as their last tasks were counted
-            owners = {array.owner for array in self.core.arrays.growing()}
-            self.core.materialise(txn, await quotas.active_headroom(session, owners))
+            growing = self.core.arrays.growing()
+            owners = {array.owner for array in growing}
+            gpu_owners = {array.owner for array in growing if array.spec.resources.gpus_total}
+            headroom = await quotas.active_headroom(session, owners)
+            self.core.materialise(txn, headroom, await quotas.gpu_headroom(session, gpu_owners))
             missing = self.core.dispatch_candidates() - set(txn.rows)
             if missing:
                 await txn.load(missing)
