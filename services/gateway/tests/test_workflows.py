@@ -136,3 +136,23 @@ async def test_the_openapi_document_describes_the_workflow_body(gateway):
     body = schema["paths"]["/v1/workflows"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["jobs"] and "after" in body["properties"]["jobs"]["items"]["properties"]
     assert "/v1/workflows/{workflow_id}" in schema["paths"]
+
+
+async def test_an_array_in_a_workflow_is_waited_for_and_shown_as_one_job(gateway, scheduler):
+    body = {
+        "name": "sweep",
+        "jobs": [
+            {"name": "report", "command": ["true"], "after": [{"job": "grid"}]},
+            {"name": "grid", "command": ["true"], "array": {"count": 2}},
+        ],
+    }
+    r = await gateway.post("/v1/workflows", json=body)
+    assert r.status_code == 201, r.text
+    ids = r.json()["jobs"]
+    shown = (await gateway.get(f"/v1/workflows/{r.json()['id']}")).json()
+    by_name = {j["name"]: j for j in shown["jobs"]}
+    assert (
+        by_name["grid"]["state"] == "queued" and by_name["grid"]["reason"] == "array: 0 of 2 tasks succeeded"
+    )
+    assert by_name["report"]["reason"] == f"waiting for {ids['grid']} to succeed"
+    assert (await gateway.get(f"/v1/arrays/{ids['grid']}")).json()["count"] == 2

@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobwire.contracts import v1
 
+from . import arrays
 from .models import ArrayRow, JobRow, WorkflowRow
 
+S = v1.JobState
 #: ids per ``IN (...)`` list
 CHUNK = 500
 
@@ -49,12 +51,15 @@ async def get_workflow(
     for start in range(0, len(ids), CHUNK):
         found = await session.scalars(select(JobRow).where(JobRow.id.in_(ids[start : start + CHUNK])))
         rows.update((row.id, row) for row in found)
+    array_jobs = await _arrays(session, [i for i in ids if i not in rows])
     name_of = {job_id: name for name, job_id in names.items()}
     jobs: list[v1.WorkflowJob] = []
     edges: list[v1.WorkflowEdge] = []
     for name, job_id in names.items():
         row = rows.get(job_id)
         if row is None:
+            if job_id in array_jobs:
+                jobs.append(_named(array_jobs[job_id], name))
             continue
         jobs.append(
             v1.WorkflowJob(
@@ -79,3 +84,31 @@ async def get_workflow(
         jobs=jobs,
         edges=edges,
     )
+
+
+async def _arrays(session: AsyncSession, ids: list[str]) -> dict[str, v1.WorkflowJob]:
+    """The arrays among ``ids`` (workflow members that are arrays), each shown as one job: ``succeeded``
+    once every task did, ``failed`` or ``cancelled`` once ended otherwise, else ``running`` while a
+    task runs, else as its unmade tasks are; the reason counts its tasks. One query per array."""
+    out: dict[str, v1.WorkflowJob] = {}
+    for array_id in ids:
+        row = await arrays.get_array_row(session, array_id)
+        if row is None:
+            continue
+        counts = await arrays.array_counts(session, row)
+        ok = counts.get("succeeded", 0)
+        active = counts.get("running", 0) + counts.get("starting", 0)
+        if row.ended_at is not None:
+            state = S.CANCELLED if row.cancelled else S.SUCCEEDED if ok == row.count else S.FAILED
+        else:
+            state = S.RUNNING if active else arrays.unmade_state(row)
+        reason = f"array: {ok} of {row.count} tasks succeeded" + (f", {active} running" if active else "")
+        out[array_id] = v1.WorkflowJob(
+            name="", id=array_id, state=state, reason=reason, ended_at=row.ended_at
+        )
+    return out
+
+
+def _named(job: v1.WorkflowJob, name: str) -> v1.WorkflowJob:
+    job.name = name
+    return job
