@@ -14,7 +14,7 @@ from jobwire.contracts.v1 import subjects as sj
 from jobwire.runtime import metrics
 from jobwire.store import jobrecs
 from jobwire.store.jobrecs import JobRec, OutboxMsg
-from jobwire.store.models import ArrayRow, now
+from jobwire.store.models import ArrayRow, JobRow, now
 
 log = logging.getLogger(__name__)
 S = v1.JobState
