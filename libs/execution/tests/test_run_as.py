@@ -159,6 +159,7 @@ async def test_owners_jobs_run_as_their_accounts_and_cannot_reach_each_other(
         info = d.stat()
         assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o700), d
     assert stat.S_IMODE((root / "jobs").stat().st_mode) == 0o711
+    assert stat.S_IMODE((root / "jobs" / a_job).stat().st_mode) == 0o711
 
     b_job = new_job_id()
     env = {

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from typing import ClassVar
 
 import pytest
@@ -77,5 +79,12 @@ async def test_run_as_refuses_a_root_its_accounts_cannot_reach(harness, tmp_path
     # pytest's base directory is 0700: no account could reach a job directory below it
     with pytest.raises(ValueError, match="cannot pass through"):
         ExecutorService(harness.settings(run_as="fixed:nobody"))
+    # the root itself closed (mkdtemp makes it 0700) below an open /tmp
+    closed = tempfile.mkdtemp(prefix="jw-closed-root-", dir="/tmp")
+    try:
+        with pytest.raises(ValueError, match=f"through {closed} .mode 700."):
+            ExecutorService(harness.settings(run_as="fixed:nobody", root=closed))
+    finally:
+        os.rmdir(closed)
     with pytest.raises(ValueError, match="'Bad User' is not a valid user name"):
         ExecutorService(harness.settings(run_as="fixed:Bad User"))

@@ -34,9 +34,9 @@ def memory_total(meminfo: str = "/proc/meminfo") -> int | None:
 
 
 def check_traversable(root: str) -> None:
-    """Every existing directory above ``root`` must let other accounts pass (``o+x``), or no job of a
-    mapped account could reach its own directory: refuse the start with the one that does not."""
-    path = os.path.dirname(os.path.abspath(root))
+    """``root`` and every existing directory above it must let other accounts pass (``o+x``), or no
+    job of a mapped account could reach its own directory: refuse the start with the one that does not."""
+    path = os.path.abspath(root)
     while True:
         try:
             mode = os.stat(path).st_mode
@@ -44,8 +44,8 @@ def check_traversable(root: str) -> None:
             mode = stat.S_IXOTH
         if not mode & stat.S_IXOTH:
             raise ValueError(
-                f"the executor's root {root} is below {path} (mode {stat.S_IMODE(mode):o}), which the "
-                "jobs' accounts cannot pass through: give it o+x or choose a root they can reach"
+                f"the jobs' accounts cannot pass through {path} (mode {stat.S_IMODE(mode):o}) to reach "
+                f"the executor's root {root}: give it o+x or choose a root they can reach"
             )
         if path == "/":
             return

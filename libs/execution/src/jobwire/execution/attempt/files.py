@@ -90,14 +90,17 @@ class AttemptFiles:
         return placed
 
     async def give(self, d: L.AttemptDir, account: Account) -> None:
-        """The job's directory to ``account``, 0700; ``<root>/jobs`` no longer listable by it."""
+        """The job's directory to ``account``, 0700; the executor's directories above it 0711 (passable
+        whatever the executor's umask, never listable)."""
         if d.private.startswith(d.path + "/") or d.private == d.path:
             raise StartRefused("this layout keeps the executor's files inside the job's directory")
         t = self.transport
         await t.give_to(d.path, account.name, str(account.gid))
         for path in d.job_dirs():
             await t.chmod(path, 0o700)
-        await t.chmod(posixpath.join(self.root, "jobs"), 0o711)
+        jobs = posixpath.join(self.root, "jobs")
+        for path in (jobs, posixpath.dirname(d.path)):
+            await t.chmod(path, 0o711)
 
     async def place_inputs(
         self,
