@@ -45,6 +45,10 @@ async def nodes(sessions):  # type: ignore[no-untyped-def]
     [
         ({"partition": 7}, "expected string", "$.backend_options.partition"),
         ({"partiton": "debug"}, "unknown option", "$.backend_options.partiton"),
+        # rules beyond types (issue 16): what no batch system could take is refused here, not at sbatch
+        ({"partition": "debug\n#SBATCH --uid=0"}, "matching", "$.backend_options.partition"),
+        ({"account": "a b"}, "matching", "$.backend_options.account"),
+        ({"setup": "x" * 65537}, "at most 65536 characters", "$.backend_options.setup"),
     ],
 )
 async def test_a_bad_option_is_422_naming_the_field(nodes, gateway, seed, options, named, path):

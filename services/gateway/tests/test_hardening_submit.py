@@ -80,6 +80,13 @@ async def test_options_may_refine_what_resources_ask_and_quotas_count_every_node
         ({"workdir": "../../.."}, "$.workdir", "may not leave"),
         ({"workdir": "a//b"}, "$.workdir", "may not leave"),
         ({"workdir": "a\nb"}, "$.workdir", "control characters"),
+        # batch options no batch system could take (issue 16), and a name that would end a line
+        ({"slurm": {"partition": "debug\n#SBATCH --uid=0"}}, "$.slurm.partition", "matching"),
+        ({"slurm": {"qos": "normal\n"}}, "$.slurm.qos", "matching"),
+        ({"sge": {"queue": "all.q\n#$ -q root.q"}}, "$.sge.queue", "matching"),
+        ({"torque": {"ppn": 0}}, "$.torque.ppn", ">= 1"),
+        ({"ssh": {"gpu_ids": [-1]}}, "$.ssh.gpu_ids[0]", ">= 0"),
+        ({"name": "x\n#$ -q root.q"}, "$.name", "matching"),
     ],
 )
 async def test_out_of_bounds_values_are_422(gateway, seed, extra, path, detail_has):

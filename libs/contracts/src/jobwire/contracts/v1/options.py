@@ -4,13 +4,19 @@ refuses a bad option (422, naming the field) without knowing any backend's field
 decodes them with its own msgspec type (and its own checks that a schema cannot express).
 
 Only what ``msgspec.json.schema`` emits is understood: ``$ref``/``$defs``, ``anyOf``, ``type``,
-``properties``, ``items``, ``additionalProperties``, ``enum``. A property the schema does not name is
-refused, as the gateway refuses unknown fields everywhere else.
+``properties``, ``items``, ``additionalProperties``, ``enum``, and the rules beyond types that
+``msgspec.Meta`` puts there (``pattern``, ``minLength``/``maxLength``, ``minimum``/``maximum`` and
+their exclusive forms, ``minItems``/``maxItems``): a value no node could take (a partition with a
+space or a line break, ``ppn: 0``) is refused at submit, naming the field. A property the schema does
+not name is refused, as the gateway refuses unknown fields everywhere else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import operator
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -49,6 +55,41 @@ def problem(value: Any, schema: Mapping[str, Any], path: str = "$.backend_option
     return _check(value, schema, schema, path)
 
 
+#: JSON Schema's range keywords, the comparison each asks for, and how an error says it
+_RANGES: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
+    ("minimum", operator.ge, ">="),
+    ("exclusiveMinimum", operator.gt, ">"),
+    ("maximum", operator.le, "<="),
+    ("exclusiveMaximum", operator.lt, "<"),
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(text: str) -> re.Pattern[str]:
+    return re.compile(text)
+
+
+def _beyond_type(value: Any, node: Mapping[str, Any], path: str) -> str | None:
+    """The ``Meta`` rules (patterns, lengths, ranges) the value breaks, as msgspec would check them."""
+    if isinstance(value, str):
+        if "pattern" in node and not _pattern(str(node["pattern"])).search(value):
+            return f"{path}: expected a string matching {node['pattern']!r}"
+        if len(value) < node.get("minLength", 0):
+            return f"{path}: expected a string of at least {node['minLength']} characters"
+        if "maxLength" in node and len(value) > node["maxLength"]:
+            return f"{path}: expected a string of at most {node['maxLength']} characters"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        for key, holds, word in _RANGES:
+            if key in node and not holds(value, node[key]):
+                return f"{path}: expected a number {word} {node[key]}"
+    if isinstance(value, list):
+        if len(value) < node.get("minItems", 0):
+            return f"{path}: expected at least {node['minItems']} items"
+        if "maxItems" in node and len(value) > node["maxItems"]:
+            return f"{path}: expected at most {node['maxItems']} items"
+    return None
+
+
 def _check(value: Any, node: Mapping[str, Any], root: Mapping[str, Any], path: str) -> str | None:
     node = _resolve(node, root)
     if "anyOf" in node:
@@ -61,6 +102,8 @@ def _check(value: Any, node: Mapping[str, Any], root: Mapping[str, Any], path: s
         return f"{path}: expected {kind}, got {type(value).__name__}; {path} has the wrong type"
     if "enum" in node and value not in node["enum"]:
         return f"{path}: must be one of {', '.join(map(str, node['enum']))}"
+    if err := _beyond_type(value, node, path):
+        return err
     if isinstance(value, list) and "items" in node:
         for i, item in enumerate(value):
             if err := _check(item, node["items"], root, f"{path}[{i}]"):

@@ -30,6 +30,19 @@ MIN_CPUS = 0.01
 PROGRAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*@[A-Za-z0-9][A-Za-z0-9._+-]*$")
 #: Names of environment variables jobwire sets itself; a spec may not override them.
 RESERVED_ENV_PREFIX = "JOBWIRE_"
+#: A batch system's name for a partition, queue, account, QOS or parallel environment (lists with
+#: ``,`` and SGE's ``*`` wildcards and ``queue@host`` included): no space, quote, ``$``, ``;``,
+#: ``#`` or line break, so it can never end or extend its directive line
+#: (``$(?!\n)``: Python's ``$`` also matches before a final newline, JSON Schema's does not)
+BATCH_NAME = r"^[A-Za-z0-9_*][A-Za-z0-9_.,@*+-]{0,255}$(?!\n)"
+#: A batch expression (SLURM constraints ``a100&(ib|eth)``, GRES ``gpu:a100:2``, Torque ``nodes``
+#: ``2:ppn=8+n5``): the executor's own rule for what may stand in a directive (``hpc.values.TOKEN``)
+BATCH_EXPR = r"^[A-Za-z0-9_.:,@+=/&|()!*\[\]%-]{1,256}$(?!\n)"
+#: A setup fragment (``module load cuda``): shell of the owner's own, run from a file of its own
+SETUP_MAX = 65536
+BatchName = Annotated[str, Meta(pattern=BATCH_NAME)]
+BatchExpr = Annotated[str, Meta(pattern=BATCH_EXPR)]
+Setup = Annotated[str, Meta(max_length=SETUP_MAX)]
 
 
 class Resources(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -242,13 +255,13 @@ class DockerOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
     paths (the executor allows only its configured roots); ``ports`` are container ports to publish
     (``8888``, ``"8888/udp"`` or ``{"container", "host", "protocol", "host_ip"}``)."""
 
-    mounts: list[dict[str, Any]] = []
-    ports: list[Any] = []
+    mounts: Annotated[list[dict[str, Any]], Meta(max_length=64)] = []
+    ports: Annotated[list[Any], Meta(max_length=256)] = []
     shm_size: Size | None = None
-    network: str | None = None
-    user: str | None = None
+    network: Annotated[str, Meta(pattern=_NETWORK.pattern)] | None = None
+    user: Annotated[str, Meta(pattern=_USER.pattern)] | None = None
     pull_policy: str = "if_not_present"
-    gpu_ids: list[str] = []
+    gpu_ids: Annotated[list[Annotated[str, Meta(pattern=_GPU_ID.pattern)]], Meta(max_length=64)] = []
 
     def __post_init__(self) -> None:
         targets: set[str] = set()
@@ -287,30 +300,35 @@ class DockerOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
                 raise ValueError(f"docker.gpu_ids entry {gpu!r} is not a device id")
 
 
+# The batch options' patterns and ranges are part of their types, so they are in the JSON Schema a
+# node publishes: the gateway refuses a value no batch system could take (422 naming the field) for
+# ``backend_options`` as for these fields, and the executor checks the same rule again.
+
+
 class SlurmOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraints: str | None = None
-    gres: str | None = None
-    setup: str | None = None
+    partition: BatchName | None = None
+    account: BatchName | None = None
+    qos: BatchName | None = None
+    constraints: BatchExpr | None = None
+    gres: BatchExpr | None = None
+    setup: Setup | None = None
 
 
 class SgeOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
-    queue: str | None = None
-    parallel_environment: str | None = None
-    setup: str | None = None
+    queue: BatchName | None = None
+    parallel_environment: BatchName | None = None
+    setup: Setup | None = None
 
 
 class TorqueOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
-    queue: str | None = None
-    nodes: str | None = None
-    ppn: int | None = None
-    setup: str | None = None
+    queue: BatchName | None = None
+    nodes: BatchExpr | None = None
+    ppn: Annotated[int, Meta(ge=1, le=4096)] | None = None
+    setup: Setup | None = None
 
 
 class SshOptions(msgspec.Struct, kw_only=True, omit_defaults=True):
-    gpu_ids: list[int] = []
+    gpu_ids: Annotated[list[Annotated[int, Meta(ge=0, le=1023)]], Meta(max_length=64)] = []
 
 
 #: the most tasks one array may have (stored as one row until its tasks are scheduled)
