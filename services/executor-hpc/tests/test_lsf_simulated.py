@@ -5,6 +5,7 @@ output; the adapter's parsers get the shared adapter suite too (test_adapters.py
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 import time
@@ -96,6 +97,35 @@ def test_lsf_simulated_one_bjobs_lists_every_job(executor: HpcExecutor, tmp_path
         assert sorted(listed[-5:]) == sorted(h.details["batch_id"] for h in handles)
         ended = [await until_ended(executor, h) for h in handles]
         assert [s.exit_code for s in ended] == [0] * 5
+
+    asyncio.run(go())
+
+
+def test_lsf_simulated_hostile_args_and_env_are_inert(executor: HpcExecutor, tmp_path: Path):
+    """bsub reads ``#BSUB`` lines from the script on its stdin: a job whose args and env hold such
+    lines keeps jobwire's name and output path, and prints its text literally."""
+    args = ["hi\n#BSUB -q root\n#BSUB -J evil", "x\n#BSUB -o /etc/cron.d/jw\n#BSUB -n 64"]
+    evil = "ok\n#BSUB -cwd /etc"
+
+    async def go() -> None:
+        spec = JobSpec(
+            command=["sh", "-c", 'printf "%s|" "$@"; printf "%s" "$E"', "sh", *args], env={"E": evil}
+        )
+        h = await executor.start(run_job(spec))
+        status = await until_ended(executor, h)
+        assert status.exit_code == 0, await executor.read_log(h, "stderr", 0, 1000)
+        assert await executor.read_log(h, "stdout", 0, 1000) == ("|".join(args) + "|" + evil).encode()
+        [state] = [p for p in (tmp_path / "sim").glob("*.json") if h.details["batch_id"] in p.name]
+        opts = json.loads(state.read_text())["opts"]
+        assert (opts["-J"], opts["-o"], opts["-cwd"], opts["-n"]) == (
+            "jw-00000000000b-1",
+            f"{h.ref}/stdout",
+            h.ref,
+            "1",
+        )
+        assert "-q" not in opts, opts
+        script = (Path(h.ref) / "batch.sh").read_text()
+        assert not any(text in script for text in ("-q root", "evil", "cron", "-n 64", "-cwd /etc")), script
 
     asyncio.run(go())
 

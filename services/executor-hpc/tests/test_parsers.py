@@ -292,7 +292,7 @@ def test_slurmrestd_errors_and_the_job_description():
             job_dir="/s/j",
             stdout="/s/j/stdout",
             stderr="/s/j/stderr",
-            body="true",
+            argv=["true"],
             walltime=90,
         )
     )

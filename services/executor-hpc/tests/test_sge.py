@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
@@ -17,7 +18,11 @@ HOSTILE = [
     "$(touch /tmp/jw-pwned-sge)",
     "`touch /tmp/jw-pwned-sge`",
     "nl\nx",
+    # issue 12: SGE reads #$ lines anywhere in a script, even inside quotes; here they are data
+    "hi\n#$ -t 1-50000\n#$ -l gpu=8",
+    "hi\n#SBATCH --array=1-50000\n#PBS -q root",
 ]
+EVIL_ENV = "ok\n#$ -q root.q\n#$ -o /etc/cron.d/jw"
 
 
 def test_succeeds_with_exit_code_usage_and_logs(api, sge_cell, batch_id):
@@ -44,17 +49,30 @@ def test_failing_exit_code(api):
     assert (done["state"], done["exit_code"], done["reason"]) == ("failed", 9, "exit code 9"), done
 
 
-def test_hostile_args_and_env_are_inert(api):
+def test_hostile_args_and_env_are_inert(api, stack, sge_cell, batch_id):
     j = api.submit(
         node="hpc-sge",
-        command=["printf", "%s|", *HOSTILE],
-        env={"EVIL": "x'; touch /tmp/jw-pwned-sge; echo '$(id)`id`\nnext"},
+        command=["sh", "-c", 'printf "%s|" "$@"; printf "%s" "$EVIL"', "sh", *HOSTILE],
+        env={"EVIL": EVIL_ENV},
         resources={"walltime": 120},
     )
     done = api.wait_state(j["id"], api.END)
     assert done["state"] == "succeeded", done
-    assert api.logs(j["id"], "stdout") == "|".join(HOSTILE) + "|"
+    assert api.logs(j["id"], "stdout") == "|".join(HOSTILE) + "|" + EVIL_ENV
     assert not os.path.exists("/tmp/jw-pwned-sge")
+    job_dir = stack.home / "executors" / "hpc-sge" / "jobs" / j["id"] / "1"
+    script = (job_dir / "batch.sh").read_text()
+    assert not any(
+        text in script for text in ("root.q", "-q root", "50000", "cron", "gpu=8", "EVIL", "#SBATCH", "#PBS")
+    ), script
+    # what SGE made of it: one task in the default queue, its output where jobwire said
+    acct = sge_cell.run("qacct", "-j", batch_id("hpc-sge", j["id"])).stdout
+    assert re.search(r"^qname\s+all\.q\s*$", acct, re.M) and re.search(
+        r"^taskid\s+undefined\s*$", acct, re.M
+    ), acct
+    verify = sge_cell.run("qsub", "-verify", str(job_dir / "batch.sh")).stdout
+    assert "hard_queue_list" not in verify and "job-array" not in verify, verify
+    assert f"stdout_path_list:           NONE:NONE:{job_dir}/stdout" in verify, verify
 
 
 def test_several_slots_without_a_parallel_environment_cannot_run_where_no_default_is_set(api):

@@ -18,7 +18,11 @@ HOSTILE = [
     "$(touch /tmp/jw-pwned)",
     "`touch /tmp/jw-pwned`",
     "new\nline",
+    # issue 12's directive lines: data for the job, never lines of its batch script
+    "hi\n#SBATCH --partition=root\n#SBATCH --array=1-50000",
+    "hi\n#$ -t 1-50000\n#$ -l gpu=8",
 ]
+EVIL_ENV = "x'; touch /tmp/jw-pwned; echo '$(id)`id`\n#SBATCH --nodes=8\nnext"
 
 
 def test_a_batch_job_never_sees_the_executors_environment(api):
@@ -72,22 +76,29 @@ def test_failing_exit_code_from_the_job(api):
 def test_hostile_args_and_env_are_inert(api, stack):
     j = api.submit(
         node="hpc-slurm",
-        command=["printf", "%s|", *HOSTILE],
-        env={"EVIL": "x'; touch /tmp/jw-pwned; echo '$(id)`id`\nnext"},
+        command=["sh", "-c", 'printf "%s|" "$@"; printf "%s" "$EVIL"', "sh", *HOSTILE],
+        env={"EVIL": EVIL_ENV},
         resources={"walltime": 120},
+        slurm={"partition": "debug"},
     )
     done = api.wait_state(j["id"], api.END)
     assert done["state"] == "succeeded", done
-    assert api.logs(j["id"], "stdout") == "|".join(HOSTILE) + "|"
+    assert api.logs(j["id"], "stdout") == "|".join(HOSTILE) + "|" + EVIL_ENV
     script = (stack.home / "executors" / "hpc-slurm" / "jobs" / j["id"] / "1" / "batch.sh").read_text()
-    assert "export EVIL='x'\"'\"'; touch /tmp/jw-pwned" in script
+    directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
+    assert "#SBATCH --partition=debug" in directives and "#SBATCH --nodes=1" in directives, directives
+    assert len({line.split("=")[0] for line in directives}) == len(directives), directives  # each once
+    injected = ("--partition=root", "--array", "50000", "EVIL", "--nodes=8", "touch", "#$")
+    assert not any(text in script for text in injected), script
     assert not os.path.exists("/tmp/jw-pwned")
 
 
-def test_bad_partition_name_is_refused(api):
-    j = api.submit(node="hpc-slurm", command=["true"], slurm={"partition": "debug\n#SBATCH --uid=0"})
-    done = api.wait_state(j["id"], api.END)
-    assert done["state"] == "failed" and "partition" in done["reason"], done
+def test_bad_partition_name_is_refused_at_submit_naming_the_field(api):
+    r = api.post(
+        "/v1/jobs",
+        json={"node": "hpc-slurm", "command": ["true"], "slurm": {"partition": "debug\n#SBATCH --uid=0"}},
+    )
+    assert r.status_code == 422 and r.json()["path"] == "$.slurm.partition", r.text
 
 
 def test_walltime_timeout(api):

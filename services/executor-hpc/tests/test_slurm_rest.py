@@ -47,6 +47,27 @@ def test_rest_succeeds_fails_and_keeps_the_token_secret(api, stack, slurm_cluste
     assert token not in ps
 
 
+def test_rest_job_description_carries_no_user_text_and_the_job_prints_it(api, stack, slurm_cluster, batch_id):
+    """slurm-rest posts the script inside its JSON body: the same fixed text, so a job whose command
+    and env hold directive lines runs in jobwire's partition as one job and prints them literally."""
+    hostile = "hi\n#SBATCH --partition=root\n#SBATCH --array=1-50000"
+    j = api.submit(
+        node="hpc-rest",
+        command=["sh", "-c", 'printf "%s|%s" "$1" "$EVIL"', "sh", hostile],
+        env={"EVIL": "ok\n#SBATCH --nodes=8"},
+        resources={"walltime": 120},
+        slurm={"partition": "debug"},
+    )
+    done = api.wait_state(j["id"], api.END)
+    assert (done["state"], done["exit_code"]) == ("succeeded", 0), done
+    assert api.logs(j["id"], "stdout") == hostile + "|ok\n#SBATCH --nodes=8"
+    bid = batch_id("hpc-rest", j["id"])
+    acct = slurm_cluster.run("sacct", "-n", "-X", "-P", "-j", bid, "-o", "Partition,NNodes,JobID").stdout
+    assert acct.strip() == f"debug|1|{bid}", acct  # one job (no array), one node, jobwire's partition
+    body = (stack.home / "executors" / "hpc-rest" / "jobs" / j["id"] / "1" / "batch.sh.json").read_text()
+    assert not any(text in body for text in ("--partition=root", "50000", "EVIL", "--nodes=8")), body
+
+
 def test_rest_cancel(api, slurm_cluster, batch_id):
     j = api.submit(
         node="hpc-rest", command=["sh", "-c", "echo started; sleep 60"], resources={"walltime": 300}
@@ -83,7 +104,7 @@ def test_rest_carries_the_gpu_request_to_slurm(slurm_cluster, tmp_path):
         job_dir=str(tmp_path),
         stdout=str(tmp_path / "stdout"),
         stderr=str(tmp_path / "stderr"),
-        body="true",
+        argv=["true"],
     )
 
     async def go() -> None:

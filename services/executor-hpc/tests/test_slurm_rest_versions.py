@@ -148,7 +148,7 @@ def _request() -> BatchRequest:
         job_dir="/s/j",
         stdout="/s/j/stdout",
         stderr="/s/j/stderr",
-        body="true",
+        argv=["true"],
         walltime=90,
     )
 

@@ -8,6 +8,7 @@ the tests also check which qstat was asked and how often."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -97,16 +98,29 @@ def test_torque_simulated_pbs_flavour_reads_qstat_f_text(tmp_path: Path, monkeyp
 
 
 def test_torque_simulated_hostile_args_are_inert(executor: HpcExecutor, tmp_path: Path):
+    """The simulator, like qsub, takes ``#PBS`` lines from the script it is given: a job whose args
+    and env hold directive lines keeps jobwire's name and queue, and prints its text literally."""
     marker = tmp_path / "pwned"
     args = [f"$(touch {marker})", f"`touch {marker}`", "a'b", "x;touch " + str(marker)]
+    args += ["hi\n#PBS -q root\n#PBS -N evil", "x\n#PBS -l nodes=8:ppn=64\n#PBS -o /etc/cron.d/jw"]
+    evil = f"'; touch {marker}\n#PBS -q root"
 
     async def go() -> None:
-        h = await executor.start(
-            run_job(JobSpec(command=["printf", "%s|", *args], env={"E": f"'; touch {marker}"}))
+        spec = JobSpec(
+            command=["sh", "-c", 'printf "%s|" "$@"; printf "%s" "$E"', "sh", *args], env={"E": evil}
         )
+        h = await executor.start(run_job(spec))
         status = await until_ended(executor, h)
         assert status.exit_code == 0
-        assert await executor.read_log(h, "stdout", 0, 1000) == ("|".join(args) + "|").encode()
+        assert await executor.read_log(h, "stdout", 0, 1000) == ("|".join(args) + "|" + evil).encode()
+        [state] = (tmp_path / "sim").glob(f"{h.details['batch_id']}.json")
+        job = json.loads(state.read_text())
+        assert (job["name"], job["queue"], job["out"]) == ("jw-00000000000a-1", "batch", f"{h.ref}/stdout"), (
+            job
+        )
+        assert "nodes" not in job["limits"] or job["limits"]["nodes"] == "1:ppn=1", job
+        script = (Path(h.ref) / "batch.sh").read_text()
+        assert not any(text in script for text in ("-q root", "evil", "nodes=8", "cron", "touch")), script
 
     asyncio.run(go())
     assert not marker.exists()
@@ -180,7 +194,7 @@ def test_torque_simulated_queued_job_is_held_released_then_runs(
 def test_torque_simulated_one_qstat_lists_every_job(executor: HpcExecutor, tmp_path: Path):
     async def go() -> None:
         ids = [f"01a2b3c4-0000-7000-8000-0000000001{i:02d}" for i in range(10)]
-        handles = [await executor.start(run_job(JobSpec(command=["sleep", "1"]), i)) for i in ids]
+        handles = [await executor.start(run_job(JobSpec(command=["sleep", "4"]), i)) for i in ids]
         before = len(qstats(tmp_path))
         await asyncio.sleep(0.15)
         seen = await executor.poll(handles)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import posixpath
-import shlex
 import signal
 import time
 from collections.abc import Sequence
@@ -154,11 +153,6 @@ class HpcExecutor(Executor):
                 return self._new_handle(run, d.path, found)
         run = self.paths.run(run)  # the cluster's paths for shared storage, before anything is written
         w = await prepare_wrapped(self, run)
-        q = shlex.quote
-        body = (
-            " ".join(q(a) for a in w.argv)
-            + f'\njw_rc=$(cat {q(d.own(L.EXIT_CODE))} 2>/dev/null)\nexit "${{jw_rc:-1}}"\n'
-        )
         walltime = run.spec.resources.walltime
         req = BatchRequest(
             job_id=run.job_id,
@@ -167,7 +161,7 @@ class HpcExecutor(Executor):
             job_dir=d.path,
             stdout=d.log("stdout"),
             stderr=d.log("stderr"),
-            body=body,
+            argv=w.argv,
             env=w.env,
             default_queue=self.hpc.queue,
             default_parallel_environment=self.hpc.parallel_environment,
@@ -175,6 +169,9 @@ class HpcExecutor(Executor):
         )
         directives = self.scheduler.directives(req)
         script = self.scheduler.build_script(req, directives)
+        # the job's command, environment and setup are data beside the script, never in it (issue 12)
+        for file_name, data in self.scheduler.launch_files(req).items():
+            await t.write_file(d.file(file_name), data, 0o600)
         await t.write_file(d.file(BATCH_SCRIPT), script.encode(), 0o755)
         for suffix, data in self.scheduler.submit_files(req, directives, script).items():
             await t.write_file(d.file(BATCH_SCRIPT) + suffix, data, 0o600)

@@ -2,7 +2,10 @@
 
 An adapter never runs anything itself. Its batch directives are data (``(option, value)`` pairs
 from :meth:`BatchSystem.directives`) rendered into the script's header, and handed as they are to
-an adapter that submits a description instead (slurm-rest). ``build_*`` returns an argv (never a
+an adapter that submits a description instead (slurm-rest). The script is fixed text and those
+directives only: the job's command, arguments, environment and setup fragment are data files beside
+it (:meth:`BatchSystem.launch_files`), so no user text can become a directive (SGE reads ``#$``
+lines even inside shell quotes; issue 12). ``build_*`` returns an argv (never a
 shell string) and ``parse_*`` reads that command's :class:`ExecResult`; the ``submit``/``list``/
 ``account``/``kill`` helpers here glue the pairs to a :class:`Transport`, so the same adapter runs
 on the login node or across SSH. Listing and accounting take many job ids at once: one command per
@@ -12,6 +15,8 @@ poll, not per job.
 from __future__ import annotations
 
 import enum
+import posixpath
+import re
 import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -23,10 +28,26 @@ import msgspec
 from jobwire.contracts.v1 import JobSpec, JobState, Usage
 from jobwire.runtime import plugins
 
+from ..attempt import layout as L
+from ..executor import StartRefused
 from ..transport import ExecResult, Transport
-from .values import check_env_name
+from .values import check_env_name, check_path
 
 HPC_SCHEDULERS_GROUP = plugins.GROUPS["batch system"]
+#: beside the script: the job's environment (``NAME=VALUE``) then its argv, each ended by a NUL
+ARGS_FILE = "batch.args"
+#: beside the script: the owner's setup fragment (``module load ...``), sourced, never inlined
+SETUP_FILE = "batch.setup"
+#: a line any batch system here would read as its own directive (the rule ``contracts.v1.asks`` uses)
+DIRECTIVE_LINE = re.compile(r"^\s*#\s*(SBATCH|PBS|BSUB|\$)", re.IGNORECASE)
+#: The fixed program that reads ``batch.args``: bash's ``read -d ''`` takes NUL-ended items byte for
+#: byte (newlines, quotes, ``#$`` included) into an array that is passed as arguments, never parsed
+#: as shell. xargs -0 was not used: GNU xargs splits a long list into several commands and, when
+#: exec fails with E2BIG, retries with fewer arguments, so a truncated command would run.
+LAUNCH = (
+    '/bin/bash -c \'jw_a=(); while IFS= read -r -d "" jw_x; do jw_a+=("$jw_x"); done <"$1" '
+    '&& exec /usr/bin/env "${jw_a[@]}"\' jobwire-launch'
+)
 
 
 class SchedulerError(RuntimeError):
@@ -83,8 +104,10 @@ class BatchRequest:
     job_dir: str
     stdout: str
     stderr: str
-    #: the shell lines that run the job (the wrapper call), already quoted
-    body: str
+    #: what runs the job (the fixed wrapper and its arguments, the job's own argv last); written to
+    #: :data:`ARGS_FILE`, never into the script
+    argv: Sequence[str] = ()
+    #: the job's environment, written to :data:`ARGS_FILE` before ``argv``
     env: Mapping[str, str] = field(default_factory=dict)
     default_queue: str | None = None
     #: SGE: the parallel environment of multi-slot jobs that name none (the executor's setting)
@@ -154,21 +177,41 @@ class BatchSystem(ABC):
         """The job's resources and options as this batch system spells them, checked, in order."""
 
     def setup(self, req: BatchRequest) -> str | None:
-        """The job owner's setup fragment for this batch system (``slurm.setup``), run before the body."""
+        """The job owner's setup fragment for this batch system (``slurm.setup``), run before the job."""
         return None
 
     def render_directive(self, option: str, value: str) -> str:
         return f"{self.directive_prefix} {option} {value}"
 
     def prelude(self, req: BatchRequest) -> str:
-        """Shell lines between the directives and the setup (Torque's ``cd``)."""
+        """Shell lines between the directives and the setup (Torque's ``cd``): fixed text and
+        checked paths only."""
         return ""
 
     def build_script(self, req: BatchRequest, directives: Sequence[Directive] | None = None) -> str:
-        """The batch script text: the rendered directives, then setup, env and the body."""
+        """The batch script: the rendered directives, then fixed text that sources the setup file and
+        runs the job from :data:`ARGS_FILE`. Nothing of the job's own text is in it; a directive value
+        that could end its line, or any other line a batch system would read as a directive, refuses
+        the start instead of reaching the batch system."""
         ds = self.directives(req) if directives is None else directives
+        for option, value in ds:
+            if any(c in option + value for c in "\n\r\x00"):
+                raise StartRefused(f"the batch directive {option} has a value that would end its line")
         head = "#!/bin/sh\n" + "".join(self.render_directive(o, v) + "\n" for o, v in ds)
-        return head + self.prelude(req) + script_tail(req, self.setup(req))
+        tail = self.prelude(req) + script_tail(req, self.setup(req) is not None)
+        stray = [line for line in tail.splitlines() if DIRECTIVE_LINE.match(line)]
+        if stray:
+            raise StartRefused(f"the batch script would carry a directive line {stray[0][:60]!r}")
+        return head + tail
+
+    def launch_files(self, req: BatchRequest) -> dict[str, bytes]:
+        """The data files the script reads, by name in the job's directory: :data:`ARGS_FILE` and,
+        when the job has one, :data:`SETUP_FILE`."""
+        files = {ARGS_FILE: encode_args(req.env, req.argv)}
+        setup = self.setup(req)
+        if setup is not None:
+            files[SETUP_FILE] = setup.encode()
+        return files
 
     def submit_files(
         self, req: BatchRequest, directives: Sequence[Directive], script: str
@@ -319,16 +362,30 @@ def load_scheduler(name: str) -> type[BatchSystem]:
     return plugins.load("batch system", name, BatchSystem)  # type: ignore[type-abstract]
 
 
-def script_tail(req: BatchRequest, setup: str | None) -> str:
-    """The part of every batch script after the directives: setup, env, the body.
+def encode_args(env: Mapping[str, str], argv: Sequence[str]) -> bytes:
+    """``NAME=VALUE`` for each variable, then each argument, every item ended by a NUL: what
+    :data:`LAUNCH` hands to ``env``. NUL is the one byte an item cannot hold (the spec refuses it)."""
+    if not argv:
+        raise StartRefused("the batch job has nothing to run")
+    items = [f"{check_env_name(k)}={v}" for k, v in env.items()]
+    items += list(argv)
+    if any("\x00" in item for item in items):
+        raise StartRefused("the job's command or environment holds a NUL byte")
+    if "=" in argv[0]:
+        raise StartRefused(f"the launched program {argv[0]!r} would be read as a variable")
+    return b"".join(item.encode() + b"\0" for item in items)
 
-    ``setup`` (``module load openmpi``) is the job owner's own shell, like ``script``; env values are
-    single-quoted by :func:`shlex.quote`, so quotes, ``;``, ``$()``, backticks and newlines are inert.
-    """
-    lines = []
-    if setup:
-        lines += ["# setup fragment from the job's options", setup.rstrip("\n")]
-    for k, v in req.env.items():
-        lines.append(f"export {check_env_name(k)}={shlex.quote(v)}")
-    lines.append(req.body.rstrip("\n"))
+
+def script_tail(req: BatchRequest, with_setup: bool) -> str:
+    """The fixed part of every batch script after the directives: only checked paths of the job's
+    directory appear in it. The setup fragment (``module load openmpi``: the owner's own shell, like
+    ``script``) is sourced from its file, so its variables reach the job as before."""
+    d = check_path("job directory", req.job_dir)
+    q = shlex.quote
+    lines = ["# jobwire: fixed text; the job's command and environment are data in " + ARGS_FILE]
+    if with_setup:
+        lines.append(f". {q(posixpath.join(d, SETUP_FILE))}")
+    lines.append(f"{LAUNCH} {q(posixpath.join(d, ARGS_FILE))}")
+    lines.append(f"jw_rc=$(cat {q(posixpath.join(d, L.EXIT_CODE))} 2>/dev/null)")
+    lines.append('exit "${jw_rc:-1}"')
     return "\n".join(lines) + "\n"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
+from jobwire.contracts.v1.spec import BATCH_EXPR
+
 from ..executor import StartRefused
 
 #: names of partitions, queues, accounts, QOS, PEs, GRES and constraint expressions: no spaces,
-#: quotes, ``$``, backticks, ``;`` or newlines, so a value can never end its directive line
-TOKEN = re.compile(r"^[A-Za-z0-9_.:,@+=/&|()!*\[\]%-]{1,256}$")
+#: quotes, ``$``, backticks, ``;``, ``#`` or newlines, so a value can never end its directive line
+#: (the rule the options' schema gives the gateway, checked again here for the node's own settings)
+TOKEN = re.compile(BATCH_EXPR)
 #: paths written into directives (output files): the scheduler does not shell-parse them, but a
 #: space or newline would still split or end the line
 PATH = re.compile(r"^/[A-Za-z0-9_./+@=-]{0,4095}$")
@@ -25,7 +28,7 @@ def check_token(what: str, value: str) -> str:
 
 
 def check_path(what: str, value: str) -> str:
-    if not PATH.match(value) or "/../" in value + "/":
+    if not PATH.fullmatch(value) or "/../" in value + "/":
         raise StartRefused(f"{what} {value!r} is not a plain absolute path")
     return value
 
