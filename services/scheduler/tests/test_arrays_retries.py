@@ -341,3 +341,43 @@ async def test_an_arrays_gpu_tasks_stay_within_its_owners_max_gpus(scheduler, cl
         await events.wait_state(aid, "succeeded")
     finally:
         await node.stop()
+
+
+async def test_a_timeout_is_retried_and_a_loss_not_named_in_on_is_not(scheduler, clean_bus, events):
+    node = await FakeNode(clean_bus, "n1", slots=2).start()
+    try:
+        timed = await submit(clean_bus, spec(retry=v1.RetrySpec(attempts=2, on=["timed_out"])))
+        lost = await submit(clean_bus, spec(retry=v1.RetrySpec(attempts=2, on=["failed"])))
+        await node.wait_runs(2)
+        await node.report(timed, "finished", outcome=S.TIMED_OUT, reason="walltime exceeded")
+        await attempt_sent(node, timed, 2)
+        assert events.by_job[timed][-2].reason.startswith("attempt 1 timed out; retry 2 of 2")
+        await node.report(lost, "finished", outcome=S.LOST, reason="gone")
+        await events.wait_state(lost, "lost")
+        await asyncio.sleep(0.5)
+        assert events.states(lost)[-1] == "lost" and node.runs[lost].attempt == 1
+    finally:
+        await node.stop()
+
+
+async def test_a_backoff_outlasts_a_scheduler_restart(scheduler, clean_bus, events, nats_url):
+    from jobwire.runtime.settings import BusSettings
+    from jobwire.scheduler.service import Scheduler
+
+    node = await FakeNode(clean_bus, "n1", slots=1).start()
+    try:
+        jid = await submit(clean_bus, spec(retry=v1.RetrySpec(attempts=2, backoff=3)))
+        await node.wait_runs(1)
+        failed_at = time.monotonic()
+        await node.report(jid, "finished", outcome=S.FAILED, exit_code=1)
+        await events.wait(lambda: events.states(jid)[-1] == "queued")
+        await scheduler.stop()
+        again = Scheduler(scheduler.settings, BusSettings(nats_url=nats_url))
+        await again.start()
+        try:
+            await attempt_sent(node, jid, 2, timeout=15)
+            assert time.monotonic() - failed_at >= 2.9  # the restarted scheduler kept the backoff
+        finally:
+            await again.stop()
+    finally:
+        await node.stop()
