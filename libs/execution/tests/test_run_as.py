@@ -130,9 +130,12 @@ def token_file(tmp_path: Path) -> Path:
     shutil.rmtree(d, ignore_errors=True)
 
 
-async def _run(harness, node: str, owner: str, spec: dict, job_id: str | None = None) -> str:
+async def _run(
+    harness, node: str, owner: str, spec: dict, job_id: str | None = None, timeout: float | None = None
+) -> str:
     job_id = job_id or new_job_id()
-    msg = RunJob(job_id=job_id, attempt=1, node=node, owner=owner, spec=msgspec.convert(spec, JobSpec))
+    spec_ = msgspec.convert(spec, JobSpec)
+    msg = RunJob(job_id=job_id, attempt=1, node=node, owner=owner, spec=spec_, timeout=timeout)
     await harness.bus.publish(sj.exec_subject(node, "run"), msg, msg_id=f"{job_id}:1:run")
     return job_id
 
@@ -240,3 +243,39 @@ async def test_an_owner_without_an_account_is_refused_when_none_may_be_created(h
     assert done.outcome is JobState.FAILED
     assert f"{sanitise(owners[0], 'jw-')!r} does not exist" in done.reason
     assert not harness.of(job, "running")
+
+
+async def test_cancel_and_timeout_reach_a_job_running_as_its_account(harness, until, places, owners):
+    """The executor (root) signals the group of a job that runs as another uid: a cancel ends it and
+    its child; a job that ignores TERM past its timeout is killed and its exit code still recorded."""
+    root, homes = places
+    svc = await harness.executor(
+        run_as="owner", create_accounts=True, accounts_home=str(homes), root=str(root), kill_grace=0.5
+    )
+    job = await _run(
+        harness,
+        svc.node,
+        owners[0],
+        {"command": ["/bin/sh", "-c", "sleep 60 & echo $! > child.pid; echo up; wait"]},
+    )
+    child_file = root / "jobs" / job / "1" / "work" / "child.pid"
+    await until(lambda: child_file.exists() and child_file.read_text().strip() != "", what="the child")
+    child = int(child_file.read_text())
+    assert Path(f"/proc/{child}").stat().st_uid == pwd.getpwnam(sanitise(owners[0], "jw-")).pw_uid
+    await harness.cancel(svc.node, job, reason="user asked", grace=5)
+    done = await harness.wait(job, "finished")
+    assert (done.outcome, done.reason, done.exit_code) == (JobState.CANCELLED, "user asked", 143)
+    await until(lambda: not Path(f"/proc/{child}").exists() or _zombie(child), what="the child killed")
+
+    stuck = await _run(
+        harness, svc.node, owners[1], {"command": ["/bin/sh", "-c", "trap '' TERM; sleep 30"]}, timeout=1
+    )
+    ended = await harness.wait(stuck, "finished", timeout=15)
+    assert (ended.outcome, ended.exit_code) == (JobState.TIMED_OUT, 137)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
