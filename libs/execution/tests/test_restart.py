@@ -17,8 +17,15 @@ from jobwire.contracts.v1 import subjects as sj
 pytestmark = pytest.mark.integration
 
 
-def start_executor(node: str, root: Path, nats_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "JOBWIRE_NATS_URL": nats_url, "JOBWIRE_EXECUTOR_HEARTBEAT_INTERVAL": "0.3"}
+def start_executor(
+    node: str, root: Path, nats_url: str, log: Path, extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "JOBWIRE_NATS_URL": nats_url,
+        "JOBWIRE_EXECUTOR_HEARTBEAT_INTERVAL": "0.3",
+        **(extra or {}),
+    }
     cmd = [
         sys.executable,
         "-m",

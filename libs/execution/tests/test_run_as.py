@@ -13,6 +13,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -279,3 +280,43 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+async def test_a_killed_executor_adopts_its_run_as_jobs_after_a_restart(
+    harness, until, places, owners, tmp_path
+):
+    """kill -9 of a run-as executor: the job (its wrapper the executor's, detached) ends meanwhile and
+    the next executor process reports its own exit code and whole log, once."""
+    from .test_restart import start_executor, wait_heartbeat
+
+    root, homes = places
+    node = f"runas-restart-{secrets.token_hex(3)}"
+    extra = {
+        "JOBWIRE_EXECUTOR_RUN_AS": "owner",
+        "JOBWIRE_EXECUTOR_CREATE_ACCOUNTS": "1",
+        "JOBWIRE_EXECUTOR_ACCOUNTS_HOME": str(homes),
+    }
+    log = tmp_path / "executor.log"
+    proc = start_executor(node, root, harness.nats_url, log, extra)
+    try:
+        await wait_heartbeat(harness.bus, node)
+        job = await _run(
+            harness, node, owners[0], {"command": ["/bin/sh", "-c", "echo a; sleep 1.5; id -un; exit 6"]}
+        )
+        await harness.wait(job, "running", timeout=20)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+        exit_file = root / ".executor" / "jobs" / job / "1" / "exit_code"
+        await until(exit_file.exists, timeout=10, what="the job to end while no executor runs")
+        proc = start_executor(node, root, harness.nats_url, log, extra)
+        done = await harness.wait(job, "finished", timeout=20)
+        await harness.settle(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert (done.outcome, done.exit_code) == (JobState.FAILED, 6), log.read_text()[-3000:]
+    assert len(harness.of(job, "finished")) == 1
+    assert await harness.text(job, "stdout") == f"a\n{sanitise(owners[0], 'jw-')}\n"
