@@ -271,3 +271,36 @@ async def test_a_job_after_an_array_waits_for_all_its_tasks(scheduler, clean_bus
             await again.stop()
     finally:
         await node.stop()
+
+
+async def test_a_requeued_job_that_never_ran_waits_for_its_dependencies_again(scheduler, clean_bus, events):
+    node = await FakeNode(clean_bus, "n1", slots=4).start()
+    try:
+        a = await submit(clean_bus, spec())
+        b = await submit(clean_bus, spec(after=[a]))
+        await node.wait_runs(1)
+        await finish(node, events, a, S.FAILED)
+        await events.wait_state(b, "cancelled")
+
+        async def requeue(job_id, n):
+            msg = v1.RequeueJob(job_id=job_id)
+            await clean_bus.publish(sj.cmd_subject("requeue"), msg, msg_id=f"{job_id}:rq{n}")
+
+        await requeue(b, 1)  # a still failed: b is cancelled again at once, never run
+        await events.wait(lambda: events.states(b) == ["queued", "cancelled", "queued", "cancelled"])
+        assert (await job(scheduler, b)).reason == f"dependency {a} failed" and b not in node.runs
+        await requeue(a, 1)
+        await node.wait_runs(1)
+        await events.wait(lambda: events.states(a)[-1] == "starting")
+        await requeue(b, 2)  # now b waits for a's new attempt
+        await events.wait(lambda: len(events.states(b)) == 5)
+        waiting = await job(scheduler, b)
+        assert waiting.state == "queued" and waiting.reason == f"requeued by user; waiting for {a} to succeed"
+        assert b not in node.runs
+        await node.report(a, "running")
+        await node.report(a, "finished", outcome=S.SUCCEEDED, exit_code=0, attempt=2)
+        await events.wait_state(a, "succeeded")
+        await node.wait_runs(2)
+        assert b in node.runs
+    finally:
+        await node.stop()

@@ -147,6 +147,21 @@ class Core:
         """Hold a new job back until its dependencies are met: True when it waits (or was cancelled at
         once because one can never be met), False when all are met already and it is placed now.
         The dependencies' rows were loaded with the batch."""
+        unmet, broken = self.check_after(txn, after)
+        if not unmet and broken is None:
+            return False
+        row.node = None
+        row.reason = deps.waiting_reason(unmet or {d.job: d.when for d in after})
+        txn.first_transition(row, None)
+        if broken is not None:
+            txn.transition(row, S.CANCELLED, broken)
+        else:
+            self.cluster.waits.add(row.id, unmet)
+        return True
+
+    def check_after(self, txn: Txn, after: list[v1.Dependency]) -> tuple[dict[str, v1.When], str | None]:
+        """The dependencies not met yet, and why the job can never run (the first that can never be
+        met), from the dependencies' rows loaded with the batch and the arrays' ends."""
         unmet: dict[str, v1.When] = {}
         broken: str | None = None
         for dep in after:
@@ -164,16 +179,7 @@ class Core:
                 unmet[dep.job] = dep.when
             elif not met:
                 broken = broken or deps.unmet_reason(dep.job, state, dep.when)
-        if not unmet and broken is None:
-            return False
-        row.node = None
-        row.reason = deps.waiting_reason(unmet or {d.job: d.when for d in after})
-        txn.first_transition(row, None)
-        if broken is not None:
-            txn.transition(row, S.CANCELLED, broken)
-        else:
-            self.cluster.waits.add(row.id, unmet)
-        return True
+        return unmet, broken
 
     def resolve(self, txn: Txn, ended: list[str]) -> None:
         """Settle the dependents of jobs that ended in this batch (their rows are loaded): one whose
@@ -327,6 +333,17 @@ class Core:
         row.not_before = None
         spec = v1.decode(row.spec, v1.JobSpec)
         row.max_attempts = row.attempt + spec.max_attempts
+        if row.attempt == 0 and spec.after:  # it never ran: it waits for its dependencies again
+            unmet, broken = self.check_after(txn, spec.after)
+            if unmet or broken is not None:
+                row.node = None
+                waiting = deps.waiting_reason(unmet) if unmet else None
+                txn.transition(row, S.QUEUED, _and_why(reason, waiting))
+                if broken is not None:
+                    txn.transition(row, S.CANCELLED, broken)
+                else:
+                    self.cluster.waits.add(row.id, unmet)
+                return
         position = self.place(txn, row, self.queued_job(row, spec))
         txn.transition(row, S.QUEUED, reason, queue_position=position)
 

@@ -224,6 +224,10 @@ class Pipeline:
                 ids |= self.tick_ids()
             ids |= self.core.dispatch_candidates()
             await txn.load(ids)
+            requeued = self.requeued_after(txn, decoded_cmds)
+            if requeued:
+                await txn.load(requeued)
+                after |= requeued
             if after - set(txn.rows):  # arrays named in `after`: how those that ended, ended
                 await txn.load_array_ends(after - set(txn.rows))
             await store_workflows(session, workflows)
@@ -263,6 +267,17 @@ class Pipeline:
         await self.access.announce(tokens)
         for m in commands + reports:
             await m.ack()
+
+    @staticmethod
+    def requeued_after(txn: Txn, commands: list[tuple[Msg, v1.JobCommand]]) -> set[str]:
+        """The dependencies of requeued jobs that never ran (cancelled while waiting, or because a
+        dependency failed): they wait for them again, so their rows are read with the batch."""
+        out: set[str] = set()
+        for _, cmd in commands:
+            row = txn.rows.get(cmd.job_id) if isinstance(cmd, v1.RequeueJob) else None
+            if row is not None and row.attempt == 0 and b'"after"' in row.spec:
+                out.update(d.job for d in v1.decode(row.spec, v1.JobSpec).after)
+        return out
 
     async def settle_dependents(self, txn: Txn) -> None:
         """The dependents of what ended, in rounds (a cancel ends its own dependents): one query for
