@@ -196,6 +196,30 @@ def test_cancel_a_running_job_from_its_page(
     assert as_alice.get(f"/v1/jobs/{job['id']}").json()["state"] == "cancelled"
 
 
+def test_a_retried_job_is_resubmitted_from_its_page_without_its_attempts(
+    page: Page, stack: Stack, alice: str, as_alice: httpx.Client, tmp_path: Path
+) -> None:
+    """Its attempts and other fields the system added are not sent back as the new spec (the gateway
+    refuses unknown fields with a 422), nor shown in the spec pane."""
+    marker = tmp_path / "tried"
+    script = f'[ -e {marker} ] || {{ touch {marker}; exit 4; }}; echo second try'
+    job = submit(as_alice, command=["sh", "-c", script], name="ui-retried", retry={"attempts": 2})
+    done = wait_state(as_alice, job["id"], "succeeded")
+    assert [a["exit_code"] for a in done["attempts"]] == [4, 0]
+    sign_in(page, stack, alice)
+    page.goto(f"{stack.api_url}/ui#/jobs/{job['id']}")
+    expect(page.locator("#summary .badge[data-state=succeeded]")).to_be_visible()
+    spec = page.locator("#spec").inner_text()
+    assert '"retry"' in spec and '"attempts": [' not in spec and "not_before" not in spec
+    page.click("#resubmit")
+    expect(page.locator("#f-submit")).to_be_visible()
+    page.click("#f-submit")
+    expect(page.locator("#job-id")).not_to_have_text(job["id"], timeout=TIMEOUT)
+    expect(page.locator("#job-id")).to_have_text(__import__("re").compile(r"^[0-9a-f-]{36}$"))
+    again = page.locator("#job-id").inner_text()
+    assert as_alice.get(f"/v1/jobs/{again}").json()["retry"]["attempts"] == 2
+
+
 def test_another_owners_job_is_not_found_and_not_listed(
     page: Page, stack: Stack, admin: httpx.Client, alice: str
 ) -> None:

@@ -126,7 +126,8 @@ export function render(main, id, ctx) {
         h("span", { class: "muted" }, ` ${bytes(a.size)}`))))
       : h("p", { class: "muted" }, FINISHED.has(job.state) ? "None: the job left nothing in outputs/." : "Files the job leaves in outputs/ appear here when it ends."));
     const { id: _i, owner, state, reason, node, attempt, queue_position, exit_code, created_at, started_at, ended_at,
-      transitions, usage: _u, artifacts, ports: _p, details, ...rest } = job;
+      transitions, usage: _u, artifacts, ports: _p, details, array_id: _ai, array_index: _ax, attempts: _at,
+      not_before: _nb, ...rest } = job;
     const shown = Object.fromEntries(Object.entries(rest).filter(([, v]) =>
       v !== null && !(Array.isArray(v) && !v.length) && !(typeof v === "object" && !Array.isArray(v) && !Object.keys(v).length)));
     replace(spec, h("h2", {}, "Spec"), h("pre", { class: "spec" }, JSON.stringify(shown, null, 2)));

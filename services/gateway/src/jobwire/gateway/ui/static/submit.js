@@ -70,7 +70,9 @@ export function render(main, ctx) {
     showKind();
     // What the form does not show (args, backend options, ...) is kept from the original spec.
     const { id, owner, state, reason, attempt, queue_position, exit_code, created_at, started_at, ended_at,
-      transitions, usage, artifacts, ports, details, command: c, script: s, program: p, ...rest } = job;
+      transitions, usage, artifacts, ports, details, command: c, script: s, program: p,
+      // what the system added to a job, never part of a spec (the gateway refuses unknown fields)
+      array_id, array_index, attempts, not_before, ...rest } = job;
     base = rest;
   }
   let base = {};
