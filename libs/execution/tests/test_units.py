@@ -203,6 +203,7 @@ def test_backend_options_are_decoded_by_the_backends_own_type(tmp_path):
         ({"shm_size": "lots"}, "backend_options"),
         ({"network": "host"}, "namespace"),  # a check no schema can express: the executor's own
         ({"nope": 1}, "nope"),
+        ({"gpu_ids": ["0", "1"]}, "names 2 GPU"),  # held against resources like the docker field
     ):
         with pytest.raises(StartRefused, match=why):
             ex.with_options(

@@ -72,3 +72,23 @@ async def test_a_backend_without_options_refuses_them(nodes, gateway, seed):
         "/v1/jobs", json={"command": ["true"], "node": "local1", "backend_options": {"x": 1}}
     )
     assert_problem(r, 422, detail_has="takes no backend_options")
+
+
+@pytest.mark.parametrize(
+    ("options", "resources", "named", "path"),
+    [
+        ({"gres": "gpu:8"}, {}, "asks for 8 GPU(s)", "$.backend_options.gres"),
+        ({"setup": "module load x\n#SBATCH --gres=gpu:8"}, {}, "directives", "$.backend_options.setup"),
+    ],
+)
+async def test_options_asking_more_than_resources_are_422_as_the_fields_are(
+    nodes, gateway, seed, options, resources, named, path
+):
+    """The rules that hold the ``slurm`` field to ``resources`` (issue 12 item 3) hold the same options
+    given as ``backend_options`` (before: 202, and the executor failed the start)."""
+    body = {"command": ["true"], "backend": "hpc", "backend_options": options, "resources": resources}
+    r = await gateway.post("/v1/jobs", json=body)
+    assert_problem(r, 422, detail_has=named, path=path)
+    assert await seed.commands() == []
+    ok = {**body, "backend_options": {"setup": "module load cuda  # not a #SBATCH line", "gres": "gpu:0"}}
+    assert (await gateway.post("/v1/jobs", json=ok)).status_code in (201, 202)

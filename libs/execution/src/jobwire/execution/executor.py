@@ -236,7 +236,11 @@ class Executor(ABC):
             return run
         if getattr(run.spec, field_name) is not None:
             raise StartRefused(f"give the options either as {field_name} or as backend_options, not both")
-        spec = msgspec.structs.replace(run.spec, **{field_name: options, "backend_options": {}})
+        try:
+            # the JobSpec's own rules hold the options against resources (slurm.gres, torque.nodes)
+            spec = msgspec.structs.replace(run.spec, **{field_name: options, "backend_options": {}})
+        except ValueError as e:
+            raise StartRefused(f"backend_options: {e}") from None
         return msgspec.structs.replace(run, spec=spec)
 
     def can_hold(self) -> bool:

@@ -21,6 +21,9 @@ from typing import Any
 
 import msgspec
 
+from .codec import UnknownField, convert_strict
+from .spec import LEGACY_OPTIONS, JobSpec
+
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
     "integer": (int,),
@@ -119,4 +122,25 @@ def _check(value: Any, node: Mapping[str, Any], root: Mapping[str, Any], path: s
         missing = [k for k in node.get("required", []) if k not in value]
         if missing:
             return f"{path}.{missing[0]}: required"
+    return None
+
+
+def asks_problem(spec: JobSpec, schema: Mapping[str, Any]) -> str | None:
+    """Why ``spec.backend_options``, read as the options type ``schema`` names, ask for more than
+    ``resources`` (``gres: gpu:8`` with ``resources.gpus`` 0, directives in ``setup``), with the path
+    under ``$.backend_options``; None when they do not or the type has no ``JobSpec`` field. The
+    executor applies the same rules when it moves the options into that field."""
+    name = str(schema.get("$ref", "")).rsplit("/", 1)[-1]
+    if name not in LEGACY_OPTIONS or not spec.backend_options:
+        return None
+    field, tp = LEGACY_OPTIONS[name]
+    try:
+        options = convert_strict(spec.backend_options, tp)
+        msgspec.structs.replace(spec, **{field: options, "backend_options": {}})
+    except (msgspec.ValidationError, UnknownField, ValueError) as e:
+        text = str(e)
+        if text.startswith(field + "."):  # the asks rules name the field first: "slurm.gres ..."
+            key = text[len(field) + 1 :].split(" ", 1)[0]
+            return f"$.backend_options.{key}: {text}"
+        return f"$.backend_options: {text}"
     return None

@@ -392,6 +392,17 @@ class Dependency(msgspec.Struct, kw_only=True, omit_defaults=True):
     when: When = When.SUCCEEDED
 
 
+#: The options types that also have a ``JobSpec`` field (kept for this API version), by type name (the
+#: name a node's published schema refers to): their rules against ``resources`` hold either way.
+LEGACY_OPTIONS: dict[str, tuple[str, type[msgspec.Struct]]] = {
+    "SlurmOptions": ("slurm", SlurmOptions),
+    "SgeOptions": ("sge", SgeOptions),
+    "TorqueOptions": ("torque", TorqueOptions),
+    "DockerOptions": ("docker", DockerOptions),
+    "SshOptions": ("ssh", SshOptions),
+}
+
+
 class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A job as submitted. Exactly one of ``command``, ``script``, ``program`` or ``code``."""
 

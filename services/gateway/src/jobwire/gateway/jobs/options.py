@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
-from jobwire.contracts.v1.options import problem
+from jobwire.contracts.v1.options import asks_problem, problem
 
 from ..problems import InvalidBody
 from ..resources import Resources
@@ -31,7 +31,7 @@ def check_backend_options(res: Resources, spec: v1.JobSpec) -> None:
         if schema is None:
             errors.setdefault(node.backend, f"the {node.backend} backend takes no backend_options")
             continue
-        why = problem(spec.backend_options, schema)
+        why = problem(spec.backend_options, schema) or asks_problem(spec, schema)
         if why is None:
             return
         errors.setdefault(node.backend, why)
