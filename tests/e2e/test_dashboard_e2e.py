@@ -202,7 +202,7 @@ def test_a_retried_job_is_resubmitted_from_its_page_without_its_attempts(
     """Its attempts and other fields the system added are not sent back as the new spec (the gateway
     refuses unknown fields with a 422), nor shown in the spec pane."""
     marker = tmp_path / "tried"
-    script = f'[ -e {marker} ] || {{ touch {marker}; exit 4; }}; echo second try'
+    script = f"[ -e {marker} ] || {{ touch {marker}; exit 4; }}; echo second try"
     job = submit(as_alice, command=["sh", "-c", script], name="ui-retried", retry={"attempts": 2})
     done = wait_state(as_alice, job["id"], "succeeded")
     assert [a["exit_code"] for a in done["attempts"]] == [4, 0]

@@ -149,3 +149,28 @@ async def test_replayed_key_returns_the_stored_job(gateway, seed):
         second = await gateway.post("/v1/jobs", json=GOOD, headers=key)
     assert first.status_code == second.status_code == 201
     assert json.loads(first.text)["id"] == second.json()["id"]
+
+
+async def test_a_replayed_array_submit_answers_with_the_stored_array_and_sends_nothing_again(
+    gateway, seed, sessions
+):
+    from datetime import UTC, datetime
+
+    from jobwire.store.models import ArrayRow
+
+    key = {"Idempotency-Key": f"array-{uuid.uuid4()}"}
+    body = {**GOOD, "array": {"count": 100_000, "parallelism": 10}}
+    first = await gateway.post("/v1/jobs", json=body, headers=key)
+    assert first.status_code == 202 and first.headers["location"] == f"/v1/arrays/{first.json()['id']}"
+    async with sessions() as s, s.begin():  # what the scheduler stores for it
+        s.add(
+            ArrayRow(
+                id=first.json()["id"], owner="admin", name=None, spec=b"{}", count=100_000, start=0,
+                parallelism=10, materialised=0, priority=0, held=False, cancelled=False,
+                created_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+    again = await gateway.post("/v1/jobs", json=body, headers=key)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"] and again.json()["array"]["count"] == 100_000
+    assert len(await seed.commands()) == 1

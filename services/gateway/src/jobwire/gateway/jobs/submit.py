@@ -16,6 +16,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.store import quotas
+from jobwire.store.models import ArrayRow
 
 from ..problems import InvalidBody, InvalidParameter, TooManyRequests, UnsupportedMediaType, invalid_body
 from ..resources import Resources
@@ -97,6 +98,11 @@ async def claim_id(res: Resources, owner: str, key: str, job_id: str) -> tuple[s
         return entry.value.decode(), True
 
 
+async def _array_stored(res: Resources, array_id: str) -> bool:
+    async with res.session() as session:
+        return await session.get(ArrayRow, array_id) is not None
+
+
 def as_submitted(command: v1.SubmitJob) -> v1.Job:
     fields = msgspec.structs.asdict(command.spec)
     return v1.Job(
@@ -124,6 +130,10 @@ async def submit(res: Resources, spec: v1.JobSpec, *, owner: str, idempotency_ke
             res.admissions.release(owner, new_id)
         if replayed and (stored := await load_job(res, job_id)) is not None:
             return Submitted(stored, accepted=True, replayed=True)
+        if replayed and spec.array is not None and await _array_stored(res, job_id):
+            # an array is no job: the replay answers with it as submitted, which is all it shows
+            command = v1.SubmitJob(job_id=job_id, spec=spec, owner=owner)
+            return Submitted(as_submitted(command), accepted=True, replayed=True)
     # A replay whose job is not stored yet publishes again under the same msg id: JetStream drops the
     # duplicate, and a first request that died between claiming the key and publishing is completed.
     command = v1.SubmitJob(job_id=job_id, spec=spec, owner=owner, submitted_at=datetime.now(UTC))
