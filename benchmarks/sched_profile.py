@@ -49,12 +49,19 @@ async def measure(stack: Stack, pyspy_out: str | None) -> dict[str, object]:
             *argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         await asyncio.sleep(1.0)
+    js = watcher.nc.jetstream()
+
+    async def seqs() -> dict[str, int]:
+        return {s: (await js.stream_info(s)).state.last_seq for s in ("JOBWIRE_CMD", "JOBWIRE_REPORT")}
+
+    seq0 = await seqs()
     before = {n: cpu_seconds(p) for n, p in pids.items()}
     t0 = time.perf_counter()
     ids, latencies, submit_s = await submit_burst(api, JOBS, CLIENTS, stack.auth_headers)
     await watcher.wait_done(ids, timeout=600)
     e2e_s = max(watcher.done[i] for i in ids) - t0
     after = {n: cpu_seconds(p) for n, p in pids.items()}
+    seq1 = await seqs()
     if spy is not None:
         spy.send_signal(2)
         await asyncio.wait_for(spy.wait(), 30)
@@ -67,6 +74,7 @@ async def measure(stack: Stack, pyspy_out: str | None) -> dict[str, object]:
         "submit_p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
         "submit_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
         "jobs_completed_per_s": round(JOBS / e2e_s, 1),
+        "messages_per_job": {s: round((seq1[s] - seq0[s]) / JOBS, 2) for s in seq0},
         "cpu_ms_per_job": {n: round((after[n] - before[n]) / JOBS * 1000, 3) for n in pids},
         "load_avg": os.getloadavg(),
     }

@@ -17,8 +17,10 @@ from jobwire.contracts.v1 import (
     JobSpec,
     LogChunk,
     Report,
+    ReportMessage,
     RunFinished,
     RunJob,
+    RunReports,
     RunRunning,
     RunStarting,
     new_job_id,
@@ -35,6 +37,8 @@ class Harness:
         self.nats_url = nats_url
         self.tmp = tmp
         self.reports: list[Report] = []
+        #: the grouped messages among them (several reports in one)
+        self.groups: list[RunReports] = []
         self.headers: dict[tuple[str, str], dict[str, str]] = {}
         self._sub: Any = None
         self.services: list[ExecutorService] = []
@@ -88,10 +92,18 @@ class Harness:
             msgs = await self._sub.fetch(64, timeout=0.2)
         except TimeoutError:
             return
+        kinds = {RunStarting: "starting", RunRunning: "running", RunFinished: "finished"}
         for m in msgs:
-            report = msgspec.json.decode(m.data, type=Report)
-            self.reports.append(report)
-            self.headers[(report.job_id, m.subject.rsplit(".", 1)[1])] = dict(m.headers or {})
+            got = msgspec.json.decode(m.data, type=ReportMessage)
+            if isinstance(got, RunReports):  # a group: each report with its own trace context
+                self.groups.append(got)
+                traces = got.traces or [{} for _ in got.reports]
+                pairs = list(zip(got.reports, traces, strict=True))
+            else:
+                pairs = [(got, dict(m.headers or {}))]
+            for report, headers in pairs:
+                self.reports.append(report)
+                self.headers[(report.job_id, kinds[type(report)])] = headers
             await m.ack()
 
     def of(self, job_id: str, kind: str) -> list[Any]:

@@ -30,6 +30,7 @@ from . import journal as jr
 from .artifacts import Uploaded, upload_outputs
 from .executor import STREAMS, Executor, RunHandle, RunKey, RunStatus
 from .logpump import StreamPump
+from .reports import Reporter
 from .settings import ExecutorSettings
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class RunLoop:
         self.settings = settings
         self.node = settings.node
         self.runs: dict[RunKey, Tracked] = {}
+        #: every report of this node goes through it (grouped while a publish is in flight)
+        self.reporter = Reporter(bus, self.node)
         self._finishers: set[asyncio.Task[None]] = set()
 
     # --- tracking -------------------------------------------------------------------------------
@@ -168,7 +171,6 @@ class RunLoop:
         if j.running_at is not None or status.running is None:
             return
         job_id, attempt = t.key
-        subject = functools.partial(sj.report_subject, self.node, job_id)
         if status.running:
             h = t.handle
             began = self._began_running(status, polled_at)
@@ -180,9 +182,7 @@ class RunLoop:
                 ports=dict(h.ports),
                 details=dict(h.details),
             )
-            await self.bus.publish(
-                subject("running"), msg, msg_id=sj.attempt_msg_id(job_id, attempt, "running")
-            )
+            await self.reporter.send(msg, sj.attempt_msg_id(job_id, attempt, "running"))
             j.running_at = began
             await self.save(t)
             log.info("%s attempt %d runs", job_id, attempt)
@@ -200,9 +200,7 @@ class RunLoop:
             held=waiting.held,
             details=dict(t.handle.details),
         )
-        await self.bus.publish(
-            subject("starting"), starting, msg_id=sj.attempt_msg_id(job_id, attempt, "starting", n)
-        )
+        await self.reporter.send(starting, sj.attempt_msg_id(job_id, attempt, "starting", n))
         j.waiting, j.waiting_reports = waiting, n
         await self.save(t)
 
@@ -304,11 +302,7 @@ class RunLoop:
                 if t.journal.running_at is None and final.exit_code is not None:
                     # it ran and ended between two polls (a short batch job): it did run
                     await self._phase(t, dataclasses.replace(final, running=True))
-                await self.bus.publish(
-                    sj.report_subject(self.node, job_id, "finished"),
-                    report,
-                    msg_id=sj.attempt_msg_id(job_id, attempt, "finished"),
-                )
+                await self.reporter.send(report, sj.attempt_msg_id(job_id, attempt, "finished"))
                 await self.executor.mark_reported(t.handle)
         except Exception:
             log.exception("reporting the end of %s attempt %d failed; trying again", job_id, attempt)

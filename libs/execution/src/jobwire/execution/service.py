@@ -367,37 +367,33 @@ class ExecutorService:
     async def _defer(self, run: RunJob, reason: str, tries: int) -> None:
         """Say why a launch waits (the job stays ``starting`` with this reason); each try its own id."""
         msg = RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=now(), reason=reason)
-        subject = sj.report_subject(self.node, run.job_id, "starting")
-        await self.bus.publish(
-            subject, msg, msg_id=sj.attempt_msg_id(run.job_id, run.attempt, "starting", "deferred", tries)
+        await self.runs.reporter.send(
+            msg, sj.attempt_msg_id(run.job_id, run.attempt, "starting", "deferred", tries)
         )
 
     async def _report(self, msg: RunStarting | RunRunning | RunFinished) -> None:
         kind = REPORT_KINDS[type(msg)]
-        await self.bus.publish(
-            sj.report_subject(self.node, msg.job_id, kind),
-            msg,
-            msg_id=sj.attempt_msg_id(msg.job_id, msg.attempt, kind),
-        )
+        await self.runs.reporter.send(msg, sj.attempt_msg_id(msg.job_id, msg.attempt, kind))
 
     async def _report_started(self, handle: RunHandle, running_at: float | None) -> None:
         """Re-report a launched attempt: ``running`` only where the loop already saw it run, dated
         when it really began (``running_at``), so a short job never ends before it started."""
         run = handle.run
         at = now()
-        await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=at))
+        starting = self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=at))
         if running_at is None:
+            await starting
             return
-        await self._report(
-            RunRunning(
-                job_id=run.job_id,
-                attempt=run.attempt,
-                node=self.node,
-                at=datetime.fromtimestamp(running_at, UTC),
-                ports=dict(handle.ports),
-                details=dict(handle.details),
-            )
+        running = RunRunning(
+            job_id=run.job_id,
+            attempt=run.attempt,
+            node=self.node,
+            at=datetime.fromtimestamp(running_at, UTC),
+            ports=dict(handle.ports),
+            details=dict(handle.details),
         )
+        # handed in together: one message, in this order
+        await asyncio.gather(starting, self._report(running))
 
     async def _on_run(self, run: RunJob, headers: dict[str, str]) -> None:
         """Start the attempt once; a redelivered RunJob finds it (in memory or on disk) and re-reports."""
@@ -438,9 +434,8 @@ class ExecutorService:
             launched = RunStarting(
                 job_id=run.job_id, attempt=run.attempt, node=self.node, at=now(), details=dict(handle.details)
             )
-            subject = sj.report_subject(self.node, run.job_id, "starting")
-            await self.bus.publish(
-                subject, launched, msg_id=sj.attempt_msg_id(run.job_id, run.attempt, "starting", "launched")
+            await self.runs.reporter.send(
+                launched, sj.attempt_msg_id(run.job_id, run.attempt, "starting", "launched")
             )
         await loop.track(handle, journal)
 

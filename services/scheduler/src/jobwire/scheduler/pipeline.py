@@ -19,6 +19,7 @@ from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobwire.contracts import v1
+from jobwire.contracts.v1 import subjects as sj
 from jobwire.runtime import metrics, telemetry
 from jobwire.store import SQLITE_BEGIN, quotas
 from jobwire.store.models import WorkflowRow, now
@@ -207,7 +208,7 @@ class Pipeline:
             elif c is not None and not isinstance(c, ACCESS):
                 decoded_cmds.append((m, c))
         access = [c for _, c in decoded if isinstance(c, ACCESS)]
-        decoded_reps = [(m, self.decode(m, v1.Report)) for m in reports]
+        decoded_reps = [(m, rep) for m in reports for rep in self.reports_of(m)]
         async with self.transaction() as session:
             txn = Txn(session)
             await self.relay.forget_published(session)
@@ -294,6 +295,21 @@ class Pipeline:
             log.error("dropping undecodable message on %s: %s", msg.subject, e)
             asyncio.get_running_loop().create_task(msg.term())
             return None
+
+    def reports_of(self, msg: Msg) -> list[v1.Report]:
+        """The reports one message carries: one, or a node's group (``RunReports``) in its order. A group
+        must come from the node its subject names, as the bus's permissions enforce per node."""
+        got = self.decode(msg, v1.ReportMessage)
+        if not isinstance(got, v1.RunReports):
+            return [] if got is None else [got]
+        if sj.report_node(msg.subject) != got.node:
+            log.error("dropping the reports of node %s sent on %s", got.node, msg.subject)
+            asyncio.get_running_loop().create_task(msg.term())
+            return []
+        mine = [r for r in got.reports if r.node == got.node]
+        if len(mine) < len(got.reports):
+            log.error("node %s reported for other nodes; those reports are ignored", got.node)
+        return mine
 
     def command(self, txn: Txn, cmd: v1.JobCommand, msg: Msg) -> None:
         if isinstance(cmd, v1.SubmitJob):

@@ -164,6 +164,22 @@ class RunFinished(msgspec.Struct, kw_only=True, tag="finished", tag_field="kind"
 
 Report = RunStarting | RunRunning | RunFinished
 
+
+class RunReports(msgspec.Struct, kw_only=True, tag="reports", tag_field="kind"):
+    """Reports of one node sent together, on ``jobwire.report.<node>.batch``: an executor puts what it
+    reports while its previous publish awaits the stream's ack in one message, so a busy node costs the
+    stream and the scheduler one message per round trip, not one per report. The scheduler applies them
+    in order, as if each had come alone (its handlers are idempotent: a resent group is harmless)."""
+
+    node: str
+    reports: list[Report]
+    #: each report's trace context (``traceparent``...), aligned with ``reports``; empty when none
+    traces: list[dict[str, str]] = []
+
+
+#: what arrives on the report subjects: one report, or several together
+ReportMessage = Report | RunReports
+
 # --- events: scheduler/executors -> anyone, on jobwire.evt.job.<job>.<kind> ---------------------
 
 

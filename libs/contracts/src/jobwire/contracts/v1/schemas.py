@@ -23,6 +23,7 @@ SCHEMAS: dict[str, Any] = {
     "Command": messages.Command,
     "Work": messages.Work,
     "Report": messages.Report,
+    "ReportMessage": messages.ReportMessage,
     "Event": messages.Event,
     "LogChunk": messages.LogChunk,
     "NodeHeartbeat": messages.NodeHeartbeat,

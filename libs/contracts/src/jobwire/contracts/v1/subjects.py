@@ -65,6 +65,17 @@ def report_subject(node: str, job_id: str, kind: str) -> str:
     return f"jobwire.report.{check_token(node, 'node')}.{check_token(job_id, 'job id')}.{kind}"
 
 
+def reports_subject(node: str) -> str:
+    """Where a node's grouped reports (``RunReports``) go; inside the node's own report subjects."""
+    return f"jobwire.report.{check_token(node, 'node')}.batch"
+
+
+def report_node(subject: str) -> str | None:
+    """The node a report subject names (``jobwire.report.<node>....``), None for another subject."""
+    parts = subject.split(".")
+    return parts[2] if len(parts) >= 4 and parts[:2] == ["jobwire", "report"] else None
+
+
 def event_subject(job_id: str, kind: str) -> str:
     return f"jobwire.evt.job.{check_token(job_id, 'job id')}.{kind}"
 
