@@ -108,6 +108,7 @@ def test_a_diamond_runs_in_order_and_the_cli_draws_it(flow_stack, api, tmp_path)
     assert started(jobs["d"]) >= max(jobs["b"]["ended_at"], jobs["c"]["ended_at"])
     apart = abs((at(started(jobs["b"])) - at(started(jobs["c"]))).total_seconds())
     assert apart < 1.0  # b and c (0.5 s each) ran side by side, not one after the other
+    assert done["id"] in cli(flow_stack, "workflow", "ls").stdout
     shown = json.loads(cli(flow_stack, "workflow", "show", done["id"], "--json").stdout)
     assert shown["counts"] == {"succeeded": 4} and shown["jobs"][0]["name"] == "a"
     drawn = cli(flow_stack, "workflow", "show", done["id"]).stdout

@@ -41,6 +41,7 @@ ROUTES = [
     ("POST", f"/v1/jobs/{JOB}/requeue", "jobs:cancel", None),
     ("GET", "/v1/programs", "jobs:read", None),
     ("POST", "/v1/workflows", "jobs:submit", {"jobs": [{"name": "x", "command": ["true"]}]}),
+    ("GET", "/v1/workflows", "jobs:read", None),
     ("GET", f"/v1/workflows/{JOB}", "jobs:read", None),
     ("DELETE", f"/v1/jobs/{JOB}", "jobs:cancel", None),
     ("GET", "/v1/nodes", "jobs:read", None),

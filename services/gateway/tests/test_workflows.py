@@ -156,3 +156,25 @@ async def test_an_array_in_a_workflow_is_waited_for_and_shown_as_one_job(gateway
     )
     assert by_name["report"]["reason"] == f"waiting for {ids['grid']} to succeed"
     assert (await gateway.get(f"/v1/arrays/{ids['grid']}")).json()["count"] == 2
+
+
+async def test_workflows_are_listed_newest_first_each_owner_their_own(gateway, scheduler, mint):
+    alice, bob = bearer(await mint("alice")), bearer(await mint("bob"))
+    mine = []
+    for i in range(3):
+        body = {
+            "name": f"w{i}",
+            "jobs": [{"name": "x", "command": ["true"]}, {"name": "y", "command": ["true"]}],
+        }
+        r = await gateway.post("/v1/workflows", json=body, headers=alice)
+        assert r.status_code == 201, r.text
+        mine.append(r.json()["id"])
+    r = await gateway.post("/v1/workflows", json={"jobs": [{"name": "z", "command": ["true"]}]}, headers=bob)
+    assert r.status_code == 201
+    first = (await gateway.get("/v1/workflows", params={"limit": 2}, headers=alice)).json()
+    assert [w["id"] for w in first["items"]] == mine[::-1][:2]
+    assert first["items"][0]["name"] == "w2" and first["items"][0]["jobs"] == 2
+    rest = (await gateway.get("/v1/workflows", params={"cursor": first["next_cursor"]}, headers=alice)).json()
+    assert [w["id"] for w in rest["items"]] == [mine[0]] and rest["next_cursor"] is None
+    assert len((await gateway.get("/v1/workflows")).json()["items"]) == 4  # an admin sees everyone's
+    assert is_problem(await gateway.get("/v1/workflows", params={"cursor": "!!"}), 400)

@@ -126,6 +126,12 @@ class JobwireClient:
         resp = self._request("POST", "/v1/workflows", content=v1.encode(spec), headers=headers)
         return self._decode(resp, v1.WorkflowSubmitted)
 
+    def list_workflows(self, *, limit: int | None = None, cursor: str | None = None) -> v1.WorkflowPage:
+        """One page of workflows, newest first."""
+        params: Params = [("limit", str(limit))] if limit else []
+        params += [("cursor", cursor)] if cursor else []
+        return self._decode(self._request("GET", "/v1/workflows", params=params), v1.WorkflowPage)
+
     def workflow(self, workflow_id: str) -> v1.WorkflowView:
         return self._decode(
             self._request("GET", f"/v1/workflows/{quote(workflow_id, safe='')}"), v1.WorkflowView

@@ -502,3 +502,12 @@ def workflow_show(client: JobwireClient, args: argparse.Namespace, io: Output) -
     else:
         io.out.print(workflow.draw(view))
     return 0
+
+
+def workflow_ls(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
+    page = client.list_workflows(limit=args.limit)
+    if io.as_json:
+        io.json(page)
+    else:
+        io.out.print(workflow.table(page.items))
+    return 0

@@ -82,3 +82,13 @@ def draw(view: v1.WorkflowView) -> RenderableType:
         reason = _named(job.reason, names) if job.reason else ""
         table.add_row(mark, f"● {job.name}", render.state_text(job.state.value), arrow, job.id, reason)
     return Group(title, table)
+
+
+def table(items: list[v1.WorkflowSummary]) -> RenderableType:
+    """Workflows, newest first: id, name, jobs, owner, when."""
+    out = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("id", "name", "jobs", "owner", "created"):
+        out.add_column(column, overflow="fold")
+    for wf in items:
+        out.add_row(wf.id, wf.name or "-", str(wf.jobs), wf.owner, render.fmt_time(wf.created_at))
+    return out

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobwire.contracts import v1
 
-from . import arrays
+from . import arrays, queries
 from .models import ArrayRow, JobRow, WorkflowRow
 
 S = v1.JobState
@@ -112,3 +112,28 @@ async def _arrays(session: AsyncSession, ids: list[str]) -> dict[str, v1.Workflo
 def _named(job: v1.WorkflowJob, name: str) -> v1.WorkflowJob:
     job.name = name
     return job
+
+
+async def list_workflows(
+    session: AsyncSession, *, owner: str | None, limit: int, cursor: str | None
+) -> v1.WorkflowPage:
+    """Newest first, ``limit`` at a time after ``cursor`` (``queries``' opaque id cursor); with
+    ``owner``, only theirs. One query on ``ix_workflows_owner_id`` (or the primary key)."""
+    query = select(WorkflowRow).order_by(WorkflowRow.id.desc()).limit(limit + 1)
+    if owner is not None:
+        query = query.where(WorkflowRow.owner == owner)
+    if cursor is not None:
+        query = query.where(WorkflowRow.id < queries.decode_cursor(cursor))
+    rows = list(await session.scalars(query))
+    items = [
+        v1.WorkflowSummary(
+            id=row.id,
+            owner=row.owner,
+            name=row.name,
+            created_at=row.created_at,
+            jobs=len(v1.decode(row.jobs, dict[str, str])),
+        )
+        for row in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return v1.WorkflowPage(items=items, next_cursor=queries.encode_cursor(items[-1].id) if more else None)

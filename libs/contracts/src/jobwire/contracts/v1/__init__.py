@@ -101,8 +101,10 @@ from .workflows import (
     WorkflowEdge,
     WorkflowInvalid,
     WorkflowJob,
+    WorkflowPage,
     WorkflowSpec,
     WorkflowSubmitted,
+    WorkflowSummary,
     WorkflowView,
 )
 
@@ -185,8 +187,10 @@ __all__ = [
     "WorkflowEdge",
     "WorkflowInvalid",
     "WorkflowJob",
+    "WorkflowPage",
     "WorkflowSpec",
     "WorkflowSubmitted",
+    "WorkflowSummary",
     "WorkflowView",
     "array_task_id",
     "can_transition",

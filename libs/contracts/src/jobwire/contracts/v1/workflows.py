@@ -153,3 +153,20 @@ class WorkflowSubmitted(msgspec.Struct, kw_only=True):
     jobs: dict[str, str]
     #: the scheduler stored it (201); otherwise it is durably queued, whole (202)
     accepted: bool
+
+
+class WorkflowSummary(msgspec.Struct, kw_only=True):
+    """One workflow in ``GET /v1/workflows``: who, when, how many jobs (``GET /v1/workflows/{id}`` for
+    their states)."""
+
+    id: str
+    owner: str
+    name: str | None = None
+    created_at: datetime | None = None
+    jobs: int = 0
+
+
+class WorkflowPage(msgspec.Struct, kw_only=True):
+    items: list[WorkflowSummary]
+    #: pass as ``cursor`` for the next page; absent on the last
+    next_cursor: str | None = None

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import PathParameter
+from litestar.params import PathParameter, QueryParameter
 
 from jobwire.contracts import v1
 
@@ -18,6 +18,7 @@ from ..params import Caller, Res
 from ..problems import ProblemDetails
 from . import service
 
+READ = {"scope": "jobs:read"}
 WorkflowId = Annotated[str, PathParameter(description="The workflow's id (a UUIDv7)")]
 
 
@@ -58,6 +59,22 @@ class WorkflowController(Controller):
         set_target(request.scope, done.id)
         headers = {"Location": f"/v1/workflows/{done.id}"}
         return Response(done, status_code=201 if done.accepted else 202, headers=headers)
+
+    @get(
+        "/",
+        summary="List workflows, newest first (yours; an admin's: everyone's)",
+        opt={"scope": "jobs:read"},
+    )
+    async def list_workflows(
+        self,
+        res: Res,
+        caller: Caller,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        cursor: Annotated[
+            str | None, QueryParameter(description="`next_cursor` of the previous page")
+        ] = None,
+    ) -> v1.WorkflowPage:
+        return await service.list_workflows(res, owner=caller.visible_owner, limit=limit, cursor=cursor)
 
     @get(
         "/{workflow_id:str}",

@@ -11,11 +11,18 @@ import msgspec
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.contracts.v1 import workflows
-from jobwire.store import quotas
+from jobwire.store import queries, quotas
 from jobwire.store import workflows as store
 
 from ..jobs import after, batch
-from ..problems import NotFound, Problem, TooManyRequests, UnsupportedMediaType, invalid_body
+from ..problems import (
+    InvalidParameter,
+    NotFound,
+    Problem,
+    TooManyRequests,
+    UnsupportedMediaType,
+    invalid_body,
+)
 from ..resources import Resources
 from ..waiters import wait
 
@@ -108,3 +115,13 @@ async def show(res: Resources, workflow_id: str, *, owner: str | None) -> v1.Wor
     if found is None:
         raise WorkflowNotFound(f"there is no workflow {workflow_id!r}")
     return found
+
+
+async def list_workflows(
+    res: Resources, *, owner: str | None, limit: int, cursor: str | None
+) -> v1.WorkflowPage:
+    async with res.session() as session:
+        try:
+            return await store.list_workflows(session, owner=owner, limit=limit, cursor=cursor)
+        except queries.InvalidCursor as e:
+            raise InvalidParameter(f"query parameter `cursor`: {e}") from None
