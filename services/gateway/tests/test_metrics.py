@@ -61,3 +61,33 @@ async def test_jobs_by_state_and_backend_and_submits_counted(gateway, seed, sess
     assert sample(text, "jobwire_submits_total", status="202") == accepted_before + 1
     assert sample(text, "jobwire_submits_total", status="422") == refused_before + 1
     assert sample(text, "jobwire_submit_duration_seconds_count") == count_before + 2
+
+
+async def test_batches_arrays_and_workflows_are_counted_by_kind_and_jobs(gateway) -> None:
+    """An operator graphs how many submissions of each kind came in and how many jobs they asked for:
+    one batch of 3 is one batch submit and 3 jobs; an array of 7 is one array submit and 7 jobs."""
+    before = (await gateway.get("/metrics")).text
+
+    def grew(text: str, name: str, **labels: str) -> float:
+        return (sample(text, name, **labels) or 0) - (sample(before, name, **labels) or 0)
+
+    spec = {"command": ["true"]}
+    assert (await gateway.post("/v1/jobs", json=spec)).status_code == 202  # no scheduler: queued
+    r = await gateway.post("/v1/jobs", json={**spec, "array": {"count": 7}})
+    assert r.status_code == 202 and r.headers["location"].startswith("/v1/arrays/")
+    assert (await gateway.post("/v1/jobs:batch", json={"jobs": [spec] * 3})).status_code == 202
+    flow = {"name": "m", "jobs": [{**spec, "name": "a"}, {**spec, "name": "b", "after": [{"job": "a"}]}]}
+    assert (await gateway.post("/v1/workflows", json=flow)).status_code == 202
+    assert (await gateway.post("/v1/jobs:batch", json={"jobs": [{"command": []}]})).status_code == 422
+
+    text = (await gateway.get("/metrics")).text
+    assert grew(text, "jobwire_submits_total", status="202", kind="job") == 1
+    assert grew(text, "jobwire_submits_total", status="202", kind="array") == 1
+    assert grew(text, "jobwire_submits_total", status="202", kind="batch") == 1
+    assert grew(text, "jobwire_submits_total", status="202", kind="workflow") == 1
+    assert grew(text, "jobwire_submits_total", status="422", kind="batch") == 1
+    assert grew(text, "jobwire_submitted_jobs_total", kind="job") == 1
+    assert grew(text, "jobwire_submitted_jobs_total", kind="array") == 7
+    assert grew(text, "jobwire_submitted_jobs_total", kind="batch") == 3
+    assert grew(text, "jobwire_submitted_jobs_total", kind="workflow") == 2
+    assert grew(text, "jobwire_submit_duration_seconds_count") == 5

@@ -24,7 +24,17 @@ _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _WAIT = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 # gateway
-SUBMITS = Counter("jobwire_submits", "Job submissions answered by the gateway, by HTTP status", ["status"])
+#: ``kind``: job (``POST /v1/jobs``), array (the same route with ``array``), batch (``/v1/jobs:batch``),
+#: workflow (``/v1/workflows``); a refusal before the body is read is counted under its route's kind
+SUBMITS = Counter(
+    "jobwire_submits",
+    "Submissions answered by the gateway, by HTTP status and kind (job, array, batch, workflow)",
+    ["status", "kind"],
+)
+#: one submit of a batch, array or workflow is many jobs: what the fleet is asked to run, by kind
+SUBMITTED_JOBS = Counter(
+    "jobwire_submitted_jobs", "Jobs in the submissions the gateway took (201 or 202), by kind", ["kind"]
+)
 SUBMIT_SECONDS = Histogram(
     "jobwire_submit_duration_seconds", "Time the gateway took to answer a submission", buckets=_LATENCY
 )

@@ -9,6 +9,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery, HeaderParameter, QueryParameter
 
 from jobwire.contracts import v1
+from jobwire.runtime.metrics import SUBMITTED_JOBS
 
 from ..auth.audit import set_target
 from ..owner import owner_of
@@ -89,6 +90,9 @@ class JobController(Controller):
         key = submit.check_idempotency_key(idempotency_key)
         done = await submit.submit(res, spec, owner=owner_of(request), idempotency_key=key)
         set_target(request.scope, done.job.id)
+        if not done.replayed:
+            kind, n = ("array", spec.array.count) if spec.array is not None else ("job", 1)
+            SUBMITTED_JOBS.labels(kind=kind).inc(n)
         # an array answers as a job with ``array`` set; it is read at /v1/arrays/{id}
         where = f"/v1/arrays/{done.job.id}" if spec.array is not None else location(done.job.id)
         headers = {"Location": where}
@@ -247,4 +251,5 @@ class JobBatchController(Controller):
         specs = batch.parse_batch(await request.body(), request.headers.get("content-type"))
         done = await batch.submit_batch(res, specs, owner=owner_of(request))
         set_target(request.scope, f"{len(done.ids)} jobs")
+        SUBMITTED_JOBS.labels(kind="batch").inc(len(done.ids))
         return Response(done, status_code=201 if done.accepted else 202)

@@ -1,7 +1,10 @@
-"""Counts and times job submissions (``POST /v1/jobs``) by the status they were answered with.
+"""Counts and times submissions (``POST /v1/jobs``, ``/v1/jobs:batch``, ``/v1/workflows``) by the status
+they were answered with and their kind.
 
 An ASGI middleware rather than code in the submit handler: refusals by the guard (401, 403) and by the
-body limit (413) never reach the handler, and an operator wants them in the same series.
+body limit (413) never reach the handler, and an operator wants them in the same series. An array is
+told from a single job by the answer's ``Location`` (``/v1/arrays/...``), so its body is never parsed
+twice.
 """
 
 from __future__ import annotations
@@ -12,26 +15,39 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobwire.runtime.metrics import SUBMIT_SECONDS, SUBMITS
 
-SUBMIT_PATHS = ("/v1/jobs", "/v1/jobs/")
+#: route -> the kind its submissions are counted as
+SUBMIT_KINDS = {
+    "/v1/jobs": "job",
+    "/v1/jobs/": "job",
+    "/v1/jobs:batch": "batch",
+    "/v1/jobs:batch/": "batch",
+    "/v1/workflows": "workflow",
+    "/v1/workflows/": "workflow",
+}
+ARRAY_LOCATION = b"/v1/arrays/"
 
 
 def submit_metrics_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("method") != "POST" or scope["path"] not in SUBMIT_PATHS:
+        kind = SUBMIT_KINDS.get(scope["path"]) if scope.get("method") == "POST" else None
+        if kind is None:
             await app(scope, receive, send)
             return
         began = time.perf_counter()
-        status = [500]
+        answer = [500, kind]
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status[0] = int(message["status"])
+                answer[0] = int(message["status"])
+                for name, value in message.get("headers", ()):
+                    if name.lower() == b"location" and bytes(value).startswith(ARRAY_LOCATION):
+                        answer[1] = "array"
                 SUBMIT_SECONDS.observe(time.perf_counter() - began)
             await send(message)
 
         try:
             await app(scope, receive, sending)
         finally:
-            SUBMITS.labels(status=str(status[0])).inc()
+            SUBMITS.labels(status=str(answer[0]), kind=str(answer[1])).inc()
 
     return middleware

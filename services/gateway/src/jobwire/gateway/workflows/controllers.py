@@ -9,6 +9,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 
 from jobwire.contracts import v1
+from jobwire.runtime.metrics import SUBMITTED_JOBS
 
 from ..auth.audit import set_target
 from ..jobs.controllers import BATCH_BODY_LIMIT
@@ -57,6 +58,7 @@ class WorkflowController(Controller):
         spec = service.parse(await request.body(), request.headers.get("content-type"))
         done = await service.submit(res, spec, owner=owner_of(request))
         set_target(request.scope, done.id)
+        SUBMITTED_JOBS.labels(kind="workflow").inc(len(done.jobs))
         headers = {"Location": f"/v1/workflows/{done.id}"}
         return Response(done, status_code=201 if done.accepted else 202, headers=headers)
 
