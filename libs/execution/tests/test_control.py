@@ -44,10 +44,13 @@ async def test_cancel_kills_the_whole_process_group(harness, until, tmp_path):
     assert await harness.text(job, "stdout") == "started\n"
 
 
-async def test_a_job_ignoring_term_is_killed_after_the_grace(harness):
+async def test_a_job_ignoring_term_is_killed_after_the_grace(harness, until):
     svc = await harness.executor()
     job = await harness.run(svc.node, {"command": ["sh", "-c", "trap '' TERM; echo up; sleep 30"]})
     await harness.wait(job, "running")
+    # "up" says the trap is set: a TERM before it would end the job, on a busy machine too
+    out = Path(svc.settings.root_dir(), ".executor", "jobs", job, "1", "stdout")
+    await until(lambda: out.exists() and out.read_text() == "up\n", what="the job's trap")
     await harness.cancel(svc.node, job, outcome=JobState.LOST, reason="stale attempt", grace=0.3)
     done = await harness.wait(job, "finished")
     assert (done.outcome, done.reason, done.exit_code) == (JobState.LOST, "stale attempt", 137)

@@ -88,3 +88,16 @@ def test_gpu_ids_another_job_holds_are_refused():
     with pytest.raises(StartRefused, match=r"docker\.gpu_ids 2 are held by another job"):
         ex._allocate_gpus(held)
     assert ex._allocate_gpus(run_of({"command": ["x"], "resources": {"gpus": 2}})) == ["0", "3"]
+
+
+def test_log_file_keeps_its_limit_then_one_marker_and_drops_the_rest(tmp_path):
+    f = LogFile(str(tmp_path / "stdout"), str(tmp_path / "stdout.idx"), limit=10)
+    f.append(b"12345678", 10)
+    f.append(b"abcdef", 20)
+    f.append(b"more", 30)
+    marker = b"\n[jobwire: stdout truncated at 10 bytes; the rest was discarded]\n"
+    assert (tmp_path / "stdout").read_bytes() == b"12345678ab" + marker
+    assert f.size == 10 + len(marker) and f.last_ts == 30
+    again = LogFile(str(tmp_path / "stdout"), str(tmp_path / "stdout.idx"), limit=10)
+    again.append(b"after a restart", 40)
+    assert again.capped and (tmp_path / "stdout").read_bytes() == b"12345678ab" + marker

@@ -9,7 +9,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from jobwire.runtime.settings import from_env
+from jobwire.runtime.settings import LOG_MAX_BYTES_PER_JOB, from_env
 
 from .accounts import RunAs
 
@@ -42,6 +42,9 @@ class ExecutorSettings:
     tick_interval: float = 0.25
     #: total bytes of outputs uploaded per attempt; files past it are skipped (and logged)
     artifact_max_bytes: int = 1024 * 1024 * 1024
+    #: bytes of each log stream (stdout, stderr) kept on disk per attempt, then one marker line and the
+    #: rest dropped while the job runs on; the default is the bus's per-job log cap; 0: no cap
+    log_max_bytes: int = LOG_MAX_BYTES_PER_JOB
     #: seconds between TERM and KILL when the executor enforces a timeout
     kill_grace: float = 10.0
     #: seconds to wait for a launched job's wrapper to record its pid

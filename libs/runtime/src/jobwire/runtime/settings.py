@@ -13,6 +13,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+#: bytes of one job's stream kept: JetStream's per-subject limit and the executor's log file cap
+LOG_MAX_BYTES_PER_JOB = 256 * 1024 * 1024
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -82,7 +85,7 @@ class BusSettings:
     declare_wait: float = 60.0
     event_retention_days: float = 7.0
     log_retention_days: float = 7.0
-    log_max_bytes_per_job: int = 256 * 1024 * 1024
+    log_max_bytes_per_job: int = LOG_MAX_BYTES_PER_JOB
 
 
 def bus_settings(environ: typing.Mapping[str, str] | None = None) -> BusSettings:

@@ -263,7 +263,9 @@ class DockerExecutor(Executor):
         key = (run.job_id, run.attempt)
         if key not in self._followers:
             d = self.dir_of(run.job_id, run.attempt)
-            self._followers[key] = Follower(self.client.api, attrs["Id"], d).start()
+            self._followers[key] = Follower(
+                self.client.api, attrs["Id"], d, self.settings.log_max_bytes
+            ).start()
         details = {
             "container": attrs["Id"][:12],
             "image": attrs.get("Config", {}).get("Image"),
@@ -387,7 +389,9 @@ class DockerExecutor(Executor):
         key = h.key
         follower = self._followers.get(key)
         if follower is None or (follower.failed and row is not None):
-            follower = self._followers[key] = Follower(self.client.api, h.ref, self.dir_of(*key)).start()
+            follower = self._followers[key] = Follower(
+                self.client.api, h.ref, self.dir_of(*key), self.settings.log_max_bytes
+            ).start()
         sizes = follower.sizes
         if key in self._ended:
             return self._ended[key]

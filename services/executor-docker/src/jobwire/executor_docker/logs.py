@@ -19,6 +19,7 @@ from typing import Any
 from docker import APIClient
 
 from jobwire.execution.attempt import AttemptDir
+from jobwire.execution.attempt.layout import LOG_TRUNCATED
 
 log = logging.getLogger(__name__)
 STREAMS = ("stdout", "stderr")
@@ -40,12 +41,20 @@ def parse_ts(raw: bytes) -> int | None:
 
 
 class LogFile:
-    """One stream's data file and index; ``size`` counts only indexed bytes."""
+    """One stream's data file and index; ``size`` counts only indexed bytes.
 
-    def __init__(self, data: str, index: str) -> None:
+    With a ``limit`` (bytes, 0 for none) the file keeps that much, then one marker line, and what the
+    container writes after it is dropped, as the process wrapper does for the other backends.
+    """
+
+    def __init__(self, data: str, index: str, limit: int = 0) -> None:
         self.data_path = data
         self.index_path = index
+        self.limit = limit
         self.size, self.last_ts = self._recover()
+        note = LOG_TRUNCATED.format(stream=os.path.basename(data), limit=limit)
+        self.marker = f"\n{note}\n".encode()
+        self.capped = bool(limit) and self.size > limit
 
     def _recover(self) -> tuple[int, int]:
         size, ts = 0, 0
@@ -63,6 +72,13 @@ class LogFile:
         return size, ts
 
     def append(self, data: bytes, ts: int) -> None:
+        if self.limit:
+            if self.capped:
+                self.last_ts = ts
+                return
+            if self.size + len(data) > self.limit:
+                data = data[: self.limit - self.size] + self.marker
+                self.capped = True
         with open(self.data_path, "ab") as f:
             f.write(data)
         with open(self.index_path, "ab") as f:
@@ -74,10 +90,10 @@ class LogFile:
 class Follower:
     """Both streams of one container; ``done`` once the engine closed them (the container ended)."""
 
-    def __init__(self, api: APIClient, container_id: str, d: AttemptDir) -> None:
+    def __init__(self, api: APIClient, container_id: str, d: AttemptDir, limit: int = 0) -> None:
         self.api = api
         self.container_id = container_id
-        self.files = {s: LogFile(d.log(s), d.own(f"{s}.idx")) for s in STREAMS}
+        self.files = {s: LogFile(d.log(s), d.own(f"{s}.idx"), limit) for s in STREAMS}
         self._streams: dict[str, Any] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._ok: dict[str, bool] = {}

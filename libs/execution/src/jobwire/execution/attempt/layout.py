@@ -29,21 +29,57 @@ OUTPUTS = "outputs"
 WORK = "work"
 
 #: The wrapper never changes: the job's values reach it only as arguments and environment, so no
-#: user text is ever parsed as shell. Usage: ``sh wrapper.sh OWN_DIR WORK_DIR ARGV...`` (OWN_DIR: where
-#: the executor's files are, :attr:`AttemptDir.private`). It records its pid (= the group id, it is a
-#: session leader), runs the job in the foreground and writes the exit code atomically. Where the job
-#: runs as another account, ARGV starts with the privilege drop (``setpriv``): the wrapper stays the
+#: user text is ever parsed as shell. Usage: ``sh wrapper.sh OWN_DIR WORK_DIR LOG_MAX ARGV...`` (OWN_DIR:
+#: where the executor's files are, :attr:`AttemptDir.private`). It records its pid (= the group id, it
+#: is a session leader), runs the job in the foreground and writes the exit code atomically. Where the
+#: job runs as another account, ARGV starts with the privilege drop (``setpriv``): the wrapper stays the
 #: executor's, so the job can neither forge the exit code nor reach OWN_DIR. Trapping TERM/INT/HUP
 #: keeps it alive to record the code when the group is signalled; the traps are reset in the job
 #: itself. ``command -p`` uses the default PATH, so a job's PATH cannot break the bookkeeping.
+#:
+#: With LOG_MAX > 0 each stream reaches its file through a pipe read by ``jw_cap`` (``head -c``, its
+#: stdout unbuffered by ``stdbuf`` where there is one, so the log follows the job live): LOG_MAX bytes,
+#: then one marker line, then the rest is read and dropped, so a chatty job keeps running and never
+#: fills the disk (issue 12). The readers are the wrapper's (the executor's account) and ignore
+#: TERM/INT/HUP so a cancelled job's last words are kept; once the job has ended they get at most 2 s
+#: to drain what its leftovers still write. LOG_MAX 0: the streams go to the files directly, uncapped.
+LOG_TRUNCATED = "[jobwire: {stream} truncated at {limit} bytes; the rest was discarded]"
 WRAPPER_SCRIPT = """\
 #!/bin/sh
 # jobwire attempt wrapper: fixed text, the job's values arrive only as "$@" and environment.
 job_dir=$1
 work_dir=$2
-shift 2
+log_max=$3
+shift 3
+jw_cap() {
+  jw_head=$(command -p -v head)
+  if command -p stdbuf -o0 true 2>/dev/null; then
+    command -p stdbuf -o0 "$jw_head" -c "$log_max" >>"$job_dir/$1"
+  else
+    "$jw_head" -c "$log_max" >>"$job_dir/$1"
+  fi
+  if [ "$(command -p head -c 1 | command -p wc -c)" -gt 0 ]; then
+    printf '\\n[jobwire: %s truncated at %s bytes; the rest was discarded]\\n' "$1" "$log_max" >>"$job_dir/$1"
+    command -p cat >/dev/null
+  fi
+}
+exec </dev/null
+jw_readers=
+case $log_max in
+  ''|*[!0-9]*|0) exec >>"$job_dir/stdout" 2>>"$job_dir/stderr" ;;
+  *)
+    trap '' TERM INT HUP
+    for s in stdout stderr; do
+      command -p rm -f "$job_dir/$s.pipe"
+      command -p mkfifo -m 600 "$job_dir/$s.pipe" || exit 125
+      (exec <"$job_dir/$s.pipe" >/dev/null 2>&1; jw_cap "$s") &
+      jw_readers="$jw_readers $!"
+    done
+    exec >"$job_dir/stdout.pipe" 2>"$job_dir/stderr.pipe"
+    command -p rm -f "$job_dir/stdout.pipe" "$job_dir/stderr.pipe"
+    ;;
+esac
 trap 'jobwire_signalled=1' TERM INT HUP
-exec </dev/null >>"$job_dir/stdout" 2>>"$job_dir/stderr"
 echo "$$" >"$job_dir/pid.tmp" && command -p mv -f "$job_dir/pid.tmp" "$job_dir/pid"
 if cd "$work_dir"; then
   "$@"
@@ -51,6 +87,14 @@ if cd "$work_dir"; then
 else
   printf 'jobwire: cannot enter the working directory %s\\n' "$work_dir" >&2
   rc=126
+fi
+if [ -n "$jw_readers" ]; then
+  exec >/dev/null 2>&1
+  trap 'jw_late=1' USR1
+  (command -p sleep 2; kill -USR1 $$) &
+  jw_dog=$!
+  wait $jw_readers
+  kill $jw_dog 2>/dev/null
 fi
 echo "$rc" >"$job_dir/exit_code.tmp" && command -p mv -f "$job_dir/exit_code.tmp" "$job_dir/exit_code"
 """

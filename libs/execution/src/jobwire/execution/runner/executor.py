@@ -63,7 +63,9 @@ async def prepare_wrapped(
     inherit = check_allow(executor.settings.env_allow)
     if account is not None:  # the executor's HOME, USER, LOGNAME are not the job's
         inherit = tuple(x for x in inherit if x not in ACCOUNT_VARS)
-    return Wrapped(d, ["/bin/sh", d.own(L.WRAPPER), d.private, p.cwd, *drop, *p.argv], env, inherit)
+    log_max = str(max(0, executor.settings.log_max_bytes))
+    argv = ["/bin/sh", d.own(L.WRAPPER), d.private, p.cwd, log_max, *drop, *p.argv]
+    return Wrapped(d, argv, env, inherit)
 
 
 #: what a job's account decides in its environment (its spec's env may still set them)
