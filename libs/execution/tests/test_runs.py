@@ -195,3 +195,27 @@ async def test_short_runs_start_before_they_end_and_measure_their_wall_time(harn
         assert running.at <= done.at, (job, running.at, done.at)
         assert done.usage.wall_seconds == pytest.approx((done.at - running.at).total_seconds(), abs=0.002)
     assert 0.35 <= done.usage.wall_seconds < 1.5, done.usage
+
+
+async def test_an_absolute_workdir_runs_only_below_the_nodes_allowed_roots(harness, tmp_path):
+    """Issue 12 item 5: an absolute directory is refused unless the node allows a root above it (the
+    system directories and ``..`` never get this far: the spec's decoding refuses them)."""
+    shared = tmp_path / "shared"
+    (shared / "proj").mkdir(parents=True)
+    closed = await harness.executor()
+    refused = await harness.run(closed.node, {"command": ["pwd"], "workdir": str(shared / "proj")})
+    done = await harness.wait(refused, "finished")
+    assert done.outcome is JobState.FAILED
+    assert f"'{shared}/proj' is not below this node's allowed roots" in done.reason
+    assert "JOBWIRE_EXECUTOR_WORKDIR_ROOTS" in done.reason
+    assert not harness.of(refused, "running")
+
+    opened = await harness.executor(workdir_roots=[str(shared)])
+    inside = await harness.run(opened.node, {"command": ["pwd"], "workdir": f"{shared}/proj"})
+    assert (await harness.wait(inside, "finished")).outcome is JobState.SUCCEEDED
+    assert (await harness.text(inside, "stdout")).strip() == f"{shared}/proj"
+    for outside in (str(tmp_path), f"{shared}-other", "/opt/elsewhere"):
+        job = await harness.run(opened.node, {"command": ["pwd"], "workdir": outside})
+        done = await harness.wait(job, "finished")
+        assert done.outcome is JobState.FAILED and "allowed roots" in done.reason, outside
+        assert not harness.of(job, "running")

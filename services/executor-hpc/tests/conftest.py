@@ -146,6 +146,8 @@ def stack(
                 "JOBWIRE_HPC_PROGRAMS_FILE": str(programs.file),
                 "JOBWIRE_HPC_PROGRAMS_INTERVAL": "1",
                 "JOBWIRE_HPC_PATH_MAP": f"{GATEWAY_VIEW}={programs.shared}",
+                # test_programs runs in an absolute (mapped) workdir: the node must allow its root
+                "JOBWIRE_EXECUTOR_WORKDIR_ROOTS": str(programs.shared),
             },
         ),
         ExecutorConfig(

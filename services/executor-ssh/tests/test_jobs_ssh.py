@@ -292,3 +292,18 @@ def test_multipart_errors_are_problem_json(ssh_stack, files: dict, data: dict, p
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["path"] == path, r.json()
+
+
+def test_a_workdir_stays_in_the_attempt_or_below_an_allowed_root(ssh_stack) -> None:
+    """Issue 12 item 5 on an SSH node: a relative workdir is below the attempt's ``work``; an absolute
+    one is refused by the node, which allows no root here, before anything runs there."""
+    inside = ssh_stack.submit(command=["pwd"], workdir="sub/dir", expected_runtime=5)
+    outside = ssh_stack.submit(command=["pwd"], workdir=str(ssh_stack.cluster.home), expected_runtime=5)
+    done = ssh_stack.wait_state(inside["id"], {"succeeded", "failed"})
+    assert done["state"] == "succeeded", done
+    home = ssh_stack.cluster.home
+    assert ssh_stack.logs(inside["id"]).strip() == f"{home}/.jobwire/jobs/{inside['id']}/1/work/sub/dir"
+    refused = ssh_stack.wait_state(outside["id"], {"succeeded", "failed"})
+    assert refused["state"] == "failed", refused
+    assert f"'{home}' is not below this node's allowed roots" in refused["reason"]
+    assert refused["started_at"] is None

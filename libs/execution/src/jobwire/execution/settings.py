@@ -45,6 +45,9 @@ class ExecutorSettings:
     #: bytes of each log stream (stdout, stderr) kept on disk per attempt, then one marker line and the
     #: rest dropped while the job runs on; the default is the bus's per-job log cap; 0: no cap
     log_max_bytes: int = LOG_MAX_BYTES_PER_JOB
+    #: the directories below which a job may name an absolute ``workdir`` (comma-separated); none by
+    #: default: a job runs in its attempt's directory or below it, and an absolute workdir is refused
+    workdir_roots: list[str] = dataclasses.field(default_factory=list)
     #: seconds between TERM and KILL when the executor enforces a timeout
     kill_grace: float = 10.0
     #: seconds to wait for a launched job's wrapper to record its pid

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from jobwire.contracts.v1 import JobSpec
@@ -25,13 +26,41 @@ class Plan:
     dirs: list[str] = field(default_factory=list)
 
 
-def plan(spec: JobSpec, d: AttemptDir, catalog: Catalog | None = None) -> Plan:
+def working_dir(workdir: str | None, d: AttemptDir, roots: Sequence[str] = ()) -> str:
+    """Where the job starts: its attempt's ``work`` directory or a directory below it, or an absolute
+    directory only below one of this node's ``roots`` (none by default: every absolute one refused).
+
+    The gateway checks the shape at submit; this is the node's own rule, on the normalised path, so
+    neither ``..`` nor a doubled slash takes a job out of where the node lets it run (issue 12).
+    """
+    if workdir is None:
+        return d.work
+    if not posixpath.isabs(workdir):
+        cwd = posixpath.normpath(posixpath.join(d.work, workdir))
+        if cwd != d.work and not cwd.startswith(d.work + "/"):
+            raise StartRefused(f"the working directory {workdir!r} leaves the job's own directory")
+        return cwd
+    cwd = posixpath.normpath(workdir)
+    for root in roots:
+        top = posixpath.normpath(root)
+        if cwd == top or cwd.startswith(top.rstrip("/") + "/"):
+            return cwd
+    allowed = ", ".join(roots) if roots else "none: set JOBWIRE_EXECUTOR_WORKDIR_ROOTS"
+    raise StartRefused(
+        f"the working directory {workdir!r} is not below this node's allowed roots ({allowed})"
+    )
+
+
+def plan(
+    spec: JobSpec, d: AttemptDir, catalog: Catalog | None = None, workdir_roots: Sequence[str] = ()
+) -> Plan:
     """The argv for ``spec``; raises StartRefused for what this node can never run.
 
     A ``program`` is looked up in ``catalog`` (the node's programs); its ``args`` follow the
-    program's argv as separate arguments, never through a shell.
+    program's argv as separate arguments, never through a shell. ``workdir_roots``: see
+    :func:`working_dir`.
     """
-    cwd = d.work if spec.workdir is None else posixpath.join(d.work, spec.workdir)
+    cwd = working_dir(spec.workdir, d, workdir_roots)
     dirs = [d.work, d.outputs] + ([cwd] if cwd.startswith(d.work + "/") else [])
     if spec.command is not None:
         return Plan([*spec.command, *spec.args], cwd, [], dirs)

@@ -56,7 +56,7 @@ async def prepare_wrapped(
     """
     f = executor.files()
     d = f.dir(run.job_id, run.attempt)
-    p = plan(run.spec, d, executor.catalog)
+    p = plan(run.spec, d, executor.catalog, executor.settings.workdir_roots)
     wrapper = FileToWrite(d.own(L.WRAPPER), L.WRAPPER_SCRIPT.encode(), 0o755)
     await f.prepare(run, d, [wrapper, *p.files], p.dirs, executor.inputs, account=account)
     env = {**account_env(account), **job_environment(run, d, await executor.launch_env(run, d))}
