@@ -266,6 +266,8 @@ class QuotaRow(Base):
     max_active: Mapped[int | None] = mapped_column(Integer)
     max_per_minute: Mapped[int | None] = mapped_column(Integer)
     max_gpus: Mapped[int | None] = mapped_column(Integer)
+    #: fair-share weight between owners (NULL: the ``*`` row's, else 1)
+    share: Mapped[float | None] = mapped_column(Float)
 
 
 class AdmissionRow(Base):

@@ -41,6 +41,8 @@ class Quota(msgspec.Struct, kw_only=True):
     max_active: int | None = None
     max_per_minute: int | None = None
     max_gpus: int | None = None
+    #: fair-share weight against other owners (the scheduler's, not a limit); None: the default, 1
+    share: float | None = None
 
     def unlimited(self) -> bool:
         return self.max_active is None and self.max_per_minute is None and self.max_gpus is None
@@ -68,7 +70,11 @@ class Usage:
 
 def _quota(row: Any) -> Quota:
     return Quota(
-        owner=row.owner, max_active=row.max_active, max_per_minute=row.max_per_minute, max_gpus=row.max_gpus
+        owner=row.owner,
+        max_active=row.max_active,
+        max_per_minute=row.max_per_minute,
+        max_gpus=row.max_gpus,
+        share=row.share,
     )
 
 
@@ -244,6 +250,7 @@ async def set_quota(engine: AsyncEngine, quota: Quota) -> Quota:
                     max_active=quota.max_active,
                     max_per_minute=quota.max_per_minute,
                     max_gpus=quota.max_gpus,
+                    share=quota.share,
                 )
             )
     return quota
@@ -253,6 +260,13 @@ async def delete_quota(engine: AsyncEngine, owner: str) -> bool:
     async with engine.begin() as conn:
         result = await conn.execute(delete(QuotaRow).where(QuotaRow.owner == owner))
     return bool(getattr(result, "rowcount", 0))
+
+
+async def shares(session: AsyncSession) -> dict[str, float]:
+    """The fair-share weights set by admins (owner, or ``*`` for the default), in one query: the
+    scheduler reads them with a batch, never per job."""
+    rows = await session.execute(select(QuotaRow.owner, QuotaRow.share).where(QuotaRow.share.is_not(None)))
+    return {owner: float(share) for owner, share in rows if share is not None}
 
 
 async def active_headroom(session: AsyncSession, owners: Collection[str]) -> dict[str, int | None]:

@@ -14,6 +14,7 @@ from datetime import datetime
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
 
+from .fairshare import FairShare
 from .waits import Waits
 
 
@@ -47,6 +48,8 @@ class RunningJob:
     timeout: float | None = None
     #: reported running: only then does its timeout count (a batch job may wait long in its queue)
     running: bool = False
+    #: whose run it is: its resources count as that owner's load in fair share
+    owner: str = ""
 
 
 @dataclass
@@ -62,6 +65,8 @@ class NodeState:
     instance: str | None = None
     last_seen: float = field(default_factory=time.monotonic)
     queue_keys: list[tuple[int, str]] = field(default_factory=list)
+    #: the same keys per owner: each owner's own order (priority, then submit order), for fair share
+    owner_keys: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     queued: dict[str, QueuedJob] = field(default_factory=dict)
     running: dict[str, RunningJob] = field(default_factory=dict)
 
@@ -69,6 +74,7 @@ class NodeState:
     def enqueue(self, job: QueuedJob) -> int:
         """Add a job in priority order; returns its 0-based queue position."""
         bisect.insort(self.queue_keys, job.key)
+        bisect.insort(self.owner_keys.setdefault(job.owner, []), job.key)
         self.queued[job.id] = job
         return bisect.bisect_left(self.queue_keys, job.key)
 
@@ -78,6 +84,12 @@ class NodeState:
             i = bisect.bisect_left(self.queue_keys, job.key)
             if i < len(self.queue_keys) and self.queue_keys[i] == job.key:
                 del self.queue_keys[i]
+            mine = self.owner_keys.get(job.owner, [])
+            i = bisect.bisect_left(mine, job.key)
+            if i < len(mine) and mine[i] == job.key:
+                del mine[i]
+            if not mine:
+                self.owner_keys.pop(job.owner, None)
         return job
 
     def head(self) -> QueuedJob | None:
@@ -94,6 +106,30 @@ class NodeState:
             if job.not_before <= now:
                 out.append(job)
         return out
+
+    def pick(
+        self, now: float, fair: FairShare, extra: dict[str, float] | None = None, skip: set[str] | None = None
+    ) -> QueuedJob | None:
+        """The job a free slot goes to: the first due job (in its owner's own order) of the owner with
+        the lowest load per share (``FairShare.load``; ``extra``: units assumed started already in
+        this round); ties go to the job first in the node's queue. ``skip``: jobs already picked."""
+        best: QueuedJob | None = None
+        best_rank: tuple[float, tuple[int, str]] | None = None
+        for owner, keys in self.owner_keys.items():
+            first = next(
+                (
+                    self.queued[job_id]
+                    for _, job_id in keys
+                    if self.queued[job_id].not_before <= now and (skip is None or job_id not in skip)
+                ),
+                None,
+            )
+            if first is None:
+                continue
+            rank = (fair.load(owner, (extra or {}).get(owner, 0.0)), first.key)
+            if best_rank is None or rank < best_rank:
+                best, best_rank = first, rank
+        return best
 
     def position(self, job_id: str) -> int | None:
         job = self.queued.get(job_id)
@@ -130,7 +166,11 @@ class NodeState:
 class Cluster:
     """All nodes, plus jobs no node can take yet (placed when a fitting node appears)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fair: FairShare | None = None) -> None:
+        #: fair share across rebuilds: its decayed usage is kept, what runs is counted again as the
+        #: view is rebuilt (``start``)
+        self.fair = fair if fair is not None else FairShare()
+        self.fair.running.clear()
         self.nodes: dict[str, NodeState] = {}
         self.pending: dict[str, QueuedJob] = {}
         #: job id -> node name, for jobs waiting in a node queue
@@ -163,13 +203,20 @@ class Cluster:
 
     def start(self, node: str, run: RunningJob) -> None:
         self.running_on[run.id] = node
+        previous = self.nodes[node].running.get(run.id)
+        if previous is not None:
+            self.fair.ended(previous.owner, previous.resources)
         self.nodes[node].running[run.id] = run
+        self.fair.started(run.owner, run.resources)
 
     def finish(self, job_id: str) -> RunningJob | None:
         node = self.running_on.pop(job_id, None)
         if node is None or node not in self.nodes:
             return None
-        return self.nodes[node].running.pop(job_id, None)
+        run = self.nodes[node].running.pop(job_id, None)
+        if run is not None:
+            self.fair.ended(run.owner, run.resources)
+        return run
 
     def position(self, job_id: str) -> int | None:
         node = self.queued_on.get(job_id)

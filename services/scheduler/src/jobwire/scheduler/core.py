@@ -18,6 +18,7 @@ from jobwire.store.jobrecs import JobRec
 
 from .arrays import Arrays
 from .cluster import Cluster, NodeState, QueuedJob, RunningJob
+from .fairshare import units
 from .placement import eligible, place
 from .settings import SchedulerSettings
 from .txn import Txn
@@ -478,14 +479,22 @@ class Core:
 
     # --- dispatch ------------------------------------------------------------------------------
     def dispatch_candidates(self) -> set[str]:
-        """Jobs at the head of a node queue that could start now (to load their rows in one query)."""
+        """Jobs that could start now, in the order ``dispatch`` will take them (fair share between
+        owners, as if each started), to load their rows in one query."""
         out: set[str] = set()
         now = time.monotonic()
+        fair = self.cluster.fair
+        fair.advance(now)
+        extra: dict[str, float] = {}
         for node in self.cluster.nodes.values():
             if not node.up:
                 continue
-            free = node.capacity.slots - len(node.running)
-            out.update(job.id for job in node.due(now, max(0, free)))
+            for _ in range(max(0, node.capacity.slots - len(node.running))):
+                job = node.pick(now, fair, extra, out)
+                if job is None:
+                    break
+                out.add(job.id)
+                extra[job.owner] = extra.get(job.owner, 0.0) + units(job.spec.resources)
         return out
 
     def materialise(
@@ -504,13 +513,15 @@ class Core:
             txn.array_updates.setdefault(array.id, {})["materialised"] = array.materialised
 
     def dispatch(self, txn: Txn) -> None:
-        """Start queued jobs wherever a slot is free, in each node's queue order (passing over jobs
-        that wait out a retry's backoff)."""
+        """Start queued jobs wherever a slot is free: each slot goes to the owner with the lowest load
+        per share (``fairshare``), and within an owner to its first job by priority then submit order
+        (passing over jobs that wait out a retry's backoff)."""
         now = time.monotonic()
+        fair = self.cluster.fair
+        fair.advance(now)
         for node in self.cluster.nodes.values():
             while node.up:
-                due = node.due(now, 1)
-                job = due[0] if due else None
+                job = node.pick(now, fair)
                 if job is None or not node.fits_now(job.spec.resources):
                     break
                 row = txn.rows.get(job.id)
@@ -532,7 +543,13 @@ class Core:
         self.cluster.start(
             node.name,
             RunningJob(
-                row.id, row.attempt, job.spec.resources, job.expected_runtime, time.monotonic(), row.timeout
+                row.id,
+                row.attempt,
+                job.spec.resources,
+                job.expected_runtime,
+                time.monotonic(),
+                row.timeout,
+                owner=row.owner,
             ),
         )
         run = v1.RunJob(

@@ -26,6 +26,7 @@ from jobwire.store.models import WorkflowRow, now
 
 from .access import Access
 from .core import TRACER, Core
+from .fairshare import SHARES_TTL
 from .liveness import Liveness
 from .relay import Relay
 from .settings import SchedulerSettings
@@ -247,6 +248,7 @@ class Pipeline:
             gpu_owners = {array.owner for array in growing if array.spec.resources.gpus_total}
             headroom = await quotas.active_headroom(session, owners)
             self.core.materialise(txn, headroom, await quotas.gpu_headroom(session, gpu_owners))
+            await self.read_shares(session)
             missing = self.core.dispatch_candidates() - set(txn.rows)
             if missing:
                 await txn.load(missing)
@@ -268,6 +270,15 @@ class Pipeline:
         await self.access.announce(tokens)
         for m in commands + reports:
             await m.ack()
+
+    async def read_shares(self, session: AsyncSession) -> None:
+        """The owners' fair-share weights (one query), read again at most every ``SHARES_TTL``
+        seconds: an admin's ``PUT /v1/quotas/{owner}`` takes effect within that."""
+        fair = self.core.cluster.fair
+        mono = time.monotonic()
+        if fair.shares_read is None or mono - fair.shares_read >= SHARES_TTL:
+            fair.shares = await quotas.shares(session)
+            fair.shares_read = mono
 
     @staticmethod
     def requeued_after(txn: Txn, commands: list[tuple[Msg, v1.JobCommand]]) -> set[str]:

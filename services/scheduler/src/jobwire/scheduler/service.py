@@ -34,6 +34,7 @@ from .access import Access
 from .arrays import Arrays
 from .cluster import Cluster, NodeState, RunningJob
 from .core import Core, started_since
+from .fairshare import FairShare
 from .lease import Lease
 from .pipeline import Pipeline
 from .placement import load_policy
@@ -53,7 +54,7 @@ class Scheduler:
     def __init__(self, settings: SchedulerSettings, bus_settings: BusSettings) -> None:
         self.settings = settings
         self.bus_settings = bus_settings
-        self.cluster = Cluster()
+        self.cluster = Cluster(FairShare(half_life=settings.fairshare_half_life))
         self.core = Core(settings, load_policy(settings.placement), self.cluster)
         self.bus: Bus | None = None
         self.engine: AsyncEngine | None = None
@@ -243,7 +244,7 @@ class Scheduler:
     async def rebuild(self) -> None:
         """Load nodes and active jobs, so a restarted scheduler carries on where it stopped."""
         assert self.sessions is not None
-        self.cluster = Cluster()
+        self.cluster = Cluster(self.cluster.fair)  # recent usage outlives a rebuild
         self.core.cluster = self.cluster
         self.core.arrays = Arrays(self.cluster)
         at = now()
@@ -284,6 +285,7 @@ class Scheduler:
                         mono - started_since(row, at),
                         row.timeout,
                         running=row.state == S.RUNNING.value,
+                        owner=row.owner,
                     )
                     self.cluster.start(row.node, run)
 

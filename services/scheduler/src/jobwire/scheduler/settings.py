@@ -29,6 +29,11 @@ class SchedulerSettings:
     #: placement guess for jobs that give neither expected_runtime nor walltime
     default_expected_runtime: float = 60.0
     placement: str = "least-queued-time"
+    #: fair share between owners: recent usage (resource-seconds) halves over this many seconds.
+    #: ``JOBWIRE_FAIRSHARE_HALF_LIFE`` (or ``JOBWIRE_SCHEDULER_FAIRSHARE_HALF_LIFE``); default one hour
+    fairshare_half_life: float = dataclasses.field(
+        default_factory=lambda: float(os.environ.get("JOBWIRE_FAIRSHARE_HALF_LIFE", "3600"))
+    )
     migrate: bool = True
     #: who this replica is in the leader lease; a restart under the same id takes its lease back at
     #: once, so replicas on one host need distinct ids (default: the host name)

@@ -42,6 +42,8 @@ class QuotaLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_active: Annotated[int, msgspec.Meta(ge=0)] | None = None
     max_per_minute: Annotated[int, msgspec.Meta(ge=0)] | None = None
     max_gpus: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    #: fair-share weight against other owners (2: twice the capacity of an owner with 1 when both wait)
+    share: Annotated[float, msgspec.Meta(gt=0, le=10000)] | None = None
 
 
 class AuditPage(msgspec.Struct, kw_only=True):
