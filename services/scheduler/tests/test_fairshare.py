@@ -99,7 +99,7 @@ async def test_long_run_shares_follow_the_weights(scheduler, clean_bus, events):
     node = await FakeNode(clean_bus, "n1", slots=6, cpus=6).start()
     try:
         # bob first, so submit order alone would give him every slot
-        b = await submit_as(clean_bus, "bob", spec(array=v1.ArraySpec(count=400)))
+        await submit_as(clean_bus, "bob", spec(array=v1.ArraySpec(count=400)))
         a = await submit_as(clean_bus, "alice", spec(array=v1.ArraySpec(count=400)))
         await events.wait_state(a, "queued")
         await asyncio.sleep(2.5)  # the shares are read again every 2 s

@@ -78,10 +78,21 @@ def _quota(row: Any) -> Quota:
     )
 
 
+def _sets_limits(row: Any) -> bool:
+    """Whether a row takes the place of the ``*`` defaults for its owner: the defaults' own row does,
+    and an owner's row does unless it sets only a share (a fair-share weight, not a limit: giving
+    alice share 2 must not lift the default limits off her). A row that sets nothing at all still
+    exempts its owner, as it did before shares."""
+    if row.owner == DEFAULT_OWNER or row.share is None:
+        return True
+    return any(v is not None for v in (row.max_active, row.max_per_minute, row.max_gpus))
+
+
 async def _limits(conn: AsyncConnection, owner: str) -> Quota:
-    """The owner's own row when it has one (it replaces the defaults whole), else the ``*`` row."""
+    """The owner's own row when it has one (it replaces the defaults whole, unless it sets only a
+    share), else the ``*`` row."""
     rows = (await conn.execute(select(QuotaRow).where(QuotaRow.owner.in_([owner, DEFAULT_OWNER])))).all()
-    by_owner = {r.owner: _quota(r) for r in rows}
+    by_owner = {r.owner: _quota(r) for r in rows if _sets_limits(r)}
     return by_owner.get(owner) or by_owner.get(DEFAULT_OWNER) or Quota()
 
 
@@ -278,7 +289,7 @@ async def active_headroom(session: AsyncSession, owners: Collection[str]) -> dic
         return {}
     wanted = sorted(set(owners))
     rows = (await session.execute(select(QuotaRow).where(QuotaRow.owner.in_([*wanted, DEFAULT_OWNER])))).all()
-    limits = {r[0].owner: r[0].max_active for r in rows}
+    limits = {r[0].owner: r[0].max_active for r in rows if _sets_limits(r[0])}
     default = limits.get(DEFAULT_OWNER)
     caps = {o: limits.get(o, default) for o in wanted}  # an owner's own row replaces the defaults
     limited = [o for o, cap in caps.items() if cap is not None]
@@ -301,7 +312,7 @@ async def gpu_headroom(session: AsyncSession, owners: Collection[str]) -> dict[s
         return {}
     wanted = sorted(set(owners))
     rows = (await session.execute(select(QuotaRow).where(QuotaRow.owner.in_([*wanted, DEFAULT_OWNER])))).all()
-    limits = {r[0].owner: r[0].max_gpus for r in rows}
+    limits = {r[0].owner: r[0].max_gpus for r in rows if _sets_limits(r[0])}
     caps = {o: limits.get(o, limits.get(DEFAULT_OWNER)) for o in wanted}
     used: dict[str, int] = dict.fromkeys(wanted, 0)
     limited = [o for o, cap in caps.items() if cap is not None]
