@@ -322,3 +322,37 @@ async def test_datetimes_come_back_aware_and_equal(sessions, make_job, add):
     assert job.created_at.replace(tzinfo=None) == datetime(2026, 6, 30, 21, 59, 58, 123456)
     assert job.ended_at is None
     assert all(t.at.tzinfo is not None for t in job.transitions)
+
+
+async def test_list_jobs_of_an_array_or_a_workflow_pages_newest_first(sessions, make_job, add):
+    """``?array=`` and ``?workflow=`` keep exactly those jobs, combine with the other filters and page
+    with the same cursor; an unknown workflow (or one given a malformed id) lists nothing."""
+    from jobwire.store.models import WorkflowRow
+
+    tasks = [make_job(array_id="01900000-0000-7000-8000-a00000000001", array_index=i) for i in range(7)]
+    others = [make_job(state="succeeded") for _ in range(3)]
+    flow = [make_job(state="succeeded" if i % 2 else "queued", name=f"step{i}") for i in range(5)]
+    wf_id = "01900000-0000-7000-8000-f00000000001"
+    names = {f"step{i}": s.id for i, s in enumerate(flow)}
+    row = WorkflowRow(id=wf_id, owner="alice", name="wf", created_at=NOW, jobs=v1.encode(names))
+    await add(*tasks, *others, *flow, row)
+    array_id = tasks[0].job.array_id
+    async with sessions() as session:
+        jobs, cursor = await list_jobs(session, array=array_id)
+        assert [j.id for j in jobs] == [s.id for s in reversed(tasks)] and cursor is None
+        assert {j.array_index for j in jobs} == set(range(7))
+        jobs, _ = await list_jobs(session, workflow=wf_id)
+        assert [j.id for j in jobs] == [s.id for s in reversed(flow)]
+        jobs, _ = await list_jobs(session, workflow=wf_id, states=["queued"])
+        assert [j.id for j in jobs] == [flow[4].id, flow[2].id, flow[0].id]
+        assert (await list_jobs(session, workflow=wf_id, owner="bob"))[0] == []
+        assert (await list_jobs(session, workflow="01900000-0000-7000-8000-f00000000999"))[0] == []
+        assert (await list_jobs(session, workflow="not an id"))[0] == []
+        for filters, expected in ((dict(array=array_id), tasks), (dict(workflow=wf_id), flow)):
+            seen, cursor = [], None
+            while True:
+                jobs, cursor = await list_jobs(session, **filters, limit=2, cursor=cursor)
+                seen += [j.id for j in jobs]
+                if cursor is None:
+                    break
+            assert seen == [s.id for s in reversed(expected)], filters

@@ -87,6 +87,9 @@ async def _seed(engine: AsyncEngine) -> None:
                 "created_at": T0 + timedelta(seconds=i),
                 "cancel_requested": False,
                 "delete_requested": False,
+                # a fifth of the jobs are tasks of 8 arrays of 500
+                "array_id": f"array{(i // 5) % 8}" if i % 5 == 0 else None,
+                "array_index": i // 40 if i % 5 == 0 else None,
             }
         )
         labels.append({"job_id": _job_id(i), "key": "team", "value": f"team{rnd.randrange(6)}"})
@@ -183,6 +186,8 @@ LISTS: dict[str, tuple[dict[str, Any], str]] = {
     "owner and state": ({"owner": "user1", "states": ["failed"]}, "ix_jobs_owner_state_id"),
     "name": ({"name": "train"}, "ix_jobs_name_id"),
     "label": ({"labels": {"team": "team2"}}, "ix_job_labels_key_value_job_id"),
+    "array": ({"array": "array3"}, "ix_jobs_array_id_id"),
+    "array and state": ({"array": "array3", "states": ["succeeded"]}, "ix_jobs_array_id_id"),
 }
 
 

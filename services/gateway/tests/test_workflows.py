@@ -178,3 +178,35 @@ async def test_workflows_are_listed_newest_first_each_owner_their_own(gateway, s
     assert [w["id"] for w in rest["items"]] == [mine[0]] and rest["next_cursor"] is None
     assert len((await gateway.get("/v1/workflows")).json()["items"]) == 4  # an admin sees everyone's
     assert is_problem(await gateway.get("/v1/workflows", params={"cursor": "!!"}), 400)
+
+
+async def test_jobs_are_listed_by_workflow_and_by_array_each_owner_their_own(gateway, scheduler, mint):
+    """``GET /v1/jobs?workflow=`` and ``?array=``: the dashboard's filters, paged like every list."""
+    alice, bob = bearer(await mint("alice")), bearer(await mint("bob"))
+    r = await gateway.post("/v1/workflows", json=DIAMOND, headers=alice)
+    assert r.status_code == 201, r.text
+    wf, ids = r.json()["id"], r.json()["jobs"]
+    await gateway.post("/v1/jobs", json={"command": ["true"]}, headers=alice)  # not in the workflow
+    listed = (await gateway.get("/v1/jobs", params={"workflow": wf}, headers=alice)).json()
+    assert sorted(j["id"] for j in listed["items"]) == sorted(ids.values())
+    first = (await gateway.get("/v1/jobs", params={"workflow": wf, "limit": 3}, headers=alice)).json()
+    rest = await gateway.get(
+        "/v1/jobs", params={"workflow": wf, "cursor": first["next_cursor"]}, headers=alice
+    )
+    assert [j["id"] for j in first["items"] + rest.json()["items"]] == [j["id"] for j in listed["items"]]
+    assert (await gateway.get("/v1/jobs", params={"workflow": wf}, headers=bob)).json()["items"] == []
+
+    r = await gateway.post("/v1/jobs", json={"command": ["true"], "array": {"count": 3}}, headers=alice)
+    array_id = r.json()["id"]
+    made: set[str] = set()
+    for _ in range(50):  # the scheduler makes tasks into jobs as capacity allows
+        shown = (await gateway.get(f"/v1/arrays/{array_id}", headers=alice)).json()
+        made = {t["job_id"] for t in shown.get("tasks", []) if t.get("job_id")}
+        if made:
+            break
+        await asyncio.sleep(0.1)
+    assert made
+    tasks = (await gateway.get("/v1/jobs", params={"array": array_id}, headers=alice)).json()["items"]
+    assert {t["id"] for t in tasks} == made
+    assert all(t["array_id"] == array_id for t in tasks)
+    assert (await gateway.get("/v1/jobs", params={"array": array_id}, headers=bob)).json()["items"] == []

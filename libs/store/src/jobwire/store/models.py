@@ -87,6 +87,7 @@ class JobRow(Base):
         # an array's tasks in index order (its page of tasks), and its counts by state
         Index("ix_jobs_array_id_index", "array_id", "array_index"),
         Index("ix_jobs_array_id_state", "array_id", "state"),
+        Index("ix_jobs_array_id_id", "array_id", "id"),  # GET /v1/jobs?array=, newest first
         # Lists page newest first: an index ending in the id serves each filter without a sort, at any
         # cursor depth (several states are one such walk per state, merged: see queries.list_jobs).
         Index("ix_jobs_state_id", "state", "id"),

@@ -40,7 +40,7 @@ from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
 
 from .arrays import attempts_of
-from .models import JobCountRow, JobLabelRow, JobRow, NodeRow, TransitionRow
+from .models import JobCountRow, JobLabelRow, JobRow, NodeRow, TransitionRow, WorkflowRow
 from .positions import queue_positions
 
 #: The largest page ``list_jobs`` serves; keeps the ``IN`` lists of the follow-up queries bounded.
@@ -148,12 +148,17 @@ async def list_jobs(
     owner: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    array: str | None = None,
+    workflow: str | None = None,
 ) -> tuple[list[v1.Job], str | None]:
     """A page of jobs, newest first, and the cursor of the next page (None on the last one).
 
     Filters combine with AND; ``states`` matches any of its states and ``labels`` needs every pair.
-    An empty ``states`` or ``labels`` filters nothing. Raises ``InvalidCursor`` for a cursor this module
-    did not produce and ``ValueError`` for a limit outside 1..MAX_PAGE_SIZE.
+    An empty ``states`` or ``labels`` filters nothing. ``array`` keeps an array's tasks (walked on
+    ``ix_jobs_array_id_id``); ``workflow`` the jobs of a workflow (its stored ids, read in one more
+    query, each found by its primary key; a workflow that does not exist has none). Raises
+    ``InvalidCursor`` for a cursor this module did not produce and ``ValueError`` for a limit outside
+    1..MAX_PAGE_SIZE.
 
     Two queries whatever the page size (the page, then its transitions), and for a page holding queued
     jobs two per node and priority among them (``positions.queue_positions``). The
@@ -169,9 +174,23 @@ async def list_jobs(
     params.update({f"state{i}": state for i, state in enumerate(wanted)})
     for i, (key, value) in enumerate((labels or {}).items()):
         params[f"key{i}"], params[f"value{i}"] = key, value
-    params.update({k: v for k, v in (("name", name), ("owner", owner), ("node", node)) if v is not None})
+    params.update(
+        {
+            k: v
+            for k, v in (("name", name), ("owner", owner), ("node", node), ("array", array))
+            if v is not None
+        }
+    )
+    if workflow is not None:
+        ids = await _workflow_job_ids(session, workflow)
+        after = params.get("before")
+        params["ids"] = [i for i in ids if after is None or i < after]
+        if not params["ids"]:
+            return [], None
     statement = _page_statement(
         _Shape(
+            array=array is not None,
+            workflow=workflow is not None,
             labels=len(labels or {}),
             name=name is not None,
             owner=owner is not None,
@@ -188,6 +207,14 @@ async def list_jobs(
     return await _assemble(session, [(row, at.get(row.id)) for row in page]), next_cursor
 
 
+async def _workflow_job_ids(session: AsyncSession, workflow: str) -> list[str]:
+    """The ids of a workflow's jobs (its stored ``{name: id}``), none for an unknown workflow."""
+    if not v1.is_job_id(workflow):
+        return []
+    stored = await session.scalar(select(WorkflowRow.jobs).where(WorkflowRow.id == workflow))
+    return [] if stored is None else list(v1.decode(stored, dict[str, str]).values())
+
+
 @dataclass(frozen=True)
 class _Shape:
     """Which filters a list has (not their values): one statement per shape."""
@@ -199,6 +226,8 @@ class _Shape:
     states: int
     before: bool
     postgres: bool
+    array: bool = False
+    workflow: bool = False
 
 
 @functools.lru_cache(maxsize=512)
@@ -226,6 +255,10 @@ def _page(shape: _Shape) -> Subquery:
     query = select(JobRow)
     order: InstrumentedAttribute[str] = JobRow.id
     fixed: list[tuple[InstrumentedAttribute[Any], str]] = []  # (column, parameter), the leading one first
+    if shape.array:
+        fixed.append((JobRow.array_id, "array"))  # an array's tasks are few beside all jobs: it leads
+    if shape.workflow:
+        query = query.where(JobRow.id.in_(bindparam("ids", expanding=True)))
     if shape.labels:
         query = query.join(JobLabelRow, JobLabelRow.job_id == JobRow.id)
         fixed += [(JobLabelRow.key, "key0"), (JobLabelRow.value, "value0")]

@@ -121,6 +121,10 @@ class JobController(Controller):
             list[str] | None, QueryParameter(description="KEY=VALUE, repeatable: every pair must match")
         ] = None,
         owner: FromQuery[str | None] = None,
+        array: Annotated[
+            str | None, QueryParameter(description="An array's id: its tasks (made so far)")
+        ] = None,
+        workflow: Annotated[str | None, QueryParameter(description="A workflow's id: its jobs")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
         cursor: Annotated[
             str | None, QueryParameter(description="`next_cursor` of the previous page")
@@ -137,6 +141,8 @@ class JobController(Controller):
             name=name,
             labels=parse_labels(label),
             owner=owner,
+            array=array,
+            workflow=workflow,
             limit=limit,
             cursor=cursor,
         )

@@ -36,6 +36,8 @@ async def list_jobs(
     owner: str | None,
     limit: int,
     cursor: str | None,
+    array: str | None = None,
+    workflow: str | None = None,
 ) -> JobPage:
     async with res.session() as session:
         try:
@@ -46,6 +48,8 @@ async def list_jobs(
                 name=name,
                 labels=labels,
                 owner=owner,
+                array=array,
+                workflow=workflow,
                 limit=limit,
                 cursor=cursor,
             )
