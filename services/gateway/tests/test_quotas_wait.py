@@ -76,12 +76,12 @@ async def test_wait_gives_202_at_the_limit(gateway):
     r = await gateway.post("/v1/jobs", params={"wait": 0.5}, json=SPEC)
     assert r.status_code == 202 and r.json()["state"] == "queued"
     bad = await gateway.post("/v1/jobs", params={"wait": -1}, json=SPEC)
-    assert bad.status_code == 400 and bad.headers["content-type"].startswith("application/problem+json")
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
 
 
 async def test_a_share_is_set_shown_and_checked_and_leaves_the_default_limits_on(gateway, mint):
     """``{"share": 2}`` is a fair-share weight, not a limit: it is stored and listed, a share of 0 is
-    refused (a 400 problem naming the field, as any bad quota body), and alice with only a share set
+    refused (a 422 problem naming the field, as any bad quota body: the body is decoded strictly), and alice with only a share set
     is still held to the ``*`` defaults."""
     alice = bearer(await mint("alice"))
     await gateway.put("/v1/quotas/*", json={"max_gpus": 1})
@@ -90,7 +90,7 @@ async def test_a_share_is_set_shown_and_checked_and_leaves_the_default_limits_on
     listed = {q["owner"]: q for q in (await gateway.get("/v1/quotas")).json()["items"]}
     assert listed["alice"]["share"] == 2 and listed["*"]["share"] is None
     bad = await gateway.put("/v1/quotas/alice", json={"share": 0})
-    assert bad.status_code == 400 and bad.headers["content-type"].startswith("application/problem+json")
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
     assert "share" in bad.text
     r = await gateway.post("/v1/jobs", json={**SPEC, "resources": {"gpus": 2}}, headers=alice)
     assert r.status_code == 429 and r.json()["limit"] == "max_gpus"

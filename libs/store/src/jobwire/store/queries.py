@@ -9,8 +9,6 @@ matches it, so it costs the same at a million jobs and at any cursor depth. Coun
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import re
 from collections import defaultdict
@@ -46,6 +44,8 @@ from .positions import queue_positions
 #: The largest page ``list_jobs`` serves; keeps the ``IN`` lists of the follow-up queries bounded.
 MAX_PAGE_SIZE = 1000
 _ID_PATTERN = re.compile(r"^[0-9A-Za-z-]{1,36}$")
+#: the hex of 1 to 36 ASCII characters, lower case as ``bytes.hex`` writes it
+_HEX_CURSOR = re.compile(r"(?:[0-7][0-9a-f]){1,36}")
 _QUEUED = v1.JobState.QUEUED.value
 _ON_NODE = sorted(s.value for s in v1.ON_NODE)
 
@@ -55,18 +55,16 @@ class InvalidCursor(ValueError):
 
 
 def encode_cursor(job_id: str) -> str:
-    """Opaque to clients: base64url of the last id on the page, padding stripped."""
-    return base64.urlsafe_b64encode(job_id.encode()).decode().rstrip("=")
+    """Opaque to clients: the hex of the last id on the page. Hex, not base64: a cursor is then exactly
+    one regular pattern (published in the OpenAPI schema), and nothing in it is silently skipped, as
+    base64 decoding skips characters outside its alphabet."""
+    return job_id.encode().hex()
 
 
 def decode_cursor(cursor: str) -> str:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        job_id = raw.decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidCursor(
-            f"malformed cursor {cursor[:64]!r}: pass back the cursor of a previous page"
-        ) from None
+    if not _HEX_CURSOR.fullmatch(cursor):
+        raise InvalidCursor(f"malformed cursor {cursor[:64]!r}: pass back the cursor of a previous page")
+    job_id = bytes.fromhex(cursor).decode("ascii")
     if not _ID_PATTERN.match(job_id):
         raise InvalidCursor(f"malformed cursor {cursor[:64]!r}: it does not hold a job id")
     return job_id

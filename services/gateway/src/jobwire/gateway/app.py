@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Litestar
+from litestar._openapi.plugin import OpenAPIPlugin  # the one place the served schema dict is kept
 from litestar.di import Provide
 from litestar.plugins import PluginProtocol
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
@@ -19,6 +20,7 @@ from jobwire.runtime import telemetry
 from jobwire.runtime.bus import connect
 from jobwire.store.engine import make_engine, session_factory
 
+from .allow import AllowHeaders
 from .apidocs import assets_router, openapi_config
 from .arrays.controllers import ArrayController
 from .artifacts.controllers import ArtifactController
@@ -43,6 +45,7 @@ from .metrics.controllers import MetricsController
 from .metrics.middleware import submit_metrics_middleware
 from .nodes.controllers import NodeController
 from .nodes.snapshot import NodeSnapshot
+from .openapi_contract import complete
 from .openapi_problems import document_problems
 from .problems import EXCEPTION_HANDLERS
 from .programs.controllers import ProgramController
@@ -113,6 +116,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
     check_mode(settings)
     shared_keys(settings)  # a malformed keys file stops the start here, not on the first request
     plugins: list[PluginProtocol] = []
+    allow = AllowHeaders()
     if settings.tracing:
         telemetry.setup_tracing(SERVICE)
         plugins.append(OpenTelemetryPlugin(OpenTelemetryConfig()))
@@ -148,6 +152,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
         guards=[authorize],
         middleware=[body_timeout(settings.body_read_timeout), submit_metrics_middleware, audit_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_send=[allow],
         lifespan=[_lifespan(settings)],
         plugins=plugins,
         request_max_body_size=settings.max_body_size,
@@ -155,4 +160,6 @@ def create_app(settings: GatewaySettings) -> Litestar:
         openapi_config=openapi_config(_version()),
     )
     document_problems(app)
+    complete(app.plugins.get(OpenAPIPlugin).provide_openapi_schema())
+    allow.learn(app)
     return app

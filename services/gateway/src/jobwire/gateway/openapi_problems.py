@@ -44,7 +44,7 @@ def problem_statuses(path: str, method: str, handler: HTTPRouteHandler) -> set[i
     statuses = {400, 503}
     if not handler.opt.get("public"):
         statuses |= {401, 403}
-    if "{" in path:
+    if "{" in path or (path.rstrip("/") == "/v1/jobs" and method == "POST"):  # or a submit's template
         statuses.add(404)
     if method in BODY_METHODS:
         statuses |= {408, 413, 415, 422}

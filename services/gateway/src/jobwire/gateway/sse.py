@@ -5,6 +5,7 @@ client can tell a finished stream from a dropped connection (EventSource would r
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from .problems import InvalidParameter
 
 EVENT_STREAM = "text/event-stream"
+#: a stream sequence as ``Last-Event-ID`` carries it (18 digits stay below 2**63)
+SEQUENCE = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass
@@ -31,15 +34,12 @@ def wants_sse(request: Request[Any, Any, Any]) -> bool:
 
 def resume_after(offset: int, last_event_id: str | None) -> int:
     """Where to start: after ``Last-Event-ID`` when the client sends one (a reconnect), else ``offset``."""
-    if last_event_id is None or not last_event_id.strip():
+    text = (last_event_id or "").strip(" \t")
+    if not text:
         return offset
-    try:
-        value = int(last_event_id)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise InvalidParameter(f"header `Last-Event-ID`: {last_event_id[:64]!r} is not a stream sequence")
-    return value
+    if not SEQUENCE.fullmatch(text):  # digits only: int() would also take "+1", "1_0" and other scripts
+        raise InvalidParameter(f"header `Last-Event-ID`: {text[:64]!r} is not a stream sequence")
+    return int(text)
 
 
 def sse_response(items: AsyncIterator[SseItem | None]) -> ServerSentEvent:

@@ -7,6 +7,7 @@ nothing, then waits briefly for the array's row to show the change (200), else a
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from jobwire.contracts import v1
@@ -15,6 +16,9 @@ from jobwire.store import arrays
 
 from ..problems import Conflict, InvalidParameter, NotFound
 from ..resources import Resources
+
+#: a page cursor: the index after which the page starts
+CURSOR = re.compile(r"[0-9]{1,10}")
 
 #: how often the array's row is read again while a command takes effect
 POLL = 0.05
@@ -36,7 +40,7 @@ def parse_cursor(cursor: str | None) -> int | None:
     """The index after which a page starts (``next_cursor`` of the previous page)."""
     if cursor is None:
         return None
-    if not cursor.isdigit() or len(cursor) > 10:
+    if not CURSOR.fullmatch(cursor):  # isdigit() also took "²", which int() then refused (a 500)
         raise InvalidParameter(f"query parameter `cursor`: {cursor[:32]!r} is not a cursor of this array")
     return int(cursor)
 

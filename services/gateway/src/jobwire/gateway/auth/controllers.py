@@ -6,25 +6,30 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
+from litestar.params import FromQuery, PathParameter, QueryParameter
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.store import audit, quotas, tokens
 from jobwire.store.models import now
 
-from ..params import Caller, Res
+from ..params import MAX_INT32, Caller, Res
 from ..problems import InvalidBody, NotFound
+from ..strictbody import json_body
 from . import audit as recording
 
 ADMIN_OPT = {"scope": tokens.ADMIN}
+#: an owner a token is made for over the API: a name as jobs, nodes and templates have (the store's
+#: CLI still takes any 1 to 128 printable characters); a stated rule, so the OpenAPI schema can say it
+OWNER_NAME = r"^[A-Za-z0-9_][A-Za-z0-9._@+-]{0,127}$"
 
 
 class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What ``POST /v1/tokens`` takes: the owner, and optionally days, scopes, admin and a note."""
 
-    owner: str
+    owner: Annotated[str, msgspec.Meta(pattern=OWNER_NAME)]
     days: Annotated[float, msgspec.Meta(gt=0, le=3650)] | None = None
+    #: any of ``tokens.SCOPES`` (an unknown one is a 422)
     scopes: list[str] | None = None
     admin: bool = False
     note: Annotated[str, msgspec.Meta(max_length=255)] | None = None
@@ -39,9 +44,9 @@ class QuotaList(msgspec.Struct, kw_only=True):
 
 
 class QuotaLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    max_active: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    max_per_minute: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    max_gpus: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    max_active: Annotated[int, msgspec.Meta(ge=0, le=MAX_INT32)] | None = None
+    max_per_minute: Annotated[int, msgspec.Meta(ge=0, le=MAX_INT32)] | None = None
+    max_gpus: Annotated[int, msgspec.Meta(ge=0, le=MAX_INT32)] | None = None
     #: fair-share weight against other owners (2: twice the capacity of an owner with 1 when both wait)
     share: Annotated[float, msgspec.Meta(gt=0, le=10000)] | None = None
 
@@ -62,10 +67,11 @@ class TokenController(Controller):
 
     @post("/", status_code=201, opt={**ADMIN_OPT, "action": "tokens.create"}, summary="Create a token")
     async def create(
-        self, request: Request[Any, Any, Any], res: Res, caller: Caller, data: JSONBody[TokenRequest]
+        self, request: Request[Any, Any, Any], res: Res, caller: Caller
     ) -> Response[tokens.NewToken]:
         """The secret is in this response only; the database keeps its hash. 201 once the scheduler
         stored the token, 202 when it is only queued (it works once the scheduler is back)."""
+        data = await json_body(request, TokenRequest)
         scopes = list(data.scopes if data.scopes is not None else tokens.USER_SCOPES)
         if data.admin:
             scopes.append(tokens.ADMIN)
@@ -130,8 +136,9 @@ class QuotaController(Controller):
 
     @put("/{owner:str}", opt={**ADMIN_OPT, "action": "quotas.set"}, summary="Set an owner's quota")
     async def set(
-        self, res: Res, owner: Annotated[str, PathParameter(max_length=128)], data: JSONBody[QuotaLimits]
+        self, request: Request[Any, Any, Any], res: Res, owner: Annotated[str, PathParameter(max_length=128)]
     ) -> quotas.Quota:
+        data = await json_body(request, QuotaLimits)
         quota = quotas.Quota(owner=owner, **msgspec.structs.asdict(data))
         return await quotas.set_quota(res.engine, quota)
 
@@ -152,7 +159,7 @@ class AuditController(Controller):
         res: Res,
         actor: FromQuery[str | None] = None,
         action: FromQuery[str | None] = None,
-        before: Annotated[int | None, QueryParameter(ge=1)] = None,
+        before: Annotated[int | None, QueryParameter(ge=1, le=MAX_INT32)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> AuditPage:
         async with res.session() as session:

@@ -30,7 +30,10 @@ TRANSITIONS = "jobwire.evt.job.*.*"
 async def read_feed(res: Resources, *, owner: str | None, after: int | None) -> AsyncIterator[SseItem | None]:
     """Transitions after ``after`` (None: from now) of ``owner``'s jobs (None: all); None = quiet."""
     js = res.bus.js
-    start = after if after is not None else await last_seq(js, sj.EVT_STREAM, TRANSITIONS)
+    end = await last_seq(js, sj.EVT_STREAM, TRANSITIONS)
+    # a resume point past the end (a stream since reset, a made-up id) starts at the end: waiting for
+    # sequences that may never be written would leave the client without the events that do come
+    start = end if after is None else min(after, end)
     async with OrderedReader(js, sj.EVT_STREAM, TRANSITIONS, after=start) as reader:
         while True:
             msg = await reader.next(res.settings.sse_keepalive)

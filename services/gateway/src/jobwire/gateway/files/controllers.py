@@ -13,7 +13,7 @@ from litestar.params import FromPath, Parameter
 from litestar.response import Stream
 
 from ..jobs.lookup import require_job
-from ..params import Caller, JobId, Res
+from ..params import MAX_SEQUENCE, Caller, JobId, Res
 from ..problems import InvalidParameter
 from .service import FileList, list_files, open_file
 
@@ -42,8 +42,10 @@ class FileController(Controller):
         caller: Caller,
         job_id: JobId,
         path: FromPath[str],
-        offset: Annotated[int, Parameter(ge=0, description="the first byte to send")] = 0,
-        limit: Annotated[int | None, Parameter(ge=0, description="at most this many bytes")] = None,
+        offset: Annotated[int, Parameter(ge=0, le=MAX_SEQUENCE, description="the first byte to send")] = 0,
+        limit: Annotated[
+            int | None, Parameter(ge=0, le=MAX_SEQUENCE, description="at most this many bytes")
+        ] = None,
     ) -> Stream:
         job = await require_job(res, job_id, owner=caller.visible_owner)
         path = path.lstrip("/")

@@ -14,7 +14,7 @@ from jobwire.runtime.metrics import SUBMITTED_JOBS
 from ..auth.audit import set_target
 from ..owner import owner_of
 from ..params import Caller, JobId, Res
-from ..problems import InvalidParameter, ProblemDetails
+from ..problems import InvalidBody, ProblemDetails
 from ..programs import service as programs
 from ..templates import service as templates
 from . import after, batch, feasible, holding, multipart, options, service, submit, waiting
@@ -86,7 +86,10 @@ class JobController(Controller):
         options.check_backend_options(res, spec)
         await after.check(res, owner_of(request), after.refs([spec]))
         if spec.array is not None and wait is not None:
-            raise InvalidParameter("`wait` is for one job; follow an array at GET /v1/arrays/{id}")
+            # the body and the query together are what cannot be processed: a 422 naming the field
+            raise InvalidBody(
+                "`wait` is for one job; follow an array at GET /v1/arrays/{id}", extra={"path": "$.array"}
+            )
         key = submit.check_idempotency_key(idempotency_key)
         done = await submit.submit(res, spec, owner=owner_of(request), idempotency_key=key)
         set_target(request.scope, done.job.id)

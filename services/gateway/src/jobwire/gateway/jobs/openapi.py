@@ -1,9 +1,14 @@
 """OpenAPI for the submit body. The handler reads raw bytes (``decode_strict`` must see unknown fields),
-so Litestar cannot infer the body; we document it with msgspec's own JSON schema of ``JobSpec``.
+so Litestar cannot infer the body; we document it with msgspec's own JSON schema of ``JobSpec``, tightened
+with the rules ``JobSpec.__post_init__`` checks in code: unknown fields refused at every level, exactly
+one of what to run, the program's ``NAME@VERSION`` shape, no NUL in arguments or env values, env names
+jobwire reserves, and the shapes of sizes and durations (their bounds, the node feasibility and the
+backend options a node publishes stay rules of the server: a 422 names them).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -12,6 +17,10 @@ import msgspec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 
 from jobwire.contracts import v1
+from jobwire.contracts.v1 import spec as contract
+
+#: ``templates.service.NAME``
+TEMPLATE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
 def _inline(node: Any, defs: dict[str, Any]) -> Any:
@@ -27,9 +36,52 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
     return node
 
 
-@cache
-def job_spec_schema() -> dict[str, Any]:
-    return inlined_schema(v1.JobSpec)
+#: what ``units.parse_size`` and ``units.parse_duration`` read (a size's bound is checked in code)
+SIZE_TEXT = r"^\s*[0-9]+(\.[0-9]+)?\s*[kmgtpeKMGTPE]?[iI]?[bB]?\s*$"
+DURATION_TEXT = r"^\s*([0-9]+(\.[0-9]+)?\s*[smhdSMHD]|([0-9]+-)?[0-9]+(:[0-9]+){0,2})\s*$"
+NO_NUL = r"^[^\x00]*$"
+RUNS = ("command", "script", "program", "code")
+
+
+def _no_unknown_fields(node: Any) -> None:
+    """``decode_strict`` refuses unknown fields of every struct, nested ones too."""
+    if isinstance(node, dict):
+        if node.get("type") == "object" and "properties" in node:
+            node["additionalProperties"] = False
+        for value in node.values():
+            _no_unknown_fields(value)
+    elif isinstance(node, list):
+        for value in node:
+            _no_unknown_fields(value)
+
+
+def _size(maximum: int) -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {"type": "integer", "minimum": 1, "maximum": maximum},
+            {"type": "string", "pattern": SIZE_TEXT},
+            {"type": "null"},
+        ]
+    }
+
+
+def _tighten(schema: dict[str, Any]) -> None:
+    props = schema["properties"]
+    props["program"]["anyOf"][0]["pattern"] = contract.PROGRAM_ID.pattern
+    props["command"]["anyOf"][0]["items"]["pattern"] = NO_NUL
+    props["args"]["items"]["pattern"] = NO_NUL
+    props["env"]["additionalProperties"]["pattern"] = NO_NUL
+    props["env"]["propertyNames"]["not"] = {"pattern": f"^{contract.RESERVED_ENV_PREFIX}"}
+    resources = props["resources"]["properties"]
+    resources["memory"] = _size(contract.MAX_MEMORY)
+    resources["walltime"] = {
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0, "maximum": contract.MAX_WALLTIME},
+            {"type": "string", "pattern": DURATION_TEXT},
+            {"type": "null"},
+        ]
+    }
+    props["docker"]["anyOf"][0]["properties"]["shm_size"] = _size(contract.MAX_MEMORY)
 
 
 @cache
@@ -41,16 +93,47 @@ def inlined_schema(tp: Any) -> dict[str, Any]:
     return schema
 
 
+@cache
+def partial_spec_schema() -> dict[str, Any]:
+    """A JobSpec's fields with its rules, none required: what a template holds."""
+    schema = copy.deepcopy(inlined_schema(v1.JobSpec))
+    _no_unknown_fields(schema)
+    _tighten(schema)
+    return schema
+
+
+@cache
+def job_spec_schema() -> dict[str, Any]:
+    """A whole JobSpec: exactly one of ``command``, ``script``, ``program`` or ``code`` (null = not given)."""
+    schema = copy.deepcopy(partial_spec_schema())
+    schema["oneOf"] = [{"required": [run], "properties": {run: {"not": {"type": "null"}}}} for run in RUNS]
+    return schema
+
+
+@cache
+def submit_schema() -> dict[str, Any]:
+    """What ``POST /v1/jobs`` takes: a JobSpec, or a template's name with fields that override it."""
+    templated = copy.deepcopy(partial_spec_schema())
+    templated["title"] = "TemplatedJobSpec"
+    templated["description"] = "A stored template (`PUT /v1/templates/{name}`) with overrides"
+    templated["properties"]["template"] = {"type": "string", "pattern": TEMPLATE_NAME}
+    templated["required"] = ["template"]
+    return {"anyOf": [job_spec_schema(), templated]}
+
+
 @dataclass
 class JobSpecBody(Operation):
     """The submit operation, with ``JobSpec`` as its JSON request body."""
 
     def __post_init__(self) -> None:
-        body_schema: Any = job_spec_schema()  # a plain JSON-schema dict; Litestar serialises it as is
+        body_schema: Any = submit_schema()  # a plain JSON-schema dict; Litestar serialises it as is
         self.request_body = RequestBody(
             content={"application/json": OpenAPIMediaType(schema=body_schema)},
             required=True,
-            description="A JobSpec. Unknown fields are refused (422) with their JSON path.",
+            description=(
+                "A JobSpec, or `template` with overrides. Unknown fields are refused (422) with their "
+                "JSON path."
+            ),
         )
 
 
