@@ -153,3 +153,33 @@ async def submit(bus: Bus, spec: v1.JobSpec, job_id: str | None = None) -> str:
         sj.cmd_subject("submit"), v1.SubmitJob(job_id=job_id, spec=spec, submitted_at=utcnow()), msg_id=job_id
     )
     return job_id
+
+
+def _new(node: FakeNode, done: set[tuple[str, int]]) -> list[tuple[str, int]]:
+    return [(j, r.attempt) for j, r in node.runs.items() if (j, r.attempt) not in done]
+
+
+async def finish_every_run(node: FakeNode) -> None:
+    """Report each run the node is sent as started and succeeded at once, as a node running ``true``
+    would (a task: cancel it to stop)."""
+    done: set[tuple[str, int]] = set()
+    while True:
+        async with node.received:
+            await node.received.wait_for(lambda: bool(_new(node, done)))
+            todo = _new(node, done)
+        for job_id, attempt in todo:
+            done.add((job_id, attempt))
+            await node.report(job_id, "starting", attempt=attempt)
+            await node.report(job_id, "running", attempt=attempt)
+            await node.report(job_id, "finished", attempt=attempt, outcome=S.SUCCEEDED, exit_code=0)
+
+
+async def answer_files_as_gone(bus: Bus, node: str):  # type: ignore[no-untyped-def]
+    """Answer the node's file requests as an executor whose job directories were cleaned up: 404."""
+
+    async def reply(msg):  # type: ignore[no-untyped-def]
+        req = v1.decode(msg.data, v1.FilesRequest)
+        gone = v1.FilesReply(status=404, error=f"there is no {req.path!r} in job {req.job_id} here")
+        await msg.respond(v1.encode(gone))
+
+    return await bus.nc.subscribe(sj.files_subject(node), cb=reply)
