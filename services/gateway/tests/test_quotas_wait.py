@@ -76,13 +76,13 @@ async def test_wait_gives_202_at_the_limit(gateway):
     r = await gateway.post("/v1/jobs", params={"wait": 0.5}, json=SPEC)
     assert r.status_code == 202 and r.json()["state"] == "queued"
     bad = await gateway.post("/v1/jobs", params={"wait": -1}, json=SPEC)
-    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+    assert bad.status_code == 400 and bad.headers["content-type"].startswith("application/problem+json")
 
 
 async def test_a_share_is_set_shown_and_checked_and_leaves_the_default_limits_on(gateway, mint):
     """``{"share": 2}`` is a fair-share weight, not a limit: it is stored and listed, a share of 0 is
-    refused (a 422 problem naming the field, as any bad quota body: the body is decoded strictly), and alice with only a share set
-    is still held to the ``*`` defaults."""
+    refused (a 422 problem naming the field, as any bad quota body: it is decoded strictly), and alice
+    with only a share set is still held to the ``*`` defaults."""
     alice = bearer(await mint("alice"))
     await gateway.put("/v1/quotas/*", json={"max_gpus": 1})
     r = await gateway.put("/v1/quotas/alice", json={"share": 2})
