@@ -16,7 +16,7 @@ import posixpath
 import signal
 import time
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import docker
 from docker.errors import APIError, ImageNotFound, NotFound
@@ -38,6 +38,7 @@ from jobwire.execution.transport.local import LocalTransport
 
 from . import engine
 from . import layout as L
+from .accounts import container_user, give_attempt
 from .container import plan
 from .logs import Follower, parse_ts
 from .mounts import job_binds
@@ -51,9 +52,16 @@ class DockerExecutor(Executor):
     backend = "docker"
     options_type = DockerOptions
     options_field = "docker"
+    #: under ``fixed``/``owner`` the container runs as the mapped account's uid:gid (issue 12)
+    run_as_modes: ClassVar[frozenset[str]] = frozenset({"self", "fixed", "owner"})
 
     def __init__(self, settings: ExecutorSettings, docker_config: DockerSettings | None = None) -> None:
         super().__init__(settings)
+        if not self.run_as.is_self and os.geteuid() != 0:
+            raise ValueError(
+                f"JOBWIRE_EXECUTOR_RUN_AS={settings.run_as!r} needs the Docker executor to run as root "
+                "(it gives each job's directory to the job's account)"
+            )
         self.config = docker_config or docker_settings()
         self.shared_root = os.path.abspath(self.config.shared_root)
         roots = self.config.allowed_roots or [self.shared_root]
@@ -137,6 +145,8 @@ class DockerExecutor(Executor):
     async def _start(self, run: RunJob) -> RunHandle:
         d = self.dir_of(run.job_id, run.attempt)
         opts = run.spec.docker or DockerOptions()
+        account = await self.run_as.ensure(run.owner)
+        user = container_user(opts.user, account, allow_root=self.config.allow_root)
         # run.json holds the job's environment (tokens, passwords): not for other users of the share;
         # another user than root must be able to write its progress, outputs and work files.
         modes = {d.private: 0o700}
@@ -144,6 +154,8 @@ class DockerExecutor(Executor):
             modes.update({d.path: 0o777, d.outputs: 0o777, d.work: 0o777})
         # inputs the owner never uploaded are paths below the shared root, mounted instead
         placed = await self.files().prepare(run, d, inputs=self.inputs, required_inputs=False, modes=modes)
+        if account is not None:
+            await give_attempt(self.fs, d, account, self.shared_root)
         binds = job_binds(run.spec, self.shared_root, self.allowed, placed)
         gpus = self._allocate_gpus(run)
         p = plan(
@@ -155,6 +167,10 @@ class DockerExecutor(Executor):
             gpu_ids=gpus,
             init=self.config.init,
         )
+        if user is not None:
+            p.create["user"] = user
+            if account is not None and len(account.groups) > 1:
+                p.create["group_add"] = [str(g) for g in account.groups if g != account.gid]
         await self._ensure_image(p.image, opts.pull_policy)
         for f in p.files:
             await self.fs.write_file(f.path, f.data, f.mode)

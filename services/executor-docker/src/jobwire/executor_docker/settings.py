@@ -33,6 +33,9 @@ class DockerSettings:
     default_image: str | None = None
     #: keep a failed job's container (for ``docker inspect``/``docker logs``) instead of removing it
     keep_failed: bool = False
+    #: a container may run as root (uid 0: ``docker.user`` root, a mapped account that is root); off,
+    #: such a job is refused. The image's own user is used when run-as is ``self`` and none is asked
+    allow_root: bool = False
     #: run docker-init as PID 1, so TERM reaches the job and zombies are reaped
     init: bool = True
     #: seconds for one Docker API call (pulls get ten times as long)
