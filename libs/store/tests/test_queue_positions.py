@@ -25,14 +25,17 @@ async def queues(make_job, add):
 
 
 def expected(seeds) -> dict[str, int | None]:
-    """Rank among the queued jobs of the node, ``priority desc, id asc``: worked out independently."""
+    """Jobs that start first under fair share (equal shares): the owner's own queued jobs of the node
+    ahead of it (``priority desc, id asc``), plus as many of each other owner's there, at most all of
+    theirs: worked out independently."""
     out: dict[str, int | None] = {s.id: None for s in seeds}
     for node in {s.job.node for s in seeds if s.job.node}:
-        queue = sorted(
-            (s.job for s in seeds if s.job.node == node and s.job.state == "queued"),
-            key=lambda j: (-j.priority, j.id),
-        )
-        out.update({j.id: i for i, j in enumerate(queue)})
+        queued = [s.job for s in seeds if s.job.node == node and s.job.state == "queued"]
+        owners = {j.owner for j in queued}
+        for owner in owners:
+            mine = sorted((j for j in queued if j.owner == owner), key=lambda j: (-j.priority, j.id))
+            others = [sum(1 for j in queued if j.owner == o) for o in owners - {owner}]
+            out.update({j.id: k + sum(min(n, k) for n in others) for k, j in enumerate(mine)})
     return out
 
 
@@ -86,8 +89,10 @@ async def test_positions_agree_with_get_job_and_cost_one_count_per_node(engine, 
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
     selects = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH"))]
-    assert len([s for s in selects if "count(" in s.lower()]) == 2
-    assert len(selects) == 6  # the page, per priority a count and a stretch of the queue, the transitions
+    # per priority one count of the owner's jobs ahead, plus one count per node and owner (``estimates``)
+    assert len([s for s in selects if "count(" in s.lower()]) == 3
+    # the page, per priority a count and a stretch of the queue, the transitions, and ``estimates``' four
+    assert len(selects) == 6 + 4
     async with sessions() as session:
         single = {j.id: (await get_job(session, j.id)).queue_position for j in page}
     assert {j.id: j.queue_position for j in page} == single == {i: expected(seeds)[i] for i in single}

@@ -1,10 +1,10 @@
 """The read side: jobs and nodes as contract types, in a fixed number of queries per call.
 
 The gateway answers every GET from here. A page of jobs, or one job, costs two queries whatever its size
-(the rows, then the transitions of them all; queue positions add two per node and priority of the queued
-jobs on the page), so a list never degrades into one query per job; and each is served by an index that
-matches it, so it costs the same at a million jobs and at any cursor depth. Counts are read from
-``job_counts``, which triggers keep (migrations 0003, 0005).
+(the rows, then the transitions of them all; queue positions and estimated starts add two per node, owner
+and priority of the queued jobs on the page and four more, ``estimates``), so a list never degrades into one
+query per job; and each is served by an index that matches it, so it costs the same at a million jobs and at
+any cursor depth. Counts are read from ``job_counts``, which triggers keep (migrations 0003, 0005).
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     Subquery,
-    and_,
     any_,
     bindparam,
-    case,
     exists,
     func,
     select,
@@ -37,9 +35,9 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
 
+from . import estimates
 from .arrays import attempts_of
 from .models import JobCountRow, JobLabelRow, JobRow, NodeRow, TransitionRow, WorkflowRow
-from .positions import queue_positions
 
 #: The largest page ``list_jobs`` serves; keeps the ``IN`` lists of the follow-up queries bounded.
 MAX_PAGE_SIZE = 1000
@@ -75,6 +73,7 @@ def row_to_job(
     transitions: Iterable[TransitionRow],
     labels: Mapping[str, str] | None,
     queue_position: int | None,
+    estimated_start: datetime | None = None,
 ) -> v1.Job:
     """A ``v1.Job`` from its row; the columns win over the stored spec for what the system decides.
 
@@ -99,6 +98,7 @@ def row_to_job(
         reason=feasibility.with_position(row.reason, queue_position, row.node),
         attempt=row.attempt,
         queue_position=queue_position,
+        estimated_start=estimated_start,
         exit_code=row.exit_code,
         created_at=row.created_at,
         started_at=row.started_at,
@@ -121,18 +121,19 @@ def row_to_job(
 async def get_job(session: AsyncSession, job_id: str, *, owner: str | None = None) -> v1.Job | None:
     """One job, or None when it does not exist (or, with ``owner``, belongs to someone else).
 
-    Two queries: the row with its queue position, then its transitions.
+    Two queries: the row, then its transitions; a queued one's position and estimated start add five
+    (``estimates``).
     """
     params = {"id": job_id, **({"owner": owner} if owner is not None else {})}
     found = (await session.execute(_job_statement(owner is not None), params)).one_or_none()
     if found is None:
         return None
-    return (await _assemble(session, [(found[0], found[1])]))[0]
+    return (await _assemble(session, [(found[0], None)]))[0]
 
 
 @functools.cache
 def _job_statement(by_owner: bool) -> Select[Any]:
-    query = select(JobRow, _queue_position(JobRow)).where(JobRow.id == bindparam("id"))
+    query = select(JobRow).where(JobRow.id == bindparam("id"))  # its position: ``estimates``
     return query.where(JobRow.owner == bindparam("owner")) if by_owner else query
 
 
@@ -159,7 +160,7 @@ async def list_jobs(
     1..MAX_PAGE_SIZE.
 
     Two queries whatever the page size (the page, then its transitions), and for a page holding queued
-    jobs two per node and priority among them (``positions.queue_positions``). The
+    jobs two per node, owner and priority among them and four for all (``estimates.estimate``). The
     statement is built once per combination of filters (with bound parameters) and kept: building it
     costs more Python time than the database spends answering it.
     """
@@ -201,8 +202,7 @@ async def list_jobs(
     found = list((await session.execute(statement, params)).scalars())
     next_cursor = encode_cursor(found[limit - 1].id) if len(found) > limit else None
     page = found[:limit]
-    at = await queue_positions(session, page)  # one count per node, not one per row
-    return await _assemble(session, [(row, at.get(row.id)) for row in page]), next_cursor
+    return await _assemble(session, [(row, None) for row in page]), next_cursor
 
 
 async def _workflow_job_ids(session: AsyncSession, workflow: str) -> list[str]:
@@ -298,28 +298,6 @@ def _page(shape: _Shape) -> Subquery:
     return select(merged).order_by(merged.c.id.desc()).limit(bindparam("limit")).subquery("page")
 
 
-def _queue_position(job: Any) -> ColumnElement[Any]:
-    """0-based rank of a queued job among the queued jobs of its node (``priority desc, id asc``), else
-    NULL: the jobs ahead of it, counted as two index ranges of ``ix_jobs_node_state_priority``."""
-    other = aliased(JobRow)
-
-    def ahead(*conditions: ColumnElement[bool]) -> Any:
-        return (
-            select(func.count())
-            .select_from(other)
-            .where(other.node == job.node, other.state == _QUEUED, *conditions)
-            .scalar_subquery()
-        )
-
-    return case(
-        (
-            and_(job.state == _QUEUED, job.node.is_not(None)),
-            ahead(other.priority > job.priority) + ahead(other.priority == job.priority, other.id < job.id),
-        ),
-        else_=None,
-    )
-
-
 async def count_jobs(
     session: AsyncSession,
     *,
@@ -397,9 +375,13 @@ async def _assemble(session: AsyncSession, rows: Sequence[tuple[JobRow, int | No
     )
     for t in result.scalars():
         transitions[t.job_id].append(t)
-    return [
-        row_to_job(row, transitions[row.id], None, int(pos) if pos is not None else None) for row, pos in rows
-    ]
+    # queued jobs: their place under fair share and when they should start (replaces the node-wide rank)
+    fair = await estimates.estimate(session, [r for r, _ in rows], datetime.now(UTC))
+    out = []
+    for row, pos in rows:
+        position, start = fair.get(row.id, (int(pos) if pos is not None else None, None))
+        out.append(row_to_job(row, transitions[row.id], None, position, start))
+    return out
 
 
 async def list_nodes(session: AsyncSession, *, now: datetime | None = None) -> list[v1.NodeView]:

@@ -60,7 +60,12 @@ class Job(JobSpec, kw_only=True, omit_defaults=False):
     state: JobState = JobState.QUEUED
     reason: str | None = None
     attempt: int = 0
+    #: queued on a node: the jobs expected to start before it (its owner's own ahead, and the other
+    #: owners' by fair share; 0: the next slot is its own)
     queue_position: int | None = None
+    #: queued on a node: when it is expected to start (the running jobs' expected runtimes and the
+    #: queue ahead played forward); an estimate, read fresh with the job
+    estimated_start: datetime | None = None
     exit_code: int | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
