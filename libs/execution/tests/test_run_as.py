@@ -320,3 +320,21 @@ async def test_a_killed_executor_adopts_its_run_as_jobs_after_a_restart(
     assert (done.outcome, done.exit_code) == (JobState.FAILED, 6), log.read_text()[-3000:]
     assert len(harness.of(job, "finished")) == 1
     assert await harness.text(job, "stdout") == f"a\n{sanitise(owners[0], 'jw-')}\n"
+
+
+async def test_loader_variables_in_a_run_as_jobs_env_are_refused(harness, places, owners):
+    """The wrapper, setsid, setpriv and mv run as root with the job's environment: ``LD_PRELOAD`` of a
+    library the owner wrote would run their code as root (checked by hand: a constructor writing a
+    file when euid is 0 ran in 5 root processes). Such a job fails before anything is written."""
+    root, homes = places
+    svc = await harness.executor(
+        run_as="owner", create_accounts=True, accounts_home=str(homes), root=str(root)
+    )
+    for name in ("LD_PRELOAD", "LD_LIBRARY_PATH", "GCONV_PATH", "GLIBC_TUNABLES"):
+        job = await _run(harness, svc.node, owners[0], {"command": ["true"], "env": {name: "/tmp/x"}})
+        done = await harness.wait(job, "finished")
+        assert done.outcome is JobState.FAILED and f"env {name}:" in done.reason, done
+        assert not harness.of(job, "running")
+        assert not (root / "jobs" / job).exists()
+    fine = await _run(harness, svc.node, owners[0], {"command": ["true"], "env": {"OLD_PRELOAD": "1"}})
+    assert (await harness.wait(fine, "finished")).outcome is JobState.SUCCEEDED

@@ -14,7 +14,7 @@ import logging
 import posixpath
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from jobwire.contracts.v1 import NodeCapacity, RunJob
@@ -54,6 +54,8 @@ async def prepare_wrapped(
     With ``account`` the job's directory is given to it and ``drop`` (the argv prefix that becomes
     that account, :func:`setpriv_argv`) runs the job; the wrapper itself stays the executor's.
     """
+    if account is not None:
+        check_loader_env(run.spec.env)
     f = executor.files()
     d = f.dir(run.job_id, run.attempt)
     p = plan(run.spec, d, executor.catalog, executor.settings.workdir_roots)
@@ -70,6 +72,37 @@ async def prepare_wrapped(
 
 #: what a job's account decides in its environment (its spec's env may still set them)
 ACCOUNT_VARS = ("HOME", "USER", "LOGNAME")
+
+#: Variables the C library and its dynamic loader act on (glibc's list of those it drops for setuid
+#: programs, and its tunables): under run-as the wrapper, ``setsid``, ``setpriv`` and ``mv`` run as the
+#: executor (root) with the job's environment, so ``LD_PRELOAD`` of a library the job's owner wrote
+#: would run their code as root. Refused there until the job's variables are applied after the drop.
+LOADER_VARS = frozenset(
+    {
+        "GCONV_PATH",
+        "GETCONF_DIR",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "LOCPATH",
+        "MALLOC_TRACE",
+        "NIS_PATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "RES_OPTIONS",
+        "TZDIR",
+    }
+)
+
+
+def check_loader_env(env: Mapping[str, str]) -> None:
+    """StartRefused when a job running as another account sets a variable the loader acts on."""
+    bad = sorted(n for n in env if n.startswith(("LD_", "MALLOC_")) or n in LOADER_VARS)
+    if bad:
+        raise StartRefused(
+            f"env {', '.join(bad)}: the C library's loader variables cannot be set for a job that runs "
+            "as its own account on this node (the executor's helpers that start it would read them)"
+        )
 
 
 def account_env(account: Account | None) -> dict[str, str]:
