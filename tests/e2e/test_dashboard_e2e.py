@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +26,8 @@ from jobwire.contracts.v1 import subjects as sj
 from jobwire.stack.stack import ExecutorConfig, Stack
 from tests.e2e.conftest import make_stack, submit, wait_state
 from tests.support.browser import SHOTS, chromium
+
+ACTIVE = ("queued", "held", "starting", "running")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backend("browser"), pytest.mark.slow]
 
@@ -303,3 +307,108 @@ def _simulated_gpu_node(nats_url: str, holder: str, stop: threading.Event) -> No
             await nc.close()
 
     asyncio.run(run())
+
+
+def wait_for(client: httpx.Client, path: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    deadline = time.monotonic() + TIMEOUT / 1000 * 2
+    while True:
+        body: dict[str, Any] = client.get(path).json()
+        if done(body) or time.monotonic() > deadline:
+            return body
+        time.sleep(0.3)
+
+
+def test_a_jobs_attempts_show_exit_codes_and_each_attempts_own_logs(
+    page: Page, stack: Stack, alice: str, as_alice: httpx.Client, tmp_path: Path
+) -> None:
+    marker = tmp_path / "tried-once"
+    script = f"[ -e {marker} ] || {{ touch {marker}; echo first-try; exit 5; }}; echo second-try"
+    # on the real node: the nodes test's simulated node may still look up, and runs nothing
+    job = submit(
+        as_alice, command=["sh", "-c", script], name="ui-attempts", retry={"attempts": 2}, node="ui-local"
+    )
+    assert [a["exit_code"] for a in wait_state(as_alice, job["id"], "succeeded")["attempts"]] == [5, 0]
+    sign_in(page, stack, alice)
+    page.goto(f"{stack.api_url}/ui#/jobs/{job['id']}")
+    rows = page.locator("#attempts tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0).locator(".exit")).to_have_text("5")
+    expect(rows.nth(0).locator(".badge")).to_have_attribute("data-state", "failed")
+    expect(rows.nth(1).locator(".exit")).to_have_text("0")
+    expect(page.locator("#log-output")).to_contain_text("second-try")
+    page.click("#attempts [data-logs='1']")
+    expect(page.locator("#log-output")).to_contain_text("first-try")
+    expect(page.locator("#log-output")).not_to_contain_text("second-try")
+    shot(page, "job-attempts")
+
+
+def test_an_arrays_page_counts_its_tasks_as_bars_and_lists_them_as_jobs(
+    page: Page, stack: Stack, alice: str, as_alice: httpx.Client
+) -> None:
+    r = as_alice.post(
+        "/v1/jobs",
+        json={
+            "name": "ui-array",
+            "command": ["sh", "-c", 'test "$JOBWIRE_ARRAY_INDEX" != 3'],
+            "array": {"count": 5, "parallelism": 2},
+            "node": "ui-local",
+        },
+    )
+    assert r.status_code in (201, 202), r.text
+    array_id = r.json()["id"]
+    shown = wait_for(as_alice, f"/v1/arrays/{array_id}", lambda a: bool(a["done"]))
+    assert {s: n for s, n in shown["counts"].items() if n} == {"succeeded": 4, "failed": 1}, shown
+    sign_in(page, stack, alice)
+    page.goto(f"{stack.api_url}/ui#/arrays/{array_id}")
+    expect(page.locator("#array-counts .bar[data-state=succeeded]")).to_have_attribute("data-count", "4")
+    expect(page.locator("#array-counts .bar[data-state=failed]")).to_have_attribute("data-count", "1")
+    expect(page.locator("#task-rows tr")).to_have_count(5)
+    expect(page.locator("#task-rows tr[data-index='3'] .badge")).to_have_attribute("data-state", "failed")
+    shot(page, "array")
+    page.click("#task-rows tr[data-index='3'] a")
+    expect(page.locator("#array-link")).to_have_text("task 3 of the array")
+    page.click("#array-link")
+    page.click("#array-jobs")
+    expect(page.locator("#job-rows tr")).to_have_count(5)
+    expect(page.locator("#group-link")).to_be_visible()
+    assert "array=" in page.url
+
+
+def test_a_workflows_page_draws_its_levels_with_states_and_links(
+    page: Page, stack: Stack, alice: str, as_alice: httpx.Client
+) -> None:
+    diamond = {
+        "name": "ui-diamond",
+        "jobs": [
+            {"name": "a", "command": ["true"]},
+            {"name": "b", "command": ["true"], "after": [{"job": "a"}]},
+            {"name": "c", "command": ["false"], "after": [{"job": "a"}]},
+            {"name": "d", "command": ["true"], "after": [{"job": "b"}, {"job": "c", "when": "finished"}]},
+        ],
+    }
+    for spec in diamond["jobs"]:
+        spec["node"] = "ui-local"
+    r = as_alice.post("/v1/workflows", json=diamond)
+    assert r.status_code in (201, 202), r.text
+    wf, ids = r.json()["id"], r.json()["jobs"]
+    wait_for(
+        as_alice,
+        f"/v1/workflows/{wf}",
+        lambda w: len(w.get("jobs", [])) == 4 and all(j["state"] not in ACTIVE for j in w["jobs"]),
+    )
+    sign_in(page, stack, alice)
+    page.goto(f"{stack.api_url}/ui#/workflows")
+    page.click(f"#workflow-rows tr[data-id='{wf}'] a")
+    levels = page.locator("#dag .dag-level")
+    expect(levels).to_have_count(3)
+    expect(levels.nth(0).locator(".dag-job")).to_have_count(1)
+    expect(levels.nth(1).locator(".dag-job")).to_have_count(2)
+    expect(levels.nth(2).locator(".dag-job[data-name=d]")).to_have_attribute("data-state", "succeeded")
+    expect(page.locator(".dag-job[data-name=c]")).to_have_attribute("data-state", "failed")
+    expect(page.locator(".dag-job[data-name=d] .dag-after")).to_have_text("after b, c (finished)")
+    shot(page, "workflow")
+    page.click("#workflow-jobs")
+    expect(page.locator("#job-rows tr")).to_have_count(4)
+    page.goto(f"{stack.api_url}/ui#/workflows/{wf}")
+    page.click(".dag-job[data-name=c] a")
+    expect(page.locator("#job-id")).to_have_text(ids["c"])

@@ -1,11 +1,14 @@
-// The dashboard shell: sign-in, the hash router (#/jobs, #/jobs/ID, #/nodes, #/submit), the header.
+// The dashboard shell: sign-in, the hash router (#/jobs, #/jobs/ID, #/arrays/ID, #/workflows[/ID],
+// #/nodes, #/submit), the header.
 // Each page is a module whose render(main, ctx) returns a function that stops its live streams.
 import { api, ApiError, token } from "./api.js";
 import { errorBox, h, replace } from "./dom.js";
 import * as jobs from "./jobs.js";
+import * as array from "./array.js";
 import * as job from "./job.js";
 import * as nodes from "./nodes.js";
 import * as submit from "./submit.js";
+import * as workflow from "./workflow.js";
 
 const main = document.getElementById("main");
 const who = document.getElementById("who");
@@ -82,6 +85,9 @@ async function show() {
   };
   try {
     if (parts[0] === "jobs" && parts[1]) stop = job.render(main, parts[1], ctx);
+    else if (parts[0] === "arrays" && parts[1]) stop = array.render(main, parts[1], ctx);
+    else if (parts[0] === "workflows" && parts[1]) stop = workflow.render(main, parts[1], ctx);
+    else if (parts[0] === "workflows") stop = workflow.renderList(main, ctx);
     else if (parts[0] === "nodes") stop = nodes.render(main, ctx);
     else if (parts[0] === "submit") stop = submit.render(main, ctx);
     else stop = jobs.render(main, ctx);

@@ -36,6 +36,7 @@ export function render(main, id, ctx) {
   const summary = h("section", { class: "card", id: "summary" });
   const progress = h("section", { class: "card", id: "progress", hidden: true });
   const timeline = h("section", { class: "card", id: "timeline" });
+  const attempts = h("section", { class: "card", id: "attempts", hidden: true });
   const usage = h("section", { class: "card", id: "usage" });
   const files = h("section", { class: "card", id: "artifacts" });
   const running = h("section", { class: "card", id: "files", hidden: true });
@@ -44,7 +45,7 @@ export function render(main, id, ctx) {
 
   replace(main, head, notice,
     h("div", { class: "grid" },
-      h("div", { class: "col" }, summary, progress, timeline, usage),
+      h("div", { class: "col" }, summary, progress, attempts, timeline, usage),
       h("div", { class: "col wide" }, logs.el, running, files, spec)));
 
   async function act(verb, method = "POST") {
@@ -87,6 +88,7 @@ export function render(main, id, ctx) {
       ["Owner", job.owner],
       ["Node", job.node || "—"],
       ["Attempt", `${job.attempt} of ${job.max_attempts ?? 1}`],
+      ["Array", job.array_id ? h("a", { id: "array-link", href: `#/arrays/${job.array_id}` }, `task ${job.array_index} of the array`) : null],
       ["Queue position", job.state === "queued" && job.queue_position != null ? String(job.queue_position) : null],
       ["Expected runtime", job.expected_runtime != null ? duration(job.expected_runtime) : null],
       ["Exit code", job.exit_code != null ? String(job.exit_code) : null],
@@ -98,6 +100,19 @@ export function render(main, id, ctx) {
       ["Labels", Object.keys(job.labels || {}).length ? Object.entries(job.labels).map(([k, v]) =>
         h("a", { class: "chip", href: `#/jobs?label=${encodeURIComponent(`${k}=${v}`)}` }, `${k}=${v}`)) : null],
     ]));
+    // How each attempt went, with its own logs (GET /v1/jobs/{id}/logs?attempt=N) a click away.
+    const tries = job.attempts || [];
+    attempts.hidden = !tries.length;
+    replace(attempts, h("h2", {}, "Attempts"), h("table", { class: "jobs attempts" },
+      h("thead", {}, h("tr", {}, ["#", "State", "Exit code", "Node", "Reason", ""].map((c) => h("th", {}, c)))),
+      h("tbody", {}, tries.map((a) => h("tr", { dataset: { attempt: a.attempt, state: a.state } },
+        h("td", {}, String(a.attempt)),
+        h("td", {}, badge(a.state)),
+        h("td", { class: "exit" }, a.exit_code != null ? String(a.exit_code) : "—"),
+        h("td", {}, a.node || "—"),
+        h("td", { class: "reason" }, a.reason || ""),
+        h("td", {}, h("button", { class: "link", dataset: { logs: a.attempt }, onclick: () => logs.attempt(a.attempt) }, "logs")))))));
+    logs.attempts(tries.map((a) => a.attempt));
     const byAttempt = new Map();
     for (const t of job.transitions || []) {
       if (!byAttempt.has(t.attempt)) byAttempt.set(t.attempt, []);
@@ -230,11 +245,12 @@ function logPanel(id, ctx, pageSignal) {
   const which = h("select", { id: "log-stream", "aria-label": "stream" },
     h("option", { value: "" }, "stdout + stderr"), h("option", { value: "stdout" }, "stdout"), h("option", { value: "stderr" }, "stderr"));
   const followBox = h("input", { type: "checkbox", id: "log-follow", checked: true });
+  const attemptSelect = h("select", { id: "log-attempt", "aria-label": "attempt", hidden: true }, h("option", { value: "" }, "latest attempt"));
   const search = h("input", { type: "search", id: "log-search", placeholder: "Search logs", "aria-label": "search logs" });
   const el = h("section", { class: "card", id: "logs" },
     h("div", { class: "card-head" }, h("h2", {}, "Logs"), status),
-    h("div", { class: "toolbar" }, which, h("label", {}, followBox, " follow"), search,
-      h("button", { id: "log-download", onclick: () => download(`/v1/jobs/${id}/logs${which.value ? `?stream=${which.value}` : ""}`, `${id}.log`).catch(ctx.failed) }, "Download")),
+    h("div", { class: "toolbar" }, which, attemptSelect, h("label", {}, followBox, " follow"), search,
+      h("button", { id: "log-download", onclick: () => download(`/v1/jobs/${id}/logs?${new URLSearchParams([...(which.value ? [["stream", which.value]] : []), ...(attemptSelect.value ? [["attempt", attemptSelect.value]] : [])])}`, `${id}.log`).catch(ctx.failed) }, "Download")),
     out);
 
   function draw() {
@@ -259,7 +275,8 @@ function logPanel(id, ctx, pageSignal) {
     draw();
     status.textContent = followOn ? "following…" : "";
     try {
-      await sse(`/v1/jobs/${id}/logs?follow=${followOn}`, {
+      const attempt = attemptSelect.value ? `&attempt=${attemptSelect.value}` : "";
+      await sse(`/v1/jobs/${id}/logs?follow=${followOn}${attempt}`, {
         signal: abort.signal,
         onEvent: (e) => {
           if (e.event !== "log") return;
@@ -277,6 +294,11 @@ function logPanel(id, ctx, pageSignal) {
   }
 
   which.addEventListener("change", draw);
+  // one attempt's output is read whole; back to the latest follows again while the job is active
+  attemptSelect.addEventListener("change", () => {
+    started = true;
+    start(!attemptSelect.value && current != null && ACTIVE.has(current.state));
+  });
   search.addEventListener("input", draw);
   followBox.addEventListener("change", () => { if (followBox.checked) out.scrollTop = out.scrollHeight; });
 
@@ -294,6 +316,16 @@ function logPanel(id, ctx, pageSignal) {
         status.textContent = "waiting for the job to start";
       }
       return was;
+    },
+    attempts(numbers) {
+      const have = new Set([...attemptSelect.options].map((o) => o.value));
+      for (const n of numbers) if (!have.has(String(n))) attemptSelect.append(h("option", { value: String(n) }, `attempt ${n}`));
+      attemptSelect.hidden = numbers.length < 2;
+    },
+    attempt(n) {
+      attemptSelect.value = String(n);
+      attemptSelect.dispatchEvent(new Event("change"));
+      el.scrollIntoView({ block: "nearest" });
     },
     stop() { abort?.abort(); },
   };

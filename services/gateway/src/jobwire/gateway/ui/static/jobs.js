@@ -3,7 +3,7 @@ import { api, sse } from "./api.js";
 import { ACTIVE, ago, badge, duration, h, replace, shortId, STATES } from "./dom.js";
 
 const PAGE = 25;
-const FILTERS = ["state", "node", "name", "label", "owner"];
+const FILTERS = ["state", "node", "name", "label", "owner", "array", "workflow"];
 
 function query(filters, extra = {}) {
   const q = new URLSearchParams();
@@ -39,6 +39,8 @@ export function render(main, ctx) {
     field("node", "Node"),
     field("label", "Label", { placeholder: "key=value" }),
     ctx.me.admin ? field("owner", "Owner") : null,
+    field("array", "Array", { placeholder: "array id" }),
+    field("workflow", "Workflow", { placeholder: "workflow id" }),
     h("button", { type: "submit" }, "Filter"),
     h("a", { href: "#/jobs", class: "button-link" }, "Clear"));
   form.addEventListener("submit", (e) => {
@@ -70,7 +72,13 @@ export function render(main, ctx) {
   }
 
   async function counts() {
-    const { state, ...rest } = filters;
+    const { state, array, workflow, ...rest } = filters;
+    if (array || workflow) {
+      // the counts of an array or a workflow are on its own page (every task, made or not)
+      replace(bars, h("a", { id: "group-link", href: array ? `#/arrays/${encodeURIComponent(array)}` : `#/workflows/${encodeURIComponent(workflow)}` },
+        array ? "The array's counts and tasks ›" : "The workflow's graph ›"));
+      return;
+    }
     const data = await api(`/v1/jobs/counts?${query(rest)}`, { signal: abort.signal });
     const max = Math.max(1, ...Object.values(data.by_state));
     replace(bars, STATES.map((s) => {
@@ -133,7 +141,7 @@ export function render(main, ctx) {
     }
     // A job we do not show that now matches the filters: put it where the newest-first order wants it
     // (ids sort by creation time), if that is on this page.
-    if (pageIndex !== 0 || !matches(event) || filters.name || filters.label) return;
+    if (pageIndex !== 0 || !matches(event) || filters.name || filters.label || filters.array || filters.workflow) return;
     const job = await api(`/v1/jobs/${event.job_id}`, { signal: abort.signal }).catch(() => null);
     if (!job || rows.has(job.id)) return;
     const after = [...tbody.children].find((tr) => tr.dataset.id && tr.dataset.id < job.id);
