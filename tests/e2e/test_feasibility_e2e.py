@@ -56,8 +56,9 @@ def refused(api: httpx.Client, spec: dict, path: str) -> str:
 
 def test_jobs_no_node_could_ever_run_are_refused_at_submit(api):
     assert "needs 1 GPU; no node has GPUs" in refused(api, {"resources": {"gpus": 1}}, "$.resources.gpus")
-    detail = refused(api, {"resources": {"nodes": 2}}, "$.resources.nodes")
-    assert "no backend here runs a job across several nodes" in detail
+    detail = refused(api, {"resources": {"nodes": 3}}, "$.resources.nodes")
+    assert "needs 3 nodes of one backend that runs gangs" in detail
+    assert "the most is 2 of backend local" in detail
     assert "no node named 'dock-zz'; known: loc-a, loc-b" in refused(api, {"node": "dock-zz"}, "$.node")
     detail = refused(api, {"resources": {"cpus": 8}}, "$.resources.cpus")
     assert "needs 8 CPUs; the most any node has is 4 (loc-b)" in detail

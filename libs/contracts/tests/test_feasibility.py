@@ -86,7 +86,19 @@ MIXED = [*DOCKER, node("loc-1"), node("gpu-1", "ssh", gpus=2, cpus=16, labels={"
             "$.image",
             "names an image (python:3.11) but no node runs images (nodes of backend docker do)",
         ),
-        ([], {"resources": {"nodes": 2}}, "$.resources.nodes", "needs 2 nodes for one job"),
+        (
+            [node("l1"), node("l2"), node("d1", "docker"), node("s1", "slurm")],
+            {"resources": {"nodes": 3}},
+            "$.resources.nodes",
+            "needs 3 nodes of one backend that runs gangs (docker, local, ssh), each fitting one rank; "
+            "the most is 2 of backend local",
+        ),
+        (
+            [node("l1"), node("l2", cpus=1.0)],
+            {"resources": {"nodes": 2, "cpus": 2}},
+            "$.resources.nodes",
+            "the most is 1 of backend local",
+        ),
     ],
 )
 def test_refusals_name_the_resource_and_the_largest_offer(nodes, job, path, detail):  # type: ignore[no-untyped-def]

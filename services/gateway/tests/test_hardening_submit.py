@@ -51,10 +51,9 @@ async def test_options_may_refine_what_resources_ask_and_quotas_count_every_node
         assert r.status_code == 202, r.text
     await gateway.put("/v1/quotas/carol", json={"max_gpus": 2})
     carol = bearer(await mint("carol"))
-    # No backend runs a multi-node job yet: it is refused (422, issue 13) before any quota is taken...
+    # A gang's quota counts every node's GPUs: 2 on each of 2 nodes is 4, over a quota of 2
     r = await gateway.post("/v1/jobs", json={**SPEC, "resources": {"gpus": 2, "nodes": 2}}, headers=carol)
-    assert_problem(r, 422, path="$.resources.nodes")
-    # ...and the quota counts every node's GPUs: 2 on each of 2 nodes is 4, over a quota of 2
+    assert_problem(r, 429, detail_has="this job asks 4")
     total = v1.Resources(gpus=2, nodes=2).gpus_total
     assert total == 4
     engine = make_engine(db_url)

@@ -73,6 +73,7 @@ class LocalExecutor(ProcessExecutor):
             cpus=settings.cpus or float(cpus),
             memory=parse_size(settings.memory) if settings.memory else memory_total(),
             gpus=settings.gpus or 0,
+            address=settings.address or "127.0.0.1",
         )
 
     def capacity(self) -> NodeCapacity:

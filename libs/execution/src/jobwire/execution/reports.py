@@ -78,7 +78,8 @@ class Reporter:
         if len(group) == 1:
             p = group[0]
             subject = sj.report_subject(self.node, p.report.job_id, KINDS[type(p.report)])
-            await self.bus.publish(subject, p.report, msg_id=p.msg_id, headers=p.trace)
+            # the node in the id: the ranks of a gang report the same job and attempt from several nodes
+            await self.bus.publish(subject, p.report, msg_id=f"{p.msg_id}:{self.node}", headers=p.trace)
             return
         # the same reports again (a resend after a crash) make the same id: the stream drops the copy
         digest = hashlib.sha256("\n".join(p.msg_id for p in group).encode()).hexdigest()[:32]

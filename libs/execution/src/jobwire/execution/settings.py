@@ -38,6 +38,9 @@ class ExecutorSettings:
     gpus: int | None = None
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     pool: str | None = None
+    #: where the ranks of a gang job on other nodes reach this node's jobs (its rank 0 listens there);
+    #: the local executor's default is 127.0.0.1, right while every node of a gang is on one machine
+    address: str | None = None
     heartbeat_interval: float = 2.0
     tick_interval: float = 0.25
     #: total bytes of outputs uploaded per attempt; files past it are skipped (and logged)

@@ -163,6 +163,16 @@ class NodeState:
         return ahead / max(1, slots)
 
 
+@dataclass
+class GangRun:
+    """A gang job's ranks while they run: one per node, ``nodes[r]`` runs rank ``r``."""
+
+    attempt: int
+    nodes: list[str]
+    #: the nodes whose rank has not reported its end yet
+    left: set[str] = field(default_factory=set)
+
+
 class Cluster:
     """All nodes, plus jobs no node can take yet (placed when a fitting node appears)."""
 
@@ -179,9 +189,21 @@ class Cluster:
         self.running_on: dict[str, str] = {}
         #: jobs waiting for their dependencies (in no queue until those are met)
         self.waits = Waits()
+        #: gang jobs waiting to start all their ranks at once, and the nodes kept for each (taking no
+        #: other job until the gang starts: what keeps small jobs from starving it)
+        self.gangs: dict[str, QueuedJob] = {}
+        self.reserved: dict[str, list[str]] = {}
+        #: gang jobs whose ranks were started, by job id
+        self.gang_runs: dict[str, GangRun] = {}
+
+    def is_reserved(self, node: str) -> bool:
+        return any(node in names for names in self.reserved.values())
 
     def enqueue(self, node: str | None, job: QueuedJob) -> int | None:
         self.remove_queued(job.id)
+        if job.spec.resources.nodes > 1:
+            self.gangs[job.id] = job
+            return None
         if node is None:
             self.pending[job.id] = job
             return None
@@ -189,6 +211,10 @@ class Cluster:
         return self.nodes[node].enqueue(job)
 
     def remove_queued(self, job_id: str) -> QueuedJob | None:
+        self.reserved.pop(job_id, None)
+        gang = self.gangs.pop(job_id, None)
+        if gang is not None:
+            return gang
         job = self.pending.pop(job_id, None)
         node = self.queued_on.pop(job_id, None)
         if node is not None and node in self.nodes:
@@ -196,6 +222,8 @@ class Cluster:
         return job
 
     def queued_job(self, job_id: str) -> QueuedJob | None:
+        if job_id in self.gangs:
+            return self.gangs[job_id]
         if job_id in self.pending:
             return self.pending[job_id]
         node = self.queued_on.get(job_id)
@@ -209,7 +237,33 @@ class Cluster:
         self.nodes[node].running[run.id] = run
         self.fair.started(run.owner, run.resources)
 
+    def start_gang(self, nodes: list[str], runs: list[RunningJob]) -> None:
+        """Hold a slot for each rank on its node; the job counts as running on its rank 0's node."""
+        first = runs[0]
+        self.gang_runs[first.id] = GangRun(first.attempt, list(nodes), set(nodes))
+        for node, run in zip(nodes, runs, strict=True):
+            self.nodes[node].running[run.id] = run
+            self.fair.started(run.owner, run.resources)  # each rank counts in its owner's load
+        self.running_on[first.id] = nodes[0]
+
+    def finish_rank(self, job_id: str, node: str) -> None:
+        """One rank ended well: its node's slot is free; the gang runs on while others are left."""
+        gang = self.gang_runs.get(job_id)
+        if gang is not None:
+            gang.left.discard(node)
+        run = self.nodes[node].running.pop(job_id, None) if node in self.nodes else None
+        if run is not None:
+            self.fair.ended(run.owner, run.resources)
+
     def finish(self, job_id: str) -> RunningJob | None:
+        gang = self.gang_runs.pop(job_id, None)
+        if gang is not None:  # every rank's slot is given back at once
+            self.running_on.pop(job_id, None)
+            runs = [self.nodes[n].running.pop(job_id, None) for n in gang.nodes if n in self.nodes]
+            for r in runs:
+                if r is not None:
+                    self.fair.ended(r.owner, r.resources)
+            return next((r for r in runs if r is not None), None)
         node = self.running_on.pop(job_id, None)
         if node is None or node not in self.nodes:
             return None

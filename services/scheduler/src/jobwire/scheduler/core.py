@@ -9,6 +9,8 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import deps, feasibility
 from jobwire.contracts.v1 import subjects as sj
@@ -16,8 +18,9 @@ from jobwire.runtime import telemetry
 from jobwire.runtime.placement import PlacementPolicy
 from jobwire.store.jobrecs import JobRec
 
+from . import gang
 from .arrays import Arrays
-from .cluster import Cluster, NodeState, QueuedJob, RunningJob
+from .cluster import Cluster, GangRun, NodeState, QueuedJob, RunningJob
 from .fairshare import units
 from .placement import eligible, place
 from .settings import SchedulerSettings
@@ -67,6 +70,10 @@ class Core:
         none fits. A job pinned to a node shows that node while it waits for it.
         """
         nodes = list(self.cluster.nodes.values())
+        if job.spec.resources.nodes > 1:
+            row.node = None
+            row.reason = gang.waiting_reason(nodes, job.spec)
+            return self.cluster.enqueue(None, job)
         node = place(self.policy, job.spec, nodes, time.monotonic())
         if node is None:
             pinned = job.spec.node if job.spec.node in self.cluster.nodes else None
@@ -108,10 +115,19 @@ class Core:
     ) -> None:
         key = (job_id, attempt)
         self.stop_asked[key] = time.monotonic()
+        run = self.cluster.gang_runs.get(job_id)
+        if run is not None and run.attempt == attempt and node in run.nodes:
+            for rank_node in sorted(run.left):  # every rank of a gang that still runs
+                self.ask_stop_one(txn, job_id, attempt, rank_node, outcome, reason)
+            return
+        self.ask_stop_one(txn, job_id, attempt, node, outcome, reason)
+
+    def ask_stop_one(
+        self, txn: Txn, job_id: str, attempt: int, node: str, outcome: v1.JobState, reason: str
+    ) -> None:
         msg = v1.CancelRun(job_id=job_id, attempt=attempt, node=node, outcome=outcome, reason=reason)
-        txn.emit(
-            sj.exec_subject(node, "cancel"), msg, sj.attempt_msg_id(job_id, attempt, "cancel", outcome.value)
-        )
+        msg_id = sj.attempt_msg_id(job_id, attempt, "cancel", outcome.value, node)
+        txn.emit(sj.exec_subject(node, "cancel"), msg, msg_id)
 
     # --- commands ------------------------------------------------------------------------------
     def submit(self, txn: Txn, cmd: v1.SubmitJob, trace: dict[str, str]) -> None:
@@ -362,6 +378,14 @@ class Core:
     # --- executor reports ----------------------------------------------------------------------
     def report(self, txn: Txn, rep: v1.Report) -> None:
         row = txn.rows.get(rep.job_id)
+        ranks = self.cluster.gang_runs.get(rep.job_id)
+        if row is not None and ranks is not None and rep.attempt == row.attempt == ranks.attempt:
+            if rep.node in ranks.nodes and rep.node != row.node:
+                self.rank_report(txn, row, ranks, rep)
+                return
+            if rep.node == row.node and isinstance(rep, v1.RunFinished):
+                self.rank_finished(txn, row, ranks, rep)
+                return
         if row is None or rep.attempt != row.attempt or row.node != rep.node:
             self.stale(txn, rep, row)
             return
@@ -385,6 +409,7 @@ class Core:
                 if run is not None:
                     run.since = time.monotonic()
                     run.running = True
+                self.mark_running(row.id)
             return
         self.finished(txn, row, rep)
 
@@ -430,6 +455,103 @@ class Core:
             txn.transition(row, outcome, rep.reason, at=rep.at)
         if row.delete_requested and v1.is_finished(S(row.state)):
             self.remove(txn, row)
+
+    # --- gang jobs -----------------------------------------------------------------------------
+    def rank_report(self, txn: Txn, row: JobRec, run: GangRun, rep: v1.Report) -> None:
+        """A report of a rank other than 0 (rank 0's is the job's own): running marks the job running
+        if rank 0 has not yet; an end goes to :meth:`rank_finished`."""
+        if isinstance(rep, v1.RunFinished):
+            self.rank_finished(txn, row, run, rep)
+        elif isinstance(rep, v1.RunRunning) and row.state == S.STARTING.value:
+            txn.transition(row, S.RUNNING, None, at=rep.at)
+            self.mark_running(row.id)
+
+    def mark_running(self, job_id: str) -> None:
+        run = self.cluster.gang_runs.get(job_id)
+        for name in run.nodes if run is not None else []:
+            node = self.cluster.nodes.get(name)
+            rank = node.running.get(job_id) if node is not None else None
+            if rank is not None and not rank.running:
+                rank.since, rank.running = time.monotonic(), True
+
+    def rank_finished(self, txn: Txn, row: JobRec, run: GangRun, rep: v1.RunFinished) -> None:
+        """A rank ended. Success: its slot is free, and the job succeeds with its last rank. Anything
+        else ends the gang: every other rank is asked to stop and the job ends (or is retried as a
+        whole) naming the rank and why."""
+        rank = run.nodes.index(rep.node)
+        if rep.outcome is S.SUCCEEDED:
+            self.cluster.finish_rank(row.id, rep.node)
+            if run.left:
+                return
+            self.finished(txn, row, msgspec.structs.replace(rep, node=run.nodes[0]))
+            return
+        others = sorted(run.left - {rep.node})
+        if others and (row.id, row.attempt) not in self.stop_asked:
+            why = f"rank {rank} {_ended(rep.outcome, rep.exit_code)}"
+            for name in others:
+                self.ask_stop_one(txn, row.id, row.attempt, name, S.CANCELLED, f"{why}; stopping the gang")
+        reason = gang.end_reason(rank, rep.node, rep.outcome, rep.exit_code, rep.reason, stopped=len(others))
+        self.finished(txn, row, msgspec.structs.replace(rep, node=run.nodes[0], reason=reason))
+
+    def dispatch_gangs(self, txn: Txn, now: float) -> None:
+        """Start each waiting gang whose ranks all fit now on nodes of one backend, all at once; a gang
+        that does not fit keeps nodes reserved (they take no other job) until it does, in priority
+        order, so a stream of small jobs cannot starve it."""
+        taken: set[str] = set()
+        for job in sorted(self.cluster.gangs.values(), key=lambda j: j.key):
+            if job.not_before > now:
+                continue
+            nodes = [n for n in self.cluster.nodes.values() if n.up and n.name not in taken]
+            chosen = gang.free_nodes(job.spec, nodes, now)
+            row = txn.rows.get(job.id)
+            if chosen is not None and row is not None:
+                self.cluster.remove_queued(job.id)
+                self.start_gang(txn, row, job, chosen)
+                continue
+            kept = gang.reservation(job.spec, nodes, self.cluster.reserved.get(job.id), now)
+            if kept:
+                self.cluster.reserved[job.id] = kept
+                taken.update(kept)
+            else:
+                self.cluster.reserved.pop(job.id, None)
+
+    def start_gang(self, txn: Txn, row: JobRec, job: QueuedJob, nodes: list[NodeState]) -> None:
+        """Dispatch every rank of the gang in this one transaction: all or nothing."""
+        row.attempt += 1
+        row.node = nodes[0].name
+        row.backend = nodes[0].backend
+        row.dispatched_at = txn.at
+        row.started_at = None
+        row.exit_code = None
+        row.not_before = None
+        row.reason = None
+        names = [n.name for n in nodes]
+        txn.transition(row, S.STARTING, f"dispatched {len(nodes)} ranks to {', '.join(names)}")
+        mono = time.monotonic()
+        res, expected = job.spec.resources, job.expected_runtime
+        runs = [
+            RunningJob(row.id, row.attempt, res, expected, mono, row.timeout, owner=row.owner) for _ in nodes
+        ]
+        self.cluster.start_gang(names, runs)
+        hosts = [n.capacity.address or n.name for n in nodes]
+        port = gang.master_port(row.id, row.attempt)
+        with telemetry.span_from(job.trace, TRACER, "scheduler.dispatch", job_id=row.id, node=names[0]):
+            headers = telemetry.inject()
+        for rank, node in enumerate(nodes):
+            ranked = v1.Gang(
+                rank=rank, world_size=len(nodes), master_addr=hosts[0], master_port=port, hosts=hosts
+            )
+            msg = v1.RunJob(
+                job_id=row.id,
+                attempt=row.attempt,
+                node=node.name,
+                spec=job.spec,
+                owner=row.owner,
+                timeout=row.timeout,
+                gang=ranked,
+            )
+            msg_id = sj.attempt_msg_id(row.id, row.attempt, "run", rank)
+            txn.emit(sj.exec_subject(node.name, "run"), msg, msg_id, headers)
 
     def stale(self, txn: Txn, rep: v1.Report, row: JobRec | None) -> None:
         """A report from an attempt that is no longer current: ignore it, and stop that run."""
@@ -495,6 +617,7 @@ class Core:
                     break
                 out.add(job.id)
                 extra[job.owner] = extra.get(job.owner, 0.0) + units(job.spec.resources)
+        out.update(self.cluster.gangs)  # few: each may find its nodes free in this round
         return out
 
     def materialise(
@@ -519,8 +642,10 @@ class Core:
         now = time.monotonic()
         fair = self.cluster.fair
         fair.advance(now)
+        if self.cluster.gangs:
+            self.dispatch_gangs(txn, now)
         for node in self.cluster.nodes.values():
-            while node.up:
+            while node.up and not self.cluster.is_reserved(node.name):
                 job = node.pick(now, fair)
                 if job is None or not node.fits_now(job.spec.resources):
                     break
@@ -583,10 +708,23 @@ class Core:
                 self.place(txn, row, job)
         for job_id, run in list(node.running.items()):
             row = txn.rows.get(job_id)
-            if row is not None and row.attempt == run.attempt and self.on_node(row):
+            ranks = self.cluster.gang_runs.get(job_id)
+            if row is not None and ranks is not None and row.attempt == ranks.attempt and self.on_node(row):
+                self.gang_lost(txn, row, ranks, node.name)
+            elif row is not None and row.attempt == run.attempt and self.on_node(row):
                 self.lose(txn, row, f"node {node.name} stopped answering")
             else:
                 self.cluster.finish(job_id)
+
+    def gang_lost(self, txn: Txn, row: JobRec, run: GangRun, lost: str) -> None:
+        """A node of a running gang stopped answering: the other ranks are stopped, the job is lost
+        (and retried as a whole while attempts remain) naming the rank."""
+        rank = run.nodes.index(lost)
+        for name in sorted(run.left - {lost}):
+            why = f"rank {rank}'s node {lost} stopped answering; stopping the gang"
+            self.ask_stop_one(txn, row.id, row.attempt, name, S.LOST, why)
+        self.stop_asked[(row.id, row.attempt)] = time.monotonic()
+        self.lose(txn, row, f"rank {rank}: node {lost} stopped answering; the other ranks were stopped")
 
     def node_up(self, txn: Txn) -> None:
         """Place pending jobs now that a node appeared or came back."""

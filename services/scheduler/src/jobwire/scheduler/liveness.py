@@ -120,7 +120,11 @@ class Liveness:
         """Runs a node reports that are no longer ours (stale attempts, deleted jobs) are stopped."""
         for ref in beat.running:
             row = txn.rows.get(ref.job_id)
-            current = row is not None and row.node == beat.node and row.attempt == ref.attempt
+            ranks = self.core.cluster.gang_runs.get(ref.job_id)
+            on = row is not None and (
+                row.node == beat.node or (ranks is not None and beat.node in ranks.nodes)  # a gang's rank
+            )
+            current = row is not None and on and row.attempt == ref.attempt
             if current and row is not None and self.core.on_node(row):
                 continue
             if current and row is not None and row.state == S.LOST.value:

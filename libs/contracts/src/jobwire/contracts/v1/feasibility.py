@@ -18,6 +18,8 @@ from .spec import JobSpec, Resources
 
 #: backends whose nodes run a job's ``image`` (a container engine); elsewhere an image cannot be honoured
 IMAGE_BACKENDS = frozenset({"docker"})
+#: backends that run a gang job (``resources.nodes`` > 1) as one rank per node, started together
+GANG_BACKENDS = frozenset({"local", "docker", "ssh"})
 #: how many names a message lists at most
 MAX_LISTED = 12
 #: label that names a node's cluster (``spec.cluster``)
@@ -88,7 +90,7 @@ def missing_option(node: Offer, spec: JobSpec) -> str | None:
 
 def fits_at_all(cap: NodeCapacity, res: Resources) -> bool:
     """Could a node of this capacity ever run the job (its totals, ignoring what runs now)?"""
-    if res.nodes > 1 or res.cpus > cap.cpus + 1e-9 or res.gpus > cap.gpus:
+    if res.cpus > cap.cpus + 1e-9 or res.gpus > cap.gpus:
         return False
     return not (cap.memory is not None and res.memory_bytes is not None and res.memory_bytes > cap.memory)
 
@@ -118,15 +120,40 @@ def node_labels(spec: JobSpec) -> dict[str, str]:
 def refusal(nodes: Sequence[Offer], spec: JobSpec) -> Refusal | None:
     """Why no node in ``nodes`` (every registered node, up or down) could ever run ``spec``; None when one
     could, or when no node is registered yet (nothing to judge by: the job waits for one)."""
-    if spec.resources.nodes > 1:
-        return Refusal(
-            f"needs {spec.resources.nodes} nodes for one job, and no backend here runs a job across "
-            "several nodes yet (jobwire places each job on one node): submit one job per node, "
-            "or resources.nodes: 1",
-            "$.resources.nodes",
-        )
     if not nodes:
         return None
+    why = _node_refusal(nodes, spec)
+    if why is None and spec.resources.nodes > 1:
+        return gang_refusal(nodes, spec)
+    return why
+
+
+def gang_groups(nodes: Sequence[Offer], spec: JobSpec) -> dict[str, list[Offer]]:
+    """The nodes that could each run one rank of a gang, by backend (a gang's ranks share one)."""
+    out: dict[str, list[Offer]] = {}
+    for n in nodes:
+        if n.backend in GANG_BACKENDS and eligible(n, spec):
+            out.setdefault(n.backend, []).append(n)
+    return out
+
+
+def gang_refusal(nodes: Sequence[Offer], spec: JobSpec) -> Refusal | None:
+    """Why no backend here has ``resources.nodes`` nodes that could each run one rank, or None."""
+    want = spec.resources.nodes
+    groups = gang_groups(nodes, spec)
+    most = max(groups.items(), key=lambda kv: len(kv[1]), default=None)
+    if most is not None and len(most[1]) >= want:
+        return None
+    offer = f"the most is {len(most[1])} of backend {most[0]}" if most else "none fits"
+    return Refusal(
+        f"needs {want} nodes of one backend that runs gangs ({', '.join(sorted(GANG_BACKENDS))}), "
+        f"each fitting one rank; {offer}",
+        "$.resources.nodes",
+    )
+
+
+def _node_refusal(nodes: Sequence[Offer], spec: JobSpec) -> Refusal | None:
+    """Why no node in ``nodes`` could run ``spec`` (one rank of it, for a gang), or None."""
     cands = list(nodes)
     scope = ""
     for step in _HINTS:

@@ -141,6 +141,9 @@ class NodeCapacity(msgspec.Struct, kw_only=True, omit_defaults=True):
     single_slot_unless: str | None = None
     #: JSON Schema of the backend's ``backend_options`` (``contracts.v1.options``); None: it takes none
     options_schema: dict[str, Any] | None = None
+    #: the address other ranks of a gang job reach this node's jobs at (its rank 0 is the master);
+    #: None: the node name
+    address: str | None = None
 
 
 class NodeView(msgspec.Struct, kw_only=True):

@@ -79,6 +79,18 @@ Command = JobCommand | SubmitJobs | SubmitWorkflow | RecordAudit | CreateToken |
 # --- work: scheduler -> one node, on jobwire.exec.<node>.<type> ---------------------------------
 
 
+class Gang(msgspec.Struct, kw_only=True):
+    """One rank of a gang (``resources.nodes`` > 1): the ranks start together, one per node, and
+    find each other at rank 0's ``master_addr:master_port`` (torch.distributed's env:// rendezvous)."""
+
+    rank: int
+    world_size: int
+    master_addr: str
+    master_port: int
+    #: every rank's address, in rank order
+    hosts: list[str] = []
+
+
 class RunJob(msgspec.Struct, kw_only=True, tag="run", tag_field="type"):
     job_id: str
     attempt: int
@@ -90,6 +102,8 @@ class RunJob(msgspec.Struct, kw_only=True, tag="run", tag_field="type"):
     array_id: str | None = None
     array_index: int | None = None
     array_count: int | None = None
+    #: one rank of a gang job; None for a job on one node
+    gang: Gang | None = None
 
 
 class CancelRun(msgspec.Struct, kw_only=True, tag="cancel", tag_field="type"):

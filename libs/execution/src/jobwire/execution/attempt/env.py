@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from jobwire.contracts.v1 import RunJob
+from jobwire.contracts.v1 import Gang, RunJob
 
 from .layout import AttemptDir
 
@@ -91,7 +91,25 @@ def jobwire_env(run: RunJob, seen: AttemptDir) -> dict[str, str]:
         env["JOBWIRE_ARRAY_ID"] = run.array_id
         env["JOBWIRE_ARRAY_INDEX"] = str(run.array_index)
         env["JOBWIRE_ARRAY_COUNT"] = str(run.array_count)
+    if run.gang is not None:
+        env.update(gang_env(run.gang))
     return env
+
+
+def gang_env(gang: Gang) -> dict[str, str]:
+    """One rank's view of its gang: ``JOBWIRE_RANK`` and the rest, and the same without the prefix
+    (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``) for torch.distributed's env://."""
+    base = {
+        "RANK": str(gang.rank),
+        "WORLD_SIZE": str(gang.world_size),
+        "MASTER_ADDR": gang.master_addr,
+        "MASTER_PORT": str(gang.master_port),
+    }
+    return {
+        **base,
+        **{f"JOBWIRE_{k}": v for k, v in base.items()},
+        "JOBWIRE_HOSTS": ",".join(gang.hosts),
+    }
 
 
 def job_environment(

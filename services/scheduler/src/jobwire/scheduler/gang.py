@@ -1,0 +1,88 @@
+"""Gang jobs (``resources.nodes`` > 1): which nodes take their ranks, and the words for why they wait
+or how they ended. Pure functions over the scheduler's view; :class:`~.core.Core` acts on them.
+
+A gang starts all its ranks at once or none (one rank per node, all nodes of one backend), like
+Slurm's ``--nodes N`` allocation: a rank started alone would wait at the rendezvous for peers that
+may never come, holding its node.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+from jobwire.contracts import v1
+from jobwire.contracts.v1 import feasibility
+
+from .cluster import NodeState
+
+#: rendezvous ports are drawn from here (above torch's 29500 default, below Linux's ephemeral range)
+PORT_BASE = 29500
+PORT_SPAN = 2000
+
+
+def master_port(job_id: str, attempt: int) -> int:
+    """Rank 0's rendezvous port: fixed by job and attempt, so a replayed dispatch says the same, and
+    a retried gang does not meet a port its previous attempt may still hold."""
+    return PORT_BASE + zlib.crc32(f"{job_id}:{attempt}".encode()) % PORT_SPAN
+
+
+def free_nodes(spec: v1.JobSpec, nodes: Sequence[NodeState], now: float) -> list[NodeState] | None:
+    """``resources.nodes`` up nodes of one backend that each fit one rank now (the least loaded
+    first, rank 0 on the first), or None when no backend has that many free."""
+    want = spec.resources.nodes
+    groups = feasibility.gang_groups([n for n in nodes if n.up], spec)
+    for backend in sorted(groups):
+        free = [n for n in groups[backend] if isinstance(n, NodeState) and n.fits_now(spec.resources)]
+        if len(free) >= want:
+            res = spec.resources
+            free.sort(key=lambda n: (n.queued_time(now, res), n.name))
+            return free[:want]
+    return None
+
+
+def reservation(
+    spec: v1.JobSpec, nodes: Sequence[NodeState], kept: list[str] | None, now: float
+) -> list[str]:
+    """The nodes a waiting gang keeps: those it kept before while all are still up and eligible,
+    else the ``resources.nodes`` of one backend whose work ends soonest; [] when no backend has enough."""
+    want = spec.resources.nodes
+    groups = feasibility.gang_groups([n for n in nodes if n.up], spec)
+    if kept is not None:
+        names = {n.name for group in groups.values() for n in group}
+        if all(name in names for name in kept):
+            return kept
+    best: list[NodeState] | None = None
+    res = spec.resources
+    for backend in sorted(groups):
+        group = [n for n in groups[backend] if isinstance(n, NodeState)]
+        if len(group) < want:
+            continue
+        group.sort(key=lambda n: (n.queued_time(now, res), n.name))
+        pick = group[:want]
+        if best is None or pick[-1].queued_time(now, res) < best[-1].queued_time(now, res):
+            best = pick
+    return [n.name for n in best] if best else []
+
+
+def waiting_reason(nodes: Sequence[NodeState], spec: v1.JobSpec) -> str:
+    """Why a gang has not started: too few nodes that could take a rank are up, or they are busy."""
+    want = spec.resources.nodes
+    up = [n for n in nodes if n.up]
+    why = feasibility.gang_refusal(up, spec)
+    if why is not None:
+        return f"waiting for {want} nodes that are up: {why.detail}"
+    return f"waiting for {want} nodes of one backend to be free at once (nodes reserved for it)"
+
+
+def end_reason(
+    rank: int, node: str, outcome: v1.JobState, exit_code: int | None, why: str | None, *, stopped: int
+) -> str:
+    """``rank 1 on g2 failed (exit code 137): killed; the 2 other ranks were stopped``."""
+    text = outcome.value.replace("_", " ")
+    ended = f"{text} (exit code {exit_code})" if exit_code is not None else text
+    out = f"rank {rank} on {node} {ended}" + (f": {why}" if why else "")
+    if stopped:
+        many = stopped > 1
+        out += f"; the {stopped} other rank{'s were' if many else ' was'} stopped"
+    return out

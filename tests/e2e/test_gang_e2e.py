@@ -1,0 +1,151 @@
+"""Gang jobs on three local executor nodes (three executor processes): the ranks start together,
+meet at rank 0's MASTER_ADDR:MASTER_PORT and exchange their ranks; one rank killed stops the others
+and fails the job naming it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from jobwire.stack.stack import ExecutorConfig, Stack
+
+from .conftest import make_stack, submit, wait_for, wait_state
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+#: rank 0 listens, the others connect and send their rank; rank 0 answers every rank with all ranks
+RENDEZVOUS = r"""
+import os, socket, sys, time
+out = sys.argv[1]
+rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+plain = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+env = {k: v for k, v in os.environ.items() if k.startswith("JOBWIRE_") or k in plain}
+open(f"{out}/pid-{rank}", "w").write(str(os.getpid()))
+if rank == 0:
+    srv = socket.create_server((addr, port))
+    peers = []
+    while len(peers) < world - 1:
+        c, _ = srv.accept()
+        peers.append((int(c.recv(16).decode()), c))
+    seen = sorted([0] + [r for r, _ in peers])
+    for _, c in peers:
+        c.sendall(",".join(map(str, seen)).encode())
+        c.close()
+else:
+    for _ in range(200):
+        try:
+            c = socket.create_connection((addr, port))
+            break
+        except OSError:
+            time.sleep(0.1)
+    c.sendall(str(rank).encode())
+    seen = [int(x) for x in c.recv(64).decode().split(",")]
+with open(f"{out}/rank-{rank}", "w") as f:
+    f.write(repr({"seen": seen, "env": env}))
+time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.fixture(scope="module")
+def gang_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    nodes = [ExecutorConfig(node=f"gang-{i}", slots=1) for i in range(3)]
+    s = make_stack(tmp_path_factory.mktemp("gang"), nodes)
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def api(gang_stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gang_stack.api_url, headers=gang_stack.auth_headers, timeout=30) as c:
+        wait_for(lambda: len(c.get("/v1/nodes").json()["items"]) == 3, 30, what="3 nodes")
+        yield c
+
+
+def gang(api: httpx.Client, out: Path, sleep: float) -> dict:
+    out.mkdir()
+    cmd = [sys.executable, "-c", RENDEZVOUS, str(out), str(sleep)]
+    return submit(api, command=cmd, resources={"nodes": 3, "walltime": 120}, expected_runtime=30)
+
+
+def test_three_ranks_meet_and_see_their_rank_env(api: httpx.Client, tmp_path: Path) -> None:
+    job = gang(api, tmp_path / "out", 0)
+    done = wait_state(api, job["id"], {"succeeded", "failed"}, timeout=60)
+    assert done["state"] == "succeeded", done
+    ranks = [eval((tmp_path / "out" / f"rank-{r}").read_text()) for r in range(3)]
+    port = ranks[0]["env"]["MASTER_PORT"]
+    for r, got in enumerate(ranks):
+        assert got["seen"] == [0, 1, 2]
+        env = got["env"]
+        assert env["RANK"] == env["JOBWIRE_RANK"] == str(r)
+        assert env["WORLD_SIZE"] == env["JOBWIRE_WORLD_SIZE"] == "3"
+        assert env["MASTER_ADDR"] == env["JOBWIRE_MASTER_ADDR"] == "127.0.0.1"
+        assert env["MASTER_PORT"] == env["JOBWIRE_MASTER_PORT"] == port
+        assert env["JOBWIRE_HOSTS"] == "127.0.0.1,127.0.0.1,127.0.0.1"
+        assert env["JOBWIRE_JOB_ID"] == job["id"]
+    assert "dispatched 3 ranks to gang-" in str(done["transitions"])
+
+
+def test_killing_one_rank_stops_the_others_and_fails_the_job_naming_it(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    job = gang(api, out, 120)
+    pids = wait_for(
+        lambda: (
+            [int((out / f"pid-{r}").read_text()) for r in range(3)]
+            if all((out / f"rank-{r}").exists() for r in range(3))
+            else None
+        ),
+        60,
+        what="the 3 ranks to meet",
+    )
+    wait_state(api, job["id"], "running", timeout=30)
+    os.kill(pids[1], signal.SIGKILL)
+    done = wait_state(api, job["id"], {"failed", "succeeded", "cancelled"}, timeout=40)
+    assert done["state"] == "failed", done
+    assert done["reason"].startswith("rank 1 on gang-"), done["reason"]
+    assert "the 2 other ranks were stopped" in done["reason"]
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+    wait_for(lambda: gone(pids[0]) and gone(pids[2]), 30, what="ranks 0 and 2 to be stopped")
+
+
+def test_a_gang_larger_than_the_nodes_is_refused(api: httpx.Client) -> None:
+    r = api.post("/v1/jobs", json={"command": ["true"], "resources": {"nodes": 4}})
+    assert r.status_code == 422, r.text
+    assert "needs 4 nodes of one backend that runs gangs" in r.text
+    assert "the most is 3 of backend local" in r.text
+
+
+def test_a_gang_waits_for_busy_nodes_then_starts_all_at_once(api: httpx.Client, tmp_path: Path) -> None:
+    blocker = submit(api, command=["sleep", "3"], node="gang-1", expected_runtime=3)
+    wait_state(api, blocker["id"], "running", timeout=30)
+    t0 = time.monotonic()
+    job = gang(api, tmp_path / "out", 0)
+    small = submit(api, command=["true"], node="gang-1", expected_runtime=1)
+    waiting = api.get(f"/v1/jobs/{job['id']}").json()
+    assert waiting["state"] == "queued" and "waiting for 3 nodes" in waiting["reason"], waiting
+    try:
+        done = wait_state(api, job["id"], {"succeeded", "failed"}, timeout=60)
+    except AssertionError:
+        raise AssertionError(api.get(f"/v1/jobs/{job['id']}").json()) from None
+    assert done["state"] == "succeeded", done
+    assert time.monotonic() - t0 > 1.5
+    # the node kept for the gang took no small job before it: the small one started after the gang
+    small_done = wait_state(api, small["id"], "succeeded", timeout=60)
+    assert small_done["started_at"] >= done["started_at"]
