@@ -42,7 +42,10 @@ install_docker() {
     if ! command -v debootstrap >/dev/null 2>&1; then apt_install debootstrap; fi
     if ! as_root docker info >/dev/null 2>&1; then
         echo "docker: starting dockerd (log: /var/log/dockerd.log)"
-        as_root sh -c 'nohup dockerd >>/var/log/dockerd.log 2>&1 &'
+        # Every descriptor above 2 closed first: run under `flock /tmp/jobwire-backends.lock`, the
+        # daemon inherited the lock's descriptor and held the backends lock for as long as it ran.
+        as_root bash -c 'for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ]; then eval "exec $n>&-"; fi; done
+            nohup dockerd </dev/null >>/var/log/dockerd.log 2>&1 &' 2>/dev/null
         local waited=0
         until as_root docker info >/dev/null 2>&1; do
             if [ "$waited" -ge 60 ]; then
