@@ -224,6 +224,49 @@ def test_a_retried_job_is_resubmitted_from_its_page_without_its_attempts(
     assert as_alice.get(f"/v1/jobs/{again}").json()["retry"]["attempts"] == 2
 
 
+def test_a_queued_job_shows_its_place_and_estimated_start_and_resubmits(
+    page: Page, stack: Stack, alice: str, as_alice: httpx.Client
+) -> None:
+    """With the node's 3 slots taken by 60 s jobs (half a CPU each: the node has this machine's 2), a
+    fourth waits: its page shows its queue position and
+    when it should start (issue 14), and its spec resubmits without the fields the system added."""
+    busy = [
+        submit(
+            as_alice,
+            command=["sleep", "60"],
+            name=f"ui-busy-{i}",
+            expected_runtime=60,
+            node="ui-local",
+            resources={"cpus": 0.5},
+        )
+        for i in range(3)
+    ]
+    half = {"cpus": 0.5}
+    waiting = submit(as_alice, command=["true"], name="ui-waits", node="ui-local", resources=half)
+    try:
+        for job in busy:
+            wait_state(as_alice, job["id"], "running")
+        got = as_alice.get(f"/v1/jobs/{waiting['id']}").json()
+        assert got["state"] == "queued" and got["queue_position"] == 0 and got["estimated_start"]
+        sign_in(page, stack, alice)
+        page.goto(f"{stack.api_url}/ui#/jobs/{waiting['id']}")
+        summary = page.locator("#summary")
+        expect(summary).to_contain_text("Queue position")
+        expect(summary).to_contain_text("Estimated start")
+        shot(page, "queued-job")
+        assert "estimated_start" not in page.locator("#spec").inner_text()
+        page.click("#resubmit")
+        expect(page.locator("#f-submit")).to_be_visible()
+        page.click("#f-submit")
+        expect(page.locator("#job-id")).not_to_have_text(waiting["id"], timeout=TIMEOUT)
+        again = page.locator("#job-id").inner_text()
+        assert as_alice.get(f"/v1/jobs/{again}").json()["name"] == "ui-waits"
+        as_alice.post(f"/v1/jobs/{again}/cancel")
+    finally:
+        for job in [*busy, waiting]:
+            as_alice.post(f"/v1/jobs/{job['id']}/cancel")
+
+
 def test_another_owners_job_is_not_found_and_not_listed(
     page: Page, stack: Stack, admin: httpx.Client, alice: str
 ) -> None:

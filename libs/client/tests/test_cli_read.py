@@ -1,6 +1,7 @@
 """Read commands against the stub gateway: ls paging, watch, status, nodes, artifacts, cancel, rm."""
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,20 @@ def test_status_panel(stub: Any, cli: Any) -> None:
         assert text in result.out
     as_json = json.loads(cli("status", "--json", job["id"]).out)
     assert as_json["id"] == job["id"] and as_json["exit_code"] == 0
+
+
+def test_status_of_a_queued_job_shows_its_position_and_estimated_start(stub: Any, cli: Any) -> None:
+    start = datetime.now(UTC) + timedelta(minutes=2, seconds=30)
+    job = stub.add_job(
+        state="queued",
+        node="gpu-1",
+        queue_position=3,
+        estimated_start=start.isoformat().replace("+00:00", "Z"),
+    )
+    result = cli("status", job["id"])
+    assert result.code == 0, result.err
+    assert "queue position" in result.out and "3" in result.out
+    assert "estimated start" in result.out and "in 2m" in result.out
 
 
 def test_nodes_table_with_slot_bar(stub: Any, cli: Any) -> None:

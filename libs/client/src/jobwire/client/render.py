@@ -55,6 +55,12 @@ def fmt_age(at: datetime | None, now: datetime) -> str:
     return f"{fmt_duration((now - at).total_seconds())} ago" if at else "-"
 
 
+def fmt_until(at: datetime, now: datetime) -> str:
+    """``in 2m05s`` for a time ahead, ``now`` once it is here (an estimated start that has passed)."""
+    seconds = (at - now).total_seconds()
+    return f"in {fmt_duration(seconds)}" if seconds >= 1 else "now"
+
+
 def fmt_size(size: float | None) -> str:
     if size is None:
         return "-"
@@ -132,6 +138,12 @@ def job_panel(job: v1.Job, now: datetime | None = None) -> Panel:
         ("node", job.node),
         ("attempt", f"{job.attempt} of {job.max_attempts}" if job.attempt else None),
         ("queue position", str(job.queue_position) if job.queue_position is not None else None),
+        (
+            "estimated start",
+            f"{fmt_time(job.estimated_start)}  ({fmt_until(job.estimated_start, now)})"
+            if job.estimated_start is not None and job.state is v1.JobState.QUEUED
+            else None,
+        ),
         ("owner", job.owner),
         ("runs", what_runs(job)),
         ("image", job.image),

@@ -90,6 +90,7 @@ export function render(main, id, ctx) {
       ["Attempt", `${job.attempt} of ${job.max_attempts ?? 1}`],
       ["Array", job.array_id ? h("a", { id: "array-link", href: `#/arrays/${job.array_id}` }, `task ${job.array_index} of the array`) : null],
       ["Queue position", job.state === "queued" && job.queue_position != null ? String(job.queue_position) : null],
+      ["Estimated start", job.state === "queued" && job.estimated_start ? when(job.estimated_start) : null],
       ["Expected runtime", job.expected_runtime != null ? duration(job.expected_runtime) : null],
       ["Exit code", job.exit_code != null ? String(job.exit_code) : null],
       ["Created", when(job.created_at)],
@@ -142,7 +143,7 @@ export function render(main, id, ctx) {
       : h("p", { class: "muted" }, FINISHED.has(job.state) ? "None: the job left nothing in outputs/." : "Files the job leaves in outputs/ appear here when it ends."));
     const { id: _i, owner, state, reason, node, attempt, queue_position, exit_code, created_at, started_at, ended_at,
       transitions, usage: _u, artifacts, ports: _p, details, array_id: _ai, array_index: _ax, attempts: _at,
-      not_before: _nb, ...rest } = job;
+      not_before: _nb, estimated_start: _es, ...rest } = job;
     const shown = Object.fromEntries(Object.entries(rest).filter(([, v]) =>
       v !== null && !(Array.isArray(v) && !v.length) && !(typeof v === "object" && !Array.isArray(v) && !Object.keys(v).length)));
     replace(spec, h("h2", {}, "Spec"), h("pre", { class: "spec" }, JSON.stringify(shown, null, 2)));

@@ -72,7 +72,7 @@ export function render(main, ctx) {
     const { id, owner, state, reason, attempt, queue_position, exit_code, created_at, started_at, ended_at,
       transitions, usage, artifacts, ports, details, command: c, script: s, program: p,
       // what the system added to a job, never part of a spec (the gateway refuses unknown fields)
-      array_id, array_index, attempts, not_before, ...rest } = job;
+      array_id, array_index, attempts, not_before, estimated_start, ...rest } = job;
     base = rest;
   }
   let base = {};
