@@ -161,3 +161,22 @@ def test_an_after_flag_with_an_unknown_condition_is_refused(stub: Any, cli: Any)
     result = cli("submit", "--after", "0193a000-0000-7000-8000-000000000000:sometimes", "--", "true")
     assert result.code == 2 and "JOB:succeeded|failed|finished" in result.err
     assert stub.requests("POST", "/v1/jobs") == []
+
+
+def test_the_jobs_dashboard_page_is_printed_after_submit(
+    stub: Any, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where to watch it: the gateway's own /ui unless JOBWIRE_DASHBOARD_URL names where users reach it
+    (or says off); never in -q or --json output, which scripts read."""
+    monkeypatch.delenv("JOBWIRE_DASHBOARD_URL", raising=False)
+    result = cli("submit", "--", "true")
+    job_id = list(stub.jobs)[-1]
+    assert result.code == 0, result.err
+    assert f"dashboard: {stub.url}/ui#/jobs/{job_id}  (jobwire open {job_id})" in result.out
+    monkeypatch.setenv("JOBWIRE_DASHBOARD_URL", "https://jobs.example.org/ui/")
+    result = cli("submit", "--", "true")
+    assert f"dashboard: https://jobs.example.org/ui#/jobs/{list(stub.jobs)[-1]}" in result.out
+    assert cli("submit", "-q", "--", "true").out.strip() == list(stub.jobs)[-1]
+    assert "dashboard" not in cli("submit", "--json", "--", "true").out
+    monkeypatch.setenv("JOBWIRE_DASHBOARD_URL", "off")
+    assert "dashboard" not in cli("submit", "--", "true").out

@@ -360,7 +360,7 @@ def completion_script(args: argparse.Namespace) -> int:
 def open_in_browser(client: JobwireClient, args: argparse.Namespace, io: commands.Output) -> int:
     """The dashboard's page of a job the caller can see (a 404 otherwise), in the browser ($BROWSER)."""
     job = client.get(args.job)
-    url = f"{client.base_url}/ui#/jobs/{job.id}"
+    url = commands.page_link(client.base_url, job.id) or f"{client.base_url}/ui#/jobs/{job.id}"
     print(url, flush=True)
     if not args.print and not webbrowser.open(url):
         return _fail(commands.console(stderr=True), "no browser could be started; open the address above", 1)

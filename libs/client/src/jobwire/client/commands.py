@@ -19,7 +19,7 @@ from rich.text import Text
 
 from jobwire.contracts import v1
 
-from . import render, specs, workflow
+from . import config, render, specs, workflow
 from .api import JobwireClient
 from .models import exit_status, job_finished
 from .watch import final_line, watch
@@ -87,6 +87,14 @@ def submit_batch(client: JobwireClient, args: argparse.Namespace, io: Output) ->
     return 0
 
 
+def page_link(api_url: str, job_id: str, *, array: bool = False) -> str | None:
+    """The dashboard page of a job (or an array), None when no dashboard is known for users."""
+    base = config.dashboard_url(api_url)
+    if base is None:
+        return None
+    return f"{base}#/{'arrays' if array else 'jobs'}/{job_id}"
+
+
 def submit(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
     if getattr(args, "batch", None):
         return submit_batch(client, args, io)
@@ -125,6 +133,11 @@ def submit(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
         if not done.accepted:
             line.append(" · the scheduler has not confirmed it yet (it is durably queued)", style="yellow")
         (io.err if args.follow else io.out).print(line)
+    if not io.as_json and not args.quiet:
+        link = page_link(client.base_url, job.id, array=spec.array is not None)
+        if link is not None:  # `jobwire open` opens a job's page; an array's is only linked
+            hint = "" if spec.array is not None else f"  (jobwire open {job.id})"
+            (io.err if args.follow else io.out).print(Text(f"  dashboard: {link}{hint}", style="dim"))
     if args.follow:
         _print_logs(client, job.id, follow=True, offset=None, stream=None, io=io)
         job = client.wait(job.id)

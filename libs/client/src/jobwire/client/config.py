@@ -14,10 +14,24 @@ from pathlib import Path
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV = "JOBWIRE_URL"
 TOKEN_ENV = "JOBWIRE_TOKEN"  # noqa: S105 (the variable's name, not a secret)
+#: the dashboard as users reach it (behind a proxy, another host); ``off`` prints no link after a submit
+DASHBOARD_ENV = "JOBWIRE_DASHBOARD_URL"
+_NO_DASHBOARD = ("", "off", "none", "0")
 
 
 def resolve_url(flag: str | None, env: Mapping[str, str] = os.environ) -> str:
     return (flag or env.get(URL_ENV) or DEFAULT_URL).rstrip("/")
+
+
+def dashboard_url(api_url: str, env: Mapping[str, str] = os.environ) -> str | None:
+    """The dashboard's address: ``JOBWIRE_DASHBOARD_URL``, else the gateway's own ``/ui``; None when
+    that variable says ``off`` (a gateway whose address users' browsers cannot reach)."""
+    given = env.get(DASHBOARD_ENV)
+    if given is None:
+        return f"{api_url.rstrip('/')}/ui"
+    if given.strip().lower() in _NO_DASHBOARD:
+        return None
+    return given.strip().rstrip("/")
 
 
 def token_path(env: Mapping[str, str] = os.environ) -> Path:
