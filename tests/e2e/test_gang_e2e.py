@@ -48,6 +48,7 @@ else:
             time.sleep(0.1)
     c.sendall(str(rank).encode())
     seen = [int(x) for x in c.recv(64).decode().split(",")]
+print(f"hello from rank {rank} of {world}", flush=True)
 with open(f"{out}/rank-{rank}", "w") as f:
     f.write(repr({"seen": seen, "env": env}))
 time.sleep(float(sys.argv[2]))
@@ -92,6 +93,13 @@ def test_three_ranks_meet_and_see_their_rank_env(api: httpx.Client, tmp_path: Pa
         assert env["JOBWIRE_HOSTS"] == "127.0.0.1,127.0.0.1,127.0.0.1"
         assert env["JOBWIRE_JOB_ID"] == job["id"]
     assert "dispatched 3 ranks to gang-" in str(done["transitions"])
+    for r in range(3):  # each rank's output on its own, none lost to another rank's offsets
+        only = api.get(f"/v1/jobs/{job['id']}/logs", params={"rank": r, "stream": "stdout"}).text
+        assert only == f"hello from rank {r} of 3\n"
+        both = api.get(f"/v1/jobs/{job['id']}/logs", params={"rank": r}).text
+        assert both == only
+    everything = api.get(f"/v1/jobs/{job['id']}/logs").text
+    assert sorted(everything.splitlines()) == [f"hello from rank {r} of 3" for r in range(3)]
 
 
 def test_killing_one_rank_stops_the_others_and_fails_the_job_naming_it(

@@ -89,7 +89,11 @@ class RunLoop:
                 journal.running_at = journal.started_at  # saved before running_at existed
             await self._settle_pending(handle.run.job_id, handle.run.attempt, journal)
         run = handle.run
-        pumps = {s: StreamPump(run.job_id, run.attempt, s, journal.cursor(s)) for s in STREAMS}
+        rank = run.gang.rank if run.gang is not None else None
+        pumps = {
+            s: StreamPump(run.job_id, run.attempt, sj.rank_stream(s, rank), journal.cursor(s))
+            for s in STREAMS
+        }
         t = Tracked(handle, journal, pumps)
         self.runs[handle.key] = t
         return t

@@ -88,6 +88,12 @@ def log_subject(job_id: str, stream: str) -> str:
     return f"jobwire.log.{check_token(job_id, 'job id')}.{stream}"
 
 
+def rank_stream(stream: str, rank: int | None) -> str:
+    """The log stream name of one rank of a gang: rank 0 (and a job on one node) keeps ``stdout``,
+    rank 2 writes ``stdout-rank2``, a subject of its own (``?rank=2``), so ranks never share offsets."""
+    return f"{stream}-rank{rank}" if rank else stream
+
+
 def job_logs_filter(job_id: str) -> str:
     return f"jobwire.log.{check_token(job_id, 'job id')}.*"
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, get
 from litestar.params import QueryParameter
 from litestar.response import Stream
+
+from jobwire.contracts.v1 import subjects as sj
 
 from ..jobs.lookup import require_job
 from ..params import Caller, JobId, LastEventId, Offset, Res
@@ -30,11 +32,14 @@ async def _as_text(records: AsyncIterator[LogRecord | None]) -> AsyncIterator[by
 
 
 async def _of_attempt(
-    records: AsyncIterator[LogRecord | None], attempt: int | None
+    records: AsyncIterator[LogRecord | None], attempt: int | None, streams: Sequence[str] | None = None
 ) -> AsyncIterator[LogRecord | None]:
-    """Only chunks of ``attempt`` (every attempt's output shares the job's log subjects)."""
+    """Only chunks of ``attempt`` (every attempt's output shares the job's log subjects), and of
+    ``streams`` when given (one rank's, read through the filter that covers every rank's)."""
     async for r in records:
-        if r is None or attempt is None or r.chunk.attempt == attempt:
+        if r is None or (
+            (attempt is None or r.chunk.attempt == attempt) and (streams is None or r.chunk.stream in streams)
+        ):
             yield r
 
 
@@ -69,14 +74,22 @@ class LogController(Controller):
         attempt: Annotated[
             int | None, QueryParameter(ge=1, description="Only this attempt's output (default: all)")
         ] = None,
+        rank: Annotated[
+            int | None,
+            QueryParameter(
+                ge=0, le=4095, description="Only this rank's output, of a gang job (default: all)"
+            ),
+        ] = None,
     ) -> Stream:
         job = await require_job(res, job_id, owner=caller.visible_owner)
         after = resume_after(offset, last_event_id)
-        streams = (stream,) if stream else STREAMS
+        streams = tuple(sj.rank_stream(s, rank) for s in ((stream,) if stream else STREAMS))
         require_bus(res)
         slot = res.streams.take(caller.owner)
         records = _of_attempt(
-            holding(slot, read_logs(res, job, after=after, follow=follow, streams=streams)), attempt
+            holding(slot, read_logs(res, job, after=after, follow=follow, streams=streams)),
+            attempt,
+            streams if rank is not None else None,
         )
         if wants_sse(request):
             return sse_response(_as_sse(records))
