@@ -52,13 +52,12 @@ work_dir=$2
 log_max=$3
 shift 3
 jw_cap() {
-  jw_head=$(command -p -v head)
-  if command -p stdbuf -o0 true 2>/dev/null; then
-    command -p stdbuf -o0 "$jw_head" -c "$log_max" >>"$job_dir/$1"
+  if command -p -v stdbuf >/dev/null 2>&1; then
+    PATH=/usr/bin:/bin command -p stdbuf -o0 head -c "$log_max" >>"$job_dir/$1"
   else
-    "$jw_head" -c "$log_max" >>"$job_dir/$1"
+    command -p head -c "$log_max" >>"$job_dir/$1"
   fi
-  if [ "$(command -p head -c 1 | command -p wc -c)" -gt 0 ]; then
+  if command -p head -c 1 | command -p grep -q ''; then
     printf '\\n[jobwire: %s truncated at %s bytes; the rest was discarded]\\n' "$1" "$log_max" >>"$job_dir/$1"
     command -p cat >/dev/null
   fi
@@ -69,9 +68,9 @@ case $log_max in
   ''|*[!0-9]*|0) exec >>"$job_dir/stdout" 2>>"$job_dir/stderr" ;;
   *)
     trap '' TERM INT HUP
+    command -p rm -f "$job_dir/stdout.pipe" "$job_dir/stderr.pipe"
+    command -p mkfifo -m 600 "$job_dir/stdout.pipe" "$job_dir/stderr.pipe" || exit 125
     for s in stdout stderr; do
-      command -p rm -f "$job_dir/$s.pipe"
-      command -p mkfifo -m 600 "$job_dir/$s.pipe" || exit 125
       (exec <"$job_dir/$s.pipe" >/dev/null 2>&1; jw_cap "$s") &
       jw_readers="$jw_readers $!"
     done
