@@ -103,3 +103,22 @@ def test_unknown_policy_is_a_clear_error():
     assert isinstance(load_policy("least-queued-time"), LeastQueuedTime)
     with pytest.raises(ValueError, match="unknown placement policy"):
         load_policy("nope")
+
+
+def test_fair_share_load_counts_gpus_and_shares_and_a_gang_rank_once():
+    """A slot goes to the lowest load per share: a GPU weighs 8 CPUs, share 2 halves the load, and a
+    gang's rank (one running entry per node) counts its own node's resources, not the gang's."""
+    from jobwire.scheduler.fairshare import GPU_WEIGHT, FairShare, units
+
+    fair = FairShare(half_life=60.0, shares={"alice": 2.0})
+    gang_rank = v1.Resources(cpus=2, gpus=1, nodes=3)
+    assert units(gang_rank) == 2 + GPU_WEIGHT
+    fair.started("alice", v1.Resources(cpus=4))
+    fair.started("bob", v1.Resources(cpus=1))
+    assert fair.load("alice") == pytest.approx(2.0) and fair.load("bob") == pytest.approx(1.0)
+    fair.advance(0.0)
+    fair.advance(60.0)  # one half-life of running 4 and 1 units
+    assert fair.usage["alice"] == pytest.approx(240.0) and fair.usage["bob"] == pytest.approx(60.0)
+    fair.ended("bob", v1.Resources(cpus=1))
+    fair.advance(120.0)
+    assert fair.usage["bob"] == pytest.approx(30.0)  # halved, nothing added

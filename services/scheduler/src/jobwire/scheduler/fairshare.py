@@ -33,9 +33,9 @@ SHARES_TTL = 2.0
 
 
 def units(res: v1.Resources) -> float:
-    """What one run of ``res`` costs per second: CPUs plus weighted GPUs, over all its nodes."""
-    nodes = max(1, res.nodes)
-    return (res.cpus + GPU_WEIGHT * res.gpus) * nodes
+    """What one run of ``res`` costs per second on one node: CPUs plus weighted GPUs. A gang's ranks
+    are one running entry per node, so its load adds up over its nodes without multiplying here."""
+    return res.cpus + GPU_WEIGHT * res.gpus
 
 
 @dataclass
