@@ -91,7 +91,7 @@ MIXED = [*DOCKER, node("loc-1"), node("gpu-1", "ssh", gpus=2, cpus=16, labels={"
             {"resources": {"nodes": 3}},
             "$.resources.nodes",
             "needs 3 nodes of one backend that runs gangs (docker, local, ssh), each fitting one rank; "
-            "the most is 2 of backend local",
+            "the most is 2 of backend local (or backend: slurm, one --nodes 3 batch job)",
         ),
         (
             [node("l1"), node("l2", cpus=1.0)],
@@ -191,3 +191,13 @@ def test_multi_slot_jobs_need_the_option_a_node_has_no_default_for():
     assert fz.refusal([sge], spec(resources={"slots": 4}, sge={"parallel_environment": "smp"})) is None
     assert fz.refusal([sge], spec()) is None  # one slot needs no parallel environment
     assert not fz.eligible(sge, four) and fz.eligible(with_pe, spec(resources={"slots": 4}))
+
+
+def test_a_slurm_gang_is_one_batch_job_on_one_executor_node():
+    cluster = [node("hpc", "slurm", cpus=16.0), node("l1")]
+    gang = spec(backend="slurm", resources={"nodes": 2, "cpus": 4})
+    assert fz.batch_gang(gang)
+    assert fz.refusal(cluster, gang) is None  # the batch system places its 2 nodes
+    assert fz.eligible(cluster[0], gang)
+    why = fz.refusal(cluster, spec(resources={"nodes": 2}))  # no backend named: 2 jobwire nodes needed
+    assert why is not None and "the most is 1 of backend local" in why.detail

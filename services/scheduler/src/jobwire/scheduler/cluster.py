@@ -201,7 +201,7 @@ class Cluster:
 
     def enqueue(self, node: str | None, job: QueuedJob) -> int | None:
         self.remove_queued(job.id)
-        if job.spec.resources.nodes > 1:
+        if job.spec.resources.nodes > 1 and not feasibility.batch_gang(job.spec):
             self.gangs[job.id] = job
             return None
         if node is None:

@@ -70,7 +70,7 @@ class Core:
         none fits. A job pinned to a node shows that node while it waits for it.
         """
         nodes = list(self.cluster.nodes.values())
-        if job.spec.resources.nodes > 1:
+        if job.spec.resources.nodes > 1 and not feasibility.batch_gang(job.spec):
             row.node = None
             row.reason = gang.waiting_reason(nodes, job.spec)
             return self.cluster.enqueue(None, job)

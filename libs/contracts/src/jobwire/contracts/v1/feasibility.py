@@ -20,6 +20,9 @@ from .spec import JobSpec, Resources
 IMAGE_BACKENDS = frozenset({"docker"})
 #: backends that run a gang job (``resources.nodes`` > 1) as one rank per node, started together
 GANG_BACKENDS = frozenset({"local", "docker", "ssh"})
+#: batch systems that run a gang as one multi-node batch job on their one executor node
+#: (``sbatch --nodes N``), asked for with ``backend``: the batch system places the ranks, not jobwire
+BATCH_GANG_BACKENDS = frozenset({"slurm"})
 #: how many names a message lists at most
 MAX_LISTED = 12
 #: label that names a node's cluster (``spec.cluster``)
@@ -123,9 +126,14 @@ def refusal(nodes: Sequence[Offer], spec: JobSpec) -> Refusal | None:
     if not nodes:
         return None
     why = _node_refusal(nodes, spec)
-    if why is None and spec.resources.nodes > 1:
+    if why is None and spec.resources.nodes > 1 and not batch_gang(spec):
         return gang_refusal(nodes, spec)
     return why
+
+
+def batch_gang(spec: JobSpec) -> bool:
+    """A gang its batch system places: one ``--nodes N`` batch job on one executor node."""
+    return spec.resources.nodes > 1 and spec.backend in BATCH_GANG_BACKENDS
 
 
 def gang_groups(nodes: Sequence[Offer], spec: JobSpec) -> dict[str, list[Offer]]:
@@ -147,7 +155,7 @@ def gang_refusal(nodes: Sequence[Offer], spec: JobSpec) -> Refusal | None:
     offer = f"the most is {len(most[1])} of backend {most[0]}" if most else "none fits"
     return Refusal(
         f"needs {want} nodes of one backend that runs gangs ({', '.join(sorted(GANG_BACKENDS))}), "
-        f"each fitting one rank; {offer}",
+        f"each fitting one rank; {offer} (or backend: slurm, one --nodes {want} batch job)",
         "$.resources.nodes",
     )
 

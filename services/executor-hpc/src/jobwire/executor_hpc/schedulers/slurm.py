@@ -93,7 +93,8 @@ class Slurm(BatchSystem):
             ("--open-mode", "append"),
             ("--chdir", check_path("job directory", req.job_dir)),
             ("--nodes", str(res.nodes)),
-            ("--ntasks", str(res.slots)),
+            # a gang: its slots on each node (``--ntasks 1`` over 2 nodes makes sbatch drop to 1 node)
+            ("--ntasks-per-node", str(res.slots)) if res.nodes > 1 else ("--ntasks", str(res.slots)),
             ("--cpus-per-task", str(max(1, math.ceil(res.cpus)))),
         ]
         if res.memory is not None:

@@ -65,7 +65,10 @@ def job_description(directives: Sequence[Directive]) -> dict[str, Any]:
         "standard_output": d["output"],
         "standard_error": d["error"],
         "environment": {"PATH": "/usr/local/bin:/usr/bin:/bin"},
-        "tasks": int(d.get("ntasks", "1")),
+        # a gang asks its tasks per node: the job's tasks are that times its nodes
+        "tasks": int(d["ntasks-per-node"]) * int(d.get("nodes", "1"))
+        if "ntasks-per-node" in d
+        else int(d.get("ntasks", "1")),
         "cpus_per_task": int(d.get("cpus-per-task", "1")),
         "nodes": d.get("nodes", "1"),
     }
