@@ -78,3 +78,31 @@ async def test_a_config_that_is_not_a_mapping_is_a_422(gateway, gpu_node) -> Non
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
     assert "`config_file` must be a mapping" in r.json()["detail"]
+
+
+async def test_the_config_file_is_placed_in_the_jobs_directory_without_its_token(gateway, gpu_node) -> None:
+    """As the queue did: the job finds ``config.yaml`` beside its script. It is stored as an input named
+    by its content (the token dropped), so re-sending the same config stores nothing new."""
+    files = {
+        "code": ("my_script.py", b"print(open('config.yaml').read())\n", "text/x-python"),
+        "config_file": ("config.yaml", CONFIG, "application/x-yaml"),
+    }
+    r = await gateway.post("/v1/jobs", files=files)
+    assert r.status_code in (201, 202), r.text
+    (placed,) = r.json()["inputs"]
+    assert placed["path"] == "config.yaml" and placed["name"].startswith("gpu-queue/")
+    stored = await gateway.get(f"/v1/inputs/{placed['name']}")
+    assert stored.status_code == 200, stored.text
+    assert b"old-queue-secret-123" not in stored.content and b"token" not in stored.content
+    assert b"learning_rate: 0.001" in stored.content and b"competition_id: 17" in stored.content
+    again = await gateway.post("/v1/jobs", files=files)
+    assert again.json()["inputs"] == [placed]
+
+    plain = b"expected_time: 60\nbatch_size: 8\n"
+    r = await gateway.post(
+        "/v1/jobs", files={"code": ("run.py", b"pass\n"), "config_file": ("../../etc/cfg.yml", plain)}
+    )
+    assert r.status_code in (201, 202), r.text
+    (placed,) = r.json()["inputs"]
+    assert placed["path"] == "cfg.yml"  # its own name only, never a path out of the job's directory
+    assert (await gateway.get(f"/v1/inputs/{placed['name']}")).content == plain  # unchanged, byte for byte

@@ -80,7 +80,8 @@ class JobController(Controller):
         """Validate the JobSpec, queue it for the scheduler and wait briefly for it to be stored."""
         body = await templates.expand(res, await request.body())  # a JSON `template` + overrides
         warnings: list[str] = []
-        spec = multipart.parse_any(body, request.headers.get("content-type"), warnings)
+        staged: list[tuple[str, bytes]] = []  # files the form sent that the job reads as inputs
+        spec = multipart.parse_any(body, request.headers.get("content-type"), warnings, staged)
         await programs.check_offered(res, spec)
         await feasible.check(res, spec)
         options.check_backend_options(res, spec)
@@ -91,6 +92,7 @@ class JobController(Controller):
                 "`wait` is for one job; follow an array at GET /v1/arrays/{id}", extra={"path": "$.array"}
             )
         key = submit.check_idempotency_key(idempotency_key)
+        await multipart.store_files(res, owner_of(request), staged)
         done = await submit.submit(res, spec, owner=owner_of(request), idempotency_key=key)
         set_target(request.scope, done.job.id)
         if not done.replayed:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+from collections.abc import AsyncIterator
 from email.message import Message
 from typing import Any
 
@@ -17,7 +18,10 @@ import yaml  # type: ignore[import-untyped]
 
 from jobwire.contracts import v1
 
+from ..inputs import service as inputs
+from ..inputs.service import InputTooLarge
 from ..problems import InvalidBody, invalid_body
+from ..resources import Resources
 from . import gpuqueue
 from .submit import parse_spec
 
@@ -25,11 +29,17 @@ CODE_FIELD = "code"
 SPEC_FIELD = "spec"
 
 
-def parse_any(body: bytes, content_type: str | None, warnings: list[str] | None = None) -> v1.JobSpec:
-    """A JobSpec from a JSON body or a multipart form; what was ignored is added to ``warnings``."""
+def parse_any(
+    body: bytes,
+    content_type: str | None,
+    warnings: list[str] | None = None,
+    files: list[tuple[str, bytes]] | None = None,
+) -> v1.JobSpec:
+    """A JobSpec from a JSON body or a multipart form; what was ignored is added to ``warnings``, and
+    the inputs the spec names that the caller must store before submitting to ``files`` (name, bytes)."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media == "multipart/form-data":
-        return parse_form(body, content_type or "", warnings)
+        return parse_form(body, content_type or "", warnings, files)
     return parse_spec(body, content_type)
 
 
@@ -68,8 +78,14 @@ def _text(part: Message, what: str) -> str:
         raise InvalidBody(f"{what} must be UTF-8 text", extra={"path": "$.code.content"}) from None
 
 
-def parse_form(body: bytes, content_type: str, warnings: list[str] | None = None) -> v1.JobSpec:
+def parse_form(
+    body: bytes,
+    content_type: str,
+    warnings: list[str] | None = None,
+    files: list[tuple[str, bytes]] | None = None,
+) -> v1.JobSpec:
     spec: dict[str, Any] = {}
+    config_file: tuple[str | None, bytes, dict[str, Any]] | None = None  # the GPU queue's, to place
     code: tuple[str, str] | None = None
     extras: dict[str, Any] = {}
     queue: dict[str, Any] | None = None  # the GPU queue's config (gpuqueue), when the form is theirs
@@ -83,8 +99,10 @@ def parse_form(body: bytes, content_type: str, warnings: list[str] | None = None
                 raise InvalidBody("field `code` must be a file upload (curl -F code=@train.py)")
             code = (filename, _text(part, "the code file"))
         elif name == gpuqueue.CONFIG_FIELD:
-            loaded = _load_spec(_text(part, f"field `{name}`"), filename, name)
+            text = _text(part, f"field `{name}`")
+            loaded = _load_spec(text, filename, name)
             queue = {**(queue or {}), **loaded}
+            config_file = (filename, text.encode(), loaded)
         elif name == gpuqueue.TIME_FIELD:
             queue = {**(queue or {}), name: yaml.safe_load(_text(part, f"field `{name}`"))}
         elif isinstance(name, str) and name in v1.JobSpec.__struct_fields__:
@@ -105,6 +123,12 @@ def parse_form(body: bytes, content_type: str, warnings: list[str] | None = None
         found = gpuqueue.translate(queue, spec)
         if warnings is not None:
             warnings.extend(found)
+    if config_file is not None:
+        input_name, path, content = gpuqueue.config_input(*config_file)
+        given = spec.get("inputs")
+        spec["inputs"] = [*(given if isinstance(given, list) else []), {"name": input_name, "path": path}]
+        if files is not None:
+            files.append((input_name, content))
     if code is not None:
         given = spec.get("code")
         extra = given if isinstance(given, dict) else {}
@@ -115,3 +139,20 @@ def parse_form(body: bytes, content_type: str, warnings: list[str] | None = None
         if isinstance(e, msgspec.MsgspecError):
             raise invalid_body(e) from None
         raise InvalidBody(f"the spec holds a value JSON cannot carry: {e}") from None
+
+
+async def store_files(res: Resources, owner: str, files: list[tuple[str, bytes]]) -> None:
+    """Store the files a form's spec names as ``owner``'s inputs, before the job is submitted (its node
+    fetches them when it starts). Names are content digests: one already stored is left as it is."""
+    if not files:
+        return
+    store = await res.bus.inputs()
+    for name, content in files:
+        if len(content) > res.settings.max_input_size:
+            raise InputTooLarge(f"an input may be at most {res.settings.max_input_size} bytes")
+        if await inputs.find(store, owner, name) is None:
+            await inputs.put_input(res, owner, name, _once(content), limit=res.settings.max_input_size)
+
+
+async def _once(content: bytes) -> AsyncIterator[bytes]:
+    yield content
