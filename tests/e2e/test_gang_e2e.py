@@ -157,3 +157,44 @@ def test_a_gang_waits_for_busy_nodes_then_starts_all_at_once(api: httpx.Client, 
     # the node kept for the gang took no small job before it: the small one started after the gang
     small_done = wait_state(api, small["id"], "succeeded", timeout=60)
     assert small_done["started_at"] >= done["started_at"]
+
+
+def test_a_ranks_node_lost_stops_the_others_and_loses_the_job_naming_it(
+    api: httpx.Client, gang_stack: Stack, tmp_path: Path
+) -> None:
+    """Last in this module: it kills one of the stack's executors for good."""
+    out = tmp_path / "out"
+    job = gang(api, out, 120)
+    pids = wait_for(
+        lambda: (
+            [int((out / f"pid-{r}").read_text()) for r in range(3)]
+            if all((out / f"rank-{r}").exists() for r in range(3))
+            else None
+        ),
+        60,
+        what="the 3 ranks to meet",
+    )
+    running = wait_state(api, job["id"], "running", timeout=30)
+    dispatched = next(t["reason"] for t in running["transitions"] if t["state"] == "starting")
+    nodes = dispatched.split(" to ", 1)[1].split(", ")  # rank order
+    gang_stack.services[f"executor-{nodes[2]}"].kill()  # rank 2's node stops answering
+    try:
+        done = wait_state(api, job["id"], {"lost", "failed", "succeeded"}, timeout=40)
+        assert done["state"] == "lost", done
+        assert done["reason"] == (
+            f"rank 2: node {nodes[2]} stopped answering; the other ranks were stopped"
+        ), done["reason"]
+
+        def gone(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+        wait_for(lambda: gone(pids[0]) and gone(pids[1]), 30, what="ranks 0 and 1 to be stopped")
+    finally:
+        try:
+            os.kill(pids[2], signal.SIGKILL)  # its executor is gone: nobody else stops it
+        except ProcessLookupError:
+            pass
