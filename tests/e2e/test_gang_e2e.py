@@ -4,8 +4,10 @@ and fails the job naming it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -77,7 +79,9 @@ def gang(api: httpx.Client, out: Path, sleep: float) -> dict:
     return submit(api, command=cmd, resources={"nodes": 3, "walltime": 120}, expected_runtime=30)
 
 
-def test_three_ranks_meet_and_see_their_rank_env(api: httpx.Client, tmp_path: Path) -> None:
+def test_three_ranks_meet_and_see_their_rank_env(
+    api: httpx.Client, gang_stack: Stack, tmp_path: Path
+) -> None:
     job = gang(api, tmp_path / "out", 0)
     done = wait_state(api, job["id"], {"succeeded", "failed"}, timeout=60)
     assert done["state"] == "succeeded", done
@@ -98,6 +102,10 @@ def test_three_ranks_meet_and_see_their_rank_env(api: httpx.Client, tmp_path: Pa
         assert only == f"hello from rank {r} of 3\n"
         both = api.get(f"/v1/jobs/{job['id']}/logs", params={"rank": r}).text
         assert both == only
+    env = {**os.environ, "JOBWIRE_URL": gang_stack.api_url, "JOBWIRE_TOKEN": gang_stack.token or ""}
+    cli = [sys.executable, "-m", "jobwire.client.cli", "logs", "--rank", "2", job["id"]]
+    shown = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert shown.stdout == "hello from rank 2 of 3\n"  # jobwire logs --rank 2
     everything = api.get(f"/v1/jobs/{job['id']}/logs").text
     assert sorted(everything.splitlines()) == [f"hello from rank {r} of 3" for r in range(3)]
 
@@ -194,7 +202,5 @@ def test_a_ranks_node_lost_stops_the_others_and_loses_the_job_naming_it(
 
         wait_for(lambda: gone(pids[0]) and gone(pids[1]), 30, what="ranks 0 and 1 to be stopped")
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pids[2], signal.SIGKILL)  # its executor is gone: nobody else stops it
-        except ProcessLookupError:
-            pass

@@ -244,10 +244,19 @@ class JobwireClient:
     # --- output, events, progress, artifacts -----------------------------------------------------
 
     def logs(
-        self, job_id: str, *, follow: bool = False, offset: int | None = None, stream: str | None = None
+        self,
+        job_id: str,
+        *,
+        follow: bool = False,
+        offset: int | None = None,
+        stream: str | None = None,
+        rank: int | None = None,
     ) -> Iterator[LogEvent]:
-        """The job's output in order; with ``follow``, until the job has finished and its output ended."""
+        """The job's output in order; with ``follow``, until the job has finished and its output ended;
+        with ``rank``, only that rank's of a gang job."""
         params: Params = [("follow", "true" if follow else "false")]
+        if rank is not None:
+            params.append(("rank", str(rank)))
         if offset is not None:
             params.append(("offset", str(offset)))
         if stream is not None:

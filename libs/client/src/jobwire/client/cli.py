@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job finishes")
     p.add_argument("--stream", choices=("stdout", "stderr"))
+    p.add_argument("--rank", type=int, help="only this rank's output, of a gang job (resources.nodes > 1)")
     p.add_argument("--offset", type=int, help="resume after this sequence number")
     _json_flag(p)
 

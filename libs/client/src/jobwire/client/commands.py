@@ -220,19 +220,29 @@ def ls(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
 
 
 def logs(client: JobwireClient, args: argparse.Namespace, io: Output) -> int:
-    _print_logs(client, args.job, follow=args.follow, offset=args.offset, stream=args.stream, io=io)
+    _print_logs(
+        client, args.job, follow=args.follow, offset=args.offset, stream=args.stream, io=io, rank=args.rank
+    )
     return 0
 
 
 def _print_logs(
-    client: JobwireClient, job_id: str, *, follow: bool, offset: int | None, stream: str | None, io: Output
+    client: JobwireClient,
+    job_id: str,
+    *,
+    follow: bool,
+    offset: int | None,
+    stream: str | None,
+    io: Output,
+    rank: int | None = None,
 ) -> None:
-    """The job's stdout to ours and its stderr to ours, unbuffered so ``-f`` feels live."""
-    for piece in client.logs(job_id, follow=follow, offset=offset, stream=stream):
+    """The job's stdout to ours and its stderr to ours (a gang rank's ``stderr-rank2`` too),
+    unbuffered so ``-f`` feels live."""
+    for piece in client.logs(job_id, follow=follow, offset=offset, stream=stream, rank=rank):
         if io.as_json:
             io.json_line(piece)
             continue
-        target = sys.stderr if piece.stream == "stderr" else sys.stdout
+        target = sys.stderr if piece.stream.startswith("stderr") else sys.stdout
         target.write(piece.data)
         target.flush()
 
