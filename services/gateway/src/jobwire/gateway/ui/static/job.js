@@ -103,7 +103,7 @@ export function render(main, id, ctx) {
     ]));
     // How each attempt went, with its own logs (GET /v1/jobs/{id}/logs?attempt=N) a click away.
     const tries = job.attempts || [];
-    attempts.hidden = !tries.length;
+    attempts.hidden = tries.length < 2; // one attempt: the summary already says how it went
     replace(attempts, h("h2", {}, "Attempts"), h("table", { class: "jobs attempts" },
       h("thead", {}, h("tr", {}, ["#", "State", "Exit code", "Node", "Reason", ""].map((c) => h("th", {}, c)))),
       h("tbody", {}, tries.map((a) => h("tr", { dataset: { attempt: a.attempt, state: a.state } },
