@@ -148,3 +148,34 @@ async def test_priority_orders_one_owners_jobs_not_another_owners(scheduler, cle
         assert order[0] == high and urgent in order
     finally:
         await node.stop()
+
+
+async def test_recent_usage_outlives_a_scheduler_restart(scheduler, clean_bus, events, nats_url):
+    """alice ran a job, the scheduler restarts, then alice and bob (after her) each queue one for the
+    one slot: bob's goes first, because her usage was read back from her ended run (without it both
+    would look new and her older job would win the tie)."""
+    from jobwire.runtime.settings import BusSettings
+    from jobwire.scheduler.service import Scheduler
+
+    node = await FakeNode(clean_bus, "n1", slots=1, cpus=1).start()
+    again = None
+    try:
+        ran = await submit_as(clean_bus, "alice", spec())
+        await wait_started(node, 1)
+        await asyncio.sleep(1.0)
+        await node.report(ran, "running")
+        await asyncio.sleep(1.0)
+        await finish(node, [ran])
+        await events.wait_state(ran, "succeeded")
+        await scheduler.stop()
+        hers = await submit_as(clean_bus, "alice", spec())
+        his = await submit_as(clean_bus, "bob", spec())
+        again = Scheduler(scheduler.settings, BusSettings(nats_url=nats_url))
+        await again.start()
+        await wait_started(node, 2)
+        assert list(node.runs)[1] == his and hers not in node.runs
+        assert again.cluster.fair.usage.get("alice", 0.0) > 0.5  # a CPU for about a second or two
+    finally:
+        if again is not None:
+            await again.stop()
+        await node.stop()

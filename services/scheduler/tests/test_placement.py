@@ -122,3 +122,16 @@ def test_fair_share_load_counts_gpus_and_shares_and_a_gang_rank_once():
     fair.ended("bob", v1.Resources(cpus=1))
     fair.advance(120.0)
     assert fair.usage["bob"] == pytest.approx(30.0)  # halved, nothing added
+
+
+def test_past_runs_add_the_usage_they_would_have_added_while_running():
+    from jobwire.scheduler.fairshare import FairShare
+
+    live, past = FairShare(half_life=60.0), FairShare(half_life=60.0)
+    live.started("alice", v1.Resources(cpus=2))
+    for t in range(0, 601):  # a 600 s run seen second by second, then 120 s of quiet
+        live.advance(float(t))
+    live.ended("alice", v1.Resources(cpus=2))
+    live.advance(720.0)
+    past.add_past("alice", 2.0, age_end=120.0, age_start=720.0)
+    assert past.usage["alice"] == pytest.approx(live.usage["alice"], rel=0.02)

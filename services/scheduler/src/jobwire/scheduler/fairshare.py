@@ -28,6 +28,8 @@ from jobwire.contracts import v1
 
 #: how much one GPU counts against one CPU in an owner's usage (GPUs are the scarce part)
 GPU_WEIGHT = 8.0
+#: on start, runs that ended within this many half-lives are read back into recent usage (>= 97% of it)
+USAGE_HALF_LIVES = 5
 #: how long the shares read from the quotas table are kept before they are read again (seconds)
 SHARES_TTL = 2.0
 
@@ -70,6 +72,16 @@ class FairShare:
             else:
                 self.usage[owner] = value
         self.at = now
+
+    def add_past(self, owner: str, units_run: float, age_end: float, age_start: float) -> None:
+        """Add a run that ended ``age_end`` seconds ago after ``age_start - age_end`` seconds of
+        ``units_run``, decayed as if it had been counted as it ran (on a restart: recent usage is
+        read back from the jobs that ended, ``Scheduler.rebuild_usage``)."""
+        if self.half_life <= 0 or age_start <= age_end:
+            return
+        mean_life = self.half_life / math.log(2)
+        decayed = mean_life * (0.5 ** (age_end / self.half_life) - 0.5 ** (age_start / self.half_life))
+        self.usage[owner] = self.usage.get(owner, 0.0) + units_run * decayed
 
     def share(self, owner: str) -> float:
         got = self.shares.get(owner, self.shares.get("*", 1.0))

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig
@@ -34,7 +35,7 @@ from .access import Access
 from .arrays import Arrays
 from .cluster import Cluster, NodeState, RunningJob
 from .core import Core, started_since
-from .fairshare import FairShare
+from .fairshare import USAGE_HALF_LIVES, FairShare, units
 from .lease import Lease
 from .pipeline import Pipeline
 from .placement import load_policy
@@ -261,6 +262,7 @@ class Scheduler:
                     instance=saved.instance,
                 )
             await self.rebuild_arrays(session)
+            await self.rebuild_usage(session, at)
             active = [s.value for s in v1.ACTIVE]
             rows = await jobrecs.load_in_states(session, active)
             mono = time.monotonic()
@@ -288,6 +290,27 @@ class Scheduler:
                         owner=row.owner,
                     )
                     self.cluster.start(row.node, run)
+
+    async def rebuild_usage(self, session: AsyncSession, at: datetime) -> None:
+        """On start, fair share's recent usage from the runs that ended within ``USAGE_HALF_LIVES``
+        half-lives (one query; a rebuild after a failed batch keeps the usage it has). What still runs
+        is counted again as the view is rebuilt."""
+        fair = self.cluster.fair
+        if fair.at is not None or fair.half_life <= 0:
+            return
+        since = at - timedelta(seconds=USAGE_HALF_LIVES * fair.half_life)
+        ended = await session.execute(
+            select(JobRow.owner, JobRow.spec, JobRow.started_at, JobRow.dispatched_at, JobRow.ended_at).where(
+                JobRow.ended_at > since
+            )
+        )
+        for owner, spec, started, dispatched, ended_at in ended:
+            begin = started or dispatched
+            if begin is None or ended_at is None:
+                continue  # never ran
+            res = v1.decode(spec, v1.JobSpec).resources
+            fair.add_past(owner, units(res), (at - ended_at).total_seconds(), (at - begin).total_seconds())
+        fair.at = time.monotonic()
 
     async def rebuild_arrays(self, session: AsyncSession) -> None:
         """Open arrays (not ended), with which of their tasks ended other than ``succeeded``."""
