@@ -4,12 +4,23 @@ shown with states and edges; cycles, unknown names and other owners' jobs refuse
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
+
+from jobwire.gateway import GatewaySettings
 
 from .conftest import bearer
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(settings: GatewaySettings) -> GatewaySettings:
+    """These tests assert 201 (stored by the real scheduler): give the scheduler the default 3 s, not the
+    shared fixture's 0.5 s (a loaded CI machine answered an array's workflow with 202 once)."""
+    return dataclasses.replace(settings, accept_timeout=3.0)
+
 
 DIAMOND = {
     "name": "diamond",
