@@ -38,7 +38,18 @@ def sections() -> dict[str, list[str]]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = make_stack(
         tmp_path_factory.mktemp("migrating-stack"),
-        [ExecutorConfig(node="mig-gpu", slots=2, env={"JOBWIRE_EXECUTOR_GPUS": "1"})],
+        [
+            ExecutorConfig(
+                node="mig-gpu",
+                slots=2,
+                # hpc-queue-api's example names an absolute workdir (its study directory, under the
+                # tests' temporary root): a node runs one only below a root its operator allows
+                env={
+                    "JOBWIRE_EXECUTOR_GPUS": "1",
+                    "JOBWIRE_EXECUTOR_WORKDIR_ROOTS": str(tmp_path_factory.getbasetemp()),
+                },
+            )
+        ],
         owner="migrating-user",  # one person's stack (its jobs run as the stack's account: issue 12)
     )
     s.start()
