@@ -54,6 +54,7 @@ print(f"hello from rank {rank} of {world}", flush=True)
 with open(f"{out}/rank-{rank}", "w") as f:
     f.write(repr({"seen": seen, "env": env}))
 time.sleep(float(sys.argv[2]))
+open(f"{out}/end-{rank}", "w").close()
 """
 
 
@@ -165,6 +166,21 @@ def test_a_gang_waits_for_busy_nodes_then_starts_all_at_once(api: httpx.Client, 
     # the node kept for the gang took no small job before it: the small one started after the gang
     small_done = wait_state(api, small["id"], "succeeded", timeout=60)
     assert small_done["started_at"] >= done["started_at"]
+
+
+def test_a_running_gang_outlives_a_scheduler_restart(
+    api: httpx.Client, gang_stack: Stack, tmp_path: Path
+) -> None:
+    """Every rank's node is kept with the job: the restarted scheduler takes ranks 1 and 2's reports
+    as the job's, instead of stopping them as stale runs."""
+    out = tmp_path / "out"
+    job = gang(api, out, 8)
+    wait_for(lambda: all((out / f"rank-{r}").exists() for r in range(3)), 60, what="the 3 ranks to meet")
+    wait_state(api, job["id"], "running", timeout=30)
+    gang_stack.restart("scheduler")
+    done = wait_state(api, job["id"], {"succeeded", "failed", "lost"}, timeout=60)
+    assert done["state"] == "succeeded", done
+    assert all((out / f"end-{r}").exists() for r in range(3))  # no rank was stopped
 
 
 def test_a_ranks_node_lost_stops_the_others_and_loses_the_job_naming_it(

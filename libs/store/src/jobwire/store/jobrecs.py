@@ -61,6 +61,7 @@ class JobRec:
     array_id: str | None
     array_index: int | None
     not_before: datetime | None
+    gang: bytes | None
     _changed: set[str]
 
     def __init__(self, **values: Any) -> None:

@@ -82,6 +82,9 @@ class JobRow(Base):
     array_index: Mapped[int | None] = mapped_column(Integer)
     #: not started before this time: a retry waiting out its backoff
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: a gang job's current attempt: its nodes in rank order and the ranks that ended well
+    #: (``{"nodes": [...], "done": [...]}``), so a restarted scheduler knows every rank's node
+    gang: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     __table_args__ = (
         # an array's tasks in index order (its page of tasks), and its counts by state

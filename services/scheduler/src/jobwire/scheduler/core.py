@@ -481,6 +481,7 @@ class Core:
         rank = run.nodes.index(rep.node)
         if rep.outcome is S.SUCCEEDED:
             self.cluster.finish_rank(row.id, rep.node)
+            row.gang = gang.record(run.nodes, [n for n in run.nodes if n not in run.left])
             if run.left:
                 return
             self.finished(txn, row, msgspec.structs.replace(rep, node=run.nodes[0]))
@@ -533,6 +534,7 @@ class Core:
             RunningJob(row.id, row.attempt, res, expected, mono, row.timeout, owner=row.owner) for _ in nodes
         ]
         self.cluster.start_gang(names, runs)
+        row.gang = gang.record(names)
         hosts = [n.capacity.address or n.name for n in nodes]
         port = gang.master_port(row.id, row.attempt)
         with telemetry.span_from(job.trace, TRACER, "scheduler.dispatch", job_id=row.id, node=names[0]):

@@ -11,10 +11,29 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 
+import msgspec
+
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
 
 from .cluster import NodeState
+
+
+class Record(msgspec.Struct, kw_only=True):
+    """What ``jobs.gang`` keeps of the current attempt: every rank's node, and the ranks that ended
+    well (a restarted scheduler holds slots only for the others and still takes their reports)."""
+
+    nodes: list[str]
+    done: list[int] = []
+
+
+def record(nodes: Sequence[str], done: Sequence[str] = ()) -> bytes:
+    return msgspec.json.encode(Record(nodes=list(nodes), done=[list(nodes).index(n) for n in done]))
+
+
+def read_record(raw: bytes) -> Record:
+    return msgspec.json.decode(raw, type=Record)
+
 
 #: rendezvous ports are drawn from here (above torch's 29500 default, below Linux's ephemeral range)
 PORT_BASE = 29500

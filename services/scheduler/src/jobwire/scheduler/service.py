@@ -30,7 +30,7 @@ from jobwire.store.engine import make_engine, migrate, session_factory
 from jobwire.store.jobrecs import JobRec
 from jobwire.store.models import ArrayRow, JobRow, NodeRow, now
 
-from . import __version__
+from . import __version__, gang
 from .access import Access
 from .arrays import Arrays
 from .cluster import Cluster, NodeState, RunningJob
@@ -278,6 +278,8 @@ class Scheduler:
                     known = self.cluster.nodes.get(row.node or "")
                     node = row.node if known is not None and known.up else None
                     self.cluster.enqueue(node, self.core.queued_job(row, spec))
+                elif row.gang is not None and self.core.on_node(row) and spec.resources.nodes > 1:
+                    self.rebuild_gang(row, spec, mono - started_since(row, at))
                 elif row.node in self.cluster.nodes and self.core.on_node(row):
                     run = RunningJob(
                         row.id,
@@ -311,6 +313,27 @@ class Scheduler:
             res = v1.decode(spec, v1.JobSpec).resources
             fair.add_past(owner, units(res), (at - ended_at).total_seconds(), (at - begin).total_seconds())
         fair.at = time.monotonic()
+
+    def rebuild_gang(self, row: JobRec, spec: v1.JobSpec, since: float) -> None:
+        """A running gang's ranks that have not ended, each holding its slot again on its node."""
+        kept = gang.read_record(row.gang or b"{}")
+        left = [n for r, n in enumerate(kept.nodes) if r not in kept.done and n in self.cluster.nodes]
+        runs = [
+            RunningJob(
+                row.id,
+                row.attempt,
+                spec.resources,
+                self.core.expected(spec),
+                since,
+                row.timeout,
+                running=row.state == S.RUNNING.value,
+                owner=row.owner,
+            )
+            for _ in left
+        ]
+        if runs:
+            self.cluster.start_gang(left, runs)
+            self.cluster.gang_runs[row.id].nodes = list(kept.nodes)  # rank numbers stay those dispatched
 
     async def rebuild_arrays(self, session: AsyncSession) -> None:
         """Open arrays (not ended), with which of their tasks ended other than ``succeeded``."""
