@@ -17,8 +17,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, bindparam, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from jobwire.contracts import v1
 
@@ -28,83 +29,82 @@ _QUEUED = v1.JobState.QUEUED.value
 #: how much of a node's queue a page's positions may read before counting job by job instead
 STRETCH_LIMIT = 5000
 
-_BAND = and_(JobRow.node == bindparam("node"), JobRow.state == _QUEUED)
-#: the same band of one owner's jobs (fair share: an owner's own order on the node)
-_OWN_BAND = and_(_BAND, JobRow.owner == bindparam("owner"))
 
+def _ahead_of_each(by_owner: bool) -> Select[Any]:
+    """``(id, jobs ahead)`` for every id in ``:ids``: two index-range counts per row asked for (the
+    first job of each band only), all in one statement."""
+    other = aliased(JobRow)
+    band = [other.node == JobRow.node, other.state == _QUEUED]
+    if by_owner:
+        band.append(other.owner == JobRow.owner)
 
-def _ahead(band: Any) -> Select[Any]:
-    return select(
-        select(func.count()).where(band, JobRow.priority > bindparam("priority")).scalar_subquery()
-        + select(func.count())
-        .where(band, JobRow.priority == bindparam("priority"), JobRow.id < bindparam("id"))
-        .scalar_subquery()
+    def count(*conditions: ColumnElement[bool]) -> ScalarSelect[Any]:
+        return select(func.count()).select_from(other).where(*band, *conditions).scalar_subquery()
+
+    ahead = count(other.priority > JobRow.priority) + count(
+        other.priority == JobRow.priority, other.id < JobRow.id
     )
+    return select(JobRow.id, ahead).where(JobRow.id.in_(bindparam("ids", expanding=True)))
 
 
-def _stretch(band: Any) -> Select[Any]:
-    return (
-        select(JobRow.id)
-        .where(
-            band,
-            JobRow.priority == bindparam("priority"),
-            JobRow.id.between(bindparam("first_id"), bindparam("last_id")),
-        )
-        .order_by(JobRow.id)
-        .limit(bindparam("limit"))
-    )
+_AHEAD_OF_EACH = {False: _ahead_of_each(False), True: _ahead_of_each(True)}
 
 
-_AHEAD = {False: _ahead(_BAND), True: _ahead(_OWN_BAND)}
-_STRETCH = {False: _stretch(_BAND), True: _stretch(_OWN_BAND)}
-
-
-async def ahead_of(
-    session: AsyncSession, node: str, priority: int, job_id: str, owner: str | None = None
-) -> int:
-    params = {
-        "node": node,
-        "priority": priority,
-        "id": job_id,
-        **({"owner": owner} if owner is not None else {}),
-    }
-    found = await session.scalar(_AHEAD[owner is not None], params)
-    return int(found or 0)
+async def _count_ahead(session: AsyncSession, ids: list[str], by_owner: bool) -> dict[str, int]:
+    if not ids:
+        return {}
+    found = await session.execute(_AHEAD_OF_EACH[by_owner], {"ids": ids})
+    return {job_id: int(n) for job_id, n in found}
 
 
 async def queue_positions(
     session: AsyncSession, rows: Iterable[JobRow], *, by_owner: bool = False
 ) -> dict[str, int]:
     """Position of every queued row with a node, by id (others have none). ``by_owner``: among its own
-    owner's queued jobs on that node only (how many of them start before it under fair share)."""
+    owner's queued jobs on that node only (how many of them start before it under fair share).
+
+    Two statements whatever the page holds: the count for the first job of every band, then the
+    stretches of every band with several jobs (one index range each, ``UNION ALL``: an ``OR`` of them
+    lets a planner walk every queued job instead). A third counts what is left only when the stretches
+    pass ``STRETCH_LIMIT`` entries or a job left the queue between the reads."""
     bands: dict[tuple[str, str | None, int], list[JobRow]] = defaultdict(list)
     for row in rows:
         if row.state == _QUEUED and row.node is not None:
             bands[row.node, row.owner if by_owner else None, row.priority].append(row)
-    positions: dict[str, int] = {}
-    for (node, owner, priority), jobs in bands.items():
+    if not bands:
+        return {}
+    for jobs in bands.values():
         jobs.sort(key=lambda r: r.id)
-        position = await ahead_of(session, node, priority, jobs[0].id, owner)
-        positions[jobs[0].id] = position
-        if len(jobs) == 1:
-            continue
-        params = {
-            "node": node,
-            **({"owner": owner} if owner is not None else {}),
-            "priority": priority,
-            "first_id": jobs[0].id,
-            "last_id": jobs[-1].id,
-            "limit": STRETCH_LIMIT + 1,
-        }
-        stretch = list((await session.execute(_STRETCH[owner is not None], params)).scalars())
-        if len(stretch) <= STRETCH_LIMIT:
-            wanted = {r.id for r in jobs}
-            for job_id in stretch:  # in queue order, from the first
-                if job_id in wanted:
-                    positions[job_id] = position
-                position += 1
-        # spread too thin for one read, or left the queue between the two reads: counted on its own
-        for r in jobs[1:]:
-            if r.id not in positions:
-                positions[r.id] = await ahead_of(session, node, priority, r.id, owner)
+    positions = await _count_ahead(session, [jobs[0].id for jobs in bands.values()], by_owner)
+    spread = {band: jobs for band, jobs in bands.items() if len(jobs) > 1}
+    if spread:
+        ranges = []
+        for i, ((node, owner, priority), jobs) in enumerate(spread.items()):
+            conditions = [
+                JobRow.node == node,
+                JobRow.state == _QUEUED,
+                JobRow.priority == priority,
+                JobRow.id.between(jobs[0].id, jobs[-1].id),
+            ]
+            if owner is not None:
+                conditions.append(JobRow.owner == owner)
+            ranges.append(select(literal(i).label("band"), JobRow.id).where(*conditions))
+        stretch = union_all(*ranges).subquery()
+        found = (await session.execute(select(stretch).limit(STRETCH_LIMIT + 1))).all()
+        if len(found) <= STRETCH_LIMIT:
+            queues: dict[int, list[str]] = defaultdict(list)
+            for band, job_id in found:
+                queues[int(band)].append(job_id)
+            for i, jobs in enumerate(spread.values()):
+                if jobs[0].id not in positions:
+                    continue  # it left the queue meanwhile: its band is counted below
+                wanted = {r.id for r in jobs}
+                position = positions[jobs[0].id]
+                for job_id in sorted(queues[i]):  # within a band, queue order is id order
+                    if job_id in wanted:
+                        positions[job_id] = position
+                    position += 1
+    # spread too thin for one read, or left the queue between the reads: counted like the first ones
+    rest = [r.id for jobs in bands.values() for r in jobs if r.id not in positions]
+    positions.update(await _count_ahead(session, rest, by_owner))
     return positions
