@@ -90,7 +90,7 @@ MIXED = [*DOCKER, node("loc-1"), node("gpu-1", "ssh", gpus=2, cpus=16, labels={"
             [node("l1"), node("l2"), node("d1", "docker"), node("s1", "slurm")],
             {"resources": {"nodes": 3}},
             "$.resources.nodes",
-            "needs 3 nodes of one backend that runs gangs (docker, local, ssh), each fitting one rank; "
+            "needs 3 nodes of one backend that runs gangs (local), each fitting one rank; "
             "the most is 2 of backend local (or backend: slurm, one --nodes 3 batch job)",
         ),
         (
@@ -201,3 +201,9 @@ def test_a_slurm_gang_is_one_batch_job_on_one_executor_node():
     assert fz.eligible(cluster[0], gang)
     why = fz.refusal(cluster, spec(resources={"nodes": 2}))  # no backend named: 2 jobwire nodes needed
     assert why is not None and "the most is 1 of backend local" in why.detail
+
+
+def test_docker_nodes_take_no_gang_yet():
+    why = fz.refusal([*DOCKER, node("dock-c", "docker")], spec(resources={"nodes": 2}))
+    assert why is not None and why.path == "$.resources.nodes"
+    assert "runs gangs (local)" in why.detail and "none fits" in why.detail

@@ -19,7 +19,9 @@ from .spec import JobSpec, Resources
 #: backends whose nodes run a job's ``image`` (a container engine); elsewhere an image cannot be honoured
 IMAGE_BACKENDS = frozenset({"docker"})
 #: backends that run a gang job (``resources.nodes`` > 1) as one rank per node, started together
-GANG_BACKENDS = frozenset({"local", "docker", "ssh"})
+#: (Docker is not one yet: the ranks of a gang on nodes of one engine or one shared root share a
+#: container name and an attempt directory; SSH nodes are untested)
+GANG_BACKENDS = frozenset({"local"})
 #: batch systems that run a gang as one multi-node batch job on their one executor node
 #: (``sbatch --nodes N``), asked for with ``backend``: the batch system places the ranks, not jobwire
 BATCH_GANG_BACKENDS = frozenset({"slurm"})
