@@ -139,6 +139,10 @@ def parent_death_prefix(sig: int) -> list[str]:
     return [sys.executable, "-m", "jobwire.stack.orphans", str(os.getpid()), str(int(sig)), "--"]
 
 
+#: the largest message the stack's bus takes (nats-server config syntax)
+NATS_MAX_PAYLOAD = "8MB"
+
+
 class NatsProcess:
     """nats-server with JetStream, its data under the stack's home."""
 
@@ -156,7 +160,10 @@ class NatsProcess:
         (home / "nats").mkdir(parents=True, exist_ok=True)
         config = home / "nats" / "nats.conf"
         store = json.dumps(str(home / "nats" / "store"))
+        # max_payload: a POST /v1/jobs:batch of 10,000 specs is one bus message of about 2 MB, over
+        # NATS's 1 MiB default (the compose server's config says the same)
         config.write_text(
+            f"max_payload: {NATS_MAX_PAYLOAD}\n"
             f"jetstream {{ store_dir: {store}, max_memory_store: 256MB, max_file_store: 8GB }}\n"
         )
         argv = [
