@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import httpx
 import pytest
 
 from jobwire.stack.stack import ExecutorConfig, Stack
+from tests.fixtures.postgres import _admin as admin
+from tests.fixtures.postgres import _run as run_admin
 
 from .conftest import make_stack, submit, wait_for, wait_state
 
@@ -58,13 +61,24 @@ open(f"{out}/end-{rank}", "w").close()
 """
 
 
-@pytest.fixture(scope="module")
-def gang_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def gang_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Three local executor nodes of one slot each, on SQLite and on PostgreSQL (jobs.gang is kept in
+    both)."""
     nodes = [ExecutorConfig(node=f"gang-{i}", slots=1) for i in range(3)]
-    s = make_stack(tmp_path_factory.mktemp("gang"), nodes)
+    server, name, url = None, f"t_{secrets.token_hex(6)}", None
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        run_admin(admin(server, f'CREATE DATABASE "{name}"'))
+        url = server.database_url(name)
+    s = make_stack(tmp_path_factory.mktemp("gang"), nodes, database_url=url)
     s.start()
-    yield s
-    s.stop()
+    try:
+        yield s
+    finally:
+        s.stop()
+        if server is not None:
+            run_admin(admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module")
