@@ -138,7 +138,7 @@ def test_the_script_runs_the_job_with_its_text_as_data(adapter, hostile, tmp_pat
         job_dir=str(d),
         stdout=str(d / "stdout"),
         stderr=str(d / "stderr"),
-        argv=["/bin/sh", str(d / "wrapper.sh"), str(d), str(d / "work"), "sh", "-c", job, "sh", hostile],
+        argv=["/bin/sh", str(d / "wrapper.sh"), str(d), str(d / "work"), "0", "sh", "-c", job, "sh", hostile],
     )
     script = adapter.build_script(req)
     for name, data in adapter.launch_files(req).items():

@@ -52,7 +52,7 @@ def write_job(adapter: BatchSystem, tmp_path: Path, hostile: str, options: objec
         job_dir=str(d),
         stdout=str(d / "stdout"),
         stderr=str(d / "stderr"),
-        argv=["/bin/sh", str(d / "wrapper.sh"), str(d), str(d / "work"), "echo", hostile, hostile],
+        argv=["/bin/sh", str(d / "wrapper.sh"), str(d), str(d / "work"), "0", "echo", hostile, hostile],
         env={"V": hostile},
         walltime=60,
     )

@@ -33,7 +33,7 @@ def write_gang(tmp_path: Path, nodes: int) -> Path:
         job_dir=str(d),
         stdout=str(d / "stdout"),
         stderr=str(d / "stderr"),
-        argv=["/bin/sh", str(d / "wrapper.sh"), str(d), str(d / "work"), "hostname"],
+        argv=["/bin/sh", str(d / "wrapper.sh"), str(d), str(d / "work"), "0", "hostname"],
         env={},
         walltime=60,
     )
