@@ -92,7 +92,13 @@ async def _limits(conn: AsyncConnection, owner: str) -> Quota:
     """The owner's own row when it has one (it replaces the defaults whole, unless it sets only a
     share), else the ``*`` row."""
     rows = (await conn.execute(select(QuotaRow).where(QuotaRow.owner.in_([owner, DEFAULT_OWNER])))).all()
-    by_owner = {r.owner: _quota(r) for r in rows if _sets_limits(r)}
+    return limits_among([_quota(r) for r in rows], owner)
+
+
+def limits_among(rows: Collection[Quota], owner: str) -> Quota:
+    """What :func:`limits_of` answers, picked from ``rows`` already read (the gateway keeps the whole,
+    tiny table in memory): the owner's own row when it sets limits, else the ``*`` row, else none."""
+    by_owner = {q.owner: q for q in rows if q.owner in (owner, DEFAULT_OWNER) and _sets_limits(q)}
     return by_owner.get(owner) or by_owner.get(DEFAULT_OWNER) or Quota()
 
 

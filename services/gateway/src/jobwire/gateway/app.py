@@ -40,6 +40,7 @@ from .inputs.controllers import InputController
 from .jobs.admission import Admissions
 from .jobs.controllers import JobBatchController, JobController
 from .jobs.counts import JobCountController
+from .jobs.quota_memory import QuotaMemory
 from .logs.controllers import LogController
 from .metrics.controllers import MetricsController
 from .metrics.middleware import submit_metrics_middleware
@@ -83,10 +84,12 @@ def _lifespan(settings: GatewaySettings) -> Callable[[Litestar], AbstractAsyncCo
             touch_every=settings.token_touch_interval,
             reload_every=settings.token_reload_interval,
         )
+        limits = QuotaMemory(engine, refresh=settings.quota_refresh)
         try:
             await waiters.start()
             await nodes.start()
             await memory.start()
+            await limits.start()
             res = Resources(
                 settings=settings,
                 bus=bus,
@@ -95,13 +98,14 @@ def _lifespan(settings: GatewaySettings) -> Callable[[Litestar], AbstractAsyncCo
                 waiters=waiters,
                 nodes=nodes,
                 tokens=memory,
-                admissions=Admissions(engine),
+                admissions=Admissions(engine, limits),
                 keys=shared_keys(settings),
             )
             await check_sources(res, res.keys)
             app.state[STATE_KEY] = res
             yield
         finally:
+            await limits.stop()
             await nodes.stop()
             await memory.stop()
             await waiters.stop()

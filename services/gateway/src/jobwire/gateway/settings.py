@@ -57,6 +57,9 @@ class GatewaySettings:
     #: tokens are read again from the database this often (seconds), for changes made there directly
     #: (``python -m jobwire.store token ...``); the API's changes arrive over NATS within a second
     token_reload_interval: float = 5.0
+    #: the quotas table is read whole this often (seconds): a quota set through another replica (or
+    #: directly in the database) applies here within that long; this replica's own changes at once
+    quota_refresh: float = 1.0
     bus: BusSettings = dataclasses.field(default_factory=BusSettings)
 
 

@@ -139,13 +139,15 @@ class QuotaController(Controller):
         self, request: Request[Any, Any, Any], res: Res, owner: Annotated[str, PathParameter(max_length=128)]
     ) -> quotas.Quota:
         data = await json_body(request, QuotaLimits)
-        quota = quotas.Quota(owner=owner, **msgspec.structs.asdict(data))
-        return await quotas.set_quota(res.engine, quota)
+        quota = await quotas.set_quota(res.engine, quotas.Quota(owner=owner, **msgspec.structs.asdict(data)))
+        res.admissions.limits.stored(quota)  # the next submit here is held to it; other replicas within 1 s
+        return quota
 
     @delete("/{owner:str}", status_code=204, opt={**ADMIN_OPT, "action": "quotas.delete"})
     async def remove(self, res: Res, owner: Annotated[str, PathParameter(max_length=128)]) -> Response[None]:
         if not await quotas.delete_quota(res.engine, owner):
             raise NotFound(f"no quota for {owner!r}")
+        res.admissions.limits.deleted(owner)
         return Response(None, status_code=204)
 
 

@@ -4,7 +4,8 @@ itself that the scheduler has not stored yet.
 Admissions of one owner are serialised in this process (one lock per owner), so one replica never
 over-admits; across replicas a quota can be exceeded by what the others have in flight at that moment
 (published, not yet stored: one scheduler batch). The scheduler stores the job, which is what counts
-from then on; nothing is written here.
+from then on; nothing is written here. The limits come from :class:`QuotaMemory`, so an owner without
+any costs no query; only an owner with limits has its jobs counted.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jobwire.store import quotas
 from jobwire.store.models import now
 
+from .quota_memory import QuotaMemory
+
 
 class Admissions:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, limits: QuotaMemory) -> None:
         self.engine = engine
+        #: every owner's limits, in memory: an owner without limits costs no query
+        self.limits = limits
         #: owner -> job id -> what this replica admitted and published, not seen stored yet
         self.pending: dict[str, dict[str, quotas.Pending]] = {}
         self.locks: dict[str, asyncio.Lock] = {}
@@ -30,7 +35,7 @@ class Admissions:
 
     async def admit_all(self, owner: str, jobs: list[tuple[str, int]]) -> None:
         """Count all of ``jobs`` (id, GPUs) or none of them (a batch is admitted whole or refused)."""
-        limits = await quotas.limits_of(self.engine, owner)
+        limits = await self.limits.limits_of(owner)
         if limits.unlimited():
             return
         async with self.locks.setdefault(owner, asyncio.Lock()):
