@@ -79,6 +79,9 @@ class QueuePoller:
         if now < self._next_list:
             return (self._seen.entries if set(ids) <= self._seen.ids else None), False
         self._count("list")
+        # the slot is taken before the first await: runs ending at once each poll their own handle, and
+        # every one of them passed the check above while the first list call was still out
+        self._next_list = now + self._interval
         try:
             await self._ready()
             entries = await self.scheduler.list(self.transport, ids)
