@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.slurm",
     "tests.fixtures.sge",
+    "tests.fixtures.host",
 ]

@@ -24,7 +24,7 @@ from jobwire.execution.accounts import (
 from jobwire.execution.settings import executor_settings
 
 pytestmark = pytest.mark.unit
-root_only = pytest.mark.skipif(os.geteuid() != 0, reason="creating accounts needs root")
+root_only = pytest.mark.usefixtures("as_root")
 
 
 def test_modes_parse_and_anything_else_refuses_the_start():

@@ -29,7 +29,7 @@ from jobwire.execution.accounts import sanitise
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="running jobs as other accounts needs root"),
+    pytest.mark.usefixtures("as_root"),
 ]
 
 ALICE = r"""

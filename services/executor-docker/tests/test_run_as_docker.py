@@ -10,7 +10,6 @@ its owner's account, and each still writes its own work and outputs.
 from __future__ import annotations
 
 import asyncio
-import os
 import pwd
 import secrets
 import shutil
@@ -34,7 +33,7 @@ from .conftest import IMAGE
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.backend("docker"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="running containers as other accounts needs root"),
+    pytest.mark.usefixtures("as_root"),
 ]
 
 ALICE = (
