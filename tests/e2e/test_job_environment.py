@@ -1,6 +1,7 @@
 """One job, four backends, one environment: the ``JOBWIRE_*`` variables and the spec's ``env`` reach a
 detached process (local), an SSH node, a Docker container and a SLURM batch job alike, because the
-attempt's environment is composed once (``jobwire.execution.attempt``), not per backend.
+attempt's environment is composed once (``jobwire.execution.attempt``), not per backend; and the job
+finds the same files in its directory (its own only: the executor's files and logs are kept apart).
 
 Real parts only: the SSH test bed (sshd behind a jump host), the local Docker engine and the SLURM
 test cluster. Hold ``flock /tmp/jobwire-backends.lock`` when running it.
@@ -31,8 +32,11 @@ pytestmark = [
     pytest.mark.backend("slurm"),
 ]
 NODES = {"env-local": "local", "env-ssh": "ssh", "env-docker": "docker", "env-slurm": "hpc"}
+#: nodes whose batch jobs still keep the executor's files in the job's directory (the FLAT layout)
+FLAT = {"env-slurm"}
 #: prints what a job sees; the names only for paths (they differ: a container sees /jobwire)
 SCRIPT = """\
+echo "dir: $(ls -A "$JOBWIRE_JOB_DIR" | tr '\\n' ' ')"
 env | grep '^JOBWIRE_' | sed 's/=.*//' | sort
 echo "id=$JOBWIRE_JOB_ID attempt=$JOBWIRE_ATTEMPT mine=$MINE"
 test -d "$JOBWIRE_JOB_DIR" && test -d "$JOBWIRE_OUTPUT_DIR" && echo dirs-ok
@@ -120,6 +124,7 @@ def test_every_backend_gives_the_job_the_same_environment(api: httpx.Client) -> 
         for node in NODES
     }
     seen: dict[str, str] = {}
+    dirs: dict[str, str] = {}
     for node, job in jobs.items():
         done = wait_state(api, job["id"], {"succeeded", "failed", "cancelled", "timed_out"}, timeout=90)
         assert (done["state"], done["node"]) == ("succeeded", node), done
@@ -127,7 +132,13 @@ def test_every_backend_gives_the_job_the_same_environment(api: httpx.Client) -> 
         assert f"id={job['id']} attempt=1 mine=from-spec" in out, (node, out)
         artifacts = api.get(f"/v1/jobs/{job['id']}/artifacts").json()["items"]
         assert [a["name"] for a in artifacts] == ["kept.txt"], (node, artifacts)
-        seen[node] = re.sub(r"id=\S+", "id=JOB", out)
+        listing, _, rest = out.partition("\n")
+        dirs[node] = listing
+        seen[node] = re.sub(r"id=\S+", "id=JOB", rest)
+    assert dirs["env-local"] == "dir: outputs work ", dirs
+    for node, listing in dirs.items():
+        if node not in FLAT:
+            assert listing == dirs["env-local"], f"{node}'s job sees other files: {dirs}"
     first = seen["env-local"]
     assert "JOBWIRE_OUTPUT_DIR" in first and "dirs-ok" in first, first
     for node, out in seen.items():

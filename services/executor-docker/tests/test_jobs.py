@@ -22,7 +22,7 @@ def test_job_succeeds_with_logs_progress_outputs_env_and_mounts(api, engine, sha
     script = (
         "cat /data/config.txt; cat /jobwire/inputs/config.txt; "
         "touch /data/x 2>/dev/null && echo data-writable || echo data-read-only; "
-        "touch /jobwire/logs/x 2>/dev/null && echo logs-writable || echo logs-read-only; "
+        "ls -A /jobwire | tr '\\n' ' '; echo; "
         "exec jobtool work 3 0.3"
     )
     j = api.submit(
@@ -37,7 +37,9 @@ def test_job_succeeds_with_logs_progress_outputs_env_and_mounts(api, engine, sha
     done = api.wait_state(j["id"], api.END)
     assert (done["state"], done["exit_code"], done["node"]) == ("succeeded", 0, "dock-a"), done
     out = api.logs(j["id"], "stdout")
-    assert out == ("threshold=3\nthreshold=3\ndata-read-only\nlogs-read-only\nstep 1\nstep 2\nstep 3\n"), out
+    # /jobwire holds the job's own directories only: no logs, no executor's files
+    seen = "inputs outputs work \n"
+    assert out == ("threshold=3\nthreshold=3\ndata-read-only\n" + seen + "step 1\nstep 2\nstep 3\n"), out
     assert api.logs(j["id"], "stderr") == "to stderr\n"
     assert api.get(f"/v1/jobs/{j['id']}/progress").json()["progress"] == {"current": 3, "total": 3}
     names = {a["name"] for a in done["artifacts"]}
@@ -50,7 +52,9 @@ def test_job_succeeds_with_logs_progress_outputs_env_and_mounts(api, engine, sha
     # The job's directory on the shared storage, and no container left behind.
     d = shared_root / "jobs" / j["id"] / "1"
     assert (d / "outputs" / "result.txt").read_text() == "done 3\n"
-    assert (d / "logs" / "stdout").read_text() == out
+    # the logs and the executor's files beside it, never in what the container mounts
+    own = shared_root / ".executor" / "jobs" / j["id"] / "1"
+    assert (own / "stdout").read_text() == out and (own / "run.json").exists()
     assert json.loads((d / "progress.json").read_text()) == {"current": 3, "total": 3}
     assert done["details"]["dir"] == str(d)
     api.wait_for(lambda: gone(engine, j["id"]), 10, what="the finished container to be removed")
@@ -75,9 +79,10 @@ def test_short_containers_start_before_they_end_and_delete_removes_their_directo
         )
         assert started <= ended, (done["started_at"], done["ended_at"])
     d = shared_root / "jobs" / jobs[0]["id"]
-    assert (d / "1" / ".executor" / "run.json").exists()
+    own = shared_root / ".executor" / "jobs" / jobs[0]["id"]
+    assert (d / "1").is_dir() and (own / "1" / "run.json").exists()
     assert api.delete(f"/v1/jobs/{jobs[0]['id']}").status_code in (202, 204)
-    api.wait_for(lambda: not d.exists(), 20, what=f"{d} to be removed")
+    api.wait_for(lambda: not d.exists() and not own.exists(), 20, what=f"{d} and {own} to be removed")
 
 
 def test_stored_inputs_are_mounted_read_only_in_the_work_directory(api, shared_root: Path):
@@ -209,6 +214,7 @@ def test_mounts_outside_the_allowed_roots_fail_the_job_before_it_runs(api, share
         str(outside): "outside the directories this node allows",
         str(link): "resolves to",
         str(shared_root / "jobs"): "jobs never share",
+        str(shared_root / ".executor"): "jobs never share",
         str(shared_root / "data" / "missing"): "does not exist",
     }
     ids = {}

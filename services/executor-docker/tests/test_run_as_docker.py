@@ -45,9 +45,12 @@ try() { name=$1; shift; if "$@" >/dev/null 2>&1; then echo "LEAK $name"; else ec
 try alice-dir ls "/shared/jobs/$A_JOB/1"
 try alice-work cat "/shared/jobs/$A_JOB/1/work/secret.txt"
 try alice-outputs ls "/shared/jobs/$A_JOB/1/outputs"
-try alice-run-json cat "/shared/jobs/$A_JOB/1/.executor/run.json"
+try alice-run-json cat "/shared/.executor/jobs/$A_JOB/1/run.json"
+try alice-stdout cat "/shared/.executor/jobs/$A_JOB/1/stdout"
 try list-jobs ls /shared/jobs
-try own-executor-files sh -c 'echo x > /jobwire/.executor/run.json'
+try list-executor-files ls /shared/.executor
+try own-executor-files sh -c 'echo x > "/shared/.executor/jobs/$JOBWIRE_JOB_ID/1/run.json"'
+try executor-files-in-job-dir ls /jobwire/.executor /jobwire/logs
 echo mine > /jobwire/work/mine.txt && echo bob > "$JOBWIRE_OUTPUT_DIR/b.txt" && echo wrote
 id -u
 """
@@ -134,13 +137,19 @@ async def test_each_owners_container_runs_as_its_account_and_cannot_read_the_oth
             "DENIED alice-work",
             "DENIED alice-outputs",
             "DENIED alice-run-json",
+            "DENIED alice-stdout",
             "DENIED list-jobs",
+            "DENIED list-executor-files",
             "DENIED own-executor-files",
+            "DENIED executor-files-in-job-dir",
         ]
         # on the host: each attempt directory is its account's, 0700; the executor's files are root's
         a_dir = shared / "jobs" / a_run.job_id / "1"
         assert (a_dir.stat().st_uid, a_dir.stat().st_mode & 0o777) == (a_uid, 0o700)
-        assert (a_dir / ".executor").stat().st_uid == 0
+        a_own = shared / ".executor" / "jobs" / a_run.job_id / "1"
+        assert (a_own.stat().st_uid, a_own.stat().st_mode & 0o777) == (0, 0o700)
+        assert ((shared / ".executor").stat().st_mode & 0o777) == 0o700
+        assert sorted(p.name for p in a_dir.iterdir()) == ["outputs", "work"]
         assert sorted(o.name for o in await ex.list_outputs(b)) == ["b.txt"]
         assert sorted(o.name for o in await ex.list_outputs(a)) == ["a.txt"]
     finally:

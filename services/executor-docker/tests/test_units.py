@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from jobwire.contracts.v1 import RunJob, codec
+from jobwire.execution.attempt import APART, AttemptDir
 from jobwire.executor_docker.container import plan
-from jobwire.executor_docker.layout import JobDir
 from jobwire.executor_docker.logs import LogFile, parse_ts
 
 pytestmark = pytest.mark.unit
@@ -48,7 +48,8 @@ def test_plan_limits_env_labels_and_gpus():
             "docker": {"ports": [8888, {"container": 53, "protocol": "udp", "host": 5353}], "shm_size": "1G"},
         }
     )
-    p = plan(run, JobDir("/s/jobs/j1/2"), node="n", image="img", binds=[], gpu_ids=["1"], init=True)
+    d = AttemptDir.of("/s", "j1", 2, APART)
+    p = plan(run, d, node="n", image="img", binds=[], gpu_ids=["1"], init=True)
     c = p.create
     assert c["name"] == "jobwire-j1-2" and "entrypoint" not in c and "working_dir" not in c
     assert c["command"] == ["python3", "train.py"]
@@ -64,11 +65,8 @@ def test_plan_limits_env_labels_and_gpus():
     assert (
         c["environment"]["A"] == "1" and c["environment"]["JOBWIRE_PROGRESS_FILE"] == "/jobwire/progress.json"
     )
-    assert c["volumes"][:3] == [
-        "/s/jobs/j1/2:/jobwire:rw",
-        "/s/jobs/j1/2/logs:/jobwire/logs:ro",
-        "/s/jobs/j1/2/.executor:/jobwire/.executor:ro",
-    ]
+    # the job's directory alone: the logs and run.json (its env) are in /s/.executor, never mounted
+    assert c["volumes"] == ["/s/jobs/j1/2:/jobwire:rw"]
     [req] = c["device_requests"]
     assert (req["DeviceIDs"], req["Capabilities"], req["Count"]) == (["1"], [["gpu"]], 0)
 

@@ -2,21 +2,17 @@
 
 Under ``JOBWIRE_EXECUTOR_RUN_AS=fixed:<user>|owner`` the container runs as the mapped account's
 ``uid:gid`` (its supplementary groups added), never as the image's user or the one the job asks for;
-the attempt directory on the shared storage becomes that account's, 0700, so another owner's
+the attempt directory on the shared storage becomes that account's, 0700
+(:meth:`jobwire.execution.attempt.AttemptFiles.prepare`, as for every backend), so another owner's
 container (another uid) cannot read it even through a bind of the shared root. The executor's files
-(``.executor``) and the logs stay the executor's, mounted read-only. Under ``self`` the image's user
-(or ``docker.user``) runs, but never root unless ``JOBWIRE_DOCKER_ALLOW_ROOT=1``.
+and the logs stay the executor's, 0700, outside the job's directory and never mounted. Under ``self``
+the image's user (or ``docker.user``) runs, but never root unless ``JOBWIRE_DOCKER_ALLOW_ROOT=1``.
 """
 
 from __future__ import annotations
 
-import os
-import posixpath
-
 from jobwire.execution import StartRefused
 from jobwire.execution.accounts import Account
-from jobwire.execution.attempt import AttemptDir
-from jobwire.execution.transport.local import LocalTransport
 
 _ROOT_NAMES = {"0", "root"}
 
@@ -41,19 +37,3 @@ def container_user(asked: str | None, account: Account | None, *, allow_root: bo
             "JOBWIRE_DOCKER_ALLOW_ROOT=1"
         )
     return asked
-
-
-async def give_attempt(fs: LocalTransport, d: AttemptDir, account: Account, shared_root: str) -> None:
-    """The job's directory (work, outputs, its script and inputs) to ``account``, 0700; the executor's
-    files and the logs its own, 0700; the directories above passable (0711), never listable."""
-    me, my_group = str(os.geteuid()), str(os.getegid())
-    await fs.give_to(d.path, account.name, str(account.gid))
-    for own in dict.fromkeys([d.private, d.logs]):
-        if own != d.path:
-            await fs.give_to(own, me, my_group)
-            await fs.chmod(own, 0o700)
-    for path in (d.path, d.work, d.outputs):
-        await fs.chmod(path, 0o700)
-    jobs = posixpath.join(shared_root, "jobs")
-    for path in (jobs, posixpath.dirname(d.path)):
-        await fs.chmod(path, 0o711)

@@ -23,7 +23,7 @@ INTERPRETERS: dict[str, list[str]] = {".py": ["python3"], ".sh": ["/bin/sh"]}
 
 @dataclass
 class Plan:
-    """Everything ``start`` needs: files to write on the shared storage and the create kwargs."""
+    """Everything ``start`` needs: the create kwargs, and the job's files (:func:`job_files`)."""
 
     image: str
     create: dict[str, Any]
@@ -54,6 +54,12 @@ def _argv(run: RunJob, d: AttemptDir) -> tuple[list[str] | None, list[str], list
     if spec.program is not None:
         raise StartRefused(NO_CATALOG)
     raise StartRefused("the job names nothing to run")
+
+
+def job_files(run: RunJob, d: AttemptDir) -> list[FileToWrite]:
+    """The files the job's own command needs in its directory (its script, its code file), written
+    with the rest of the attempt before the directory is given to the job's account."""
+    return _argv(run, d)[2]
 
 
 def ports_of(opts: DockerOptions) -> dict[str, Any]:
@@ -98,12 +104,8 @@ def plan(
         workdir = L.inside("work", spec.workdir)
     # paths as the container sees them: the attempt directory is mounted at /jobwire
     env = job_environment(run, d.at(L.IN_CONTAINER))
-    volumes = [
-        f"{d.path}:{L.IN_CONTAINER}:rw",
-        f"{d.logs}:{L.inside('logs')}:ro",
-        f"{d.private}:{L.inside('.executor')}:ro",
-        *(b.spec() for b in binds),
-    ]
+    # the job's directory only: the executor's files and the logs are apart from it, never mounted
+    volumes = [f"{d.path}:{L.IN_CONTAINER}:rw", *(b.spec() for b in binds)]
     labels = {
         L.LABEL_JOB: run.job_id,
         L.LABEL_ATTEMPT: str(run.attempt),

@@ -1,8 +1,10 @@
 """``DockerExecutor``: each attempt is one container, its files on the shared storage.
 
-Everything the container leaves (logs copied from the engine, progress, outputs) is in its job
-directory; the container's labels (``jobwire.job_id``, ``jobwire.attempt``, ``jobwire.node``) are
-how a restarted executor finds it again. A tick is one ``GET /containers/json`` for the whole node;
+The attempt's files are laid out as every backend's (:data:`~jobwire.execution.attempt.APART`): the
+container mounts only the job's directory (progress, outputs, work); the logs copied from the engine
+and the executor's bookkeeping are beside it in ``<shared>/.executor``, out of its reach. The
+container's labels (``jobwire.job_id``, ``jobwire.attempt``, ``jobwire.node``) are how a restarted
+executor finds it again. A tick is one ``GET /containers/json`` for the whole node;
 a container is inspected once, when it has ended.
 """
 
@@ -32,14 +34,14 @@ from jobwire.execution import (
     RunStatus,
     StartRefused,
 )
-from jobwire.execution.attempt import SPLIT, AttemptDir, AttemptFiles
+from jobwire.execution.attempt import APART, AttemptDir, AttemptFiles
 from jobwire.execution.gpus import GpuAllocator
 from jobwire.execution.transport.local import LocalTransport
 
 from . import engine
 from . import layout as L
-from .accounts import container_user, give_attempt
-from .container import plan
+from .accounts import container_user
+from .container import job_files, plan
 from .logs import Follower, parse_ts
 from .mounts import job_binds
 from .settings import DockerSettings, docker_settings
@@ -67,7 +69,7 @@ class DockerExecutor(Executor):
         roots = self.config.allowed_roots or [self.shared_root]
         self.allowed = [os.path.realpath(r) for r in roots]
         self.fs = LocalTransport()
-        self.attempts = AttemptFiles(self.fs, self.shared_root, SPLIT)
+        self.attempts = AttemptFiles(self.fs, self.shared_root, APART)
         self._client: docker.DockerClient | None = None
         self._capacity = NodeCapacity()
         self._gpu_ids: list[str] = []
@@ -147,15 +149,20 @@ class DockerExecutor(Executor):
         opts = run.spec.docker or DockerOptions()
         account = await self.run_as.ensure(run.owner)
         user = container_user(opts.user, account, allow_root=self.config.allow_root)
-        # run.json holds the job's environment (tokens, passwords): not for other users of the share;
-        # another user than root must be able to write its progress, outputs and work files.
-        modes = {d.private: 0o700}
-        if opts.user is not None:
-            modes.update({d.path: 0o777, d.outputs: 0o777, d.work: 0o777})
-        # inputs the owner never uploaded are paths below the shared root, mounted instead
-        placed = await self.files().prepare(run, d, inputs=self.inputs, required_inputs=False, modes=modes)
-        if account is not None:
-            await give_attempt(self.fs, d, account, self.shared_root)
+        # another user than root must be able to write its progress, outputs and work files (run.json,
+        # which holds the job's environment, is in the executor's own tree, 0700, as for every backend)
+        modes = {d.path: 0o777, d.outputs: 0o777, d.work: 0o777} if opts.user is not None else {}
+        # inputs the owner never uploaded are paths below the shared root, mounted instead; under
+        # run-as the job's directory is given to its account once all of it is written
+        placed = await self.files().prepare(
+            run,
+            d,
+            job_files(run, d),
+            inputs=self.inputs,
+            required_inputs=False,
+            modes=modes,
+            account=account,
+        )
         binds = job_binds(run.spec, self.shared_root, self.allowed, placed)
         gpus = self._allocate_gpus(run)
         p = plan(
@@ -172,8 +179,6 @@ class DockerExecutor(Executor):
             if account is not None and len(account.groups) > 1:
                 p.create["group_add"] = [str(g) for g in account.groups if g != account.gid]
         await self._ensure_image(p.image, opts.pull_policy)
-        for f in p.files:
-            await self.fs.write_file(f.path, f.data, f.mode)
         container = await self._create(p.image, p.create)
         try:
             await asyncio.to_thread(container.start)
@@ -321,11 +326,17 @@ class DockerExecutor(Executor):
         return attrs
 
     async def _run_of(self, labels: dict[str, str]) -> RunJob | None:
-        d = self.dir_of(labels[L.LABEL_JOB], int(labels[L.LABEL_ATTEMPT]))
+        job_id, attempt = labels[L.LABEL_JOB], int(labels[L.LABEL_ATTEMPT])
         try:
-            return await self.files().read_run(d.path)
+            run = await self.files().read_run(self.dir_of(job_id, attempt).private)
         except FileNotFoundError:
             return None
+        return run if (run.job_id, run.attempt) == (job_id, attempt) else None
+
+    async def _upgraded(self, d: AttemptDir) -> None:
+        """An attempt an executor before the one layout left running: its files moved to theirs now."""
+        if await asyncio.to_thread(L.move_split_attempt, d):
+            log.info("moved the files of %s from the attempt directory to %s", d.path, d.private)
 
     async def _handle_of(self, attrs: dict[str, Any]) -> RunHandle | None:
         labels = (attrs.get("Config") or {}).get("Labels") or {}
@@ -338,6 +349,7 @@ class DockerExecutor(Executor):
         return self._track(run, attrs)
 
     async def existing(self, job_id: str, attempt: int) -> Existing | None:
+        await self._upgraded(self.dir_of(job_id, attempt))
         if await self.files().is_reported(self.dir_of(job_id, attempt)):
             return Existing(None, reported=True)
         attrs = await self._inspect(L.container_name(job_id, attempt))
@@ -367,6 +379,7 @@ class DockerExecutor(Executor):
                 log.info("removing container %s of stale attempt %s of %s", row["Id"][:12], attempt, job)
                 await self._remove(row["Id"])
                 continue
+            await self._upgraded(d)
             if await self.files().is_reported(d):
                 # Reported before a crash but not yet removed.
                 code = _exit_code_of(row)

@@ -1,23 +1,24 @@
-"""Where one attempt's files live on the shared storage (:data:`jobwire.execution.attempt.SPLIT`),
-and where the container sees them.
+"""Where the container sees its attempt, and the labels that find the container again.
 
-``<shared>/jobs/<job_id>/<attempt>/`` is mounted at ``/jobwire`` and holds ``progress.json``,
-``outputs/``, ``work/`` and ``logs/`` (stdout, stderr, copied from the engine). ``logs/`` and
-``.executor/`` (run.json, state.json, reported, log indexes) are mounted over it read-only, so a job
-can read its logs but never rewrite them or the executor's bookkeeping. Attempts get their own
-directory so a retry never sees, or uploads, what an earlier attempt left.
+The attempt's files are laid out as every backend's (:data:`jobwire.execution.attempt.APART`):
+``<shared>/jobs/<job_id>/<attempt>/`` is the job's (``progress.json``, ``outputs/``, ``work/``, its
+script) and the only directory mounted, at ``/jobwire``; the executor's files (run.json, state.json,
+reported, the logs copied from the engine and their indexes) are in
+``<shared>/.executor/jobs/<job_id>/<attempt>/``, never mounted, so a job can neither read nor rewrite
+them. Attempts get their own directory so a retry never sees, or uploads, what an earlier one left.
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
-from dataclasses import dataclass
+import stat
 
 from jobwire.contracts.v1.spec import DOCKER_JOB_MOUNT
-from jobwire.execution.attempt import SPLIT, AttemptDir, Layout
-from jobwire.execution.attempt.layout import PROGRESS, REPORTED, RUN_JSON, STATE
+from jobwire.execution.attempt import AttemptDir
+from jobwire.execution.attempt.layout import OWN_TREE, PROGRESS, REPORTED, RUN_JSON, STATE
 
-__all__ = ["PROGRESS", "REPORTED", "RUN_JSON", "STATE", "AttemptDir", "JobDir"]
+__all__ = ["OWN_TREE", "PROGRESS", "REPORTED", "RUN_JSON", "STATE"]
 
 #: where the attempt directory appears inside the container
 IN_CONTAINER = DOCKER_JOB_MOUNT
@@ -32,17 +33,42 @@ def container_name(job_id: str, attempt: int) -> str:
     return f"jobwire-{job_id}-{attempt}"
 
 
-@dataclass(frozen=True)
-class JobDir(AttemptDir):
-    """An attempt directory in the container layout (``logs/`` and ``.executor/`` apart)."""
-
-    layout: Layout = SPLIT
-
-    @classmethod
-    def of(cls, root: str, job_id: str, attempt: int, layout: Layout = SPLIT) -> JobDir:
-        return cls(posixpath.join(root, "jobs", job_id, str(attempt)), layout)
-
-
 def inside(*parts: str) -> str:
     """A path below ``/jobwire`` as the container sees it."""
     return posixpath.join(IN_CONTAINER, *parts)
+
+
+#: Where executors before the one attempt layout (issue 16) kept an attempt's own files and its logs:
+#: inside the job's directory, mounted read-only over it.
+SPLIT_OWN, SPLIT_LOGS = ".executor", "logs"
+
+
+def move_split_attempt(d: AttemptDir) -> bool:
+    """Move an attempt an older executor laid out inside the job's directory (``.executor/``,
+    ``logs/``) to where its files are kept now, so its container, still running after the upgrade, is
+    followed to its end instead of removed as one without a directory. True when it moved one.
+
+    Only directories this process owns, not links, are taken (under run-as the job's account owns the
+    directory around them and could have put its own there), and only regular files are moved.
+    """
+    old_own = os.path.join(d.path, SPLIT_OWN)
+    if not _ours(old_own) or not os.path.isfile(os.path.join(old_own, RUN_JSON)):
+        return False
+    os.makedirs(d.private, mode=0o700, exist_ok=True)
+    for src in (old_own, os.path.join(d.path, SPLIT_LOGS)):
+        if not _ours(src):
+            continue
+        for name in os.listdir(src):
+            path = os.path.join(src, name)
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                os.replace(path, os.path.join(d.private, name))
+    return True
+
+
+def _ours(path: str) -> bool:
+    """A directory of this process's user, not a link to one."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jobwire.contracts.v1 import JobSpec
 from jobwire.contracts.v1.spec import DockerOptions, check_bind_source
 from jobwire.execution import StartRefused
 
-from .layout import inside
+from .layout import OWN_TREE, inside
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,11 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def resolve_source(source: str, allowed: list[str], what: str, jobs_root: str | None = None) -> str:
+def resolve_source(source: str, allowed: list[str], what: str, kept: Sequence[str] = ()) -> str:
     """The real path of ``source`` when it exists inside an allowed root; StartRefused otherwise.
 
-    Nothing under ``jobs_root`` (every job's own directory) is mountable: jobs stay apart.
+    Nothing under ``kept`` (every job's own directory, the executor's files and logs) is mountable:
+    jobs stay apart, and out of the executor's bookkeeping.
     """
     try:
         clean = check_bind_source(source, what)
@@ -48,10 +50,11 @@ def resolve_source(source: str, allowed: list[str], what: str, jobs_root: str | 
         raise StartRefused(
             f"{what} {shown} is outside the directories this node allows: {', '.join(allowed)}"
         )
-    if jobs_root is not None and _under(real, jobs_root):
-        raise StartRefused(
-            f"{what} {source!r} is inside the job directories ({jobs_root}), which jobs never share"
-        )
+    for root in kept:
+        if _under(real, root):
+            raise StartRefused(
+                f"{what} {source!r} is inside the job directories ({root}), which jobs never share"
+            )
     if not os.path.exists(real):
         raise StartRefused(f"{what} {source!r} does not exist on this node")
     try:
@@ -69,10 +72,10 @@ def job_binds(
     relative to the shared root."""
     stored = stored or {}
     opts = spec.docker or DockerOptions()
-    jobs_root = os.path.realpath(posixpath.join(shared_root, "jobs"))
+    kept = [os.path.realpath(posixpath.join(shared_root, sub)) for sub in ("jobs", OWN_TREE)]
     binds = [
         Bind(
-            resolve_source(m["source"], allowed, "docker.mounts source", jobs_root),
+            resolve_source(m["source"], allowed, "docker.mounts source", kept),
             m["target"],
             m.get("read_only", False),
         )
@@ -85,7 +88,7 @@ def job_binds(
             continue
         if name.startswith("/") or ".." in name.split("/"):
             raise StartRefused(f"input {name!r} must be a path relative to the shared root")
-        source = resolve_source(posixpath.join(shared_root, name), allowed, f"input {name!r}", jobs_root)
+        source = resolve_source(posixpath.join(shared_root, name), allowed, f"input {name!r}", kept)
         if ref.path is None:
             target = inside("inputs", posixpath.basename(name.rstrip("/")))
         else:
