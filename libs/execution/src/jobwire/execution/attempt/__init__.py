@@ -2,14 +2,13 @@
 
 from .env import DEFAULT_ENV_ALLOW, inherit_words, inherited, job_environment, jobwire_env
 from .files import PROGRESS_MAX, AttemptFiles, FileToWrite
-from .layout import APART, FLAT, SPLIT, WRAPPER_SCRIPT, AttemptDir, Layout
+from .layout import APART, FLAT, WRAPPER_SCRIPT, AttemptDir, Layout
 
 __all__ = [
     "APART",
     "DEFAULT_ENV_ALLOW",
     "FLAT",
     "PROGRESS_MAX",
-    "SPLIT",
     "WRAPPER_SCRIPT",
     "AttemptDir",
     "AttemptFiles",

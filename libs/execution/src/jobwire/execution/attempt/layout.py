@@ -2,11 +2,11 @@
 
 ``<root>/jobs/<job_id>/<attempt>/`` is the job's: progress.json, outputs/, work/, its script. The
 executor's own files (run.json, wrapper.sh, pid, exit_code, state.json, signal, reported, the logs)
-are laid out by a :class:`Layout`: for processes (:data:`APART`) in a tree of their own,
-``<root>/.executor/jobs/<job_id>/<attempt>/``, that the job's account can neither enter nor rename
-(issue 12: a job never rewrites its exit code or reads another's log); for batch jobs (:data:`FLAT`)
-at the top of the attempt directory, where the batch job itself writes them; for containers
-(:data:`SPLIT`) in ``logs/`` and ``.executor/`` mounted read-only over it.
+are laid out by a :class:`Layout`: for processes and containers (:data:`APART`) in a tree of their
+own, ``<root>/.executor/jobs/<job_id>/<attempt>/``, that the job's account can neither enter nor
+rename (issue 12: a job never rewrites its exit code or reads another's log; a container mounts only
+the job's directory); for batch jobs (:data:`FLAT`) at the top of the attempt directory, where the
+batch job itself writes them.
 """
 
 from __future__ import annotations
@@ -101,27 +101,20 @@ echo "$rc" >"$job_dir/exit_code.tmp" && command -p mv -f "$job_dir/exit_code.tmp
 
 @dataclass(frozen=True)
 class Layout:
-    """Where each kind of file of an attempt lives, relative to its directory.
+    """Where the executor's bookkeeping (run.json, state.json, reported, signal, pid, exit_code,
+    wrapper, gpus) and the logs of an attempt live: beside the job's files, or apart from them."""
 
-    ``own`` holds the executor's bookkeeping (run.json, state.json, reported, signal, pid, exit_code,
-    wrapper, gpus); the job's logs, progress, outputs and work directory are beside it.
-    """
-
-    own: str = ""
-    logs: str = ""
-    #: the executor's files and the logs in ``<root>/.executor/jobs/<job>/<attempt>`` instead
+    #: the executor's files and the logs in ``<root>/.executor/jobs/<job>/<attempt>``
     apart: bool = False
 
 
-#: Processes and batch jobs: every file at the top of the directory, as the wrapper writes them.
+#: Batch jobs: every file at the top of the directory, as the wrapper writes them.
 FLAT = Layout()
-#: Processes: the executor's files and the logs outside the job's directory, out of its account's reach.
+#: Processes and containers: the executor's files and the logs outside the job's directory, out of
+#: its account's reach.
 APART = Layout(apart=True)
 #: The directory below an executor's root that holds the APART attempts' own files.
 OWN_TREE = ".executor"
-#: Containers: logs and the executor's files in their own directories, mounted read-only over the
-#: attempt directory the job sees, so the job can read but never rewrite them.
-SPLIT = Layout(own=".executor", logs="logs")
 
 
 @dataclass(frozen=True)
@@ -148,9 +141,8 @@ class AttemptDir:
 
     @property
     def private(self) -> str:
-        if self.apart_dir is not None:
-            return self.apart_dir
-        return posixpath.join(self.path, self.layout.own) if self.layout.own else self.path
+        """Where the executor's own files are."""
+        return self.apart_dir if self.apart_dir is not None else self.path
 
     def own(self, name: str) -> str:
         """A file of the executor's own: the job never needs to write it."""
@@ -158,9 +150,8 @@ class AttemptDir:
 
     @property
     def logs(self) -> str:
-        if self.apart_dir is not None:
-            return self.apart_dir
-        return posixpath.join(self.path, self.layout.logs) if self.layout.logs else self.path
+        """Where the logs are: with the executor's own files."""
+        return self.private
 
     def log(self, stream: str) -> str:
         return posixpath.join(self.logs, stream)
