@@ -187,6 +187,40 @@ def test_the_hpc_image_runs_the_hpc_executor_as_a_non_root_user(stack: Compose) 
     assert out.stdout.split(None, 1) == ["10001", "['hpc', 'local']\n"], out.stdout
 
 
+def test_each_image_runs_its_own_service_from_the_one_dockerfile(stack: Compose) -> None:
+    """One Dockerfile, SERVICE picks the wheel and the default command: the stack's services are up
+    above with no command of their own; the profiles' images are checked here."""
+    tag = stack.env.get("JOBWIRE_TAG", "dev")
+    for service in ("gateway", "scheduler", "executor-docker", "executor-ssh", "executor-hpc"):
+        [info] = json.loads(
+            subprocess.run(
+                ["docker", "image", "inspect", f"jobwire-{service}:{tag}"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            ).stdout
+        )
+        assert f"JOBWIRE_SERVICE={service}" in info["Config"]["Env"], service
+        assert info["Config"]["Cmd"] in (None, []), (service, info["Config"]["Cmd"])
+    probe = "command -v curl >/dev/null && echo curl || echo no-curl"
+    for service, expected in (("executor-hpc", "curl"), ("executor-ssh", "no-curl")):
+        image = f"jobwire-{service}:{tag}"
+        out = subprocess.run(
+            ["docker", "run", "--rm", image, "sh", "-c", probe], capture_output=True, text=True, timeout=60
+        )
+        assert out.stdout.strip() == expected, (service, out.stdout, out.stderr)
+    # the default command of an image whose service is unknown: refused, not guessed
+    image = f"jobwire-executor-ssh:{tag}"
+    out = subprocess.run(
+        ["docker", "run", "--rm", "-e", "JOBWIRE_SERVICE=nope", image],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 64 and "names no service" in out.stderr, (out.returncode, out.stderr)
+
+
 TLS_PROBE = """
 import asyncio, json, os
 from sqlalchemy import text

@@ -69,6 +69,27 @@ def test_each_profile_adds_its_services(env: dict[str, str], files: tuple[str, .
     assert set(everything) == ALWAYS | {"executor-ssh", "executor-hpc", "nats-2", "nats-3", "scheduler-2"}
 
 
+def test_every_jobwire_image_is_built_from_the_one_dockerfile_for_its_service(env: dict[str, str]) -> None:
+    services = _config(env, BASE, "ssh", "hpc", "cluster")["services"]
+    built = {name: svc["build"] for name, svc in services.items() if "build" in svc}
+    expected = {
+        "migrate": "gateway",  # the schema, with the gateway's image
+        "gateway": "gateway",
+        "scheduler": "scheduler",
+        "scheduler-2": "scheduler",
+        "executor-docker": "executor-docker",
+        "executor-ssh": "executor-ssh",
+        "executor-hpc": "executor-hpc",
+    }
+    assert {name: b["args"]["SERVICE"] for name, b in built.items()} == expected
+    one = ROOT / "deploy" / "docker" / "Dockerfile"
+    for name, b in built.items():
+        assert Path(b["context"], b["dockerfile"]).resolve() == one, name
+        assert b["args"]["BASE_IMAGE"] == "debian:bookworm", name
+        assert services[name]["image"].startswith(f"jobwire-{expected[name]}:"), name
+    assert not list(ROOT.glob("services/*/Dockerfile"))
+
+
 def test_executor_hpc_is_locked_down_and_reads_its_secrets_as_files(env: dict[str, str]) -> None:
     hpc = _config(env, BASE, "hpc")["services"]["executor-hpc"]
     e = hpc["environment"]
@@ -82,7 +103,8 @@ def test_executor_hpc_is_locked_down_and_reads_its_secrets_as_files(env: dict[st
         ("/etc/jobwire/ssh", True),
         ("/etc/jobwire/hpc", True),
     ]
-    assert hpc["build"]["dockerfile"].endswith("services/executor-hpc/Dockerfile")
+    assert hpc["build"]["dockerfile"].endswith("deploy/docker/Dockerfile")
+    assert hpc["build"]["args"]["SERVICE"] == "executor-hpc"
     password = (Path(env["JOBWIRE_SECRETS_DIR"]) / "nats-executor-hpc-1.password").read_text().strip()
     assert password and password not in json.dumps(hpc)  # a file in the container, never a value
 
