@@ -75,7 +75,9 @@ def _stack(home: Path, database_url: str | None) -> Stack:
             nats_port=free_port(),
             nats_monitor_port=free_port(),
             database_url=database_url,
-            executors=[ExecutorConfig(node="bench", slots=SLOTS)],
+            # the node declares as many CPUs as slots: a no-op job asks for 1 CPU (the default), so
+            # with the machine's own count (2 here) only 2 of the 16 slots ever ran at once
+            executors=[ExecutorConfig(node="bench", slots=SLOTS, env={"JOBWIRE_EXECUTOR_CPUS": str(SLOTS)})],
             env={"JOBWIRE_LOG_LEVEL": "WARNING", "JOBWIRE_EXECUTOR_TICK_INTERVAL": "0.05"},
         )
     )
@@ -336,6 +338,7 @@ def main() -> None:
             "curve_seconds": CURVE_S,
             "connections": CONNECTIONS,
             "executor_slots": SLOTS,
+            "executor_cpus_declared": SLOTS,
             "gateway_workers": int(os.environ.get("JOBWIRE_GATEWAY_WORKERS", "1")),
         },
     }
