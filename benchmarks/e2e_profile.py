@@ -63,14 +63,14 @@ class Timeline(Watcher):
 
     def phases(self, ids: list[str]) -> dict[str, Any]:
         """Median and p90 ms of each step of the jobs' lives, and how many held a slot on average."""
-        steps = {"queued>starting": ("queued", "starting"), "starting>running": ("starting", "running"),
-                 "running>succeeded": ("running", "succeeded"), "starting>succeeded": ("starting", "succeeded")}
         out: dict[str, Any] = {}
-        for name, (a, b) in steps.items():
-            d = sorted(self.seen[i][b] - self.seen[i][a] for i in ids if a in self.seen.get(i, {}) and b in self.seen.get(i, {}))
+        for a, b in (("queued", "starting"), ("starting", "running"), ("running", "succeeded")):
+            d = sorted(s[b] - s[a] for s in (self.seen.get(i, {}) for i in ids) if a in s and b in s)
             if d:
-                out[name] = {"p50_ms": round(d[len(d) // 2] * 1000, 1), "p90_ms": round(d[int(len(d) * 0.9)] * 1000, 1)}
-        spans = [(self.seen[i]["starting"], self.seen[i]["succeeded"]) for i in ids if {"starting", "succeeded"} <= set(self.seen.get(i, {}))]
+                p50, p90 = d[len(d) // 2], d[int(len(d) * 0.9)]
+                out[f"{a}>{b}"] = {"p50_ms": round(p50 * 1000, 1), "p90_ms": round(p90 * 1000, 1)}
+        seen = [self.seen.get(i, {}) for i in ids]
+        spans = [(s["starting"], s["succeeded"]) for s in seen if "starting" in s and "succeeded" in s]
         if spans:
             t0, t1 = min(s for s, _ in spans), max(e for _, e in spans)
             out["mean_jobs_holding_a_slot"] = round(sum(e - s for s, e in spans) / (t1 - t0), 2)
@@ -112,6 +112,9 @@ async def one_round(stack: Stack, watcher: Timeline, jobs: int) -> dict[str, Any
     }
 
 
+PYSPY = shutil.which("py-spy") or os.path.expanduser("~/.local/bin/py-spy")
+
+
 async def measure(stack: Stack, pyspy_dir: str | None) -> list[dict[str, Any]]:
     watcher = Timeline()
     await watcher.start(stack.nats_url)
@@ -119,11 +122,9 @@ async def measure(stack: Stack, pyspy_dir: str | None) -> list[dict[str, Any]]:
         await one_round(stack, watcher, 20)  # warm-up
         spies = []
         if pyspy_dir:
-            Path(pyspy_dir).mkdir(parents=True, exist_ok=True)
-            exe = shutil.which("py-spy") or os.path.expanduser("~/.local/bin/py-spy")
             for name, proc in stack.services.items():
                 out = os.path.join(pyspy_dir, f"{name}.txt")
-                argv = [exe, "record", "-p", str(proc.pid), "-f", "raw", "-o", out, "-r", "100", "--idle"]
+                argv = [PYSPY, "record", "-p", str(proc.pid), "-f", "raw", "-o", out, "-r", "100", "--idle"]
                 spies.append(
                     await asyncio.create_subprocess_exec(
                         *argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -156,7 +157,10 @@ def main() -> None:
         stack = Stack(config)
         stack.start()
         try:
-            rounds = asyncio.run(measure(stack, os.environ.get("E2E_PYSPY")))
+            pyspy_dir = os.environ.get("E2E_PYSPY")
+            if pyspy_dir:
+                Path(pyspy_dir).mkdir(parents=True, exist_ok=True)
+            rounds = asyncio.run(measure(stack, pyspy_dir))
         finally:
             stack.stop()
     print(json.dumps({"noop": NOOP, "slots": SLOTS, "rounds": rounds}, indent=2))
