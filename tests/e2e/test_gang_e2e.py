@@ -20,45 +20,11 @@ import pytest
 from jobwire.stack.stack import ExecutorConfig, Stack
 from tests.fixtures.postgres import _admin as admin
 from tests.fixtures.postgres import _run as run_admin
+from tests.support.gang import RENDEZVOUS
 
 from .conftest import make_stack, submit, wait_for, wait_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-
-#: rank 0 listens, the others connect and send their rank; rank 0 answers every rank with all ranks
-RENDEZVOUS = r"""
-import os, socket, sys, time
-out = sys.argv[1]
-rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
-plain = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-env = {k: v for k, v in os.environ.items() if k.startswith("JOBWIRE_") or k in plain}
-open(f"{out}/pid-{rank}", "w").write(str(os.getpid()))
-if rank == 0:
-    srv = socket.create_server((addr, port))
-    peers = []
-    while len(peers) < world - 1:
-        c, _ = srv.accept()
-        peers.append((int(c.recv(16).decode()), c))
-    seen = sorted([0] + [r for r, _ in peers])
-    for _, c in peers:
-        c.sendall(",".join(map(str, seen)).encode())
-        c.close()
-else:
-    for _ in range(200):
-        try:
-            c = socket.create_connection((addr, port))
-            break
-        except OSError:
-            time.sleep(0.1)
-    c.sendall(str(rank).encode())
-    seen = [int(x) for x in c.recv(64).decode().split(",")]
-print(f"hello from rank {rank} of {world}", flush=True)
-with open(f"{out}/rank-{rank}", "w") as f:
-    f.write(repr({"seen": seen, "env": env}))
-time.sleep(float(sys.argv[2]))
-open(f"{out}/end-{rank}", "w").close()
-"""
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -90,7 +90,7 @@ MIXED = [*DOCKER, node("loc-1"), node("gpu-1", "ssh", gpus=2, cpus=16, labels={"
             [node("l1"), node("l2"), node("d1", "docker"), node("s1", "slurm")],
             {"resources": {"nodes": 3}},
             "$.resources.nodes",
-            "needs 3 nodes of one backend that runs gangs (local), each fitting one rank; "
+            "needs 3 nodes of one backend that runs gangs (docker, local, ssh), each fitting one rank; "
             "the most is 2 of backend local (or backend: slurm, one --nodes 3 batch job)",
         ),
         (
@@ -203,7 +203,10 @@ def test_a_slurm_gang_is_one_batch_job_on_one_executor_node():
     assert why is not None and "the most is 1 of backend local" in why.detail
 
 
-def test_docker_nodes_take_no_gang_yet():
-    why = fz.refusal([*DOCKER, node("dock-c", "docker")], spec(resources={"nodes": 2}))
+def test_docker_and_ssh_nodes_take_gangs_but_never_mixed_with_another_backend():
+    assert fz.refusal([*DOCKER, node("dock-c", "docker")], spec(resources={"nodes": 3})) is None
+    ssh = [node(f"gpu-{i}", "ssh", gpus=1) for i in range(2)]
+    assert fz.refusal(ssh, spec(resources={"nodes": 2, "gpus": 1})) is None
+    why = fz.refusal([*DOCKER, *ssh], spec(resources={"nodes": 3}))  # 2 + 2 is not 3 of one backend
     assert why is not None and why.path == "$.resources.nodes"
-    assert "runs gangs (local)" in why.detail and "none fits" in why.detail
+    assert "runs gangs (docker, local, ssh)" in why.detail and "the most is 2 of backend" in why.detail

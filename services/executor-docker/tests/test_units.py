@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobwire.contracts.v1 import RunJob, codec
+from jobwire.execution import StartRefused
 from jobwire.execution.attempt import APART, AttemptDir
 from jobwire.executor_docker.container import plan
 from jobwire.executor_docker.logs import LogFile, parse_ts
@@ -61,6 +62,7 @@ def test_plan_limits_env_labels_and_gpus():
         "jobwire.attempt": "2",
         "jobwire.node": "n",
         "jobwire.gpus": "1",
+        "jobwire.rank": "0",
     }
     assert (
         c["environment"]["A"] == "1" and c["environment"]["JOBWIRE_PROGRESS_FILE"] == "/jobwire/progress.json"
@@ -99,3 +101,64 @@ def test_log_file_keeps_its_limit_then_one_marker_and_drops_the_rest(tmp_path):
     again = LogFile(str(tmp_path / "stdout"), str(tmp_path / "stdout.idx"), limit=10)
     again.append(b"after a restart", 40)
     assert again.capped and (tmp_path / "stdout").read_bytes() == b"12345678ab" + marker
+
+
+def gang_run(rank: int, docker: dict | None = None) -> RunJob:
+    gang = {"rank": rank, "world_size": 3, "master_addr": "10.0.0.1", "master_port": 29611}
+    raw = {
+        "type": "run",
+        "job_id": "j1",
+        "attempt": 2,
+        "node": "n",
+        "gang": {**gang, "hosts": ["10.0.0.1"] * 3},
+    }
+    spec = {"command": ["true"], **({"docker": docker} if docker else {})}
+    return codec.decode(codec.encode({**raw, "spec": spec}), RunJob)
+
+
+def test_a_gang_rank_is_named_by_its_rank_and_runs_on_the_host_network():
+    for rank, name in ((0, "jobwire-j1-2"), (2, "jobwire-j1-2-rank2")):
+        d = AttemptDir.of("/s", "j1", 2, APART, rank)
+        c = plan(
+            gang_run(rank, {"ports": [8888]}), d, node="n", image="i", binds=[], gpu_ids=[], init=True
+        ).create
+        assert c["name"] == name and c["labels"]["jobwire.rank"] == str(rank)
+        assert c["volumes"][0] == f"{d.path}:/jobwire:rw" and d.path.endswith(
+            name.removeprefix("jobwire-j1-")
+        )
+        assert c["network_mode"] == "host" and "ports" not in c and "network" not in c
+        env = c["environment"]
+        assert (env["RANK"], env["WORLD_SIZE"], env["MASTER_ADDR"], env["MASTER_PORT"]) == (
+            str(rank),
+            "3",
+            "10.0.0.1",
+            "29611",
+        )
+    with pytest.raises(StartRefused, match="host's network"):
+        plan(
+            gang_run(1, {"network": "mynet"}),
+            AttemptDir.of("/s", "x", 1, APART),
+            node="n",
+            image="i",
+            binds=[],
+            gpu_ids=[],
+            init=True,
+        )
+
+
+def test_a_gang_on_published_ports_publishes_rank_0s_master_port_only():
+    def create(rank: int) -> dict:
+        run = gang_run(rank, {"ports": [8888], "network": "mynet"})
+        return plan(
+            run,
+            AttemptDir.of("/s", "x", 1, APART),
+            node="n",
+            image="i",
+            binds=[],
+            gpu_ids=[],
+            init=True,
+            gang_network="publish",
+        ).create
+
+    assert create(0)["ports"] == {"8888/tcp": None, "29611/tcp": 29611} and create(0)["network"] == "mynet"
+    assert create(1)["ports"] == {"8888/tcp": None} and "network_mode" not in create(1)

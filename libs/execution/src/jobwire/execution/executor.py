@@ -185,8 +185,9 @@ class Executor(ABC):
         """
 
     @abstractmethod
-    async def existing(self, job_id: str, attempt: int) -> Existing | None:
-        """The attempt if it was launched before (by this or an earlier executor process)."""
+    async def existing(self, job_id: str, attempt: int, rank: int = 0) -> Existing | None:
+        """The attempt if it was launched before (by this or an earlier executor process); ``rank``:
+        which rank of a gang this node runs (its directory, its container are the rank's)."""
 
     @abstractmethod
     async def adopt(self) -> list[RunHandle]:

@@ -47,6 +47,7 @@ from jobwire.runtime.settings import BusSettings, bus_settings
 
 from . import jobfiles
 from . import journal as jr
+from .attempt.files import rank_of
 from .attempt.layout import OWN_TREE
 from .catalog import keep_published
 from .executor import Executor, HoldRefused, RunHandle, StartDeferred, StartRefused, load_executor
@@ -401,7 +402,7 @@ class ExecutorService:
         key = (run.job_id, run.attempt)
         t = loop.runs.get(key)
         if t is None:
-            found = await self.executor.existing(run.job_id, run.attempt)
+            found = await self.executor.existing(run.job_id, run.attempt, rank_of(run))
             if found is not None and found.reported:
                 log.info("%s attempt %d already ran and was reported; ignoring the repeat", *key)
                 return

@@ -11,11 +11,14 @@ from docker.types import DeviceRequest
 from jobwire.contracts.v1 import RunJob
 from jobwire.contracts.v1.spec import DockerOptions, port_key
 from jobwire.execution import StartRefused
-from jobwire.execution.attempt import AttemptDir, FileToWrite, job_environment
+from jobwire.execution.attempt import AttemptDir, FileToWrite, job_environment, rank_of
 from jobwire.execution.runner import NO_CATALOG
 
 from . import layout as L
 from .mounts import Bind
+
+#: how a gang's ranks reach each other (``DockerSettings.gang_network``)
+GANG_NETWORKS = ("host", "publish")
 
 #: How code files run when the spec names no interpreter (inside the image).
 INTERPRETERS: dict[str, list[str]] = {".py": ["python3"], ".sh": ["/bin/sh"]}
@@ -89,6 +92,7 @@ def plan(
     binds: list[Bind],
     gpu_ids: list[str],
     init: bool,
+    gang_network: str = "host",
 ) -> Plan:
     """The container for one attempt; raises StartRefused for what this node can never run."""
     spec = run.spec
@@ -111,10 +115,11 @@ def plan(
         L.LABEL_ATTEMPT: str(run.attempt),
         L.LABEL_NODE: node,
         L.LABEL_GPUS: ",".join(gpu_ids),
+        L.LABEL_RANK: str(rank_of(run)),
     }
     memory = spec.resources.memory_bytes
     create: dict[str, Any] = {
-        "name": L.container_name(run.job_id, run.attempt),
+        "name": L.container_name(run.job_id, run.attempt, rank_of(run)),
         "command": command,
         "environment": env,
         "labels": labels,
@@ -141,4 +146,32 @@ def plan(
         create["ports"] = ports_of(opts)
     if gpu_ids:
         create["device_requests"] = device_requests(gpu_ids)
+    if run.gang is not None:
+        gang_networking(run, opts, create, gang_network)
     return Plan(image, create, files)
+
+
+def gang_networking(run: RunJob, opts: DockerOptions, create: dict[str, Any], mode: str) -> None:
+    """How one rank of a gang reaches the others. ``host``: on the host's network, so rank 0 listens
+    at MASTER_ADDR (its node's address) and every rank's ports are reachable, as collective libraries
+    need. ``publish``: its own network; rank 0's MASTER_PORT is published at the same port on the host
+    (rank 0 must then listen on every address: MASTER_ADDR is the host's, not the container's)."""
+    gang = run.gang
+    assert gang is not None
+    if mode == "host":
+        if opts.network not in (None, "host"):
+            raise StartRefused(
+                f"docker.network {opts.network!r}: the ranks of a gang run on the host's network on this "
+                "node (JOBWIRE_DOCKER_GANG_NETWORK=host); leave docker.network out"
+            )
+        create.pop("network", None)
+        create.pop("ports", None)  # every port of the container is the host's already
+        create["network_mode"] = "host"
+        return
+    if gang.rank == 0:
+        key = f"{gang.master_port}/tcp"
+        ports = dict(create.get("ports") or {})
+        if key in ports and ports[key] not in (None, gang.master_port):
+            raise StartRefused(f"docker.ports publishes {key} elsewhere; it is the gang's MASTER_PORT")
+        ports[key] = gang.master_port
+        create["ports"] = ports

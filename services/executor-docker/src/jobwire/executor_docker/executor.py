@@ -41,7 +41,7 @@ from jobwire.execution.transport.local import LocalTransport
 from . import engine
 from . import layout as L
 from .accounts import container_user
-from .container import job_files, plan
+from .container import GANG_NETWORKS, job_files, plan
 from .logs import Follower, parse_ts
 from .mounts import job_binds
 from .settings import DockerSettings, docker_settings
@@ -65,6 +65,10 @@ class DockerExecutor(Executor):
                 "(it gives each job's directory to the job's account)"
             )
         self.config = docker_config or docker_settings()
+        if self.config.gang_network not in GANG_NETWORKS:
+            raise ValueError(
+                f"JOBWIRE_DOCKER_GANG_NETWORK={self.config.gang_network!r}: one of {', '.join(GANG_NETWORKS)}"
+            )
         self.shared_root = os.path.abspath(self.config.shared_root)
         roots = self.config.allowed_roots or [self.shared_root]
         self.allowed = [os.path.realpath(r) for r in roots]
@@ -102,6 +106,8 @@ class DockerExecutor(Executor):
             cpus=s.cpus or float(ncpu),
             memory=parse_size(s.memory) if s.memory else info.get("MemTotal"),
             gpus=len(self._gpu_ids),
+            # where a gang's other ranks reach this node's rank 0 (host network or its published port)
+            address=s.address or engine.advertise_host(self.config),
         )
         self._engine = {
             "docker": engine.engine_url(self.config),
@@ -131,8 +137,8 @@ class DockerExecutor(Executor):
     def describe(self) -> dict[str, str]:
         return dict(self._engine)
 
-    def dir_of(self, job_id: str, attempt: int) -> AttemptDir:
-        return self.files().dir(job_id, attempt)
+    def dir_of(self, job_id: str, attempt: int, rank: int = 0) -> AttemptDir:
+        return self.files().dir(job_id, attempt, rank)
 
     # --- start ----------------------------------------------------------------------------------
 
@@ -145,7 +151,7 @@ class DockerExecutor(Executor):
             raise
 
     async def _start(self, run: RunJob) -> RunHandle:
-        d = self.dir_of(run.job_id, run.attempt)
+        d = self.files().for_run(run)
         opts = run.spec.docker or DockerOptions()
         account = await self.run_as.ensure(run.owner)
         user = container_user(opts.user, account, allow_root=self.config.allow_root)
@@ -173,6 +179,7 @@ class DockerExecutor(Executor):
             binds=binds,
             gpu_ids=gpus,
             init=self.config.init,
+            gang_network=self.config.gang_network,
         )
         if user is not None:
             p.create["user"] = user
@@ -244,7 +251,7 @@ class DockerExecutor(Executor):
             return
         if self.config.keep_failed:
             # Kept for inspection; marked reported so a restart does not adopt it.
-            await self.files().mark_reported(self.dir_of(run.job_id, run.attempt))
+            await self.files().mark_reported(self.files().for_run(run))
         else:
             await asyncio.to_thread(container.remove, force=True)
         raise StartRefused(reason) from None
@@ -283,14 +290,14 @@ class DockerExecutor(Executor):
     def _track(self, run: RunJob, attrs: dict[str, Any]) -> RunHandle:
         key = (run.job_id, run.attempt)
         if key not in self._followers:
-            d = self.dir_of(run.job_id, run.attempt)
+            d = self.files().for_run(run)
             self._followers[key] = Follower(
                 self.client.api, attrs["Id"], d, self.settings.log_max_bytes
             ).start()
         details = {
             "container": attrs["Id"][:12],
             "image": attrs.get("Config", {}).get("Image"),
-            "dir": self.dir_of(run.job_id, run.attempt).path,
+            "dir": self.files().for_run(run).path,
         }
         gpus = self._gpus.held_by(key)
         if gpus:
@@ -328,7 +335,7 @@ class DockerExecutor(Executor):
     async def _run_of(self, labels: dict[str, str]) -> RunJob | None:
         job_id, attempt = labels[L.LABEL_JOB], int(labels[L.LABEL_ATTEMPT])
         try:
-            run = await self.files().read_run(self.dir_of(job_id, attempt).private)
+            run = await self.files().read_run(self.dir_of(job_id, attempt, L.rank_label(labels)).private)
         except FileNotFoundError:
             return None
         return run if (run.job_id, run.attempt) == (job_id, attempt) else None
@@ -348,11 +355,11 @@ class DockerExecutor(Executor):
             self._gpus.hold((run.job_id, run.attempt), gpus)
         return self._track(run, attrs)
 
-    async def existing(self, job_id: str, attempt: int) -> Existing | None:
-        await self._upgraded(self.dir_of(job_id, attempt))
-        if await self.files().is_reported(self.dir_of(job_id, attempt)):
+    async def existing(self, job_id: str, attempt: int, rank: int = 0) -> Existing | None:
+        await self._upgraded(self.dir_of(job_id, attempt, rank))
+        if await self.files().is_reported(self.dir_of(job_id, attempt, rank)):
             return Existing(None, reported=True)
-        attrs = await self._inspect(L.container_name(job_id, attempt))
+        attrs = await self._inspect(L.container_name(job_id, attempt, rank))
         if attrs is None:
             return None
         if attrs["State"]["Status"] == "created":
@@ -374,7 +381,7 @@ class DockerExecutor(Executor):
             job, attempt = labels.get(L.LABEL_JOB), labels.get(L.LABEL_ATTEMPT, "")
             if not job or not attempt.isdigit():
                 continue
-            d = self.dir_of(job, int(attempt))
+            d = self.dir_of(job, int(attempt), L.rank_label(labels))
             if int(attempt) < latest[job]:
                 log.info("removing container %s of stale attempt %s of %s", row["Id"][:12], attempt, job)
                 await self._remove(row["Id"])
@@ -405,7 +412,7 @@ class DockerExecutor(Executor):
 
     async def poll(self, handles: Sequence[RunHandle]) -> dict[RunKey, RunStatus]:
         rows = {row["Id"]: row for row in await self._list()}
-        dirs = [self.dir_of(*h.key).path for h in handles]
+        dirs = [self.files().of(h).path for h in handles]
         probes = await self.fs.probe(dirs, stat=[L.PROGRESS])
         out: dict[RunKey, RunStatus] = {}
         for h, probe in zip(handles, probes, strict=True):
@@ -419,7 +426,7 @@ class DockerExecutor(Executor):
         follower = self._followers.get(key)
         if follower is None or (follower.failed and row is not None):
             follower = self._followers[key] = Follower(
-                self.client.api, h.ref, self.dir_of(*key), self.settings.log_max_bytes
+                self.client.api, h.ref, self.files().of(h), self.settings.log_max_bytes
             ).start()
         sizes = follower.sizes
         if key in self._ended:

@@ -15,7 +15,7 @@ import posixpath
 import stat
 
 from jobwire.contracts.v1.spec import DOCKER_JOB_MOUNT
-from jobwire.execution.attempt import AttemptDir
+from jobwire.execution.attempt import AttemptDir, attempt_name
 from jobwire.execution.attempt.layout import OWN_TREE, PROGRESS, REPORTED, RUN_JSON, STATE
 
 __all__ = ["OWN_TREE", "PROGRESS", "REPORTED", "RUN_JSON", "STATE"]
@@ -26,11 +26,20 @@ LABEL_JOB = "jobwire.job_id"
 LABEL_ATTEMPT = "jobwire.attempt"
 LABEL_NODE = "jobwire.node"
 LABEL_GPUS = "jobwire.gpus"
+LABEL_RANK = "jobwire.rank"
 
 
-def container_name(job_id: str, attempt: int) -> str:
-    """Deterministic, so a second create of the same attempt fails instead of running it twice."""
-    return f"jobwire-{job_id}-{attempt}"
+def container_name(job_id: str, attempt: int, rank: int = 0) -> str:
+    """Deterministic, so a second create of the same attempt fails instead of running it twice; a
+    gang's rank r > 0 adds ``-rank<r>`` (its ranks may run on nodes of one engine)."""
+    return f"jobwire-{job_id}-{attempt_name(attempt, rank)}"
+
+
+def rank_label(labels: dict[str, str]) -> int:
+    """The gang rank a container's labels name (0 for a job on one node, or a container from before
+    ranks were labelled)."""
+    rank = labels.get(LABEL_RANK, "0")
+    return int(rank) if rank.isdigit() else 0
 
 
 def inside(*parts: str) -> str:

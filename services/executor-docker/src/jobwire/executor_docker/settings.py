@@ -42,6 +42,11 @@ class DockerSettings:
     api_timeout: float = 60.0
     #: seconds a finished container's logs may take to drain before its end is reported anyway
     log_drain_timeout: float = 30.0
+    #: how the ranks of a gang job reach each other: ``host`` runs each rank on its host's network
+    #: (every port of every rank reachable at the node's address, as NCCL and Gloo need), ``publish``
+    #: keeps the container's network and publishes rank 0's MASTER_PORT on the host (the rendezvous
+    #: only; for engines that refuse host networking)
+    gang_network: str = "host"
 
 
 def docker_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> DockerSettings:

@@ -137,7 +137,7 @@ class HpcExecutor(Executor):
 
     async def start(self, run: RunJob) -> RunHandle:
         await self._ready()
-        d = self.files().dir(run.job_id, run.attempt)
+        d = self.files().for_run(run)
         t = self.transport
         name = BatchRequest.name_of(run.job_id, run.attempt)
         [probe] = await t.probe([d.path], read=[SUBMITTING, BATCH_ID], stat=["stdout", "stderr", L.EXIT_CODE])
@@ -222,8 +222,8 @@ class HpcExecutor(Executor):
 
     # --- finding attempts again -----------------------------------------------------------------
 
-    async def existing(self, job_id: str, attempt: int) -> Existing | None:
-        d = self.files().dir(job_id, attempt)
+    async def existing(self, job_id: str, attempt: int, rank: int = 0) -> Existing | None:
+        d = self.files().dir(job_id, attempt, rank)
         [probe] = await self.transport.probe([d.path], read=[BATCH_ID, L.REPORTED])
         if L.REPORTED in probe.files:
             return Existing(None, reported=True)

@@ -16,6 +16,7 @@ YAML (or JSON)::
         slots: 4                    # CPU-only jobs at once, plus one per GPU (default: one per
                                     # GPU on a GPU node, else the node's CPU count)
         labels: {gpu: a100}
+        address: 10.1.0.11          # where a gang's other ranks reach this node (default: host)
 
 Unknown fields are errors (a typo must not silently change behaviour), and so is any password.
 """
@@ -81,6 +82,9 @@ class NodeConfig(Login, kw_only=True, forbid_unknown_fields=True):
     pool: str | None = None
     #: where attempt directories live on the node (``~`` is the login user's home)
     root: str = "~/.jobwire"
+    #: where the other ranks of a gang job reach this node (its rank 0 listens there for them):
+    #: the node's address on the network its peers share; default ``host``
+    address: str | None = None
     nvidia_smi: str = "nvidia-smi"
     #: failed probes in a row before the node is reported down
     down_after: int = 3

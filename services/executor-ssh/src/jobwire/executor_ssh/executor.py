@@ -100,7 +100,8 @@ class SshExecutor(ProcessExecutor):
             cpus = float(gpus)
         slots = c.slots + gpus if c.slots is not None else gpus or max(1, int(cpus))
         memory = parse_size(c.memory) if c.memory is not None else self._memory
-        return NodeCapacity(slots=slots, cpus=cpus, memory=memory, gpus=gpus)
+        address = c.address or self.settings.address or c.host
+        return NodeCapacity(slots=slots, cpus=cpus, memory=memory, gpus=gpus, address=address)
 
     def gpus(self) -> list[GpuInfo]:
         return self.slots.infos()
@@ -218,8 +219,8 @@ class SshExecutor(ProcessExecutor):
             await self._reclaim(h)
         return handles
 
-    async def existing(self, job_id: str, attempt: int) -> Existing | None:
-        found = await super().existing(job_id, attempt)
+    async def existing(self, job_id: str, attempt: int, rank: int = 0) -> Existing | None:
+        found = await super().existing(job_id, attempt, rank)
         if found is not None and found.handle is not None:
             await self._reclaim(found.handle)
         return found

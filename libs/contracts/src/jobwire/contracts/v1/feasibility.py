@@ -19,9 +19,9 @@ from .spec import JobSpec, Resources
 #: backends whose nodes run a job's ``image`` (a container engine); elsewhere an image cannot be honoured
 IMAGE_BACKENDS = frozenset({"docker"})
 #: backends that run a gang job (``resources.nodes`` > 1) as one rank per node, started together
-#: (Docker is not one yet: the ranks of a gang on nodes of one engine or one shared root share a
-#: container name and an attempt directory; SSH nodes are untested)
-GANG_BACKENDS = frozenset({"local"})
+#: (each rank's container and attempt directory are named by its rank, so nodes of one Docker engine
+#: or one shared root take ranks of one gang; each node publishes the address its peers reach)
+GANG_BACKENDS = frozenset({"docker", "local", "ssh"})
 #: batch systems that run a gang as one multi-node batch job on their one executor node
 #: (``sbatch --nodes N``), asked for with ``backend``: the batch system places the ranks, not jobwire
 BATCH_GANG_BACKENDS = frozenset({"slurm"})

@@ -1,8 +1,8 @@
 """An attempt's files, environment and layout: owned here once, used by every backend."""
 
 from .env import DEFAULT_ENV_ALLOW, inherit_words, inherited, job_environment, jobwire_env
-from .files import PROGRESS_MAX, AttemptFiles, FileToWrite
-from .layout import APART, FLAT, WRAPPER_SCRIPT, AttemptDir, Layout
+from .files import PROGRESS_MAX, AttemptFiles, FileToWrite, rank_of
+from .layout import APART, FLAT, WRAPPER_SCRIPT, AttemptDir, Layout, attempt_name
 
 __all__ = [
     "APART",
@@ -14,8 +14,10 @@ __all__ = [
     "AttemptFiles",
     "FileToWrite",
     "Layout",
+    "attempt_name",
     "inherit_words",
     "inherited",
     "job_environment",
     "jobwire_env",
+    "rank_of",
 ]

@@ -33,6 +33,11 @@ class FileToWrite:
     mode: int = 0o644
 
 
+def rank_of(run: RunJob) -> int:
+    """The run's rank in its gang; 0 for a job on one node."""
+    return run.gang.rank if run.gang is not None else 0
+
+
 class AttemptFiles:
     """Every attempt below ``root`` (``<root>/jobs/<job>/<attempt>``), laid out by ``layout``."""
 
@@ -41,11 +46,15 @@ class AttemptFiles:
         self.root = root
         self.layout = layout
 
-    def dir(self, job_id: str, attempt: int) -> L.AttemptDir:
-        return L.AttemptDir.of(self.root, job_id, attempt, self.layout)
+    def dir(self, job_id: str, attempt: int, rank: int = 0) -> L.AttemptDir:
+        return L.AttemptDir.of(self.root, job_id, attempt, self.layout, rank)
+
+    def for_run(self, run: RunJob) -> L.AttemptDir:
+        """The directory of this run: of its rank, for a gang's."""
+        return self.dir(run.job_id, run.attempt, rank_of(run))
 
     def of(self, handle: RunHandle) -> L.AttemptDir:
-        return self.dir(*handle.key)
+        return self.for_run(handle.run)
 
     # --- before the launch ------------------------------------------------------------------------
 
@@ -143,7 +152,7 @@ class AttemptFiles:
         return [
             posixpath.join(jobs, e.name)
             for e in entries
-            if e.kind == "dir" and e.name.count("/") == 1 and e.name.rsplit("/", 1)[1].isdigit()
+            if e.kind == "dir" and e.name.count("/") == 1 and L.ATTEMPT_NAME.match(e.name.rsplit("/", 1)[1])
         ]
 
     async def purge(self, job_id: str) -> None:

@@ -127,9 +127,10 @@ class AttemptDir:
     apart_dir: str | None = None
 
     @classmethod
-    def of(cls, root: str, job_id: str, attempt: int, layout: Layout = FLAT) -> AttemptDir:
-        own = posixpath.join(root, OWN_TREE, "jobs", job_id, str(attempt)) if layout.apart else None
-        return cls(posixpath.join(root, "jobs", job_id, str(attempt)), layout, own)
+    def of(cls, root: str, job_id: str, attempt: int, layout: Layout = FLAT, rank: int = 0) -> AttemptDir:
+        name = attempt_name(attempt, rank)
+        own = posixpath.join(root, OWN_TREE, "jobs", job_id, name) if layout.apart else None
+        return cls(posixpath.join(root, "jobs", job_id, name), layout, own)
 
     def at(self, path: str) -> AttemptDir:
         """The same layout below another path (the directory as a container sees it)."""
@@ -176,6 +177,16 @@ class AttemptDir:
         """The directories that are the job's own (its account owns them under run-as)."""
         return [p for p in (self.path, self.work, self.outputs) if p not in (self.private, self.logs)]
 
+
+def attempt_name(attempt: int, rank: int = 0) -> str:
+    """The attempt's directory name: ``3``, or ``3-rank2`` for rank 2 of a gang. The ranks of a gang
+    run on nodes that may share one root (an NFS home, one Docker host's shared directory): each
+    needs a directory of its own. Rank 0 keeps the job's name: its node is the job's node."""
+    return str(attempt) if rank == 0 else f"{attempt}-rank{rank}"
+
+
+#: what :func:`attempt_name` gives: an attempt number, maybe a rank
+ATTEMPT_NAME = re.compile(r"^[0-9]+(-rank[0-9]+)?$")
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 

@@ -57,7 +57,7 @@ async def prepare_wrapped(
     if account is not None:
         check_loader_env(run.spec.env)
     f = executor.files()
-    d = f.dir(run.job_id, run.attempt)
+    d = f.for_run(run)
     p = plan(run.spec, d, executor.catalog, executor.settings.workdir_roots)
     wrapper = FileToWrite(d.own(L.WRAPPER), L.WRAPPER_SCRIPT.encode(), 0o755)
     await f.prepare(run, d, [wrapper, *p.files], p.dirs, executor.inputs, account=account)
@@ -185,8 +185,8 @@ class ProcessExecutor(Executor):
                 )
             await asyncio.sleep(0.02)
 
-    async def existing(self, job_id: str, attempt: int) -> Existing | None:
-        d = self.files().dir(job_id, attempt)
+    async def existing(self, job_id: str, attempt: int, rank: int = 0) -> Existing | None:
+        d = self.files().dir(job_id, attempt, rank)
         [probe] = await self.transport.probe([d.private], read=[L.PID, L.EXIT_CODE, L.REPORTED])
         if L.REPORTED in probe.files:
             return Existing(None, reported=True)
@@ -214,7 +214,7 @@ class ProcessExecutor(Executor):
     async def _handle(self, probe: DirProbe) -> RunHandle:
         """The attempt whose executor's files ``probe`` read (its private directory)."""
         run = await self.files().read_run(probe.path)
-        d = self.files().dir(run.job_id, run.attempt)
+        d = self.files().for_run(run)
         pid = _int(probe.files.get(L.PID))
         return RunHandle(run, d.path, {"pid": pid, "dir": d.path}, started_at=began_at(probe))
 
