@@ -142,17 +142,7 @@ class NodeState:
 
     def fits_now(self, res: v1.Resources) -> bool:
         """Is there a free slot and enough free CPUs, GPUs and memory right now?"""
-        if len(self.running) >= self.capacity.slots:
-            return False
-        used_cpus = sum(r.resources.cpus for r in self.running.values())
-        used_gpus = sum(r.resources.gpus for r in self.running.values())
-        if used_cpus + res.cpus > self.capacity.cpus + 1e-9 or used_gpus + res.gpus > self.capacity.gpus:
-            return False
-        if self.capacity.memory is not None and res.memory_bytes is not None:
-            used_mem = sum(r.resources.memory_bytes or 0 for r in self.running.values())
-            if used_mem + res.memory_bytes > self.capacity.memory:
-                return False
-        return True
+        return fits_beside(self.capacity, [r.resources for r in self.running.values()], res)
 
     def queued_time(self, now: float, res: v1.Resources | None = None) -> float:
         """Seconds of work ahead of a new job: queued plus what is left of running, over the slots that
@@ -161,6 +151,22 @@ class NodeState:
         ahead += sum(max(0.0, r.expected_runtime - (now - r.since)) for r in self.running.values())
         slots = self.capacity.slots if res is None else feasibility.usable_slots(self.capacity, res)
         return ahead / max(1, slots)
+
+
+def fits_beside(cap: v1.NodeCapacity, used: list[v1.Resources], res: v1.Resources) -> bool:
+    """Would a job of ``res`` fit on a node of ``cap`` beside jobs of ``used``: a free slot, and
+    enough CPUs, GPUs and memory left?"""
+    if len(used) >= cap.slots:
+        return False
+    used_cpus = sum(r.cpus for r in used)
+    used_gpus = sum(r.gpus for r in used)
+    if used_cpus + res.cpus > cap.cpus + 1e-9 or used_gpus + res.gpus > cap.gpus:
+        return False
+    if cap.memory is not None and res.memory_bytes is not None:
+        used_mem = sum(r.memory_bytes or 0 for r in used)
+        if used_mem + res.memory_bytes > cap.memory:
+            return False
+    return True
 
 
 @dataclass
@@ -197,7 +203,14 @@ class Cluster:
         self.gang_runs: dict[str, GangRun] = {}
 
     def is_reserved(self, node: str) -> bool:
-        return any(node in names for names in self.reserved.values())
+        return self.reserved_for(node) is not None
+
+    def reserved_for(self, node: str) -> QueuedJob | None:
+        """The waiting gang that keeps ``node``, if one does (a node is kept for one gang at most)."""
+        for job_id, names in self.reserved.items():
+            if node in names and job_id in self.gangs:
+                return self.gangs[job_id]
+        return None
 
     def enqueue(self, node: str | None, job: QueuedJob) -> int | None:
         self.remove_queued(job.id)

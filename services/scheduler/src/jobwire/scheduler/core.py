@@ -496,8 +496,8 @@ class Core:
 
     def dispatch_gangs(self, txn: Txn, now: float) -> None:
         """Start each waiting gang whose ranks all fit now on nodes of one backend, all at once; a gang
-        that does not fit keeps nodes reserved (they take no other job) until it does, in priority
-        order, so a stream of small jobs cannot starve it."""
+        that does not fit keeps nodes reserved until it does, in priority order, so a stream of small
+        jobs cannot starve it: a kept node takes only jobs that cannot delay the gang (backfill)."""
         taken: set[str] = set()
         for job in sorted(self.cluster.gangs.values(), key=lambda j: j.key):
             if job.not_before > now:
@@ -515,6 +515,15 @@ class Core:
                 taken.update(kept)
             else:
                 self.cluster.reserved.pop(job.id, None)
+
+    def backfill(self, node: NodeState, held: QueuedJob, now: float) -> list[QueuedJob]:
+        """What may start on ``node`` while it is kept for the gang ``held`` (``gang.backfill``)."""
+        kept = [
+            self.cluster.nodes[n] for n in self.cluster.reserved.get(held.id, []) if n in self.cluster.nodes
+        ]
+        start = gang.start_in(held.spec, kept, now)
+        room = max(0, node.capacity.slots - len(node.running))
+        return gang.backfill(node, held, start, now, self.cluster.fair, room) if room else []
 
     def start_gang(self, txn: Txn, row: JobRec, job: QueuedJob, nodes: list[NodeState]) -> None:
         """Dispatch every rank of the gang in this one transaction: all or nothing."""
@@ -613,6 +622,10 @@ class Core:
         for node in self.cluster.nodes.values():
             if not node.up:
                 continue
+            held = self.cluster.reserved_for(node.name)
+            if held is not None:
+                out.update(j.id for j in self.backfill(node, held, now))
+                continue
             for _ in range(max(0, node.capacity.slots - len(node.running))):
                 job = node.pick(now, fair, extra, out)
                 if job is None:
@@ -647,7 +660,16 @@ class Core:
         if self.cluster.gangs:
             self.dispatch_gangs(txn, now)
         for node in self.cluster.nodes.values():
-            while node.up and not self.cluster.is_reserved(node.name):
+            held = self.cluster.reserved_for(node.name) if node.up else None
+            if held is not None:
+                for small in self.backfill(node, held, now):
+                    row = txn.rows.get(small.id)
+                    if row is not None:
+                        node.dequeue(small.id)
+                        self.cluster.queued_on.pop(small.id, None)
+                        self.start(txn, node, row, small)
+                continue
+            while node.up:
                 job = node.pick(now, fair)
                 if job is None or not node.fits_now(job.spec.resources):
                     break

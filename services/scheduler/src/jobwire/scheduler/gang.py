@@ -16,7 +16,8 @@ import msgspec
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
 
-from .cluster import NodeState
+from .cluster import NodeState, QueuedJob, fits_beside
+from .fairshare import FairShare
 
 
 class Record(msgspec.Struct, kw_only=True):
@@ -82,6 +83,58 @@ def reservation(
         if best is None or pick[-1].queued_time(now, res) < best[-1].queued_time(now, res):
             best = pick
     return [n.name for n in best] if best else []
+
+
+def ready_in(node: NodeState, res: v1.Resources, now: float) -> float:
+    """Seconds until ``node`` could take one rank of ``res``: what runs there ends, by its expected
+    runtime, soonest first, until the rank fits beside the rest (0 when it fits now)."""
+    runs = sorted(node.running.values(), key=lambda r: r.expected_runtime - (now - r.since))
+    left = [r.resources for r in runs]
+    waited = 0.0
+    for run in runs:
+        if fits_beside(node.capacity, left, res):
+            break
+        waited = max(waited, run.expected_runtime - (now - run.since))
+        left.pop(0)
+    return max(0.0, waited)
+
+
+def start_in(spec: v1.JobSpec, nodes: Sequence[NodeState], now: float) -> float:
+    """Seconds until every node kept for a gang could take its rank: when the gang is expected to
+    start. What overruns its expected runtime counts as ending now, so the estimate only shrinks."""
+    return max((ready_in(n, spec.resources, now) for n in nodes), default=0.0)
+
+
+#: how many of a kept node's queued jobs one round looks at for backfill (as Slurm's bf_max_job_test)
+BACKFILL_LOOK = 64
+
+
+def backfill(
+    node: NodeState, gang: QueuedJob, start: float, now: float, fair: FairShare, room: int
+) -> list[QueuedJob]:
+    """Jobs queued on ``node`` (kept for ``gang``, expected to start in ``start`` s) that may start now
+    without delaying it, at most ``room``, in the order a free slot would take them (fair share, then
+    priority): each fits now, and either is expected to end before the gang starts or leaves room for
+    the gang's rank beside everything on the node. A stream of short jobs cannot hold the gang back:
+    once the work before it overruns, ``start`` is 0 and only jobs that leave its rank room start."""
+    rank = gang.spec.resources
+    used = [r.resources for r in node.running.values()]
+    out: list[QueuedJob] = []
+    looked: set[str] = set()
+    for _ in range(BACKFILL_LOOK):
+        if len(out) >= room:
+            break
+        job = node.pick(now, fair, None, looked)
+        if job is None:
+            break
+        looked.add(job.id)
+        res = job.spec.resources
+        if not fits_beside(node.capacity, used, res):
+            continue
+        if job.expected_runtime <= start or fits_beside(node.capacity, [*used, res], rank):
+            out.append(job)
+            used.append(res)
+    return out
 
 
 def waiting_reason(nodes: Sequence[NodeState], spec: v1.JobSpec) -> str:
