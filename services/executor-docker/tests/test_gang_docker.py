@@ -14,7 +14,7 @@ from jobwire.stack.processes import free_port
 from jobwire.stack.stack import Stack, StackConfig
 from tests.support.gang import RENDEZVOUS, rank_report
 
-from .conftest import FAST, IMAGE, JobApi, docker_node
+from .conftest import FAST, JobApi, docker_node
 
 pytestmark = [pytest.mark.integration, pytest.mark.backend("docker")]
 
