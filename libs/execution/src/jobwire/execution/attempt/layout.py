@@ -68,18 +68,22 @@ case $log_max in
   ''|*[!0-9]*|0) exec >>"$job_dir/stdout" 2>>"$job_dir/stderr" ;;
   *)
     trap '' TERM INT HUP
-    command -p rm -f "$job_dir/stdout.pipe" "$job_dir/stderr.pipe"
+    for s in stdout stderr; do  # left by a launch that died before its pid (rm only then)
+      if [ -e "$job_dir/$s.pipe" ] || [ -L "$job_dir/$s.pipe" ]; then command -p rm -f "$job_dir/$s.pipe"; fi
+    done
     command -p mkfifo -m 600 "$job_dir/stdout.pipe" "$job_dir/stderr.pipe" || exit 125
     for s in stdout stderr; do
       (exec <"$job_dir/$s.pipe" >/dev/null 2>&1; jw_cap "$s") &
       jw_readers="$jw_readers $!"
     done
     exec >"$job_dir/stdout.pipe" 2>"$job_dir/stderr.pipe"
-    command -p rm -f "$job_dir/stdout.pipe" "$job_dir/stderr.pipe"
     ;;
 esac
 trap 'jobwire_signalled=1' TERM INT HUP
 echo "$$" >"$job_dir/pid.tmp" && command -p mv -f "$job_dir/pid.tmp" "$job_dir/pid"
+if [ -n "$jw_readers" ]; then  # the pipes' names, once the pid is out (the executor waits for it)
+  command -p rm -f "$job_dir/stdout.pipe" "$job_dir/stderr.pipe"
+fi
 if cd "$work_dir"; then
   "$@"
   rc=$?

@@ -29,6 +29,10 @@ from ..transport import DirProbe, FileStat, Transport, TransportError
 from .command import plan
 
 log = logging.getLogger(__name__)
+#: the wrapper writes its pid a few ms after the launch returns (sooner on an idle machine than under
+#: load): look again after 2 ms, then 4, 8, up to 20 ms; a flat 20 ms added up to that to every start
+PID_POLL_FIRST = 0.002
+PID_POLL_MAX = 0.02
 VANISHED = (
     "the job's processes ended without recording an exit code (killed outside jobwire or the host restarted)"
 )
@@ -174,6 +178,7 @@ class ProcessExecutor(Executor):
     async def _wait_for_pid(self, d: L.AttemptDir) -> tuple[int, float | None]:
         """The wrapper's pid and when it wrote it (the job's real start, on the node's clock)."""
         deadline = time.monotonic() + self.settings.launch_timeout
+        wait = PID_POLL_FIRST
         while True:
             [probe] = await self.transport.probe([d.private], read=[L.PID], stat=[L.PID])
             pid = _int(probe.files.get(L.PID))
@@ -183,7 +188,8 @@ class ProcessExecutor(Executor):
                 raise TransportError(
                     f"the wrapper in {d.path} did not record its pid within {self.settings.launch_timeout} s"
                 )
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(wait)
+            wait = min(PID_POLL_MAX, wait * 2)
 
     async def existing(self, job_id: str, attempt: int, rank: int = 0) -> Existing | None:
         d = self.files().dir(job_id, attempt, rank)
