@@ -49,7 +49,8 @@ def gang_stack(
         nats_port=free_port(),
         nats_monitor_port=free_port(),
         executors=[*host, *publish],
-        env=FAST,
+        # no restart here: a lost node is noticed sooner than the other Docker modules allow
+        env={**FAST, "JOBWIRE_SCHEDULER_NODE_TIMEOUT": "10"},
     )
     s = Stack(config)
     s.start()
@@ -144,3 +145,35 @@ def test_two_ranks_meet_through_rank_0s_published_port(
         got = rank_report(rank_dir(shared_root, job["id"], r) / "outputs" / f"rank-{r}")
         assert got["seen"] == [0, 1]
         assert got["env"]["MASTER_ADDR"] == gateway
+
+
+def test_a_ranks_node_lost_stops_the_others_and_loses_the_job(
+    api: JobApi, engine: docker.DockerClient, gang_stack: Stack, shared_root: Path
+) -> None:
+    """Last in this module: it kills one of the stack's executors for good."""
+    job = gang(api, "host", 3, 120)
+    api.wait_for(
+        lambda: all(
+            (rank_dir(shared_root, job["id"], r) / "outputs" / f"rank-{r}").exists() for r in range(3)
+        ),
+        90,
+        what="the 3 ranks to meet",
+    )
+    running = api.wait_state(job["id"], "running")
+    dispatched = next(t["reason"] for t in running["transitions"] if t["state"] == "starting")
+    order = dispatched.split(" to ", 1)[1].split(", ")
+    gang_stack.services[f"executor-{order[2]}"].kill()  # rank 2's node stops answering
+    done = api.wait_state(job["id"], {"lost", "failed", "succeeded"}, timeout=60)
+    assert done["state"] == "lost", done
+    assert done["reason"] == f"rank 2: node {order[2]} stopped answering; the other ranks were stopped"
+
+    def stopped() -> bool:
+        for name in (f"jobwire-{job['id']}-1", f"jobwire-{job['id']}-1-rank1"):
+            try:
+                if engine.containers.get(name).status == "running":
+                    return False
+            except docker.errors.NotFound:
+                pass
+        return True
+
+    api.wait_for(stopped, 40, what="ranks 0 and 1's containers to stop")

@@ -4,6 +4,7 @@ network; the nodes share one home (one root), so each rank's attempt directory i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -46,6 +47,11 @@ def gang_nodes_file(c: SshCluster, path: Path) -> Path:
             "gpus": 0,
             "slots": 1,
             "cpus": 2,
+            # a node cut off is reported down within seconds (the lost-node test)
+            "down_after": 2,
+            "probe_timeout": 1.5,
+            "connect_timeout": 2,
+            "reconnect_max": 1,
         },
         "hosts": {"jump": {"host": "127.0.0.1", "port": c.jump_port}},
         "nodes": {
@@ -128,15 +134,7 @@ def test_killing_one_rank_stops_the_others_and_fails_the_job(
     api: httpx.Client, lan_cluster: SshCluster
 ) -> None:
     job = gang(api, 120)
-    pids = wait_for(
-        lambda: (
-            [int((rank_dir(lan_cluster, job["id"], r) / f"pid-{r}").read_text()) for r in range(3)]
-            if all((rank_dir(lan_cluster, job["id"], r) / f"rank-{r}").exists() for r in range(3))
-            else None
-        ),
-        90,
-        what="the 3 ranks to meet",
-    )
+    pids = meet(api, lan_cluster, job["id"])
     wait_state(api, job["id"], "running", timeout=30)
     os.kill(pids[2], signal.SIGKILL)  # the nodes are namespaces of this host: one pid space
     done = wait_state(api, job["id"], END, timeout=60)
@@ -144,12 +142,49 @@ def test_killing_one_rank_stops_the_others_and_fails_the_job(
     assert done["reason"].startswith("rank 2 on sgang-"), done["reason"]
     assert "the 2 other ranks were stopped" in done["reason"]
 
-    def gone(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-
     wait_for(lambda: gone(pids[0]) and gone(pids[1]), 40, what="ranks 0 and 1 to be stopped")
     assert not any((rank_dir(lan_cluster, job["id"], r) / f"end-{r}").exists() for r in range(3))
+
+
+def test_a_ranks_node_cut_off_stops_the_others_and_loses_the_job(
+    api: httpx.Client, lan_cluster: SshCluster
+) -> None:
+    job = gang(api, 120)
+    pids = meet(api, lan_cluster, job["id"])
+    running = wait_state(api, job["id"], "running", timeout=30)
+    dispatched = next(t["reason"] for t in running["transitions"] if t["state"] == "starting")
+    order = dispatched.split(" to ", 1)[1].split(", ")
+    victim = lan_cluster.nodes[order[1]]
+    victim.cut()  # the executor's SSH to rank 1's node fails: its probes fail, the node goes down
+    try:
+        done = wait_state(api, job["id"], {"lost", "failed", "succeeded"}, timeout=60)
+        assert done["state"] == "lost", done
+        assert done["reason"] == f"rank 1: node {order[1]} stopped answering; the other ranks were stopped"
+        wait_for(lambda: gone(pids[0]) and gone(pids[2]), 40, what="ranks 0 and 2 to be stopped")
+    finally:
+        victim.restore()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pids[1], signal.SIGKILL)  # its node was away: nobody stopped it
+
+
+def meet(api: httpx.Client, c: SshCluster, job: str) -> list[int]:
+    """The ranks' pids once all three met."""
+    return list(
+        wait_for(
+            lambda: (
+                [int((rank_dir(c, job, r) / f"pid-{r}").read_text()) for r in range(3)]
+                if all((rank_dir(c, job, r) / f"rank-{r}").exists() for r in range(3))
+                else None
+            ),
+            90,
+            what="the 3 ranks to meet",
+        )
+    )
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
