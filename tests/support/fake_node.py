@@ -56,16 +56,26 @@ class FakeNode:
     """Heart-beats like an executor and records the work it is sent; reports only when told to."""
 
     def __init__(
-        self, bus: Bus, name: str, *, slots: int = 1, cpus: float = 4, gpus: int = 0, backend: str = "local"
+        self,
+        bus: Bus,
+        name: str,
+        *,
+        slots: int = 1,
+        cpus: float = 4,
+        gpus: int = 0,
+        backend: str = "local",
+        native_arrays: bool = False,
     ):
         self.bus, self.name = bus, name
-        self.capacity = v1.NodeCapacity(slots=slots, cpus=cpus, gpus=gpus)
+        self.capacity = v1.NodeCapacity(slots=slots, cpus=cpus, gpus=gpus, native_arrays=native_arrays)
         self.backend = backend
         self.instance = uuid.uuid4().hex
         self.runs: dict[str, v1.RunJob] = {}
         self.cancels: list[v1.CancelRun] = []
         self.holds: list[v1.HoldRun] = []
         self.purges: list[v1.PurgeJob] = []
+        #: the RunArray messages (an array's tasks sent together), in order received
+        self.arrays: list[v1.RunArray] = []
         self.running: set[tuple[str, int]] = set()
         self.beating = True
         self.stopped = False
@@ -112,6 +122,11 @@ class FakeNode:
                     if isinstance(work, v1.RunJob):
                         self.runs[work.job_id] = work
                         self.running.add((work.job_id, work.attempt))
+                    elif isinstance(work, v1.RunArray):
+                        self.arrays.append(work)
+                        for run in work.runs:
+                            self.runs[run.job_id] = run
+                            self.running.add((run.job_id, run.attempt))
                     elif isinstance(work, v1.HoldRun):
                         self.holds.append(work)
                     elif isinstance(work, v1.PurgeJob):

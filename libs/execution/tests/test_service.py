@@ -104,3 +104,27 @@ async def test_a_job_naming_an_image_is_never_run_on_the_host_of_a_local_node(ha
     assert done.outcome is JobState.FAILED
     assert done.reason is not None and "runs no images" in done.reason and "python:3.11-slim" in done.reason
     assert not marker.exists()
+
+
+async def test_an_arrays_tasks_sent_together_run_each_as_its_own_attempt(harness):
+    """A RunArray (an array's tasks dispatched together) to a backend without native arrays starts
+    each task as a job of its own, with its own reports and JOBWIRE_ARRAY_INDEX; sent again, it
+    starts nothing twice."""
+    from jobwire.contracts.v1 import JobSpec, RunArray, RunJob
+    from jobwire.contracts.v1.ids import new_job_id
+
+    svc = await harness.executor("array-node", slots=4)
+    spec = msgspec.convert({"command": ["sh", "-c", "exit $JOBWIRE_ARRAY_INDEX"]}, JobSpec)
+    array_id = new_job_id()
+    runs = [
+        RunJob(job_id=new_job_id(), attempt=1, node=svc.node, spec=spec, array_id=array_id, array_index=i)
+        for i in (0, 3)
+    ]
+    work = RunArray(job_id=array_id, node=svc.node, runs=runs)
+    await harness.bus.publish(sj.exec_subject(svc.node, "run"), work, msg_id=f"{array_id}:a")
+    ends = [await harness.wait(r.job_id, "finished") for r in runs]
+    assert [(e.outcome, e.exit_code) for e in ends] == [(JobState.SUCCEEDED, 0), (JobState.FAILED, 3)]
+    await harness.bus.publish(sj.exec_subject(svc.node, "run"), work, msg_id=f"{array_id}:b")
+    await harness.settle(1.5)
+    assert [len(harness.of(r.job_id, "finished")) for r in runs] == [1, 1]  # not run again
+    assert not svc.runs.runs

@@ -1,7 +1,8 @@
 """One jobwire stack with HPC nodes on the real SLURM and SGE test clusters (tests/fixtures).
 
 ``hpc-slurm`` and ``hpc-sge`` are plain nodes; ``count-slurm``/``count-sge`` run through bin dirs
-whose squeue/sacct and qstat/qacct log every call, so tests can count scheduler commands per poll.
+whose squeue/sacct/scancel and qstat/qacct/qdel log every call, so tests can count scheduler commands
+per poll and per cancel.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ FAST = {
     "JOBWIRE_GATEWAY_AUTH": "off",
 }
 END = jobapi.END
-COUNTED = {"slurm": ("squeue", "sacct"), "sge": ("qstat", "qacct")}
-PASSED = {"slurm": ("sbatch", "scancel", "scontrol"), "sge": ("qsub", "qdel", "qhold", "qrls")}
+COUNTED = {"slurm": ("squeue", "sacct", "scancel"), "sge": ("qstat", "qacct", "qdel")}
+PASSED = {"slurm": ("sbatch", "scontrol"), "sge": ("qsub", "qhold", "qrls")}
 
 
 def counting_bin(dest: Path, log: Path, kind: str, real_dir: str) -> Path:

@@ -299,3 +299,75 @@ def test_slurmrestd_errors_and_the_job_description():
     job = job_description(directives)
     assert job["partition"] == "debug" and job["qos"] == "normal" and job["time_limit"] == 2
     assert (job["standard_output"], job["current_working_directory"]) == ("/s/j/stdout", "/s/j")
+
+
+# --- native arrays (issue 14), recorded on the test clusters here ---------------------------------
+
+
+def test_squeue_lists_each_native_array_task_by_its_own_id():
+    argv = Slurm().build_list(["1_5", "1_0"])
+    assert argv[:4] == ["squeue", "-h", "-r", "-t"] and "1_5,1_0" in argv  # -r: pending tasks one a line
+    q = Slurm().parse_list(ok("slurm-22.05-squeue-array.txt"), ["1_0", "1_6", "1_9"])
+    assert set(q) == {"1_0", "1_6"} and q["1_6"].phase is Phase.QUEUED
+
+
+def test_sacct_is_asked_by_jobid_for_array_tasks():
+    fields = Slurm().build_accounting(["1_3", "7"], 0.0)[-1].split(",")
+    assert fields[0] == "JobID" and fields[-1] == "JobName"
+    assert Slurm().build_accounting(["7"], 0.0)[-1].split(",")[0] == "JobIDRaw"
+
+
+def test_sge_qstat_g_d_lists_each_native_task():
+    assert Sge().build_list(["4254.3"])[-2:] == ["-g", "d"]
+    q = Sge().parse_list(ok("sge-8.1.9-qstat-array.xml"), ["4254.3", "4254.5", "4254.1", "4254"])
+    assert set(q) == {"4254.3", "4254.5"}
+    assert (q["4254.3"].phase, q["4254.5"].phase) == (Phase.RUNNING, Phase.QUEUED)
+
+
+def test_sge_qacct_records_of_native_tasks_by_task_id():
+    a = Sge().parse_accounting(ok("sge-8.1.9-qacct-array.txt"), ["4254.1", "4254.2", "4254.9"])
+    assert set(a) == {"4254.1", "4254.2"}
+    assert (a["4254.1"].exit_code, a["4254.2"].exit_code) == (0, 3)
+
+
+def test_native_task_kill_hold_and_release_name_only_that_task():
+    assert Slurm().build_kill(Slurm().task_id("12", 4)) == ["scancel", "12_4"]
+    sge = Sge()
+    assert sge.build_kill(sge.task_id("12", 4)) == ["qdel", "12", "-t", "4"]
+    assert sge.build_kill("12") == ["qdel", "12"]
+    assert sge.build_hold("12.4") == ["qhold", "12", "-t", "4"]
+    assert sge.build_release("12.4") == ["qrls", "12", "-t", "4"]
+
+
+def test_native_array_script_maps_task_ids_to_task_directories():
+    req = BatchRequest(
+        job_id="0190a0b0-0000-7000-8000-000000000001",
+        attempt=1,
+        spec=JobSpec(command=["true"]),
+        job_dir="/r/jobs/a/1",
+        stdout="/r/jobs/a/1/array.out",
+        stderr="/r/jobs/a/1/array.err",
+    )
+    for adapter, first in ((Slurm(), 0), (Sge(), 1)):
+        d = adapter.directives(req) + adapter.array_directives(first, first + 1, 5)
+        script = adapter.build_array_script(req, d, {first: "/r/jobs/a/1", first + 1: "/r/jobs/b/1"})
+        var = adapter.array_task_variable
+        assert f'case "${{{var}}}" in' in script
+        assert f"{first}) jw_d=/r/jobs/a/1 ;;" in script and f"{first + 1}) jw_d=/r/jobs/b/1 ;;" in script
+        assert 'exec >>"$jw_d/stdout" 2>>"$jw_d/stderr"' in script
+    assert "#SBATCH --array=0-1%5" in Slurm().build_array_script(
+        req, Slurm().array_directives(0, 1, 5), {0: "/r/a", 1: "/r/b"}
+    )
+    sge = Sge().build_array_script(req, Sge().array_directives(1, 2, 5), {1: "/r/a", 2: "/r/b"})
+    assert "#$ -t 1-2\n#$ -tc 5\n" in sge
+    with pytest.raises(Exception, match="path"):
+        Slurm().build_array_script(req, [], {0: "/r/x y\n#SBATCH --x"})
+
+
+def test_torque_array_ids_and_pbs_without_native_arrays():
+    t = Torque()
+    assert t.array_directives(0, 19, 5) == [("-t", "0-19%5")]
+    assert t.task_id("123[].srv", 4) == "123[4].srv" and t.task_job("123[4].srv") == "123[].srv"
+    assert t.task_job("123.srv") is None and t.build_kill("123[4].srv") == ["qdel", "123[4].srv"]
+    assert t.parse_submit(ExecResult(0, b"123[].srv\n", b"")) == "123[].srv"
+    assert Pbs().array_task_variable is None  # PBS Pro's -J arrays are not rendered

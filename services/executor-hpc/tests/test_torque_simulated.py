@@ -205,3 +205,72 @@ def test_torque_simulated_one_qstat_lists_every_job(executor: HpcExecutor, tmp_p
         assert [s.exit_code for s in ended] == [0] * len(handles)
 
     asyncio.run(go())
+
+
+def array_runs(spec: JobSpec, count: int, parallelism: int) -> list[RunJob]:
+    array_id = "01a2b3c4-0000-7000-8000-0000000000a0"
+    return [
+        RunJob(
+            job_id=f"01a2b3c4-0000-7000-8000-0000000001{i:02d}",
+            attempt=1,
+            node="torque-sim",
+            spec=spec,
+            array_id=array_id,
+            array_index=i,
+            array_count=count,
+            array_parallelism=parallelism,
+        )
+        for i in range(count)
+    ]
+
+
+def test_torque_simulated_native_array_is_one_qsub_with_a_slot_limit(executor: HpcExecutor, tmp_path: Path):
+    """An array's tasks sent together are ONE ``qsub`` of ``#PBS -t 0-5%2``; each sub-job runs its own
+    task (PBS_ARRAYID -> its directory), at most 2 at once, with its own exit code and logs."""
+    trace = tmp_path / "trace"
+    stamp = f'echo "$1 $JOBWIRE_ARRAY_INDEX $(date +%s%N)" >> {trace}'
+    show = 'echo "$JOBWIRE_ARRAY_INDEX=$PBS_ARRAYID"; exit $((JOBWIRE_ARRAY_INDEX == 4))'
+    script = f"set -- s; {stamp}; sleep 0.5; set -- e; {stamp}; {show}"
+    runs = array_runs(JobSpec(command=["sh", "-c", script]), 6, 2)
+
+    async def go() -> None:
+        assert executor.capacity().native_arrays
+        handles = await executor.start_array(runs)
+        assert not [h for h in handles if isinstance(h, BaseException)], handles
+        ids = [h.details["batch_id"] for h in handles]  # type: ignore[union-attr]
+        assert ids == [f"1[{i}].sim" for i in range(6)]
+        for i, h in enumerate(handles):
+            status = await until_ended(executor, h)
+            assert status.exit_code == (1 if i == 4 else 0), (i, status)
+            assert await executor.read_log(h, "stdout", 0, 100) == f"{i}={i}\n".encode()  # type: ignore[arg-type]
+
+    asyncio.run(go())
+    submits = [
+        line for line in (tmp_path / "commands.log").read_text().splitlines() if line.startswith("qsub ")
+    ]
+    assert len(submits) == 1
+    lines = trace.read_text().splitlines()
+    marks = sorted((int(ns), -1 if kind == "e" else 1) for kind, _, ns in (ln.split() for ln in lines))
+    running = [sum(step for _, step in marks[: k + 1]) for k in range(len(marks))]
+    assert len(lines) == 12 and max(running) <= 2, lines
+
+
+def test_torque_simulated_native_task_cancel_and_whole_array_cancel(executor: HpcExecutor, tmp_path: Path):
+    runs = array_runs(JobSpec(command=["sleep", "60"]), 4, 2)
+
+    async def go() -> None:
+        handles = [h for h in await executor.start_array(runs) if not isinstance(h, BaseException)]
+        await executor.poll(handles)
+        await executor.signal(handles[0], signal.SIGTERM)  # one task
+        assert (await until_ended(executor, handles[0])).ended
+        rest = handles[1:]
+        await executor.poll(rest)
+        await asyncio.gather(*(executor.signal(h, signal.SIGTERM) for h in rest))  # the array's cancel
+        for h in rest:
+            assert (await until_ended(executor, h)).ended
+
+    asyncio.run(go())
+    qdels = [
+        line for line in (tmp_path / "commands.log").read_text().splitlines() if line.startswith("qdel ")
+    ]
+    assert qdels == ["qdel 1[0].sim", "qdel 1[].sim"]

@@ -15,6 +15,9 @@ What it reproduces, as the Torque sources and recorded outputs show it (tests/da
 - States: Q (for ``$TORQUE_SIM_QUEUE_SECONDS``, default 0) → R → C; ``qhold`` Q → H, ``qrls`` H → Q;
   ``-l walltime`` is enforced (SIGTERM to the job, ``exit_status`` -11); a signal ends with 256 +
   signal; ``qdel`` of a finished job fails with ``invalid state for job - COMPLETE`` (exit 168).
+- Job arrays (``#PBS -t 0-19%5``): qsub prints ``123[].sim``; each sub-job ``123[4].sim`` is a job of
+  its own named ``NAME-4`` that runs with ``PBS_ARRAYID=4``, at most the slot limit (``%5``) of
+  them running at once; ``qdel 123[].sim`` deletes every sub-job, ``qdel 123[4].sim`` one.
 """
 
 from __future__ import annotations
@@ -95,7 +98,7 @@ def qsub(script: str) -> int:
         f.truncate()
         f.write(str(n))
     job_id = f"{n}.{SERVER}"
-    opts = {"-o": "/dev/null", "-e": "/dev/null", "-N": "STDIN", "-q": "batch"}
+    opts = {"-o": "/dev/null", "-e": "/dev/null", "-N": "STDIN", "-q": "batch", "-t": ""}
     limits: dict[str, str] = {}
     for line in Path(script).read_text().splitlines():
         if line.startswith("#PBS "):
@@ -107,19 +110,34 @@ def qsub(script: str) -> int:
                     key, _, value = item.partition("=")
                     limits[key] = value
     now = time.time()
-    save(
-        job_id,
-        {
-            "state": "Q",
-            "name": opts["-N"],
-            "out": opts["-o"],
-            "err": opts["-e"],
-            "queue": opts["-q"],
-            "limits": limits,
-            "script": script,
-            "ctime": now,
-        },
-    )
+    job: dict[str, object] = {
+        "state": "Q",
+        "name": opts["-N"],
+        "out": opts["-o"],
+        "err": opts["-e"],
+        "queue": opts["-q"],
+        "limits": limits,
+        "script": script,
+        "ctime": now,
+    }
+    if not opts["-t"]:
+        save(job_id, job)
+        start(job_id)
+        print(job_id)
+        return 0
+    spec, _, limit = opts["-t"].partition("%")
+    first, _, last = spec.partition("-")
+    indices = range(int(first), int(last or first) + 1)
+    subs = [f"{n}[{i}].{SERVER}" for i in indices]
+    for i, sub in zip(indices, subs, strict=True):
+        save(sub, {**job, "name": f"{opts['-N']}-{i}", "arrayid": i, "array": subs, "limit": int(limit or 0)})
+    for sub in subs:
+        start(sub)
+    print(f"{n}[].{SERVER}")
+    return 0
+
+
+def start(job_id: str) -> None:
     subprocess.Popen(
         [sys.executable, __file__, "_run", job_id],
         start_new_session=True,
@@ -128,8 +146,15 @@ def qsub(script: str) -> int:
         stderr=subprocess.DEVNULL,
         env={**os.environ},
     )
-    print(job_id)
-    return 0
+
+
+def array_full(job: dict[str, object]) -> bool:
+    """Whether the sub-job's array already runs as many sub-jobs as its slot limit allows."""
+    limit = int(str(job.get("limit") or 0))
+    siblings = job.get("array") or []
+    assert isinstance(siblings, list)
+    running = sum(1 for s in siblings if (load(s) or {}).get("state") in ("R", "E"))
+    return bool(limit) and running >= limit
 
 
 def run(job_id: str) -> int:
@@ -140,7 +165,8 @@ def run(job_id: str) -> int:
             job = load(job_id)
             if job is None or job["state"] == "C":  # purged, or deleted while queued
                 return 0
-            if job["state"] == "Q" and time.time() - float(str(job["ctime"])) >= queued_for:
+            due = time.time() - float(str(job["ctime"])) >= queued_for
+            if job["state"] == "Q" and due and not array_full(job):
                 job.update(state="R", start=time.time())
                 save(job_id, job)
                 break
@@ -150,8 +176,11 @@ def run(job_id: str) -> int:
     walltime = seconds_of(limits["walltime"]) if "walltime" in limits else None
     started = float(str(job["start"]))
     with open(str(job["out"]), "ab") as out, open(str(job["err"]), "ab") as err:
+        env = {**os.environ, "PBS_JOBID": job_id}
+        if "arrayid" in job:
+            env["PBS_ARRAYID"] = str(job["arrayid"])
         proc = subprocess.Popen(
-            ["/bin/sh", str(job["script"])], stdout=out, stderr=err, start_new_session=True
+            ["/bin/sh", str(job["script"])], stdout=out, stderr=err, start_new_session=True, env=env
         )
         update(job_id, pgid=proc.pid)
         try:
@@ -272,7 +301,7 @@ def qstat(args: list[str]) -> int:
     errors: list[str] = []
     found: list[tuple[str, dict[str, object]]] = []
     if not ids:
-        for p in sorted(STATE.glob("*.json"), key=lambda p: int(p.name.split(".", 1)[0])):
+        for p in sorted(STATE.glob("*.json"), key=lambda p: p.name.split(".", 1)[0].zfill(20)):
             job_id = p.name.removesuffix(".json")
             if (job := load(job_id)) is not None:
                 found.append((job_id, job))
@@ -307,6 +336,16 @@ def invalid_state(cmd: str, job_id: str, state: str) -> int:
 
 
 def qdel(job_id: str) -> int:
+    if "[]" in job_id:  # the whole array: each sub-job that has not ended
+        head = job_id.split("[]", 1)[0]
+        subs = [p.name.removesuffix(".json") for p in STATE.glob(f"{head}[[]*].{SERVER}.json")]
+        if not subs:
+            print(f"qdel: Unknown Job Id Error {job_id}", file=sys.stderr)
+            return UNKNOWN_JOB_ID
+        for sub in subs:
+            if (load(sub) or {}).get("state") != "C":
+                qdel(sub)
+        return 0
     job = load(job_id)
     if job is None:
         print(f"qdel: Unknown Job Id Error {job_id}", file=sys.stderr)

@@ -381,3 +381,32 @@ async def test_a_backoff_outlasts_a_scheduler_restart(scheduler, clean_bus, even
             await again.stop()
     finally:
         await node.stop()
+
+
+async def test_a_native_array_node_gets_the_tasks_together_one_chunk_at_a_time(scheduler, clean_bus, events):
+    """A node that runs arrays natively (an HPC executor) is sent one round of its slots as ONE
+    RunArray carrying the parallelism, which its batch system enforces; the next chunk only once
+    every task of the previous one ended, so one native job of the array runs at a time."""
+    node = await FakeNode(clean_bus, "hpc1", slots=10, cpus=64, native_arrays=True).start()
+    try:
+        aid = await submit(clean_bus, spec(node="hpc1", array=v1.ArraySpec(count=25, parallelism=4)))
+        await events.wait_state(aid, "queued")
+        chunks = []
+        for size in (10, 10, 5):
+            await node.wait_runs(len(node.runs) + size if chunks else size)
+            await asyncio.sleep(0.5)  # nothing more arrives while the chunk is alive
+            assert len(node.arrays) == len(chunks) + 1, [len(a.runs) for a in node.arrays]
+            chunk = node.arrays[-1]
+            assert chunk.job_id == aid and len(chunk.runs) == size
+            assert {(r.array_parallelism, r.array_count, r.array_id) for r in chunk.runs} == {(4, 25, aid)}
+            chunks.append(sorted(r.array_index or 0 for r in chunk.runs))
+            for run in chunk.runs[:-1]:
+                await node.report(run.job_id, "finished", outcome=S.SUCCEEDED, exit_code=0)
+            await asyncio.sleep(0.5)
+            assert len(node.arrays) == len(chunks)  # one task of the chunk still alive: no next chunk
+            await node.report(chunk.runs[-1].job_id, "finished", outcome=S.SUCCEEDED, exit_code=0)
+        assert chunks == [list(range(0, 10)), list(range(10, 20)), list(range(20, 25))]
+        await events.wait_state(aid, "succeeded")
+        assert len(node.runs) == 25
+    finally:
+        await node.stop()

@@ -184,6 +184,18 @@ class Executor(ABC):
         cannot take any job (the reason is reported); other errors mean "try again later".
         """
 
+    async def start_array(self, runs: Sequence[RunJob]) -> list[RunHandle | BaseException]:
+        """Launch tasks of one array dispatched together (``RunArray``); one result per run, in order:
+        its handle, or the error its own ``start`` would have raised. A backend with native arrays
+        (``NodeCapacity.native_arrays``) submits them as one batch job; this default starts each."""
+        out: list[RunHandle | BaseException] = []
+        for run in runs:
+            try:
+                out.append(await self.start(run))
+            except Exception as e:
+                out.append(e)
+        return out
+
     @abstractmethod
     async def existing(self, job_id: str, attempt: int, rank: int = 0) -> Existing | None:
         """The attempt if it was launched before (by this or an earlier executor process); ``rank``:

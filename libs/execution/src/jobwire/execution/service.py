@@ -32,6 +32,7 @@ from jobwire.contracts.v1 import (
     JobState,
     NodeHeartbeat,
     PurgeJob,
+    RunArray,
     RunFinished,
     RunJob,
     RunRef,
@@ -64,7 +65,13 @@ MAX_START_TRIES = 5
 RETRY_DELAY = 2.0
 #: the longest wait between launch tries while the infrastructure cannot take jobs (StartDeferred)
 DEFER_MAX = 60.0
-WORK_KINDS: dict[type, str] = {RunJob: "run", HoldRun: "hold", CancelRun: "cancel", PurgeJob: "purge"}
+WORK_KINDS: dict[type, str] = {
+    RunJob: "run",
+    RunArray: "run_array",
+    HoldRun: "hold",
+    CancelRun: "cancel",
+    PurgeJob: "purge",
+}
 REPORT_KINDS: dict[type, str] = {RunStarting: "starting", RunRunning: "running", RunFinished: "finished"}
 
 try:
@@ -337,6 +344,8 @@ class ExecutorService:
             ):
                 if isinstance(work, RunJob):
                     await self._on_run(work, headers)
+                elif isinstance(work, RunArray):
+                    await self._on_run_array(work, headers)
                 elif isinstance(work, HoldRun):
                     await self._on_hold(work)
                 elif isinstance(work, PurgeJob):
@@ -344,20 +353,23 @@ class ExecutorService:
                 else:
                     await self._on_cancel(work)
         except StartDeferred as e:
-            assert isinstance(work, RunJob)
+            assert isinstance(work, RunJob | RunArray)
             tries = m.metadata.num_delivered or 1
             delay = min(DEFER_MAX, RETRY_DELAY * 2 ** min(tries - 1, 8))
             log.warning("%s attempt %d waits (try %d, next in %.0f s): %s", *_key(work), tries, delay, e)
-            await self._defer(work, str(e), tries)
+            for run in self._unlaunched(work):
+                await self._defer(run, str(e), tries)
             await m.nak(delay=delay)
             return
         except Exception as e:
             tries = m.metadata.num_delivered or 1
-            if isinstance(work, RunJob) and tries >= MAX_START_TRIES:
+            if isinstance(work, RunJob | RunArray) and tries >= MAX_START_TRIES:
                 log.exception(
                     "starting %s attempt %d failed %d times; reporting it failed", *_key(work), tries
                 )
-                await self._report(_failed(work, self.node, f"could not start the job ({tries} tries): {e}"))
+                for run in self._unlaunched(work):
+                    why = f"could not start the job ({tries} tries): {e}"
+                    await self._report(_failed(run, self.node, why))
                 await m.ack()
                 return
             log.exception("handling %s for %s attempt %d failed; it will be redelivered", kind, *_key(work))
@@ -396,8 +408,9 @@ class ExecutorService:
         # handed in together: one message, in this order
         await asyncio.gather(starting, self._report(running))
 
-    async def _on_run(self, run: RunJob, headers: dict[str, str]) -> None:
-        """Start the attempt once; a redelivered RunJob finds it (in memory or on disk) and re-reports."""
+    async def _known(self, run: RunJob) -> bool:
+        """Whether the attempt was launched before (in memory or on disk): then it is re-reported, or
+        ignored when its end was reported already, and not started again."""
         loop = self.runs
         key = (run.job_id, run.attempt)
         t = loop.runs.get(key)
@@ -405,12 +418,18 @@ class ExecutorService:
             found = await self.executor.existing(run.job_id, run.attempt, rank_of(run))
             if found is not None and found.reported:
                 log.info("%s attempt %d already ran and was reported; ignoring the repeat", *key)
-                return
+                return True
             if found is not None and found.handle is not None:
                 t = await loop.track(found.handle)
         if t is not None:
             if not t.finishing:
                 await self._report_started(t.handle, t.journal.running_at)
+            return True
+        return False
+
+    async def _on_run(self, run: RunJob, headers: dict[str, str]) -> None:
+        """Start the attempt once; a redelivered RunJob finds it (in memory or on disk) and re-reports."""
+        if await self._known(run):
             return
         await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=now()))
         try:
@@ -424,6 +443,47 @@ class ExecutorService:
         except Exception:
             metrics.BACKEND_ERRORS.labels(backend=self.settings.backend, call="start").inc()
             raise
+        await self._launched(run, handle, headers)
+
+    async def _on_run_array(self, work: RunArray, headers: dict[str, str]) -> None:
+        """Start an array's tasks dispatched together, in one ``start_array`` (one native array job
+        where the backend has them). Each task is reported and tracked as its own attempt; a task
+        launched before (a redelivery after a crash) is re-reported, not launched again."""
+        fresh: list[RunJob] = []
+        for run in work.runs:
+            if await self._known(run):
+                continue
+            await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=now()))
+            try:
+                refuse_image(run, self.settings.backend)
+                await self._refuse_owner(run)
+                fresh.append(self.executor.with_options(run))
+            except StartRefused as e:
+                await self._report(_failed(run, self.node, str(e)))
+        if not fresh:
+            return
+        results = await self.executor.start_array(fresh)
+        again: BaseException | None = None
+        for run, result in zip(fresh, results, strict=True):
+            if isinstance(result, RunHandle):
+                await self._launched(run, result, headers)
+            elif isinstance(result, StartRefused):
+                log.info("%s attempt %d refused: %s", run.job_id, run.attempt, result)
+                await self._report(_failed(run, self.node, str(result)))
+            else:
+                metrics.BACKEND_ERRORS.labels(backend=self.settings.backend, call="start").inc()
+                again = again or result
+        if again is not None:
+            raise again  # redelivered: the tasks launched meanwhile are found and not started twice
+
+    def _unlaunched(self, work: RunJob | RunArray) -> list[RunJob]:
+        """The runs of ``work`` not tracked here (not launched), for reports about their launch."""
+        runs = work.runs if isinstance(work, RunArray) else [work]
+        return [r for r in runs if (r.job_id, r.attempt) not in self.runs.runs]
+
+    async def _launched(self, run: RunJob, handle: RunHandle, headers: dict[str, str]) -> None:
+        """Record, report and track an attempt its backend just launched."""
+        loop = self.runs
         started = time.time()
         running_at = (handle.started_at or started) if handle.running else None
         journal = jr.Journal(started_at=started, running_at=running_at, trace=trace_of(headers))

@@ -40,6 +40,7 @@ from jobwire.execution.transport.local import LocalTransport
 from jobwire.execution.transport.ssh import SshTransport
 from jobwire.execution.transport.sshconn import SshHost
 
+from . import native
 from .poller import QueuePoller
 from .programs import catalog_of
 from .settings import HpcSettings, hpc_settings
@@ -81,6 +82,7 @@ class HpcExecutor(Executor):
         #: whether the adapter's :meth:`BatchSystem.prepare` went through (slurmrestd may be down)
         self._prepared = False
         self.poller = QueuePoller(scheduler, transport, hpc, self._count, self._ready)
+        self.kills = native.NativeKills(self)
 
     @classmethod
     def from_settings(cls, settings: ExecutorSettings) -> HpcExecutor:
@@ -118,8 +120,17 @@ class HpcExecutor(Executor):
         s = self.settings
         need = None if self.hpc.parallel_environment else self.scheduler.multislot_option
         return NodeCapacity(
-            slots=s.slots or 64, cpus=s.cpus or 4096.0, gpus=s.gpus or 0, single_slot_unless=need
+            slots=s.slots or 64,
+            cpus=s.cpus or 4096.0,
+            gpus=s.gpus or 0,
+            single_slot_unless=need,
+            native_arrays=self.native_arrays,
         )
+
+    @property
+    def native_arrays(self) -> bool:
+        """Whether an array's tasks dispatched together become one native array job here."""
+        return self.hpc.native_arrays and self.scheduler.array_task_variable is not None
 
     def describe(self) -> dict[str, str]:
         return {"root": self.root, "transport": self.transport.name, "scheduler": self.scheduler.name}
@@ -192,6 +203,12 @@ class HpcExecutor(Executor):
         )
         return self._new_handle(run, d.path, batch_id)
 
+    async def start_array(self, runs: Sequence[RunJob]) -> list[RunHandle | BaseException]:
+        """An array's tasks dispatched together: one native array job (``native.py``)."""
+        if not self.native_arrays:
+            return await super().start_array(runs)
+        return await native.start_array(self, runs)
+
     async def _submitted_before(self, probe: DirProbe, name: str) -> str | None:
         """The batch id of an earlier submit of this attempt, or None when it never reached the queue.
 
@@ -218,6 +235,7 @@ class HpcExecutor(Executor):
 
     def _new_handle(self, run: RunJob, path: str, batch_id: str) -> RunHandle:
         details = {"batch_id": batch_id, "dir": path, "scheduler": self.scheduler.name}
+        self.kills.follow(batch_id)
         return RunHandle(run, path, details, running=False)
 
     # --- finding attempts again -----------------------------------------------------------------
@@ -274,6 +292,7 @@ class HpcExecutor(Executor):
             out[h.key] = self._ended(probe, view.accounting.get(i), waited=self.poller.gone_for(i, now))
             if out[h.key].ended:
                 self.poller.forget(i)
+                self.kills.ended(i)
         return out
 
     def _ended(self, probe: DirProbe, acct: Accounting | None, waited: float) -> RunStatus:
@@ -311,8 +330,13 @@ class HpcExecutor(Executor):
     async def signal(self, handle: RunHandle, sig: signal.Signals) -> None:
         """TERM and KILL both cancel the batch job: the scheduler signals and reaps it itself."""
         await self.transport.write_file(posixpath.join(handle.ref, L.SIGNAL), f"{int(sig)}\n".encode())
-        self._count("kill")
-        await self.scheduler.kill(self.transport, str(handle.details["batch_id"]))
+        batch_id = str(handle.details["batch_id"])
+        job = self.scheduler.task_job(batch_id)
+        if job is not None:
+            await self.kills.kill(job, batch_id)  # a native task: with its siblings' kills
+        else:
+            self._count("kill")
+            await self.scheduler.kill(self.transport, batch_id)
         self.poller.refresh_soon()  # see the cancel on the next tick
 
     async def hold(self, handle: RunHandle, release: bool) -> None:

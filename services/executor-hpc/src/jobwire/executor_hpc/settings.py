@@ -59,6 +59,9 @@ class HpcSettings:
     #: ``torque``/``pbs``: the full-status format qstat is asked for, ``xml`` (``qstat -x``, Torque's
     #: XML; the default for ``torque``) or ``text`` (``qstat -f``; the default for ``pbs``)
     qstat_format: str | None = None
+    #: an array's tasks dispatched together become one native array job (``sbatch --array``,
+    #: ``qsub -t``) where the adapter has them; off: each task is a batch job of its own
+    native_arrays: bool = True
 
     def scheduler_options(self) -> dict[str, str]:
         """What the adapter reads from ``options`` (only the set ones)."""

@@ -6,6 +6,13 @@ array may have alive (queued, held, starting or running) at once: its ``parallel
 than twice the slots its eligible nodes have, so 100,000 waiting tasks cost one row and a later job
 of another owner waits behind one round of tasks, not behind the whole array. A task is then a job
 like any other (placement, dispatch, retries, cancel); only its end is counted here.
+
+An array whose eligible nodes all run arrays natively (``NodeCapacity.native_arrays``: SLURM, SGE,
+Torque, LSF executors) is made in chunks instead: one round of its nodes' slots at a time, the next
+only once every task of the previous one has ended, and its parallelism is left to the batch system
+(the chunk's tasks are dispatched together as one ``RunArray`` and become one native array job
+throttled to ``parallelism``), so there is one native job of the array at a time and never more
+than ``parallelism`` of its tasks run.
 """
 
 from __future__ import annotations
@@ -165,6 +172,20 @@ class Arrays:
         )
         txn.emit(sj.event_subject(array.id, state.value), event, sj.attempt_msg_id(array.id, 0, state.value))
 
+    def native(self, array: ArrayState) -> bool:
+        """Whether the array's tasks run as native array jobs: every node it may use runs arrays
+        natively (a mixed set keeps jobwire's own parallelism)."""
+        nodes = [n for n in self.cluster.nodes.values() if eligible(n, array.spec)]
+        return bool(nodes) and all(n.capacity.native_arrays for n in nodes)
+
+    def is_native(self, array_id: str | None) -> bool:
+        array = self.open.get(array_id) if array_id else None
+        return array is not None and self.native(array)
+
+    def parallelism_of(self, array_id: str) -> int | None:
+        array = self.open.get(array_id)
+        return array.parallelism if array is not None else None
+
     def window(self, array: ArrayState) -> int:
         """How many of its tasks may be alive at once now."""
         slots = sum(
@@ -172,6 +193,9 @@ class Arrays:
             for n in self.cluster.nodes.values()
             if eligible(n, array.spec)
         )
+        if self.native(array):
+            # the next chunk (one round of slots) only once the previous native job's tasks all ended
+            return len(array.live) if array.live else max(1, slots)
         room = max(1, ROUNDS_AHEAD * slots)
         return room if array.parallelism is None else min(room, array.parallelism)
 
@@ -182,8 +206,9 @@ class Arrays:
             array = self.open[array_id]
             if array.held or array.cancelled or array.made_all:
                 continue
-            if array.parallelism is not None and len(array.live) >= array.parallelism:
-                continue  # full: no need to weigh the nodes
+            full = array.parallelism is not None and len(array.live) >= array.parallelism
+            if full and not self.native(array):
+                continue  # full: no need to weigh the nodes (a native array's batch system throttles)
             out.append(array)
         return out
 

@@ -659,6 +659,7 @@ class Core:
         fair.advance(now)
         if self.cluster.gangs:
             self.dispatch_gangs(txn, now)
+        native: dict[tuple[str, str], list[tuple[v1.RunJob, dict[str, str]]]] = {}
         for node in self.cluster.nodes.values():
             held = self.cluster.reserved_for(node.name) if node.up else None
             if held is not None:
@@ -678,9 +679,29 @@ class Core:
                     break
                 node.dequeue(job.id)
                 self.cluster.queued_on.pop(job.id, None)
-                self.start(txn, node, row, job)
+                self.start(txn, node, row, job, native)
+        for (node_name, array_id), runs in native.items():
+            self.emit_array(txn, node_name, array_id, runs)
 
-    def start(self, txn: Txn, node: NodeState, row: JobRec, job: QueuedJob) -> None:
+    def emit_array(
+        self, txn: Txn, node: str, array_id: str, runs: list[tuple[v1.RunJob, dict[str, str]]]
+    ) -> None:
+        """The tasks of one array dispatched to one node in this batch, as one ``RunArray``: the
+        executor submits them as one native array job. Its message id names the first task's attempt,
+        so a batch that is redone publishes the same message."""
+        first = runs[0][0]
+        work = v1.RunArray(job_id=array_id, node=node, runs=[r for r, _ in runs])
+        msg_id = sj.attempt_msg_id(first.job_id, first.attempt, "run-array", len(runs))
+        txn.emit(sj.exec_subject(node, "run"), work, msg_id, runs[0][1])
+
+    def start(
+        self,
+        txn: Txn,
+        node: NodeState,
+        row: JobRec,
+        job: QueuedJob,
+        native: dict[tuple[str, str], list[tuple[v1.RunJob, dict[str, str]]]] | None = None,
+    ) -> None:
         row.attempt += 1
         row.node = node.name
         row.backend = node.backend
@@ -714,6 +735,15 @@ class Core:
             run.array_count = self.arrays.count_of(row.array_id)
         with telemetry.span_from(job.trace, TRACER, "scheduler.dispatch", job_id=row.id, node=node.name):
             headers = telemetry.inject()
+        if (
+            native is not None
+            and row.array_id is not None
+            and node.capacity.native_arrays
+            and self.arrays.is_native(row.array_id)
+        ):
+            run.array_parallelism = self.arrays.parallelism_of(row.array_id)
+            native.setdefault((node.name, row.array_id), []).append((run, headers))
+            return
         txn.emit(
             sj.exec_subject(node.name, "run"), run, sj.attempt_msg_id(row.id, row.attempt, "run"), headers
         )

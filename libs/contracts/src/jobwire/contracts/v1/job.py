@@ -144,6 +144,9 @@ class NodeCapacity(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: the address other ranks of a gang job reach this node's jobs at (its rank 0 is the master);
     #: None: the node name
     address: str | None = None
+    #: the node runs an array's tasks dispatched together as one native array job (``RunArray``):
+    #: the scheduler sends them in one message and leaves their parallelism to the batch system
+    native_arrays: bool = False
 
 
 class NodeView(msgspec.Struct, kw_only=True):

@@ -102,8 +102,22 @@ class RunJob(msgspec.Struct, kw_only=True, tag="run", tag_field="type"):
     array_id: str | None = None
     array_index: int | None = None
     array_count: int | None = None
+    #: a task of an array run as a native array job: at most this many of the array's tasks run at
+    #: once, enforced by the batch system (``--array ...%P``, ``-tc P``); None: no limit
+    array_parallelism: int | None = None
     #: one rank of a gang job; None for a job on one node
     gang: Gang | None = None
+
+
+class RunArray(msgspec.Struct, kw_only=True, tag="run_array", tag_field="type"):
+    """Tasks of one array dispatched together to a node that runs arrays natively (its capacity says
+    ``native_arrays``): the executor submits them as one native array job (``sbatch --array``,
+    ``qsub -t``). Each task is still its own attempt with its own reports; ``job_id`` is the array's."""
+
+    job_id: str
+    node: str
+    runs: list[RunJob]
+    attempt: int = 0
 
 
 class CancelRun(msgspec.Struct, kw_only=True, tag="cancel", tag_field="type"):
@@ -135,7 +149,7 @@ class PurgeJob(msgspec.Struct, kw_only=True, tag="purge", tag_field="type"):
     node: str
 
 
-Work = RunJob | CancelRun | HoldRun | PurgeJob
+Work = RunJob | RunArray | CancelRun | HoldRun | PurgeJob
 
 # --- reports: executor -> scheduler, on jobwire.report.<node>.<job>.<kind> ----------------------
 

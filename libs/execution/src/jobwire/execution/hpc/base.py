@@ -150,6 +150,11 @@ class BatchSystem(ABC):
     #: is decoded into that field by the executor); None for a batch system without job options
     options_type: ClassVar[type[msgspec.Struct] | None] = None
     options_field: ClassVar[str | None] = None
+    #: native array jobs (``--array``, ``-t``): the variable naming a task's id inside its script,
+    #: None where the adapter submits each task as its own job
+    array_task_variable: ClassVar[str | None] = None
+    #: the first native task id the batch system accepts (SGE and LSF count from 1)
+    array_first_id: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -218,6 +223,36 @@ class BatchSystem(ABC):
     ) -> dict[str, bytes]:
         """Files written beside the script before the submit, by suffix (slurm-rest's ``.json``)."""
         return {}
+
+    def array_directives(self, first: int, last: int, parallelism: int | None) -> list[Directive]:
+        """The directives that make the script a native array of task ids ``first..last``, at most
+        ``parallelism`` running at once (None: no limit)."""
+        raise NotImplementedError(f"{self.name} has no native arrays here")
+
+    def task_id(self, job_id: str, task: int) -> str:
+        """The id of one native task, as this adapter lists, accounts and kills it (``123_4``)."""
+        raise NotImplementedError(f"{self.name} has no native arrays here")
+
+    def task_job(self, batch_id: str) -> str | None:
+        """The native array job a task id belongs to (``123`` of ``123_4``); None for a plain job."""
+        return None
+
+    def build_array_script(
+        self, req: BatchRequest, directives: Sequence[Directive], task_dirs: Mapping[int, str]
+    ) -> str:
+        """The batch script of a native array: the directives, then fixed text that picks the task's
+        directory by its native id (checked paths only) and runs that task from its own
+        :data:`ARGS_FILE`, its output appended to its own ``stdout``/``stderr``."""
+        assert self.array_task_variable is not None
+        for option, value in directives:
+            if any(c in option + value for c in "\n\r\x00"):
+                raise StartRefused(f"the batch directive {option} has a value that would end its line")
+        head = "#!/bin/sh\n" + "".join(self.render_directive(o, v) + "\n" for o, v in directives)
+        tail = array_tail(self.array_task_variable, task_dirs, self.setup(req) is not None)
+        stray = [line for line in tail.splitlines() if DIRECTIVE_LINE.match(line)]
+        if stray:
+            raise StartRefused(f"the batch script would carry a directive line {stray[0][:60]!r}")
+        return head + tail
 
     @abstractmethod
     def build_submit(self, script_path: str) -> list[str]:
@@ -387,5 +422,26 @@ def script_tail(req: BatchRequest, with_setup: bool) -> str:
         lines.append(f". {q(posixpath.join(d, SETUP_FILE))}")
     lines.append(f"{LAUNCH} {q(posixpath.join(d, ARGS_FILE))}")
     lines.append(f"jw_rc=$(cat {q(posixpath.join(d, L.EXIT_CODE))} 2>/dev/null)")
+    lines.append('exit "${jw_rc:-1}"')
+    return "\n".join(lines) + "\n"
+
+
+def array_tail(variable: str, task_dirs: Mapping[int, str], with_setup: bool) -> str:
+    """The fixed part of a native array's script: the task's directory by its native id (a ``case``
+    over checked paths of jobwire's own directories), its output redirected there, then what
+    :func:`script_tail` runs for a single job, read from that directory's files."""
+    q = shlex.quote
+    lines = ["# jobwire: fixed text; each task's command and environment are data in its " + ARGS_FILE]
+    lines.append(f'case "${{{variable}}}" in')
+    for task, d in sorted(task_dirs.items()):
+        lines.append(f"{int(task)}) jw_d={q(check_path('job directory', d))} ;;")
+    lines.append(f'*) echo "jobwire: no task ${{{variable}}} in this array" >&2; exit 1 ;;')
+    lines.append("esac")
+    lines.append('cd "$jw_d" || exit 1')
+    lines.append('exec >>"$jw_d/stdout" 2>>"$jw_d/stderr"')
+    if with_setup:
+        lines.append(f'. "$jw_d/{SETUP_FILE}"')
+    lines.append(f'{LAUNCH} "$jw_d/{ARGS_FILE}"')
+    lines.append(f'jw_rc=$(cat "$jw_d/{L.EXIT_CODE}" 2>/dev/null)')
     lines.append('exit "${jw_rc:-1}"')
     return "\n".join(lines) + "\n"

@@ -50,6 +50,8 @@ class Sge(BatchSystem):
     options_type = SgeOptions
     options_field = "sge"
     directive_prefix = "#$"
+    array_task_variable = "SGE_TASK_ID"
+    array_first_id = 1
 
     def directives(self, req: BatchRequest) -> list[Directive]:
         res, opt = req.spec.resources, req.spec.sge
@@ -85,6 +87,19 @@ class Sge(BatchSystem):
     def setup(self, req: BatchRequest) -> str | None:
         return req.spec.sge.setup if req.spec.sge else None
 
+    def array_directives(self, first: int, last: int, parallelism: int | None) -> list[Directive]:
+        d: list[Directive] = [("-t", f"{first}-{last}")]
+        if parallelism:
+            d.append(("-tc", str(parallelism)))
+        return d
+
+    def task_id(self, job_id: str, task: int) -> str:
+        return f"{job_id}.{task}"
+
+    def task_job(self, batch_id: str) -> str | None:
+        job, sep, _ = batch_id.partition(".")
+        return job if sep else None
+
     def build_submit(self, script_path: str) -> list[str]:
         return [self.cmd("qsub"), "-terse", script_path]
 
@@ -96,7 +111,8 @@ class Sge(BatchSystem):
         return job_id
 
     def build_list(self, ids: Sequence[str]) -> list[str]:
-        return [self.cmd("qstat"), "-xml", "-u", "*"]
+        # -g d: one entry per array task (pending ones are otherwise one entry, ``<tasks>5-20:1``)
+        return [self.cmd("qstat"), "-xml", "-u", "*", "-g", "d"]
 
     def parse_list(self, result: ExecResult, ids: Sequence[str]) -> dict[str, QueueEntry]:
         root = parse_xml(check_result("qstat", result), "qstat -xml")
@@ -104,6 +120,9 @@ class Sge(BatchSystem):
         out: dict[str, QueueEntry] = {}
         for job in root.iter("job_list"):
             job_id = (job.findtext("JB_job_number") or "").strip()
+            task = (job.findtext("tasks") or "").strip()
+            if task.isdigit():
+                job_id = self.task_id(job_id, int(task))
             if job_id not in wanted:
                 continue
             native = (job.findtext("state") or "").strip()
@@ -115,7 +134,8 @@ class Sge(BatchSystem):
         return out
 
     def build_reasons(self, ids: Sequence[str]) -> list[str] | None:
-        return [self.cmd("qstat"), "-xml", "-j", ",".join(ids)]
+        jobs = dict.fromkeys(i.split(".", 1)[0] for i in ids)  # an array's tasks share its messages
+        return [self.cmd("qstat"), "-xml", "-j", ",".join(jobs)]
 
     def parse_reasons(self, result: ExecResult, ids: Sequence[str]) -> dict[str, str]:
         """The scheduler's messages for each job (``cannot run in PE "smp" because it only offers
@@ -130,6 +150,7 @@ class Sge(BatchSystem):
             return {}  # none of the ids exists any more ("Following jobs do not exist")
         root = parse_xml(text[start:], "qstat -xml -j")
         wanted = set(ids)
+        bases = {i.split(".", 1)[0] for i in ids}
         own: dict[str, list[str]] = {}
         shared: list[str] = []
         for msg in root.iter("SME_message_list"):
@@ -137,7 +158,7 @@ class Sge(BatchSystem):
                 words = " ".join((el.findtext("MES_message") or "").split())
                 for num in el.iter("ULNG_value"):
                     job_id = (num.text or "").strip()
-                    if words and job_id in wanted and words not in own.setdefault(job_id, []):
+                    if words and job_id in bases and words not in own.setdefault(job_id, []):
                         own[job_id].append(words)
         for msg in root.iter("SME_global_message_list"):
             for el in msg.findall("element"):
@@ -146,10 +167,11 @@ class Sge(BatchSystem):
                     shared.append(words)
         listed = {(j.findtext("JB_job_number") or "").strip() for j in root.iter("element")}
         out: dict[str, str] = {}
-        for job_id in wanted & listed:
-            lines = own.get(job_id, []) + shared
+        for wanted_id in wanted:
+            job_id = wanted_id.split(".", 1)[0]
+            lines = own.get(job_id, []) + shared if job_id in listed else []
             if lines:
-                out[job_id] = "; ".join(lines)[:REASON_MAX]
+                out[wanted_id] = "; ".join(lines)[:REASON_MAX]
         return out
 
     def build_find(self, name: str) -> list[str]:
@@ -157,11 +179,12 @@ class Sge(BatchSystem):
 
     def parse_find(self, result: ExecResult, name: str) -> list[str]:
         root = parse_xml(check_result("qstat", result), "qstat -xml")
-        return [
+        found = [
             (job.findtext("JB_job_number") or "").strip()
             for job in root.iter("job_list")
             if (job.findtext("JB_name") or "").strip() == name
         ]
+        return list(dict.fromkeys(found))  # an array's tasks are listed one by one
 
     def map_state(self, native: str) -> Phase:
         if "d" in native or native in ("z", ""):
@@ -173,16 +196,19 @@ class Sge(BatchSystem):
         return Phase.QUEUED
 
     def build_kill(self, job_id: str) -> list[str]:
-        return [self.cmd("qdel"), job_id]
+        job, _, task = job_id.partition(".")
+        return [self.cmd("qdel"), job, "-t", task] if task else [self.cmd("qdel"), job]
 
     def already_gone(self, result: ExecResult) -> bool:
         return b"does not exist" in result.stderr + result.stdout
 
     def build_hold(self, job_id: str) -> list[str] | None:
-        return [self.cmd("qhold"), job_id]
+        job, _, task = job_id.partition(".")
+        return [self.cmd("qhold"), job, "-t", task] if task else [self.cmd("qhold"), job]
 
     def build_release(self, job_id: str) -> list[str] | None:
-        return [self.cmd("qrls"), job_id]
+        job, _, task = job_id.partition(".")
+        return [self.cmd("qrls"), job, "-t", task] if task else [self.cmd("qrls"), job]
 
     def build_accounting(self, ids: Sequence[str], since: float) -> list[str]:
         # One call for every job started since the oldest one asked about (minute resolution).
@@ -198,6 +224,9 @@ class Sge(BatchSystem):
         for block in text.split("=" * 62):
             rec = parse_qacct_block(block)
             job_id = rec.get("jobnumber", "")
+            task = rec.get("taskid", "")
+            if task.isdigit() and job_id not in wanted:
+                job_id = f"{job_id}.{task}"  # a native array's task (``undefined`` for a plain job)
             if job_id in wanted:
                 out[job_id] = _record(job_id, rec)
         return out

@@ -83,6 +83,7 @@ class Slurm(BatchSystem):
     options_type = SlurmOptions
     options_field = "slurm"
     directive_prefix = "#SBATCH"
+    array_task_variable = "SLURM_ARRAY_TASK_ID"
 
     def directives(self, req: BatchRequest) -> list[Directive]:
         res, opt = req.spec.resources, req.spec.slurm
@@ -116,6 +117,17 @@ class Slurm(BatchSystem):
             d.append(("--time", walltime_hms(req.walltime)))
         return d
 
+    def array_directives(self, first: int, last: int, parallelism: int | None) -> list[Directive]:
+        throttle = f"%{parallelism}" if parallelism else ""
+        return [("--array", f"{first}-{last}{throttle}")]
+
+    def task_id(self, job_id: str, task: int) -> str:
+        return f"{job_id}_{task}"
+
+    def task_job(self, batch_id: str) -> str | None:
+        job, sep, _ = batch_id.partition("_")
+        return job if sep else None
+
     def render_directive(self, option: str, value: str) -> str:
         return f"#SBATCH {option}={value}"
 
@@ -134,7 +146,8 @@ class Slurm(BatchSystem):
 
     def build_list(self, ids: Sequence[str]) -> list[str]:
         wanted = list(ids) * 2 if len(ids) == 1 else list(ids)
-        return [self.cmd("squeue"), "-h", "-t", "all", "-j", ",".join(wanted), "-o", LIST_FORMAT]
+        # -r: an array's pending tasks one per line (``123_7``), not one ``123_[7-19%5]`` line
+        return [self.cmd("squeue"), "-h", "-r", "-t", "all", "-j", ",".join(wanted), "-o", LIST_FORMAT]
 
     def parse_list(self, result: ExecResult, ids: Sequence[str]) -> dict[str, QueueEntry]:
         if result.rc != 0 and b"Invalid job id" in result.stderr:
@@ -155,11 +168,13 @@ class Slurm(BatchSystem):
         return out
 
     def build_find(self, name: str) -> list[str]:
-        return [self.cmd("squeue"), "-h", "-t", "all", "-n", name, "-o", SEP.join(["%i", "%j"])]
+        # %F: an array's own job id (a plain job's id), not one line's ``123_[4-9]``
+        return [self.cmd("squeue"), "-h", "-t", "all", "-n", name, "-o", SEP.join(["%F", "%j"])]
 
     def parse_find(self, result: ExecResult, name: str) -> list[str]:
         lines = check_result("squeue", result).splitlines()
-        return [i for i, _, n in (line.partition(SEP) for line in lines) if n == name and i.isdigit()]
+        found = [i for i, _, n in (line.partition(SEP) for line in lines) if n == name and i.isdigit()]
+        return list(dict.fromkeys(found))
 
     def map_state(self, native: str) -> Phase:
         state = native.split()[0] if native.strip() else native
@@ -186,6 +201,8 @@ class Slurm(BatchSystem):
 
     def build_accounting(self, ids: Sequence[str], since: float) -> list[str]:
         start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 3600))
+        # an array task's JobIDRaw is a number of its own: it is asked for and read by JobID (123_4)
+        fields = ["JobID", *ACCT_FIELDS] if any("_" in i for i in ids) else ACCT_FIELDS
         return [
             self.cmd("sacct"),
             "-n",
@@ -196,17 +213,20 @@ class Slurm(BatchSystem):
             "-j",
             ",".join(ids),
             "-o",
-            ",".join(ACCT_FIELDS),
+            ",".join(fields),
         ]
 
     def parse_accounting(self, result: ExecResult, ids: Sequence[str]) -> dict[str, Accounting]:
         rows: dict[str, list[dict[str, str]]] = {}
         wanted = set(ids)
+        fields = ["JobID", *ACCT_FIELDS] if any("_" in i for i in ids) else ACCT_FIELDS
         for line in check_result("sacct", result).splitlines():
-            parts = line.split(SEP, len(ACCT_FIELDS) - 1)
-            if len(parts) != len(ACCT_FIELDS):
+            parts = line.split(SEP, len(fields) - 1)
+            if len(parts) != len(fields):
                 continue
-            row = dict(zip(ACCT_FIELDS, parts, strict=True))
+            row = dict(zip(fields, parts, strict=True))
+            if "JobID" in row:
+                row["JobIDRaw"] = row["JobID"]  # 123_4 and 123_4.batch, as asked
             job = row["JobIDRaw"].split(".", 1)[0]
             if job in wanted:
                 rows.setdefault(job, []).append(row)

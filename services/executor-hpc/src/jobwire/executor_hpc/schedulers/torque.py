@@ -92,6 +92,7 @@ class Torque(BatchSystem):
     options_type = TorqueOptions
     options_field = "torque"
     directive_prefix = "#PBS"
+    array_task_variable: ClassVar[str | None] = "PBS_ARRAYID"
 
     def directives(self, req: BatchRequest) -> list[Directive]:
         res, opt = req.spec.resources, req.spec.torque
@@ -112,6 +113,19 @@ class Torque(BatchSystem):
             d.append(("-l", f"mem={memory_mb(int(res.memory))}mb"))
         return d
 
+    def array_directives(self, first: int, last: int, parallelism: int | None) -> list[Directive]:
+        # Torque's slot limit: ``-t 0-19%5``
+        return [("-t", f"{first}-{last}" + (f"%{parallelism}" if parallelism else ""))]
+
+    def task_id(self, job_id: str, task: int) -> str:
+        """``123[].server`` (what qsub prints for an array) and 4 -> ``123[4].server``."""
+        return job_id.replace("[]", f"[{task}]", 1)
+
+    def task_job(self, batch_id: str) -> str | None:
+        head, sep, rest = batch_id.partition("[")
+        index, close, tail = rest.partition("]")
+        return f"{head}[]{tail}" if sep and close and index.isdigit() else None
+
     def prelude(self, req: BatchRequest) -> str:
         """PBS starts jobs in the home directory: enter the job's own first."""
         return f"cd {check_path('job directory', req.job_dir)} || exit 1\n"
@@ -125,7 +139,7 @@ class Torque(BatchSystem):
     def parse_submit(self, result: ExecResult) -> str:
         out = check_result("qsub", result).strip().splitlines()
         job_id = out[-1].strip() if out else ""
-        if not job_id or not job_id.split(".", 1)[0].isdigit():
+        if not job_id or not job_id.split(".", 1)[0].removesuffix("[]").isdigit():  # 123[]: an array
             raise SchedulerError(f"qsub printed no job id: {out!r}")
         return job_id
 
@@ -169,7 +183,15 @@ class Torque(BatchSystem):
 
     def parse_find(self, result: ExecResult, name: str) -> list[str]:
         check_result("qstat", result)
-        return [job_id for job_id, attrs in self._read(result).items() if attrs.get("Job_Name") == name]
+        found = []
+        for job_id, attrs in self._read(result).items():
+            array = self.task_job(job_id)
+            # an array's sub-jobs are named NAME-INDEX; the array is found by its own id
+            if array is not None and attrs.get("Job_Name", "").rpartition("-")[0] == name:
+                found.append(array)
+            elif attrs.get("Job_Name") == name:
+                found.append(job_id)
+        return list(dict.fromkeys(found))
 
     def map_state(self, native: str) -> Phase:
         return {
@@ -220,6 +242,9 @@ class Pbs(Torque):
 
     name = "pbs"
     default_format = "text"
+    #: PBS Pro arrays are ``-J 0-19`` with ``PBS_ARRAY_INDEX`` and no slot limit in the range:
+    #: each task stays a job of its own here
+    array_task_variable = None
 
 
 def _reason(native: str, attrs: dict[str, str]) -> str | None:
