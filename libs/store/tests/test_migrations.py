@@ -19,8 +19,17 @@ from jobwire.store.models import Base, JobLabelRow, JobRow, NodeRow, TransitionR
 pytestmark = pytest.mark.integration
 
 
+#: expression indexes, one expression per database, made by their migration (SQLAlchemy reflects none on
+#: SQLite, so a model could not be compared on both); test_read_plans checks each serves its read
+EXPRESSION_INDEXES = {"ix_jobs_active_end"}
+
+
 def _diff(conn: Connection) -> list[Any]:
-    context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+    def known(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        return not (type_ == "index" and reflected and name in EXPRESSION_INDEXES)
+
+    opts = {"compare_type": True, "compare_server_default": True, "include_object": known}
+    context = MigrationContext.configure(conn, opts=opts)
     return list(compare_metadata(context, Base.metadata))
 
 

@@ -196,17 +196,24 @@ async def test_limit_outside_the_range_is_refused(sessions):
 
 
 async def test_query_count_does_not_grow_with_the_page(engine, sessions, make_job, add):
+    """Three statements for any page holding queued jobs (the page, its transitions, the positions and
+    estimated starts with all they need), two for one without, whatever the page size, the filter, the
+    nodes, owners and priorities on the page; one job likewise (there were 8 and more per page)."""
     seeds = [
         make_job(
-            node=("a", "b")[i % 2],
-            state=("queued", "running", "succeeded")[i % 3],
+            node=("a", "b", "c")[i % 3],
+            owner=("alice", "bob", "carol", "dave")[i % 4],
+            name=("train", "eval")[i % 2],
+            state=("queued", "running", "succeeded", "queued", "starting")[i % 5],
             priority=i % 4,
+            expected_runtime=float(60 + i),
+            dispatched_at=NOW,
             labels={"team": "ml", "i": str(i)},
             states=["queued", "starting", "running"],
         )
-        for i in range(60)
+        for i in range(300)
     ]
-    await add(*seeds)
+    await add(*seeds, node_row("a", slots=2), node_row("b", slots=3))
     statements: list[str] = []
 
     def count(conn, cursor, statement, parameters, context, executemany):
@@ -215,34 +222,35 @@ async def test_query_count_does_not_grow_with_the_page(engine, sessions, make_jo
     def selects():
         return sum(1 for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH")))
 
+    filters: list[dict] = [
+        {},
+        {"states": ["queued"]},
+        {"states": ["queued", "running", "starting"]},
+        {"owner": "bob"},
+        {"name": "train"},
+        {"node": "b"},
+        {"labels": {"team": "ml"}},
+    ]
     event.listen(engine.sync_engine, "before_cursor_execute", count)
     try:
-        counts = {}
-        for limit in (5, 50):
+        for kw in filters:
+            for limit in (1, 5, 50, 200):
+                statements.clear()
+                async with sessions() as session:
+                    jobs, more = await list_jobs(session, **kw, limit=limit)
+                assert len(jobs) == limit or (jobs and more is None), (kw, limit)
+                assert all(len(j.transitions) == 3 and len(j.labels) == 2 for j in jobs)
+                queued = [j for j in jobs if j.state == "queued"]
+                assert all(j.queue_position is not None and j.estimated_start for j in queued)
+                assert selects() == (3 if queued else 2), (kw, limit)
+        for seed, want in ((seeds[0], 3), (seeds[1], 2)):  # queued, running
             statements.clear()
             async with sessions() as session:
-                jobs, _ = await list_jobs(session, limit=limit)
-            assert len(jobs) == limit
-            assert all(len(j.transitions) == 3 and len(j.labels) == 2 for j in jobs)
-            assert any(j.queue_position is not None for j in jobs)
-            bands: dict[tuple[str | None, int], int] = {}
-            for j in jobs:
-                if j.queue_position is not None:
-                    bands[j.node, j.priority] = bands.get((j.node, j.priority), 0) + 1
-            counts[limit] = (selects(), (len(bands) > 0) + any(n > 1 for n in bands.values()))
-        statements.clear()
-        async with sessions() as session:
-            assert (await get_job(session, seeds[0].id)).queue_position is not None
-        single = selects()
+                job = await get_job(session, seed.id)
+            assert (job.queue_position is not None) is (want == 3)
+            assert selects() == want
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", count)
-    # the page, its transitions, one count of what is ahead of each band's first job (a band: node, owner
-    # and priority), one read of the bands' stretches where the page has several jobs in one: two
-    # statements whatever the bands; then four for all (queued per owner, nodes, what runs, shares)
-    for limit, (found, for_positions) in counts.items():
-        assert found == 2 + for_positions + 4, limit
-    assert counts[50][1] == 2
-    assert single == 2 + 1 + 4
 
 
 async def test_list_nodes_counts_and_queued_seconds(sessions, make_job, add):

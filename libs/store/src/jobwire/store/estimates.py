@@ -9,28 +9,67 @@ database, so this is the steady-state order, not the scheduler's exact next pick
 
 The estimated start plays the node forward: its slots free as the running jobs' expected runtimes (or
 walltimes) run out, and each job ahead takes a slot for the mean expected runtime of the node's queued
-jobs. A page costs a fixed number of queries: the owner-bands of ``positions.queue_positions``, one
-``GROUP BY`` for the queued counts per node and owner, one for the nodes, one for what runs on them and
-one for the shares.
+jobs. A page costs one statement whatever it holds (``_context``): what is ahead of each owner-band's
+first job and the bands' stretches (``positions``), the queued counts and expected seconds per node and
+owner (``job_counts``), each node's slots, its running jobs' expected ends (the first ``slots`` of them,
+``ix_jobs_active_end``) and the shares. Each part is an index lookup or a short index walk, so the cost
+does not grow with the queue, the jobs running or the jobs stored. (A second statement counts the rare
+band whose stretch passes ``positions.STRETCH_LIMIT`` or that left the queue between the reads.)
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import (
+    CompoundSelect,
+    Float,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobwire.contracts import v1
 
-from .models import JobRow, NodeRow, QuotaRow
-from .positions import queue_positions
+from . import positions as pos
+from .models import JobCountRow, JobRow, NodeRow, QuotaRow
 
 _QUEUED = v1.JobState.QUEUED.value
-_ON_NODE = sorted(s.value for s in v1.ON_NODE)
+#: the states ``ix_jobs_active_end`` holds, written as its migration's ``WHERE`` (a planner uses a
+#: partial index only for a query whose condition implies it, so the text is the same)
+_ACTIVE = "state IN ('running', 'starting')"
+assert {s.value for s in v1.ON_NODE} == {"running", "starting"}
+#: when each starting or running job should end, as ``ix_jobs_active_end`` indexes it (migration 0011)
+_END = {
+    "sqlite": "julianday(coalesce(started_at, dispatched_at)) * 86400.0 + coalesce(expected_runtime, 0.0)",
+    "postgresql": (
+        "coalesce(started_at, dispatched_at) + coalesce(expected_runtime, 0.0) * interval '1 second'"
+    ),
+}
+#: ``_END`` as seconds since the Unix epoch
+_END_EPOCH = {
+    "sqlite": "{e} - 210866760000.0",  # the Julian day of 1970-01-01 (2440587.5) in seconds
+    "postgresql": "extract(epoch FROM {e})",
+}
+#: a node's slots from its capacity (msgspec JSON, ``slots`` left out when 1)
+_SLOTS = {
+    "sqlite": "coalesce(json_extract(CAST(capacity AS TEXT), '$.slots'), 1)",
+    "postgresql": "coalesce((convert_from(capacity, 'UTF8')::json ->> 'slots')::int, 1)",
+}
 #: jobs ahead played one by one; past that the node is taken to start ``slots`` per mean runtime
 SIMULATE_AT_MOST = 20_000
 
@@ -64,52 +103,55 @@ def start_offsets(
 
 
 async def estimate(
-    session: AsyncSession, rows: Sequence[JobRow], now: datetime
+    session: AsyncSession, rows: Sequence[Any], now: datetime
 ) -> dict[str, tuple[int, datetime]]:
-    """(queue position under fair share, estimated start) for each queued row with a node, by id."""
+    """(queue position under fair share, estimated start) for each queued row with a node, by id.
+
+    ``rows`` are job rows (ORM or plain result rows: ``id``, ``state``, ``node``, ``owner``,
+    ``priority``, ``not_before``)."""
     queued = [r for r in rows if r.state == _QUEUED and r.node is not None]
     if not queued:
         return {}
     nodes = sorted({r.node for r in queued if r.node is not None})
-    own = await queue_positions(session, queued, by_owner=True)
+    bands = pos.bands_of(queued, by_owner=True)
+    spread = [(band, jobs) for band, jobs in bands.items() if len(jobs) > 1]
+    dialect = session.get_bind().dialect.name
+    params: dict[str, Any] = {
+        "ids": [jobs[0].id for jobs in bands.values()],
+        "nodes": nodes,
+        **{f"n{i}": node for i, node in enumerate(nodes)},
+        **(pos.stretch_params(spread) if spread else {}),
+    }
+    own: dict[str, int] = {}
+    found: list[tuple[int, str]] = []
     per_owner: dict[str, dict[str, tuple[int, float]]] = defaultdict(dict)
-    for node, owner, count, total in await session.execute(
-        select(JobRow.node, JobRow.owner, func.count(), func.coalesce(func.sum(JobRow.expected_runtime), 0.0))
-        .where(JobRow.state == _QUEUED, JobRow.node.in_(nodes))
-        .group_by(JobRow.node, JobRow.owner)
-    ):
-        if node is not None:
-            per_owner[node][owner] = (int(count), float(total or 0.0))
-    slots = {
-        name: v1.decode(capacity, v1.NodeCapacity).slots
-        for name, capacity in await session.execute(
-            select(NodeRow.name, NodeRow.capacity).where(NodeRow.name.in_(nodes))
-        )
-    }
+    slots: dict[str, int] = {}
     free_in: dict[str, list[float]] = defaultdict(list)
-    for node, expected, started, dispatched in await session.execute(
-        select(JobRow.node, JobRow.expected_runtime, JobRow.started_at, JobRow.dispatched_at).where(
-            JobRow.state.in_(_ON_NODE), JobRow.node.in_(nodes)
-        )
-    ):
-        since = started or dispatched
-        elapsed = (now - since).total_seconds() if since is not None else 0.0
-        if node is not None:
-            free_in[node].append((expected or 0.0) - elapsed)
-    shares = {
-        owner: float(share)
-        for owner, share in await session.execute(
-            select(QuotaRow.owner, QuotaRow.share).where(QuotaRow.share.is_not(None))
-        )
-        if share is not None
-    }
+    shares: dict[str, float] = {}
+    epoch_now = now.timestamp()
+    result = await session.execute(_context(dialect, len(nodes), len(spread)), params)
+    for kind, key, sub, n, x in result:
+        if kind == "ahead":
+            own[key] = int(n)
+        elif kind == "stretch":
+            found.append((int(n), key))
+        elif kind == "owner":
+            per_owner[key][sub] = (int(n), max(0.0, float(x or 0.0)))
+        elif kind == "node":
+            slots[key] = int(n)
+        elif kind == "run":
+            free_in[key].append(float(x) - epoch_now if x is not None else 0.0)
+        elif x is not None:
+            shares[key] = float(x)
+    if spread:
+        pos.place(spread, found, own)
+    own.update(await pos.count_ahead(session, pos.missing(bands, own), by_owner=True))
 
     def share_of(owner: str) -> float:
         return shares.get(owner, shares.get("*", 1.0))
 
     positions: dict[str, int] = {}
     for r in queued:
-        assert r.node is not None
         others = [(n, share_of(o)) for o, (n, _) in per_owner[r.node].items() if o != r.owner]
         positions[r.id] = fair_position(own.get(r.id, 0), share_of(r.owner), others)
     out: dict[str, tuple[int, datetime]] = {}
@@ -125,3 +167,64 @@ async def estimate(
                 at = r.not_before
             out[r.id] = (positions[r.id], at)
     return out
+
+
+@functools.lru_cache(maxsize=512)
+def _context(dialect: str, nodes: int, spread: int) -> CompoundSelect[Any]:
+    """Everything a page's estimates read, as one ``UNION ALL`` of ``(kind, key, sub, n, x)`` rows:
+
+    - ``ahead``: (job id, its owner's queued jobs ahead of it on its node), for ``:ids``;
+    - ``stretch``: (job id, band) for the queue between each spread band's first and last page job;
+    - ``owner``: (node, owner, queued jobs, their expected seconds), from ``job_counts``;
+    - ``node``: (node, slots); ``run``: (node, expected end in epoch seconds) of its first ``slots``
+      starting or running jobs by expected end; ``share``: (owner, fair-share weight).
+    """
+    nothing_s, nothing_n, nothing_x = cast(null(), String), cast(null(), Integer), cast(null(), Float)
+
+    def kind(name: str) -> Any:
+        return literal_column(f"'{name}'", String).label("kind")
+
+    ahead = pos.AHEAD_OF_EACH[True].subquery("ahead")
+    parts: list[Select[Any]] = [
+        select(kind("ahead"), ahead.c[0].label("key"), nothing_s, cast(ahead.c[1], Integer), nothing_x)
+    ]
+    if spread:
+        s = pos.stretches(spread, by_owner=True).subquery("stretches")
+        parts.append(select(kind("stretch"), s.c.id, nothing_s, cast(s.c.band, Integer), nothing_x))
+    in_nodes: Any = bindparam("nodes", expanding=True)
+    parts.append(
+        select(
+            kind("owner"),
+            JobCountRow.node,
+            JobCountRow.owner,
+            cast(JobCountRow.n, Integer),
+            cast(JobCountRow.seconds, Float),
+        ).where(
+            JobCountRow.node.in_(in_nodes),
+            JobCountRow.state == _QUEUED,
+            JobCountRow.owner != "*",
+            JobCountRow.n > 0,
+        )
+    )
+    slots = literal_column(_SLOTS[dialect], Integer)
+    parts.append(
+        select(kind("node"), NodeRow.name, nothing_s, slots, nothing_x).where(NodeRow.name.in_(in_nodes))
+    )
+    end: Any = literal_column(_END[dialect])
+    for i in range(nodes):
+        node: Any = bindparam(f"n{i}")
+        first = (
+            select(JobRow.node, end.label("e"))
+            .where(JobRow.node == node, sql_text(_ACTIVE))
+            .order_by(end)
+            .limit(func.coalesce(select(slots).where(NodeRow.name == node).scalar_subquery(), 1))
+            .subquery(f"run{i}")
+        )
+        epoch: Any = literal_column(_END_EPOCH[dialect].format(e=f"run{i}.e"))
+        parts.append(select(kind("run"), first.c.node, nothing_s, nothing_n, cast(epoch, Float)))
+    parts.append(
+        select(kind("share"), QuotaRow.owner, nothing_s, nothing_n, cast(QuotaRow.share, Float)).where(
+            QuotaRow.share.is_not(None)
+        )
+    )
+    return union_all(*parts)

@@ -100,6 +100,10 @@ class JobRow(Base):
         Index("ix_jobs_name_id", "name", "id"),
         # the scheduler's per-node queue, and queue positions (a range count, priority desc, id asc)
         Index("ix_jobs_node_state_priority", "node", "state", "priority", "id"),
+        # an owner's queue on a node: the jobs of theirs ahead of one, an index-only count (fair share)
+        Index("ix_jobs_node_state_owner", "node", "state", "owner", "priority", "id"),
+        # ix_jobs_active_end (migration 0011, an expression index per database): starting and running
+        # jobs by node and expected end, so a node's next free slots are its first entries
     )
 
 
@@ -177,6 +181,10 @@ class JobCountRow(Base):
     node: Mapped[str] = mapped_column(String(128), primary_key=True)
     state: Mapped[str] = mapped_column(String(16), primary_key=True)
     n: Mapped[int] = mapped_column(BigInteger)
+    #: the expected runtimes of those jobs summed (None counts 0): a node's queue's mean runtime
+    seconds: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_job_counts_node_state", "node", "state", "owner"),)
 
 
 class WorkflowRow(Base):

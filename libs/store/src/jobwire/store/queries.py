@@ -69,15 +69,17 @@ def decode_cursor(cursor: str) -> str:
 
 
 def row_to_job(
-    row: JobRow,
-    transitions: Iterable[TransitionRow],
+    row: Any,
+    transitions: Iterable[Any],
     labels: Mapping[str, str] | None,
     queue_position: int | None,
     estimated_start: datetime | None = None,
 ) -> v1.Job:
     """A ``v1.Job`` from its row; the columns win over the stored spec for what the system decides.
 
-    ``labels`` None means the spec's own (what the scheduler stores in ``job_labels`` too).
+    ``row`` and ``transitions`` are ``JobRow``/``TransitionRow`` or plain result rows of their columns
+    (what the read path fetches: no ORM objects to build). ``labels`` None means the spec's own (what the
+    scheduler stores in ``job_labels`` too).
     """
     transitions = list(transitions)
     spec = v1.decode(row.spec, v1.JobSpec)
@@ -121,19 +123,24 @@ def row_to_job(
 async def get_job(session: AsyncSession, job_id: str, *, owner: str | None = None) -> v1.Job | None:
     """One job, or None when it does not exist (or, with ``owner``, belongs to someone else).
 
-    Two queries: the row, then its transitions; a queued one's position and estimated start add five
+    Two statements: the row, then its transitions; a queued one's position and estimated start add one
     (``estimates``).
     """
     params = {"id": job_id, **({"owner": owner} if owner is not None else {})}
     found = (await session.execute(_job_statement(owner is not None), params)).one_or_none()
     if found is None:
         return None
-    return (await _assemble(session, [(found[0], None)]))[0]
+    return (await _assemble(session, [found]))[0]
+
+
+#: every column of a job, fetched as plain rows: building ORM objects cost more than the query
+_JOB_COLUMNS = tuple(JobRow.__table__.c)
+_TRANSITION_COLUMNS = tuple(TransitionRow.__table__.c)
 
 
 @functools.cache
 def _job_statement(by_owner: bool) -> Select[Any]:
-    query = select(JobRow).where(JobRow.id == bindparam("id"))  # its position: ``estimates``
+    query = select(*_JOB_COLUMNS).where(JobRow.id == bindparam("id"))  # its position: ``estimates``
     return query.where(JobRow.owner == bindparam("owner")) if by_owner else query
 
 
@@ -159,10 +166,10 @@ async def list_jobs(
     ``InvalidCursor`` for a cursor this module did not produce and ``ValueError`` for a limit outside
     1..MAX_PAGE_SIZE.
 
-    Two queries whatever the page size (the page, then its transitions), and for a page holding queued
-    jobs two per node, owner and priority among them and four for all (``estimates.estimate``). The
-    statement is built once per combination of filters (with bound parameters) and kept: building it
-    costs more Python time than the database spends answering it.
+    Two statements whatever the page size (the page, then its transitions), and one more for a page
+    holding queued jobs (their positions and estimated starts, ``estimates.estimate``). The statement is
+    built once per combination of filters (with bound parameters) and kept: building it costs more
+    Python time than the database spends answering it.
     """
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, not {limit}")
@@ -199,10 +206,9 @@ async def list_jobs(
             postgres=session.get_bind().dialect.name == "postgresql",
         )
     )
-    found = list((await session.execute(statement, params)).scalars())
+    found = (await session.execute(statement, params)).all()
     next_cursor = encode_cursor(found[limit - 1].id) if len(found) > limit else None
-    page = found[:limit]
-    return await _assemble(session, [(row, None) for row in page]), next_cursor
+    return await _assemble(session, found[:limit]), next_cursor
 
 
 async def _workflow_job_ids(session: AsyncSession, workflow: str) -> list[str]:
@@ -231,8 +237,7 @@ class _Shape:
 @functools.lru_cache(maxsize=512)
 def _page_statement(shape: _Shape) -> Select[Any]:
     page = _page(shape)
-    job = aliased(JobRow, page)
-    return select(job).order_by(job.id.desc())
+    return select(*(page.c[c.key] for c in _JOB_COLUMNS)).order_by(page.c.id.desc())
 
 
 def _page(shape: _Shape) -> Subquery:
@@ -360,26 +365,29 @@ def _conditions(
     return conditions
 
 
-async def _assemble(session: AsyncSession, rows: Sequence[tuple[JobRow, int | None]]) -> list[v1.Job]:
-    """Jobs for ``(row, queue position)`` pairs with their transitions, in one query for all of them.
+_TRANSITIONS_OF = (
+    select(*_TRANSITION_COLUMNS)
+    .where(TransitionRow.job_id.in_(bindparam("ids", expanding=True)))
+    .order_by(TransitionRow.id)
+)
+
+
+async def _assemble(session: AsyncSession, rows: Sequence[Any]) -> list[v1.Job]:
+    """Jobs for rows of ``_JOB_COLUMNS`` with their transitions, in one statement for all of them,
+    and for the queued ones their fair-share positions and estimated starts in one more.
 
     Labels come from the stored spec (they never change after submit; ``job_labels`` is their index).
     """
     if not rows:
         return []
-    transitions: dict[str, list[TransitionRow]] = defaultdict(list)
-    result = await session.execute(
-        select(TransitionRow)
-        .where(TransitionRow.job_id.in_([r.id for r, _ in rows]))
-        .order_by(TransitionRow.id)
-    )
-    for t in result.scalars():
+    transitions: dict[str, list[Any]] = defaultdict(list)
+    for t in await session.execute(_TRANSITIONS_OF, {"ids": [r.id for r in rows]}):
         transitions[t.job_id].append(t)
     # queued jobs: their place under fair share and when they should start (replaces the node-wide rank)
-    fair = await estimates.estimate(session, [r for r, _ in rows], datetime.now(UTC))
+    fair = await estimates.estimate(session, rows, datetime.now(UTC))
     out = []
-    for row, pos in rows:
-        position, start = fair.get(row.id, (int(pos) if pos is not None else None, None))
+    for row in rows:
+        position, start = fair.get(row.id, (None, None))
         out.append(row_to_job(row, transitions[row.id], None, position, start))
     return out
 
