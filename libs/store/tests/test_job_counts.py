@@ -55,14 +55,34 @@ async def _assert_exact(sessions: async_sessionmaker[AsyncSession]) -> Counter[t
             )
         exact = select(func.sum(JobCountRow.n)).where(JobCountRow.owner != "*", JobCountRow.node != "*")
         assert ((await session.execute(exact)).scalar_one() or 0) == sum(truth.values())
+        await _assert_seconds_exact(session)
     return truth
+
+
+async def _assert_seconds_exact(session: AsyncSession) -> None:
+    """Each counts row's ``seconds`` (migration 0011) is the expected runtimes of its jobs summed, the
+    rollups included: what a queued page's estimates read instead of the node's whole queue."""
+    seconds: Counter[tuple[str, str, str]] = Counter()
+    for owner, node, state, runtime in await session.execute(
+        select(JobRow.owner, JobRow.node, JobRow.state, JobRow.expected_runtime)
+    ):
+        for key in ((owner, node or ""), (owner, "*"), ("*", node or ""), ("*", "*")):
+            seconds[(*key, state)] += runtime or 0.0
+    rows = await session.execute(
+        select(JobCountRow.owner, JobCountRow.node, JobCountRow.state, JobCountRow.seconds)
+    )
+    stored = {(o, n, st): sec or 0.0 for o, n, st, sec in rows}
+    for key in set(stored) | set(seconds):
+        assert abs(stored.get(key, 0.0) - seconds.get(key, 0.0)) < 1e-6, key
 
 
 async def test_counts_follow_every_kind_of_job_write(sessions, make_job, add):
     # submits: one at a time through the ORM (as the scheduler does), and many in one statement
-    seeds = [make_job(owner=("alice", "bob")[i % 2], node=None) for i in range(6)]
+    seeds = [make_job(owner=("alice", "bob")[i % 2], node=None, expected_runtime=10.0 * i) for i in range(6)]
     await add(*seeds)
-    bulk = [make_job(owner="carol", node="n2", state="succeeded").job for _ in range(25)]
+    bulk = [
+        make_job(owner="carol", node="n2", state="succeeded", expected_runtime=1.5).job for _ in range(25)
+    ]
     async with sessions() as session, session.begin():
         await session.execute(
             insert(JobRow), [{c.key: getattr(j, c.key) for c in JobRow.__table__.columns} for j in bulk]
@@ -83,6 +103,7 @@ async def test_counts_follow_every_kind_of_job_write(sessions, make_job, add):
         rows[seeds[1].id].state = "held"
         rows[seeds[1].id].node = None
         rows[seeds[2].id].reason = "no counted column changes"
+        rows[seeds[3].id].expected_runtime = 99.0  # counted in seconds only
     await _assert_exact(sessions)
 
     # one statement changing many rows, an owner change, and a write that changes nothing counted

@@ -226,3 +226,35 @@ async def test_counts_read_the_counts_table_not_the_jobs(busy, captured, session
     text = json.dumps(plan) if isinstance(plan, dict) else repr(plan)
     assert "job_counts" in text
     assert not re.search(r"\bjobs\b", text.replace("job_counts", "")), plan
+
+
+async def test_queue_estimates_read_short_index_ranges_only(busy, captured, sessions):
+    """A ``state=queued`` page's positions and estimated starts (the third statement) read every input
+    through an index: an owner's jobs ahead on a node by ``ix_jobs_node_state_owner`` (index only), a
+    node's first running jobs by expected end by ``ix_jobs_active_end``, the queued counts per owner by
+    ``ix_job_counts_node_state``; no scan of the jobs or of the counts, and no sort of a node's running
+    jobs (the planner would read every one of them)."""
+    async with sessions() as session:
+        page, _ = await queries.list_jobs(session, states=["queued"], limit=50)
+    assert page and all(j.queue_position is not None for j in page if j.node)
+    assert len(captured) == 3
+    statement, parameters = captured[2]
+    plan = await _plan(busy, statement, parameters)
+    if busy.dialect.name == "sqlite":
+        used, problems = _sqlite_findings(plan)
+        problems += [row[3] for row in plan if re.fullmatch(r"SCAN job_counts( AS \w+)?", row[3])]
+        problems += [row[3] for row in plan if "TEMP B-TREE" in row[3]]
+    else:
+        used, problems = _pg_findings(plan)
+
+        def visit(node: dict[str, Any]) -> None:
+            if node["Node Type"] == "Seq Scan" and node.get("Relation Name") == "job_counts":
+                problems.append("sequential scan of job_counts")
+            if node["Node Type"] in ("Sort", "Incremental Sort"):
+                problems.append(f"a sort: {node.get('Sort Key')}")
+            for child in node.get("Plans", []):
+                visit(child)
+
+        visit(plan)
+    assert {"ix_jobs_node_state_owner", "ix_jobs_active_end", "ix_job_counts_node_state"} <= used, plan
+    assert problems == [], (problems, plan)

@@ -1,10 +1,11 @@
 """The read side: jobs and nodes as contract types, in a fixed number of queries per call.
 
-The gateway answers every GET from here. A page of jobs, or one job, costs two queries whatever its size
-(the rows, then the transitions of them all; queue positions and estimated starts add two per node, owner
-and priority of the queued jobs on the page and four more, ``estimates``), so a list never degrades into one
-query per job; and each is served by an index that matches it, so it costs the same at a million jobs and at
-any cursor depth. Counts are read from ``job_counts``, which triggers keep (migrations 0003, 0005).
+The gateway answers every GET from here. A page of jobs, or one job, costs two statements whatever its size
+(the rows, then the transitions of them all) and a third when it holds queued jobs (their queue positions
+and estimated starts with everything those need, ``estimates``), so a list never degrades into one query per
+job; each is served by an index that matches it, so it costs the same at a million jobs and at any cursor
+depth. Rows are fetched as plain result rows, not ORM objects (building those cost more than the SQL).
+Counts are read from ``job_counts``, which triggers keep (migrations 0003, 0005, 0011).
 """
 
 from __future__ import annotations
