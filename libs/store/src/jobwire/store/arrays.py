@@ -8,13 +8,14 @@ GROUP BY over ``ix_jobs_array_id_state``), and the page (a range of ``ix_jobs_ar
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobwire.contracts import v1
 
-from .models import ArrayRow, JobRow, TransitionRow
+from .models import ArrayRow, JobRow
 
 S = v1.JobState
 #: the largest page of tasks served at once
@@ -112,20 +113,23 @@ def _task(job: JobRow) -> v1.ArrayTask:
     )
 
 
-def attempts_of(transitions: Iterable[TransitionRow]) -> list[v1.AttemptRecord]:
+_STATES = {s.value: s for s in S}  # ``JobState(value)`` costs microseconds a call: a page makes hundreds
+_ENDS = frozenset((*v1.TERMINAL, S.LOST))
+
+
+def attempts_of(transitions: Iterable[Any]) -> list[v1.AttemptRecord]:
     """Each attempt's node, start, end, exit code and reason, from the job's history (``queued``
     between attempts belongs to none)."""
     by: dict[int, v1.AttemptRecord] = {}
-    ends = (*v1.TERMINAL, S.LOST)
     for t in transitions:
         if t.attempt < 1:
             continue
-        state = S(t.state)
+        state = _STATES[t.state]
         rec = by.setdefault(t.attempt, v1.AttemptRecord(attempt=t.attempt, state=state))
         rec.node = rec.node or t.node
         if state is S.RUNNING and rec.started_at is None:
             rec.started_at = t.at
-        if state in ends:
+        if state in _ENDS:
             rec.state, rec.exit_code, rec.reason, rec.ended_at = state, t.exit_code, t.reason, t.at
         elif rec.ended_at is None and state is not S.QUEUED:
             rec.state = state
