@@ -229,12 +229,18 @@ def lookup(name: str, *, allow_root: bool = False) -> Account:
             f"the account {name!r} does not exist on this node "
             "(create it, or let the executor: JOBWIRE_EXECUTOR_CREATE_ACCOUNTS=1)"
         ) from None
-    if pw.pw_uid == 0 and not allow_root:
-        raise AccountRefused(f"the account {name!r} is root: {_ROOT_REFUSED}")
     groups = tuple(dict.fromkeys([pw.pw_gid, *os.getgrouplist(name, pw.pw_gid)]))
-    if 0 in groups and not allow_root:
-        raise AccountRefused(f"the account {name!r} is in the root group: {_ROOT_REFUSED}")
-    return Account(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir)
+    return checked(Account(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir), allow_root=allow_root)
+
+
+def checked(account: Account, *, allow_root: bool = False) -> Account:
+    """``account`` unless it is root or in the root group (AccountRefused), wherever it was looked up
+    (this machine's passwd database, or a node asked over SSH)."""
+    if account.uid == 0 and not allow_root:
+        raise AccountRefused(f"the account {account.name!r} is root: {_ROOT_REFUSED}")
+    if 0 in account.groups and not allow_root:
+        raise AccountRefused(f"the account {account.name!r} is in the root group: {_ROOT_REFUSED}")
+    return account
 
 
 def create_account(name: str, home_base: str) -> None:

@@ -267,15 +267,17 @@ class Executor(ABC):
         """
         raise HoldRefused(f"the {self.backend or 'this'} backend cannot hold a run it launched")
 
-    def job_files(self, job_id: str, attempt: int) -> tuple[Transport, str] | None:
+    async def job_files(self, job_id: str, attempt: int) -> tuple[Transport, str] | None:
         """Where an attempt's directory is, and the transport that reaches it (what
-        ``GET /v1/jobs/{id}/files`` shows); None where this backend keeps no attempt files.
-        ValueError for a job id that cannot name a directory."""
+        ``GET /v1/jobs/{id}/files`` shows: as the job's account where the executor is not root);
+        None where this backend keeps no attempt files. ValueError for a job id that cannot name a
+        directory."""
         from .attempt.layout import check_job_id  # here: the attempt package imports this module
 
         if self.attempts is None:
             return None
-        return self.attempts.transport, self.attempts.dir(check_job_id(job_id), attempt).path
+        d = self.attempts.dir(check_job_id(job_id), attempt)
+        return self.attempts.reach(await self.attempts.account_at(d)), d.path
 
     async def purge(self, job_id: str) -> None:
         """Remove every attempt directory of ``job_id`` this node keeps (the job was deleted).
@@ -305,17 +307,17 @@ class Executor(ABC):
     async def read_progress(self, handle: RunHandle) -> bytes | None:
         """The job's progress file as written (None when there is none or it is too large)."""
         f = self.files()
-        return await f.read_progress(f.of(handle))
+        return await f.read_progress(f.of(handle), account_of(handle))
 
     async def list_outputs(self, handle: RunHandle) -> list[OutputFile]:
         """Regular files the job left in its output directory (no symlinks), names relative to it."""
         f = self.files()
-        return await f.list_outputs(f.of(handle))
+        return await f.list_outputs(f.of(handle), account_of(handle))
 
     async def read_output(self, handle: RunHandle, name: str, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes of output file ``name`` from ``offset`` (uploads stream through this)."""
         f = self.files()
-        return await f.read_output(f.of(handle), name, offset, size)
+        return await f.read_output(f.of(handle), name, offset, size, account_of(handle))
 
     async def load_state(self, handle: RunHandle) -> bytes | None:
         """What the loop saved for this attempt with :meth:`save_state` (None when nothing yet)."""
@@ -332,6 +334,12 @@ class Executor(ABC):
         that frees something per run (GPUs, a container) does so after calling this."""
         f = self.files()
         await f.mark_reported(f.of(handle))
+
+
+def account_of(handle: RunHandle) -> str | None:
+    """The account whose own directory the run's is, where the executor reaches it as that account."""
+    account = handle.details.get("account")
+    return account if isinstance(account, str) else None
 
 
 def load_executor(name: str) -> type[Executor]:

@@ -20,9 +20,11 @@ log = logging.getLogger(__name__)
 async def answer(executor: Executor, req: FilesRequest) -> FilesReply:
     """A listing or one chunk, or the status and reason why not (never an exception)."""
     try:
-        found = executor.job_files(req.job_id, req.attempt)
+        found = await executor.job_files(req.job_id, req.attempt)
     except ValueError as e:
         return FilesReply(status=400, error=str(e))
+    except (TransportError, OSError) as e:
+        return FilesReply(status=503, error=f"the node could not find attempt {req.attempt}: {e}")
     if found is None:
         return FilesReply(status=501, error=f"the {executor.backend} backend cannot show a job's files")
     transport, root = found

@@ -5,13 +5,15 @@ A backend launches and watches the attempt; where its files are and how they are
 whichever transport reaches them (this machine, an SSH node, a cluster's shared storage).
 Issue 12's ownership is set in :meth:`AttemptFiles.prepare`: under run-as the job's directory is its
 account's, mode 0700, and (layout :data:`~.layout.APART`) the executor's files are in a tree of the
-executor's own, 0700, that the account cannot enter.
+executor's own, 0700, that the account cannot enter. Where the executor is root it writes the job's
+directory and then gives it away; where it is not (an SSH node's login account, ``as_account``), the
+account makes, writes and reads its own directory through ``sudo`` and the executor never enters it.
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from jobwire.contracts.v1 import RunJob, codec
@@ -21,9 +23,12 @@ from ..executor import STREAMS, OutputFile, RunHandle, StartRefused
 from ..inputs import INPUT_MODE, InputSource, target_in
 from ..transport import Transport
 from ..transport.confined import PathRefused
+from ..transport.sudo import SudoTransport
 from . import layout as L
 
 PROGRESS_MAX = 65536
+#: the transport that acts as a named account on the attempts' machine (``sudo -n -u``)
+AsAccount = Callable[[str], SudoTransport]
 
 
 @dataclass(frozen=True)
@@ -41,10 +46,31 @@ def rank_of(run: RunJob) -> int:
 class AttemptFiles:
     """Every attempt below ``root`` (``<root>/jobs/<job>/<attempt>``), laid out by ``layout``."""
 
-    def __init__(self, transport: Transport, root: str, layout: L.Layout = L.FLAT) -> None:
+    def __init__(
+        self, transport: Transport, root: str, layout: L.Layout = L.FLAT, as_account: AsAccount | None = None
+    ) -> None:
         self.transport = transport
         self.root = root
         self.layout = layout
+        #: set where the executor cannot give a directory away (not root): the job's directory is then
+        #: made, written and read as its account through this (:data:`~.layout.APART` only)
+        self.as_account = as_account
+
+    def reach(self, account: str | None) -> Transport:
+        """The transport for a job's own directory: the executor's, or, where the executor is not
+        root and the job runs as ``account``, that account's (so reads stay within its rights)."""
+        if account is None or self.as_account is None:
+            return self.transport
+        return self.as_account(account)
+
+    async def account_at(self, d: L.AttemptDir) -> str | None:
+        """The account recorded for an attempt whose directory is reached as it (None otherwise)."""
+        if self.as_account is None:
+            return None
+        try:
+            return (await self.transport.read_file(d.own(L.ACCOUNT))).decode().strip() or None
+        except FileNotFoundError:
+            return None
 
     def dir(self, job_id: str, attempt: int, rank: int = 0) -> L.AttemptDir:
         return L.AttemptDir.of(self.root, job_id, attempt, self.layout, rank)
@@ -81,6 +107,8 @@ class AttemptFiles:
         written: until then only the executor could write there, so nothing in it was planted. The
         executor's files stay its own, 0700 (with :data:`~.layout.APART`, outside the job's directory).
         """
+        if account is not None and self.as_account is not None:
+            return await self._prepare_as(run, d, files, dirs, inputs, account, required_inputs)
         t = self.transport
         own_modes: dict[str, int] = {}
         if self.layout.apart:
@@ -97,6 +125,40 @@ class AttemptFiles:
         if account is not None:
             await self.give(d, account)
         return placed
+
+    async def _prepare_as(
+        self,
+        run: RunJob,
+        d: L.AttemptDir,
+        files: Sequence[FileToWrite],
+        dirs: Iterable[str],
+        inputs: InputSource | None,
+        account: Account,
+        required_inputs: bool,
+    ) -> dict[str, str]:
+        """:meth:`prepare` where the executor is not root: its own files as ever, and the job's
+        directory made by the account itself (checked to be its own: ``<root>/jobs`` is sticky and
+        open to every account), its files and inputs written as the account."""
+        if not self.layout.apart:
+            raise StartRefused("this layout keeps the executor's files inside the job's directory")
+        assert self.as_account is not None
+        t, jt = self.transport, self.as_account(account.name)
+        for path in dict.fromkeys([d.private, d.logs]):
+            await t.mkdir(path)
+        for path in (posixpath.join(self.root, L.OWN_TREE), d.private):
+            await t.chmod(path, 0o700)
+        await t.write_file(d.own(L.RUN_JSON), codec.encode(run))
+        await t.write_file(d.own(L.ACCOUNT), f"{account.name}\n".encode(), 0o600)
+        ours = [f for f in files if f.path.startswith(d.private + "/")]
+        for f in ours:
+            await t.write_file(f.path, f.data, f.mode)
+        below = [p for p in dict.fromkeys([d.work, d.outputs, *dirs]) if p.startswith(d.path + "/")]
+        await jt.claim_dirs([posixpath.dirname(d.path), d.path], below)
+        theirs = [f for f in files if f not in ours]
+        for f in theirs:
+            await jt.write_file(f.path, f.data, f.mode)
+        taken = {f.path for f in files} | set(dirs)
+        return await self.place_inputs(run, d, taken, inputs, required_inputs, jt)
 
     async def give(self, d: L.AttemptDir, account: Account) -> None:
         """The job's directory to ``account``, 0700; the executor's directories above it 0711 (passable
@@ -118,8 +180,11 @@ class AttemptFiles:
         taken: set[str],
         inputs: InputSource | None,
         required: bool = True,
+        transport: Transport | None = None,
     ) -> dict[str, str]:
-        """The job's named inputs below its work directory, 0444, one at a time."""
+        """The job's named inputs below its work directory, 0444, one at a time (through
+        ``transport``: the account's where the executor cannot write there)."""
+        t = transport or self.transport
         placed: dict[str, str] = {}
         if not run.spec.inputs:
             return placed
@@ -134,8 +199,8 @@ class AttemptFiles:
             data = await inputs.fetch(run.owner, ref) if required else await inputs.get(run.owner, ref)
             if data is None:
                 continue
-            await self.transport.mkdir(posixpath.dirname(target))
-            await self.transport.write_file(target, data, INPUT_MODE)
+            await t.mkdir(posixpath.dirname(target))
+            await t.write_file(target, data, INPUT_MODE)
             placed[ref.name] = target
         return placed
 
@@ -156,8 +221,23 @@ class AttemptFiles:
         ]
 
     async def purge(self, job_id: str) -> None:
-        """``<root>/jobs/<job_id>``, every attempt (the job was deleted); the id is checked by the caller."""
-        await self.transport.remove_tree(posixpath.join(self.root, "jobs", job_id))
+        """``<root>/jobs/<job_id>``, every attempt (the job was deleted); the id is checked by the caller.
+        A directory made as an account is removed as that account (the ones its attempts recorded)."""
+        top = posixpath.join(self.root, "jobs", job_id)
+        accounts: list[str] = []
+        if self.as_account is not None:
+            own = posixpath.join(self.root, L.OWN_TREE, "jobs", job_id)
+            try:
+                entries = await self.transport.list_dir(own, depth=1)
+            except FileNotFoundError:
+                entries = []
+            for e in entries:
+                name = await self.account_at(L.AttemptDir(top, self.layout, posixpath.join(own, e.name)))
+                if e.kind == "dir" and name is not None:
+                    accounts.append(name)
+        for name in dict.fromkeys(accounts):
+            await self.reach(name).remove_tree(top)
+        await self.transport.remove_tree(top)
         if self.layout.apart:
             await self.transport.remove_tree(posixpath.join(self.root, L.OWN_TREE, "jobs", job_id))
 
@@ -183,26 +263,28 @@ class AttemptFiles:
         except FileNotFoundError:
             return b""
 
-    async def read_progress(self, d: L.AttemptDir) -> bytes | None:
+    async def read_progress(self, d: L.AttemptDir, account: str | None = None) -> bytes | None:
         """The job's progress file, read as its outputs are (never through a link it planted)."""
         try:
-            data, _ = await self.transport.read_confined(d.path, L.PROGRESS, 0, PROGRESS_MAX + 1)
+            data, _ = await self.reach(account).read_confined(d.path, L.PROGRESS, 0, PROGRESS_MAX + 1)
         except (FileNotFoundError, PathRefused):
             return None
         return data if len(data) <= PROGRESS_MAX else None
 
-    async def list_outputs(self, d: L.AttemptDir) -> list[OutputFile]:
+    async def list_outputs(self, d: L.AttemptDir, account: str | None = None) -> list[OutputFile]:
         try:
-            entries = await self.transport.list_dir(d.outputs, depth=None)
+            entries = await self.reach(account).list_dir(d.outputs, depth=None)
         except FileNotFoundError:
             return []
         return [OutputFile(e.name, e.size) for e in entries if e.kind == "file"]
 
-    async def read_output(self, d: L.AttemptDir, name: str, offset: int, size: int) -> bytes:
+    async def read_output(
+        self, d: L.AttemptDir, name: str, offset: int, size: int, account: str | None = None
+    ) -> bytes:
         """Read as the job's files are always read (``read_confined``): component by component
         without following a symlink, so one swapped in after the listing is refused (PathRefused),
         regular files only, never through a hard link."""
-        data, _ = await self.transport.read_confined(d.outputs, name, offset, size)
+        data, _ = await self.reach(account).read_confined(d.outputs, name, offset, size)
         return data
 
     async def load_state(self, d: L.AttemptDir) -> bytes | None:

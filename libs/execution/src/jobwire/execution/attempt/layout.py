@@ -24,6 +24,11 @@ EXIT_CODE = "exit_code"
 SIGNAL = "signal"
 STATE = "state.json"
 REPORTED = "reported"
+#: the executor's own record of the account whose directory the job's is (run-as without root)
+ACCOUNT = "account"
+#: in the job's directory, the account's: its environment then its argv, each NUL-ended, read by
+#: the launcher after ``sudo`` (run-as without root; nothing of it on a command line)
+LAUNCH_ARGS = "launch.args"
 PROGRESS = "progress.json"
 OUTPUTS = "outputs"
 WORK = "work"

@@ -23,10 +23,11 @@ from ..accounts import Account
 from ..attempt import AttemptFiles, FileToWrite, job_environment
 from ..attempt import layout as L
 from ..attempt.env import check_allow
-from ..executor import STREAMS, Executor, Existing, RunHandle, RunKey, RunStatus, StartRefused
+from ..executor import STREAMS, Executor, Existing, RunHandle, RunKey, RunStatus, StartRefused, account_of
 from ..settings import ExecutorSettings
 from ..transport import DirProbe, FileStat, Transport, TransportError
 from .command import plan
+from .sudo import SudoLaunch, encode_args
 
 log = logging.getLogger(__name__)
 #: the wrapper writes its pid a few ms after the launch returns (sooner on an idle machine than under
@@ -47,18 +48,27 @@ class Wrapped:
     env: dict[str, str]
     #: what the job may take from the environment it is launched from (settings.env_allow)
     inherit: tuple[str, ...] = ()
+    #: the account whose own directory the job's is, reached as it (sudo; None: the executor's)
+    account: str | None = None
 
 
 async def prepare_wrapped(
-    executor: Executor, run: RunJob, account: Account | None = None, drop: Sequence[str] = ()
+    executor: Executor,
+    run: RunJob,
+    account: Account | None = None,
+    drop: Sequence[str] = (),
+    via: SudoLaunch | None = None,
 ) -> Wrapped:
     """Write the attempt (directory, run.json, wrapper, the job's files, inputs) and compose what runs
     it: the same for a detached process and a batch job, so neither can miss a file or a variable.
 
     With ``account`` the job's directory is given to it and ``drop`` (the argv prefix that becomes
     that account, :func:`setpriv_argv`) runs the job; the wrapper itself stays the executor's.
+    With ``via`` as well (the executor is not root: :mod:`.sudo`), the account makes its own
+    directory and the wrapper starts the job through sudo with its environment from a file there:
+    the wrapper and sudo then run with no variable of the job, so none reaches the executor's side.
     """
-    if account is not None:
+    if account is not None and via is None:
         check_loader_env(run.spec.env)
     f = executor.files()
     d = f.for_run(run)
@@ -70,6 +80,13 @@ async def prepare_wrapped(
     if account is not None:  # the executor's HOME, USER, LOGNAME are not the job's
         inherit = tuple(x for x in inherit if x not in ACCOUNT_VARS)
     log_max = str(max(0, executor.settings.log_max_bytes))
+    if account is not None and via is not None:
+        values = {**{k: v for k, v in via.inherited.items() if k not in ACCOUNT_VARS}, **env}
+        args = d.file(L.LAUNCH_ARGS)
+        await via.transport.write_file(args, encode_args(values, p.argv), 0o600)
+        # the wrapper stays out of the job's directory; the launcher enters it as the account
+        argv = ["/bin/sh", d.own(L.WRAPPER), d.private, "/", log_max, *via.drop(), args, p.cwd]
+        return Wrapped(d, argv, {}, (), account=via.account)
     argv = ["/bin/sh", d.own(L.WRAPPER), d.private, p.cwd, log_max, *drop, *p.argv]
     return Wrapped(d, argv, env, inherit)
 
@@ -173,7 +190,10 @@ class ProcessExecutor(Executor):
             raise
         pid, began = await self._wait_for_pid(d)
         log.info("started %s attempt %d as process group %d in %s", run.job_id, run.attempt, pid, d.path)
-        return RunHandle(run, d.path, {"pid": pid, "dir": d.path}, started_at=began)
+        details: dict[str, object] = {"pid": pid, "dir": d.path}
+        if w.account is not None:
+            details["account"] = w.account
+        return RunHandle(run, d.path, details, started_at=began)
 
     async def _wait_for_pid(self, d: L.AttemptDir) -> tuple[int, float | None]:
         """The wrapper's pid and when it wrote it (the job's real start, on the node's clock)."""
@@ -193,7 +213,7 @@ class ProcessExecutor(Executor):
 
     async def existing(self, job_id: str, attempt: int, rank: int = 0) -> Existing | None:
         d = self.files().dir(job_id, attempt, rank)
-        [probe] = await self.transport.probe([d.private], read=[L.PID, L.EXIT_CODE, L.REPORTED])
+        [probe] = await self.transport.probe([d.private], read=[L.PID, L.EXIT_CODE, L.REPORTED, L.ACCOUNT])
         if L.REPORTED in probe.files:
             return Existing(None, reported=True)
         if not _launched(probe):
@@ -202,7 +222,7 @@ class ProcessExecutor(Executor):
 
     async def adopt(self) -> list[RunHandle]:
         dirs = await self.files().listed()
-        probes = await self.transport.probe(dirs, read=[L.PID, L.EXIT_CODE, L.REPORTED])
+        probes = await self.transport.probe(dirs, read=[L.PID, L.EXIT_CODE, L.REPORTED, L.ACCOUNT])
         handles: list[RunHandle] = []
         for probe in probes:
             if L.REPORTED in probe.files:
@@ -222,7 +242,11 @@ class ProcessExecutor(Executor):
         run = await self.files().read_run(probe.path)
         d = self.files().for_run(run)
         pid = _int(probe.files.get(L.PID))
-        return RunHandle(run, d.path, {"pid": pid, "dir": d.path}, started_at=began_at(probe))
+        details: dict[str, object] = {"pid": pid, "dir": d.path}
+        account = probe.files.get(L.ACCOUNT, b"").decode("utf-8", "replace").strip()
+        if account and self.files().as_account is not None:
+            details["account"] = account
+        return RunHandle(run, d.path, details, started_at=began_at(probe))
 
     async def poll(self, handles: Sequence[RunHandle]) -> dict[RunKey, RunStatus]:
         dirs = [self.files().of(h) for h in handles]
@@ -233,12 +257,35 @@ class ProcessExecutor(Executor):
             alive_from=L.PID,
         )
         # the job's own directory only for its progress file's size and time (nothing read there)
-        jobs = await self.transport.probe([d.path for d in dirs], stat=[L.PROGRESS])
+        jobs = await self._progress_stats(handles, dirs)
         out: dict[RunKey, RunStatus] = {}
-        for h, probe, job in zip(handles, probes, jobs, strict=True):
+        for h, probe, progress in zip(handles, probes, jobs, strict=True):
             if probe.alive is not None:
                 self._alive[h.key] = probe.alive
-            out[h.key] = _status(probe, job.stats.get(L.PROGRESS))
+            out[h.key] = _status(probe, progress)
+        return out
+
+    async def _progress_stats(
+        self, handles: Sequence[RunHandle], dirs: Sequence[L.AttemptDir]
+    ) -> list[FileStat | None]:
+        """Each job's progress file's size and time: one probe per account the jobs' directories are
+        reached as (one for all where the executor reaches them itself). A probe that fails leaves
+        its jobs' progress unknown for this poll; their end is still seen in the executor's files."""
+        groups: dict[str | None, list[int]] = {}
+        for i, h in enumerate(handles):
+            groups.setdefault(account_of(h), []).append(i)
+        out: list[FileStat | None] = [None] * len(handles)
+        for account, idx in groups.items():
+            t = self.files().reach(account)
+            try:
+                got = await t.probe([dirs[i].path for i in idx], stat=[L.PROGRESS])
+            except TransportError as e:
+                if account is None:
+                    raise
+                log.warning("reading the progress of %d job(s) as %s failed: %s", len(idx), account, e)
+                continue
+            for i, job in zip(idx, got, strict=True):
+                out[i] = job.stats.get(L.PROGRESS)
         return out
 
     async def signal(self, handle: RunHandle, sig: signal.Signals) -> None:
@@ -247,11 +294,28 @@ class ProcessExecutor(Executor):
             raise TransportError(f"{handle.ref} has no process group to signal")
         # Recorded first: once KILL is sent the wrapper can no longer write an exit code itself.
         await self.transport.write_file(self.files().of(handle).own(L.SIGNAL), f"{int(sig)}\n".encode())
+        account = account_of(handle)
+        if account is not None:
+            # The job's processes are its account's: the executor's login may not signal them. Sent
+            # as the account, to its processes of the group (the wrapper and sudo keep running and
+            # record the exit code); where that fails, sudo relays what the group gets to the job.
+            try:
+                if await self.files().reach(account).signal_group(pid, sig) and sig != signal.SIGKILL:
+                    return
+            except TransportError as e:
+                log.warning("signalling %s as %s failed (%s); signalling its group", handle.ref, account, e)
         await self.transport.signal_group(pid, sig)
 
     async def cleanup(self, handle: RunHandle) -> None:
         """Kill what the job left running in its group, as a batch system ends a job's processes."""
         pid = handle.details.get("pid")
+        account = account_of(handle)
+        if account is not None and isinstance(pid, int):
+            # what the job left of its account's processes (invisible to the login's liveness probe)
+            try:
+                await self.files().reach(account).signal_group(pid, signal.SIGKILL)
+            except TransportError as e:
+                log.warning("stopping what %s left running as %s failed: %s", handle.ref, account, e)
         if self._alive.pop(handle.key, False) and isinstance(pid, int):
             await self.transport.signal_group(pid, signal.SIGKILL)
 
