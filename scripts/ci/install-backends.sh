@@ -63,7 +63,7 @@ install_docker() {
 
 install_ssh() {
     # OpenSSH servers (a jump host and "GPU nodes" in network namespaces) are started by the tests
-    # themselves; apt never starts sshd here. Also the tools the test bed uses: ip, nft, unshare.
+    # themselves; apt never starts sshd here. Also the tools the test bed uses: ip, nft, unshare, sudo.
     local pkgs=()
     [ -x /usr/sbin/sshd ] || pkgs+=(openssh-server)
     command -v ssh-keygen >/dev/null 2>&1 || pkgs+=(openssh-client)
@@ -71,6 +71,8 @@ install_ssh() {
     command -v nft >/dev/null 2>&1 || pkgs+=(nftables)
     command -v unshare >/dev/null 2>&1 || pkgs+=(util-linux)
     command -v pgrep >/dev/null 2>&1 || pkgs+=(procps)
+    # run-as over SSH: the executor's login starts each job as its account with `sudo -n -u`
+    command -v sudo >/dev/null 2>&1 || pkgs+=(sudo)
     if [ "${#pkgs[@]}" -eq 0 ]; then
         echo "ssh: already installed ($(/usr/sbin/sshd -V 2>&1 | head -n1 || true))"
         return

@@ -149,7 +149,10 @@ def ssh_stack(
     )
     stack = Stack(config)
     stack.start()
-    api = httpx.Client(base_url=stack.api_url, timeout=30)
+    # a module whose stack checks tokens gives the key its own calls use
+    api = httpx.Client(
+        base_url=stack.api_url, timeout=30, headers=getattr(request.module, "STACK_HEADERS", {})
+    )
     s = SshStack(stack, cluster, nodes_file(cluster, home / "nodes.yaml"), api)
     try:
         s.start_executor()
