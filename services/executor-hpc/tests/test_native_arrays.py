@@ -224,3 +224,47 @@ def test_a_restarted_executor_readopts_every_native_task(kind, api, stack):
     for i, job_id in ids.items():
         assert api.logs(job_id, "stdout") == f"task {first + i}\n"
         assert api.job(job_id)["attempt"] == 1  # followed again, not run again
+
+
+@pytest.mark.parametrize("kind", PARAMS)
+def test_a_retried_task_waits_for_its_arrays_native_job(kind, api, stack, tmp_path: Path):
+    """A task retried while its native job still runs becomes a second native job that depends on
+    the first (``--dependency=afterany:J`` / ``-hold_jid J``): the array's parallelism holds across
+    both, and the retry succeeds as attempt 2."""
+    node, _, _, sep = KINDS[kind]
+    trace = tmp_path / "trace"
+    trace.touch()
+    trace.chmod(0o666)
+    mark = tmp_path / "failed-once"
+    stamp = f'echo "$1 $JOBWIRE_ARRAY_INDEX $(date +%s%N)" >> {trace}'
+    script = (
+        f"set -- s; {stamp}\n"
+        f'if [ "$JOBWIRE_ARRAY_INDEX" = 0 ] && [ ! -e {mark} ]; then\n'
+        f"touch {mark}; set -- e; {stamp}; exit 1\nfi\n"
+        f"sleep 2\nset -- e; {stamp}\n"
+    )
+    r = api.post(
+        "/v1/jobs",
+        json={
+            "backend": "hpc",
+            "node": node,
+            "script": script,
+            "resources": {"cpus": 1, "memory": "64M", "walltime": 300},
+            "expected_runtime": 3,
+            "array": {"count": 3, "parallelism": 1},
+            "retry": {"attempts": 2, "on": ["failed"]},
+        },
+    )
+    assert r.status_code in (201, 202), r.text
+    aid = r.json()["id"]
+    ids = task_ids(api, aid, 3)
+    api.wait_for(lambda: array(api, aid)["done"], 120, what="the array to end")
+    view = array(api, aid)
+    assert view["counts"]["succeeded"] == 3, view
+    assert api.job(ids[0])["attempt"] == 2
+    jobs = stack.home / "executors" / node / "jobs"
+    first = (jobs / ids[1] / "1" / "batch_id").read_text().split(sep)[0]
+    retry = (jobs / ids[0] / "2" / "batch_id").read_text().split(sep)[0]
+    assert retry != first  # a native job of its own
+    lines = trace.read_text().splitlines()
+    assert len(lines) == 8 and most_at_once(lines) == 1, lines

@@ -235,7 +235,7 @@ class HpcExecutor(Executor):
 
     def _new_handle(self, run: RunJob, path: str, batch_id: str) -> RunHandle:
         details = {"batch_id": batch_id, "dir": path, "scheduler": self.scheduler.name}
-        self.kills.follow(batch_id)
+        self.kills.follow(batch_id, run.array_id)
         return RunHandle(run, path, details, running=False)
 
     # --- finding attempts again -----------------------------------------------------------------

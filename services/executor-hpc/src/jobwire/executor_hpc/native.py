@@ -127,10 +127,16 @@ async def _submit(ex: HpcExecutor, runs: Sequence[RunJob]) -> list[RunHandle | B
         base = sched.array_first_id
         tasks = {base + n: path for n, (_, _, path) in enumerate(ready)}
         parallelism = ready[0][1].array_parallelism
+        array_id = ready[0][1].array_id or ""
+        # another native job of this array still runs (a retried task, a chunk dispatched in two
+        # rounds): this one waits for it, so never more than ``parallelism`` of the array run
+        before = ex.kills.running_job_of(array_id)
         try:
             directives = sched.directives(group) + sched.array_directives(
                 base, base + len(ready) - 1, parallelism
             )
+            if before is not None:
+                directives += sched.after_directives(before)
             script = sched.build_array_script(group, directives, tasks)
         except StartRefused as e:
             return [r if r is not None else e for r in results]
@@ -149,12 +155,13 @@ async def _submit(ex: HpcExecutor, runs: Sequence[RunJob]) -> list[RunHandle | B
             refused = StartRefused(f"the batch system refused the array: {e}")
             return [r if r is not None else refused for r in results]
         log.info(
-            "submitted %d tasks of array %s as %s array job %s%s",
+            "submitted %d tasks of array %s as %s array job %s%s%s",
             len(ready),
-            ready[0][1].array_id,
+            array_id,
             sched.name,
             job,
             f" (at most {parallelism} at once)" if parallelism else "",
+            f", after {before}" if before is not None else "",
         )
         for n, (i, run, path) in enumerate(ready):
             batch_id = sched.task_id(job, base + n)
@@ -198,17 +205,26 @@ class NativeKills:
         self.ex = ex
         #: native job -> the ids of its tasks followed now (launched or adopted, not seen to end)
         self.live: dict[str, set[str]] = {}
+        #: array id -> its native jobs submitted or adopted here
+        self.array_jobs: dict[str, set[str]] = {}
         #: native jobs killed whole: later kills of their tasks need no command
         self.whole: set[str] = set()
         self._asked: dict[str, set[str]] = {}
         self._flush: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def follow(self, batch_id: str) -> None:
+    def follow(self, batch_id: str, array_id: str | None = None) -> None:
         """A task launched or adopted: followed until a poll sees it end."""
         job = self.ex.scheduler.task_job(batch_id)
         if job is not None:
             self.live.setdefault(job, set()).add(batch_id)
+            if array_id:
+                self.array_jobs.setdefault(array_id, set()).add(job)
+
+    def running_job_of(self, array_id: str) -> str | None:
+        """A native job of the array with tasks still followed (the newest), or None."""
+        jobs = [j for j in self.array_jobs.get(array_id, set()) if self.live.get(j)]
+        return max(jobs, key=lambda j: (len(j), j)) if jobs else None
 
     def ended(self, batch_id: str) -> None:
         job = self.ex.scheduler.task_job(batch_id)

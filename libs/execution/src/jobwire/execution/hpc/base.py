@@ -233,6 +233,11 @@ class BatchSystem(ABC):
         """The id of one native task, as this adapter lists, accounts and kills it (``123_4``)."""
         raise NotImplementedError(f"{self.name} has no native arrays here")
 
+    def after_directives(self, job_id: str) -> list[Directive]:
+        """Directives that hold a native array until the native job ``job_id`` has ended (a later
+        chunk of the same array); none where the adapter has no such dependency here."""
+        return []
+
     def task_job(self, batch_id: str) -> str | None:
         """The native array job a task id belongs to (``123`` of ``123_4``); None for a plain job."""
         return None

@@ -96,6 +96,9 @@ class Sge(BatchSystem):
     def task_id(self, job_id: str, task: int) -> str:
         return f"{job_id}.{task}"
 
+    def after_directives(self, job_id: str) -> list[Directive]:
+        return [("-hold_jid", check_token("job id", job_id))]
+
     def task_job(self, batch_id: str) -> str | None:
         job, sep, _ = batch_id.partition(".")
         return job if sep else None

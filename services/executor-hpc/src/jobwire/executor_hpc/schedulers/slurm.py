@@ -124,6 +124,9 @@ class Slurm(BatchSystem):
     def task_id(self, job_id: str, task: int) -> str:
         return f"{job_id}_{task}"
 
+    def after_directives(self, job_id: str) -> list[Directive]:
+        return [("--dependency", f"afterany:{check_token('job id', job_id)}")]
+
     def task_job(self, batch_id: str) -> str | None:
         job, sep, _ = batch_id.partition("_")
         return job if sep else None
