@@ -98,6 +98,13 @@ def test_three_ranks_on_the_host_network_meet_at_rank_0(api: JobApi, shared_root
     for r in range(3):
         text = api.get(f"/v1/jobs/{job['id']}/logs", params={"rank": r, "stream": "stdout"}).text
         assert text == f"hello from rank {r} of 3\n"
+    # every rank's outputs are the job's artifacts, rank r > 0's under rank<r>/ (none overwrites another's)
+    names = sorted(a["name"] for a in api.get(f"/v1/jobs/{job['id']}/artifacts").json()["items"])
+    assert names == sorted(
+        f"{'' if r == 0 else f'rank{r}/'}{f}-{r}" for r in range(3) for f in ("end", "pid", "rank")
+    )
+    got = api.get(f"/v1/jobs/{job['id']}/artifacts/rank2/rank-2").text
+    assert got == (rank_dir(shared_root, job["id"], 2) / "outputs" / "rank-2").read_text()
 
 
 def test_killing_one_ranks_container_stops_the_others_and_fails_the_job(

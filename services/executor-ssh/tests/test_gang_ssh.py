@@ -128,6 +128,10 @@ def test_three_ranks_meet_at_rank_0s_node_address(api: httpx.Client, lan_cluster
         assert text == f"hello from rank {r} of 3\n"
     # rank 0 listened on its node's network only: its address is not any other node's
     assert len(set(hosts)) == 3
+    names = sorted(a["name"] for a in api.get(f"/v1/jobs/{job['id']}/artifacts").json()["items"])
+    assert names == sorted(
+        f"{'' if r == 0 else f'rank{r}/'}{f}-{r}" for r in range(3) for f in ("end", "pid", "rank")
+    )
 
 
 def test_killing_one_rank_stops_the_others_and_fails_the_job(

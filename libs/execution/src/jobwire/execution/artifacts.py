@@ -61,12 +61,16 @@ class Uploaded:
 async def upload_outputs(
     executor: Executor, handle: RunHandle, bucket: Callable[[], Awaitable[ObjectStore]], max_bytes: int
 ) -> Uploaded:
-    """Put every output file as ``<job_id>/<name>``, in name order, until ``max_bytes`` in total.
+    """Put every output file as ``<job_id>/<name>``, in name order, until ``max_bytes`` in total; a
+    gang's rank r > 0 puts its own as ``rank<r>/<name>`` (its ranks' outputs often share names: a
+    checkpoint each), so no rank overwrites another's.
 
     ``bucket`` is only opened when there is something to upload.
     """
     loop = asyncio.get_running_loop()
     job_id = handle.run.job_id
+    gang = handle.run.gang
+    prefix = f"rank{gang.rank}/" if gang is not None and gang.rank else ""
     done: list[Artifact] = []
     skipped: list[str] = []
     refused: list[str] = []
@@ -82,7 +86,7 @@ async def upload_outputs(
         def reader(name: str = f.name) -> _BackendReader:
             return _BackendReader(loop, lambda off, n: executor.read_output(handle, name, off, n))
 
-        obj = sj.artifact_object(job_id, f.name)
+        obj = sj.artifact_object(job_id, prefix + f.name)
         try:
             await executor.read_output(handle, f.name, 0, 0)  # a link or swapped path: refused here
             info = await store.put(obj, reader())
@@ -95,7 +99,7 @@ async def upload_outputs(
         size = info.size or 0
         total += size
         ARTIFACT_BYTES.inc(size)
-        done.append(Artifact(name=f.name, size=size, digest=info.digest))
+        done.append(Artifact(name=prefix + f.name, size=size, digest=info.digest))
     if skipped:
         log.warning(
             "%s attempt %d: %d output file(s) over the %d-byte artifact cap were not uploaded: %s",

@@ -479,6 +479,13 @@ class Core:
         else ends the gang: every other rank is asked to stop and the job ends (or is retried as a
         whole) naming the rank and why."""
         rank = run.nodes.index(rep.node)
+        if rep.artifacts:  # every rank's outputs are the job's (rank r > 0's named rank<r>/...)
+            kept = v1.decode(row.artifacts, list[v1.Artifact]) if row.artifacts else []
+            mine = {a.name for a in rep.artifacts}
+            rep = msgspec.structs.replace(
+                rep, artifacts=[*(a for a in kept if a.name not in mine), *rep.artifacts]
+            )
+            row.artifacts = v1.encode(rep.artifacts)
         if rep.outcome is S.SUCCEEDED:
             self.cluster.finish_rank(row.id, rep.node)
             row.gang = gang.record(run.nodes, [n for n in run.nodes if n not in run.left])
@@ -537,6 +544,7 @@ class Core:
         row.reason = None
         names = [n.name for n in nodes]
         txn.transition(row, S.STARTING, f"dispatched {len(nodes)} ranks to {', '.join(names)}")
+        row.artifacts = None  # gathered from this attempt's ranks as they end
         mono = time.monotonic()
         res, expected = job.spec.resources, job.expected_runtime
         runs = [
