@@ -77,6 +77,8 @@ SIMULATE_AT_MOST = 20_000
 def fair_position(own_ahead: int, share: float, others: Sequence[tuple[int, float]]) -> int:
     """Jobs that start before one with ``own_ahead`` of its owner's own ahead, its owner's ``share``,
     and ``others`` = (queued on the node, share) of every other owner there."""
+    if own_ahead == 0:
+        return 0  # the next slot is its own, whoever else waits
     mine = share if share > 0 else 1.0
     return own_ahead + sum(min(n, int(own_ahead * s / mine)) for n, s in others)
 
@@ -150,9 +152,11 @@ async def estimate(
     def share_of(owner: str) -> float:
         return shares.get(owner, shares.get("*", 1.0))
 
+    # each node's owners with their shares, looked up once a page (not once per job and owner)
+    queues = {node: [(o, n, share_of(o)) for o, (n, _) in per_owner[node].items()] for node in nodes}
     positions: dict[str, int] = {}
     for r in queued:
-        others = [(n, share_of(o)) for o, (n, _) in per_owner[r.node].items() if o != r.owner]
+        others = [(n, share) for o, n, share in queues[r.node] if o != r.owner]
         positions[r.id] = fair_position(own.get(r.id, 0), share_of(r.owner), others)
     out: dict[str, tuple[int, datetime]] = {}
     for node in nodes:
