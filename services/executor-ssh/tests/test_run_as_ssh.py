@@ -309,4 +309,10 @@ def test_a_killed_executor_adopts_its_run_as_job_after_a_restart(ssh_stack, acco
         done = wait_state(ssh_stack, alice, job["id"], {"succeeded", "failed"})
         assert (done["state"], done["exit_code"]) == ("failed", 6), done
         assert logs(alice, job["id"]) == f"a\n{account(ALICE)}\n"
+        # deleting it removes its directory (removed as the account: the login may not) and the executor's
+        d = ssh_stack.cluster.home / ".jobwire" / "jobs" / job["id"]
+        own = exit_file.parent.parent
+        assert d.is_dir() and own.is_dir()
+        assert alice.delete(f"/v1/jobs/{job['id']}").status_code in (202, 204)
+        ssh_stack.wait_for(lambda: not d.exists() and not own.exists(), 20, what=f"{d} and {own} removed")
     ssh_stack.wait_nodes_up()
