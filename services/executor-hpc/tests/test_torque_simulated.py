@@ -274,3 +274,18 @@ def test_torque_simulated_native_task_cancel_and_whole_array_cancel(executor: Hp
         line for line in (tmp_path / "commands.log").read_text().splitlines() if line.startswith("qdel ")
     ]
     assert qdels == ["qdel 1[0].sim", "qdel 1[].sim"]
+
+
+def test_torque_simulated_no_native_array_when_jobs_run_as_their_owner(executor: HpcExecutor):
+    """One native job has one submitter: a node that runs jobs as their owners' accounts says no
+    native arrays, and tasks sent together are submitted one job each."""
+    from jobwire.execution.accounts import RunAs
+
+    executor.run_as = RunAs(mode="owner")
+    assert not executor.capacity().native_arrays
+
+    async def go() -> None:
+        handles = await executor.start_array(array_runs(JobSpec(command=["true"]), 2, 1))
+        assert [h.details["batch_id"] for h in handles] == ["1.sim", "2.sim"]  # type: ignore[union-attr]
+
+    asyncio.run(go())

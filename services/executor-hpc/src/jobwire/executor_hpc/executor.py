@@ -129,8 +129,14 @@ class HpcExecutor(Executor):
 
     @property
     def native_arrays(self) -> bool:
-        """Whether an array's tasks dispatched together become one native array job here."""
-        return self.hpc.native_arrays and self.scheduler.array_task_variable is not None
+        """Whether an array's tasks dispatched together become one native array job here. Only while
+        jobs run as the executor's own account: one native job has one submitter, and a job that runs
+        as its owner's account is submitted through the single-job path, which maps it."""
+        return (
+            self.hpc.native_arrays
+            and self.scheduler.array_task_variable is not None
+            and self.run_as.mode == "self"
+        )
 
     def describe(self) -> dict[str, str]:
         return {"root": self.root, "transport": self.transport.name, "scheduler": self.scheduler.name}
