@@ -371,6 +371,7 @@ def test_torque_array_ids_and_pbs_without_native_arrays():
     assert t.task_job("123.srv") is None and t.build_kill("123[4].srv") == ["qdel", "123[4].srv"]
     assert t.parse_submit(ExecResult(0, b"123[].srv\n", b"")) == "123[].srv"
     assert Pbs().array_task_variable is None  # PBS Pro's -J arrays are not rendered
+    assert SlurmRest().array_task_variable is None  # one REST job description per task
 
 
 def test_a_later_native_job_of_an_array_waits_for_the_earlier_one():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from typing import ClassVar
 
 from jobwire.contracts.v1 import JobState, Usage
 from jobwire.contracts.v1.spec import SlurmOptions
@@ -83,7 +84,7 @@ class Slurm(BatchSystem):
     options_type = SlurmOptions
     options_field = "slurm"
     directive_prefix = "#SBATCH"
-    array_task_variable = "SLURM_ARRAY_TASK_ID"
+    array_task_variable: ClassVar[str | None] = "SLURM_ARRAY_TASK_ID"
 
     def directives(self, req: BatchRequest) -> list[Directive]:
         res, opt = req.spec.resources, req.spec.slurm

@@ -91,6 +91,9 @@ def job_description(directives: Sequence[Directive]) -> dict[str, Any]:
 class SlurmRest(Slurm):
     name = "slurm-rest"
     supports_hold = False
+    #: the REST submit posts one job description and its lists read job records by job id: an
+    #: array's tasks stay jobs of their own here
+    array_task_variable = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
