@@ -264,7 +264,7 @@ async def test_what_a_crashed_scheduler_fetched_is_redelivered_at_once(
         again = Scheduler(scheduler.settings, BusSettings(nats_url=nats_url))
         await again.start()
         try:
-            await events.wait_state(jid, "succeeded", timeout=10)  # not after the 60 s ack wait
+            await events.wait_state(jid, "succeeded", timeout=30)  # well before the 60 s ack wait
         finally:
             await again.stop()
     finally:
