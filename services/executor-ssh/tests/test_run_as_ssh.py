@@ -36,8 +36,8 @@ STACK_ENV = {
     "JOBWIRE_GATEWAY_AUTH": "tokens",
     "JOBWIRE_GATEWAY_API_KEYS_FILE": str(KEYS_FILE),
     "JOBWIRE_EXECUTOR_RUN_AS": "owner",
-    # room for an executor restart before the scheduler gives its node up
-    "JOBWIRE_SCHEDULER_NODE_TIMEOUT": "12",
+    # room for an executor restart on 2 busy cores before the scheduler gives its node up
+    "JOBWIRE_SCHEDULER_NODE_TIMEOUT": "20",
 }
 STACK_HEADERS = {"Authorization": f"Bearer {KEYS['ops']}"}
 
@@ -93,6 +93,7 @@ def logs(api: httpx.Client, job_id: str, stream: str = "stdout") -> str:
     return r.text
 
 
+#: alice's job keeps running (10 s) while bob's tries to reach it, even when bob's starts late
 ALICE_JOB = r"""
 echo alice-stdout-secret
 echo alice-work-secret > work-secret.txt
@@ -101,7 +102,7 @@ echo $$ > job.pid
 id -un
 echo "home=$HOME secret=$ALICE_SECRET"
 : > ready
-sleep 6
+sleep 10
 """
 
 #: each attempt prints DENIED or LEAK; the job then tries to record its own exit code as 0 and exits 3
