@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.slurm",
     "tests.fixtures.sge",
     "tests.fixtures.host",
+    "tests.fixtures.batch_accounts",
 ]

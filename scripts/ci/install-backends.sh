@@ -89,6 +89,8 @@ install_slurm() {
     [ -x /usr/sbin/slurmrestd ] || pkgs+=(slurmrestd)
     command -v munged >/dev/null 2>&1 || pkgs+=(munge)
     [ -x /usr/sbin/mariadbd ] || pkgs+=(mariadb-server)
+    # run-as: the executor submits as each job's account with sudo -n -u (tests write a drop-in)
+    [ -x /usr/bin/sudo ] || pkgs+=(sudo)
     if [ "${#pkgs[@]}" -eq 0 ]; then
         echo "slurm: already installed ($(slurmctld -V 2>&1 || true))"
         return
@@ -99,6 +101,8 @@ install_slurm() {
 install_sge() {
     # Son of Grid Engine 8.1.9 (Debian gridengine). The master's postinst creates the cell for this
     # host; tests/fixtures/sge.py configures and starts qmaster and execd (apt starts no daemons).
+    # run-as: the executor submits as each job's account with sudo -n -u (tests write a drop-in)
+    [ -x /usr/bin/sudo ] || apt_install sudo
     if [ -x /usr/sbin/sge_qmaster ] && [ -x /usr/sbin/sge_execd ] && [ -e /usr/lib/gridengine/qsub ]; then
         echo "sge: already installed"
         return

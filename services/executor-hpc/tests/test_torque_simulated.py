@@ -279,9 +279,16 @@ def test_torque_simulated_native_task_cancel_and_whole_array_cancel(executor: Hp
 def test_torque_simulated_no_native_array_when_jobs_run_as_their_owner(executor: HpcExecutor):
     """One native job has one submitter: a node that runs jobs as their owners' accounts says no
     native arrays, and tasks sent together are submitted one job each."""
-    from jobwire.execution.accounts import RunAs
+    from jobwire.execution.accounts import Account, RunAs
 
-    executor.run_as = RunAs(mode="owner")
+    class NoAccounts(RunAs):
+        """run-as ``owner`` whose jobs map to no account here: accounts are not what this test is
+        about (test_run_as_batch submits as real ones), one job per task is."""
+
+        async def ensure(self, owner: str) -> Account | None:
+            return None
+
+    executor.run_as = NoAccounts(mode="owner")
     assert not executor.capacity().native_arrays
 
     async def go() -> None:

@@ -5,21 +5,36 @@ detached process (run.json, wrapper, the job's files, inputs, environment); this
 the batch id and the batch lifecycle (submit once, find again, kill, hold). A poll is one probe of all
 directories and the :class:`~.poller.QueuePoller`'s one list command (and, for jobs that left the
 queue, one accounting command), never asked more often than ``poll_interval``.
+
+Run-as (``JOBWIRE_EXECUTOR_RUN_AS`` ``owner`` or ``fixed:<user>``, issue 12 item 1): the batch job is
+submitted as the owner's account through ``sudo -n -u <account> -- sbatch --export=NONE`` (``qsub``),
+so the batch system runs all of it as that account, as Slurm and HTCondor run a job as its submitter.
+The attempt is laid out :data:`~jobwire.execution.attempt.layout.BATCH_APART`: the job's directory
+is the account's, 0700, and the executor's bookkeeping (run.json, batch id, signal, state) is in a
+tree of its own the account cannot enter. The exit code is the batch system's accounting record of
+the batch script's status; the ``exit_code`` file the job's account could rewrite is only compared
+with it. Queries and cancels run as the executor (root: an administrator of the batch system).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
+import pwd
+import shutil
 import signal
 import time
 from collections.abc import Sequence
+from typing import ClassVar
 
 import msgspec
 
 from jobwire.contracts.v1 import NodeCapacity, RunJob
+from jobwire.execution.accounts import Account
 from jobwire.execution.attempt import AttemptFiles
 from jobwire.execution.attempt import layout as L
+from jobwire.execution.attempt.env import inherited
 from jobwire.execution.executor import (
     Executor,
     Existing,
@@ -31,7 +46,8 @@ from jobwire.execution.executor import (
     StartRefused,
 )
 from jobwire.execution.hpc import Accounting, BatchRequest, BatchSystem, Phase, QueueEntry, load_scheduler
-from jobwire.execution.hpc.base import SchedulerError, SchedulerUnavailable
+from jobwire.execution.hpc.base import SchedulerError, SchedulerUnavailable, SubmitAsRefused, sudo_argv
+from jobwire.execution.local import check_traversable
 from jobwire.execution.pathmap import PathMap
 from jobwire.execution.runner import began_at, prepare_wrapped
 from jobwire.execution.settings import ExecutorSettings
@@ -52,6 +68,12 @@ BATCH_ID = "batch_id"
 #: system before a crash, so it is asked (one list by name) before submitting again
 SUBMITTING = "submitting"
 VANISHED = "the batch job left the queue and accounting has no record of it"
+NO_ACCOUNTING = (
+    "the batch job left the queue and accounting has no record of its exit code (a job's own exit_code "
+    "file is not trusted when it runs as its owner's account)"
+)
+#: the executor's bookkeeping: read only from its own directory, never from the job's
+OWN_FILES = frozenset({BATCH_ID, SUBMITTING, L.SIGNAL, L.REPORTED, L.RUN_JSON, L.STATE})
 CANCELLED_WAITING = "cancelled in the batch system's queue before it ran"
 
 
@@ -59,6 +81,7 @@ class HpcExecutor(Executor):
     """One cluster's batch jobs; capacity is how many jobs jobwire keeps in flight there."""
 
     backend = "hpc"
+    run_as_modes: ClassVar[frozenset[str]] = frozenset({"self", "fixed", "owner"})
 
     def __init__(
         self,
@@ -73,7 +96,12 @@ class HpcExecutor(Executor):
             raise ValueError(f"the batch executor's root must be an absolute path, not {root!r}")
         self.transport = transport
         self.root = root
-        self.attempts = AttemptFiles(transport, root)
+        #: ``sudo`` on the login node, for submitting as the job's account (None under ``self``)
+        self.sudo: str | None = None
+        if not self.run_as.is_self:
+            self.sudo = check_run_as_here(settings, transport, root, scheduler)
+        layout = L.FLAT if self.run_as.is_self else L.BATCH_APART
+        self.attempts = AttemptFiles(transport, root, layout)
         self.scheduler = scheduler
         self.hpc = hpc
         self.paths = PathMap(hpc.path_map)
@@ -154,22 +182,28 @@ class HpcExecutor(Executor):
 
     async def start(self, run: RunJob) -> RunHandle:
         await self._ready()
+        account = await self.run_as.ensure(run.owner)
         d = self.files().for_run(run)
         t = self.transport
         name = BatchRequest.name_of(run.job_id, run.attempt)
-        [probe] = await t.probe([d.path], read=[SUBMITTING, BATCH_ID], stat=["stdout", "stderr", L.EXIT_CODE])
+        probe = await self._probe(d, read=[SUBMITTING, BATCH_ID], stat=["stdout", "stderr", L.EXIT_CODE])
         if BATCH_ID in probe.files:
             return await self._handle(probe)
         if SUBMITTING in probe.files:
             found = await self._submitted_before(probe, name)
             if found is not None:
-                await t.write_file(d.file(BATCH_ID), f"{found}\n".encode())
+                await t.write_file(d.own(BATCH_ID), f"{found}\n".encode())
                 log.info(
                     "%s attempt %d was submitted before a crash as job %s", run.job_id, run.attempt, found
                 )
                 return self._new_handle(run, d.path, found)
         run = self.paths.run(run)  # the cluster's paths for shared storage, before anything is written
-        w = await prepare_wrapped(self, run)
+        w = await prepare_wrapped(self, run, account)
+        env = w.env
+        if account is not None:
+            # submitted with no environment of its own (sudo resets it, sbatch --export=NONE): the
+            # allowlisted variables travel in batch.args with the job's, as a local job gets them
+            env = {**inherited(os.environ, w.inherit), **w.env}
         walltime = run.spec.resources.walltime
         req = BatchRequest(
             job_id=run.job_id,
@@ -179,7 +213,7 @@ class HpcExecutor(Executor):
             stdout=d.log("stdout"),
             stderr=d.log("stderr"),
             argv=w.argv,
-            env=w.env,
+            env=env,
             default_queue=self.hpc.queue,
             default_parallel_environment=self.hpc.parallel_environment,
             walltime=float(walltime) if walltime is not None else None,
@@ -192,18 +226,24 @@ class HpcExecutor(Executor):
         await t.write_file(d.file(BATCH_SCRIPT), script.encode(), 0o755)
         for suffix, data in self.scheduler.submit_files(req, directives, script).items():
             await t.write_file(d.file(BATCH_SCRIPT) + suffix, data, 0o600)
-        await t.write_file(d.file(SUBMITTING), f"{name}\n".encode())
+        if account is not None:  # what the batch job reads as its account: the script and its data
+            await t.give_to(d.path, account.name, str(account.gid))
+        await t.write_file(d.own(SUBMITTING), f"{name}\n".encode())
         self._count("submit")
+        as_user = self._as_user(account)
         try:
             # sbatch and bsub hand the submitter's environment to the job: here it is the executor's
             # own (its secrets), so only the allowlist goes; over SSH it is the login account's.
             inherit = w.inherit if isinstance(t, LocalTransport) else None
-            batch_id = await self.scheduler.submit(t, d.file(BATCH_SCRIPT), inherit)
+            batch_id = await self.scheduler.submit(t, d.file(BATCH_SCRIPT), inherit, as_user)
+        except SubmitAsRefused as e:
+            assert account is not None
+            raise StartRefused(self._sudo_refusal(account, e)) from e
         except SchedulerUnavailable as e:
             raise StartDeferred(f"waiting for {self.scheduler.name}: {e}") from e
         except SchedulerError as e:
             raise StartRefused(f"the batch system refused the job: {e}") from e
-        await t.write_file(d.file(BATCH_ID), f"{batch_id}\n".encode())
+        await t.write_file(d.own(BATCH_ID), f"{batch_id}\n".encode())
         log.info(
             "submitted %s attempt %d as %s job %s", run.job_id, run.attempt, self.scheduler.name, batch_id
         )
@@ -239,6 +279,53 @@ class HpcExecutor(Executor):
             )
         return None
 
+    def _as_user(self, account: Account | None) -> list[str]:
+        """The sudo prefix that submits as ``account`` (none for the executor's own), keeping only the
+        batch client's configuration (``SLURM_CONF``, ``SGE_ROOT``) of the executor's environment."""
+        if account is None or self.sudo is None:
+            return []
+        return sudo_argv(self.sudo, account.name, self._keep())
+
+    def _keep(self) -> list[str]:
+        """The batch client's configuration variables sudo must keep (``SLURM_CONF``, ``SGE_ROOT``)."""
+        return sorted({*self.scheduler.env, *inherited(os.environ, self.scheduler.client_env)})
+
+    def _sudo_refusal(self, account: Account, e: SubmitAsRefused) -> str:
+        """Why the job cannot be submitted as ``account``, with the sudoers rule that would allow it."""
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        submit = self.scheduler.build_submit("x")[0]
+        path = shutil.which(submit) or submit
+        # SETENV: the batch client's configuration (SLURM_CONF) is kept with --preserve-env
+        tags = "NOPASSWD:SETENV:" if self._keep() else "NOPASSWD:"
+        return (
+            f"cannot submit as the account {account.name!r}: {e}; the executor's account needs a sudoers "
+            f"rule such as '{me} ALL=({account.name}) {tags} {path}' (see executor-hpc's README)"
+        )
+
+    async def _probe(self, d: L.AttemptDir, read: Sequence[str] = (), stat: Sequence[str] = ()) -> DirProbe:
+        """One attempt's files in one probe: the executor's own (batch id, signal) and the job's (logs,
+        exit_code, pid), which are one directory in the FLAT layout and two under run-as."""
+        [probe] = await self._probes([d], read, stat)
+        return probe
+
+    async def _probes(
+        self, dirs: Sequence[L.AttemptDir], read: Sequence[str] = (), stat: Sequence[str] = ()
+    ) -> list[DirProbe]:
+        own = await self.transport.probe([d.private for d in dirs], read=read, stat=stat)
+        if not dirs or dirs[0].private == dirs[0].path:
+            return own
+        job = await self.transport.probe([d.path for d in dirs], read=read, stat=stat)
+        return [
+            DirProbe(
+                o.path,
+                o.exists and j.exists,
+                # each file from where it belongs: bookkeeping from the executor's tree only
+                {**{k: v for k, v in j.files.items() if k not in OWN_FILES}, **o.files},
+                {**{k: v for k, v in j.stats.items() if k not in OWN_FILES}, **o.stats},
+            )
+            for o, j in zip(own, job, strict=True)
+        ]
+
     def _new_handle(self, run: RunJob, path: str, batch_id: str) -> RunHandle:
         details = {"batch_id": batch_id, "dir": path, "scheduler": self.scheduler.name}
         self.kills.follow(batch_id, run.array_id)
@@ -248,7 +335,7 @@ class HpcExecutor(Executor):
 
     async def existing(self, job_id: str, attempt: int, rank: int = 0) -> Existing | None:
         d = self.files().dir(job_id, attempt, rank)
-        [probe] = await self.transport.probe([d.path], read=[BATCH_ID, L.REPORTED])
+        [probe] = await self.transport.probe([d.private], read=[BATCH_ID, L.REPORTED])
         if L.REPORTED in probe.files:
             return Existing(None, reported=True)
         if BATCH_ID not in probe.files:
@@ -267,14 +354,16 @@ class HpcExecutor(Executor):
         return handles
 
     async def _handle(self, probe: DirProbe) -> RunHandle:
+        """The attempt whose executor's files ``probe`` read (in FLAT, its directory)."""
         run = await self.files().read_run(probe.path)
-        return self._new_handle(run, probe.path, probe.files[BATCH_ID].decode().strip())
+        d = self.files().for_run(run)
+        return self._new_handle(run, d.path, probe.files[BATCH_ID].decode().strip())
 
     # --- polling --------------------------------------------------------------------------------
 
     async def poll(self, handles: Sequence[RunHandle]) -> dict[RunKey, RunStatus]:
-        probes = await self.transport.probe(
-            [h.ref for h in handles],
+        probes = await self._probes(
+            [self.files().of(h) for h in handles],
             read=[L.EXIT_CODE, L.SIGNAL],
             stat=["stdout", "stderr", L.PROGRESS, L.EXIT_CODE, BATCH_ID, L.PID],
         )
@@ -302,12 +391,24 @@ class HpcExecutor(Executor):
         return out
 
     def _ended(self, probe: DirProbe, acct: Accounting | None, waited: float) -> RunStatus:
-        """A job that left the queue: ended once accounting has it (or the wait for it is over)."""
+        """A job that left the queue: ended once accounting has it (or the wait for it is over).
+
+        Under run-as the ``exit_code`` file is the job's account's to rewrite: the code is the
+        accounting record's, and the file is only compared with it."""
         code = _int(probe.files.get(L.EXIT_CODE))
         sizes = _sizes(probe)
         mark = _mark(probe)
         ended_at = probe.stats[L.EXIT_CODE].mtime if L.EXIT_CODE in probe.stats else None
         began = began_at(probe)
+        if not self.run_as.is_self:
+            if acct is not None and acct.final and code is not None and code != acct.exit_code:
+                log.warning(
+                    "%s: the job's exit_code file says %s, accounting %s: accounting's is reported",
+                    probe.path,
+                    code,
+                    acct.exit_code,
+                )
+            code, ended_at = None, None
         if acct is not None and acct.final:
             return RunStatus(
                 True,
@@ -325,6 +426,8 @@ class HpcExecutor(Executor):
             return RunStatus(True, reason=CANCELLED_WAITING, log_sizes=sizes, progress_mark=mark)
         if waited < self.hpc.accounting_wait:
             return RunStatus(False, log_sizes=sizes, progress_mark=mark, running=None)
+        if code is None and not self.run_as.is_self:
+            return RunStatus(True, reason=NO_ACCOUNTING, log_sizes=sizes, progress_mark=mark)
         if code is not None:
             return RunStatus(
                 True, exit_code=code, ended_at=ended_at, started_at=began, log_sizes=sizes, progress_mark=mark
@@ -335,7 +438,7 @@ class HpcExecutor(Executor):
 
     async def signal(self, handle: RunHandle, sig: signal.Signals) -> None:
         """TERM and KILL both cancel the batch job: the scheduler signals and reaps it itself."""
-        await self.transport.write_file(posixpath.join(handle.ref, L.SIGNAL), f"{int(sig)}\n".encode())
+        await self.transport.write_file(self.files().of(handle).own(L.SIGNAL), f"{int(sig)}\n".encode())
         batch_id = str(handle.details["batch_id"])
         job = self.scheduler.task_job(batch_id)
         if job is not None:
@@ -355,6 +458,27 @@ class HpcExecutor(Executor):
         except SchedulerError as e:
             raise HoldRefused(str(e)) from e
         self.poller.refresh_soon()  # show the change on the next tick
+
+
+def check_run_as_here(
+    settings: ExecutorSettings, transport: Transport, root: str, scheduler: BatchSystem
+) -> str:
+    """What run-as needs of this login node; ValueError (refusing the start) with what is missing.
+    Returns the path of ``sudo``."""
+    mode = f"JOBWIRE_EXECUTOR_RUN_AS={settings.run_as!r}"
+    if not scheduler.supports_run_as:
+        raise ValueError(f"{mode}: the {scheduler.name} adapter cannot submit as another account")
+    if not isinstance(transport, LocalTransport):
+        raise ValueError(f"{mode} needs the executor on the login node (JOBWIRE_HPC_TRANSPORT=local)")
+    if os.geteuid() != 0:
+        raise ValueError(
+            f"{mode} needs the executor to run as root (it gives each job's directory to its account)"
+        )
+    sudo = shutil.which("sudo")
+    if sudo is None:
+        raise ValueError(f"{mode} submits through sudo -n -u <account>: install sudo on this login node")
+    check_traversable(root)
+    return sudo
 
 
 def ssh_host(spec: str, hpc: HpcSettings) -> SshHost:

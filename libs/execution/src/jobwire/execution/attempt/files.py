@@ -256,11 +256,16 @@ class AttemptFiles:
     # --- what the shared loop reads and keeps -----------------------------------------------------
 
     async def read_log(self, d: L.AttemptDir, stream: str, offset: int, size: int) -> bytes:
+        """A log as written; where the job's account writes it (:data:`~.layout.BATCH_APART`) read as
+        its outputs are, so a log the job swapped for a link to another file is not read."""
         if stream not in STREAMS:
             raise ValueError(f"unknown log stream {stream!r}")
         try:
+            if self.layout.runner_in_job:
+                data, _ = await self.transport.read_confined(d.logs, stream, offset, size)
+                return data
             return await self.transport.read_file(d.log(stream), offset, size)
-        except FileNotFoundError:
+        except (FileNotFoundError, PathRefused):
             return b""
 
     async def read_progress(self, d: L.AttemptDir, account: str | None = None) -> bytes | None:

@@ -6,7 +6,9 @@ are laid out by a :class:`Layout`: for processes and containers (:data:`APART`) 
 own, ``<root>/.executor/jobs/<job_id>/<attempt>/``, that the job's account can neither enter nor
 rename (issue 12: a job never rewrites its exit code or reads another's log; a container mounts only
 the job's directory); for batch jobs (:data:`FLAT`) at the top of the attempt directory, where the
-batch job itself writes them.
+batch job itself writes them; for batch jobs run as their owner's account (:data:`BATCH_APART`) the
+executor's bookkeeping apart as for processes, the wrapper's files and the logs (which the batch job,
+as that account, writes) in the job's directory.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ WORK = "work"
 #: job runs as another account, ARGV starts with the privilege drop (``setpriv``): the wrapper stays the
 #: executor's, so the job can neither forge the exit code nor reach OWN_DIR. Trapping TERM/INT/HUP
 #: keeps it alive to record the code when the group is signalled; the traps are reset in the job
-#: itself. ``command -p`` uses the default PATH, so a job's PATH cannot break the bookkeeping.
+#: itself. ``command -p`` uses the default PATH, so a job's PATH cannot break the bookkeeping. It exits
+#: with the job's code, which a batch script passes on to the batch system's accounting.
 #:
 #: With LOG_MAX > 0 each stream reaches its file through a pipe read by ``jw_cap`` (``head -c``, its
 #: stdout unbuffered by ``stdbuf`` where there is one, so the log follows the job live): LOG_MAX bytes,
@@ -105,6 +108,7 @@ if [ -n "$jw_readers" ]; then
   kill $jw_dog 2>/dev/null
 fi
 echo "$rc" >"$job_dir/exit_code.tmp" && command -p mv -f "$job_dir/exit_code.tmp" "$job_dir/exit_code"
+exit "$rc"
 """
 
 
@@ -115,6 +119,10 @@ class Layout:
 
     #: the executor's files and the logs in ``<root>/.executor/jobs/<job>/<attempt>``
     apart: bool = False
+    #: with ``apart``: the wrapper (its script, pid, exit_code) and the logs stay in the job's own
+    #: directory, because the whole batch job runs as the job's account and writes them there; only
+    #: the executor's bookkeeping (run.json, batch id, signal, state, reported) is kept apart
+    runner_in_job: bool = False
 
 
 #: Batch jobs: every file at the top of the directory, as the wrapper writes them.
@@ -122,6 +130,9 @@ FLAT = Layout()
 #: Processes and containers: the executor's files and the logs outside the job's directory, out of
 #: its account's reach.
 APART = Layout(apart=True)
+#: Batch jobs under run-as: the executor's bookkeeping apart, out of the account's reach; what the batch
+#: job writes as that account (wrapper files, logs) in its directory, read as that account's files.
+BATCH_APART = Layout(apart=True, runner_in_job=True)
 #: The directory below an executor's root that holds the APART attempts' own files.
 OWN_TREE = ".executor"
 
@@ -159,9 +170,16 @@ class AttemptDir:
         return posixpath.join(self.private, name)
 
     @property
+    def runner(self) -> str:
+        """Where the wrapper keeps its files (its script, pid, exit_code): the executor's own directory,
+        or the job's where the job's account runs the wrapper itself (:data:`BATCH_APART`)."""
+        return self.path if self.layout.runner_in_job else self.private
+
+    @property
     def logs(self) -> str:
-        """Where the logs are: with the executor's own files."""
-        return self.private
+        """Where the logs are: with the executor's own files, or in the job's directory where the job's
+        account writes them (:data:`BATCH_APART`)."""
+        return self.path if self.layout.runner_in_job else self.private
 
     def log(self, stream: str) -> str:
         return posixpath.join(self.logs, stream)
@@ -184,6 +202,8 @@ class AttemptDir:
 
     def job_dirs(self) -> list[str]:
         """The directories that are the job's own (its account owns them under run-as)."""
+        if self.layout.runner_in_job:
+            return [self.path, self.work, self.outputs]
         return [p for p in (self.path, self.work, self.outputs) if p not in (self.private, self.logs)]
 
 

@@ -59,6 +59,10 @@ class SchedulerUnavailable(SchedulerError):
     infrastructure, not of the job. Jobs wait with this message as their reason and are tried again."""
 
 
+class SubmitAsRefused(SchedulerError):
+    """sudo would not run the submit command as the job's account (no sudoers rule, unknown user)."""
+
+
 class Phase(enum.Enum):
     """Where a batch job is, as far as jobwire cares; the native state is kept beside it."""
 
@@ -146,6 +150,13 @@ class BatchSystem(ABC):
     #: the client's own configuration variables (``SLURM_CONF``, ``SGE_ROOT``): the submit command
     #: keeps these of the executor's environment besides the jobs' allowlist, and nothing else
     client_env: ClassVar[tuple[str, ...]] = ()
+    #: what the submit command is given when it submits as the job's account (run-as): it must not
+    #: hand the submitter's environment to the job (``sbatch --export=NONE``; ``qsub`` exports none
+    #: without ``-V``); the job's variables come from :data:`ARGS_FILE` alone
+    run_as_submit_args: ClassVar[tuple[str, ...]] = ()
+    #: whether jobs can be submitted as their owner's account through ``sudo -n -u`` (CLI adapters);
+    #: a REST adapter submits with its own credentials and cannot
+    supports_run_as: ClassVar[bool] = True
     #: the jobs' own options: their type and the ``JobSpec`` field they arrive in (``backend_options``
     #: is decoded into that field by the executor); None for a batch system without job options
     options_type: ClassVar[type[msgspec.Struct] | None] = None
@@ -337,19 +348,32 @@ class BatchSystem(ABC):
         return await transport.run(argv, env=self.env or None, timeout=timeout, inherit=inherit)
 
     async def submit(
-        self, transport: Transport, script_path: str, inherit: Sequence[str] | None = None
+        self,
+        transport: Transport,
+        script_path: str,
+        inherit: Sequence[str] | None = None,
+        as_user: Sequence[str] = (),
     ) -> str:
         """Submit the script; with ``inherit`` the submit command sees only those variables of the
         transport's environment and the adapter's own (``self.env``): ``sbatch`` and ``bsub`` hand
-        their whole environment to the job, so the executor's must never reach them."""
+        their whole environment to the job, so the executor's must never reach them.
+
+        ``as_user``: the argv prefix that submits as the job's account (``sudo -n -u alice
+        --preserve-env=SLURM_CONF --``, :func:`sudo_argv`); the submit then also takes
+        :attr:`run_as_submit_args`."""
         argv = self.build_submit(script_path)
+        if as_user:
+            argv = [*as_user, argv[0], *self.run_as_submit_args, *argv[1:]]
         if inherit is not None:
             inherit = [*inherit, *self.client_env]
         if self.script_on_stdin:
             script = await transport.read_file(script_path)
             result = await transport.run(argv, stdin=script, env=self.env or None, inherit=inherit)
-            return self.parse_submit(result)
-        return self.parse_submit(await self._run(transport, argv, inherit=inherit))
+        else:
+            result = await self._run(transport, argv, inherit=inherit)
+        if as_user and sudo_refused(result):
+            raise SubmitAsRefused(_err("sudo", result))
+        return self.parse_submit(result)
 
     async def list(self, transport: Transport, ids: Sequence[str]) -> dict[str, QueueEntry]:
         if not ids:
@@ -425,9 +449,9 @@ def script_tail(req: BatchRequest, with_setup: bool) -> str:
     lines = ["# jobwire: fixed text; the job's command and environment are data in " + ARGS_FILE]
     if with_setup:
         lines.append(f". {q(posixpath.join(d, SETUP_FILE))}")
+    # the wrapper's own exit status, never a file: under run-as the job's account could rewrite any
+    # file it writes, while the batch script's status is what accounting records (sacct, qacct)
     lines.append(f"{LAUNCH} {q(posixpath.join(d, ARGS_FILE))}")
-    lines.append(f"jw_rc=$(cat {q(posixpath.join(d, L.EXIT_CODE))} 2>/dev/null)")
-    lines.append('exit "${jw_rc:-1}"')
     return "\n".join(lines) + "\n"
 
 
@@ -450,3 +474,21 @@ def array_tail(variable: str, task_dirs: Mapping[int, str], with_setup: bool) ->
     lines.append(f'jw_rc=$(cat "$jw_d/{L.EXIT_CODE}" 2>/dev/null)')
     lines.append('exit "${jw_rc:-1}"')
     return "\n".join(lines) + "\n"
+
+
+def sudo_argv(sudo: str, account: str, keep: Sequence[str] = ()) -> list[str]:
+    """The argv prefix that runs a batch command as ``account``: never a password prompt (``-n``),
+    the environment reset by sudo except the batch client's own configuration ``keep``
+    (``SLURM_CONF``, ``SGE_ROOT``)."""
+    argv = [sudo, "-n", "-u", account]
+    if keep:
+        argv.append("--preserve-env=" + ",".join(keep))
+    return [*argv, "--"]
+
+
+def sudo_refused(result: ExecResult) -> bool:
+    """Whether a submit through :func:`sudo_argv` failed in sudo itself, before the batch command ran."""
+    if result.rc == 0:
+        return False
+    err = (result.stderr + result.stdout).lstrip()
+    return err.startswith((b"sudo:", b"Sorry, user")) or b"is not in the sudoers file" in err

@@ -67,13 +67,15 @@ async def prepare_wrapped(
     With ``via`` as well (the executor is not root: :mod:`.sudo`), the account makes its own
     directory and the wrapper starts the job through sudo with its environment from a file there:
     the wrapper and sudo then run with no variable of the job, so none reaches the executor's side.
+    A batch job under run-as has neither ``drop`` nor ``via``: the batch system starts the whole of
+    it as the account, and nothing runs as the executor with the job's environment.
     """
-    if account is not None and via is None:
+    if account is not None and via is None and drop:
         check_loader_env(run.spec.env)
     f = executor.files()
     d = f.for_run(run)
     p = plan(run.spec, d, executor.catalog, executor.settings.workdir_roots)
-    wrapper = FileToWrite(d.own(L.WRAPPER), L.WRAPPER_SCRIPT.encode(), 0o755)
+    wrapper = FileToWrite(posixpath.join(d.runner, L.WRAPPER), L.WRAPPER_SCRIPT.encode(), 0o755)
     await f.prepare(run, d, [wrapper, *p.files], p.dirs, executor.inputs, account=account)
     env = {**account_env(account), **job_environment(run, d, await executor.launch_env(run, d))}
     inherit = check_allow(executor.settings.env_allow)
@@ -87,7 +89,7 @@ async def prepare_wrapped(
         # the wrapper stays out of the job's directory; the launcher enters it as the account
         argv = ["/bin/sh", d.own(L.WRAPPER), d.private, "/", log_max, *via.drop(), args, p.cwd]
         return Wrapped(d, argv, {}, (), account=via.account)
-    argv = ["/bin/sh", d.own(L.WRAPPER), d.private, p.cwd, log_max, *drop, *p.argv]
+    argv = ["/bin/sh", posixpath.join(d.runner, L.WRAPPER), d.runner, p.cwd, log_max, *drop, *p.argv]
     return Wrapped(d, argv, env, inherit)
 
 

@@ -80,6 +80,8 @@ class Slurm(BatchSystem):
     name = "slurm"
     client_env = ("SLURM_*",)
     supports_hold = True
+    # submitted as the job's account: the job's environment is batch.args' alone, never sudo's
+    run_as_submit_args = ("--export=NONE",)
 
     options_type = SlurmOptions
     options_field = "slurm"

@@ -90,6 +90,8 @@ def job_description(directives: Sequence[Directive]) -> dict[str, Any]:
 
 class SlurmRest(Slurm):
     name = "slurm-rest"
+    #: slurmrestd submits as the user its token names: run-as would need a token per account
+    supports_run_as = False
     supports_hold = False
     #: the REST submit posts one job description and its lists read job records by job id: an
     #: array's tasks stay jobs of their own here
