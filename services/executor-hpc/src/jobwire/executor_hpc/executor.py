@@ -59,6 +59,7 @@ from jobwire.execution.transport.sshconn import SshHost
 from . import native
 from .poller import QueuePoller
 from .programs import catalog_of
+from .schedulers.slurm_gang import GANG_REASON
 from .settings import HpcSettings, hpc_settings
 
 log = logging.getLogger(__name__)
@@ -217,11 +218,14 @@ class HpcExecutor(Executor):
             default_queue=self.hpc.queue,
             default_parallel_environment=self.hpc.parallel_environment,
             walltime=float(walltime) if walltime is not None else None,
+            ranks=run.spec.resources.nodes if gang_here(self.scheduler, run) else 0,
         )
         directives = self.scheduler.directives(req)
         script = self.scheduler.build_script(req, directives)
         # the job's command, environment and setup are data beside the script, never in it (issue 12)
         for file_name, data in self.scheduler.launch_files(req).items():
+            if "/" in file_name:  # a gang rank's own directory (``rank1/batch.args``)
+                await t.mkdir(posixpath.dirname(d.file(file_name)))
             await t.write_file(d.file(file_name), data, 0o600)
         await t.write_file(d.file(BATCH_SCRIPT), script.encode(), 0o755)
         for suffix, data in self.scheduler.submit_files(req, directives, script).items():
@@ -364,7 +368,7 @@ class HpcExecutor(Executor):
     async def poll(self, handles: Sequence[RunHandle]) -> dict[RunKey, RunStatus]:
         probes = await self._probes(
             [self.files().of(h) for h in handles],
-            read=[L.EXIT_CODE, L.SIGNAL],
+            read=[L.EXIT_CODE, L.SIGNAL, GANG_REASON],
             stat=["stdout", "stderr", L.PROGRESS, L.EXIT_CODE, BATCH_ID, L.PID],
         )
         ids = [str(h.details["batch_id"]) for h in handles]
@@ -396,6 +400,8 @@ class HpcExecutor(Executor):
         Under run-as the ``exit_code`` file is the job's account's to rewrite: the code is the
         accounting record's, and the file is only compared with it."""
         code = _int(probe.files.get(L.EXIT_CODE))
+        gang_why = probe.files.get(GANG_REASON)  # which rank of a gang failed, as its script saw it
+        why = gang_why.decode("utf-8", "replace").strip() or None if gang_why else None
         sizes = _sizes(probe)
         mark = _mark(probe)
         ended_at = probe.stats[L.EXIT_CODE].mtime if L.EXIT_CODE in probe.stats else None
@@ -413,7 +419,7 @@ class HpcExecutor(Executor):
             return RunStatus(
                 True,
                 exit_code=code if code is not None else acct.exit_code,
-                reason=acct.reason,
+                reason=why or acct.reason,
                 ended_at=ended_at,
                 started_at=began,
                 log_sizes=sizes,
@@ -430,7 +436,13 @@ class HpcExecutor(Executor):
             return RunStatus(True, reason=NO_ACCOUNTING, log_sizes=sizes, progress_mark=mark)
         if code is not None:
             return RunStatus(
-                True, exit_code=code, ended_at=ended_at, started_at=began, log_sizes=sizes, progress_mark=mark
+                True,
+                exit_code=code,
+                reason=why,
+                ended_at=ended_at,
+                started_at=began,
+                log_sizes=sizes,
+                progress_mark=mark,
             )
         return RunStatus(True, reason=VANISHED, log_sizes=sizes, progress_mark=mark)
 
@@ -504,6 +516,11 @@ def make_transport(hpc: HpcSettings) -> Transport:
         jumps = [ssh_host(hpc.ssh_jump, hpc)] if hpc.ssh_jump else []
         return SshTransport(ssh_host(hpc.ssh_host, hpc), jumps)
     raise ValueError(f"unknown transport {hpc.transport!r} (local or ssh)")
+
+
+def gang_here(scheduler: BatchSystem, run: RunJob) -> bool:
+    """Whether the batch job starts the gang's ranks itself (``resources.nodes`` > 1 on SLURM)."""
+    return scheduler.gang_launch and run.spec.resources.nodes > 1
 
 
 def _int(raw: bytes | None) -> int | None:

@@ -118,6 +118,9 @@ class BatchRequest:
     default_parallel_environment: str | None = None
     #: seconds; the scheduler's own time limit
     walltime: float | None = None
+    #: a gang launched inside the batch job: this many ranks, one per node (0: not a gang). Set
+    #: only for an adapter whose :attr:`BatchSystem.gang_launch` is True.
+    ranks: int = 0
 
     @property
     def batch_name(self) -> str:
@@ -166,6 +169,9 @@ class BatchSystem(ABC):
     array_task_variable: ClassVar[str | None] = None
     #: the first native task id the batch system accepts (SGE and LSF count from 1)
     array_first_id: ClassVar[int] = 0
+    #: a gang (``resources.nodes`` > 1) is one batch job that starts its ranks itself, one per node,
+    #: with jobwire's rank variables (SLURM's ``srun``): :meth:`gang_tail`, :meth:`launch_files`
+    gang_launch: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -214,11 +220,17 @@ class BatchSystem(ABC):
             if any(c in option + value for c in "\n\r\x00"):
                 raise StartRefused(f"the batch directive {option} has a value that would end its line")
         head = "#!/bin/sh\n" + "".join(self.render_directive(o, v) + "\n" for o, v in ds)
-        tail = self.prelude(req) + script_tail(req, self.setup(req) is not None)
+        with_setup = self.setup(req) is not None
+        launch = self.gang_tail(req, with_setup) if req.ranks else script_tail(req, with_setup)
+        tail = self.prelude(req) + launch
         stray = [line for line in tail.splitlines() if DIRECTIVE_LINE.match(line)]
         if stray:
             raise StartRefused(f"the batch script would carry a directive line {stray[0][:60]!r}")
         return head + tail
+
+    def gang_tail(self, req: BatchRequest, with_setup: bool) -> str:
+        """The fixed part of a gang's script (``req.ranks`` ranks): where :attr:`gang_launch` is set."""
+        raise StartRefused(f"{self.name} does not launch gangs inside one batch job")
 
     def launch_files(self, req: BatchRequest) -> dict[str, bytes]:
         """The data files the script reads, by name in the job's directory: :data:`ARGS_FILE` and,

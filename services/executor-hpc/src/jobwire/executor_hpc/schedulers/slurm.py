@@ -23,7 +23,7 @@ from jobwire.execution.hpc import (
     QueueEntry,
     SchedulerError,
 )
-from jobwire.execution.hpc.base import check_result
+from jobwire.execution.hpc.base import SETUP_FILE, check_result
 from jobwire.execution.hpc.values import (
     check_path,
     check_token,
@@ -33,6 +33,8 @@ from jobwire.execution.hpc.values import (
     walltime_hms,
 )
 from jobwire.execution.transport import ExecResult
+
+from . import slurm_gang
 
 SEP = "^^^"
 LIST_FORMAT = SEP.join(["%i", "%T", "%r", "%N", "%j"])
@@ -87,6 +89,7 @@ class Slurm(BatchSystem):
     options_field = "slurm"
     directive_prefix = "#SBATCH"
     array_task_variable: ClassVar[str | None] = "SLURM_ARRAY_TASK_ID"
+    gang_launch: ClassVar[bool] = True
 
     def directives(self, req: BatchRequest) -> list[Directive]:
         res, opt = req.spec.resources, req.spec.slurm
@@ -139,6 +142,15 @@ class Slurm(BatchSystem):
 
     def setup(self, req: BatchRequest) -> str | None:
         return req.spec.slurm.setup if req.spec.slurm else None
+
+    def gang_tail(self, req: BatchRequest, with_setup: bool) -> str:
+        return slurm_gang.gang_tail(req, with_setup, self.cmd("srun"), SETUP_FILE)
+
+    def launch_files(self, req: BatchRequest) -> dict[str, bytes]:
+        files = super().launch_files(req)
+        if req.ranks:  # each rank's own args (rank 0's replaces the single job's)
+            files.update(slurm_gang.rank_files(req))
+        return files
 
     def build_submit(self, script_path: str) -> list[str]:
         return [self.cmd("sbatch"), "--parsable", script_path]

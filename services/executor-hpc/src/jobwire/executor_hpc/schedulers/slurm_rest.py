@@ -96,6 +96,8 @@ class SlurmRest(Slurm):
     #: the REST submit posts one job description and its lists read job records by job id: an
     #: array's tasks stay jobs of their own here
     array_task_variable = None
+    #: its gangs still run the command once (the rank launch is SLURM CLI's, not tested over REST)
+    gang_launch = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
