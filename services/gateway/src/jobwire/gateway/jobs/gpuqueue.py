@@ -24,9 +24,9 @@ import msgspec
 import yaml  # type: ignore[import-untyped]
 
 from ..problems import InvalidBody
+from .form import CONFIG_FIELD, TIME_FIELD
 
-CONFIG_FIELD = "config_file"
-TIME_FIELD = "expected_time"
+__all__ = ["CONFIG_FIELD", "TIME_FIELD", "config_input", "translate"]
 LABEL_KEYS = ("competition_id", "project_id", "user_id")
 #: GPUs a job of the queue gets when nothing says otherwise
 DEFAULT_GPUS = 1

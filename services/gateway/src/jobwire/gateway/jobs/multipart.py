@@ -23,10 +23,8 @@ from ..inputs.service import InputTooLarge
 from ..problems import InvalidBody, invalid_body
 from ..resources import Resources
 from . import gpuqueue
+from .form import FIELDS, SPEC_FIELD, Kind
 from .submit import parse_spec
-
-CODE_FIELD = "code"
-SPEC_FIELD = "spec"
 
 
 def parse_any(
@@ -78,6 +76,15 @@ def _text(part: Message, what: str) -> str:
         raise InvalidBody(f"{what} must be UTF-8 text", extra={"path": "$.code.content"}) from None
 
 
+def _scalar(part: Message, name: str) -> Any:
+    try:
+        return yaml.safe_load(_text(part, f"field `{name}`"))
+    except yaml.YAMLError as e:
+        raise InvalidBody(
+            f"field `{name}` is not a valid YAML value: {e}", extra={"path": f"$.{name}"}
+        ) from None
+
+
 def parse_form(
     body: bytes,
     content_type: str,
@@ -92,27 +99,31 @@ def parse_form(
     for part in _parts(body, content_type):
         name = part.get_param("name", header="content-disposition")
         filename = part.get_filename()
-        if name == SPEC_FIELD:
-            spec = _load_spec(_text(part, f"field `{SPEC_FIELD}`"), filename)
-        elif name == CODE_FIELD:
-            if not filename:
-                raise InvalidBody("field `code` must be a file upload (curl -F code=@train.py)")
-            code = (filename, _text(part, "the code file"))
-        elif name == gpuqueue.CONFIG_FIELD:
-            text = _text(part, f"field `{name}`")
-            loaded = _load_spec(text, filename, name)
-            queue = {**(queue or {}), **loaded}
-            config_file = (filename, text.encode(), loaded)
-        elif name == gpuqueue.TIME_FIELD:
-            queue = {**(queue or {}), name: yaml.safe_load(_text(part, f"field `{name}`"))}
-        elif isinstance(name, str) and name in v1.JobSpec.__struct_fields__:
-            extras[name] = yaml.safe_load(_text(part, f"field `{name}`"))
-        else:
+        field = FIELDS.get(name) if isinstance(name, str) else None
+        if field is None:
             raise InvalidBody(
                 f"unknown form field `{name}`: send `code` (the file), `spec` (YAML or JSON) "
                 "and optionally top-level JobSpec fields",
                 extra={"path": f"$.{name}"},
             )
+        if field.file and not filename:
+            raise InvalidBody(
+                f"field `{field.name}` must be a file upload (curl -F {field.name}=@train.py)",
+                extra={"path": f"$.{field.name}"},
+            )
+        if field.kind is Kind.SPEC:
+            spec = _load_spec(_text(part, f"field `{SPEC_FIELD}`"), filename)
+        elif field.kind is Kind.CODE:
+            code = (filename or "", _text(part, "the code file"))
+        elif field.kind is Kind.QUEUE_CONFIG:
+            text = _text(part, f"field `{field.name}`")
+            loaded = _load_spec(text, filename, field.name)
+            queue = {**(queue or {}), **loaded}
+            config_file = (filename, text.encode(), loaded)
+        elif field.kind is Kind.QUEUE_TIME:
+            queue = {**(queue or {}), field.name: _scalar(part, field.name)}
+        else:
+            extras[field.name] = _scalar(part, field.name)
     for key, value in extras.items():
         if key in spec:
             raise InvalidBody(

@@ -1,4 +1,5 @@
-"""OpenAPI for the submit body. The handler reads raw bytes (``decode_strict`` must see unknown fields),
+"""OpenAPI for the submit body (JSON, or the ``multipart/form-data`` form of ``form.FIELDS``).
+The handler reads raw bytes (``decode_strict`` must see unknown fields),
 so Litestar cannot infer the body; we document it with msgspec's own JSON schema of ``JobSpec``, tightened
 with the rules ``JobSpec.__post_init__`` checks in code: unknown fields refused at every level, exactly
 one of what to run, the program's ``NAME@VERSION`` shape, no NUL in arguments or env values, env names
@@ -14,10 +15,12 @@ from functools import cache
 from typing import Any
 
 import msgspec
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
+from litestar.openapi.spec import Encoding, OpenAPIMediaType, Operation, RequestBody
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import spec as contract
+
+from . import form
 
 #: ``templates.service.NAME``
 TEMPLATE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -121,18 +124,47 @@ def submit_schema() -> dict[str, Any]:
     return {"anyOf": [job_spec_schema(), templated]}
 
 
+@cache
+def form_schema() -> dict[str, Any]:
+    """The ``multipart/form-data`` submit's fields, from the table the parser reads (``form.FIELDS``):
+    files as binary strings, the rest as text; no other field is accepted (400/422 naming it)."""
+    props: dict[str, Any] = {}
+    for field in form.FIELDS.values():
+        prop: dict[str, Any] = {"type": "string", "description": field.description}
+        if field.file:
+            prop["format"] = "binary"
+        props[field.name] = prop
+    return {
+        "type": "object",
+        "title": "JobSpecForm",
+        "description": "`curl -F code=@train.py -F spec=@job.yaml`; a field given both in `spec` and "
+        "on its own is a 422, and the result is validated as a JobSpec",
+        "properties": props,
+        "additionalProperties": False,
+    }
+
+
+def form_encoding() -> dict[str, Encoding]:
+    """Each part's media types, as ``form.FIELDS`` states them."""
+    return {f.name: Encoding(content_type=f.content_types) for f in form.FIELDS.values()}
+
+
 @dataclass
 class JobSpecBody(Operation):
     """The submit operation, with ``JobSpec`` as its JSON request body."""
 
     def __post_init__(self) -> None:
         body_schema: Any = submit_schema()  # a plain JSON-schema dict; Litestar serialises it as is
+        form_body: Any = form_schema()
         self.request_body = RequestBody(
-            content={"application/json": OpenAPIMediaType(schema=body_schema)},
+            content={
+                "application/json": OpenAPIMediaType(schema=body_schema),
+                "multipart/form-data": OpenAPIMediaType(schema=form_body, encoding=form_encoding()),
+            },
             required=True,
             description=(
-                "A JobSpec, or `template` with overrides. Unknown fields are refused (422) with their "
-                "JSON path."
+                "A JobSpec, or `template` with overrides; or a form with a code file and a YAML or "
+                "JSON spec. Unknown fields are refused (422) with their JSON path."
             ),
         )
 
