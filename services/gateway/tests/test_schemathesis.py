@@ -4,8 +4,10 @@ item 5).
 Every check (``--checks all``) in the coverage, fuzzing and stateful phases, with the examples bounded
 (``schemathesis.toml``) so the run fits in three minutes on two cores: a request the schema allows must
 not be refused, one it forbids must be, every answer's status, media type, headers and body must be
-documented, ``Allow`` must list the path's methods, no answer may be a 5xx. Any failure, or a warning
-that the key was not accepted, fails this test with Schemathesis's own report.
+documented, ``Allow`` must list the path's methods, no answer may be a 5xx. ``POST /v1/jobs`` is sent
+both of its bodies: JSON and the ``multipart/form-data`` form (a ``code`` file part, the others text
+parts). Any failure, or a warning that the key was not accepted, fails this test with Schemathesis's
+own report.
 
 What stands in for the rest of a site: a fake node with room for any job, which reports each job it is
 sent as succeeded at once and answers file requests as a node whose job directories are gone (404);
