@@ -7,6 +7,7 @@ same script with one node would run there); a 1-node gang runs for real through 
 from __future__ import annotations
 
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from jobwire.execution.attempt import layout as L
 from jobwire.execution.hpc import BatchRequest
 from jobwire.executor_hpc.schedulers.slurm import Slurm
 from jobwire.executor_hpc.schedulers.slurm_gang import GANG_REASON, master_port
+from tests.support.gang import RENDEZVOUS, rank_report
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +26,9 @@ pytestmark = pytest.mark.integration
 JOB = "01a2b3c4-0000-7000-8000-0000000000c2"
 
 
-def write_gang(tmp_path: Path, nodes: int, command: list[str] | None = None, name: str = "") -> Path:
+def write_gang(
+    tmp_path: Path, nodes: int, command: list[str] | None = None, name: str = "", job: str = JOB
+) -> Path:
     """The batch script and data files the executor writes for a gang of ``nodes`` ranks (the real
     attempt wrapper included), as in ``HpcExecutor.start``."""
     d = tmp_path / (name or f"gang{nodes}")
@@ -39,7 +43,7 @@ def write_gang(tmp_path: Path, nodes: int, command: list[str] | None = None, nam
         slurm=SlurmOptions(partition="debug"),
     )
     req = BatchRequest(
-        job_id=JOB,
+        job_id=job,
         attempt=1,
         spec=spec,
         job_dir=str(d),
@@ -102,7 +106,7 @@ def submit(slurm_cluster, script: Path) -> str:
 
 @pytest.mark.backend("slurm")
 def test_a_one_node_gang_runs_its_rank_with_the_rank_variables(slurm_cluster, tmp_path):
-    node = slurm_cluster.run("sinfo", "-h", "-N", "-o", "%N").stdout.split()[0]
+    node = "127.0.0.1"  # the node's NodeAddr (slurm-up.sh: NodeName=localhost NodeAddr=127.0.0.1)
     script = write_gang(tmp_path, 1, ["/usr/bin/env"])
     wait_done(slurm_cluster, submit(slurm_cluster, script))
     d = script.parent
@@ -129,3 +133,44 @@ def test_a_failing_rank_fails_the_gang_naming_the_rank(slurm_cluster, tmp_path):
     assert (d / GANG_REASON).read_text().strip() == "rank 0 exited with code 3; srun stopped the other ranks"
     assert "dying" in (d / "stdout").read_text()
     assert "jobwire: rank 0 exited with code 3" in (d / "stderr").read_text()
+
+
+@pytest.mark.backend("slurm")
+def test_a_two_node_gang_runs_one_rank_per_node_and_they_meet(slurm_two_nodes, tmp_path):
+    """Two slurmd nodes (jw1, jw2, NodeAddr 127.0.0.1): srun starts rank 0 on jw1 and rank 1 on jw2;
+    rank 1 reaches rank 0 at MASTER_ADDR:MASTER_PORT (jw1's address) and both see the other."""
+    job = "01a2b3c4-0000-7000-8000-0000000000d2"
+    out = tmp_path / "out"
+    out.mkdir()
+    script = write_gang(tmp_path, 2, [sys.executable, "-c", RENDEZVOUS, str(out), "0"], job=job)
+    wait_done(slurm_two_nodes, submit(slurm_two_nodes, script))
+    d = script.parent
+    assert (d / "exit_code").read_text().strip() == "0", (d / "stderr").read_text()
+    for rank in (0, 1):
+        report = rank_report(out / f"rank-{rank}")
+        assert report["seen"] == [0, 1]
+        env = report["env"]
+        assert env["RANK"] == env["JOBWIRE_RANK"] == str(rank)
+        assert env["WORLD_SIZE"] == env["JOBWIRE_WORLD_SIZE"] == "2"
+        assert env["MASTER_ADDR"] == env["JOBWIRE_MASTER_ADDR"] == "127.0.0.1"  # jw1's NodeAddr
+        assert env["MASTER_PORT"] == str(master_port(job, 1))
+        assert env["JOBWIRE_HOSTS"] == "127.0.0.1,127.0.0.1"
+    assert "hello from rank 0 of 2" in (d / "stdout").read_text()
+    assert "hello from rank 1 of 2" in (d / "rank1" / "stdout").read_text()  # rank 1's log is its own
+    assert (d / "rank1" / "exit_code").read_text().strip() == "0"
+
+
+@pytest.mark.backend("slurm")
+def test_one_rank_failing_stops_the_other_and_names_the_rank(slurm_two_nodes, tmp_path):
+    """Rank 1 exits 3 at once while rank 0 would sleep 300 s: srun stops rank 0 and the job ends with
+    rank 1's code and name, long before rank 0's sleep would have."""
+    job = "01a2b3c4-0000-7000-8000-0000000000e2"
+    cmd = ["/bin/sh", "-c", 'if [ "$RANK" = 1 ]; then exit 3; fi; sleep 300']
+    script = write_gang(tmp_path, 2, cmd, name="onefails", job=job)
+    started = time.monotonic()
+    wait_done(slurm_two_nodes, submit(slurm_two_nodes, script), timeout=200)
+    assert time.monotonic() - started < 250  # rank 0 did not sleep its 300 s
+    d = script.parent
+    assert (d / "exit_code").read_text().strip() == "3"
+    assert (d / GANG_REASON).read_text().strip() == "rank 1 exited with code 3; srun stopped the other ranks"
+    assert (d / "rank1" / "exit_code").read_text().strip() == "3"

@@ -5,10 +5,11 @@ Everything here is fixed text or a checked path or number (issue 12): each rank'
 environment are data in its own :data:`ARGS_FILE` (rank 0's in the attempt directory, rank R's in
 ``rankR/``), written by the executor with ``RANK``, ``WORLD_SIZE`` and ``MASTER_PORT`` for that
 rank. What only the allocation knows, its hosts, the fixed launcher adds as each rank starts:
-``MASTER_ADDR`` is the first host of ``scontrol show hostnames $SLURM_JOB_NODELIST`` (where rank 0
-runs: ``srun --ntasks-per-node=1`` gives ranks to nodes in list order), ``JOBWIRE_HOSTS`` all of
-them. Rank R's wrapper keeps its pid, logs and exit code in ``rankR/``, so the ranks do not write
-over each other on shared storage; rank 0's are the job's own.
+``JOBWIRE_HOSTS`` is the address (``NodeAddr``: the node's name unless slurm.conf gives another) of
+each node of ``scontrol show hostnames $SLURM_JOB_NODELIST``, in that order, and ``MASTER_ADDR`` the
+first (where rank 0 runs: ``srun --ntasks-per-node=1`` gives ranks to nodes in list order).
+Rank R's wrapper keeps its pid, logs and exit code in ``rankR/``, so the ranks do not write over
+each other on shared storage; rank 0's are the job's own.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ RANK_LAUNCH = (
     'jw_d=$1; jw_r=${SLURM_PROCID:?}; jw_f="$jw_d/rank$jw_r/batch.args"; '
     'if [ "$jw_r" = 0 ]; then jw_f="$jw_d/batch.args"; fi; '
     '[ -r "$jw_f" ] || { echo "jobwire: rank $jw_r has no $jw_f" >&2; exit 125; }; '
-    'jw_h=(); while IFS= read -r jw_x; do if [ -n "$jw_x" ]; then jw_h+=("$jw_x"); fi; done '
+    "declare -A jw_n; while IFS= read -r jw_x; do jw_y=${jw_x#NodeName=}; jw_y=${jw_y%% *}; "
+    'if [[ $jw_x == *" NodeAddr="* ]]; then jw_z=${jw_x#* NodeAddr=}; jw_n[$jw_y]=${jw_z%% *}; fi; done '
+    '< <(scontrol -o show node "$SLURM_JOB_NODELIST"); '
+    'jw_h=(); while IFS= read -r jw_x; do if [ -n "$jw_x" ]; then jw_h+=("${jw_n[$jw_x]:-$jw_x}"); fi; done '
     '< <(scontrol show hostnames "$SLURM_JOB_NODELIST"); '
     'if [ "${#jw_h[@]}" = 0 ]; then jw_h=("${SLURMD_NODENAME:-$(hostname)}"); fi; '
     'jw_hosts=$(IFS=,; echo "${jw_h[*]}"); '
