@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -33,8 +34,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 ARRAY_SCRIPT = "array.sh"
-#: kills of one native job's tasks asked within this many seconds go out together
+#: kills of one native job's tasks asked less than this many seconds apart go out together
 KILL_WINDOW = 0.3
+#: ... for at most this long from the first: an array's cancels reach a loaded executor spread out
+KILL_WINDOW_MAX = 2.0
 #: in each task's directory before the submit: the group's batch name and the task's native id
 SUBMITTING = "submitting"
 BATCH_ID = "batch_id"
@@ -247,7 +250,11 @@ class NativeKills:
         await asyncio.shield(done)
 
     async def _send(self, job: str, done: asyncio.Future[None]) -> None:
-        await asyncio.sleep(KILL_WINDOW)
+        deadline = time.monotonic() + KILL_WINDOW_MAX
+        seen = 0
+        while len(self._asked.get(job, ())) > seen and time.monotonic() < deadline:
+            seen = len(self._asked.get(job, ()))
+            await asyncio.sleep(KILL_WINDOW)
         asked = self._asked.pop(job, set())
         del self._flush[job]
         ex = self.ex
