@@ -32,15 +32,20 @@ if rank == 0:
         c.sendall(",".join(map(str, seen)).encode())
         c.close()
 else:
+    # a published port's proxy accepts before rank 0 listens and then closes: retry until rank 0 answers
+    answer = b""
     for _ in range(300):
         try:
             c = socket.create_connection((addr, port), timeout=5)
             c.settimeout(None)
-            break
+            c.sendall(str(rank).encode())
+            answer = c.recv(64)
+            if answer:
+                break
         except OSError:
-            time.sleep(0.1)
-    c.sendall(str(rank).encode())
-    seen = [int(x) for x in c.recv(64).decode().split(",")]
+            pass
+        time.sleep(0.1)
+    seen = [int(x) for x in answer.decode().split(",")]
 print(f"hello from rank {rank} of {world}", flush=True)
 with open(f"{out}/rank-{rank}", "w") as f:
     f.write(repr({"seen": seen, "env": env}))
