@@ -112,12 +112,12 @@ def test_killing_one_rank_stops_the_others_and_fails_the_job_naming_it(
     assert done["reason"].startswith("rank 1 on gang-"), done["reason"]
     assert "the 2 other ranks were stopped" in done["reason"]
 
-    def gone(pid: int) -> bool:
+    def gone(pid: int) -> bool:  # a process reaped between the two looks is gone too
         try:
             os.kill(pid, 0)
-        except ProcessLookupError:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+        except (ProcessLookupError, FileNotFoundError):
             return True
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
     wait_for(lambda: gone(pids[0]) and gone(pids[2]), 30, what="ranks 0 and 2 to be stopped")
 
@@ -189,12 +189,12 @@ def test_a_ranks_node_lost_stops_the_others_and_loses_the_job_naming_it(
             f"rank 2: node {nodes[2]} stopped answering; the other ranks were stopped"
         ), done["reason"]
 
-        def gone(pid: int) -> bool:
+        def gone(pid: int) -> bool:  # a process reaped between the two looks is gone too
             try:
                 os.kill(pid, 0)
-            except ProcessLookupError:
+                return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+            except (ProcessLookupError, FileNotFoundError):
                 return True
-            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
         wait_for(lambda: gone(pids[0]) and gone(pids[1]), 30, what="ranks 0 and 1 to be stopped")
     finally:

@@ -187,8 +187,9 @@ def meet(api: httpx.Client, c: SshCluster, job: str) -> list[int]:
 
 
 def gone(pid: int) -> bool:
+    """Ended: no such process, or a zombie (a process reaped between the two looks is gone too)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except (ProcessLookupError, FileNotFoundError):
         return True
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
