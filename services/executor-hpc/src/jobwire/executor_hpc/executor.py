@@ -143,6 +143,7 @@ class HpcExecutor(Executor):
         self._prepared = True
 
     async def close(self) -> None:
+        await self.kills.settled()  # kills asked before the stop still go out
         await self.transport.close()
 
     def capacity(self) -> NodeCapacity:

@@ -202,18 +202,25 @@ class NativeKills:
     """Kills of a native array's tasks, gathered for a moment: when every task of the native job this
     executor still follows is being cancelled (the array was cancelled), ONE kill of the native job
     (``scancel 123``, ``qdel 123``) replaces a command per task; otherwise each task is killed alone
-    (``scancel 123_4``, ``qdel 123 -t 5``)."""
+    (``scancel 123_4``, ``qdel 123 -t 5``).
+
+    A kill is asked and not waited for: the work consumer hands the next cancel in only once the
+    one before is handled, so waiting out the gathering window there would send an array's cancels
+    one window apart, each alone. A kill that fails is logged; the run loop's KILL after the stop's
+    grace asks again."""
 
     def __init__(self, ex: HpcExecutor) -> None:
         self.ex = ex
         #: native job -> the ids of its tasks followed now (launched or adopted, not seen to end)
         self.live: dict[str, set[str]] = {}
+        #: native job -> its tasks already killed one by one (still followed until a poll sees them end)
+        self.killed: dict[str, set[str]] = {}
         #: array id -> its native jobs submitted or adopted here
         self.array_jobs: dict[str, set[str]] = {}
         #: native jobs killed whole: later kills of their tasks need no command
         self.whole: set[str] = set()
         self._asked: dict[str, set[str]] = {}
-        self._flush: dict[str, asyncio.Future[None]] = {}
+        self._sending: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def follow(self, batch_id: str, array_id: str | None = None) -> None:
@@ -230,46 +237,54 @@ class NativeKills:
         return max(jobs, key=lambda j: (len(j), j)) if jobs else None
 
     def ended(self, batch_id: str) -> None:
-        job = self.ex.scheduler.task_job(batch_id)
-        tasks = self.live.get(job or "")
+        job = self.ex.scheduler.task_job(batch_id) or ""
+        tasks = self.live.get(job)
         if tasks is not None:
             tasks.discard(batch_id)
+            self.killed.get(job, set()).discard(batch_id)
             if not tasks:
-                del self.live[job or ""]
+                del self.live[job]
+                self.killed.pop(job, None)
 
     async def kill(self, job: str, batch_id: str) -> None:
-        if job in self.whole:
-            return
+        """Ask for the task's kill; it goes out with its siblings' within the gathering window."""
+        if job in self.whole or batch_id in self.killed.get(job, ()):
+            return  # the batch system's kill is the same for TERM and KILL: once is enough
         self._asked.setdefault(job, set()).add(batch_id)
-        done = self._flush.get(job)
-        if done is None:
-            done = self._flush[job] = asyncio.get_running_loop().create_future()
-            task = asyncio.create_task(self._send(job, done))
+        if job not in self._sending:
+            self._sending.add(job)
+            task = asyncio.create_task(self._send(job))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        await asyncio.shield(done)
 
-    async def _send(self, job: str, done: asyncio.Future[None]) -> None:
+    async def settled(self) -> None:
+        """Until every kill asked so far has been sent (for a clean stop and for tests)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _send(self, job: str) -> None:
         deadline = time.monotonic() + KILL_WINDOW_MAX
         seen = 0
         while len(self._asked.get(job, ())) > seen and time.monotonic() < deadline:
             seen = len(self._asked.get(job, ()))
             await asyncio.sleep(KILL_WINDOW)
         asked = self._asked.pop(job, set())
-        del self._flush[job]
+        self._sending.discard(job)
         ex = self.ex
+        live = self.live.get(job, set())
+        # tasks killed alone earlier still count as followed until a poll sees them end
+        rest = live - self.killed.get(job, set())
         try:
-            live = self.live.get(job, set())
-            if live and live <= asked:
+            if rest and rest <= asked:
                 ex._count("kill")
                 await ex.scheduler.kill(ex.transport, job)
                 self.whole.add(job)
                 log.info("cancelled native array job %s whole (%d tasks)", job, len(asked))
-            else:
-                for batch_id in sorted(asked):
-                    ex._count("kill")
-                    await ex.scheduler.kill(ex.transport, batch_id)
-        except Exception as e:  # handed to every waiting caller
-            done.set_exception(e)
-        else:
-            done.set_result(None)
+                return
+            for batch_id in sorted(asked):
+                ex._count("kill")
+                await ex.scheduler.kill(ex.transport, batch_id)
+                if batch_id in live:
+                    self.killed.setdefault(job, set()).add(batch_id)
+        except Exception as e:
+            log.warning("killing tasks of native array job %s failed (asked again after the grace): %s", job, e)
