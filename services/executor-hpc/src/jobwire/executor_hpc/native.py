@@ -287,4 +287,8 @@ class NativeKills:
                 if batch_id in live:
                     self.killed.setdefault(job, set()).add(batch_id)
         except Exception as e:
-            log.warning("killing tasks of native array job %s failed (asked again after the grace): %s", job, e)
+            log.warning(
+                "killing tasks of native array job %s failed (asked again after the grace): %s",
+                job,
+                e,
+            )
