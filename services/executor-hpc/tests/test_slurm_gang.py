@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from jobwire.contracts.v1 import JobSpec, Resources, SlurmOptions
+from jobwire.contracts.v1.gang import master_port
 from jobwire.execution.attempt import layout as L
 from jobwire.execution.hpc import BatchRequest
 from jobwire.executor_hpc.schedulers.slurm import Slurm
-from jobwire.executor_hpc.schedulers.slurm_gang import GANG_REASON, master_port
+from jobwire.executor_hpc.schedulers.slurm_gang import GANG_REASON
 from tests.support.gang import RENDEZVOUS, rank_report
 
 pytestmark = pytest.mark.integration

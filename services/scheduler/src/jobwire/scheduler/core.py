@@ -14,6 +14,7 @@ import msgspec
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import deps, feasibility
 from jobwire.contracts.v1 import subjects as sj
+from jobwire.contracts.v1.gang import master_port
 from jobwire.runtime import telemetry
 from jobwire.runtime.placement import PlacementPolicy
 from jobwire.store.jobrecs import JobRec
@@ -553,7 +554,7 @@ class Core:
         self.cluster.start_gang(names, runs)
         row.gang = gang.record(names)
         hosts = [n.capacity.address or n.name for n in nodes]
-        port = gang.master_port(row.id, row.attempt)
+        port = master_port(row.id, row.attempt)
         with telemetry.span_from(job.trace, TRACER, "scheduler.dispatch", job_id=row.id, node=names[0]):
             headers = telemetry.inject()
         for rank, node in enumerate(nodes):

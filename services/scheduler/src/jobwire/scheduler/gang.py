@@ -8,7 +8,6 @@ may never come, holding its node.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 
 import msgspec
@@ -34,17 +33,6 @@ def record(nodes: Sequence[str], done: Sequence[str] = ()) -> bytes:
 
 def read_record(raw: bytes) -> Record:
     return msgspec.json.decode(raw, type=Record)
-
-
-#: rendezvous ports are drawn from here (above torch's 29500 default, below Linux's ephemeral range)
-PORT_BASE = 29500
-PORT_SPAN = 2000
-
-
-def master_port(job_id: str, attempt: int) -> int:
-    """Rank 0's rendezvous port: fixed by job and attempt, so a replayed dispatch says the same, and
-    a retried gang does not meet a port its previous attempt may still hold."""
-    return PORT_BASE + zlib.crc32(f"{job_id}:{attempt}".encode()) % PORT_SPAN
 
 
 def free_nodes(spec: v1.JobSpec, nodes: Sequence[NodeState], now: float) -> list[NodeState] | None:

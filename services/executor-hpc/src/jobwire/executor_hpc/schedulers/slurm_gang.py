@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 import posixpath
 import shlex
-import zlib
 
+from jobwire.contracts.v1.gang import master_port
 from jobwire.execution.attempt import layout as L
 from jobwire.execution.executor import StartRefused
 from jobwire.execution.hpc import BatchRequest
@@ -49,16 +49,6 @@ RANK_LAUNCH = (
     'exec /usr/bin/env "${jw_a[@]:0:jw_k}" "MASTER_ADDR=${jw_h[0]}" "JOBWIRE_MASTER_ADDR=${jw_h[0]}" '
     '"JOBWIRE_HOSTS=$jw_hosts" "${jw_a[@]:jw_k}"'
 )
-
-#: rendezvous ports, as the scheduler draws them for the other backends' gangs (``scheduler.gang``)
-PORT_BASE = 29500
-PORT_SPAN = 2000
-
-
-def master_port(job_id: str, attempt: int) -> int:
-    """Rank 0's rendezvous port, the scheduler's rule (``scheduler.gang.master_port``): fixed by job
-    and attempt, so a retried gang does not meet a port its previous attempt may still hold."""
-    return PORT_BASE + zlib.crc32(f"{job_id}:{attempt}".encode()) % PORT_SPAN
 
 
 def rank_dir(job_dir: str, rank: int) -> str:
