@@ -377,4 +377,25 @@ def test_torque_array_ids_and_pbs_without_native_arrays():
 def test_a_later_native_job_of_an_array_waits_for_the_earlier_one():
     assert Slurm().after_directives("12") == [("--dependency", "afterany:12")]
     assert Sge().after_directives("12") == [("-hold_jid", "12")]
-    assert Torque().after_directives("12[].s") == []  # not rendered for Torque yet
+    assert Torque().after_directives("12[].s") == [("-W", "depend=afteranyarray:12[].s")]
+    assert Torque().after_directives("12.s") == [("-W", "depend=afterany:12.s")]
+
+
+def test_torque_a_job_held_only_for_its_dependency_is_pending_not_held():
+    """Torque holds a job whose ``depend`` is unmet (``H``, ``Hold_Types=s``): that is a wait, not a
+    hold anyone asked for; a user hold on top of it (``us``) is a hold."""
+
+    def answer(holds: str) -> ExecResult:
+        job = (
+            "<Job><Job_Id>7[0].s</Job_Id><Job_Name>jw-x-1-0</Job_Name><job_state>H</job_state>"
+            f"<Hold_Types>{holds}</Hold_Types><depend>afteranyarray:6[].s@s</depend></Job>"
+        )
+        return ExecResult(0, f'<?xml version="1.0"?>\n<Data>{job}</Data>\n'.encode(), b"")
+
+    [waiting] = Torque().parse_list(answer("s"), ["7[0].s"]).values()
+    assert (waiting.phase, waiting.reason) == (
+        Phase.QUEUED,
+        "waiting for its dependency (afteranyarray:6[].s@s)",
+    )
+    [held] = Torque().parse_list(answer("us"), ["7[0].s"]).values()
+    assert (held.phase, held.reason) == (Phase.HELD, "Hold_Types=us")

@@ -276,6 +276,44 @@ def test_torque_simulated_native_task_cancel_and_whole_array_cancel(executor: Hp
     assert qdels == ["qdel 1[0].sim", "qdel 1[].sim"]
 
 
+def test_torque_simulated_second_native_job_of_an_array_waits_for_the_first(
+    executor: HpcExecutor, tmp_path: Path
+):
+    """A chunk of an array dispatched while an earlier native job of it still runs (a retried task, a
+    second round) is submitted with ``-W depend=afteranyarray:<first>``: Torque holds it (``H``,
+    ``Hold_Types=s``), jobwire shows it pending for its dependency (not held), and it starts only once
+    every sub-job of the first has ended, so the array's parallelism holds across both."""
+    trace = tmp_path / "trace"
+    stamp = f'echo "$1 $JOBWIRE_ARRAY_INDEX $(date +%s%N)" >> {trace}'
+    script = f"set -- s; {stamp}; sleep 1; set -- e; {stamp}"
+    runs = array_runs(JobSpec(command=["sh", "-c", script]), 4, 1)
+
+    async def go() -> None:
+        first = [h for h in await executor.start_array(runs[:2]) if not isinstance(h, BaseException)]
+        second = [h for h in await executor.start_array(runs[2:]) if not isinstance(h, BaseException)]
+        ids = [h.details["batch_id"] for h in first + second]
+        assert ids == ["1[0].sim", "1[1].sim", "2[0].sim", "2[1].sim"]
+        assert "#PBS -W depend=afteranyarray:1[].sim\n" in (Path(second[0].ref) / "array.sh").read_text()
+        assert "depend" not in (Path(first[0].ref) / "array.sh").read_text()
+        await asyncio.sleep(0.15)
+        waiting = await executor.poll(second)
+        for h in second:
+            status = waiting[h.key]
+            assert (status.running, status.held) == (False, False), status
+            why = "waiting for its dependency (afteranyarray:1[].sim@sim)"
+            assert status.pending_reason == f"pending in torque: {why}"
+        for h in first + second:
+            assert (await until_ended(executor, h)).exit_code == 0
+
+    asyncio.run(go())
+    lines = trace.read_text().splitlines()
+    marks = {(kind, int(index)): int(ns) for kind, index, ns in (ln.split() for ln in lines)}
+    assert len(marks) == 8, lines
+    assert max(marks["e", i] for i in (0, 1)) <= min(marks["s", i] for i in (2, 3)), lines
+    ordered = sorted((ns, -1 if kind == "e" else 1) for (kind, _), ns in marks.items())
+    assert max(sum(step for _, step in ordered[: k + 1]) for k in range(len(ordered))) == 1, lines
+
+
 def test_torque_simulated_no_native_array_when_jobs_run_as_their_owner(executor: HpcExecutor):
     """One native job has one submitter: a node that runs jobs as their owners' accounts says no
     native arrays, and tasks sent together are submitted one job each."""

@@ -18,6 +18,12 @@ What it reproduces, as the Torque sources and recorded outputs show it (tests/da
 - Job arrays (``#PBS -t 0-19%5``): qsub prints ``123[].sim``; each sub-job ``123[4].sim`` is a job of
   its own named ``NAME-4`` that runs with ``PBS_ARRAYID=4``, at most the slot limit (``%5``) of
   them running at once; ``qdel 123[].sim`` deletes every sub-job, ``qdel 123[4].sim`` one.
+- Dependencies (``#PBS -W depend=afterany:123.sim`` or ``afteranyarray:123[].sim``): the job is held
+  by the server (``H``, ``Hold_Types=s``, its ``depend`` attribute shown) until the job, or every
+  sub-job of the array, has ended (C) or been purged, then queued (Q).
+- ``qhold``/``qrls`` set and clear the user hold (``u``) beside the server's; ``qhold 123[].sim``
+  sets it on every sub-job that has not ended and answers 0, a running one keeping on running with
+  the hold recorded (Torque's req_holdarray/hold_job); ``qrls 123[].sim`` clears it on every one.
 """
 
 from __future__ import annotations
@@ -98,7 +104,7 @@ def qsub(script: str) -> int:
         f.truncate()
         f.write(str(n))
     job_id = f"{n}.{SERVER}"
-    opts = {"-o": "/dev/null", "-e": "/dev/null", "-N": "STDIN", "-q": "batch", "-t": ""}
+    opts = {"-o": "/dev/null", "-e": "/dev/null", "-N": "STDIN", "-q": "batch", "-t": "", "-W": ""}
     limits: dict[str, str] = {}
     for line in Path(script).read_text().splitlines():
         if line.startswith("#PBS "):
@@ -110,8 +116,12 @@ def qsub(script: str) -> int:
                     key, _, value = item.partition("=")
                     limits[key] = value
     now = time.time()
+    depend = opts["-W"].removeprefix("depend=") if opts["-W"].startswith("depend=") else ""
+    holds = "s" if depend and not dependency_met(depend) else ""
     job: dict[str, object] = {
-        "state": "Q",
+        "state": "H" if holds else "Q",
+        "holds": holds,
+        "depend": depend,
         "name": opts["-N"],
         "out": opts["-o"],
         "err": opts["-e"],
@@ -148,6 +158,19 @@ def start(job_id: str) -> None:
     )
 
 
+def dependency_met(depend: str) -> bool:
+    """``afterany:ID`` / ``afteranyarray:ID[]``: the job, or every sub-job of the array, ended (C)
+    or was purged."""
+    _kind, _, target = depend.partition(":")
+    target = target.split("@", 1)[0]
+    if "[]" in target:
+        head = target.split("[]", 1)[0]
+        subs = [p.name.removesuffix(".json") for p in STATE.glob(f"{head}[[]*].{SERVER}.json")]
+    else:
+        subs = [target]
+    return all((load(sub) or {"state": "C"}).get("state") == "C" for sub in subs)
+
+
 def array_full(job: dict[str, object]) -> bool:
     """Whether the sub-job's array already runs as many sub-jobs as its slot limit allows."""
     limit = int(str(job.get("limit") or 0))
@@ -165,6 +188,11 @@ def run(job_id: str) -> int:
             job = load(job_id)
             if job is None or job["state"] == "C":  # purged, or deleted while queued
                 return 0
+            holds = str(job.get("holds") or "")
+            if "s" in holds and dependency_met(str(job["depend"])):
+                holds = holds.replace("s", "")  # the server releases its own hold
+                job.update(state="H" if holds else "Q", holds=holds)
+                save(job_id, job)
             due = time.time() - float(str(job["ctime"])) >= queued_for
             if job["state"] == "Q" and due and not array_full(job):
                 job.update(state="R", start=time.time())
@@ -228,7 +256,7 @@ def attributes(job_id: str, job: dict[str, object]) -> list[tuple[str, str | lis
     a += [("Error_Path", f"localhost:{job['err']}")]
     if ran:
         a.append(("exec_host", "localhost/0"))
-    a += [("Hold_Types", "u" if state == "H" else "n"), ("Join_Path", "n"), ("Keep_Files", "n")]
+    a += [("Hold_Types", hold_types(job)), ("Join_Path", "n"), ("Keep_Files", "n")]
     a += [("Output_Path", f"localhost:{job['out']}"), ("Priority", "0"), ("Rerunable", "True")]
     a.append(("Resource_List", [(k, str(v)) for k, v in sorted(limits.items())] or [("nodect", "1")]))
     a.append(
@@ -238,6 +266,8 @@ def attributes(job_id: str, job: dict[str, object]) -> list[tuple[str, str | lis
             "PBS_O_SHELL=/bin/sh,PBS_O_WORKDIR=/root,PBS_O_HOST=localhost,PBS_O_SERVER=" + SERVER,
         )
     )
+    if job.get("depend"):
+        a.append(("depend", f"{job['depend']}@{SERVER}"))
     a += [("euser", "jobwire"), ("egroup", "jobwire"), ("queue_type", "E")]
     if "exit_status" in job:
         a.append(("exit_status", str(job["exit_status"])))
@@ -248,6 +278,11 @@ def attributes(job_id: str, job: dict[str, object]) -> list[tuple[str, str | lis
         a.append(("comp_time", str(int(float(str(job["comp"]))))))
     a += [("job_radix", "0"), ("submit_host", "localhost"), ("request_version", "1")]
     return a
+
+
+def hold_types(job: dict[str, object]) -> str:
+    """The hold bits as qstat prints them: ``u`` user, ``s`` system (a dependency), ``n`` none."""
+    return "".join(sorted(str(job.get("holds") or ""), key="uos".index)) or "n"
 
 
 def escape(value: str) -> str:
@@ -364,6 +399,15 @@ def qdel(job_id: str) -> int:
 
 def qhold(job_id: str, release: bool) -> int:
     cmd = "qrls" if release else "qhold"
+    if "[]" in job_id:  # the whole array: every sub-job's hold bits, running ones included
+        head = job_id.split("[]", 1)[0]
+        subs = [p.name.removesuffix(".json") for p in STATE.glob(f"{head}[[]*].{SERVER}.json")]
+        if not subs:
+            print(f"{cmd}: Unknown Job Id Error {job_id}", file=sys.stderr)
+            return UNKNOWN_JOB_ID
+        for sub in subs:
+            set_user_hold(sub, not release)
+        return 0
     job = load(job_id)
     if job is None:
         print(f"{cmd}: Unknown Job Id Error {job_id}", file=sys.stderr)
@@ -371,8 +415,22 @@ def qhold(job_id: str, release: bool) -> int:
     state = str(job["state"])
     if state not in ("Q", "H"):
         return invalid_state(cmd, job_id, state)
-    update(job_id, state="Q" if release else "H")
+    set_user_hold(job_id, not release)
     return 0
+
+
+def set_user_hold(job_id: str, on: bool) -> None:
+    """Set or clear the ``u`` hold; a job waiting to run is held while any hold is set (a running or
+    ended one keeps its state, as Torque's hold_job re-evaluates only a job not running)."""
+    with locked():
+        job = load(job_id)
+        if job is None:
+            return
+        holds = str(job.get("holds") or "").replace("u", "") + ("u" if on else "")
+        job["holds"] = holds
+        if job["state"] in ("Q", "H"):
+            job["state"] = "H" if holds else "Q"
+        save(job_id, job)
 
 
 def main() -> int:

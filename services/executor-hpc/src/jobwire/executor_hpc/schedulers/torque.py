@@ -121,6 +121,13 @@ class Torque(BatchSystem):
         """``123[].server`` (what qsub prints for an array) and 4 -> ``123[4].server``."""
         return job_id.replace("[]", f"[{task}]", 1)
 
+    def after_directives(self, job_id: str) -> list[Directive]:
+        """``-W depend=afteranyarray:123[].server`` for an array (every sub-job ended, whatever its
+        exit status), ``afterany:123.server`` for a plain job. Torque holds the dependent job (state
+        ``H``, ``Hold_Types=s``) until then; :meth:`parse_list` shows that wait as queued."""
+        kind = "afteranyarray" if "[]" in job_id else "afterany"
+        return [("-W", f"depend={kind}:{check_token('job id', job_id)}")]
+
     def task_job(self, batch_id: str) -> str | None:
         head, sep, rest = batch_id.partition("[")
         index, close, tail = rest.partition("]")
@@ -175,7 +182,10 @@ class Torque(BatchSystem):
                 continue
             native = attrs.get("job_state", "")
             hosts = exec_hosts(attrs.get("exec_host", ""))
-            out[job_id] = QueueEntry(job_id, native, self.map_state(native), _reason(native, attrs), hosts)
+            phase, reason = self.map_state(native), _reason(native, attrs)
+            if phase is Phase.HELD and _waits_for_dependency(attrs):
+                phase, reason = Phase.QUEUED, f"waiting for its dependency ({attrs['depend']})"
+            out[job_id] = QueueEntry(job_id, native, phase, reason, hosts)
         return out
 
     def build_find(self, name: str) -> list[str]:
@@ -258,6 +268,12 @@ def _reason(native: str, attrs: dict[str, str]) -> str | None:
     if native == "W" and (when := attrs.get("Execution_Time", "").strip()):
         return f"Execution_Time={when}"
     return None
+
+
+def _waits_for_dependency(attrs: dict[str, str]) -> bool:
+    """Held by the server alone (``Hold_Types=s``) while a ``depend`` is unmet: Torque's way of
+    making a job wait for another, not a hold anyone asked for (a user hold adds ``u``)."""
+    return attrs.get("Hold_Types", "").strip() == "s" and bool(attrs.get("depend", "").strip())
 
 
 def _accounting(job_id: str, a: dict[str, str], status: int) -> Accounting:
