@@ -5,7 +5,7 @@ SHELL := /bin/bash
 UV ?= $(eval UV := $$(shell bash scripts/ci/find-uv.sh))$(UV)
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench sync setup backends schemas clean secrets images
+.PHONY: run test lint bench soak sync setup backends schemas clean secrets images
 
 ## run: start NATS, SQLite (or $$JOBWIRE_DATABASE_URL), scheduler, a local executor and the API on :8000
 run: sync
@@ -23,10 +23,15 @@ lint: sync
 	$(UV) run --frozen mypy services/scheduler/src services/gateway/src services/stack/src services/executor-docker/src services/executor-ssh/src services/executor-hpc/src
 
 ## bench: jobwire's figures beside this machine's ceilings, measured in the same run: one JSON document
-## printed and written with a PNG of the throughput/latency curve to build/bench/ (wrk installed if it can be)
+## printed and written with a PNG of the throughput/latency curve and the memory soak to build/bench/
+## (wrk installed if it can be); a part that fails is recorded in the document and the run goes on
 bench: sync
 	-bash scripts/ci/install-backends.sh bench
 	$(UV) run --frozen python -m benchmarks.stack_bench
+
+## soak: the 10-minute memory soak alone (SQLite: the curve and end to end first, for its rate)
+soak: sync
+	BENCH_PARTS=curve,end_to_end,soak BENCH_DATABASES=sqlite $(UV) run --frozen python -m benchmarks.stack_bench
 
 ## schemas: regenerate libs/contracts/schemas/v1 after changing a contract
 schemas: sync

@@ -1,19 +1,28 @@
-"""Raw ``sbatch`` beside jobwire's executor-hpc on the project's test SLURM (tests/fixtures/slurm.py).
+"""Raw ``sbatch`` / ``qsub`` beside jobwire's executor-hpc on the project's test SLURM and SGE
+(tests/fixtures/slurm.py, sge-up.sh).
 
-The cluster is started only when SLURM is installed here and we are root, under the shared backends lock
-(the tests' SLURM, SGE and Docker runs hold it too; ``BENCH_SLURM_LOCK_WAIT`` seconds, then skipped). The
-same no-op jobs both ways: submits/s (one ``sbatch`` after the other, or jobwire's HTTP submits) and jobs/s
-from the first submit to the last job gone from the queue (or succeeded in jobwire).
+The batch system is started only when it is installed here and we are root, under the shared backends
+lock (the tests' SLURM, SGE and Docker runs hold it too; ``BENCH_SLURM_LOCK_WAIT`` seconds, then skipped).
+The same no-op jobs both ways: submits/s (one ``sbatch`` after the other, or jobwire's HTTP submits over 8
+connections) and jobs/s from the first submit to the last job gone from the queue (or succeeded in
+jobwire). The executor runs with ``BENCH_HPC_POLL_INTERVAL`` (1 s, its default) between list calls and
+counts the batch system commands it ran, so the document says where its extra time went.
+
+    python -m benchmarks.slurm_bench slurm 200
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +30,10 @@ from jobwire.stack.processes import free_port
 from jobwire.stack.stack import ExecutorConfig, Stack, StackConfig
 
 LOCK = "/tmp/jobwire-backends.lock"  # noqa: S108 - the shared lock every backend run takes
+POLL = os.environ.get("BENCH_HPC_POLL_INTERVAL", "1.0")
+SGE_BIN = "/usr/lib/gridengine"
+SGE_ENV = {"SGE_ROOT": "/var/lib/gridengine", "SGE_CELL": "default"}
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 
 
 def _take_lock(wait: float) -> int | None:
@@ -37,7 +50,19 @@ def _take_lock(wait: float) -> int | None:
             time.sleep(1)
 
 
-def raw_sbatch(env: dict[str, str], jobs: int, workdir: Path) -> dict[str, float]:
+def _until_gone(listed: Callable[[set[str]], set[str]], ids: list[str], t0: float) -> float:
+    """Seconds from ``t0`` until none of ``ids`` is listed any more (polled every 0.1 s)."""
+    pending = set(ids)
+    while pending:
+        pending &= listed(pending)
+        if time.perf_counter() - t0 > 600:
+            raise TimeoutError(f"{len(pending)} raw batch jobs still queued after 600 s")
+        if pending:
+            time.sleep(0.1)
+    return time.perf_counter() - t0
+
+
+def raw_sbatch(env: dict[str, str], jobs: int, workdir: Path) -> dict[str, Any]:
     full = {**os.environ, **env}
     ids: list[str] = []
     t0 = time.perf_counter()
@@ -52,28 +77,57 @@ def raw_sbatch(env: dict[str, str], jobs: int, workdir: Path) -> dict[str, float
         )
         ids.append(out.stdout.strip().split(";")[0])
     submitted = time.perf_counter() - t0
-    pending = set(ids)
-    while pending:
+
+    def listed(pending: set[str]) -> set[str]:
+        argv = ["squeue", "-h", "-o", "%i", "-j", ",".join(sorted(pending))]
+        out = subprocess.run(argv, env=full, capture_output=True, text=True, check=False, timeout=60)
+        return set(out.stdout.split())
+
+    done = _until_gone(listed, ids, t0)
+    return {
+        "command": "sbatch --parsable --wrap=true, one after the other",
+        "jobs": jobs,
+        "submits_per_s": round(jobs / submitted, 1),
+        "jobs_per_s": round(jobs / done, 1),
+    }
+
+
+def raw_qsub(env: dict[str, str], jobs: int, workdir: Path) -> dict[str, Any]:
+    full = {**os.environ, **env}
+    qsub, qstat = f"{SGE_BIN}/qsub", f"{SGE_BIN}/qstat"
+    ids: list[str] = []
+    t0 = time.perf_counter()
+    for _ in range(jobs):
         out = subprocess.run(
-            ["squeue", "-h", "-o", "%i", "-j", ",".join(sorted(pending))],
+            [qsub, "-terse", "-b", "y", "-wd", str(workdir), "-o", "/dev/null", "-e", "/dev/null", "true"],
             env=full,
             capture_output=True,
             text=True,
-            check=False,
+            check=True,
             timeout=60,
         )
-        pending &= set(out.stdout.split())
-        if time.perf_counter() - t0 > 600:
-            raise TimeoutError(f"{len(pending)} sbatch jobs still queued after 600 s")
-        time.sleep(0.1)
-    done = time.perf_counter() - t0
-    return {"jobs": jobs, "submits_per_s": round(jobs / submitted, 1), "jobs_per_s": round(jobs / done, 1)}
+        ids.append(out.stdout.strip().split(".")[0])
+    submitted = time.perf_counter() - t0
+
+    def listed(pending: set[str]) -> set[str]:
+        argv = [qstat, "-u", "*"]
+        out = subprocess.run(argv, env=full, capture_output=True, text=True, check=False, timeout=60)
+        return {line.split()[0] for line in out.stdout.splitlines()[2:] if line.split()}
+
+    done = _until_gone(listed, ids, t0)
+    return {
+        "command": "qsub -b y true, one after the other",
+        "jobs": jobs,
+        "submits_per_s": round(jobs / submitted, 1),
+        "jobs_per_s": round(jobs / done, 1),
+    }
 
 
-def through_jobwire(env: dict[str, str], jobs: int, home: Path) -> dict[str, float]:
+def through_jobwire(kind: str, env: dict[str, str], jobs: int, home: Path) -> dict[str, Any]:
     """The same jobs through gateway, scheduler and one executor-hpc driving the same cluster."""
     from benchmarks.e2e import NOOP, Watcher, submit_burst
 
+    node = f"hpc-{kind}"
     config = StackConfig(
         home=home,
         api_port=free_port(),
@@ -81,7 +135,10 @@ def through_jobwire(env: dict[str, str], jobs: int, home: Path) -> dict[str, flo
         nats_monitor_port=free_port(),
         executors=[
             ExecutorConfig(
-                node="hpc-slurm", backend="hpc", slots=jobs, env={"JOBWIRE_HPC_SCHEDULER": "slurm", **env}
+                node=node,
+                backend="hpc",
+                slots=jobs,
+                env={"JOBWIRE_HPC_SCHEDULER": kind, "JOBWIRE_HPC_POLL_INTERVAL": POLL, **env},
             )
         ],
         env={"JOBWIRE_LOG_LEVEL": "WARNING"},
@@ -89,7 +146,7 @@ def through_jobwire(env: dict[str, str], jobs: int, home: Path) -> dict[str, flo
     stack = Stack(config)
     stack.start()
 
-    async def go() -> dict[str, float]:
+    async def go() -> dict[str, Any]:
         watcher = Watcher()
         await watcher.start(stack.nats_url)
         t0 = time.perf_counter()
@@ -97,11 +154,16 @@ def through_jobwire(env: dict[str, str], jobs: int, home: Path) -> dict[str, flo
         await watcher.wait_done(ids, timeout=600)
         await watcher.nc.close()
         done = max(watcher.done[i] for i in ids) - t0
+        running = sorted(watcher.running[i] - t0 for i in ids if i in watcher.running)
         failed = sum(watcher.final[i] != "succeeded" for i in ids)
         return {
             "jobs": jobs,
+            "http_connections": 8,
+            "poll_interval_s": float(POLL),
             "submits_per_s": round(jobs / submit_s, 1),
             "jobs_per_s": round(jobs / done, 1),
+            "seconds_to_last_running": round(running[-1], 2) if running else None,
+            "seconds_to_last_finished": round(done, 2),
             "not_succeeded": failed,
         }
 
@@ -111,29 +173,63 @@ def through_jobwire(env: dict[str, str], jobs: int, home: Path) -> dict[str, flo
         stack.stop()
 
 
-def measure(jobs: int, lock_wait: float) -> dict[str, Any]:
-    from tests.fixtures.slurm import SlurmUnavailable, start_slurm, stop_slurm
+@contextlib.contextmanager
+def _slurm() -> Iterator[dict[str, str]]:
+    from tests.fixtures.slurm import start_slurm, stop_slurm
 
+    cluster, pids = start_slurm()
+    try:
+        yield cluster.env
+    finally:
+        stop_slurm(cluster, pids)
+
+
+@contextlib.contextmanager
+def _sge() -> Iterator[dict[str, str]]:
+    from tests.fixtures.sge import QMASTER_PID, _alive, _execd_pid, _stop
+
+    if not os.path.exists(f"{SGE_BIN}/qsub") or os.geteuid() != 0:
+        raise RuntimeError("SGE is not installed here (install-backends.sh sge), or we are not root")
+    ours = _alive(QMASTER_PID) is None, _alive(_execd_pid()) is None
+    up = subprocess.run(["bash", str(FIXTURES / "sge-up.sh")], capture_output=True, text=True, timeout=180)
+    if up.returncode != 0:
+        raise RuntimeError(f"SGE did not come up: {up.stdout[-1000:]} {up.stderr[-2000:]}")
+    try:
+        yield {"JOBWIRE_HPC_BIN_DIR": SGE_BIN, **SGE_ENV}
+    finally:
+        qdel = [f"{SGE_BIN}/qdel", "-u", "*"]
+        subprocess.run(qdel, env={**os.environ, **SGE_ENV}, capture_output=True, check=False, timeout=60)
+        if ours[1] and (pid := _alive(_execd_pid())):
+            _stop(pid)
+        if ours[0] and (pid := _alive(QMASTER_PID)):
+            _stop(pid)
+
+
+def measure(kind: str, jobs: int, lock_wait: float) -> dict[str, Any]:
+    """``kind`` (slurm or sge): raw submits, then the same jobs through jobwire, under the lock."""
     fd = _take_lock(lock_wait)
     if fd is None:
         return {"skipped": f"the backends lock {LOCK} stayed held for {lock_wait:.0f} s"}
     try:
-        try:
-            cluster, pids = start_slurm()
-        except SlurmUnavailable as e:
-            return {"skipped": str(e)}
-        try:
-            with tempfile.TemporaryDirectory(prefix="jobwire-bench-hpc-") as home:
-                Path(home).chmod(0o755)
-                raw = raw_sbatch(cluster.env, jobs, Path(home))
-                ours = through_jobwire(cluster.env, jobs, Path(home) / "stack")
-        finally:
-            stop_slurm(cluster, pids)
+        with (
+            _slurm() if kind == "slurm" else _sge() as env,
+            tempfile.TemporaryDirectory(prefix=f"jobwire-bench-{kind}-") as home,
+        ):
+            Path(home).chmod(0o755)
+            raw_env = {k: v for k, v in env.items() if not k.startswith("JOBWIRE_")}
+            raw = (raw_sbatch if kind == "slurm" else raw_qsub)(raw_env, jobs, Path(home))
+            ours = through_jobwire(kind, env, jobs, Path(home) / "stack")
     finally:
         os.close(fd)
     return {
-        "raw_sbatch": raw,
+        "raw": raw,
         "jobwire_executor_hpc": ours,
         "jobs_per_s_ratio": round(ours["jobs_per_s"] / raw["jobs_per_s"], 3),
         "target_ratio": 0.8,
     }
+
+
+if __name__ == "__main__":
+    which = sys.argv[1] if len(sys.argv) > 1 else "slurm"
+    count = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    print(json.dumps(measure(which, count, float(os.environ.get("BENCH_SLURM_LOCK_WAIT", "300"))), indent=2))

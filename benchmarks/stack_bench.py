@@ -6,16 +6,21 @@ ports in temporary directories, and measures:
 - the curve: durable submits/s, p50, p99 and errors at 1, 8, 32 and 128 connections (``wrk`` when
   installed), on each database, beside the bare Litestar route under the same server settings;
 - end to end: no-op jobs completed/s, a ``POST /v1/jobs:batch`` of ``BENCH_BATCH_JOBS`` completed/s, an
-  array of ``BENCH_ARRAY_TASKS`` tasks completed/s,
-  submit -> running on an idle stack, authenticated reads;
-- memory: gateway and scheduler RSS over ``BENCH_SOAK_S`` of load at half the 32-connection rate;
-- the references: JetStream publish with ack, SQLite commits, raw ``sbatch`` (``benchmarks.slurm_bench``);
+  array of ``BENCH_ARRAY_TASKS`` tasks completed/s, submit -> running on an idle stack, authenticated reads;
+- memory: gateway, scheduler, executor and NATS RSS every 10 s over ``BENCH_SOAK_S`` (600) of load at half
+  the highest submit rate of the curve (``benchmarks.soak``), and the scheduler's RSS on the million-job
+  database beside an empty one (``benchmarks.scale_memory``);
+- the references: JetStream publish with ack, SQLite commits, raw ``sbatch`` and ``qsub``
+  (``benchmarks.slurm_bench``) beside executor-hpc;
 - the read path at a million jobs (``benchmarks.read_bench``; ``BENCH_READ=0`` leaves it out).
 
-Prints one JSON document and writes it, with a PNG of the curve, to ``BENCH_OUT`` (build/bench).
+Every part runs whatever the others did: a part that fails is recorded in the document with its error
+(``{"failed": ...}``, listed in ``failed_parts``) and the run goes on; the document so far is rewritten
+to ``bench.partial.json`` after each part. Prints one JSON document and writes it, with a PNG of the curve
+and the memory series, to ``BENCH_OUT`` (build/bench). ``BENCH_PARTS`` names the parts to run (default all).
 
     make bench
-    BENCH_CURVE_S=20 BENCH_SOAK_S=600 make bench     # the 10-minute memory soak
+    make soak       # the curve, end to end and the 10-minute memory soak on SQLite only
 """
 
 from __future__ import annotations
@@ -27,15 +32,19 @@ import platform
 import shutil
 import sys
 import tempfile
+import threading
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 
-from benchmarks import ceilings, e2e, loadgen, plot, read_bench, slurm_bench
+from benchmarks import ceilings, e2e, loadgen, plot, read_bench, scale_memory, slurm_bench
 from benchmarks.e2e import NOOP, Watcher, array_rate, batch_rate, idle_latency, read_burst, submit_burst
+from benchmarks.ratios import ok, ratios
 from benchmarks.soak import soak
 from jobwire.stack.processes import free_port
 from jobwire.stack.stack import ExecutorConfig, Stack, StackConfig
@@ -50,21 +59,63 @@ CURVE_S = float(os.environ.get("BENCH_CURVE_S", "10"))
 JOBS = _env_int("BENCH_JOBS", 1000)
 BATCH_JOBS = _env_int("BENCH_BATCH_JOBS", 10_000)
 ARRAY_TASKS = _env_int("BENCH_ARRAY_TASKS", 10_000)
-SOAK_S = float(os.environ.get("BENCH_SOAK_S", "30"))
+SOAK_S = float(os.environ.get("BENCH_SOAK_S", "600"))
+SOAK_SAMPLE_S = float(os.environ.get("BENCH_SOAK_SAMPLE_S", "10"))
+SOAK_WARMUP_S = float(os.environ.get("BENCH_SOAK_WARMUP_S", "60"))
 LATENCY_SAMPLES = _env_int("BENCH_LATENCY_SAMPLES", 50)
 SLOTS = _env_int("BENCH_SLOTS", 16)
 DATABASES = os.environ.get("BENCH_DATABASES", "sqlite,postgresql").split(",")
-SLURM_JOBS = _env_int("BENCH_SLURM_JOBS", 200)
+HPC_JOBS = _env_int("BENCH_SLURM_JOBS", 200)
+SGE_JOBS = _env_int("BENCH_SGE_JOBS", 100)
 DRAIN_S = float(os.environ.get("BENCH_DRAIN_S", "120"))
 OUT = Path(os.environ.get("BENCH_OUT", "build/bench"))
+ALL_PARTS = (
+    "bare_route,curve,references,end_to_end,batch,array,latency_idle,reads,soak,slurm,sge,reads_at_scale"
+)
+PARTS = set(os.environ.get("BENCH_PARTS", ALL_PARTS).split(","))
+if os.environ.get("BENCH_SLURM", "1") == "0":
+    PARTS -= {"slurm", "sge"}
+if os.environ.get("BENCH_READ", "1") == "0":
+    PARTS -= {"reads_at_scale"}
 BODY = msgspec.json.encode(NOOP)
-#: the issue's targets (issue 11), each beside the reference it is a share of
-TARGETS = {"submit_ratio": 0.7, "submit_p99_ms": 50.0, "jobs_per_s": 500.0, "submit_to_running_ms_p50": 50.0}
 
 
 def say(what: str) -> None:
-    """Progress on stderr: the run is minutes long, and the JSON comes only at the end."""
+    """Progress on stderr: the run is many minutes long, and the JSON comes only at the end."""
     print(f"{time.strftime('%H:%M:%S')} bench: {what}", file=sys.stderr, flush=True)
+
+
+class Run:
+    """The document and its parts: each part runs guarded, is timed, and the document so far is written
+    after it, so nothing measured is lost to a later failure."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        doc.setdefault("failed_parts", [])
+        doc.setdefault("part_seconds", {})
+
+    def part(self, name: str, where: dict[str, Any], key: str, fn: Callable[[], Any]) -> Any:
+        """``where[key] = fn()``; on an exception ``{"failed": ...}`` with its cause instead. Returns the
+        value, or None when it failed."""
+        say(f"{name}: start (load average {os.getloadavg()[0]:.1f})")
+        t = time.perf_counter()
+        value: Any = None
+        try:
+            value = where[key] = fn()
+        except Exception as e:
+            where[key] = {
+                "failed": f"{type(e).__name__}: {e}"[:2000],
+                "traceback": traceback.format_exc()[-3000:],
+            }
+            self.doc["failed_parts"].append(name)
+            say(f"{name}: FAILED: {type(e).__name__}: {e}")
+        self.doc["part_seconds"][name] = round(time.perf_counter() - t, 1)
+        say(f"{name}: done in {self.doc['part_seconds'][name]} s")
+        self.write(OUT / "bench.partial.json")
+        return value
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.doc, indent=2) + "\n")
 
 
 def _stack(home: Path, database_url: str | None) -> Stack:
@@ -84,14 +135,13 @@ def _stack(home: Path, database_url: str | None) -> Stack:
 
 
 async def _drain(stack: Stack) -> dict[str, float]:
-    """Wait (up to ``DRAIN_S``) until no job is queued, starting or running, so each point of the curve
-    starts from an idle stack; says how long that took and what was left."""
+    """Wait (up to ``DRAIN_S``) until no job is queued, starting or running, so each measurement starts
+    from an idle stack; says how long that took and what was left."""
     t0 = time.perf_counter()
     active = 0
     async with httpx.AsyncClient(base_url=stack.api_url, headers=stack.auth_headers, timeout=30) as c:
         while time.perf_counter() - t0 < DRAIN_S:
-            counts = (await c.get("/v1/jobs/counts")).json()
-            counts = counts["by_state"]
+            counts = (await c.get("/v1/jobs/counts")).json()["by_state"]
             active = sum(int(counts.get(s, 0)) for s in ("queued", "starting", "running"))
             if not active:
                 break
@@ -111,216 +161,192 @@ def curve(stack: Stack) -> list[dict[str, Any]]:
     return points
 
 
-def bench_database(kind: str, home: Path, first: bool) -> dict[str, Any]:
-    """The curve on one database; on the first, the end-to-end figures, the soak and the references."""
-    server = None
-    url = None
-    if kind == "postgresql" and os.environ.get("JOBWIRE_DATABASE_URL", "").startswith("postgresql"):
-        url = os.environ["JOBWIRE_DATABASE_URL"]  # a server of the user's own instead of a throwaway one
-    elif kind == "postgresql":
-        from tests.fixtures.postgres import start_postgres
+def _watched(stack: Stack, body: Callable[[Watcher], Any]) -> Callable[[], Any]:
+    """A part that needs the job events: drained stack first, one subscription for its duration."""
 
+    async def go() -> Any:
+        drained = await _drain(stack)
+        watcher = Watcher()
+        await watcher.start(stack.nats_url)
         try:
-            server = start_postgres()
-        except BaseException as e:
-            return {"skipped": str(e)}
-        url = server.database_url("postgres")
-    stack = _stack(home / kind, url)
-    say(f"{kind}: starting the stack")
-    stack.start()
-    try:
-        out: dict[str, Any] = {"curve": curve(stack)}
-        if first:
-            out["references"] = {
-                "jetstream_publish": asyncio.run(ceilings.jetstream_publish(stack.nats_url, 2000, 20000)),
-                "sqlite_one_row_per_commit": ceilings.sqlite_commits(home / "ceiling.db", 5000),
-            }
-            say(f"references: {out['references']}")
-            out.update(asyncio.run(_end_to_end(stack)))
-            say(f"end to end: {out['end_to_end']}, batch: {out['batch']}")
-            p32 = next((p for p in out["curve"] if p["connections"] == 32), out["curve"][-1])
-            out["memory"] = asyncio.run(
-                soak(
-                    stack,
-                    loadgen.Load(stack.api_url, "/v1/jobs", BODY, stack.auth_headers),
-                    rate=max(1.0, p32["requests_per_s"] / 2),
-                    seconds=SOAK_S,
-                )
-            )
-        say(f"{kind}: done")
-        return out
-    except BaseException:
-        logs = OUT / f"logs-{kind}"  # the stack's home is deleted with the run: keep what says why
-        shutil.copytree(stack.home / "logs", logs, dirs_exist_ok=True)
-        say(f"{kind}: failed; the services' logs are in {logs}")
-        raise
-    finally:
-        stack.stop()
-        if server is not None:
-            from tests.fixtures.postgres import stop_postgres
+            result = await body(watcher)
+        finally:
+            await watcher.nc.close()
+        return {**result, "drained_before": drained} if isinstance(result, dict) else result
 
-            stop_postgres(server)
+    return lambda: asyncio.run(go())
 
 
-async def _end_to_end(stack: Stack) -> dict[str, Any]:
-    watcher = Watcher()
-    await watcher.start(stack.nats_url)
-    try:
+def _end_to_end(stack: Stack, ids: list[str]) -> Callable[[Watcher], Any]:
+    async def body(watcher: Watcher) -> dict[str, Any]:
         t0 = time.perf_counter()
-        ids, _, submit_s = await submit_burst(stack.api_url, JOBS, 32, stack.auth_headers)
-        await watcher.wait_done(ids, timeout=900)
-        e2e_s = max(watcher.done[i] for i in ids) - t0
-        batch = await batch_rate(stack, watcher, BATCH_JOBS)
-        array = await array_rate(stack, watcher, ARRAY_TASKS)
-        idle = await idle_latency(stack, watcher, LATENCY_SAMPLES)
-    finally:
-        await watcher.nc.close()
-    reads = await read_burst(stack.api_url, ids, 32, stack.auth_headers)
-    return {
-        "end_to_end": {
+        got, _, submit_s = await submit_burst(stack.api_url, JOBS, 32, stack.auth_headers)
+        ids.extend(got)
+        await watcher.wait_done(got, timeout=900)
+        e2e_s = max(watcher.done[i] for i in got) - t0
+        return {
             "jobs": JOBS,
             "executor_slots": SLOTS,
             "submit_requests_per_s": round(JOBS / submit_s, 1),
             "seconds_first_submit_to_last_finished": round(e2e_s, 2),
             "jobs_completed_per_s": round(JOBS / e2e_s, 1),
-            "not_succeeded": sum(watcher.final.get(i) != "succeeded" for i in ids),
+            "not_succeeded": sum(watcher.final.get(i) != "succeeded" for i in got),
             "connections_dropped_and_retried": len(e2e.DROPPED),
-        },
-        "batch": batch,
-        "array": array,
-        "latency_idle": idle,
-        "reads": {"requests": len(ids), "concurrent_clients": 32, **reads},
-    }
+        }
+
+    return body
 
 
-def ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each jobwire figure beside its reference from this run, as a ratio, and the issue's target."""
-    rows: list[dict[str, Any]] = []
-    bare = {p["connections"]: p for p in doc["bare_route"]}
-    for kind, result in doc["databases"].items():
-        for p in result.get("curve", []):
-            ref = bare.get(p["connections"])
-            if ref is None:
-                continue
-            ratio = p["requests_per_s"] / ref["requests_per_s"] if ref["requests_per_s"] else None
-            plural = "s" if p["connections"] != 1 else ""
-            row = {
-                "figure": f"durable submits/s, {kind}, {p['connections']} connection{plural}",
-                "value": p["requests_per_s"],
-                "reference": "bare Litestar route, same server settings",
-                "reference_value": ref["requests_per_s"],
-                "ratio": round(ratio, 3) if ratio is not None else None,
-                "p99_ms": p["latency_ms_p99"],
-                "errors": p["errors"],
-            }
-            if p["connections"] == 32:
-                row["target"] = (
-                    f"ratio >= {TARGETS['submit_ratio']}, p99 < {TARGETS['submit_p99_ms']:.0f} ms, 0 errors"
-                )
-                row["met"] = bool(
-                    ratio is not None
-                    and ratio >= TARGETS["submit_ratio"]
-                    and p["latency_ms_p99"] < TARGETS["submit_p99_ms"]
-                    and p["errors"] == 0
-                )
-            rows.append(row)
-    first = doc["databases"].get(DATABASES[0], {})
-    refs = first.get("references", {})
-    if "end_to_end" in first:
-        js = refs.get("jetstream_publish", {})
-        sq = refs.get("sqlite_one_row_per_commit", {})
-        e2e = first["end_to_end"]["jobs_completed_per_s"]
-        rows.append(
-            {
-                "figure": "no-op jobs completed/s end to end (local executor)",
-                "value": e2e,
-                "reference": "SQLite one row per commit (WAL)",
-                "reference_value": sq.get("commits_per_s"),
-                "ratio": round(e2e / sq["commits_per_s"], 4) if sq.get("commits_per_s") else None,
-                "target": f">= {TARGETS['jobs_per_s']:.0f}/s",
-                "met": e2e >= TARGETS["jobs_per_s"],
-            }
-        )
-        one = next((p for p in first["curve"] if p["connections"] == 1), None)
-        if one and js.get("sequential_per_s"):
-            rows.append(
-                {
-                    "figure": f"durable submits/s, {DATABASES[0]}, 1 connection",
-                    "value": one["requests_per_s"],
-                    "reference": "JetStream publish with ack, sequential",
-                    "reference_value": js["sequential_per_s"],
-                    "ratio": round(one["requests_per_s"] / js["sequential_per_s"], 3),
-                }
+def soak_rate(out: dict[str, Any]) -> tuple[float, str]:
+    """Half the highest submit rate of the curve; no more than 80% of the jobs/s the stack completed end
+    to end, so the soak measures a steady state and not a backlog growing for ten minutes."""
+    curve_points: list[dict[str, Any]] = out["curve"] if isinstance(out.get("curve"), list) else []
+    top = max((p["requests_per_s"] for p in curve_points), default=0.0)
+    rate = top / 2 if top else 20.0
+    basis = f"half the curve's highest submit rate ({top}/s)" if top else "no curve: 20/s"
+    done = ok(out, "end_to_end")
+    if done and 0.8 * done["jobs_completed_per_s"] < rate:
+        rate = 0.8 * done["jobs_completed_per_s"]
+        basis += f", capped at 80% of the end-to-end {done['jobs_completed_per_s']} jobs/s"
+    return max(1.0, round(rate, 1)), basis
+
+
+def _postgres(kind: str) -> tuple[Any, str | None]:
+    if kind not in ("sqlite", "postgresql"):
+        raise ValueError(f"unknown database {kind!r} in BENCH_DATABASES (sqlite, postgresql)")
+    if kind == "sqlite":
+        return None, None
+    if os.environ.get("JOBWIRE_DATABASE_URL", "").startswith("postgresql"):
+        return None, os.environ["JOBWIRE_DATABASE_URL"]  # a server of the user's own
+    from tests.fixtures.postgres import start_postgres
+
+    server = start_postgres()
+    return server, server.database_url("postgres")
+
+
+def bench_database(run: Run, kind: str, home: Path, first: bool) -> None:
+    """The curve on one database; on the first, the end-to-end figures, the soak and the references."""
+    out: dict[str, Any] = run.doc["databases"].setdefault(kind, {})
+    started: dict[str, Any] = {}
+
+    def start() -> dict[str, Any]:
+        server, url = _postgres(kind)
+        started["server"] = server
+        stack = started["stack"] = _stack(home / kind, url)
+        stack.start()
+        what = "throwaway PostgreSQL" if server else "JOBWIRE_DATABASE_URL" if url else "SQLite"
+        return {"database": what, "home": str(stack.home)}
+
+    try:
+        if run.part(f"{kind}: start", out, "stack", start) is None:
+            return
+        stack: Stack = started["stack"]
+        if "curve" in PARTS:
+            run.part(f"{kind}: curve", out, "curve", lambda: curve(stack))
+        if not first:
+            return
+        if "references" in PARTS:
+            run.part(f"{kind}: references", out, "references", lambda: _references(stack, home))
+        ids: list[str] = []
+        if "end_to_end" in PARTS:
+            run.part(f"{kind}: end to end", out, "end_to_end", _watched(stack, _end_to_end(stack, ids)))
+        if "batch" in PARTS:
+            batch = _watched(stack, lambda w: batch_rate(stack, w, BATCH_JOBS))
+            run.part(f"{kind}: batch", out, "batch", batch)
+        if "array" in PARTS:
+            array = _watched(stack, lambda w: array_rate(stack, w, ARRAY_TASKS))
+            run.part(f"{kind}: array", out, "array", array)
+        if "latency_idle" in PARTS:
+            run.part(
+                f"{kind}: idle latency",
+                out,
+                "latency_idle",
+                _watched(stack, lambda w: idle_latency(stack, w, LATENCY_SAMPLES)),
             )
-        b = first["batch"]
-        for refused in b.get("refused_larger", []):
-            rows.append(
-                {
-                    "figure": f"{refused['jobs']}-job batch in one request",
-                    "value": f"refused: {refused['status']} {refused['detail']}",
-                    "target": "stored and completed",
-                    "met": False,
-                }
+        if "reads" in PARTS and ids:
+            run.part(
+                f"{kind}: reads",
+                out,
+                "reads",
+                lambda: {
+                    "requests": len(ids),
+                    "concurrent_clients": 32,
+                    **asyncio.run(read_burst(stack.api_url, ids, 32, stack.auth_headers)),
+                },
             )
-        rows.append(
-            {
-                "figure": f"{b['jobs']}-job batch completed/s",
-                "value": b["jobs_completed_per_s"],
-                "reference": "no-op jobs completed/s (one submit per job)",
-                "reference_value": e2e,
-                "ratio": round(b["jobs_completed_per_s"] / e2e, 3) if e2e else None,
-                "target": f">= {TARGETS['jobs_per_s']:.0f}/s",
-                "met": b["jobs_completed_per_s"] >= TARGETS["jobs_per_s"],
-            }
-        )
-        arr = first.get("array")
-        if arr:
-            per_s, single = arr["tasks_completed_per_s"], b["jobs_completed_per_s"]
-            rows.append(
-                {
-                    "figure": f"{arr['tasks']}-task array completed/s",
-                    "value": per_s,
-                    "reference": f"{b['jobs']}-job batch completed/s, same run",
-                    "reference_value": single,
-                    "ratio": round(per_s / single, 3) if single else None,
-                    "target": "the same as single jobs or better (issue 14)",
-                    "met": per_s >= 0.95 * single,
-                }
+        if "soak" in PARTS:
+            rate, basis = soak_rate(out)
+            load = loadgen.Load(stack.api_url, "/v1/jobs", BODY, stack.auth_headers)
+
+            def memory() -> dict[str, Any]:
+                asyncio.run(_drain(stack))
+                got = asyncio.run(soak(stack, load, rate, SOAK_S, SOAK_SAMPLE_S, SOAK_WARMUP_S))
+                return {"rate_basis": basis, **got}
+
+            run.part(f"{kind}: soak", out, "memory", memory)
+    finally:
+        stack_or_none: Stack | None = started.get("stack")
+        if stack_or_none is not None:
+            dead = stack_or_none.dead()
+            if run.doc["failed_parts"] and any(p.startswith(kind) for p in run.doc["failed_parts"]):
+                logs = OUT / f"logs-{kind}"  # the stack's home is deleted with the run: keep what says why
+                shutil.copytree(stack_or_none.home / "logs", logs, dirs_exist_ok=True)
+                out["logs"] = str(logs)
+            if dead:
+                out["services_dead_at_end"] = dead
+            stack_or_none.stop()
+        if started.get("server") is not None:
+            from tests.fixtures.postgres import stop_postgres
+
+            stop_postgres(started["server"])
+
+
+def _references(stack: Stack, home: Path) -> dict[str, Any]:
+    refs: dict[str, Any] = {}
+    measures: tuple[tuple[str, Callable[[], Any]], ...] = (
+        ("jetstream_publish", lambda: asyncio.run(ceilings.jetstream_publish(stack.nats_url, 2000, 20000))),
+        ("sqlite_one_row_per_commit", lambda: ceilings.sqlite_commits(home / "ceiling.db", 5000)),
+    )
+    for key, fn in measures:
+        try:
+            refs[key] = fn()
+        except Exception as e:
+            refs[key] = {"failed": f"{type(e).__name__}: {e}"}
+    return refs
+
+
+def reads_at_scale(run: Run, home: Path) -> None:
+    """``read_bench`` database by database (one failing keeps the other), then, on the seeded SQLite
+    file, the scheduler's memory at a million jobs beside an empty database."""
+    out: dict[str, Any] = run.doc.setdefault("reads_at_scale", {})
+    made: dict[str, read_bench.Data] = {}
+
+    def generate() -> dict[str, Any]:
+        t = time.perf_counter()
+        made["data"] = read_bench.Data(read_bench.JOBS)
+        return {
+            "jobs": read_bench.JOBS,
+            "samples_per_figure": read_bench.SAMPLES,
+            "one_request_at_a_time": True,
+            "target_p99_ms": read_bench.TARGET_P99_MS,
+            "generate_seconds": round(time.perf_counter() - t, 1),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        }
+
+    if run.part("reads: generate", out, "data", generate) is None:
+        return
+    data = made["data"]
+    for kind in read_bench.DATABASES:
+        where = home / f"reads-{kind}"
+        where.mkdir(parents=True, exist_ok=True)
+        run.part(f"reads: {kind}", out, kind, lambda k=kind, w=where: read_bench.bench_database(k, data, w))  # type: ignore[misc]
+        if kind == "sqlite" and (where / "jobwire.db").exists():
+            run.part(
+                "scheduler RSS at 1M jobs",
+                run.doc,
+                "scale_memory",
+                lambda w=where: scale_memory.compare(w / "jobwire.db", w / "scale"),  # type: ignore[misc]
             )
-        p50 = first["latency_idle"]["submit_to_running_ms_p50"]
-        rows.append(
-            {
-                "figure": "submit -> running p50 ms, idle",
-                "value": p50,
-                "target": f"< {TARGETS['submit_to_running_ms_p50']:.0f} ms",
-                "met": p50 < TARGETS["submit_to_running_ms_p50"],
-            }
-        )
-        mem = first.get("memory", {})
-        for name in ("gateway", "scheduler"):
-            if name in mem:
-                rows.append(
-                    {
-                        "figure": f"{name} RSS growth, {mem['seconds']:.0f} s at half the 32-connection rate",
-                        "value": mem[name]["growth"],
-                        "target": "within 10%",
-                        "met": mem[name]["flat"],
-                    }
-                )
-    hpc = doc.get("slurm", {})
-    if "jobs_per_s_ratio" in hpc:
-        rows.append(
-            {
-                "figure": "jobs/s through executor-hpc to SLURM",
-                "value": hpc["jobwire_executor_hpc"]["jobs_per_s"],
-                "reference": "raw sbatch --wrap=true, same cluster",
-                "reference_value": hpc["raw_sbatch"]["jobs_per_s"],
-                "ratio": hpc["jobs_per_s_ratio"],
-                "target": ">= 0.8",
-                "met": hpc["jobs_per_s_ratio"] >= 0.8,
-            }
-        )
-    return rows
 
 
 def main() -> None:
@@ -328,44 +354,74 @@ def main() -> None:
     load_before = os.getloadavg()
     doc: dict[str, Any] = {
         "benchmark": "jobwire: make bench",
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "machine": {
             "cores": os.cpu_count(),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
+            "load_average_before": [round(x, 2) for x in load_before],
         },
         "load_generator": loadgen.tool() + " (1 thread, keep-alive, one request in flight per connection)",
         "settings": {
+            "parts": sorted(PARTS),
             "curve_seconds": CURVE_S,
             "connections": CONNECTIONS,
+            "databases": DATABASES,
+            "jobs": JOBS,
+            "batch_jobs": BATCH_JOBS,
+            "array_tasks": ARRAY_TASKS,
+            "soak_seconds": SOAK_S,
             "executor_slots": SLOTS,
             "executor_cpus_declared": SLOTS,
             "gateway_workers": int(os.environ.get("JOBWIRE_GATEWAY_WORKERS", "1")),
+            "slurm_jobs": HPC_JOBS,
+            "sge_jobs": SGE_JOBS,
         },
+        "databases": {},
     }
+    run = Run(doc)
     workers = doc["settings"]["gateway_workers"] or os.cpu_count() or 1
     OUT.mkdir(parents=True, exist_ok=True)
-    say("bare route")
-    doc["bare_route"] = ceilings.bare_route_curve(workers, CONNECTIONS, CURVE_S, BODY)
-    say(f"bare route: {doc['bare_route']}")
-    doc["databases"] = {}
-    with tempfile.TemporaryDirectory(prefix="jobwire-bench-") as home:
-        for i, kind in enumerate(DATABASES):
-            doc["databases"][kind] = bench_database(kind, Path(home), first=i == 0)
-            (OUT / "bench.partial.json").write_text(json.dumps(doc, indent=2) + "\n")
-    if os.environ.get("BENCH_SLURM", "1") != "0":
-        say("slurm")
-        doc["slurm"] = slurm_bench.measure(SLURM_JOBS, float(os.environ.get("BENCH_SLURM_LOCK_WAIT", "300")))
-    if os.environ.get("BENCH_READ", "1") != "0":
-        say("reads at scale")
-        doc["reads_at_scale"] = read_bench.measure()
-    doc["ratios"] = ratios(doc)
-    doc["machine"]["load_average_before"] = [round(x, 2) for x in load_before]
-    doc["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    doc["seconds"] = round(time.time() - started, 1)
-    (OUT / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
-    plot.curve_png(doc, OUT / "bench.png")
-    doc["files"] = [str(OUT / "bench.json"), str(OUT / "bench.png")]
-    print(json.dumps(doc, indent=2))
+    stop_sampling = threading.Event()
+    series: list[list[float]] = doc["machine"].setdefault("load_average_series", [])
+
+    def sample_load() -> None:  # the machine is shared: every figure is read beside the load it had
+        while not stop_sampling.wait(30):
+            series.append([round(time.time() - started), round(os.getloadavg()[0], 2)])
+
+    threading.Thread(target=sample_load, daemon=True).start()
+    try:
+        if "bare_route" in PARTS:
+            run.part(
+                "bare route",
+                doc,
+                "bare_route",
+                lambda: ceilings.bare_route_curve(workers, CONNECTIONS, CURVE_S, BODY),
+            )
+        with tempfile.TemporaryDirectory(prefix="jobwire-bench-") as home:
+            for i, kind in enumerate(DATABASES):
+                bench_database(run, kind, Path(home), first=i == 0)
+            lock_wait = float(os.environ.get("BENCH_SLURM_LOCK_WAIT", "300"))
+            if "slurm" in PARTS:
+                run.part("slurm", doc, "slurm", lambda: slurm_bench.measure("slurm", HPC_JOBS, lock_wait))
+            if "sge" in PARTS:
+                run.part("sge", doc, "sge", lambda: slurm_bench.measure("sge", SGE_JOBS, lock_wait))
+            if "reads_at_scale" in PARTS:
+                reads_at_scale(run, Path(home))
+    finally:
+        stop_sampling.set()
+        doc["ratios"] = ratios(doc)
+        doc["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        doc["seconds"] = round(time.time() - started, 1)
+        run.write(OUT / "bench.json")
+        try:
+            plot.bench_png(doc, OUT / "bench.png")
+            doc["files"] = [str(OUT / "bench.json"), str(OUT / "bench.png")]
+        except Exception as e:
+            doc["plot_failed"] = f"{type(e).__name__}: {e}"
+            doc["files"] = [str(OUT / "bench.json")]
+        run.write(OUT / "bench.json")
+        print(json.dumps(doc, indent=2))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.e2e
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(600)
 def test_make_bench_tiny_run_writes_figures_ratios_and_plot(tmp_path: Path) -> None:
     env = {
         **os.environ,
@@ -28,11 +28,18 @@ def test_make_bench_tiny_run_writes_figures_ratios_and_plot(tmp_path: Path) -> N
         "BENCH_JOBS": "20",
         "BENCH_BATCH_JOBS": "40",
         "BENCH_ARRAY_TASKS": "40",
-        "BENCH_SOAK_S": "2",
+        "BENCH_SOAK_S": "4",
+        "BENCH_SOAK_SAMPLE_S": "1",
+        "BENCH_SOAK_WARMUP_S": "1",
         "BENCH_LATENCY_SAMPLES": "3",
-        "BENCH_DATABASES": "sqlite",
+        # a database the bench does not know: its part fails, is recorded, and the run goes on
+        "BENCH_DATABASES": "sqlite,nosuchdb",
         "BENCH_SLURM": "0",
-        "BENCH_READ": "0",
+        "BENCH_READ_JOBS": "2000",
+        "BENCH_READ_DATABASES": "sqlite",
+        "BENCH_READ_SAMPLES": "2",
+        "BENCH_SCALE_SUBMITS": "10",
+        "BENCH_SCALE_SETTLE_S": "2",
         "BENCH_DRAIN_S": "60",
         "BENCH_OUT": str(tmp_path),
     }
@@ -42,7 +49,7 @@ def test_make_bench_tiny_run_writes_figures_ratios_and_plot(tmp_path: Path) -> N
         env=env,
         capture_output=True,
         text=True,
-        timeout=380,
+        timeout=560,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -65,7 +72,20 @@ def test_make_bench_tiny_run_writes_figures_ratios_and_plot(tmp_path: Path) -> N
     assert sqlite["latency_idle"]["submit_to_running_ms_p50"] > 0
     assert sqlite["references"]["jetstream_publish"]["pipelined_per_s"] > 0
     assert sqlite["references"]["sqlite_one_row_per_commit"]["commits_per_s"] > 0
-    assert sqlite["memory"]["gateway"]["mib_first"] > 10 and sqlite["memory"]["scheduler"]["samples"] >= 2
+    for service in ("gateway", "scheduler", "executor-bench", "nats"):
+        mem = sqlite["memory"][service]
+        assert mem["samples"] >= 3 and len(mem["series_s_mib"]) == mem["samples"], mem
+        assert mem["mib_after_warmup"] > 10 and isinstance(mem["flat"], bool), mem
+    assert sqlite["memory"]["load"]["offered_per_s"] > 0 and sqlite["memory"]["load"]["errors"] == 0
+    # the run went on past the part that failed, and says which one and why
+    assert doc["failed_parts"] == ["nosuchdb: start"]
+    assert "unknown database 'nosuchdb'" in doc["databases"]["nosuchdb"]["stack"]["failed"]
+    reads = doc["reads_at_scale"]
+    assert reads["data"]["jobs"] == 2000 and reads["sqlite"]["counts_table_exact_after_seeding"]
+    scale = doc["scale_memory"]
+    assert scale["seeded_database"]["jobs_stored"] == 2010 and scale["empty_database"]["jobs_stored"] == 10
+    assert scale["seeded_database"]["submits"] == {"201": 10} and scale["empty_database"]["rss_mib"] > 10
+    assert any(r["figure"] == "scheduler RSS, 2,010 stored jobs vs an empty database" for r in doc["ratios"])
     target = next(r for r in doc["ratios"] if r["figure"] == "durable submits/s, sqlite, 32 connections")
     assert target["reference_value"] == doc["bare_route"][1]["requests_per_s"]
     assert target["ratio"] == pytest.approx(target["value"] / target["reference_value"], abs=0.001)
