@@ -20,33 +20,19 @@ band whose stretch passes ``positions.STRETCH_LIMIT`` or that left the queue bet
 from __future__ import annotations
 
 import functools
-import heapq
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    CompoundSelect,
-    Float,
-    Integer,
-    Select,
-    String,
-    bindparam,
-    cast,
-    func,
-    literal_column,
-    null,
-    select,
-    union_all,
-)
+from sqlalchemy import TextClause, bindparam
 from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobwire.contracts import v1
 
 from . import positions as pos
-from .models import JobCountRow, JobRow, NodeRow, QuotaRow
 
 _QUEUED = v1.JobState.QUEUED.value
 #: the states ``ix_jobs_active_end`` holds, written as its migration's ``WHERE`` (a planner uses a
@@ -70,8 +56,6 @@ _SLOTS = {
     "sqlite": "coalesce(json_extract(CAST(capacity AS TEXT), '$.slots'), 1)",
     "postgresql": "coalesce((convert_from(capacity, 'UTF8')::json ->> 'slots')::int, 1)",
 }
-#: jobs ahead played one by one; past that the node is taken to start ``slots`` per mean runtime
-SIMULATE_AT_MOST = 20_000
 
 
 def fair_position(own_ahead: int, share: float, others: Sequence[tuple[int, float]]) -> int:
@@ -87,21 +71,34 @@ def start_offsets(
     free_in: Sequence[float], slots: int, mean: float, positions: Sequence[int]
 ) -> dict[int, float]:
     """Seconds until a job with ``p`` jobs ahead of it gets a slot, for each ``p`` in ``positions``:
-    ``free_in`` are the running jobs' seconds left, the other slots are free now."""
+    ``free_in`` are the running jobs' seconds left, the other slots are free now.
+
+    Each job ahead takes the slot that frees first for ``mean`` seconds, so slot ``i`` (free in ``f_i``)
+    frees at ``f_i, f_i + mean, f_i + 2 mean, ...`` and the ``p``-th job ahead starts at the ``p``-th
+    smallest of all those times: computed (``_kth``), not played job by job (thousands of heap steps
+    per node for a long queue, the page's largest Python cost)."""
     slots = max(1, slots)
-    heap = sorted(max(0.0, f) for f in free_in)[:slots]
-    heap += [0.0] * (slots - len(heap))
-    heapq.heapify(heap)
-    wanted = sorted(set(positions))
-    out: dict[int, float] = {}
-    taken = 0
-    for p in wanted:
-        stop = min(p, SIMULATE_AT_MOST)
-        while taken < stop:
-            heapq.heapreplace(heap, heap[0] + mean)
-            taken += 1
-        out[p] = heap[0] + (p - stop) * mean / slots
-    return out
+    free = sorted(max(0.0, f) for f in free_in)[:slots]
+    free = sorted(free + [0.0] * (slots - len(free)))
+    return {p: _kth(free, mean, p) for p in set(positions)}
+
+
+def _kth(free: list[float], mean: float, k: int) -> float:
+    """The ``k``-th (from 0) smallest of ``f + j * mean`` over every ``f`` in ``free`` (sorted) and
+    ``j >= 0``. Once every slot frees within one ``mean`` of the others (from ``low``, a ``mean`` below
+    the last one, on), the slots take turns in a fixed order; the times below ``low`` come only from
+    the slots that free earlier, so a ``k`` among those is the same question on fewer slots."""
+    while mean > 0:
+        low = free[-1] - mean
+        early = [f for f in free if f < low]
+        below = [math.ceil((low - f) / mean) for f in early]  # each early slot's times under ``low``
+        if k < sum(below):
+            free = early
+            continue
+        turns = sorted([f + j * mean for f, j in zip(early, below, strict=True)] + free[len(early) :])
+        k -= sum(below)
+        return turns[k % len(turns)] + (k // len(turns)) * mean
+    return free[0]
 
 
 async def estimate(
@@ -155,9 +152,12 @@ async def estimate(
     # each node's owners with their shares, looked up once a page (not once per job and owner)
     queues = {node: [(o, n, share_of(o)) for o, (n, _) in per_owner[node].items()] for node in nodes}
     positions: dict[str, int] = {}
+    others: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for r in queued:
-        others = [(n, share) for o, n, share in queues[r.node] if o != r.owner]
-        positions[r.id] = fair_position(own.get(r.id, 0), share_of(r.owner), others)
+        key = (r.node, r.owner)
+        if key not in others:  # once per node and owner on the page, not once per job
+            others[key] = [(n, share) for o, n, share in queues[r.node] if o != r.owner]
+        positions[r.id] = fair_position(own.get(r.id, 0), share_of(r.owner), others[key])
     out: dict[str, tuple[int, datetime]] = {}
     for node in nodes:
         mine = [r for r in queued if r.node == node]
@@ -173,8 +173,50 @@ async def estimate(
     return out
 
 
+#: one ``UNION ALL`` part per kind, as SQL text: the statement's shape depends on how many nodes and
+#: spread bands a page holds, and SQLAlchemy's compiler took 12-160 ms (on a loaded machine) for each new
+#: shape, which was most of the read path's p99; text is joined in microseconds. The parts are what the
+#: constructs of ``positions`` and ``job_counts`` compiled to, so the plans are the same.
+_AHEAD = (
+    "SELECT 'ahead' AS kind, j.id AS key, CAST(NULL AS VARCHAR) AS sub, CAST("
+    "(SELECT count(*) FROM jobs AS o WHERE o.node = j.node AND o.state = 'queued' AND o.owner = j.owner"
+    " AND o.priority > j.priority) + "
+    "(SELECT count(*) FROM jobs AS o WHERE o.node = j.node AND o.state = 'queued' AND o.owner = j.owner"
+    " AND o.priority = j.priority AND o.id < j.id) AS INTEGER) AS n, CAST(NULL AS FLOAT) AS x "
+    "FROM jobs AS j WHERE j.id IN :ids"
+)
+_STRETCH = (
+    "SELECT {i} AS band, jobs.id AS id FROM jobs WHERE jobs.node = :s{i}_node AND jobs.state = 'queued'"
+    " AND jobs.priority = :s{i}_priority AND jobs.id BETWEEN :s{i}_lo AND :s{i}_hi"
+    " AND jobs.owner = :s{i}_owner"
+)
+_STRETCHES = (
+    "SELECT 'stretch', stretches.id, CAST(NULL AS VARCHAR), CAST(stretches.band AS INTEGER),"
+    " CAST(NULL AS FLOAT) FROM (SELECT stretch.band AS band, stretch.id AS id FROM ({ranges})"
+    " AS stretch LIMIT :stretch_limit) AS stretches"
+)
+_OWNERS = (
+    "SELECT 'owner', job_counts.node, job_counts.owner, CAST(job_counts.n AS INTEGER),"
+    " CAST(job_counts.seconds AS FLOAT) FROM job_counts WHERE job_counts.node IN :nodes"
+    " AND job_counts.state = 'queued' AND job_counts.owner != '*' AND job_counts.n > 0"
+)
+_NODES = (
+    "SELECT 'node', nodes.name, CAST(NULL AS VARCHAR), {slots}, CAST(NULL AS FLOAT) FROM nodes"
+    " WHERE nodes.name IN :nodes"
+)
+_RUN = (
+    "SELECT 'run', run{i}.node, CAST(NULL AS VARCHAR), CAST(NULL AS INTEGER), CAST({epoch} AS FLOAT) "
+    "FROM (SELECT jobs.node AS node, {end} AS e FROM jobs WHERE jobs.node = :n{i} AND {active} "
+    "ORDER BY {end} LIMIT coalesce((SELECT {slots} FROM nodes WHERE nodes.name = :n{i}), 1)) AS run{i}"
+)
+_SHARES = (
+    "SELECT 'share', quotas.owner, CAST(NULL AS VARCHAR), CAST(NULL AS INTEGER), CAST(quotas.share AS FLOAT)"
+    " FROM quotas WHERE quotas.share IS NOT NULL"
+)
+
+
 @functools.lru_cache(maxsize=512)
-def _context(dialect: str, nodes: int, spread: int) -> CompoundSelect[Any]:
+def _context(dialect: str, nodes: int, spread: int) -> TextClause:
     """Everything a page's estimates read, as one ``UNION ALL`` of ``(kind, key, sub, n, x)`` rows:
 
     - ``ahead``: (job id, its owner's queued jobs ahead of it on its node), for ``:ids``;
@@ -183,52 +225,16 @@ def _context(dialect: str, nodes: int, spread: int) -> CompoundSelect[Any]:
     - ``node``: (node, slots); ``run``: (node, expected end in epoch seconds) of its first ``slots``
       starting or running jobs by expected end; ``share``: (owner, fair-share weight).
     """
-    nothing_s, nothing_n, nothing_x = cast(null(), String), cast(null(), Integer), cast(null(), Float)
-
-    def kind(name: str) -> Any:
-        return literal_column(f"'{name}'", String).label("kind")
-
-    ahead = pos.AHEAD_OF_EACH[True].subquery("ahead")
-    parts: list[Select[Any]] = [
-        select(kind("ahead"), ahead.c[0].label("key"), nothing_s, cast(ahead.c[1], Integer), nothing_x)
-    ]
+    slots, end = _SLOTS[dialect], _END[dialect]
+    parts = [_AHEAD]
     if spread:
-        s = pos.stretches(spread, by_owner=True).subquery("stretches")
-        parts.append(select(kind("stretch"), s.c.id, nothing_s, cast(s.c.band, Integer), nothing_x))
-    in_nodes: Any = bindparam("nodes", expanding=True)
-    parts.append(
-        select(
-            kind("owner"),
-            JobCountRow.node,
-            JobCountRow.owner,
-            cast(JobCountRow.n, Integer),
-            cast(JobCountRow.seconds, Float),
-        ).where(
-            JobCountRow.node.in_(in_nodes),
-            JobCountRow.state == _QUEUED,
-            JobCountRow.owner != "*",
-            JobCountRow.n > 0,
-        )
-    )
-    slots = literal_column(_SLOTS[dialect], Integer)
-    parts.append(
-        select(kind("node"), NodeRow.name, nothing_s, slots, nothing_x).where(NodeRow.name.in_(in_nodes))
-    )
-    end: Any = literal_column(_END[dialect])
+        ranges = " UNION ALL ".join(_STRETCH.format(i=i) for i in range(spread))
+        parts.append(_STRETCHES.format(ranges=ranges))
+    parts += [_OWNERS, _NODES.format(slots=slots)]
     for i in range(nodes):
-        node: Any = bindparam(f"n{i}")
-        first = (
-            select(JobRow.node, end.label("e"))
-            .where(JobRow.node == node, sql_text(_ACTIVE))
-            .order_by(end)
-            .limit(func.coalesce(select(slots).where(NodeRow.name == node).scalar_subquery(), 1))
-            .subquery(f"run{i}")
-        )
-        epoch: Any = literal_column(_END_EPOCH[dialect].format(e=f"run{i}.e"))
-        parts.append(select(kind("run"), first.c.node, nothing_s, nothing_n, cast(epoch, Float)))
-    parts.append(
-        select(kind("share"), QuotaRow.owner, nothing_s, nothing_n, cast(QuotaRow.share, Float)).where(
-            QuotaRow.share.is_not(None)
-        )
+        epoch = _END_EPOCH[dialect].format(e=f"run{i}.e")
+        parts.append(_RUN.format(i=i, end=end, epoch=epoch, slots=slots, active=_ACTIVE))
+    parts.append(_SHARES)
+    return sql_text(" UNION ALL ".join(parts)).bindparams(
+        bindparam("ids", expanding=True), bindparam("nodes", expanding=True)
     )
-    return union_all(*parts)
