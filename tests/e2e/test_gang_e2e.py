@@ -20,7 +20,7 @@ import pytest
 from jobwire.stack.stack import ExecutorConfig, Stack
 from tests.fixtures.postgres import _admin as admin
 from tests.fixtures.postgres import _run as run_admin
-from tests.support.gang import RENDEZVOUS
+from tests.support.gang import RENDEZVOUS, gone, met
 
 from .conftest import make_stack, submit, wait_for, wait_state
 
@@ -96,28 +96,13 @@ def test_killing_one_rank_stops_the_others_and_fails_the_job_naming_it(
 ) -> None:
     out = tmp_path / "out"
     job = gang(api, out, 120)
-    pids = wait_for(
-        lambda: (
-            [int((out / f"pid-{r}").read_text()) for r in range(3)]
-            if all((out / f"rank-{r}").exists() for r in range(3))
-            else None
-        ),
-        60,
-        what="the 3 ranks to meet",
-    )
+    pids = wait_for(lambda: met([out] * 3), 60, what="the 3 ranks to meet")
     wait_state(api, job["id"], "running", timeout=30)
     os.kill(pids[1], signal.SIGKILL)
     done = wait_state(api, job["id"], {"failed", "succeeded", "cancelled"}, timeout=40)
     assert done["state"] == "failed", done
     assert done["reason"].startswith("rank 1 on gang-"), done["reason"]
     assert "the 2 other ranks were stopped" in done["reason"]
-
-    def gone(pid: int) -> bool:  # a process reaped between the two looks is gone too
-        try:
-            os.kill(pid, 0)
-            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-        except (ProcessLookupError, FileNotFoundError):
-            return True
 
     wait_for(lambda: gone(pids[0]) and gone(pids[2]), 30, what="ranks 0 and 2 to be stopped")
 
@@ -169,15 +154,7 @@ def test_a_ranks_node_lost_stops_the_others_and_loses_the_job_naming_it(
     """Last in this module: it kills one of the stack's executors for good."""
     out = tmp_path / "out"
     job = gang(api, out, 120)
-    pids = wait_for(
-        lambda: (
-            [int((out / f"pid-{r}").read_text()) for r in range(3)]
-            if all((out / f"rank-{r}").exists() for r in range(3))
-            else None
-        ),
-        60,
-        what="the 3 ranks to meet",
-    )
+    pids = wait_for(lambda: met([out] * 3), 60, what="the 3 ranks to meet")
     running = wait_state(api, job["id"], "running", timeout=30)
     dispatched = next(t["reason"] for t in running["transitions"] if t["state"] == "starting")
     nodes = dispatched.split(" to ", 1)[1].split(", ")  # rank order
@@ -188,13 +165,6 @@ def test_a_ranks_node_lost_stops_the_others_and_loses_the_job_naming_it(
         assert done["reason"] == (
             f"rank 2: node {nodes[2]} stopped answering; the other ranks were stopped"
         ), done["reason"]
-
-        def gone(pid: int) -> bool:  # a process reaped between the two looks is gone too
-            try:
-                os.kill(pid, 0)
-                return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-            except (ProcessLookupError, FileNotFoundError):
-                return True
 
         wait_for(lambda: gone(pids[0]) and gone(pids[1]), 30, what="ranks 0 and 1 to be stopped")
     finally:

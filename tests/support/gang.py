@@ -10,6 +10,8 @@ line, sleeps argv 2 seconds and writes ``end-<rank>``.
 from __future__ import annotations
 
 import ast
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +60,20 @@ def rank_report(path: Path) -> dict[str, Any]:
     """What one rank wrote: ``{"seen": [0, 1, 2], "env": {...}}``."""
     value: dict[str, Any] = ast.literal_eval(path.read_text())
     return value
+
+
+def met(dirs: Sequence[Path]) -> list[int] | None:
+    """Every rank's pid once all ranks have met (rank r wrote ``rank-r`` in ``dirs[r]``), else None."""
+    if not all((d / f"rank-{r}").exists() for r, d in enumerate(dirs)):
+        return None
+    return [int((d / f"pid-{r}").read_text()) for r, d in enumerate(dirs)]
+
+
+def gone(pid: int) -> bool:
+    """Whether process ``pid`` (on this machine) has ended: absent, or a zombie; one reaped between
+    the signal probe and the /proc read counts as gone too."""
+    try:
+        os.kill(pid, 0)
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return True

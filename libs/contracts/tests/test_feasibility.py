@@ -91,7 +91,7 @@ MIXED = [*DOCKER, node("loc-1"), node("gpu-1", "ssh", gpus=2, cpus=16, labels={"
             {"resources": {"nodes": 3}},
             "$.resources.nodes",
             "needs 3 nodes of one backend that runs gangs (docker, local, ssh), each fitting one rank; "
-            "the most is 2 of backend local (or backend: slurm, one --nodes 3 batch job)",
+            "the most is 2 of backend local (or backend: hpc on SLURM, one --nodes 3 batch job)",
         ),
         (
             [node("l1"), node("l2", cpus=1.0)],
@@ -194,13 +194,20 @@ def test_multi_slot_jobs_need_the_option_a_node_has_no_default_for():
 
 
 def test_a_slurm_gang_is_one_batch_job_on_one_executor_node():
-    cluster = [node("hpc", "slurm", cpus=16.0), node("l1")]
-    gang = spec(backend="slurm", resources={"nodes": 2, "cpus": 4})
+    slurm = node("hpc-slurm", "hpc", cpus=16.0)
+    slurm.capacity = v1.NodeCapacity(slots=2, cpus=16.0, gang_launch=True)  # executor-hpc on SLURM
+    sge = node("hpc-sge", "hpc", cpus=16.0)  # a batch system that does not launch gangs itself
+    gang = spec(backend="hpc", resources={"nodes": 2, "cpus": 4})
     assert fz.batch_gang(gang)
-    assert fz.refusal(cluster, gang) is None  # the batch system places its 2 nodes
-    assert fz.eligible(cluster[0], gang)
-    why = fz.refusal(cluster, spec(resources={"nodes": 2}))  # no backend named: 2 jobwire nodes needed
+    assert fz.refusal([slurm, sge, node("l1")], gang) is None  # the batch system places its 2 nodes
+    assert fz.eligible(slurm, gang) and not fz.eligible(sge, gang)
+    assert fz.eligible(sge, spec(backend="hpc"))  # one node's job still runs there
+    why = fz.refusal([sge, node("l1")], gang)
+    assert why is not None and why.path == "$.resources.nodes", why
+    assert "no node of backend hpc launches a gang's ranks itself" in why.detail
+    why = fz.refusal([slurm, node("l1")], spec(resources={"nodes": 2}))  # no backend: 2 jobwire nodes
     assert why is not None and "the most is 1 of backend local" in why.detail
+    assert "(or backend: hpc on SLURM, one --nodes 2 batch job)" in why.detail
 
 
 def test_docker_and_ssh_nodes_take_gangs_but_never_mixed_with_another_backend():

@@ -78,7 +78,11 @@ async def test_a_journaled_chunk_already_in_the_stream_is_not_sent_again(clean_b
     from jobwire.contracts.v1 import LogChunk
     from jobwire.execution import ExecutorSettings
     from jobwire.execution.journal import Journal, LogCursor
+    from jobwire.execution.logpump import StreamPump
     from jobwire.execution.runloop import RunLoop
+
+    def pumps(journal: Journal, attempt: int, streams: dict[str, str]) -> list[StreamPump]:
+        return [StreamPump("j1", attempt, s, journal.cursor(name)) for name, s in streams.items()]
 
     loop = RunLoop(None, clean_bus, ExecutorSettings(node="n"))  # type: ignore[arg-type]
     chunk = LogChunk(job_id="j1", attempt=2, stream="stdout", offset=10, data="hello")
@@ -87,12 +91,25 @@ async def test_a_journaled_chunk_already_in_the_stream_is_not_sent_again(clean_b
         started_at=0,
         logs={"stdout": LogCursor(offset=10, pending=15), "stderr": LogCursor(offset=0, pending=4)},
     )
-    await loop._settle_pending("j1", 2, journal)
+    await loop._settle_pending(pumps(journal, 2, {"stdout": "stdout", "stderr": "stderr"}))
     assert journal.logs["stdout"].offset == 15  # already published: skipped
     assert journal.logs["stderr"].offset == 0  # nothing on that subject: re-sent
     other = Journal(started_at=0, logs={"stdout": LogCursor(offset=10, pending=15)})
-    await loop._settle_pending("j1", 3, other)
+    await loop._settle_pending(pumps(other, 3, {"stdout": "stdout"}))
     assert other.logs["stdout"].offset == 10  # a different attempt's chunk proves nothing
+
+    # a rank's log is judged by its own subject: a Docker rank 1 journals "stdout" but publishes
+    # stdout-rank1, where nothing was sent yet (rank 0's chunk at the same offset proves nothing);
+    # a SLURM gang's rank1/stdout, published as stdout-rank1, finds its chunk there
+    rank1 = Journal(started_at=0, logs={"stdout": LogCursor(offset=10, pending=15)})
+    await loop._settle_pending(pumps(rank1, 2, {"stdout": "stdout-rank1"}))
+    assert rank1.logs["stdout"].offset == 10
+    sent = LogChunk(job_id="j1", attempt=2, stream="stdout-rank1", offset=10, data="rank1")
+    await clean_bus.publish(sj.log_subject("j1", "stdout-rank1"), sent)
+    gang = Journal(started_at=0, logs={"rank1/stdout": LogCursor(offset=10, pending=15)})
+    await loop._settle_pending(pumps(gang, 2, {"stdout": "stdout", "rank1/stdout": "stdout-rank1"}))
+    assert gang.logs["rank1/stdout"].offset == 15
+    assert gang.logs["stdout"].offset == 0  # nothing pending there
 
 
 async def test_a_job_naming_an_image_is_never_run_on_the_host_of_a_local_node(harness, tmp_path):

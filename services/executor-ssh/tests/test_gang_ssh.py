@@ -18,7 +18,7 @@ import pytest
 from jobwire.stack.processes import ServiceProcess, free_port
 from jobwire.stack.stack import Stack, StackConfig
 from tests.fixtures.ssh import SshCluster, join_lan, start_cluster, stop_cluster
-from tests.support.gang import RENDEZVOUS, rank_report
+from tests.support.gang import RENDEZVOUS, gone, met, rank_report
 from tests.support.jobapi import END, submit, wait_for, wait_state
 
 from .conftest import FAST
@@ -173,23 +173,5 @@ def test_a_ranks_node_cut_off_stops_the_others_and_loses_the_job(
 
 def meet(api: httpx.Client, c: SshCluster, job: str) -> list[int]:
     """The ranks' pids once all three met."""
-    return list(
-        wait_for(
-            lambda: (
-                [int((rank_dir(c, job, r) / f"pid-{r}").read_text()) for r in range(3)]
-                if all((rank_dir(c, job, r) / f"rank-{r}").exists() for r in range(3))
-                else None
-            ),
-            90,
-            what="the 3 ranks to meet",
-        )
-    )
-
-
-def gone(pid: int) -> bool:
-    """Ended: no such process, or a zombie (a process reaped between the two looks is gone too)."""
-    try:
-        os.kill(pid, 0)
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except (ProcessLookupError, FileNotFoundError):
-        return True
+    dirs = [rank_dir(c, job, r) for r in range(3)]
+    return list(wait_for(lambda: met(dirs), 90, what="the 3 ranks to meet"))

@@ -27,6 +27,7 @@ from jobwire.contracts.v1 import (
     Usage,
     convert_strict,
 )
+from jobwire.contracts.v1 import subjects as sj
 from jobwire.contracts.v1.options import schema_of
 from jobwire.runtime import plugins
 
@@ -218,6 +219,14 @@ class Executor(ABC):
         under the ``JOBWIRE_*`` variables. Called once the attempt directory exists, before the launch."""
         return {}
 
+    def log_streams(self, run: RunJob) -> dict[str, str]:
+        """The run's logs: each by the name :meth:`read_log` and :attr:`RunStatus.log_sizes` know it,
+        to the stream it is published as (``sj.rank_stream``: a gang's rank 2 writes ``stdout-rank2``,
+        served by ``?rank=2``). One run, one rank here, except where the backend launches a gang's
+        ranks itself inside one run (a SLURM gang's ``rank1/stdout`` is ``stdout-rank1``)."""
+        rank = run.gang.rank if run.gang is not None else None
+        return {s: sj.rank_stream(s, rank) for s in STREAMS}
+
     def option_types(self) -> tuple[type[msgspec.Struct] | None, str | None]:
         """(options type, legacy field) for this node; a backend that learns them late overrides it."""
         return self.options_type, self.options_field
@@ -300,7 +309,7 @@ class Executor(ABC):
         return self.attempts
 
     async def read_log(self, handle: RunHandle, stream: str, offset: int, size: int) -> bytes:
-        """Up to ``size`` bytes of ``stream`` (stdout or stderr) from byte ``offset``."""
+        """Up to ``size`` bytes of ``stream`` (a name of :meth:`log_streams`) from byte ``offset``."""
         f = self.files()
         return await f.read_log(f.of(handle), stream, offset, size)
 

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import signal
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +28,7 @@ from jobwire.runtime.bus import Bus
 
 from . import journal as jr
 from .artifacts import Uploaded, upload_outputs
-from .executor import STREAMS, Executor, RunHandle, RunKey, RunStatus
+from .executor import Executor, RunHandle, RunKey, RunStatus
 from .logpump import StreamPump
 from .reports import Reporter
 from .settings import ExecutorSettings
@@ -82,36 +82,40 @@ class RunLoop:
 
     async def track(self, handle: RunHandle, journal: jr.Journal | None = None) -> Tracked:
         """Follow ``handle`` from now on; without ``journal`` the saved one is loaded (re-adoption)."""
+        loaded = journal is None
         if journal is None:
             raw = await self.executor.load_state(handle)
             journal = jr.decode(raw) if raw else jr.Journal(started_at=time.time())
             if raw and handle.running and journal.running_at is None:
                 journal.running_at = journal.started_at  # saved before running_at existed
-            await self._settle_pending(handle.run.job_id, handle.run.attempt, journal)
         run = handle.run
-        rank = run.gang.rank if run.gang is not None else None
+        # one pump per log of the run (a SLURM gang's run has every rank's); each keeps its cursor
+        # in the journal under the log's name, and publishes on its own stream
         pumps = {
-            s: StreamPump(run.job_id, run.attempt, sj.rank_stream(s, rank), journal.cursor(s))
-            for s in STREAMS
+            name: StreamPump(run.job_id, run.attempt, stream, journal.cursor(name))
+            for name, stream in self.executor.log_streams(run).items()
         }
+        if loaded:
+            await self._settle_pending(pumps.values())
         t = Tracked(handle, journal, pumps)
         self.runs[handle.key] = t
         return t
 
-    async def _settle_pending(self, job_id: str, attempt: int, journal: jr.Journal) -> None:
+    async def _settle_pending(self, pumps: Iterable[StreamPump]) -> None:
         """A chunk journaled before a crash may have been published already; if it is the last one
-        on its subject, skip it, so a restart later than the stream's de-duplication window still
-        sends no copy."""
-        for stream, cursor in journal.logs.items():
+        on its pump's subject, skip it, so a restart later than the stream's de-duplication window
+        still sends no copy."""
+        for pump in pumps:
+            cursor = pump.cursor
             if cursor.pending <= cursor.offset:
                 continue
             try:
-                last = await self.bus.js.get_last_msg(sj.LOG_STREAM, sj.log_subject(job_id, stream))
+                last = await self.bus.js.get_last_msg(sj.LOG_STREAM, pump.subject)
             except NotFoundError:
                 continue
             chunk = msgspec.json.decode(last.data or b"{}", type=dict[str, Any])
             if (
-                chunk.get("attempt") == attempt
+                chunk.get("attempt") == pump.attempt
                 and chunk.get("offset") == cursor.offset
                 and not chunk.get("eof")
             ):

@@ -18,6 +18,7 @@ with it. Queries and cancels run as the executor (root: an administrator of the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import posixpath
@@ -31,11 +32,13 @@ from typing import ClassVar
 import msgspec
 
 from jobwire.contracts.v1 import NodeCapacity, RunJob
+from jobwire.contracts.v1 import subjects as sj
 from jobwire.execution.accounts import Account
 from jobwire.execution.attempt import AttemptFiles
 from jobwire.execution.attempt import layout as L
 from jobwire.execution.attempt.env import inherited
 from jobwire.execution.executor import (
+    STREAMS,
     Executor,
     Existing,
     HoldRefused,
@@ -155,6 +158,7 @@ class HpcExecutor(Executor):
             gpus=s.gpus or 0,
             single_slot_unless=need,
             native_arrays=self.native_arrays,
+            gang_launch=self.scheduler.gang_launch,
         )
 
     @property
@@ -366,12 +370,52 @@ class HpcExecutor(Executor):
 
     # --- polling --------------------------------------------------------------------------------
 
+    def log_streams(self, run: RunJob) -> dict[str, str]:
+        """A gang launched inside the batch job has every rank's logs here: rank R's wrapper writes
+        ``rankR/stdout``, published as ``stdout-rankR`` (``?rank=R``) as a Docker or SSH rank's is;
+        rank 0's are the job's own."""
+        ranks = run.spec.resources.nodes if gang_here(self.scheduler, run) else 1
+        return {L.rank_log(s, rank): sj.rank_stream(s, rank) for rank in range(ranks) for s in STREAMS}
+
+    async def _rank_log_sizes(
+        self, dirs: Sequence[L.AttemptDir], handles: Sequence[RunHandle]
+    ) -> list[dict[str, int]]:
+        """The sizes of the logs of each gang's ranks > 0 (``rankR/stdout``), every rank directory of
+        every gang in one probe; none asked while no gang runs here."""
+        where = [
+            (i, rank, posixpath.join(d.logs, L.rank_subdir(rank)))
+            for i, (d, h) in enumerate(zip(dirs, handles, strict=True))
+            if gang_here(self.scheduler, h.run)
+            for rank in range(1, h.run.spec.resources.nodes)
+        ]
+        out: list[dict[str, int]] = [{} for _ in handles]
+        if not where:
+            return out
+        probes = await self.transport.probe([path for _, _, path in where], stat=STREAMS)
+        for (i, rank, _), probe in zip(where, probes, strict=True):
+            for s in STREAMS:
+                out[i][L.rank_log(s, rank)] = probe.stats[s].size if s in probe.stats else 0
+        return out
+
     async def poll(self, handles: Sequence[RunHandle]) -> dict[RunKey, RunStatus]:
+        dirs = [self.files().of(h) for h in handles]
         probes = await self._probes(
-            [self.files().of(h) for h in handles],
+            dirs,
             read=[L.EXIT_CODE, L.SIGNAL, GANG_REASON],
             stat=["stdout", "stderr", L.PROGRESS, L.EXIT_CODE, BATCH_ID, L.PID],
         )
+        ranks = await self._rank_log_sizes(dirs, handles)
+        out = await self._statuses(handles, probes)
+        for h, sizes in zip(handles, ranks, strict=True):
+            if sizes:
+                st = out[h.key]
+                out[h.key] = dataclasses.replace(st, log_sizes={**st.log_sizes, **sizes})
+        return out
+
+    async def _statuses(
+        self, handles: Sequence[RunHandle], probes: Sequence[DirProbe]
+    ) -> dict[RunKey, RunStatus]:
+        """Each run's status from its directory's probe and the batch system's one view of the queue."""
         ids = [str(h.details["batch_id"]) for h in handles]
 
         def since() -> float:

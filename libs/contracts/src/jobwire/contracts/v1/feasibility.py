@@ -22,9 +22,10 @@ IMAGE_BACKENDS = frozenset({"docker"})
 #: (each rank's container and attempt directory are named by its rank, so nodes of one Docker engine
 #: or one shared root take ranks of one gang; each node publishes the address its peers reach)
 GANG_BACKENDS = frozenset({"docker", "local", "ssh"})
-#: batch systems that run a gang as one multi-node batch job on their one executor node
-#: (``sbatch --nodes N``), asked for with ``backend``: the batch system places the ranks, not jobwire
-BATCH_GANG_BACKENDS = frozenset({"slurm"})
+#: backends whose nodes may run a gang as one multi-node batch job on their one executor node
+#: (``sbatch --nodes N``), asked for with ``backend``: the batch system places the ranks, not jobwire.
+#: Only a node whose capacity says ``gang_launch`` (executor-hpc on SLURM) takes such a job.
+BATCH_GANG_BACKENDS = frozenset({"hpc"})
 #: how many names a message lists at most
 MAX_LISTED = 12
 #: label that names a node's cluster (``spec.cluster``)
@@ -71,6 +72,8 @@ def mismatch(node: Offer, spec: JobSpec) -> str | None:
         return "image"
     if missing_option(node, spec) is not None:
         return "options"
+    if batch_gang(spec) and not node.capacity.gang_launch:
+        return "gang"
     return None
 
 
@@ -157,7 +160,7 @@ def gang_refusal(nodes: Sequence[Offer], spec: JobSpec) -> Refusal | None:
     offer = f"the most is {len(most[1])} of backend {most[0]}" if most else "none fits"
     return Refusal(
         f"needs {want} nodes of one backend that runs gangs ({', '.join(sorted(GANG_BACKENDS))}), "
-        f"each fitting one rank; {offer} (or backend: slurm, one --nodes {want} batch job)",
+        f"each fitting one rank; {offer} (or backend: hpc on SLURM, one --nodes {want} batch job)",
         "$.resources.nodes",
     )
 
@@ -331,6 +334,19 @@ def _by_options(cands: list[Offer], spec: JobSpec, scope: str) -> Outcome:
     return (kept, scope), None
 
 
+def _by_gang_launch(cands: list[Offer], spec: JobSpec, scope: str) -> Outcome:
+    if not batch_gang(spec):
+        return (cands, scope), None
+    kept = [n for n in cands if n.capacity.gang_launch]
+    if not kept:
+        return (kept, scope), Refusal(
+            f"needs {spec.resources.nodes} nodes in one batch job; no node{scope} launches a gang's "
+            "ranks itself (an executor-hpc node on SLURM does)",
+            "$.resources.nodes",
+        )
+    return (kept, scope), None
+
+
 _HINTS: tuple[Step, ...] = (
     _by_name,
     _by_backend,
@@ -339,6 +355,7 @@ _HINTS: tuple[Step, ...] = (
     _by_labels,
     _by_image,
     _by_options,
+    _by_gang_launch,
 )
 
 

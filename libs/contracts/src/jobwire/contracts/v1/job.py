@@ -147,6 +147,9 @@ class NodeCapacity(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: the node runs an array's tasks dispatched together as one native array job (``RunArray``):
     #: the scheduler sends them in one message and leaves their parallelism to the batch system
     native_arrays: bool = False
+    #: the node launches a gang's ranks itself inside one batch job (SLURM: ``--nodes N`` and one
+    #: ``srun`` step): a job of ``"backend": "hpc"`` and ``resources.nodes`` > 1 runs here as one job
+    gang_launch: bool = False
 
 
 class NodeView(msgspec.Struct, kw_only=True):

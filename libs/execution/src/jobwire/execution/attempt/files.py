@@ -257,8 +257,9 @@ class AttemptFiles:
 
     async def read_log(self, d: L.AttemptDir, stream: str, offset: int, size: int) -> bytes:
         """A log as written; where the job's account writes it (:data:`~.layout.BATCH_APART`) read as
-        its outputs are, so a log the job swapped for a link to another file is not read."""
-        if stream not in STREAMS:
+        its outputs are, so a log the job swapped for a link to another file is not read. ``stream``:
+        ``stdout``, ``stderr``, or a rank's below the attempt's (``rank1/stdout``, ``layout.rank_log``)."""
+        if stream not in STREAMS and not L.RANK_LOG.match(stream):
             raise ValueError(f"unknown log stream {stream!r}")
         try:
             if self.layout.runner_in_job:

@@ -217,6 +217,23 @@ def attempt_name(attempt: int, rank: int = 0) -> str:
 #: what :func:`attempt_name` gives: an attempt number, maybe a rank
 ATTEMPT_NAME = re.compile(r"^[0-9]+(-rank[0-9]+)?$")
 
+
+def rank_subdir(rank: int) -> str:
+    """Where rank ``rank`` > 0 of a gang launched inside ONE batch job (SLURM's srun step) keeps its
+    wrapper's files (pid, exit_code, logs), below the attempt's: the ranks share one attempt directory
+    there, unlike ranks dispatched to nodes of their own (:func:`attempt_name`)."""
+    return f"rank{int(rank)}"
+
+
+def rank_log(stream: str, rank: int) -> str:
+    """The name of rank ``rank``'s log ``stream`` relative to the attempt's logs: ``stdout`` for rank
+    0 (the job's own), ``rank1/stdout`` for rank 1 of a gang launched inside one batch job."""
+    return stream if rank == 0 else f"{rank_subdir(rank)}/{stream}"
+
+
+#: what :func:`rank_log` gives for a rank > 0
+RANK_LOG = re.compile(r"^rank[1-9][0-9]{0,3}/(stdout|stderr)$")
+
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 

@@ -87,8 +87,11 @@ def rank_files(req: BatchRequest) -> dict[str, bytes]:
 def gang_tail(req: BatchRequest, with_setup: bool, srun: str, setup_file: str) -> str:
     """The fixed end of a gang's batch script: one ``srun`` step of ``req.ranks`` tasks, one per
     node (``--kill-on-bad-exit``: one rank failing stops the others), then the gang's result: the
-    lowest rank that failed on its own (else one that left no exit code, else one stopped with
-    143/137), its code as the job's exit code and ``rank R exited with code C`` as its reason."""
+    lowest rank that failed on its own, else the first to end of those ended by a signal (143/137,
+    by their exit_code files' times: a rank killed from outside ends before srun stops the others,
+    whose wrappers srun may kill before they record anything), else the lowest that left no exit
+    code (its node lost); its code as the job's exit code and ``rank R exited with code C`` as its
+    reason."""
     d = check_path("job directory", req.job_dir)
     n = int(req.ranks)
     cpus = max(1, math.ceil(req.spec.resources.cpus))
@@ -113,7 +116,7 @@ def gang_tail(req: BatchRequest, with_setup: bool, srun: str, setup_file: str) -
     lines += [
         " ".join(q(w) for w in step),
         "jw_srun=$?",
-        "jw_rank=; jw_rc=; jw_stop=; jw_stopc=; jw_lost=; jw_seen=",
+        "jw_rank=; jw_rc=; jw_stop=; jw_stopc=; jw_stopf=; jw_lost=; jw_seen=",
         "jw_r=0",
         f'while [ "$jw_r" -lt {n} ]; do',
         f'  if [ "$jw_r" = 0 ]; then jw_f={q(exit_file)}; else jw_f={q(d)}/rank$jw_r/{L.EXIT_CODE}; fi',
@@ -122,13 +125,15 @@ def gang_tail(req: BatchRequest, with_setup: bool, srun: str, setup_file: str) -
         '  case "$jw_c" in',
         "    0) ;;",
         '    "") if [ -z "$jw_lost" ]; then jw_lost=$jw_r; fi ;;',
-        '    143|137) if [ -z "$jw_stop" ]; then jw_stop=$jw_r; jw_stopc=$jw_c; fi ;;',
+        '    143|137) if [ -z "$jw_stop" ] || [ "$jw_f" -ot "$jw_stopf" ]; then',
+        "      jw_stop=$jw_r; jw_stopc=$jw_c; jw_stopf=$jw_f",
+        "    fi ;;",
         '    *) if [ -z "$jw_rank" ]; then jw_rank=$jw_r; jw_rc=$jw_c; fi ;;',
         "  esac",
         "  jw_r=$((jw_r + 1))",
         "done",
-        'if [ -z "$jw_rank" ] && [ -n "$jw_seen" ] && [ -n "$jw_lost" ]; then jw_rank=$jw_lost; fi',
         'if [ -z "$jw_rank" ] && [ -n "$jw_stop" ]; then jw_rank=$jw_stop; jw_rc=$jw_stopc; fi',
+        'if [ -z "$jw_rank" ] && [ -n "$jw_seen" ] && [ -n "$jw_lost" ]; then jw_rank=$jw_lost; fi',
         'if [ -n "$jw_rank" ] && [ -n "$jw_rc" ]; then',
         '  jw_why="rank $jw_rank exited with code $jw_rc; srun stopped the other ranks"',
         'elif [ -n "$jw_rank" ]; then',
