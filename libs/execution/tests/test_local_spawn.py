@@ -4,8 +4,10 @@ the executor, and what it must not."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -83,8 +85,9 @@ async def test_many_launches_at_once_leave_no_zombie_setsid(tmp_path):
 
 @pytest.mark.parametrize("stale", ["file", "fifo", "dangling-link"])
 def test_wrapper_replaces_pipes_a_dead_launch_left(tmp_path, stale):
-    """A launch that died between mkfifo and its pid leaves the pipes' names; the next launch of the
-    attempt removes them (only then: the common launch runs no rm before its pid) and runs the job."""
+    """A launch that died between mkfifo and removing the pipes' names leaves them; the next launch of
+    the attempt replaces them (only then: the common launch runs no rm before its mkfifo) and runs
+    the job."""
     import subprocess
 
     from jobwire.execution.attempt.layout import WRAPPER_SCRIPT
@@ -106,3 +109,63 @@ def test_wrapper_replaces_pipes_a_dead_launch_left(tmp_path, stale):
     assert (tmp_path / "stdout").read_text() == "hi\n"
     assert (tmp_path / "pid").read_text().strip().isdigit()
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".pipe")]
+
+
+def _wrapper(tmp_path: Path, log_max: str, *job: str) -> subprocess.Popen[bytes]:
+    """The attempt wrapper on ``job`` in a session of its own, as the executor starts it."""
+    from jobwire.execution.attempt.layout import WRAPPER_SCRIPT
+
+    (tmp_path / "wrapper.sh").write_text(WRAPPER_SCRIPT)
+    (tmp_path / "work").mkdir(exist_ok=True)
+    argv = ["/bin/sh", str(tmp_path / "wrapper.sh"), str(tmp_path), str(tmp_path / "work"), log_max, *job]
+    return subprocess.Popen(argv, start_new_session=True)
+
+
+async def _pid_of(d: Path) -> int:
+    """The wrapper's pid once written whole (one write, read as the executor does: ended by a newline)."""
+    deadline = time.monotonic() + 30
+    while not _text(d / "pid").endswith("\n"):
+        assert time.monotonic() < deadline, "the wrapper wrote no pid"
+        await asyncio.sleep(0.001)
+    return int(_text(d / "pid"))
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+@pytest.mark.parametrize("log_max", ["0", "1000"])
+async def test_a_term_sent_once_the_pid_is_out_reaches_the_job(tmp_path, log_max):
+    """The executor signals the group as soon as the pid file is there (a cancel right after the start).
+    The pid is written by the process that then becomes the job, its TERM back to the default: a TERM
+    landing between the pid and the job's start ends the job instead of being caught by the wrapper
+    and lost (the job ran on to the KILL, 137 instead of its own code: a flaky cancel test)."""
+    for i in range(5):
+        d = tmp_path / str(i)
+        d.mkdir()
+        proc = _wrapper(d, log_max, "sleep", "60")
+        try:
+            pid = await _pid_of(d)
+            os.killpg(pid, 15)
+            code = await _wait_for(d / "exit_code", timeout=30)
+            assert code.strip() == "143", code
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            proc.wait(timeout=30)
+
+
+async def test_the_capped_log_follows_the_job_live(tmp_path):
+    """Capped logs are written as the job writes, not when it ends (the capper's output unbuffered)."""
+    proc = _wrapper(tmp_path, "100000", "sh", "-c", "echo first; echo oops >&2; sleep 60")
+    try:
+        await _pid_of(tmp_path)
+        deadline = time.monotonic() + 30
+        while _text(tmp_path / "stdout") != "first\n" or _text(tmp_path / "stderr") != "oops\n":
+            assert time.monotonic() < deadline, "the logs did not show the job's lines while it ran"
+            await asyncio.sleep(0.05)
+        assert proc.poll() is None and not (tmp_path / "exit_code").exists()
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+    assert (tmp_path / "exit_code").read_text().strip() == "143"

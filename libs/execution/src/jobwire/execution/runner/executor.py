@@ -203,7 +203,7 @@ class ProcessExecutor(Executor):
         wait = PID_POLL_FIRST
         while True:
             [probe] = await self.transport.probe([d.private], read=[L.PID], stat=[L.PID])
-            pid = _int(probe.files.get(L.PID))
+            pid = _pid(probe.files.get(L.PID))
             if pid is not None:
                 return pid, began_at(probe)
             if time.monotonic() > deadline:
@@ -243,7 +243,7 @@ class ProcessExecutor(Executor):
         """The attempt whose executor's files ``probe`` read (its private directory)."""
         run = await self.files().read_run(probe.path)
         d = self.files().for_run(run)
-        pid = _int(probe.files.get(L.PID))
+        pid = _pid(probe.files.get(L.PID))
         details: dict[str, object] = {"pid": pid, "dir": d.path}
         account = probe.files.get(L.ACCOUNT, b"").decode("utf-8", "replace").strip()
         if account and self.files().as_account is not None:
@@ -335,6 +335,12 @@ def _int(raw: bytes | None) -> int | None:
         return None
 
 
+def _pid(raw: bytes | None) -> int | None:
+    """The wrapper's pid once its one write of it is whole: the wrapper writes the file in place (a
+    rename cost a process per job), so an empty or unended file is a pid still being written."""
+    return _int(raw) if raw is not None and raw.endswith(b"\n") else None
+
+
 def began_at(probe: DirProbe) -> float | None:
     """When the wrapper started the job: its pid file is written once, first thing (None: not yet)."""
     stat = probe.stats.get(L.PID)
@@ -342,7 +348,7 @@ def began_at(probe: DirProbe) -> float | None:
 
 
 def _launched(probe: DirProbe) -> bool:
-    return probe.exists and (L.PID in probe.files or L.EXIT_CODE in probe.files)
+    return probe.exists and (_pid(probe.files.get(L.PID)) is not None or L.EXIT_CODE in probe.files)
 
 
 def _status(probe: DirProbe, progress: FileStat | None) -> RunStatus:
