@@ -47,8 +47,16 @@ def _gateway(python: str, home: Path, url: str) -> Stack:
         sys.executable = own
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its threads so far (``/proc/PID/stat``): what a request costs
+    the gateway, which the machine's load does not change the way it changes latencies."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _http(stacks: dict[str, Stack], figures: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     res: dict[str, dict[str, Any]] = {k: {} for k in stacks}
+    pids = {k: s.services["gateway"].pid for k, s in stacks.items()}
     clients = {
         k: httpx.AsyncClient(base_url=s.api_url, headers=s.auth_headers, timeout=30)
         for k, s in stacks.items()
@@ -59,6 +67,7 @@ async def _http(stacks: dict[str, Stack], figures: dict[str, list[dict[str, Any]
                 (await client.get("/v1/jobs", params={"limit": 1})).raise_for_status()
         for figure, samples in figures.items():
             latencies: dict[str, list[float]] = {k: [] for k in stacks}
+            cpu = {k: cpu_seconds(pid) for k, pid in pids.items()}
             for i, params in enumerate(samples):
                 path, query = rb._path(figure, params)
                 for k in list(stacks) if i % 2 == 0 else list(stacks)[::-1]:
@@ -68,6 +77,8 @@ async def _http(stacks: dict[str, Stack], figures: dict[str, list[dict[str, Any]
                     r.raise_for_status()
             for k, values in latencies.items():
                 res[k][figure] = rb.summary(values)
+                used = cpu_seconds(pids[k]) - cpu[k]
+                res[k][figure]["gateway_cpu_ms_per_request"] = round(used / len(values) * 1000, 2)
             print(figure, {k: res[k][figure] for k in stacks}, flush=True, file=sys.stderr)
     finally:
         for client in clients.values():

@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -57,6 +57,23 @@ def make_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     if database and database != ":memory:" and not parsed.query.get("uri"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(parsed, **kwargs)
+    _configure_sqlite(engine.sync_engine)
+    return engine
+
+
+def make_reader(url: str | URL) -> Engine | None:
+    """For a SQLite URL, a synchronous engine on the same file for reads run in a worker thread: a read
+    of three statements through aiosqlite hands 15 calls to its thread and back (cursor, execute,
+    fetch, close, each a wake-up of two threads), which on a loaded machine cost more than the reads;
+    one ``asyncio.to_thread`` for the whole read costs one. None for PostgreSQL (asyncpg has no thread).
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    # each worker thread takes a connection from the pool; SQLite allows that once none is shared
+    engine = create_engine(
+        parsed.set(drivername="sqlite+pysqlite"), connect_args={"check_same_thread": False}
+    )
     _configure_sqlite(engine)
     return engine
 
@@ -97,10 +114,10 @@ def pg_tls(url: URL) -> tuple[URL, ssl.SSLContext | str | None]:
     return stripped, context
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: Engine) -> None:
     # Python 3.11's sqlite3 never BEGINs before a SELECT or DDL (its legacy mode), which breaks repeatable
     # reads, savepoints and transactional DDL; the SQLAlchemy-documented fix is to emit BEGIN ourselves.
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -110,7 +127,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         finally:
             cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         options = conn.get_execution_options()
         if options.get("isolation_level") == "AUTOCOMMIT":

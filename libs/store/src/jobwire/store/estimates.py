@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import TextClause, bindparam
 from sqlalchemy import text as sql_text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from jobwire.contracts import v1
 
@@ -101,9 +101,7 @@ def _kth(free: list[float], mean: float, k: int) -> float:
     return free[0]
 
 
-async def estimate(
-    session: AsyncSession, rows: Sequence[Any], now: datetime
-) -> dict[str, tuple[int, datetime]]:
+def estimate(session: Session, rows: Sequence[Any], now: datetime) -> dict[str, tuple[int, datetime]]:
     """(queue position under fair share, estimated start) for each queued row with a node, by id.
 
     ``rows`` are job rows (ORM or plain result rows: ``id``, ``state``, ``node``, ``owner``,
@@ -128,7 +126,7 @@ async def estimate(
     free_in: dict[str, list[float]] = defaultdict(list)
     shares: dict[str, float] = {}
     epoch_now = now.timestamp()
-    result = await session.execute(_context(dialect, len(nodes), len(spread)), params)
+    result = session.connection().execute(_context(dialect, len(nodes), len(spread)), params)
     for kind, key, sub, n, x in result:
         if kind == "ahead":
             own[key] = int(n)
@@ -144,20 +142,22 @@ async def estimate(
             shares[key] = float(x)
     if spread:
         pos.place(spread, found, own)
-    own.update(await pos.count_ahead(session, pos.missing(bands, own), by_owner=True))
+    own.update(pos.count_ahead_sync(session, pos.missing(bands, own), by_owner=True))
 
     def share_of(owner: str) -> float:
         return shares.get(owner, shares.get("*", 1.0))
 
-    # each node's owners with their shares, looked up once a page (not once per job and owner)
-    queues = {node: [(o, n, share_of(o)) for o, (n, _) in per_owner[node].items()] for node in nodes}
+    # each node's owners with their shares, looked up once a page (not once per job and owner); a job's
+    # own owner is in its node's list too, and its term taken off again (no list per owner to build)
+    queues = {node: [(n, share_of(o)) for o, (n, _) in per_owner[node].items()] for node in nodes}
     positions: dict[str, int] = {}
-    others: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for r in queued:
-        key = (r.node, r.owner)
-        if key not in others:  # once per node and owner on the page, not once per job
-            others[key] = [(n, share) for o, n, share in queues[r.node] if o != r.owner]
-        positions[r.id] = fair_position(own.get(r.id, 0), share_of(r.owner), others[key])
+        ahead, share = own.get(r.id, 0), share_of(r.owner)
+        position = fair_position(ahead, share, queues[r.node])
+        theirs = per_owner[r.node].get(r.owner)
+        if ahead and theirs is not None:
+            position -= min(theirs[0], int(ahead * share / (share if share > 0 else 1.0)))
+        positions[r.id] = position
     out: dict[str, tuple[int, datetime]] = {}
     for node in nodes:
         mine = [r for r in queued if r.node == node]

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, ScalarSelect, Select, bindparam, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from jobwire.contracts import v1
 
@@ -147,7 +147,13 @@ def missing(bands: Mapping[Band, list[Queued]], positions: Mapping[str, int]) ->
 async def count_ahead(session: AsyncSession, ids: list[str], by_owner: bool) -> dict[str, int]:
     if not ids:
         return {}
-    found = await session.execute(AHEAD_OF_EACH[by_owner], {"ids": ids})
+    return await session.run_sync(count_ahead_sync, ids, by_owner)
+
+
+def count_ahead_sync(session: Session, ids: list[str], by_owner: bool) -> dict[str, int]:
+    if not ids:
+        return {}
+    found = session.connection().execute(AHEAD_OF_EACH[by_owner], {"ids": ids})
     return {job_id: int(n) for job_id, n in found}
 
 

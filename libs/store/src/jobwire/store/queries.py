@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
@@ -131,11 +131,18 @@ async def get_job(session: AsyncSession, job_id: str, *, owner: str | None = Non
     Two statements: the row, then its transitions; a queued one's position and estimated start add one
     (``estimates``).
     """
+    return await session.run_sync(get_job_sync, job_id, owner=owner)
+
+
+def get_job_sync(session: Session, job_id: str, *, owner: str | None = None) -> v1.Job | None:
+    """``get_job`` on a synchronous session: every read here is written once, synchronously, and run
+    either in one greenlet of an ``AsyncSession`` (``run_sync``: one switch for the whole read, not
+    one per statement) or in a worker thread on a synchronous SQLite connection (``reader``)."""
     params = {"id": job_id, **({"owner": owner} if owner is not None else {})}
-    found = (await session.execute(_job_statement(owner is not None), params)).one_or_none()
+    found = session.connection().execute(_job_statement(owner is not None), params).one_or_none()
     if found is None:
         return None
-    return (await _assemble(session, [found]))[0]
+    return _assemble(session, [found])[0]
 
 
 #: every column of a job, fetched as plain rows: building ORM objects cost more than the query
@@ -151,6 +158,34 @@ def _job_statement(by_owner: bool) -> Select[Any]:
 
 async def list_jobs(
     session: AsyncSession,
+    *,
+    states: Sequence[str] | None = None,
+    node: str | None = None,
+    name: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    owner: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+    array: str | None = None,
+    workflow: str | None = None,
+) -> tuple[list[v1.Job], str | None]:
+    """``list_jobs_sync`` (its filters, its answer) in one greenlet of ``session``."""
+    return await session.run_sync(
+        list_jobs_sync,
+        states=states,
+        node=node,
+        name=name,
+        labels=labels,
+        owner=owner,
+        limit=limit,
+        cursor=cursor,
+        array=array,
+        workflow=workflow,
+    )
+
+
+def list_jobs_sync(
+    session: Session,
     *,
     states: Sequence[str] | None = None,
     node: str | None = None,
@@ -193,7 +228,7 @@ async def list_jobs(
         }
     )
     if workflow is not None:
-        ids = await _workflow_job_ids(session, workflow)
+        ids = _workflow_job_ids(session, workflow)
         after = params.get("before")
         params["ids"] = [i for i in ids if after is None or i < after]
         if not params["ids"]:
@@ -211,16 +246,16 @@ async def list_jobs(
             postgres=session.get_bind().dialect.name == "postgresql",
         )
     )
-    found = (await session.execute(statement, params)).all()
+    found = session.connection().execute(statement, params).all()
     next_cursor = encode_cursor(found[limit - 1].id) if len(found) > limit else None
-    return await _assemble(session, found[:limit]), next_cursor
+    return _assemble(session, found[:limit]), next_cursor
 
 
-async def _workflow_job_ids(session: AsyncSession, workflow: str) -> list[str]:
+def _workflow_job_ids(session: Session, workflow: str) -> list[str]:
     """The ids of a workflow's jobs (its stored ``{name: id}``), none for an unknown workflow."""
     if not v1.is_job_id(workflow):
         return []
-    stored = await session.scalar(select(WorkflowRow.jobs).where(WorkflowRow.id == workflow))
+    stored = session.connection().scalar(select(WorkflowRow.jobs).where(WorkflowRow.id == workflow))
     return [] if stored is None else list(v1.decode(stored, dict[str, str]).values())
 
 
@@ -316,6 +351,18 @@ async def count_jobs(
     labels: Mapping[str, str] | None = None,
     owner: str | None = None,
 ) -> dict[str, int]:
+    """``count_jobs_sync`` (its filters, its answer) in one greenlet of ``session``."""
+    return await session.run_sync(count_jobs_sync, node=node, name=name, labels=labels, owner=owner)
+
+
+def count_jobs_sync(
+    session: Session,
+    *,
+    node: str | None = None,
+    name: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    owner: str | None = None,
+) -> dict[str, int]:
     """How many jobs are in each state (states with none are left out): one query.
 
     Overall, per owner, per node or both are read from ``job_counts`` (one row per state, kept by
@@ -323,14 +370,14 @@ async def count_jobs(
     a name or label filter counts the matching jobs through their indexes.
     """
     if name is None and not labels and "*" not in (owner, node):  # '*' names the rollup rows
-        found = await session.execute(
+        found = session.connection().execute(
             _COUNTS, {"owner": owner if owner is not None else "*", "node": node if node is not None else "*"}
         )
     else:
         query = select(JobRow.state, func.count()).where(
             *_conditions(node=node, name=name, labels=labels, owner=owner)
         )
-        found = await session.execute(query.group_by(JobRow.state))
+        found = session.connection().execute(query.group_by(JobRow.state))
     return {state: int(n) for state, n in found.all() if n}
 
 
@@ -377,7 +424,7 @@ _TRANSITIONS_OF = (
 )
 
 
-async def _assemble(session: AsyncSession, rows: Sequence[Any]) -> list[v1.Job]:
+def _assemble(session: Session, rows: Sequence[Any]) -> list[v1.Job]:
     """Jobs for rows of ``_JOB_COLUMNS`` with their transitions, in one statement for all of them,
     and for the queued ones their fair-share positions and estimated starts in one more.
 
@@ -386,10 +433,10 @@ async def _assemble(session: AsyncSession, rows: Sequence[Any]) -> list[v1.Job]:
     if not rows:
         return []
     transitions: dict[str, list[Any]] = defaultdict(list)
-    for t in await session.execute(_TRANSITIONS_OF, {"ids": [r.id for r in rows]}):
+    for t in session.connection().execute(_TRANSITIONS_OF, {"ids": [r.id for r in rows]}):
         transitions[t.job_id].append(t)
     # queued jobs: their place under fair share and when they should start (replaces the node-wide rank)
-    fair = await estimates.estimate(session, rows, datetime.now(UTC))
+    fair = estimates.estimate(session, rows, datetime.now(UTC))
     out = []
     for row in rows:
         position, start = fair.get(row.id, (None, None))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Concatenate, ParamSpec, TypeVar, cast
 
 from litestar.datastructures import State
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from jobwire.runtime.bus import Bus
 from jobwire.store import SQLITE_BEGIN
@@ -21,6 +24,8 @@ from .streams import StreamSlots
 from .waiters import EventWaiters
 
 STATE_KEY = "jobwire"
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass
@@ -38,6 +43,8 @@ class Resources:
     keys: list[tuple[str, bytes]] = field(default_factory=list)
     #: open log and event streams per owner (this process)
     streams: StreamSlots = field(default_factory=lambda: StreamSlots(20))
+    #: SQLite only: a synchronous engine on the same file, for ``read`` in a worker thread
+    reader: Engine | None = None
 
     def __post_init__(self) -> None:
         self.streams.per_owner = self.settings.streams_per_owner
@@ -48,6 +55,21 @@ class Resources:
         still writes quotas and templates (admin actions, not the request path)."""
         async with self.sessions() as session:
             yield session
+
+    async def read(self, query: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``query(session, ...)``, a synchronous read of the store (``queries.*_sync``), in one step:
+        in a worker thread on SQLite (one hand-off for the whole read, where aiosqlite takes several per
+        statement), in one greenlet of an async session on PostgreSQL."""
+        reader = self.reader
+        if reader is not None:
+
+            def in_thread() -> T:
+                with Session(reader) as session:
+                    return query(session, *args, **kwargs)
+
+            return await asyncio.to_thread(in_thread)
+        async with self.sessions() as session:
+            return await session.run_sync(query, *args, **kwargs)
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncSession]:

@@ -47,9 +47,8 @@ class JobCountController(Controller):
             if owner not in (None, caller.owner):
                 return JobCounts(by_state=by_state, total=0)  # others' jobs do not exist for this caller
             owner = caller.owner
-        async with res.session() as session:
-            found = await queries.count_jobs(
-                session, node=node, name=name, labels=parse_labels(label), owner=owner
-            )
+        found = await res.read(
+            queries.count_jobs_sync, node=node, name=name, labels=parse_labels(label), owner=owner
+        )
         by_state.update(found)
         return JobCounts(by_state=by_state, total=sum(by_state.values()))

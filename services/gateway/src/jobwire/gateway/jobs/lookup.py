@@ -13,8 +13,7 @@ async def load_job(res: Resources, job_id: str, *, owner: str | None = None) -> 
     """The job; with ``owner``, only when it is theirs (someone else's job does not exist for them)."""
     if not v1.is_job_id(job_id):
         return None  # not an id we hand out: cannot exist (and must not reach a subject)
-    async with res.session() as session:
-        return await queries.get_job(session, job_id, owner=owner)
+    return await res.read(queries.get_job_sync, job_id, owner=owner)
 
 
 async def require_job(res: Resources, job_id: str, *, owner: str | None = None) -> v1.Job:

@@ -39,22 +39,21 @@ async def list_jobs(
     array: str | None = None,
     workflow: str | None = None,
 ) -> JobPage:
-    async with res.session() as session:
-        try:
-            jobs, next_cursor = await queries.list_jobs(
-                session,
-                states=states,
-                node=node,
-                name=name,
-                labels=labels,
-                owner=owner,
-                array=array,
-                workflow=workflow,
-                limit=limit,
-                cursor=cursor,
-            )
-        except queries.InvalidCursor as e:
-            raise InvalidParameter(f"query parameter `cursor`: {e}") from None
+    try:
+        jobs, next_cursor = await res.read(
+            queries.list_jobs_sync,
+            states=states,
+            node=node,
+            name=name,
+            labels=labels,
+            owner=owner,
+            array=array,
+            workflow=workflow,
+            limit=limit,
+            cursor=cursor,
+        )
+    except queries.InvalidCursor as e:
+        raise InvalidParameter(f"query parameter `cursor`: {e}") from None
     return JobPage(items=jobs, next_cursor=next_cursor)
 
 
