@@ -433,7 +433,7 @@ def _assemble(session: Session, rows: Sequence[Any]) -> list[v1.Job]:
     if not rows:
         return []
     transitions: dict[str, list[Any]] = defaultdict(list)
-    for t in session.connection().execute(_TRANSITIONS_OF, {"ids": [r.id for r in rows]}):
+    for t in session.connection().execute(_TRANSITIONS_OF, {"ids": [r.id for r in rows]}).all():
         transitions[t.job_id].append(t)
     # queued jobs: their place under fair share and when they should start (replaces the node-wide rank)
     fair = estimates.estimate(session, rows, datetime.now(UTC))
