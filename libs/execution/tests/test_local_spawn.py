@@ -169,3 +169,15 @@ async def test_the_capped_log_follows_the_job_live(tmp_path):
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
     assert (tmp_path / "exit_code").read_text().strip() == "143"
+
+
+async def test_the_wrapper_reads_the_pipes_the_executor_made(tmp_path):
+    """Where the executor made the readers' pipes ahead (the local transport: no mkfifo and rm
+    processes per job), the wrapper reads its logs through them and leaves their removal to it."""
+    from jobwire.execution.attempt.layout import FIFOS
+
+    made = await LocalTransport().make_fifos([str(tmp_path / n) for n in FIFOS])
+    proc = _wrapper(tmp_path, "1000", "sh", "-c", "echo out; echo err >&2")
+    assert made and proc.wait(timeout=60) == 0
+    assert (_text(tmp_path / "stdout"), _text(tmp_path / "stderr")) == ("out\n", "err\n")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith((".pipe", ".fifo"))) == sorted(FIFOS)

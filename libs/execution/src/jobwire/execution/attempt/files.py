@@ -113,13 +113,8 @@ class AttemptFiles:
         own_modes: dict[str, int] = {}
         if self.layout.apart:
             own_modes = {posixpath.join(self.root, L.OWN_TREE): 0o700, d.private: 0o700}
-        for path in dict.fromkeys([*d.dirs(), *dirs]):
-            await t.mkdir(path)
-        for path, mode in {**own_modes, **(modes or {})}.items():
-            await t.chmod(path, mode)
-        await t.write_file(d.own(L.RUN_JSON), codec.encode(run))
-        for f in files:
-            await t.write_file(f.path, f.data, f.mode)
+        writes = [(d.own(L.RUN_JSON), codec.encode(run), 0o644), *((f.path, f.data, f.mode) for f in files)]
+        await t.write_tree(list(dict.fromkeys([*d.dirs(), *dirs])), {**own_modes, **(modes or {})}, writes)
         taken = {f.path for f in files} | set(dirs)
         placed = await self.place_inputs(run, d, taken, inputs, required_inputs)
         if account is not None:

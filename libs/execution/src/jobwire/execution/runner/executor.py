@@ -184,6 +184,8 @@ class ProcessExecutor(Executor):
     async def launch(self, w: Wrapped, run: RunJob) -> RunHandle:
         """Start the prepared attempt in its own session and wait for its wrapper's pid."""
         d = w.dir
+        fifos = [d.own(name) for name in L.FIFOS] if self.settings.log_max_bytes > 0 else []
+        made = bool(fifos) and await self.transport.make_fifos(fifos)
         try:
             await self.transport.spawn_detached(w.argv, env=w.env, inherit=w.inherit)
         except OSError as e:
@@ -191,6 +193,8 @@ class ProcessExecutor(Executor):
                 raise StartRefused("the command line or environment is too long for this node") from e
             raise
         pid, began = await self._wait_for_pid(d)
+        if made:  # the wrapper and its readers hold both ends by now: the names are done
+            await self.transport.remove_files(fifos)
         log.info("started %s attempt %d as process group %d in %s", run.job_id, run.attempt, pid, d.path)
         details: dict[str, object] = {"pid": pid, "dir": d.path}
         if w.account is not None:

@@ -172,5 +172,28 @@ class Transport(ABC):
             raise NotImplementedError(f"the {self.name} transport cannot start a clean environment")
         (await self.run(["setsid", "-f", *argv], env=env)).check("starting a detached process")
 
+    async def write_tree(
+        self, dirs: Sequence[str], modes: Mapping[str, int], files: Sequence[tuple[str, bytes, int]]
+    ) -> None:
+        """Make ``dirs`` (parents first), set ``modes`` on them, then write ``files`` (path, data, mode)
+        each atomically: an attempt's directory in one call, which a transport may do in one step."""
+        for path in dirs:
+            await self.mkdir(path)
+        for path, mode in modes.items():
+            await self.chmod(path, mode)
+        for path, data, mode in files:
+            await self.write_file(path, data, mode)
+
+    async def make_fifos(self, paths: Sequence[str]) -> bool:
+        """Make fresh named pipes (0600) at ``paths`` ahead of a launch, replacing what is there, and
+        say whether it did: a transport where that costs no more than the wrapper's own ``mkfifo``
+        and ``rm`` processes (an SSH round trip each) leaves them to the wrapper (False)."""
+        return False
+
+    async def remove_files(self, paths: Sequence[str]) -> None:
+        """Remove ``paths`` (files or pipes; one already gone is fine)."""
+        for path in paths:
+            await self.run(["rm", "-f", "--", path])
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the local transport holds none."""

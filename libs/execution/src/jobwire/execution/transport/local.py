@@ -124,6 +124,18 @@ class LocalTransport(Transport):
         finally:
             os.close(r)
 
+    async def write_tree(
+        self, dirs: Sequence[str], modes: Mapping[str, int], files: Sequence[tuple[str, bytes, int]]
+    ) -> None:
+        await asyncio.to_thread(_write_tree, dirs, modes, files)  # one thread hop, not one per file
+
+    async def make_fifos(self, paths: Sequence[str]) -> bool:
+        await asyncio.to_thread(_make_fifos, paths)
+        return True
+
+    async def remove_files(self, paths: Sequence[str]) -> None:
+        await asyncio.to_thread(_unlink, paths)
+
     async def signal_group(self, pgid: int, sig: signal.Signals) -> bool:
         try:
             os.killpg(pgid, sig)
@@ -192,6 +204,31 @@ def _write_atomic(path: str, data: bytes, mode: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _write_tree(
+    dirs: Sequence[str], modes: Mapping[str, int], files: Sequence[tuple[str, bytes, int]]
+) -> None:
+    for path in dirs:
+        os.makedirs(path, exist_ok=True)
+    for path, mode in modes.items():
+        os.chmod(path, mode)
+    for path, data, mode in files:
+        _write_atomic(path, data, mode)
+
+
+def _unlink(paths: Sequence[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _make_fifos(paths: Sequence[str]) -> None:
+    """Fresh pipes: one left by an earlier launch may still have its reader (a wrapper that died
+    before its pid), which a new writer would share its output with."""
+    _unlink(paths)
+    for path in paths:
+        os.mkfifo(path, 0o600)
 
 
 def _give_to(path: str, user: str, group: str) -> None:
