@@ -52,13 +52,14 @@ def check_allow(patterns: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _allowed(name: str, patterns: Sequence[str]) -> bool:
-    return any(name.startswith(p[:-1]) if p.endswith("*") else name == p for p in patterns)
-
-
 def inherited(environ: Mapping[str, str], patterns: Sequence[str]) -> dict[str, str]:
-    """The variables of ``environ`` a job may keep: those ``patterns`` allow, nothing else."""
-    return {k: v for k, v in environ.items() if _allowed(k, patterns)}
+    """The variables of ``environ`` a job may keep: those ``patterns`` allow, nothing else.
+
+    One set lookup and one ``startswith`` of a tuple per variable (done for every launch: a loop over
+    the patterns for each variable of the executor's environment showed in its profile)."""
+    exact = {p for p in patterns if not p.endswith("*")}
+    prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
+    return {k: v for k, v in environ.items() if k in exact or (prefixes and k.startswith(prefixes))}
 
 
 def inherit_words(patterns: Sequence[str]) -> list[str]:
