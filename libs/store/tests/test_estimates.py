@@ -3,6 +3,8 @@ them: the rules on their own, then read from a real database."""
 
 from __future__ import annotations
 
+import heapq
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,6 +31,38 @@ def test_start_offsets_play_the_node_forward():
     # past the simulated stretch: slots per mean runtime
     got = start_offsets([], 4, 10.0, [100])
     assert got[100] == pytest.approx(250.0)
+
+
+def _played(free_in: list[float], slots: int, mean: float, positions: list[int]) -> dict[int, float]:
+    """The node played job by job: each job ahead takes the slot that frees first for ``mean``."""
+    heap = sorted(max(0.0, f) for f in free_in)[:slots]
+    heap += [0.0] * (slots - len(heap))
+    heapq.heapify(heap)
+    out, taken = {}, 0
+    for p in sorted(set(positions)):
+        while taken < p:
+            heapq.heapreplace(heap, heap[0] + mean)
+            taken += 1
+        out[p] = heap[0]
+    return out
+
+
+def test_start_offsets_equal_the_node_played_job_by_job():
+    """Computed, not played (a long queue was thousands of heap steps per node and page): the same
+    starts as playing every job ahead, for slots freeing far apart, together, or never busy, any mean
+    runtime (0 included) and queues up to 5,000 ahead."""
+    rnd = random.Random(5)
+    for _ in range(2000):
+        slots = rnd.choice([1, 2, 3, 4, 8, 16, 64])
+        free_in = [
+            rnd.choice([rnd.uniform(0, 5000), float(rnd.randrange(0, 600, 30)), 0.0, -5.0])
+            for _ in range(rnd.randrange(0, slots + 3))
+        ]
+        mean = rnd.choice([0.0, 30.0, 60.0, rnd.uniform(0.1, 900)])
+        positions = [rnd.randrange(0, 5000) for _ in range(8)]
+        got = start_offsets(free_in, slots, mean, positions)
+        want = _played(free_in, slots, mean, positions)
+        assert got == pytest.approx(want, rel=1e-9), (free_in, slots, mean)
 
 
 @pytest.mark.integration

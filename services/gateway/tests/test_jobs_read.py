@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from jobwire.contracts import v1
@@ -116,3 +118,25 @@ async def test_nodes_are_listed(gateway, sessions):
     [node] = r.json()["items"]
     assert node["name"] == "gpu1"
     assert node["capacity"]["gpus"] == 4
+
+
+async def test_concurrent_reads_each_see_a_whole_page(gateway, seed):
+    """On SQLite the gateway reads in worker threads, each on its own pooled connection: requests at
+    once (more than the threads) all answer, each page whole and the same, each job with its counts."""
+    ids = [await seed.job(state="queued", node="n1", name=f"j{i}") for i in range(12)]
+
+    async def page() -> list[str]:
+        r = await gateway.get("/v1/jobs", params={"state": "queued", "limit": 5})
+        assert r.status_code == 200, r.text
+        return [j["id"] for j in r.json()["items"]]
+
+    async def one(job_id: str) -> str:
+        r = await gateway.get(f"/v1/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        return str(r.json()["id"])
+
+    pages = await asyncio.gather(*(page() for _ in range(24)))
+    assert all(p == sorted(ids, reverse=True)[:5] for p in pages)
+    assert await asyncio.gather(*(one(i) for i in ids)) == ids
+    r = await gateway.get("/v1/jobs/counts")
+    assert r.json()["by_state"]["queued"] == 12
