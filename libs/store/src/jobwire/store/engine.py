@@ -6,6 +6,7 @@ site runs it on PostgreSQL without a second code path.
 
 from __future__ import annotations
 
+import os
 import ssl
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,12 @@ def make_reader(url: str | URL) -> Engine | None:
     parsed = normalize_url(url)
     if parsed.get_backend_name() != "sqlite":
         return None
-    # each worker thread takes a connection from the pool; SQLite allows that once none is shared
+    # each worker thread takes a connection from the pool (SQLite allows that once none is shared), as
+    # many as asyncio's default executor runs threads, so a read never waits for a connection
     engine = create_engine(
-        parsed.set(drivername="sqlite+pysqlite"), connect_args={"check_same_thread": False}
+        parsed.set(drivername="sqlite+pysqlite"),
+        connect_args={"check_same_thread": False},
+        pool_size=min(32, (os.cpu_count() or 1) + 4),
     )
     _configure_sqlite(engine)
     return engine
