@@ -8,6 +8,7 @@ process's own (``time.process_time``: the event loop and SQLite's thread), so ot
 slows the run but hardly changes the figure.
 
     uv run --frozen python -m benchmarks.sched_batch_bench        # SCHED_JOBS=4096 SCHED_BATCH=256
+    SCHED_INLINE=0 uv run --frozen python -m benchmarks.sched_batch_bench   # through aiosqlite's thread
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from jobwire.scheduler.settings import SchedulerSettings
 from jobwire.store.engine import make_engine, migrate, session_factory
 
 JOBS = int(os.environ.get("SCHED_JOBS", "4096"))
+#: SQLite statements in the loop's thread, as the scheduler runs them (0: through aiosqlite's thread)
+INLINE = os.environ.get("SCHED_INLINE", "1") != "0"
 BATCH = int(os.environ.get("SCHED_BATCH", "256"))
 
 
@@ -76,7 +79,7 @@ class Access:
 
 async def run(url: str) -> dict[str, Any]:
     await migrate(url)
-    engine = make_engine(url)
+    engine = make_engine(url, sqlite_inline=INLINE)
     settings = SchedulerSettings(database_url=url, linger=0)
     cluster = Cluster()
     cap = v1.NodeCapacity(slots=JOBS, cpus=float(JOBS))
@@ -135,6 +138,7 @@ async def run(url: str) -> dict[str, Any]:
     return {
         "jobs": JOBS,
         "batch": BATCH,
+        "sqlite_inline": INLINE,
         "cpu_ms_per_job": round(total / JOBS * 1000, 3),
         "cpu_ms_per_job_by_phase": {k: round(v / JOBS * 1000, 3) for k, v in cpu.items()},
         "wall_s": round(wall, 2),

@@ -82,6 +82,7 @@ def settings(nats_url: str, db_url: str) -> GatewaySettings:
         database_url=db_url,
         bus=BusSettings(nats_url=nats_url),
         accept_timeout=0.5,
+        tracing=True,  # the tests see the trace context a command carries
         wait_timeout=0.5,
         log_eof_grace=1.0,
         sse_keepalive=1.0,

@@ -43,6 +43,17 @@ def setup_tracing(service: str, *, processor: SpanProcessor | None = None) -> No
     _configured = True
 
 
+def wanted(setting: bool | None) -> bool:
+    """Whether a service traces: as ``setting`` says, or when unset, when its spans go somewhere (an
+    exporter named in ``OTEL_TRACES_EXPORTER``, or a provider this process set up already)."""
+    if setting is not None:
+        return setting
+    if _configured:
+        return True
+    names = os.environ.get("OTEL_TRACES_EXPORTER", "none").split(",")
+    return any(name.strip().lower() not in ("", "none") for name in names)
+
+
 def _exporter(name: str) -> SpanExporter | None:
     if name in ("", "none"):
         return None

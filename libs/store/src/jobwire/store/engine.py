@@ -19,6 +19,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from . import inline
+
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///.jobwire/jobwire.db"
 #: Execution option naming how SQLite begins a transaction ("DEFERRED", "IMMEDIATE", "EXCLUSIVE").
 #: A writer that reads before it writes wants "IMMEDIATE", so it waits for the lock instead of failing.
@@ -45,8 +47,12 @@ def normalize_url(url: str | URL) -> URL:
     raise ValueError(f"unsupported database {backend!r}: use a postgresql:// or sqlite:// URL")
 
 
-def make_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
-    """An async engine; SQLite gets WAL and real transactions (BEGIN emitted by us, not the driver)."""
+def make_engine(url: str | URL, *, sqlite_inline: bool = False, **kwargs: Any) -> AsyncEngine:
+    """An async engine; SQLite gets WAL and real transactions (BEGIN emitted by us, not the driver).
+
+    ``sqlite_inline``: SQLite statements run in the event loop's thread, not aiosqlite's worker thread
+    (see :mod:`jobwire.store.inline`: for the one writer, whose loop exists to run its batches).
+    """
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)
@@ -59,6 +65,12 @@ def make_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(parsed, **kwargs)
     _configure_sqlite(engine.sync_engine)
+    if sqlite_inline:
+
+        @event.listens_for(engine.sync_engine, "do_connect")
+        def _connect_inline(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            return dialect.loaded_dbapi.connect(*cargs, async_creator_fn=inline.connect, **cparams)
+
     return engine
 
 

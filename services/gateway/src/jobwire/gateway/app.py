@@ -125,7 +125,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
     shared_keys(settings)  # a malformed keys file stops the start here, not on the first request
     plugins: list[PluginProtocol] = []
     allow = AllowHeaders()
-    if settings.tracing:
+    if telemetry.wanted(settings.tracing):
         telemetry.setup_tracing(SERVICE)
         plugins.append(OpenTelemetryPlugin(OpenTelemetryConfig()))
     app = Litestar(

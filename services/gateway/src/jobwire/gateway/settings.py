@@ -43,8 +43,10 @@ class GatewaySettings:
     #: processes serving the API (``jobwire-gateway``): 1, or 0 for one per core; more help only where
     #: the gateway has cores of its own (next to the scheduler and executors on 2 cores, keep 1)
     workers: int = 1
-    #: install the OpenTelemetry tracer provider and the Litestar tracing middleware
-    tracing: bool = True
+    #: install the OpenTelemetry tracer provider and the Litestar tracing middleware. Unset: on when
+    #: ``OTEL_TRACES_EXPORTER`` names an exporter (or this process set tracing up already, as tests
+    #: do), off otherwise: spans that go nowhere cost about a third of a submit's gateway CPU
+    tracing: bool | None = None
     #: "tokens": bearer tokens from the database and the shared keys below; "off": everyone is an
     #: anonymous admin, refused unless ``host`` is a loopback address
     auth: str = "tokens"

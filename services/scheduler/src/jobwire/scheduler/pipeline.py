@@ -73,6 +73,8 @@ class Pipeline:
         self.stats = self.no_stats()
         self.tick_due = True
         self.stopping = False
+        #: messages in the last batch: a busy bus (many) makes the next batch linger to gather more
+        self.last_batch = 0
         #: the cause of the failing batches, logged once (None while batches succeed), and how many
         self.failing: str | None = None
         self.failures = 0
@@ -119,7 +121,7 @@ class Pipeline:
     async def core_loop(self) -> None:
         while not self.stopping:
             await self.wakeup.wait()
-            if self.settings.linger > 0 and (self.inbox.commands or self.inbox.reports):
+            if self.should_linger():
                 # a few ms more gather what concurrent clients and executors are sending
                 await asyncio.sleep(self.settings.linger)
             self.wakeup.clear()
@@ -127,6 +129,8 @@ class Pipeline:
             self.inbox = Inbox()
             tick, self.tick_due = self.tick_due, False
             began = time.perf_counter()
+            if commands or reports:  # a tick alone says nothing about how busy the bus is
+                self.last_batch = len(commands) + len(reports)
             try:
                 await self.process(commands, reports, tick)
                 if commands or reports:  # a tick alone is not a batch of work
@@ -144,6 +148,12 @@ class Pipeline:
                     await self.rebuild()
             async with self.processed:
                 self.processed.notify_all()
+
+    def should_linger(self) -> bool:
+        """Linger only while messages come in faster than batches go (the last batch was a real one):
+        a lone client's submit is not held back for company that is not coming."""
+        waiting = self.inbox.commands or self.inbox.reports
+        return bool(waiting) and self.settings.linger > 0 and self.last_batch >= self.settings.linger_after
 
     def failed(self, e: Exception) -> None:
         """Log a failed batch once with its cause; the same cause again (its retries, redelivered

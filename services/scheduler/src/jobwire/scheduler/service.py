@@ -80,10 +80,11 @@ class Scheduler:
     async def start(self) -> None:
         """Connect and take the leader lease; when another replica holds it, stand by in the background
         (``status()["role"]``) and become active when it is free."""
-        telemetry.setup_tracing("jobwire-scheduler")
+        if telemetry.wanted(self.settings.tracing):
+            telemetry.setup_tracing("jobwire-scheduler")
         if self.settings.migrate:
             await migrate(self.settings.database_url)
-        self.engine = make_engine(self.settings.database_url)
+        self.engine = make_engine(self.settings.database_url, sqlite_inline=True)
         self.sessions = session_factory(self.engine)
         self.bus = await connect(self.bus_settings, name="jobwire-scheduler", declare=True)
         self.relay = Relay(self.bus, self.sessions)

@@ -18,8 +18,11 @@ class SchedulerSettings:
     )
     #: most messages taken in one fetch and committed in one transaction
     batch_size: int = 256
-    #: how long a batch waits, once its first message is in, for more to join it (seconds)
-    linger: float = 0.003
+    #: how long a batch waits, once its first message is in, for more to join it (seconds) ...
+    linger: float = 0.002
+    #: ... when the batch before it carried at least this many messages (clients are sending at once);
+    #: at one client's pace a batch goes at once (the linger was the largest part of its latency)
+    linger_after: int = 4
     #: a node silent for this long is down: its queued jobs move, its running jobs are lost
     node_timeout: float = 10.0
     #: how often liveness, timeouts and heartbeat bookkeeping run
@@ -35,6 +38,9 @@ class SchedulerSettings:
         default_factory=lambda: float(os.environ.get("JOBWIRE_FAIRSHARE_HALF_LIFE", "3600"))
     )
     migrate: bool = True
+    #: trace each command's handling (spans continue the trace its headers carry). Unset: when
+    #: ``OTEL_TRACES_EXPORTER`` names an exporter (or this process set tracing up already)
+    tracing: bool | None = None
     #: who this replica is in the leader lease; a restart under the same id takes its lease back at
     #: once, so replicas on one host need distinct ids (default: the host name)
     instance: str = dataclasses.field(default_factory=socket.gethostname)

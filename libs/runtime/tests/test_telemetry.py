@@ -1,0 +1,30 @@
+"""When a service traces: spans that go nowhere are not made (they cost a third of a submit's gateway CPU)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobwire.runtime import telemetry
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("setting", "exporter", "configured", "expected"),
+    [
+        (None, None, False, False),  # nothing exports: no spans
+        (None, "none", False, False),
+        (None, "otlp", False, True),
+        (None, "none, console", False, True),
+        (None, None, True, True),  # a provider set up in this process (tests' in-memory exporter)
+        (True, None, False, True),  # said explicitly, either way
+        (False, "otlp", True, False),
+    ],
+)
+def test_tracing_is_wanted_when_spans_go_somewhere(monkeypatch, setting, exporter, configured, expected):
+    if exporter is None:
+        monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    else:
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", exporter)
+    monkeypatch.setattr(telemetry, "_configured", configured)
+    assert telemetry.wanted(setting) is expected
