@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import grp
 import os
 import pwd
@@ -40,10 +39,20 @@ def _resolve(program: str) -> str:
     return found
 
 
-@functools.cache
-def _setsid() -> str:
-    """setsid's path, looked up once (a per-launch ``which`` walked PATH for every job)."""
-    return _resolve("setsid")
+#: the detached processes this executor started and has not reaped yet (its children: the wrappers)
+_SPAWNED: set[int] = set()
+
+
+def _reap() -> None:
+    """Collect the detached processes that have ended (one ``waitpid`` with WNOHANG each: at most as
+    many as run at once), so none stays a zombie; only this executor's own, never asyncio's."""
+    for pid in list(_SPAWNED):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _SPAWNED.discard(pid)
 
 
 class LocalTransport(Transport):
@@ -90,39 +99,30 @@ class LocalTransport(Transport):
         env: Mapping[str, str] | None = None,
         inherit: Sequence[str] | None = None,
     ) -> None:
-        """``setsid -f`` started with ``posix_spawn`` and reaped in a pooled thread: no pipes, no
-        subprocess transport and no watcher thread of its own per job (py-spy had asyncio's
-        ``create_subprocess_exec`` at a fifth of the executor's busy time in a burst of no-op jobs).
-        What setsid says when it fails is read from its stderr, a pipe only it and the wrapper hold
-        (the wrapper drops it at once); every other descriptor of the executor is close-on-exec."""
+        """Started by ``posix_spawn`` as the leader of a new session (``setsid=True``): no ``setsid -f``
+        process per job to exec, fork and wait for in a pooled thread (py-spy had asyncio's
+        ``create_subprocess_exec`` at a fifth of the executor's busy time in a burst of no-op jobs, and
+        the setsid process was a tenth of a no-op job's wrapper CPU). The process is this executor's
+        child, so it is reaped here (:func:`_reap`, at each launch, probe and signal) instead of by
+        init; it outlives the executor all the same. Every descriptor of the executor is
+        close-on-exec; stdin, stdout and stderr are /dev/null until the wrapper sets its own."""
         start = base_environment() if inherit is None else inherited(os.environ, inherit)
-        setsid = _setsid()
-        r, w = os.pipe()
-        try:
-            try:
-                pid = os.posix_spawn(  # noqa: ASYNC221 - returns once setsid is exec'd, no waiting
-                    setsid,
-                    [setsid, "-f", *argv],
-                    {**start, **(env or {})},
-                    file_actions=[
-                        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                        (os.POSIX_SPAWN_DUP2, w, 2),
-                    ],
-                )
-            finally:
-                os.close(w)
-            _, status = await asyncio.to_thread(os.waitpid, pid, 0)
-            code = os.waitstatus_to_exitcode(status)
-            if code != 0:
-                os.set_blocking(r, False)  # what setsid wrote before it exited; the wrapper may hold w
-                err = b""
-                with contextlib.suppress(BlockingIOError):
-                    err = os.read(r, 65536)
-                msg = err.decode("utf-8", "replace").strip()
-                raise TransportError(f"setsid failed with exit code {code}: {msg}")
-        finally:
-            os.close(r)
+        if not argv:
+            raise ValueError("argv is empty")
+        _reap()
+        program = _resolve(argv[0])
+        pid = os.posix_spawn(  # noqa: ASYNC221 - returns once the child is exec'd, no waiting
+            program,
+            list(argv),
+            {**start, **(env or {})},
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+            ],
+            setsid=True,
+        )
+        _SPAWNED.add(pid)
 
     async def write_tree(
         self, dirs: Sequence[str], modes: Mapping[str, int], files: Sequence[tuple[str, bytes, int]]
@@ -137,6 +137,7 @@ class LocalTransport(Transport):
         await asyncio.to_thread(_unlink, paths)
 
     async def signal_group(self, pgid: int, sig: signal.Signals) -> bool:
+        _reap()  # an ended wrapper left unreaped would keep its group alive to killpg
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
@@ -181,6 +182,7 @@ class LocalTransport(Transport):
     ) -> list[DirProbe]:
         if not dirs:
             return []
+        _reap()  # before the liveness probes: a zombie wrapper still counts as its group's member
         return await asyncio.to_thread(
             lambda: [_probe_one(d, read, stat, max_read, alive_from) for d in dirs]
         )
