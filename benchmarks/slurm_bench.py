@@ -123,11 +123,59 @@ def raw_qsub(env: dict[str, str], jobs: int, workdir: Path) -> dict[str, Any]:
     }
 
 
+#: the batch system's commands the executor may run, traced when ``BENCH_HPC_TRACE=1``
+TRACED = {
+    "slurm": ("sbatch", "squeue", "sacct", "scancel", "scontrol"),
+    "sge": ("qsub", "qstat", "qacct", "qdel", "qhold", "qrls", "qalter"),
+}
+
+
+def tracing_bin(dest: Path, log: Path, kind: str, real_dir: str) -> Path:
+    """A bin dir whose every batch command appends its start, end and name to ``log`` (one fork of
+    ``date`` on each side: a profile, not the benchmark's figure)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in TRACED[kind]:
+        target = dest / name
+        target.write_text(
+            f'#!/bin/sh\nt0=$(date +%s.%N)\n{real_dir}/{name} "$@"\nrc=$?\n'
+            f'echo "$t0 $(date +%s.%N) {name}" >> "{log}"\nexit $rc\n'
+        )
+        target.chmod(0o755)
+    return dest
+
+
+def trace_summary(log: Path, t0_wall: float) -> dict[str, Any]:
+    """Per command: calls, total and mean seconds, first and last start after ``t0_wall``."""
+    out: dict[str, dict[str, float]] = {}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        start, end, name = line.split()
+        s = out.setdefault(name, {"calls": 0, "seconds": 0.0, "first_s": float(start) - t0_wall})
+        s["calls"] += 1
+        s["seconds"] += float(end) - float(start)
+        s["last_end_s"] = float(end) - t0_wall
+    for s in out.values():
+        s["mean_ms"] = round(1000 * s["seconds"] / s["calls"], 1)
+        for k in ("seconds", "first_s", "last_end_s"):
+            s[k] = round(s[k], 2)
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` so far (its children's not included: the batch commands are timed
+    by the trace)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def through_jobwire(kind: str, env: dict[str, str], jobs: int, home: Path) -> dict[str, Any]:
     """The same jobs through gateway, scheduler and one executor-hpc driving the same cluster."""
     from benchmarks.e2e import NOOP, Watcher, submit_burst
 
     node = f"hpc-{kind}"
+    trace = home / "trace.log" if os.environ.get("BENCH_HPC_TRACE") == "1" else None
+    if trace is not None:
+        real = env.get("JOBWIRE_HPC_BIN_DIR", "/usr/bin")
+        env = {**env, "JOBWIRE_HPC_BIN_DIR": str(tracing_bin(home / "trace-bin", trace, kind, real))}
     config = StackConfig(
         home=home,
         api_port=free_port(),
@@ -149,14 +197,19 @@ def through_jobwire(kind: str, env: dict[str, str], jobs: int, home: Path) -> di
     async def go() -> dict[str, Any]:
         watcher = Watcher()
         await watcher.start(stack.nats_url)
+        t0_wall = time.time()
         t0 = time.perf_counter()
         ids, _, submit_s = await submit_burst(stack.api_url, jobs, 8, stack.auth_headers, spec=NOOP)
         await watcher.wait_done(ids, timeout=600)
         await watcher.nc.close()
         done = max(watcher.done[i] for i in ids) - t0
+        # each job's time from running to its terminal event (the executor's poll + accounting + report)
+        tails = sorted(watcher.done[i] - watcher.running[i] for i in ids if i in watcher.running)
         running = sorted(watcher.running[i] - t0 for i in ids if i in watcher.running)
         failed = sum(watcher.final[i] != "succeeded" for i in ids)
+        traced = {"batch_commands": trace_summary(trace, t0_wall)} if trace is not None else {}
         return {
+            **traced,
             "jobs": jobs,
             "http_connections": 8,
             "poll_interval_s": float(POLL),
@@ -164,11 +217,15 @@ def through_jobwire(kind: str, env: dict[str, str], jobs: int, home: Path) -> di
             "jobs_per_s": round(jobs / done, 1),
             "seconds_to_last_running": round(running[-1], 2) if running else None,
             "seconds_to_last_finished": round(done, 2),
+            "running_to_finished_s_p50": round(tails[len(tails) // 2], 2) if tails else None,
             "not_succeeded": failed,
         }
 
     try:
-        return asyncio.run(go())
+        before = {name: cpu_seconds(proc.pid) for name, proc in stack.services.items()}
+        result = asyncio.run(go())
+        used = {name: round(cpu_seconds(proc.pid) - before[name], 2) for name, proc in stack.services.items()}
+        return {**result, "service_cpu_seconds": used}
     finally:
         stack.stop()
 
