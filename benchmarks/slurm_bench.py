@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,17 +38,24 @@ FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 
 
 def _take_lock(wait: float) -> int | None:
+    """The shared lock, waited for in line with the tests' ``flock`` (a blocking request, not a retry
+    loop that every blocked waiter overtakes), for at most ``wait`` seconds."""
     fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o666)
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                os.close(fd)
-                return None
-            time.sleep(1)
+
+    def give_up(signum: int, frame: object) -> None:
+        raise TimeoutError
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.setitimer(signal.ITIMER_REAL, max(wait, 0.01))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+    except TimeoutError:
+        os.close(fd)
+        return None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _until_gone(listed: Callable[[set[str]], set[str]], ids: list[str], t0: float) -> float:
