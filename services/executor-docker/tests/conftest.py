@@ -6,6 +6,7 @@ No engine means failed tests, never skipped ones: ``make test`` installs and sta
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,9 +55,10 @@ def engine() -> Iterator[docker.DockerClient]:
         subprocess.run(["bash", str(REPO / "scripts/ci/build-debian-base.sh")], check=True)
     client.images.build(path=str(HERE / "images"), tag=IMAGE, rm=True)
     yield client
-    for c in client.containers.list(all=True, filters={"label": "jobwire.node"}):
-        if c.labels.get("jobwire.node", "").startswith("dock-"):
-            c.remove(force=True)
+    for c in client.containers.list(all=True, sparse=True, filters={"label": "jobwire.node"}):
+        if (c.attrs.get("Labels") or {}).get("jobwire.node", "").startswith("dock-"):
+            with contextlib.suppress(docker.errors.NotFound):  # removed by its executor meanwhile
+                c.remove(force=True)
     client.close()
 
 

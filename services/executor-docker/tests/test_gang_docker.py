@@ -4,6 +4,7 @@ ranks' containers and attempt directories must be told apart by rank."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,9 +57,10 @@ def gang_stack(
     s.start()
     yield s
     s.stop()
-    for c in engine.containers.list(all=True, filters={"label": "jobwire.node"}):
-        if c.labels.get("jobwire.node", "").startswith("dgang-"):
-            c.remove(force=True)
+    for c in engine.containers.list(all=True, sparse=True, filters={"label": "jobwire.node"}):
+        if (c.attrs.get("Labels") or {}).get("jobwire.node", "").startswith("dgang-"):
+            with contextlib.suppress(docker.errors.NotFound):  # removed by its executor meanwhile
+                c.remove(force=True)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.backend("docker")]
 
 
 def gone(engine: docker.DockerClient, job_id: str) -> bool:
-    return not engine.containers.list(all=True, filters={"label": f"jobwire.job_id={job_id}"})
+    # sparse: the engine's own list, without one inspect per container (a container removed
+    # between the list and its inspect made the full list raise NotFound)
+    return not engine.containers.list(all=True, sparse=True, filters={"label": f"jobwire.job_id={job_id}"})
 
 
 def test_job_succeeds_with_logs_progress_outputs_env_and_mounts(api, engine, shared_root: Path):

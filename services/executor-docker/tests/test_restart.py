@@ -74,7 +74,7 @@ def test_killed_executor_readopts_its_containers(api, stack, engine):
         lambda: not _exists(engine, stale.id), 10, what="the stale attempt's container to be removed"
     )
     api.wait_for(
-        lambda: not engine.containers.list(all=True, filters={"label": "jobwire.node=dock-r"}),
+        lambda: not engine.containers.list(all=True, sparse=True, filters={"label": "jobwire.node=dock-r"}),
         10,
         what="every finished container of dock-r to be removed",
     )
