@@ -210,7 +210,9 @@ def run(job_id: str) -> int:
         proc = subprocess.Popen(
             ["/bin/sh", str(job["script"])], stdout=out, stderr=err, start_new_session=True, env=env
         )
-        update(job_id, pgid=proc.pid)
+        if update(job_id, pgid=proc.pid).get("deleted"):  # qdel came between R and the pgid
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
         try:
             rc = proc.wait(timeout=walltime)
             status = rc if rc >= 0 else 256 - rc  # killed by signal N: 256 + N, as Torque reports it
@@ -381,16 +383,21 @@ def qdel(job_id: str) -> int:
             if (load(sub) or {}).get("state") != "C":
                 qdel(sub)
         return 0
-    job = load(job_id)
-    if job is None:
-        print(f"qdel: Unknown Job Id Error {job_id}", file=sys.stderr)
-        return UNKNOWN_JOB_ID
-    if job["state"] == "C":
-        return invalid_state("qdel", job_id, "C")
-    if job["state"] in ("Q", "H"):
-        update(job_id, state="C", comp=time.time())  # never ran: no exit_status
-        return 0
-    pgid = job.get("pgid")
+    with locked():  # decided under the lock the job's runner takes to start it
+        job = load(job_id)
+        if job is None:
+            print(f"qdel: Unknown Job Id Error {job_id}", file=sys.stderr)
+            return UNKNOWN_JOB_ID
+        if job["state"] == "C":
+            return invalid_state("qdel", job_id, "C")
+        if job["state"] in ("Q", "H"):
+            job.update(state="C", comp=time.time())  # never ran: no exit_status
+            save(job_id, job)
+            return 0
+        # running: a runner that has not recorded its process group yet kills it when it does
+        job["deleted"] = True
+        save(job_id, job)
+        pgid = job.get("pgid")
     if isinstance(pgid, int):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGTERM)
