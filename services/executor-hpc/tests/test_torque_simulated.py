@@ -334,3 +334,38 @@ def test_torque_simulated_no_native_array_when_jobs_run_as_their_owner(executor:
         assert [h.details["batch_id"] for h in handles] == ["1.sim", "2.sim"]  # type: ignore[union-attr]
 
     asyncio.run(go())
+
+
+def test_torque_simulated_attempts_of_an_older_layout_are_moved_once_even_after_a_crash(
+    executor: HpcExecutor, tmp_path: Path
+):
+    """An executor before issue 16's one layout kept run.json, batch_id, state.json at the top of
+    the job's directory. The restarted executor moves them to its own tree and adopts the job; a move
+    a crash cut short (batch_id already moved, its old copy and run.json still there) is finished the
+    next time, the copy in the executor's tree winning; a link by a bookkeeping name is never taken."""
+    root = tmp_path / "root"
+
+    async def go() -> None:
+        h = await executor.start(run_job(JobSpec(command=["sh", "-c", "sleep 1; echo out; exit 3"])))
+        own, job = root / ".executor" / "jobs" / h.run.job_id / "1", root / "jobs" / h.run.job_id / "1"
+        for name in ("run.json", "batch_id", "submitting"):
+            (own / name).rename(job / name)
+        (job / "state.json").write_text("{}")
+        (job / "signal").symlink_to(tmp_path / "elsewhere")
+        # the crash: batch_id was moved, its old copy (and run.json, which goes last) not yet removed
+        (own / "batch_id").write_text((job / "batch_id").read_text())
+        (job / "batch_id").write_text("999.sim\n")
+        ex = executor
+        again = HpcExecutor(ex.settings, ex.transport, str(root), ex.scheduler, ex.hpc)
+        [adopted] = await again.adopt()
+        assert adopted.details["batch_id"] == h.details["batch_id"]
+        assert sorted(p.name for p in own.iterdir()) == ["batch_id", "run.json", "state.json", "submitting"]
+        assert {"run.json", "batch_id", "submitting", "state.json"}.isdisjoint(p.name for p in job.iterdir())
+        assert (job / "signal").is_symlink()  # left alone, never read as the executor's
+        [twice] = await again.adopt()  # nothing left to move: the same attempt, the same files
+        assert twice.details["batch_id"] == h.details["batch_id"]
+        status = await until_ended(again, adopted)
+        assert (status.ended, status.exit_code) == (True, 3), status
+        assert await again.read_log(adopted, "stdout", 0, 100) == b"out\n"
+
+    asyncio.run(go())
