@@ -113,7 +113,7 @@ class HpcExecutor(Executor):
         self.sudo: str | None = None
         if not self.run_as.is_self:
             self.sudo = check_run_as_here(settings, transport, root, scheduler)
-        self.attempts = AttemptFiles(transport, root, L.BATCH_APART)
+        self.attempts = AttemptFiles(transport, root, started_by_batch=True)
         self.scheduler = scheduler
         self.hpc = hpc
         self.paths = PathMap(hpc.path_map)
