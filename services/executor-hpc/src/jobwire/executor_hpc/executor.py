@@ -328,10 +328,11 @@ class HpcExecutor(Executor):
     async def _probes(
         self, dirs: Sequence[L.AttemptDir], read: Sequence[str] = (), stat: Sequence[str] = ()
     ) -> list[DirProbe]:
-        own = await self.transport.probe([d.private for d in dirs], read=read, stat=stat)
-        if not dirs:
-            return own
-        job = await self.transport.probe([d.path for d in dirs], read=read, stat=stat)
+        # both directories of every attempt in one call: one command over an SSH transport
+        both = await self.transport.probe(
+            [*(d.private for d in dirs), *(d.path for d in dirs)], read=read, stat=stat
+        )
+        own, job = both[: len(dirs)], both[len(dirs) :]
         return [
             DirProbe(
                 o.path,

@@ -7,10 +7,13 @@ keeps its bookkeeping in ``<root>/.executor/jobs/<job>/<attempt>/``. An executor
 code moves it there before it adopts (:func:`move_bookkeeping`), so a batch job still queued or
 running is followed to its end, and one already reported is not reported again.
 
-Crash-safe and idempotent: each file is moved with one ``rename`` (``mv``); run.json, which marks an
-attempt still to move, goes last; a name already in the executor's tree wins over the old copy, which
-is removed. Only regular files are moved, never a link. Only for jobs that ran as the executor's own
-account (``self``): their directory was never another account's, so nothing in it was planted by one.
+Crash-safe and idempotent: each file is moved with ``mv`` (one rename on one filesystem; across two,
+the old copy is removed only once the new one is whole, so an old copy still there is the one to
+keep); run.json, which marks an attempt still to move, goes last. An attempt whose run.json is
+already in the executor's tree was laid out by this executor: a run.json, state.json or signal at the
+top of its job's directory is the job's own file and left alone. Only regular files are moved, never
+a link. Only for jobs that ran as the executor's own account (``self``): their directory was never
+another account's, so nothing in it was planted by one.
 """
 
 from __future__ import annotations
@@ -38,7 +41,13 @@ async def move_bookkeeping(transport: Transport, root: str, names: Sequence[str]
         for e in entries
         if e.kind == "dir" and e.name.count("/") == 1 and L.ATTEMPT_NAME.match(e.name.rsplit("/", 1)[1])
     ]
-    old = [p.path for p in await transport.probe(dirs, stat=[L.RUN_JSON]) if L.RUN_JSON in p.stats]
+    count = len(dirs)
+    seen = await transport.probe([*dirs, *(_own(root, jobs, p) for p in dirs)], stat=[L.RUN_JSON])
+    old = [
+        job.path
+        for job, own in zip(seen[:count], seen[count:], strict=True)
+        if L.RUN_JSON in job.stats and L.RUN_JSON not in own.stats
+    ]
     moved = []
     for path in old:
         if await _move_one(transport, root, path, [n for n in names if n != L.RUN_JSON]):
@@ -48,23 +57,22 @@ async def move_bookkeeping(transport: Transport, root: str, names: Sequence[str]
     return moved
 
 
+def _own(root: str, jobs: str, path: str) -> str:
+    """The executor's own directory of the attempt whose job's directory is ``path``."""
+    return posixpath.join(root, L.OWN_TREE, "jobs", posixpath.relpath(path, jobs))
+
+
 async def _move_one(transport: Transport, root: str, path: str, names: Sequence[str]) -> bool:
-    rel = posixpath.relpath(path, posixpath.join(root, "jobs"))
-    own = posixpath.join(root, L.OWN_TREE, "jobs", rel)
+    jobs = posixpath.join(root, "jobs")
+    own = _own(root, jobs, path)
     regular = {e.name for e in await transport.list_dir(path, depth=1) if e.kind == "file"}
     if L.RUN_JSON not in regular:
         return False  # a link or a directory by that name: not an attempt of an older executor's
     await transport.mkdir(own)
     for p in (posixpath.join(root, L.OWN_TREE), own):
         await transport.chmod(p, 0o700)
-    for batch in ([n for n in names if n in regular], [L.RUN_JSON]):
-        if not batch:
-            continue
-        [there] = await transport.probe([own], stat=batch)
-        move = [posixpath.join(path, n) for n in batch if n not in there.stats]
-        drop = [posixpath.join(path, n) for n in batch if n in there.stats]
-        if move:
-            (await transport.run(["mv", "-f", "-t", own, "--", *move])).check(f"moving {rel}'s files")
-        if drop:
-            (await transport.run(["rm", "-f", "--", *drop])).check(f"removing {rel}'s old files")
+    rest = [posixpath.join(path, n) for n in names if n in regular]
+    for batch in (rest, [posixpath.join(path, L.RUN_JSON)]):
+        if batch:
+            (await transport.run(["mv", "-f", "-t", own, "--", *batch])).check(f"moving {path}'s files")
     return True
