@@ -1,8 +1,8 @@
 """One jobwire stack with HPC nodes on the real SLURM and SGE test clusters (tests/fixtures).
 
 ``hpc-slurm`` and ``hpc-sge`` are plain nodes; ``count-slurm``/``count-sge`` run through bin dirs
-whose squeue/sacct/scancel and qstat/qacct/qdel log every call, so tests can count scheduler commands
-per poll and per cancel.
+whose squeue/sacct/scancel/scontrol and qstat/qacct/qdel/qhold/qrls log every call, so tests can
+count scheduler commands per poll, per cancel and per hold.
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ FAST = {
     "JOBWIRE_GATEWAY_AUTH": "off",
 }
 END = jobapi.END
-COUNTED = {"slurm": ("squeue", "sacct", "scancel"), "sge": ("qstat", "qacct", "qdel")}
-PASSED = {"slurm": ("sbatch", "scontrol"), "sge": ("qsub", "qhold", "qrls")}
+COUNTED = {
+    "slurm": ("squeue", "sacct", "scancel", "scontrol"),
+    "sge": ("qstat", "qacct", "qdel", "qhold", "qrls"),
+}
+PASSED = {"slurm": ("sbatch",), "sge": ("qsub",)}
 
 
 def counting_bin(dest: Path, log: Path, kind: str, real_dir: str) -> Path:
@@ -211,7 +214,7 @@ def batch_id(stack: Stack) -> Callable[..., str]:
     """The batch system's id of a job's attempt, as the executor recorded it."""
 
     def read(node: str, job_id: str, attempt: int = 1) -> str:
-        path = stack.home / "executors" / node / ".executor" / "jobs" / job_id / str(attempt) / "batch_id"
+        path = stack.home / "executors" / node / "jobs" / job_id / str(attempt) / "batch_id"
         return path.read_text().strip()
 
     return read

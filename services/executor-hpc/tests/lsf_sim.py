@@ -17,6 +17,15 @@ What it reproduces (IBM's LSF 10.1 command reference for ``bsub``, ``bjobs -o``,
   ``$LSF_SIM_MINUTE``, seconds per minute, default 60) is enforced: EXIT with ``TERM_RUNLIMIT``;
   ``bkill`` ends a job with ``TERM_OWNER`` (exit 130 once it ran); ``bkill`` of a finished job
   prints ``Job has already finished`` and exits 255.
+- Job arrays (``bsub -J "NAME[1-20]%5"``, the bsub -J and job-arrays pages): one job id for the
+  array, each element ``123[4]`` running with ``LSB_JOBINDEX=4`` and ``LSB_JOBID=123``, at most the
+  slot limit (``%5``) of them running at once. ``bjobs -o`` prints an element's ``jobid`` as ``123``
+  and its index in ``jobindex`` (0 for a plain job), its ``job_name`` as ``NAME[4]``; ``bjobs 123``
+  lists every element, ``bjobs "123[4]"`` one; ``-J NAME`` finds the array by its name.
+  ``bkill``/``bstop``/``bresume`` take ``123`` (every element), ``123[4]`` or ``123[2,3,5]``
+  (``job_ID[index_list]``), answering one line per element.
+- Dependencies (``bsub -w "ended(123)"``): the job pends with ``Job dependency condition not
+  satisfied;`` until job 123 (every element of an array) is DONE or EXIT.
 """
 
 from __future__ import annotations
@@ -25,15 +34,20 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 STATE = Path(os.environ.get("LSF_SIM_DIR", "/tmp/lsf-sim"))
 FINISHED = ("DONE", "EXIT")
+ARRAY_NAME = re.compile(r'^"?([^"\[]+)\[(\d+)-(\d+)\](?:%(\d+))?"?$')
+#: ``123``, ``123[4]``, ``123[2,3,5]``, ``123[1-3]``
+JOB_REF = re.compile(r"^(\d+)(?:\[([\d,\-]+)\])?$")
+DEPENDENCY = re.compile(r'^"?ended\((\d+)\)"?$')
 
 
 def load(job_id: str) -> dict[str, object] | None:
@@ -49,6 +63,41 @@ def save(job_id: str, job: dict[str, object]) -> None:
     tmp = STATE / f"{job_id}.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(job))
     tmp.replace(STATE / f"{job_id}.json")
+
+
+def elements(job: str) -> list[str]:
+    """The element ids of array ``job`` (``123[1]``, ``123[2]``...), in index order."""
+    found = [n.removesuffix(".json") for n in os.listdir(STATE) if re.fullmatch(rf"{job}\[\d+\]\.json", n)]
+    return sorted(found, key=lambda e: int(e.split("[", 1)[1].rstrip("]")))
+
+
+def resolve(ref: str) -> list[str] | None:
+    """The ids a command's operand names (a job, an array's elements, an index list), or None."""
+    m = JOB_REF.match(ref.strip('"'))
+    if m is None:
+        return None
+    job, indices = m.group(1), m.group(2)
+    if load(job) is not None:
+        return [job] if indices is None else None
+    subs = elements(job)
+    if not subs:
+        return None
+    if indices is None:
+        return subs
+    wanted: set[int] = set()
+    for part in indices.split(","):
+        first, _, last = part.partition("-")
+        wanted.update(range(int(first), int(last or first) + 1))
+    return [e for e in subs if int(e.split("[", 1)[1].rstrip("]")) in wanted]
+
+
+def dependency_met(depend: str) -> bool:
+    """``ended(123)``: job 123, or every element of array 123, is DONE or EXIT (or forgotten)."""
+    m = DEPENDENCY.match(depend)
+    if m is None:
+        return True
+    ids = [m.group(1)] if load(m.group(1)) is not None else elements(m.group(1))
+    return all((load(i) or {"stat": "DONE"})["stat"] in FINISHED for i in ids)
 
 
 @contextlib.contextmanager
@@ -84,9 +133,23 @@ def bsub(script: str) -> int:
             opts[parts[1]] = parts[2]
     path = STATE / f"{job_id}.sh"
     path.write_text(script)
-    save(
-        job_id, {"stat": "PEND", "name": opts["-J"], "opts": opts, "submit": time.time(), "script": str(path)}
-    )
+    job = {"stat": "PEND", "name": opts["-J"], "opts": opts, "submit": time.time(), "script": str(path)}
+    array = ARRAY_NAME.match(opts["-J"])
+    if array is None:
+        save(job_id, job)
+        start(job_id)
+    else:
+        name, first, last, limit = array.groups()
+        subs = [f"{job_id}[{i}]" for i in range(int(first), int(last) + 1)]
+        for i, sub in zip(range(int(first), int(last) + 1), subs, strict=True):
+            save(sub, {**job, "name": name, "index": i, "array": job_id, "limit": int(limit or 0)})
+        for sub in subs:
+            start(sub)
+    print(f"Job <{job_id}> is submitted to queue <normal>.")
+    return 0
+
+
+def start(job_id: str) -> None:
     subprocess.Popen(
         [sys.executable, __file__, "_run", job_id],
         start_new_session=True,
@@ -94,8 +157,15 @@ def bsub(script: str) -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    print(f"Job <{job_id}> is submitted to queue <normal>.")
-    return 0
+
+
+def array_full(job: dict[str, object]) -> bool:
+    """Whether the element's array already runs as many elements as its slot limit allows."""
+    limit = int(str(job.get("limit") or 0))
+    if not limit:
+        return False
+    running = sum(1 for e in elements(str(job["array"])) if (load(e) or {}).get("stat") == "RUN")
+    return running >= limit
 
 
 def run(job_id: str) -> int:
@@ -106,7 +176,10 @@ def run(job_id: str) -> int:
             job = load(job_id)
             if job is None or job["stat"] in FINISHED:
                 return 0
-            if job["stat"] == "PEND" and time.time() - float(str(job["submit"])) >= pend_for:
+            opts = job["opts"]
+            assert isinstance(opts, dict)
+            ready = dependency_met(str(opts.get("-w", ""))) and not array_full(job)
+            if job["stat"] == "PEND" and time.time() - float(str(job["submit"])) >= pend_for and ready:
                 job.update(stat="RUN", start=time.time(), host="simhost")
                 save(job_id, job)
                 break
@@ -114,9 +187,19 @@ def run(job_id: str) -> int:
     opts = job["opts"]
     assert isinstance(opts, dict)
     limit = float(opts["-W"]) * minute if "-W" in opts else None
+    env = {
+        **os.environ,
+        "LSB_JOBID": str(job.get("array") or job_id),
+        "LSB_JOBINDEX": str(job.get("index", 0)),
+    }
     with open(opts["-o"], "ab") as out, open(opts["-e"], "ab") as err:
         proc = subprocess.Popen(
-            ["/bin/sh", str(job["script"])], cwd=opts["-cwd"], stdout=out, stderr=err, start_new_session=True
+            ["/bin/sh", str(job["script"])],
+            cwd=opts["-cwd"],
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            env=env,
         )
         update(job_id, pgid=proc.pid)
         try:
@@ -136,11 +219,19 @@ def run(job_id: str) -> int:
 def field(job_id: str, job: dict[str, object], name: str) -> str:
     start = job.get("start")
     ran = (float(str(job.get("end") or time.time())) - float(str(start))) if start else None
+    opts = job["opts"]
+    assert isinstance(opts, dict)
+    waits = "New job is waiting for scheduling;"
+    if not dependency_met(str(opts.get("-w", ""))):
+        waits = "Job dependency condition not satisfied;"
+    elif "index" in job and array_full(job):
+        waits = "The job array has reached its running element limit;"
     values = {
-        "jobid": job_id,
+        "jobid": job_id.split("[", 1)[0],
+        "jobindex": str(job.get("index", 0)),
         "stat": str(job["stat"]),
-        "job_name": str(job["name"]),
-        "pend_reason": "New job is waiting for scheduling;" if job["stat"] == "PEND" else "-",
+        "job_name": f"{job['name']}[{job['index']}]" if "index" in job else str(job["name"]),
+        "pend_reason": waits if job["stat"] == "PEND" else "-",
         "exec_host": str(job.get("host") or "-"),
         "exit_code": str(job["exit_code"]) if job.get("stat") == "EXIT" else "-",
         "exit_reason": str(job.get("reason") or "-"),
@@ -178,7 +269,7 @@ def bjobs(args: list[str]) -> int:
         found = [
             (p.stem, job)
             for p in sorted(STATE.glob("*.json"))
-            if (job := load(p.stem)) and job["name"] == name and job["stat"] not in FINISHED
+            if (job := load(p.stem)) and job["name"] == name.strip('"') and job["stat"] not in FINISHED
         ]
         if not found:
             print("No unfinished job found", file=sys.stderr)
@@ -187,15 +278,28 @@ def bjobs(args: list[str]) -> int:
             print(delim.join(field(job_id, job, f) for f in fields))
         return 0
     missing = []
-    for job_id in ids:
-        job = load(job_id)
-        if job is None or (not every and job["stat"] in FINISHED):
-            missing.append(job_id)
-            continue
-        print(delim.join(field(job_id, job, f) for f in fields))
+    for ref in ids:
+        shown = [
+            (i, job)
+            for i in resolve(ref) or []
+            if (job := load(i)) is not None and (every or job["stat"] not in FINISHED)
+        ]
+        if not shown:
+            missing.append(ref)
+        for job_id, job in shown:
+            print(delim.join(field(job_id, job, f) for f in fields))
     for job_id in missing:
         print(f"Job <{job_id}> is not found", file=sys.stderr)
     return 255 if missing else 0
+
+
+def each(ref: str, act: Callable[[str], int]) -> int:
+    """``act`` on every id the operand names; 255 when it names none or any failed."""
+    ids = resolve(ref)
+    if not ids:
+        print(f"Job <{ref.strip(chr(34))}> is not found", file=sys.stderr)
+        return 255
+    return max(act(i) for i in ids)
 
 
 def bkill(job_id: str) -> int:
@@ -241,9 +345,9 @@ def main() -> int:
     if cmd == "bjobs":
         return bjobs(args)
     if cmd == "bkill":
-        return bkill(args[-1])
+        return each(args[-1], bkill)
     if cmd in ("bstop", "bresume"):
-        return bstop(args[-1], resume=cmd == "bresume")
+        return each(args[-1], lambda i: bstop(i, resume=cmd == "bresume"))
     print(f"lsf simulator: {cmd} is not simulated", file=sys.stderr)
     return 2
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from jobwire.contracts.v1 import JobSpec, JobState, Resources, RunJob
-from jobwire.execution.executor import RunStatus
+from jobwire.execution.executor import RunHandle, RunStatus
 from jobwire.execution.settings import ExecutorSettings
 from jobwire.execution.transport.local import LocalTransport
 from jobwire.executor_hpc.executor import HpcExecutor
@@ -176,3 +176,163 @@ def test_lsf_simulated_pending_job_is_held_released_then_runs(
         assert (status.exit_code, await executor.read_log(h, "stdout", 0, 100)) == (0, b"ran\n")
 
     asyncio.run(go())
+
+
+def array_runs(spec: JobSpec, count: int, parallelism: int) -> list[RunJob]:
+    return [
+        RunJob(
+            job_id=f"01a2b3c4-0000-7000-8000-0000000003{i:02d}",
+            attempt=1,
+            node="lsf-sim",
+            spec=spec,
+            array_id="01a2b3c4-0000-7000-8000-0000000000b0",
+            array_index=i,
+            array_count=count,
+            array_parallelism=parallelism,
+        )
+        for i in range(count)
+    ]
+
+
+def most_at_once(lines: list[str]) -> int:
+    """The most tasks between their ``s INDEX NS`` and ``e INDEX NS`` lines at any moment."""
+    marks = sorted((int(ns), -1 if kind == "e" else 1) for kind, _, ns in (ln.split() for ln in lines))
+    return max(sum(step for _, step in marks[: k + 1]) for k in range(len(marks)))
+
+
+def test_lsf_simulated_native_array_is_one_bsub_with_a_slot_limit(executor: HpcExecutor, tmp_path: Path):
+    """An array's tasks sent together are ONE ``bsub`` of ``#BSUB -J "NAME[1-6]%2"``; each element runs
+    its own task (LSB_JOBINDEX -> its directory), at most 2 at once, with its own exit code and logs,
+    and is listed, accounted and found again (by the array's name) as ``101[N]``."""
+    trace = tmp_path / "trace"
+    stamp = f'echo "$1 $JOBWIRE_ARRAY_INDEX $(date +%s%N)" >> {trace}'
+    show = 'echo "$JOBWIRE_ARRAY_INDEX=$LSB_JOBINDEX"; exit $((JOBWIRE_ARRAY_INDEX == 4))'
+    script = f"set -- s; {stamp}; sleep 0.5; set -- e; {stamp}; {show}"
+    runs = array_runs(JobSpec(command=["sh", "-c", script]), 6, 2)
+
+    async def go() -> None:
+        assert executor.capacity().native_arrays
+        handles = [h for h in await executor.start_array(runs) if not isinstance(h, BaseException)]
+        assert [h.details["batch_id"] for h in handles] == [f"101[{i + 1}]" for i in range(6)]
+        array_sh = (Path(handles[0].ref) / "array.sh").read_text()
+        assert '#BSUB -J "jw-000000000300-1[1-6]%2"\n' in array_sh, array_sh
+        assert await executor.scheduler.find(executor.transport, "jw-000000000300-1") == ["101"]
+        await asyncio.sleep(0.15)
+        await executor.poll(handles)
+        listed = [c for c in commands(tmp_path, "bjobs") if "pend_reason" in c][-1]
+        assert listed[-6:] == [f"101[{i + 1}]" for i in range(6)]  # one call names every element
+        for i, h in enumerate(handles):
+            status = await until_ended(executor, h)
+            assert status.exit_code == (1 if i == 4 else 0), (i, status)
+            assert await executor.read_log(h, "stdout", 0, 100) == f"{i}={i + 1}\n".encode()
+
+    asyncio.run(go())
+    assert commands(tmp_path, "bsub") == [[]]
+    lines = trace.read_text().splitlines()
+    assert len(lines) == 12 and most_at_once(lines) <= 2, lines
+
+
+def test_lsf_simulated_native_element_cancel_and_whole_array_cancel(executor: HpcExecutor, tmp_path: Path):
+    runs = array_runs(JobSpec(command=["sleep", "60"]), 4, 2)
+
+    async def go() -> None:
+        handles = [h for h in await executor.start_array(runs) if not isinstance(h, BaseException)]
+        await executor.poll(handles)
+        await executor.signal(handles[0], signal.SIGTERM)  # one task
+        await executor.natives.settled()
+        assert (await until_ended(executor, handles[0])).outcome is JobState.CANCELLED
+        rest = handles[1:]
+        await executor.poll(rest)
+        await asyncio.gather(*(executor.signal(h, signal.SIGTERM) for h in rest))  # the array's cancel
+        for h in rest:
+            assert (await until_ended(executor, h)).outcome is JobState.CANCELLED
+
+    asyncio.run(go())
+    assert commands(tmp_path, "bkill") == [["101[1]"], ["101"]]
+
+
+def test_lsf_simulated_second_native_job_of_an_array_waits_for_the_first(
+    executor: HpcExecutor, tmp_path: Path
+):
+    """A later chunk of the array is submitted with ``-w "ended(101)"``: it pends for its dependency
+    (not held) and starts only once every element of the first has ended."""
+    trace = tmp_path / "trace"
+    stamp = f'echo "$1 $JOBWIRE_ARRAY_INDEX $(date +%s%N)" >> {trace}'
+    runs = array_runs(JobSpec(command=["sh", "-c", f"set -- s; {stamp}; sleep 1; set -- e; {stamp}"]), 4, 1)
+
+    async def go() -> None:
+        first = [h for h in await executor.start_array(runs[:2]) if not isinstance(h, BaseException)]
+        second = [h for h in await executor.start_array(runs[2:]) if not isinstance(h, BaseException)]
+        ids = [h.details["batch_id"] for h in first + second]
+        assert ids == ["101[1]", "101[2]", "102[1]", "102[2]"]
+        assert '#BSUB -w "ended(101)"\n' in (Path(second[0].ref) / "array.sh").read_text()
+        await asyncio.sleep(0.15)
+        waiting = await executor.poll(second)
+        for h in second:
+            status = waiting[h.key]
+            assert (status.running, status.held) == (False, False), status
+            assert status.pending_reason == "pending in lsf: Job dependency condition not satisfied"
+        for h in first + second:
+            assert (await until_ended(executor, h)).exit_code == 0
+
+    asyncio.run(go())
+    lines = trace.read_text().splitlines()
+    marks = {(kind, int(index)): int(ns) for kind, index, ns in (ln.split() for ln in lines)}
+    assert len(marks) == 8, lines
+    assert max(marks["e", i] for i in (0, 1)) <= min(marks["s", i] for i in (2, 3)), lines
+    assert most_at_once(lines) == 1, lines
+
+
+def test_lsf_simulated_array_hold_names_its_waiting_elements_in_one_bstop(
+    executor: HpcExecutor, tmp_path: Path
+):
+    """The array's hold (each waiting element asked, the running one left out) is ONE ``bstop
+    "101[...]"`` naming the waiting elements (``bstop 101`` would suspend the running one); they do
+    not start when it ends, and ONE ``bresume`` of the same list lets them run."""
+    go = tmp_path / "go"
+    trace = tmp_path / "trace"
+    script = f'echo "$JOBWIRE_ARRAY_INDEX" >> {trace}; until [ -e {go} ]; do sleep 0.1; done'
+    runs = array_runs(JobSpec(command=["sh", "-c", script]), 4, 1)
+
+    async def until(check, what: str, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.15)
+            if got := await check():
+                return got
+        raise AssertionError(f"timed out waiting for {what}")
+
+    async def go_() -> None:
+        handles = [h for h in await executor.start_array(runs) if not isinstance(h, BaseException)]
+
+        async def one_runs() -> list[RunHandle] | None:
+            seen = await executor.poll(handles)
+            up = [h for h in handles if seen[h.key].running]
+            return up if len(up) == 1 else None
+
+        [first] = await until(one_runs, "one element running")
+        waiting = [h for h in handles if h is not first]
+        indices = ",".join(str(h.details["batch_id"])[4:-1] for h in waiting)
+        await asyncio.gather(*(executor.hold(h, release=False) for h in waiting))
+        await executor.natives.settled()
+        assert commands(tmp_path, "bstop") == [[f"101[{indices}]"]]
+
+        async def all_held() -> bool:
+            seen = await executor.poll(handles)
+            return all(seen[h.key].held for h in waiting) and bool(seen[first.key].running)
+
+        await until(all_held, "the waiting elements held, the first running")
+        go.touch()
+        assert (await until_ended(executor, first)).exit_code == 0
+        await asyncio.sleep(1.5)  # past when the next would have started: held elements stay held
+        seen = await executor.poll(waiting)
+        assert all(seen[h.key].held for h in waiting), seen
+        assert trace.read_text().split() == [str(first.run.array_index)]
+        await asyncio.gather(*(executor.hold(h, release=True) for h in waiting))
+        await executor.natives.settled()
+        assert commands(tmp_path, "bresume") == [[f"101[{indices}]"]]
+        for h in waiting:
+            assert (await until_ended(executor, h)).exit_code == 0
+
+    asyncio.run(go_())
+    assert sorted(trace.read_text().split()) == ["0", "1", "2", "3"]

@@ -71,7 +71,7 @@ def native_ids(stack: Any, node: str, ids: dict[int, str]) -> dict[int, str]:
     def read() -> dict[int, str] | None:
         out = {}
         for index, job_id in ids.items():
-            path = stack.home / "executors" / node / ".executor" / "jobs" / job_id / "1" / "batch_id"
+            path = stack.home / "executors" / node / "jobs" / job_id / "1" / "batch_id"
             if not path.exists():
                 return None
             out[index] = path.read_text().strip()
@@ -206,6 +206,52 @@ def test_cancel_one_native_task_then_the_whole_array(
 
 
 @pytest.mark.parametrize("kind", PARAMS)
+def test_hold_and_release_of_the_array_are_one_command_each(kind, api, stack, count_log: Path):
+    """On the counting nodes: the array's hold reaches the executor as one request per waiting task
+    and goes out as ONE ``scontrol hold J`` / ``qhold J`` (the running tasks run on, not held), the
+    waiting tasks show held and do not start; the release is ONE ``scontrol release J`` / ``qrls J``."""
+    _, variable, _, sep = KINDS[kind]
+    node = f"count-{kind}"
+    hold, release = ("scontrol hold", "scontrol release") if kind == "slurm" else ("qhold", "qrls")
+    before = len(count_log.read_text().splitlines()) if count_log.exists() else 0
+    aid = submit_array(api, node, f'echo "task ${variable}"\nsleep 120\n', 6, 2)
+    ids = task_ids(api, aid, 6)
+    natives = native_ids(stack, node, ids)
+    [job] = {n.split(sep, 1)[0] for n in natives.values()}
+
+    def calls(name: str) -> list[str]:
+        return [c for c in count_log.read_text().splitlines()[before:] if c.startswith(name + " ")]
+
+    def states() -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for t in array(api, aid)["tasks"]:
+            out.setdefault(t["state"], []).append(t["index"])
+        return out
+
+    def exactly(state: str, n: int) -> Any:
+        def check() -> list[int] | None:
+            got = states().get(state, [])
+            return got if len(got) == n else None
+
+        return check
+
+    up = api.wait_for(exactly("running", 2), 90, what="two tasks running")
+    r = api.post(f"/v1/arrays/{aid}/hold")
+    assert r.status_code in (200, 202), r.text
+    held = api.wait_for(exactly("held", 4), 60, what="the four waiting tasks held")
+    assert sorted(held + up) == list(range(6))
+    assert calls(hold) == [f"{hold} {job}"], calls(hold)
+    assert sorted(states().get("running", [])) == sorted(up)  # the running ones run on
+    r = api.post(f"/v1/arrays/{aid}/release")
+    assert r.status_code in (200, 202), r.text
+    api.wait_for(lambda: not states().get("held"), 60, what="no task held")
+    assert calls(release) == [f"{release} {job}"], calls(release)
+    r = api.post(f"/v1/arrays/{aid}/cancel")
+    assert r.status_code in (200, 202), r.text
+    api.wait_for(lambda: array(api, aid)["done"], 90, what="the array to end")
+
+
+@pytest.mark.parametrize("kind", PARAMS)
 def test_a_restarted_executor_readopts_every_native_task(kind, api, stack):
     """Never lose a job: the executor is SIGKILLed while the native array runs and waits; after its
     restart every task is followed again from its directory and ends once, with its own output."""
@@ -262,7 +308,7 @@ def test_a_retried_task_waits_for_its_arrays_native_job(kind, api, stack, tmp_pa
     view = array(api, aid)
     assert view["counts"]["succeeded"] == 3, view
     assert api.job(ids[0])["attempt"] == 2
-    jobs = stack.home / "executors" / node / ".executor" / "jobs"
+    jobs = stack.home / "executors" / node / "jobs"
     first = (jobs / ids[1] / "1" / "batch_id").read_text().split(sep)[0]
     retry = (jobs / ids[0] / "2" / "batch_id").read_text().split(sep)[0]
     assert retry != first  # a native job of its own

@@ -11,6 +11,7 @@ import pytest
 from jobwire.contracts.v1 import JobSpec, JobState, SlurmOptions
 from jobwire.execution.hpc import BatchRequest, Phase, SchedulerError
 from jobwire.execution.transport import ExecResult
+from jobwire.executor_hpc.schedulers.lsf import Lsf
 from jobwire.executor_hpc.schedulers.sge import Sge
 from jobwire.executor_hpc.schedulers.slurm import Slurm, exit_code_of
 from jobwire.executor_hpc.schedulers.slurm_rest import SlurmRest, job_description
@@ -399,3 +400,40 @@ def test_torque_a_job_held_only_for_its_dependency_is_pending_not_held():
     )
     [held] = Torque().parse_list(answer("us"), ["7[0].s"]).values()
     assert (held.phase, held.reason) == (Phase.HELD, "Hold_Types=us")
+
+
+def test_lsf_array_elements_are_read_from_jobid_and_jobindex():
+    """``bjobs -o "jobid jobindex ..."`` prints an element's job id and index apart: ``123[4]``."""
+    out = b"123^4^RUN^-^simhost^jw-x-1[4]\n123^5^PEND^Job dependency condition not satisfied;^-^jw-x-1[5]\n"
+    out += b"124^0^PEND^-^-^jw-y-1\n"
+    listed = Lsf().parse_list(ExecResult(0, out, b""), ["123[4]", "123[5]", "124"])
+    assert {i: (e.phase, e.reason) for i, e in listed.items()} == {
+        "123[4]": (Phase.RUNNING, None),
+        "123[5]": (Phase.QUEUED, "Job dependency condition not satisfied"),
+        "124": (Phase.QUEUED, None),
+    }
+    acct = b"123^4^EXIT^3^0.5 second(s)^2 Mbytes^1 second(s)^-\n"
+    [(job_id, record)] = Lsf().parse_accounting(ExecResult(0, acct, b""), ["123[4]"]).items()
+    assert (job_id, record.exit_code, record.final) == ("123[4]", 3, True)
+    found = b"123^jw-x-1[4]\n123^jw-x-1[5]\n125^jw-x-10\n"
+    assert Lsf().parse_find(ExecResult(0, found, b""), "jw-x-1") == ["123"]
+
+
+def test_lsf_native_array_directives_ids_and_hold_target():
+    lsf = Lsf()
+    ds = lsf.with_array([("-J", "jw-x-1"), ("-n", "1")], 1, 20, 5)
+    assert ds == [("-J", '"jw-x-1[1-20]%5"'), ("-n", "1")]
+    assert lsf.with_array([("-J", "jw-x-1")], 1, 3, None) == [("-J", '"jw-x-1[1-3]"')]
+    assert (lsf.task_id("123", 4), lsf.task_job("123[4]"), lsf.task_job("123")) == ("123[4]", "123", None)
+    assert lsf.after_directives("123") == [("-w", '"ended(123)"')]
+    assert lsf.tasks_target("123", ["123[10]", "123[2]", "123[3]"]) == "123[2,3,10]"
+
+
+def test_sge_a_running_task_of_a_held_array_is_running():
+    """``qhold 123`` of an array whose task 1 runs: qstat shows it ``hr`` (SGE 8.1.9, seen here), and it
+    runs on; the waiting ones are ``hqw``."""
+    assert (Sge().map_state("hr"), Sge().map_state("hqw"), Sge().map_state("hRwq")) == (
+        Phase.RUNNING,
+        Phase.HELD,
+        Phase.HELD,
+    )

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from jobwire.contracts.v1 import JobSpec, JobState, Resources, RunJob
-from jobwire.execution.executor import RunStatus
+from jobwire.execution.executor import RunHandle, RunStatus
 from jobwire.execution.hpc import BatchSystem
 from jobwire.execution.settings import ExecutorSettings
 from jobwire.execution.transport.local import LocalTransport
@@ -314,6 +314,73 @@ def test_torque_simulated_second_native_job_of_an_array_waits_for_the_first(
     assert max(sum(step for _, step in ordered[: k + 1]) for k in range(len(ordered))) == 1, lines
 
 
+def commands(tmp_path: Path, name: str) -> list[str]:
+    """The command lines of ``name`` run so far."""
+    log = tmp_path / "commands.log"
+    return [ln for ln in log.read_text().splitlines() if ln.startswith(name + " ")] if log.exists() else []
+
+
+def test_torque_simulated_array_hold_and_release_are_one_command_each(executor: HpcExecutor, tmp_path: Path):
+    """One waiting task's hold is ``qhold 1[N].sim``; the array's hold (every waiting task asked
+    together, the running one left out as the service leaves it) is ONE ``qhold 1[].sim``, which
+    Torque records on the running sub-job too without stopping it; the held tasks do not start when
+    the running one ends, and ONE ``qrls 1[].sim`` lets them all run."""
+    go = tmp_path / "go"
+    trace = tmp_path / "trace"
+    script = f'echo "$JOBWIRE_ARRAY_INDEX" >> {trace}; until [ -e {go} ]; do sleep 0.1; done'
+    runs = array_runs(JobSpec(command=["sh", "-c", script]), 4, 1)
+
+    async def until(check, what: str, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.15)  # past poll_interval: a fresh qstat
+            if got := await check():
+                return got
+        raise AssertionError(f"timed out waiting for {what}")
+
+    async def go_() -> None:
+        handles = [h for h in await executor.start_array(runs) if not isinstance(h, BaseException)]
+
+        async def one_runs() -> list[RunHandle] | None:
+            seen = await executor.poll(handles)
+            up = [h for h in handles if seen[h.key].running]
+            return up if len(up) == 1 else None  # the slot limit: whichever sub-job took the slot
+
+        [first] = await until(one_runs, "one task running")
+        waiting = [h for h in handles if h is not first]
+        lone = waiting[-1].details["batch_id"]
+        await executor.hold(waiting[-1], release=False)
+        await executor.natives.settled()
+        await executor.hold(waiting[-1], release=True)
+        await executor.natives.settled()
+        assert commands(tmp_path, "qhold") == [f"qhold {lone}"]
+        assert commands(tmp_path, "qrls") == [f"qrls {lone}"]
+        await asyncio.gather(*(executor.hold(h, release=False) for h in waiting))  # the array's hold
+        await executor.natives.settled()
+        assert commands(tmp_path, "qhold")[1:] == ["qhold 1[].sim"]
+
+        async def all_held() -> bool:
+            seen = await executor.poll(handles)
+            return all(seen[h.key].held for h in waiting) and bool(seen[first.key].running)
+
+        await until(all_held, "the waiting tasks held, the first running")
+        go.touch()
+        assert (await until_ended(executor, first)).exit_code == 0
+        await asyncio.sleep(1.5)  # past when task 1 would have started: held tasks stay held
+        seen = await executor.poll(waiting)
+        assert all(seen[h.key].held for h in waiting), seen
+        assert trace.read_text().split() == [str(first.run.array_index)]
+        await asyncio.gather(*(executor.hold(h, release=True) for h in waiting))  # the array's release
+        await executor.natives.settled()
+        assert commands(tmp_path, "qrls")[1:] == ["qrls 1[].sim"]
+        for h in waiting:
+            assert (await until_ended(executor, h)).exit_code == 0
+
+    asyncio.run(go_())
+    assert sorted(trace.read_text().split()) == ["0", "1", "2", "3"]
+    assert len(commands(tmp_path, "qhold")) == 2 and len(commands(tmp_path, "qrls")) == 2
+
+
 def test_torque_simulated_no_native_array_when_jobs_run_as_their_owner(executor: HpcExecutor):
     """One native job has one submitter: a node that runs jobs as their owners' accounts says no
     native arrays, and tasks sent together are submitted one job each."""
@@ -332,48 +399,5 @@ def test_torque_simulated_no_native_array_when_jobs_run_as_their_owner(executor:
     async def go() -> None:
         handles = await executor.start_array(array_runs(JobSpec(command=["true"]), 2, 1))
         assert [h.details["batch_id"] for h in handles] == ["1.sim", "2.sim"]  # type: ignore[union-attr]
-
-    asyncio.run(go())
-
-
-def test_torque_simulated_attempts_of_an_older_layout_are_moved_once_even_after_a_crash(
-    executor: HpcExecutor, tmp_path: Path
-):
-    """An executor before issue 16's one layout kept run.json, batch_id, state.json at the top of
-    the job's directory. The restarted executor moves them to its own tree and adopts the job; a move
-    a crash cut short (batch_id already moved, run.json, which goes last, not) is finished the next
-    time; a link by a bookkeeping name is never taken, and files by those names in the directory of
-    an attempt this executor laid out are the job's own, left alone."""
-    root = tmp_path / "root"
-
-    async def go() -> None:
-        h = await executor.start(run_job(JobSpec(command=["sh", "-c", "sleep 1; echo out; exit 3"])))
-        mine = await executor.start(
-            run_job(JobSpec(command=["sleep", "30"]), "01a2b3c4-0000-7000-8000-00000000000b")
-        )
-        own, job = root / ".executor" / "jobs" / h.run.job_id / "1", root / "jobs" / h.run.job_id / "1"
-        for name in ("run.json", "submitting"):  # batch_id was moved before the crash
-            (own / name).rename(job / name)
-        (job / "state.json").write_text("{}")
-        (job / "signal").symlink_to(tmp_path / "elsewhere")
-        job_files = Path(mine.ref)
-        (job_files / "run.json").write_text("the job's own")
-        (job_files / "state.json").write_text("the job's own")
-        ex = executor
-        again = HpcExecutor(ex.settings, ex.transport, str(root), ex.scheduler, ex.hpc)
-        adopted = {a.details["batch_id"]: a for a in await again.adopt()}
-        assert set(adopted) == {h.details["batch_id"], mine.details["batch_id"]}
-        assert sorted(p.name for p in own.iterdir()) == ["batch_id", "run.json", "state.json", "submitting"]
-        assert {"run.json", "batch_id", "submitting", "state.json"}.isdisjoint(p.name for p in job.iterdir())
-        assert (job / "signal").is_symlink()  # left alone, never read as the executor's
-        assert (
-            (job_files / "run.json").read_text() == (job_files / "state.json").read_text() == "the job's own"
-        )
-        twice = await again.adopt()  # nothing left to move: the same attempts, the same files
-        assert sorted(a.details["batch_id"] for a in twice) == sorted(adopted)
-        status = await until_ended(again, adopted[h.details["batch_id"]])
-        assert (status.ended, status.exit_code) == (True, 3), status
-        assert await again.read_log(adopted[h.details["batch_id"]], "stdout", 0, 100) == b"out\n"
-        await again.signal(adopted[mine.details["batch_id"]], signal.SIGTERM)
 
     asyncio.run(go())

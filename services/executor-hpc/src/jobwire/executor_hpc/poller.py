@@ -131,6 +131,14 @@ class QueuePoller:
                 log.warning("accounting for %d batch jobs failed: %s", len(left), e)
         return QueueView(queue, fresh, left, self._acct)
 
+    def last_phase(self, batch_id: str) -> Phase | None:
+        """Where the last list call saw ``batch_id`` (None: not listed, or not asked yet)."""
+        entries = self._seen.entries or {}
+        entry = entries.get(batch_id)
+        if entry is None:
+            return Phase.DONE if batch_id in self._seen.ids and self._seen.entries is not None else None
+        return entry.phase
+
     def gone_for(self, batch_id: str, now: float) -> float:
         """Seconds since ``batch_id`` was first seen missing from the queue."""
         return now - self._gone_since.setdefault(batch_id, now)

@@ -252,6 +252,13 @@ class BatchSystem(ABC):
         ``parallelism`` running at once (None: no limit)."""
         raise NotImplementedError(f"{self.name} has no native arrays here")
 
+    def with_array(
+        self, directives: Sequence[Directive], first: int, last: int, parallelism: int | None
+    ) -> list[Directive]:
+        """A job's directives made a native array's: :meth:`array_directives` added, or (where the
+        array is spelled in the job's name, LSF's ``-J "name[1-20]%5"``) the name rewritten."""
+        return [*directives, *self.array_directives(first, last, parallelism)]
+
     def task_id(self, job_id: str, task: int) -> str:
         """The id of one native task, as this adapter lists, accounts and kills it (``123_4``)."""
         raise NotImplementedError(f"{self.name} has no native arrays here")
@@ -348,6 +355,15 @@ class BatchSystem(ABC):
         """argv that releases a held job (None: not supported)."""
         return None
 
+    def tasks_target(self, job_id: str, batch_ids: Sequence[str]) -> str:
+        """The operand that holds or releases the tasks ``batch_ids`` of the native array ``job_id``
+        in one command when they are every task of it that waits: the native job itself (``scontrol
+        hold 123``, ``qhold 123``, ``qhold 123[].server``), whose running tasks the batch system
+        leaves running (SLURM 22.05 answers 0 and gives them the reason ``JobHeldAdmin``, SGE 8.1.9
+        shows them ``hr``, Torque records the hold). An adapter whose hold would touch running tasks
+        (LSF's ``bstop`` suspends them) names the tasks instead."""
+        return job_id
+
     # --- glue to a transport --------------------------------------------------------------------
 
     async def _run(
@@ -415,6 +431,13 @@ class BatchSystem(ABC):
         if argv is None:
             raise SchedulerError(f"{self.name} cannot hold or release jobs")
         check_result("release" if release else "hold", await self._run(transport, argv))
+
+    async def hold_tasks(
+        self, transport: Transport, job_id: str, batch_ids: Sequence[str], release: bool
+    ) -> None:
+        """Hold or release every waiting task ``batch_ids`` of the native array ``job_id`` in ONE
+        command (:meth:`tasks_target`)."""
+        await self.hold(transport, self.tasks_target(job_id, batch_ids), release)
 
 
 def _err(what: str, result: ExecResult) -> str:

@@ -2,6 +2,13 @@
 ``bjobs -o ... delimiter='^'`` for the list and for accounting (``bjobs -a`` keeps finished jobs for
 ``CLEAN_PERIOD``, an hour by default), ``bkill``, ``bstop``/``bresume`` to hold a pending job.
 
+Native arrays: ``#BSUB -J "jw-...-1[1-20]%5"`` (indices from 1, ``%5`` the slot limit), each
+element running with ``LSB_JOBINDEX``. An element's id here is ``123[4]``, as ``bjobs``, ``bkill``,
+``bstop`` and ``bresume`` take it; ``bjobs -o`` prints the job id and the index in fields of their own
+(``jobid``, ``jobindex``: 0 for a plain job), read back into ``123[4]``. ``bkill 123`` kills every
+element; an array's hold names its waiting elements in one ``bstop "123[2,3,5]"`` (``bstop 123``
+would suspend the running ones). A later native job of an array waits with ``-w "ended(123)"``.
+
 Tested only against a recorded-output SIMULATOR (``tests/lsf_sim.py``): no LSF can run here. The
 formats follow LSF 10.1's documented ``bjobs -o`` output (``-`` for an empty field, ``Job <N> is
 not found`` on stderr for an unknown id, exit 255); a real cluster may differ in what we could not see.
@@ -12,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from typing import ClassVar
 
 from jobwire.contracts.v1 import JobState, Usage
 from jobwire.execution.hpc import (
@@ -28,8 +36,10 @@ from jobwire.execution.hpc.values import check_path, check_token, memory_mb, par
 from jobwire.execution.transport import ExecResult
 
 SEP = "^"
-LIST_FIELDS = "jobid stat pend_reason exec_host job_name"
-ACCT_FIELDS = "jobid stat exit_code cpu_used max_mem run_time exit_reason"
+LIST_FIELDS = "jobid jobindex stat pend_reason exec_host job_name"
+ACCT_FIELDS = "jobid jobindex stat exit_code cpu_used max_mem run_time exit_reason"
+#: an array element's id: ``123[4]``
+ELEMENT = re.compile(r"^(\d+)\[(\d+)\]$")
 QUEUED = {"PEND", "WAIT"}
 #: PSUSP: suspended while pending (``bstop``), LSF's hold
 HELD = {"PSUSP"}
@@ -47,6 +57,12 @@ REASONS: dict[str, tuple[JobState, str]] = {
 def _fields(line: str, n: int) -> list[str] | None:
     parts = line.split(SEP, n - 1)  # the last field (a name, a reason) may hold anything
     return parts if len(parts) == n else None
+
+
+def _job_id(job: str, index: str) -> str:
+    """``bjobs -o``'s ``jobid`` and ``jobindex`` as one id: ``123`` (index 0: not an array) or ``123[4]``."""
+    i = index.strip()
+    return f"{job}[{i}]" if i.isdigit() and i != "0" else job
 
 
 def _value(text: str) -> str | None:
@@ -72,6 +88,8 @@ class Lsf(BatchSystem):
     supports_hold = True
     directive_prefix = "#BSUB"
     script_on_stdin = True
+    array_task_variable: ClassVar[str | None] = "LSB_JOBINDEX"
+    array_first_id: ClassVar[int] = 1
 
     def directives(self, req: BatchRequest) -> list[Directive]:
         res = req.spec.resources
@@ -93,6 +111,33 @@ class Lsf(BatchSystem):
         if res.gpus:
             d.append(("-gpu", f'"num={res.gpus}"'))
         return d
+
+    # --- native arrays: the index list is part of the job's name ------------------------------
+
+    def with_array(
+        self, directives: Sequence[Directive], first: int, last: int, parallelism: int | None
+    ) -> list[Directive]:
+        limit = f"%{parallelism}" if parallelism else ""
+        return [
+            (o, f'"{check_token("job name", v)}[{first}-{last}]{limit}"') if o == "-J" else (o, v)
+            for o, v in directives
+        ]
+
+    def task_id(self, job_id: str, task: int) -> str:
+        return f"{job_id}[{task}]"
+
+    def task_job(self, batch_id: str) -> str | None:
+        m = ELEMENT.match(batch_id)
+        return m.group(1) if m else None
+
+    def after_directives(self, job_id: str) -> list[Directive]:
+        """``-w "ended(123)"``: every element of the array (or the job) ended, DONE or EXIT."""
+        return [("-w", f'"ended({check_token("job id", job_id)})"')]
+
+    def tasks_target(self, job_id: str, batch_ids: Sequence[str]) -> str:
+        """``123[2,3,5]``: the waiting elements by index, so a running one is never suspended."""
+        indices = sorted({m.group(2) for b in batch_ids if (m := ELEMENT.match(b))}, key=int)
+        return f"{job_id}[{','.join(indices)}]" if indices else job_id
 
     # --- submit: the script on stdin ----------------------------------------------------------
 
@@ -127,10 +172,11 @@ class Lsf(BatchSystem):
         wanted = set(ids)
         out: dict[str, QueueEntry] = {}
         for line in self._lines(result, "bjobs"):
-            parts = _fields(line, 5)
-            if parts is None or parts[0] not in wanted:
+            parts = _fields(line, 6)
+            if parts is None or _job_id(parts[0], parts[1]) not in wanted:
                 continue
-            job_id, native, reason, hosts, _name = parts
+            job, index, native, reason, hosts, _name = parts
+            job_id = _job_id(job, index)
             nodes = [h.split("*", 1)[-1] for h in (_value(hosts) or "").split(":") if h]
             why = (_value(reason) or "").rstrip(";") or None
             out[job_id] = QueueEntry(job_id, native, self.map_state(native), why, nodes)
@@ -154,7 +200,14 @@ class Lsf(BatchSystem):
         if result.rc != 0 and b"No unfinished job found" in result.stderr + result.stdout:
             return []
         lines = self._lines(result, "bjobs -J")
-        return [i for i, _, n in (line.partition(SEP) for line in lines) if n == name and i.isdigit()]
+        # an array's elements are listed as ``NAME[4]``: the array is found by its job id
+        element = re.compile(re.escape(name) + r"\[\d+\]")
+        found = [
+            i
+            for i, _, n in (line.partition(SEP) for line in lines)
+            if i.isdigit() and (n == name or element.fullmatch(n))
+        ]
+        return list(dict.fromkeys(found))
 
     # --- kill and hold ------------------------------------------------------------------------
 
@@ -180,10 +233,11 @@ class Lsf(BatchSystem):
         wanted = set(ids)
         out: dict[str, Accounting] = {}
         for line in self._lines(result, "bjobs -a"):
-            parts = _fields(line, 7)
-            if parts is None or parts[0] not in wanted:
+            parts = _fields(line, 8)
+            if parts is None or _job_id(parts[0], parts[1]) not in wanted:
                 continue
-            job_id, native, code, cpu, mem, run_time, why = parts
+            job, index, native, code, cpu, mem, run_time, why = parts
+            job_id = _job_id(job, index)
             final = native in DONE
             exit_code = 0 if native == "DONE" else (int(code) if (_value(code) or "").isdigit() else None)
             outcome, reason = REASONS.get(_value(why) or "", (None, None))

@@ -192,7 +192,10 @@ class Sge(BatchSystem):
     def map_state(self, native: str) -> Phase:
         if "d" in native or native in ("z", ""):
             return Phase.DONE
-        if "E" in native or "h" in native:
+        if "E" in native:
+            return Phase.HELD
+        if "h" in native and not any(c in native for c in "rt"):
+            # ``hr``: a running task of an array held whole keeps running (the hold waits for a requeue)
             return Phase.HELD
         if any(c in native for c in "rtRsST"):
             return Phase.RUNNING
