@@ -32,8 +32,12 @@ pytestmark = [
     pytest.mark.backend("slurm"),
 ]
 NODES = {"env-local": "local", "env-ssh": "ssh", "env-docker": "docker", "env-slurm": "hpc"}
-#: nodes whose batch jobs still keep the executor's files in the job's directory (the FLAT layout)
-FLAT = {"env-slurm"}
+#: the executor's bookkeeping: in its own tree on every backend, never in the job's directory
+BOOKKEEPING = {"run.json", "batch_id", "submitting", "state.json", "signal", "reported", "account"}
+#: the most a job may find beside outputs/ and work/: the one layout keeps the wrapper's files and the
+#: logs with whoever runs the wrapper, which for a batch job is the batch script in the job's directory
+#: (the executor runs it for a process or a container: those jobs see nothing more)
+WRAPPERS_OWN = {"batch.sh", "batch.args", "wrapper.sh", "pid", "exit_code", "stdout", "stderr"}
 #: prints what a job sees; the names only for paths (they differ: a container sees /jobwire)
 SCRIPT = """\
 echo "dir: $(ls -A "$JOBWIRE_JOB_DIR" | tr '\\n' ' ')"
@@ -137,8 +141,10 @@ def test_every_backend_gives_the_job_the_same_environment(api: httpx.Client) -> 
         seen[node] = re.sub(r"id=\S+", "id=JOB", rest)
     assert dirs["env-local"] == "dir: outputs work ", dirs
     for node, listing in dirs.items():
-        if node not in FLAT:
-            assert listing == dirs["env-local"], f"{node}'s job sees other files: {dirs}"
+        names = set(listing.removeprefix("dir: ").split())
+        assert {"outputs", "work"} <= names, f"{node}'s job misses its directories: {dirs}"
+        assert not names & BOOKKEEPING, f"{node}'s job sees the executor's files: {dirs}"
+        assert names - {"outputs", "work"} <= WRAPPERS_OWN, f"{node}'s job sees other files: {dirs}"
     first = seen["env-local"]
     assert "JOBWIRE_OUTPUT_DIR" in first and "dirs-ok" in first, first
     for node, out in seen.items():

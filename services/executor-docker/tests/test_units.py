@@ -6,7 +6,7 @@ import pytest
 
 from jobwire.contracts.v1 import RunJob, codec
 from jobwire.execution import StartRefused
-from jobwire.execution.attempt import APART, AttemptDir
+from jobwire.execution.attempt import AttemptDir
 from jobwire.executor_docker.container import plan
 from jobwire.executor_docker.logs import LogFile, parse_ts
 
@@ -49,7 +49,7 @@ def test_plan_limits_env_labels_and_gpus():
             "docker": {"ports": [8888, {"container": 53, "protocol": "udp", "host": 5353}], "shm_size": "1G"},
         }
     )
-    d = AttemptDir.of("/s", "j1", 2, APART)
+    d = AttemptDir.of("/s", "j1", 2)
     p = plan(run, d, node="n", image="img", binds=[], gpu_ids=["1"], init=True)
     c = p.create
     assert c["name"] == "jobwire-j1-2" and "entrypoint" not in c and "working_dir" not in c
@@ -118,7 +118,7 @@ def gang_run(rank: int, docker: dict | None = None) -> RunJob:
 
 def test_a_gang_rank_is_named_by_its_rank_and_runs_on_the_host_network():
     for rank, name in ((0, "jobwire-j1-2"), (2, "jobwire-j1-2-rank2")):
-        d = AttemptDir.of("/s", "j1", 2, APART, rank)
+        d = AttemptDir.of("/s", "j1", 2, rank)
         c = plan(
             gang_run(rank, {"ports": [8888]}), d, node="n", image="i", binds=[], gpu_ids=[], init=True
         ).create
@@ -137,7 +137,7 @@ def test_a_gang_rank_is_named_by_its_rank_and_runs_on_the_host_network():
     with pytest.raises(StartRefused, match="host's network"):
         plan(
             gang_run(1, {"network": "mynet"}),
-            AttemptDir.of("/s", "x", 1, APART),
+            AttemptDir.of("/s", "x", 1),
             node="n",
             image="i",
             binds=[],
@@ -151,7 +151,7 @@ def test_a_gang_on_published_ports_publishes_rank_0s_master_port_only():
         run = gang_run(rank, {"ports": [8888], "network": "mynet"})
         return plan(
             run,
-            AttemptDir.of("/s", "x", 1, APART),
+            AttemptDir.of("/s", "x", 1),
             node="n",
             image="i",
             binds=[],

@@ -18,7 +18,7 @@ import pytest
 
 from jobwire.contracts.v1 import JobSpec, RunJob, new_job_id
 from jobwire.execution import ExecutorSettings, RunHandle
-from jobwire.execution.attempt import APART, AttemptDir
+from jobwire.execution.attempt import AttemptDir
 from jobwire.executor_docker.executor import DockerExecutor
 from jobwire.executor_docker.layout import move_split_attempt
 from jobwire.executor_docker.settings import DockerSettings
@@ -67,7 +67,7 @@ async def test_a_container_started_in_the_old_layout_is_adopted_and_followed_to_
             await asyncio.sleep(0.2)
     finally:
         await old.close()
-    d = AttemptDir.of(str(shared), run.job_id, 1, APART)
+    d = AttemptDir.of(str(shared), run.job_id, 1)
     _as_an_old_executor_left_it(d)
 
     new = executor()
@@ -91,7 +91,7 @@ async def test_a_container_started_in_the_old_layout_is_adopted_and_followed_to_
 @pytest.mark.usefixtures("as_root")
 def test_an_old_layouts_files_are_taken_only_from_a_directory_the_executor_owns(tmp_path: Path) -> None:
     """Under run-as the job's account owns the directory around ``.executor``: one it made is not trusted."""
-    d = AttemptDir.of(str(tmp_path), "j1", 1, APART)
+    d = AttemptDir.of(str(tmp_path), "j1", 1)
     planted = Path(d.path) / ".executor"
     planted.mkdir(parents=True)
     (planted / "run.json").write_text("{}")

@@ -214,7 +214,7 @@ def batch_id(stack: Stack) -> Callable[..., str]:
     """The batch system's id of a job's attempt, as the executor recorded it."""
 
     def read(node: str, job_id: str, attempt: int = 1) -> str:
-        path = stack.home / "executors" / node / "jobs" / job_id / str(attempt) / "batch_id"
+        path = stack.home / "executors" / node / ".executor" / "jobs" / job_id / str(attempt) / "batch_id"
         return path.read_text().strip()
 
     return read

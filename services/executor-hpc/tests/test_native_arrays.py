@@ -71,7 +71,7 @@ def native_ids(stack: Any, node: str, ids: dict[int, str]) -> dict[int, str]:
     def read() -> dict[int, str] | None:
         out = {}
         for index, job_id in ids.items():
-            path = stack.home / "executors" / node / "jobs" / job_id / "1" / "batch_id"
+            path = stack.home / "executors" / node / ".executor" / "jobs" / job_id / "1" / "batch_id"
             if not path.exists():
                 return None
             out[index] = path.read_text().strip()
@@ -308,7 +308,7 @@ def test_a_retried_task_waits_for_its_arrays_native_job(kind, api, stack, tmp_pa
     view = array(api, aid)
     assert view["counts"]["succeeded"] == 3, view
     assert api.job(ids[0])["attempt"] == 2
-    jobs = stack.home / "executors" / node / "jobs"
+    jobs = stack.home / "executors" / node / ".executor" / "jobs"
     first = (jobs / ids[1] / "1" / "batch_id").read_text().split(sep)[0]
     retry = (jobs / ids[0] / "2" / "batch_id").read_text().split(sep)[0]
     assert retry != first  # a native job of its own

@@ -29,7 +29,7 @@ def test_list_calls_per_poll_do_not_grow_with_jobs(
     # Every job waits for ``go``: all 300 are in flight (most pending in the batch system) at once.
     wait = ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.2; done"]
     ids = [api.submit(node=node, command=wait, resources={"walltime": 600})["id"] for _ in range(JOBS)]
-    jobs_dir = stack.home / "executors" / node / "jobs"
+    jobs_dir = stack.home / "executors" / node / ".executor" / "jobs"
     api.wait_for(lambda: len(list(jobs_dir.glob("*/1/batch_id"))) >= JOBS, 120, what="all jobs submitted")
     time.sleep(3 * POLL)
     go.touch()

@@ -178,13 +178,16 @@ def test_restart_readopts_batch_jobs_by_id(api, stack):
 
 
 def test_delete_removes_the_job_directory_on_shared_storage(api, stack):
-    """run.json carries the job's environment: after the 204 nothing of the job stays on the cluster."""
+    """run.json and batch.args carry the job's environment: after the 204 nothing of the job stays on
+    the cluster, in its directory or the executor's."""
     j = api.submit(node="hpc-slurm", command=["true"], env={"TOKEN": "secret-of-the-job"})
     assert api.wait_state(j["id"], api.END)["state"] == "succeeded"
-    job_dir = stack.home / "executors" / "hpc-slurm" / "jobs" / j["id"]
-    assert b"secret-of-the-job" in (job_dir / "1" / "run.json").read_bytes()
+    root = stack.home / "executors" / "hpc-slurm"
+    job_dir, own_dir = root / "jobs" / j["id"], root / ".executor" / "jobs" / j["id"]
+    assert b"secret-of-the-job" in (own_dir / "1" / "run.json").read_bytes()
+    assert b"secret-of-the-job" in (job_dir / "1" / "batch.args").read_bytes()
     assert api.delete(f"/v1/jobs/{j['id']}").status_code in (202, 204)
-    api.wait_for(lambda: not job_dir.exists(), 20, what=f"{job_dir} to be removed")
+    api.wait_for(lambda: not job_dir.exists() and not own_dir.exists(), 20, what=f"{job_dir} to be removed")
     assert api.get(f"/v1/jobs/{j['id']}").status_code == 404
 
 

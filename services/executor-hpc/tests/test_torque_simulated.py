@@ -401,3 +401,46 @@ def test_torque_simulated_no_native_array_when_jobs_run_as_their_owner(executor:
         assert [h.details["batch_id"] for h in handles] == ["1.sim", "2.sim"]  # type: ignore[union-attr]
 
     asyncio.run(go())
+
+
+def test_torque_simulated_attempts_of_an_older_layout_are_moved_once_even_after_a_crash(
+    executor: HpcExecutor, tmp_path: Path
+):
+    """An executor before issue 16's one layout kept run.json, batch_id, state.json at the top of
+    the job's directory. The restarted executor moves them to its own tree and adopts the job; a move
+    a crash cut short (batch_id already moved, run.json, which goes last, not) is finished the next
+    time; a link by a bookkeeping name is never taken, and files by those names in the directory of
+    an attempt this executor laid out are the job's own, left alone."""
+    root = tmp_path / "root"
+
+    async def go() -> None:
+        h = await executor.start(run_job(JobSpec(command=["sh", "-c", "sleep 1; echo out; exit 3"])))
+        mine = await executor.start(
+            run_job(JobSpec(command=["sleep", "30"]), "01a2b3c4-0000-7000-8000-00000000000b")
+        )
+        own, job = root / ".executor" / "jobs" / h.run.job_id / "1", root / "jobs" / h.run.job_id / "1"
+        for name in ("run.json", "submitting"):  # batch_id was moved before the crash
+            (own / name).rename(job / name)
+        (job / "state.json").write_text("{}")
+        (job / "signal").symlink_to(tmp_path / "elsewhere")
+        job_files = Path(mine.ref)
+        (job_files / "run.json").write_text("the job's own")
+        (job_files / "state.json").write_text("the job's own")
+        ex = executor
+        again = HpcExecutor(ex.settings, ex.transport, str(root), ex.scheduler, ex.hpc)
+        adopted = {a.details["batch_id"]: a for a in await again.adopt()}
+        assert set(adopted) == {h.details["batch_id"], mine.details["batch_id"]}
+        assert sorted(p.name for p in own.iterdir()) == ["batch_id", "run.json", "state.json", "submitting"]
+        assert {"run.json", "batch_id", "submitting", "state.json"}.isdisjoint(p.name for p in job.iterdir())
+        assert (job / "signal").is_symlink()  # left alone, never read as the executor's
+        assert (
+            (job_files / "run.json").read_text() == (job_files / "state.json").read_text() == "the job's own"
+        )
+        twice = await again.adopt()  # nothing left to move: the same attempts, the same files
+        assert sorted(a.details["batch_id"] for a in twice) == sorted(adopted)
+        status = await until_ended(again, adopted[h.details["batch_id"]])
+        assert (status.ended, status.exit_code) == (True, 3), status
+        assert await again.read_log(adopted[h.details["batch_id"]], "stdout", 0, 100) == b"out\n"
+        await again.signal(adopted[mine.details["batch_id"]], signal.SIGTERM)
+
+    asyncio.run(go())

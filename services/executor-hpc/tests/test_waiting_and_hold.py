@@ -134,7 +134,7 @@ def test_submit_cut_short_before_batch_id_is_not_submitted_twice(kind, tmp_path,
 
     async def scenario() -> tuple[str, str, bool]:
         first = await ex.start(run)
-        d = Path(first.ref)
+        d = Path(ex.files().of(first).private)
         assert (d / SUBMITTING).exists()
         (d / BATCH_ID).unlink()  # the crash: submitted, batch id never written
         assert await ex.existing(run.job_id, run.attempt) is None  # so the RunJob is handled again
@@ -145,7 +145,7 @@ def test_submit_cut_short_before_batch_id_is_not_submitted_twice(kind, tmp_path,
     try:
         assert again == first and running is False
         assert ex.calls["submit"] == 1 and ex.calls["find"] == 1
-        assert (root / "jobs" / run.job_id / "1" / BATCH_ID).read_text().strip() == first
+        assert (root / ".executor" / "jobs" / run.job_id / "1" / BATCH_ID).read_text().strip() == first
         time.sleep(0.5)
         assert named(kind, name, slurm_cluster, sge_cell) == [first]
     finally:

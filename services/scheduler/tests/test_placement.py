@@ -31,6 +31,26 @@ def test_least_queued_time_picks_the_node_that_drains_first():
     assert place(LeastQueuedTime(), job("x").spec, [a, b], NOW) is b
 
 
+def test_queued_time_follows_the_queue_as_jobs_come_and_go():
+    """The queue's work is kept as a running sum (placement reads it per node per job): it must stay
+    what summing the queue gives, through enqueues, dequeues, a job queued again and an emptied queue."""
+    import random
+
+    rng = random.Random(11)
+    a = node("a", slots=3)
+    for step in range(2000):
+        jid = str(rng.randrange(200))
+        if rng.random() < 0.6:
+            a.enqueue(job(jid, runtime=rng.choice([0.1, 1.0, 7.3, 600.0])))
+        else:
+            a.dequeue(jid)
+        expected = sum(j.expected_runtime for j in a.queued.values()) / 3
+        assert a.queued_time(NOW) == pytest.approx(expected, abs=1e-6), step
+    for jid in list(a.queued):
+        a.dequeue(jid)
+    assert a.queued_time(NOW) == 0.0
+
+
 def test_remaining_time_of_running_jobs_counts():
     a, b = node("a"), node("b")
     a.running["r"] = RunningJob("r", 1, v1.Resources(), expected_runtime=100, since=NOW - 90)  # 10 s left

@@ -1,6 +1,6 @@
 """``DockerExecutor``: each attempt is one container, its files on the shared storage.
 
-The attempt's files are laid out as every backend's (:data:`~jobwire.execution.attempt.APART`): the
+The attempt's files are laid out as every backend's (:mod:`jobwire.execution.attempt.layout`): the
 container mounts only the job's directory (progress, outputs, work); the logs copied from the engine
 and the executor's bookkeeping are beside it in ``<shared>/.executor``, out of its reach. The
 container's labels (``jobwire.job_id``, ``jobwire.attempt``, ``jobwire.node``) are how a restarted
@@ -34,7 +34,7 @@ from jobwire.execution import (
     RunStatus,
     StartRefused,
 )
-from jobwire.execution.attempt import APART, AttemptDir, AttemptFiles
+from jobwire.execution.attempt import AttemptDir, AttemptFiles
 from jobwire.execution.gpus import GpuAllocator
 from jobwire.execution.transport.local import LocalTransport
 
@@ -73,7 +73,7 @@ class DockerExecutor(Executor):
         roots = self.config.allowed_roots or [self.shared_root]
         self.allowed = [os.path.realpath(r) for r in roots]
         self.fs = LocalTransport()
-        self.attempts = AttemptFiles(self.fs, self.shared_root, APART)
+        self.attempts = AttemptFiles(self.fs, self.shared_root)
         self._client: docker.DockerClient | None = None
         self._capacity = NodeCapacity()
         self._gpu_ids: list[str] = []

@@ -1,6 +1,6 @@
 """Where the container sees its attempt, and the labels that find the container again.
 
-The attempt's files are laid out as every backend's (:data:`jobwire.execution.attempt.APART`):
+The attempt's files are laid out as every backend's (:mod:`jobwire.execution.attempt.layout`):
 ``<shared>/jobs/<job_id>/<attempt>/`` is the job's (``progress.json``, ``outputs/``, ``work/``, its
 script) and the only directory mounted, at ``/jobwire``; the executor's files (run.json, state.json,
 reported, the logs copied from the engine and their indexes) are in

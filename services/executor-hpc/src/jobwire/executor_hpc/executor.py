@@ -6,14 +6,20 @@ the batch id and the batch lifecycle (submit once, find again, kill, hold). A po
 directories and the :class:`~.poller.QueuePoller`'s one list command (and, for jobs that left the
 queue, one accounting command), never asked more often than ``poll_interval``.
 
+The attempt is laid out as every backend's (:mod:`jobwire.execution.attempt.layout`): the executor's
+bookkeeping (run.json, batch id, submit marker, signal, state) in a tree of its own,
+``<root>/.executor/jobs/<job>/<attempt>``; what the batch job writes (the wrapper's pid and exit code,
+the logs) in the job's directory beside its script, because the batch system, not the executor, runs
+the wrapper. Attempts an older executor left with their bookkeeping in the job's directory are moved
+before they are adopted (:mod:`jobwire.execution.attempt.upgrade`).
+
 Run-as (``JOBWIRE_EXECUTOR_RUN_AS`` ``owner`` or ``fixed:<user>``, issue 12 item 1): the batch job is
 submitted as the owner's account through ``sudo -n -u <account> -- sbatch --export=NONE`` (``qsub``),
 so the batch system runs all of it as that account, as Slurm and HTCondor run a job as its submitter.
-The attempt is laid out :data:`~jobwire.execution.attempt.layout.BATCH_APART`: the job's directory
-is the account's, 0700, and the executor's bookkeeping (run.json, batch id, signal, state) is in a
-tree of its own the account cannot enter. The exit code is the batch system's accounting record of
-the batch script's status; the ``exit_code`` file the job's account could rewrite is only compared
-with it. Queries and cancels run as the executor (root: an administrator of the batch system).
+The job's directory is then the account's, 0700, and the executor's tree is one the account cannot
+enter. The exit code is the batch system's accounting record of the batch script's status; the
+``exit_code`` file the job's account could rewrite is only compared with it. Queries and cancels run
+as the executor (root: an administrator of the batch system).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from jobwire.execution.accounts import Account
 from jobwire.execution.attempt import AttemptFiles
 from jobwire.execution.attempt import layout as L
 from jobwire.execution.attempt.env import inherited
+from jobwire.execution.attempt.upgrade import move_bookkeeping
 from jobwire.execution.executor import (
     STREAMS,
     Executor,
@@ -77,8 +84,10 @@ NO_ACCOUNTING = (
     "the batch job left the queue and accounting has no record of its exit code (a job's own exit_code "
     "file is not trusted when it runs as its owner's account)"
 )
-#: the executor's bookkeeping: read only from its own directory, never from the job's
-OWN_FILES = frozenset({BATCH_ID, SUBMITTING, L.SIGNAL, L.REPORTED, L.RUN_JSON, L.STATE})
+#: the executor's bookkeeping: read only from its own directory, never from the job's (run.json last:
+#: what :func:`~jobwire.execution.attempt.upgrade.move_bookkeeping` moves in this order)
+OWN_ORDER = (BATCH_ID, SUBMITTING, L.SIGNAL, L.STATE, L.REPORTED, L.RUN_JSON)
+OWN_FILES = frozenset(OWN_ORDER)
 CANCELLED_WAITING = "cancelled in the batch system's queue before it ran"
 
 
@@ -105,8 +114,7 @@ class HpcExecutor(Executor):
         self.sudo: str | None = None
         if not self.run_as.is_self:
             self.sudo = check_run_as_here(settings, transport, root, scheduler)
-        layout = L.FLAT if self.run_as.is_self else L.BATCH_APART
-        self.attempts = AttemptFiles(transport, root, layout)
+        self.attempts = AttemptFiles(transport, root, started_by_batch=True)
         self.scheduler = scheduler
         self.hpc = hpc
         self.paths = PathMap(hpc.path_map)
@@ -314,18 +322,19 @@ class HpcExecutor(Executor):
         )
 
     async def _probe(self, d: L.AttemptDir, read: Sequence[str] = (), stat: Sequence[str] = ()) -> DirProbe:
-        """One attempt's files in one probe: the executor's own (batch id, signal) and the job's (logs,
-        exit_code, pid), which are one directory in the FLAT layout and two under run-as."""
+        """One attempt's files in one probe: the executor's own (batch id, signal) from its tree and the
+        batch job's (logs, exit_code, pid) from the job's directory."""
         [probe] = await self._probes([d], read, stat)
         return probe
 
     async def _probes(
         self, dirs: Sequence[L.AttemptDir], read: Sequence[str] = (), stat: Sequence[str] = ()
     ) -> list[DirProbe]:
-        own = await self.transport.probe([d.private for d in dirs], read=read, stat=stat)
-        if not dirs or dirs[0].private == dirs[0].path:
-            return own
-        job = await self.transport.probe([d.path for d in dirs], read=read, stat=stat)
+        # both directories of every attempt in one call: one command over an SSH transport
+        both = await self.transport.probe(
+            [*(d.private for d in dirs), *(d.path for d in dirs)], read=read, stat=stat
+        )
+        own, job = both[: len(dirs)], both[len(dirs) :]
         return [
             DirProbe(
                 o.path,
@@ -354,6 +363,11 @@ class HpcExecutor(Executor):
         return Existing(await self._handle(probe), reported=False)
 
     async def adopt(self) -> list[RunHandle]:
+        """The batch jobs this node submitted and has not reported; first, those an older executor
+        laid out with its bookkeeping in the job's directory are moved to where it is kept now (the
+        service adopts before it takes any RunJob, so a redelivered one finds them there too)."""
+        if self.run_as.is_self:
+            await move_bookkeeping(self.transport, self.root, OWN_ORDER)
         dirs = await self.files().listed()
         handles = []
         for probe in await self.transport.probe(dirs, read=[BATCH_ID, L.REPORTED]):
@@ -365,7 +379,7 @@ class HpcExecutor(Executor):
         return handles
 
     async def _handle(self, probe: DirProbe) -> RunHandle:
-        """The attempt whose executor's files ``probe`` read (in FLAT, its directory)."""
+        """The attempt whose executor's own directory ``probe`` read."""
         run = await self.files().read_run(probe.path)
         d = self.files().for_run(run)
         return self._new_handle(run, d.path, probe.files[BATCH_ID].decode().strip())

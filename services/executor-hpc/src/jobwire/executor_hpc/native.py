@@ -1,8 +1,9 @@
 """Native array jobs: the tasks of one array dispatched together (``RunArray``) become ONE batch job
 (``sbatch --array=0-19%5``, ``qsub -t 1-20 -tc 5``).
 
-Each task keeps its own attempt directory (run.json, wrapper, ``batch.args`` with its own
-``JOBWIRE_ARRAY_INDEX``, stdout, stderr, exit code) and its own ``batch_id``: the native task's id
+Each task keeps its own attempt directory (wrapper, ``batch.args`` with its own
+``JOBWIRE_ARRAY_INDEX``, stdout, stderr, exit code; run.json and the submit marker in the executor's
+tree, as every attempt's) and its own ``batch_id``: the native task's id
 (``123_4``, ``123.5``), which the poller lists, accounts and kills like a job's, so each task reports
 its own state, exit code and logs, a restart re-adopts each task from its directory, and a cancel of
 one task cancels only that native task. Native task ids are the tasks' positions in the group
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 ARRAY_SCRIPT = "array.sh"
-#: in each task's directory before the submit: the group's batch name and the task's native id
+#: in each task's own directory before the submit: the group's batch name and the task's native id
 SUBMITTING = "submitting"
 BATCH_ID = "batch_id"
 
@@ -42,15 +43,15 @@ async def start_array(ex: HpcExecutor, runs: Sequence[RunJob]) -> list[RunHandle
     await ex._ready()
     t = ex.transport
     dirs = [ex.files().dir(r.job_id, r.attempt) for r in runs]
-    probes = await t.probe([d.path for d in dirs], read=[SUBMITTING, BATCH_ID])
+    probes = await t.probe([d.private for d in dirs], read=[SUBMITTING, BATCH_ID])
     out: dict[int, RunHandle | BaseException] = {}
     todo: list[int] = []
-    for i, (run, probe) in enumerate(zip(runs, probes, strict=True)):
+    for i, (run, d, probe) in enumerate(zip(runs, dirs, probes, strict=True)):
         if BATCH_ID in probe.files:
-            out[i] = ex._new_handle(run, probe.path, probe.files[BATCH_ID].decode().strip())
+            out[i] = ex._new_handle(run, d.path, probe.files[BATCH_ID].decode().strip())
         elif SUBMITTING in probe.files:
             try:
-                out[i] = await _found_again(ex, run, probe.path, probe.files[SUBMITTING].decode())
+                out[i] = await _found_again(ex, run, d, probe.files[SUBMITTING].decode())
             except LookupError:
                 todo.append(i)  # the earlier submit never reached the batch system
             except Exception as e:
@@ -63,7 +64,7 @@ async def start_array(ex: HpcExecutor, runs: Sequence[RunJob]) -> list[RunHandle
     return [out[i] for i in range(len(runs))]
 
 
-async def _found_again(ex: HpcExecutor, run: RunJob, path: str, marker: str) -> RunHandle:
+async def _found_again(ex: HpcExecutor, run: RunJob, d: L.AttemptDir, marker: str) -> RunHandle:
     """A task whose group was submitted before a crash cut the start short: the group is found by
     its batch name and the task takes its native id in it (LookupError: the submit never arrived)."""
     name, _, task = marker.strip().partition("\n")
@@ -73,7 +74,7 @@ async def _found_again(ex: HpcExecutor, run: RunJob, path: str, marker: str) -> 
     except SchedulerUnavailable as e:
         raise StartDeferred(f"waiting for {ex.scheduler.name}: {e}") from e
     if not ids:
-        [probe] = await ex.transport.probe([path], stat=["stdout", "stderr", L.EXIT_CODE])
+        [probe] = await ex.transport.probe([d.logs], stat=["stdout", "stderr", L.EXIT_CODE])
         if probe.stats:
             raise StartRefused(
                 f"the native array {name} was submitted before an executor crash and has already "
@@ -82,9 +83,9 @@ async def _found_again(ex: HpcExecutor, run: RunJob, path: str, marker: str) -> 
         raise LookupError(name)
     job = sorted(ids, key=lambda i: (len(i), i))[0]
     batch_id = ex.scheduler.task_id(job, int(task))
-    await ex.transport.write_file(path.rstrip("/") + "/" + BATCH_ID, f"{batch_id}\n".encode())
+    await ex.transport.write_file(d.own(BATCH_ID), f"{batch_id}\n".encode())
     log.info("%s attempt %d was submitted before a crash as %s", run.job_id, run.attempt, batch_id)
-    return ex._new_handle(run, path, batch_id)
+    return ex._new_handle(run, d.path, batch_id)
 
 
 async def _submit(ex: HpcExecutor, runs: Sequence[RunJob]) -> list[RunHandle | BaseException]:
@@ -92,7 +93,7 @@ async def _submit(ex: HpcExecutor, runs: Sequence[RunJob]) -> list[RunHandle | B
     t = ex.transport
     sched = ex.scheduler
     results: list[RunHandle | BaseException | None] = [None] * len(runs)
-    ready: list[tuple[int, RunJob, str]] = []  # (position in runs, the cluster's run, its dir)
+    ready: list[tuple[int, RunJob, L.AttemptDir]] = []  # (position in runs, the cluster's run, its dir)
     first_req: BatchRequest | None = None
     inherit: Sequence[str] | None = None
     for i, run in enumerate(runs):
@@ -109,7 +110,7 @@ async def _submit(ex: HpcExecutor, runs: Sequence[RunJob]) -> list[RunHandle | B
         if first_req is None:
             first_req = req
             inherit = w.inherit if isinstance(t, LocalTransport) else None
-        ready.append((i, run, d.path))
+        ready.append((i, run, d))
     if first_req is not None:
         first_dir = ex.files().dir(ready[0][1].job_id, ready[0][1].attempt)
         group = _request(
@@ -122,7 +123,7 @@ async def _submit(ex: HpcExecutor, runs: Sequence[RunJob]) -> list[RunHandle | B
             first_req.env,
         )
         base = sched.array_first_id
-        tasks = {base + n: path for n, (_, _, path) in enumerate(ready)}
+        tasks = {base + n: d.path for n, (_, _, d) in enumerate(ready)}
         parallelism = ready[0][1].array_parallelism
         array_id = ready[0][1].array_id or ""
         # another native job of this array still runs (a retried task, a chunk dispatched in two
@@ -137,9 +138,9 @@ async def _submit(ex: HpcExecutor, runs: Sequence[RunJob]) -> list[RunHandle | B
             return [r if r is not None else e for r in results]
         script_path = first_dir.file(ARRAY_SCRIPT)
         await t.write_file(script_path, script.encode(), 0o755)
-        for n, (_, _run, path) in enumerate(ready):
+        for n, (_, _run, d) in enumerate(ready):
             marker = f"{group.batch_name}\n{base + n}\n".encode()
-            await t.write_file(path.rstrip("/") + "/" + SUBMITTING, marker)
+            await t.write_file(d.own(SUBMITTING), marker)
         ex._count("submit")
         try:
             job = await sched.submit(t, script_path, inherit)
@@ -158,10 +159,10 @@ async def _submit(ex: HpcExecutor, runs: Sequence[RunJob]) -> list[RunHandle | B
             f" (at most {parallelism} at once)" if parallelism else "",
             f", after {before}" if before is not None else "",
         )
-        for n, (i, run, path) in enumerate(ready):
+        for n, (i, run, d) in enumerate(ready):
             batch_id = sched.task_id(job, base + n)
-            await t.write_file(path.rstrip("/") + "/" + BATCH_ID, f"{batch_id}\n".encode())
-            results[i] = ex._new_handle(run, path, batch_id)
+            await t.write_file(d.own(BATCH_ID), f"{batch_id}\n".encode())
+            results[i] = ex._new_handle(run, d.path, batch_id)
     return [r if r is not None else RuntimeError("not started") for r in results]
 
 

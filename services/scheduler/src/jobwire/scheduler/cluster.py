@@ -69,18 +69,26 @@ class NodeState:
     owner_keys: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     queued: dict[str, QueuedJob] = field(default_factory=dict)
     running: dict[str, RunningJob] = field(default_factory=dict)
+    #: the expected runtimes of ``queued``, summed as jobs come and go: placement asks for it once per
+    #: node per job, and summing the queue each time made a submit O(backlog) (quadratic in a burst)
+    queued_work: float = 0.0
 
     # --- queue ---------------------------------------------------------------------------------
     def enqueue(self, job: QueuedJob) -> int:
         """Add a job in priority order; returns its 0-based queue position."""
+        if job.id in self.queued:  # queued again: counted once
+            self.dequeue(job.id)
         bisect.insort(self.queue_keys, job.key)
         bisect.insort(self.owner_keys.setdefault(job.owner, []), job.key)
         self.queued[job.id] = job
+        self.queued_work += job.expected_runtime
         return bisect.bisect_left(self.queue_keys, job.key)
 
     def dequeue(self, job_id: str) -> QueuedJob | None:
         job = self.queued.pop(job_id, None)
         if job is not None:
+            # an empty queue is exactly 0 again (no rounding left over from the additions)
+            self.queued_work = self.queued_work - job.expected_runtime if self.queued else 0.0
             i = bisect.bisect_left(self.queue_keys, job.key)
             if i < len(self.queue_keys) and self.queue_keys[i] == job.key:
                 del self.queue_keys[i]
@@ -147,7 +155,7 @@ class NodeState:
     def queued_time(self, now: float, res: v1.Resources | None = None) -> float:
         """Seconds of work ahead of a new job: queued plus what is left of running, over the slots that
         jobs like ``res`` really get (a 2-CPU node with 6 slots runs only two 1-CPU jobs at once)."""
-        ahead = sum(j.expected_runtime for j in self.queued.values())
+        ahead = self.queued_work
         ahead += sum(max(0.0, r.expected_runtime - (now - r.since)) for r in self.running.values())
         slots = self.capacity.slots if res is None else feasibility.usable_slots(self.capacity, res)
         return ahead / max(1, slots)

@@ -4,8 +4,8 @@ inputs, the loop's journal, the ``reported`` mark, logs, progress and outputs.
 A backend launches and watches the attempt; where its files are and how they are read is here, over
 whichever transport reaches them (this machine, an SSH node, a cluster's shared storage).
 Issue 12's ownership is set in :meth:`AttemptFiles.prepare`: under run-as the job's directory is its
-account's, mode 0700, and (layout :data:`~.layout.APART`) the executor's files are in a tree of the
-executor's own, 0700, that the account cannot enter. Where the executor is root it writes the job's
+account's, mode 0700, and the executor's files are in a tree of the executor's own, 0700, that the
+account cannot enter (:mod:`.layout`). Where the executor is root it writes the job's
 directory and then gives it away; where it is not (an SSH node's login account, ``as_account``), the
 account makes, writes and reads its own directory through ``sudo`` and the executor never enters it.
 """
@@ -44,16 +44,22 @@ def rank_of(run: RunJob) -> int:
 
 
 class AttemptFiles:
-    """Every attempt below ``root`` (``<root>/jobs/<job>/<attempt>``), laid out by ``layout``."""
+    """Every attempt below ``root`` (``<root>/jobs/<job>/<attempt>``), in the one layout of
+    :mod:`.layout`; ``started_by_batch`` where the batch system runs the wrapper (executor-hpc)."""
 
     def __init__(
-        self, transport: Transport, root: str, layout: L.Layout = L.FLAT, as_account: AsAccount | None = None
+        self,
+        transport: Transport,
+        root: str,
+        *,
+        started_by_batch: bool = False,
+        as_account: AsAccount | None = None,
     ) -> None:
         self.transport = transport
         self.root = root
-        self.layout = layout
+        self.started_by_batch = started_by_batch
         #: set where the executor cannot give a directory away (not root): the job's directory is then
-        #: made, written and read as its account through this (:data:`~.layout.APART` only)
+        #: made, written and read as its account through this
         self.as_account = as_account
 
     def reach(self, account: str | None) -> Transport:
@@ -73,7 +79,7 @@ class AttemptFiles:
             return None
 
     def dir(self, job_id: str, attempt: int, rank: int = 0) -> L.AttemptDir:
-        return L.AttemptDir.of(self.root, job_id, attempt, self.layout, rank)
+        return L.AttemptDir.of(self.root, job_id, attempt, rank, started_by_batch=self.started_by_batch)
 
     def for_run(self, run: RunJob) -> L.AttemptDir:
         """The directory of this run: of its rank, for a gang's."""
@@ -105,14 +111,12 @@ class AttemptFiles:
 
         With ``account`` (run-as) the job's directory and all in it become that account's, 0700, once
         written: until then only the executor could write there, so nothing in it was planted. The
-        executor's files stay its own, 0700 (with :data:`~.layout.APART`, outside the job's directory).
+        executor's files stay its own, 0700, outside the job's directory.
         """
         if account is not None and self.as_account is not None:
             return await self._prepare_as(run, d, files, dirs, inputs, account, required_inputs)
         t = self.transport
-        own_modes: dict[str, int] = {}
-        if self.layout.apart:
-            own_modes = {posixpath.join(self.root, L.OWN_TREE): 0o700, d.private: 0o700}
+        own_modes = {posixpath.join(self.root, L.OWN_TREE): 0o700, d.private: 0o700}
         writes = [(d.own(L.RUN_JSON), codec.encode(run), 0o644), *((f.path, f.data, f.mode) for f in files)]
         await t.write_tree(list(dict.fromkeys([*d.dirs(), *dirs])), {**own_modes, **(modes or {})}, writes)
         taken = {f.path for f in files} | set(dirs)
@@ -134,8 +138,6 @@ class AttemptFiles:
         """:meth:`prepare` where the executor is not root: its own files as ever, and the job's
         directory made by the account itself (checked to be its own: ``<root>/jobs`` is sticky and
         open to every account), its files and inputs written as the account."""
-        if not self.layout.apart:
-            raise StartRefused("this layout keeps the executor's files inside the job's directory")
         assert self.as_account is not None
         t, jt = self.transport, self.as_account(account.name)
         for path in dict.fromkeys([d.private, d.logs]):
@@ -159,7 +161,7 @@ class AttemptFiles:
         """The job's directory to ``account``, 0700; the executor's directories above it 0711 (passable
         whatever the executor's umask, never listable)."""
         if d.private.startswith(d.path + "/") or d.private == d.path:
-            raise StartRefused("this layout keeps the executor's files inside the job's directory")
+            raise StartRefused("the executor's files would be inside the job's directory")
         t = self.transport
         await t.give_to(d.path, account.name, str(account.gid))
         for path in d.job_dirs():
@@ -203,8 +205,8 @@ class AttemptFiles:
 
     async def listed(self) -> list[str]:
         """Every attempt below the root (for re-adoption after a restart): the directory that holds
-        its run.json and pid (with :data:`~.layout.APART`, the executor's own)."""
-        jobs = posixpath.join(self.root, *([L.OWN_TREE] if self.layout.apart else []), "jobs")
+        its run.json: the executor's own."""
+        jobs = posixpath.join(self.root, L.OWN_TREE, "jobs")
         try:
             entries = await self.transport.list_dir(jobs, depth=2)
         except FileNotFoundError:
@@ -227,22 +229,17 @@ class AttemptFiles:
             except FileNotFoundError:
                 entries = []
             for e in entries:
-                name = await self.account_at(L.AttemptDir(top, self.layout, posixpath.join(own, e.name)))
+                name = await self.account_at(L.AttemptDir(top, posixpath.join(own, e.name)))
                 if e.kind == "dir" and name is not None:
                     accounts.append(name)
         for name in dict.fromkeys(accounts):
             await self.reach(name).remove_tree(top)
         await self.transport.remove_tree(top)
-        if self.layout.apart:
-            await self.transport.remove_tree(posixpath.join(self.root, L.OWN_TREE, "jobs", job_id))
+        await self.transport.remove_tree(posixpath.join(self.root, L.OWN_TREE, "jobs", job_id))
 
     async def read_run(self, path: str) -> RunJob:
-        """The RunJob of the attempt :meth:`listed` named ``path``."""
-        if self.layout.apart:
-            own = posixpath.join(path, L.RUN_JSON)
-        else:
-            own = L.AttemptDir(path, self.layout).own(L.RUN_JSON)
-        return codec.decode(await self.transport.read_file(own), RunJob)
+        """The RunJob of the attempt :meth:`listed` named ``path`` (its own directory)."""
+        return codec.decode(await self.transport.read_file(posixpath.join(path, L.RUN_JSON)), RunJob)
 
     async def is_reported(self, d: L.AttemptDir) -> bool:
         [probe] = await self.transport.probe([d.private], read=[L.REPORTED])
@@ -251,13 +248,13 @@ class AttemptFiles:
     # --- what the shared loop reads and keeps -----------------------------------------------------
 
     async def read_log(self, d: L.AttemptDir, stream: str, offset: int, size: int) -> bytes:
-        """A log as written; where the job's account writes it (:data:`~.layout.BATCH_APART`) read as
+        """A log as written; where the batch job writes it (as the job's account under run-as) read as
         its outputs are, so a log the job swapped for a link to another file is not read. ``stream``:
         ``stdout``, ``stderr``, or a rank's below the attempt's (``rank1/stdout``, ``layout.rank_log``)."""
         if stream not in STREAMS and not L.RANK_LOG.match(stream):
             raise ValueError(f"unknown log stream {stream!r}")
         try:
-            if self.layout.runner_in_job:
+            if d.started_by_batch:
                 data, _ = await self.transport.read_confined(d.logs, stream, offset, size)
                 return data
             return await self.transport.read_file(d.log(stream), offset, size)

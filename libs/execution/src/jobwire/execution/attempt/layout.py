@@ -1,14 +1,18 @@
-"""Where one attempt's files live, and the fixed wrapper script that runs it.
+"""Where one attempt's files live, the same for every backend, and the fixed wrapper script that runs it.
 
-``<root>/jobs/<job_id>/<attempt>/`` is the job's: progress.json, outputs/, work/, its script. The
-executor's own files (run.json, wrapper.sh, pid, exit_code, state.json, signal, reported, the logs)
-are laid out by a :class:`Layout`: for processes and containers (:data:`APART`) in a tree of their
-own, ``<root>/.executor/jobs/<job_id>/<attempt>/``, that the job's account can neither enter nor
-rename (issue 12: a job never rewrites its exit code or reads another's log; a container mounts only
-the job's directory); for batch jobs (:data:`FLAT`) at the top of the attempt directory, where the
-batch job itself writes them; for batch jobs run as their owner's account (:data:`BATCH_APART`) the
-executor's bookkeeping apart as for processes, the wrapper's files and the logs (which the batch job,
-as that account, writes) in the job's directory.
+One layout (issue 16). ``<root>/jobs/<job_id>/<attempt>/`` is the job's: progress.json, outputs/,
+work/, its script and inputs. The executor's bookkeeping (run.json, state.json, reported, signal, and
+a batch job's id and submit marker) is in a tree of its own, ``<root>/.executor/jobs/<job_id>/<attempt>/``,
+that a job's account can neither enter nor rename (issue 12: a job never rewrites its exit code or
+reads another's log; a container mounts only the job's directory).
+
+One rule places the rest, the wrapper's files (wrapper.sh, pid, exit_code) and the logs: they are
+kept by whoever runs the wrapper, where that account can write and the job's cannot reach what it
+must not. The executor runs it for a process or a container (:attr:`AttemptDir.started_by_batch`
+False): they are with its bookkeeping, and the exit code is the wrapper's file. The batch system runs
+it inside a batch job (True), as the job's account under run-as: they are in the job's directory,
+where that account writes them, read as its files (never through a link), and the exit code is the
+batch system's accounting record, the file only compared with it.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ WORK = "work"
 
 #: The wrapper never changes: the job's values reach it only as arguments and environment, so no
 #: user text is ever parsed as shell. Usage: ``sh wrapper.sh OWN_DIR WORK_DIR LOG_MAX ARGV...`` (OWN_DIR:
-#: where the executor's files are, :attr:`AttemptDir.private`). Its pid is the group id (it is a session
+#: where the wrapper keeps its files, :attr:`AttemptDir.runner`). Its pid is the group id (it is a session
 #: leader); it runs the job in the foreground and writes the exit code atomically. The pid file is
 #: written, in place, by the process that then becomes the job, its TERM/INT/HUP back to the default
 #: first: the executor signals the group once it reads the pid, and a TERM that reached the wrapper
@@ -142,28 +146,7 @@ exit "$rc"
 """
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where the executor's bookkeeping (run.json, state.json, reported, signal, pid, exit_code,
-    wrapper, gpus) and the logs of an attempt live: beside the job's files, or apart from them."""
-
-    #: the executor's files and the logs in ``<root>/.executor/jobs/<job>/<attempt>``
-    apart: bool = False
-    #: with ``apart``: the wrapper (its script, pid, exit_code) and the logs stay in the job's own
-    #: directory, because the whole batch job runs as the job's account and writes them there; only
-    #: the executor's bookkeeping (run.json, batch id, signal, state, reported) is kept apart
-    runner_in_job: bool = False
-
-
-#: Batch jobs: every file at the top of the directory, as the wrapper writes them.
-FLAT = Layout()
-#: Processes and containers: the executor's files and the logs outside the job's directory, out of
-#: its account's reach.
-APART = Layout(apart=True)
-#: Batch jobs under run-as: the executor's bookkeeping apart, out of the account's reach; what the batch
-#: job writes as that account (wrapper files, logs) in its directory, read as that account's files.
-BATCH_APART = Layout(apart=True, runner_in_job=True)
-#: The directory below an executor's root that holds the APART attempts' own files.
+#: The directory below an executor's root that holds the attempts' own files.
 OWN_TREE = ".executor"
 
 
@@ -172,19 +155,23 @@ class AttemptDir:
     """Paths of one attempt's directory (POSIX, on the machine that holds it, or as the job sees it)."""
 
     path: str
-    layout: Layout = FLAT
-    #: where the executor's files are when the layout keeps them apart (set by :meth:`of`)
-    apart_dir: str | None = None
+    #: where the executor's files are (set by :meth:`of`; a bare directory keeps them in ``path``)
+    own_dir: str | None = None
+    #: whether the batch system, not the executor, runs the wrapper: its files and the logs are then
+    #: in the job's directory (see the module's rule)
+    started_by_batch: bool = False
 
     @classmethod
-    def of(cls, root: str, job_id: str, attempt: int, layout: Layout = FLAT, rank: int = 0) -> AttemptDir:
+    def of(
+        cls, root: str, job_id: str, attempt: int, rank: int = 0, *, started_by_batch: bool = False
+    ) -> AttemptDir:
         name = attempt_name(attempt, rank)
-        own = posixpath.join(root, OWN_TREE, "jobs", job_id, name) if layout.apart else None
-        return cls(posixpath.join(root, "jobs", job_id, name), layout, own)
+        own = posixpath.join(root, OWN_TREE, "jobs", job_id, name)
+        return cls(posixpath.join(root, "jobs", job_id, name), own, started_by_batch)
 
     def at(self, path: str) -> AttemptDir:
-        """The same layout below another path (the directory as a container sees it)."""
-        return AttemptDir(path, self.layout, self.apart_dir)
+        """The same attempt below another path (the directory as a container sees it)."""
+        return AttemptDir(path, self.own_dir, self.started_by_batch)
 
     def file(self, name: str) -> str:
         """A file at the top of the directory (the job's: a script, progress.json)."""
@@ -193,7 +180,7 @@ class AttemptDir:
     @property
     def private(self) -> str:
         """Where the executor's own files are."""
-        return self.apart_dir if self.apart_dir is not None else self.path
+        return self.own_dir if self.own_dir is not None else self.path
 
     def own(self, name: str) -> str:
         """A file of the executor's own: the job never needs to write it."""
@@ -201,15 +188,14 @@ class AttemptDir:
 
     @property
     def runner(self) -> str:
-        """Where the wrapper keeps its files (its script, pid, exit_code): the executor's own directory,
-        or the job's where the job's account runs the wrapper itself (:data:`BATCH_APART`)."""
-        return self.path if self.layout.runner_in_job else self.private
+        """Where the wrapper keeps its files (its script, pid, exit_code): with the executor's files,
+        or in the job's directory where the batch system runs the wrapper."""
+        return self.path if self.started_by_batch else self.private
 
     @property
     def logs(self) -> str:
-        """Where the logs are: with the executor's own files, or in the job's directory where the job's
-        account writes them (:data:`BATCH_APART`)."""
-        return self.path if self.layout.runner_in_job else self.private
+        """Where the logs are: beside the wrapper's files, which writes them."""
+        return self.runner
 
     def log(self, stream: str) -> str:
         return posixpath.join(self.logs, stream)
@@ -232,9 +218,7 @@ class AttemptDir:
 
     def job_dirs(self) -> list[str]:
         """The directories that are the job's own (its account owns them under run-as)."""
-        if self.layout.runner_in_job:
-            return [self.path, self.work, self.outputs]
-        return [p for p in (self.path, self.work, self.outputs) if p not in (self.private, self.logs)]
+        return [self.path, self.work, self.outputs]
 
 
 def attempt_name(attempt: int, rank: int = 0) -> str:

@@ -2,8 +2,9 @@
 
 The job runs in its own session under the fixed wrapper, so it outlives the executor; its end is
 learned from the ``exit_code`` file the wrapper writes, never from the pid alone (reapers are late).
-The attempts are laid out :data:`~..attempt.layout.APART`: the wrapper's files (pid, exit_code, logs)
-are in the executor's own tree, where a job that runs as another account cannot write.
+The executor runs the wrapper, so by the one layout's rule (:mod:`..attempt.layout`) the wrapper's files
+(pid, exit_code, logs) are in the executor's own tree, where a job that runs as another account cannot
+write.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ class ProcessExecutor(Executor):
         if not posixpath.isabs(root):
             raise ValueError(f"the runner's root must be an absolute path, not {root!r}")
         self.transport = transport
-        self.attempts = AttemptFiles(transport, root, L.APART)
+        self.attempts = AttemptFiles(transport, root)
         self._alive: dict[RunKey, bool] = {}
 
     @property
