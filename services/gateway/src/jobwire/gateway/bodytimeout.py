@@ -34,7 +34,9 @@ def body_timeout(seconds: float) -> Callable[[ASGIApp], ASGIApp]:
                 if complete:
                     return await receive()
                 try:
-                    message = await asyncio.wait_for(receive(), seconds)
+                    # a deadline on this task, not wait_for's new task per read of the body
+                    async with asyncio.timeout(seconds):
+                        message = await receive()
                 except TimeoutError:
                     complete = True
                     raise BodyTimeout(

@@ -10,6 +10,7 @@ twice.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +26,16 @@ SUBMIT_KINDS = {
     "/v1/workflows/": "workflow",
 }
 ARRAY_LOCATION = b"/v1/arrays/"
+#: (status, kind) -> its counter child, bound once: ``Counter.labels`` checks and joins the label values
+#: under a lock on every call
+_BOUND: dict[tuple[int, str], Any] = {}
+
+
+def _count(status: int, kind: str) -> None:
+    child = _BOUND.get((status, kind))
+    if child is None:
+        child = _BOUND[(status, kind)] = SUBMITS.labels(status=str(status), kind=kind)
+    child.inc()
 
 
 def submit_metrics_middleware(app: ASGIApp) -> ASGIApp:
@@ -34,7 +45,7 @@ def submit_metrics_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         began = time.perf_counter()
-        answer = [500, kind]
+        answer: list[Any] = [500, kind]
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -48,6 +59,6 @@ def submit_metrics_middleware(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, sending)
         finally:
-            SUBMITS.labels(status=str(answer[0]), kind=str(answer[1])).inc()
+            _count(answer[0], answer[1])
 
     return middleware
