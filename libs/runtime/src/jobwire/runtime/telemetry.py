@@ -1,7 +1,9 @@
 """OpenTelemetry tracing with the trace context carried in NATS headers.
 
-Exporters follow the standard ``OTEL_TRACES_EXPORTER`` variable: ``none`` (default), ``console``,
-or ``otlp`` when ``opentelemetry-exporter-otlp`` is installed.
+Exporters follow the standard ``OTEL_TRACES_EXPORTER`` variable: ``none``, ``console``, or ``otlp`` when
+``opentelemetry-exporter-otlp`` is installed. Unset, it is ``otlp`` where an OTLP endpoint is given
+(``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, as the OpenTelemetry SDK reads
+them) and ``none`` otherwise.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ def setup_tracing(service: str, *, processor: SpanProcessor | None = None) -> No
     )
     if processor is not None:
         provider.add_span_processor(processor)
-    for name in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(","):
-        exporter = _exporter(name.strip().lower())
+    for name in _exporter_names():
+        exporter = _exporter(name)
         if exporter is not None:
             provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
@@ -50,8 +52,15 @@ def wanted(setting: bool | None) -> bool:
         return setting
     if _configured:
         return True
-    names = os.environ.get("OTEL_TRACES_EXPORTER", "none").split(",")
-    return any(name.strip().lower() not in ("", "none") for name in names)
+    return any(name not in ("", "none") for name in _exporter_names())
+
+
+def _exporter_names() -> list[str]:
+    """The exporters asked for: ``OTEL_TRACES_EXPORTER``, or when unset ``otlp`` if an endpoint is given."""
+    default = "none"
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        default = "otlp"
+    return [name.strip().lower() for name in os.environ.get("OTEL_TRACES_EXPORTER", default).split(",")]
 
 
 def _exporter(name: str) -> SpanExporter | None:
