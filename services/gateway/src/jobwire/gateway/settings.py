@@ -45,7 +45,8 @@ class GatewaySettings:
     workers: int = 1
     #: install the OpenTelemetry tracer provider and the Litestar tracing middleware. Unset: on when
     #: ``OTEL_TRACES_EXPORTER`` names an exporter (unset: ``otlp`` when an ``OTEL_EXPORTER_OTLP_*ENDPOINT``
-    #: is given) or this process set tracing up already (as tests do), off otherwise: spans that go nowhere cost about a third of a submit's gateway CPU
+    #: is given) or this process set tracing up already (as tests do), off otherwise: spans that go
+    #: nowhere cost about a third of a submit's gateway CPU
     tracing: bool | None = None
     #: "tokens": bearer tokens from the database and the shared keys below; "off": everyone is an
     #: anonymous admin, refused unless ``host`` is a loopback address
