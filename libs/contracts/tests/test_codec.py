@@ -101,6 +101,9 @@ def test_old_readers_ignore_new_fields():
         (b'{"command":["x"],"resources":{"cpu":2}}', "unknown field `cpu` at `$.resources`"),
         (b'{"command":["x"],"colour":"red"}', "unknown field `colour` at `$`"),
         (b'{"command":["x"],"inputs":[{"name":"a","where":"b"}]}', "`where` at `$.inputs[0]`"),
+        # a struct in a list behind Annotated/Meta, the second item: the check still reaches it
+        (b'{"command":["x"],"after":[{"job":"a"},{"job":"b","if":"ok"}]}', "`if` at `$.after[1]`"),
+        (b'{"command":["x"],"docker":{"image_pull":1}}', "unknown field `image_pull` at `$.docker`"),
         (b'{"command":["x"],"resources":{"gpus":-1}}', "$.resources.gpus"),
         (b'{"command":["x"],"resources":{"memory":"lots"}}', "not a size"),
         (b'{"command":["x"],"script":"y"}', "exactly one of"),
