@@ -6,6 +6,7 @@ A route names its scope in ``opt={"scope": ...}``; one that names none needs ``a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -26,11 +27,20 @@ def is_public(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRoute
     return bool(handler.opt.get("public")) or path == SCHEMA_PATH or path.startswith(SCHEMA_PATH + "/")
 
 
+def _authorization(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The Authorization header, read from the ASGI scope's raw (lower-cased) headers: the guard runs on
+    every request, and ``connection.headers`` builds a Headers object of all of them first."""
+    for name, value in headers:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return None
+
+
 async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     if is_public(connection, handler):
         return
     res: Resources = connection.app.state[STATE_KEY]
-    principal = await authenticate(res, res.keys, connection.headers.get("authorization"))
+    principal = await authenticate(res, res.keys, _authorization(connection.scope["headers"]))
     set_principal(connection, principal)
     scope = str(handler.opt.get("scope", ADMIN))
     if not principal.allows(scope):
