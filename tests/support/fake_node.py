@@ -44,11 +44,11 @@ class Events:
     def states(self, job_id: str) -> list[str]:
         return [e.state.value for e in self.by_job[job_id]]
 
-    async def wait(self, pred, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    async def wait(self, pred, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
         async with self.changed:
             await asyncio.wait_for(self.changed.wait_for(pred), timeout)
 
-    async def wait_state(self, job_id: str, state: str, timeout: float = 10.0) -> None:
+    async def wait_state(self, job_id: str, state: str, timeout: float = 30.0) -> None:
         await self.wait(lambda: state in self.states(job_id), timeout)
 
 
@@ -136,16 +136,16 @@ class FakeNode:
                     self.received.notify_all()
                 await m.ack()
 
-    async def wait_runs(self, n: int, timeout: float = 10.0) -> None:
+    async def wait_runs(self, n: int, timeout: float = 30.0) -> None:
         async with self.received:
             await asyncio.wait_for(self.received.wait_for(lambda: len(self.runs) >= n), timeout)
 
-    async def wait_holds(self, n: int, timeout: float = 10.0) -> list[v1.HoldRun]:
+    async def wait_holds(self, n: int, timeout: float = 30.0) -> list[v1.HoldRun]:
         async with self.received:
             await asyncio.wait_for(self.received.wait_for(lambda: len(self.holds) >= n), timeout)
         return self.holds
 
-    async def wait_cancel(self, job_id: str, timeout: float = 10.0) -> v1.CancelRun:
+    async def wait_cancel(self, job_id: str, timeout: float = 30.0) -> v1.CancelRun:
         async with self.received:
             await asyncio.wait_for(
                 self.received.wait_for(lambda: any(c.job_id == job_id for c in self.cancels)), timeout

@@ -73,7 +73,7 @@ async def test_an_array_is_one_row_and_its_tasks_are_made_as_parallelism_allows(
                 await node.report(jid, "running")
                 await node.report(jid, "finished", outcome=S.SUCCEEDED, exit_code=0)
                 done.add(jid)
-            await node.wait_runs(min(25, len(done) + 1), timeout=10)
+            await node.wait_runs(min(25, len(done) + 1), timeout=30)
         assert most <= 4
         assert sorted(r.array_index or 0 for r in node.runs.values()) == list(range(1, 26))
         await events.wait_state(aid, "succeeded")

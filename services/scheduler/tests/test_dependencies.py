@@ -89,7 +89,7 @@ async def test_a_failed_root_cancels_the_whole_dag_at_once_with_reasons(schedule
         await node.wait_runs(1)
         await finish(node, events, ids["a"], S.FAILED)
         for n in "bcd":
-            await events.wait_state(ids[n], "cancelled", timeout=5)
+            await events.wait_state(ids[n], "cancelled", timeout=20)
         assert (await job(scheduler, ids["b"])).reason == f"dependency {ids['a']} failed"
         assert (await job(scheduler, ids["c"])).reason == f"dependency {ids['a']} failed"
         d = await job(scheduler, ids["d"])

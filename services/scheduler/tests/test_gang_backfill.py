@@ -40,7 +40,7 @@ async def test_kept_nodes_take_only_jobs_that_end_before_the_gang_could_start(sc
 
         # expected to end (1 s) before the gang could start (n0's job has ~3 s left): backfilled on n1
         short = await submit(clean_bus, spec(1.0, node="n1"))
-        await n1.wait_runs(1, timeout=10)
+        await n1.wait_runs(1, timeout=30)
         assert short in n1.runs
         await n1.report(short, "starting")
         await n1.report(short, "running")
@@ -60,7 +60,7 @@ async def test_kept_nodes_take_only_jobs_that_end_before_the_gang_could_start(sc
         await n0.report(long, "finished", outcome=S.SUCCEEDED, exit_code=0)
         await n1.report(short, "finished", outcome=S.SUCCEEDED, exit_code=0)
         for n in nodes:  # every rank at once, before either job that waited on n2
-            await n.wait_runs(2 if n is not n2 else 1, timeout=10)
+            await n.wait_runs(2 if n is not n2 else 1, timeout=30)
             assert g in n.runs
         assert slow not in n2.runs and tiny not in n2.runs
         for rank, n in enumerate(sorted(nodes, key=lambda n: n.runs[g].gang.rank)):
@@ -69,7 +69,7 @@ async def test_kept_nodes_take_only_jobs_that_end_before_the_gang_could_start(sc
         for n in nodes:  # the ranks report the same job and attempt: the node names each message
             await n.report(g, "finished", outcome=S.SUCCEEDED, exit_code=0, msg_id=f"{g}:finished:{n.name}")
         await events.wait_state(g, "succeeded")
-        await n2.wait_runs(2, timeout=10)  # then n2's queue moves again: the slow job first
+        await n2.wait_runs(2, timeout=30)  # then n2's queue moves again: the slow job first
         assert slow in n2.runs and tiny not in n2.runs
     finally:
         for n in nodes:

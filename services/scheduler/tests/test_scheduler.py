@@ -176,9 +176,9 @@ async def test_timeout_backstop_when_the_executor_does_not_enforce_it(scheduler,
         jid = await submit(clean_bus, spec(resources=v1.Resources(walltime=0.5)))
         await a.wait_runs(1)
         await a.report(jid, "running")
-        cancel = await a.wait_cancel(jid, timeout=5)
+        cancel = await a.wait_cancel(jid, timeout=20)
         assert cancel.outcome is S.TIMED_OUT
-        await events.wait_state(jid, "timed_out", timeout=5)  # the fake never answers: the scheduler decides
+        await events.wait_state(jid, "timed_out", timeout=20)  # the fake never answers: the scheduler decides
     finally:
         await a.stop()
 
@@ -303,7 +303,7 @@ async def test_batch_job_waits_in_starting_is_held_and_released_on_its_node(sche
         await a.report(jid, "running")
         await events.wait_state(jid, "running")
         assert events.states(jid) == ["queued", "starting", "held", "starting", "running"]
-        cancel = await a.wait_cancel(jid, timeout=5)  # now its walltime counts
+        cancel = await a.wait_cancel(jid, timeout=20)  # now its walltime counts
         assert cancel.outcome is S.TIMED_OUT
     finally:
         await a.stop()
