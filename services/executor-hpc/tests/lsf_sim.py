@@ -201,7 +201,9 @@ def run(job_id: str) -> int:
             start_new_session=True,
             env=env,
         )
-        update(job_id, pgid=proc.pid)
+        if update(job_id, pgid=proc.pid).get("killed"):  # bkill came between RUN and the pgid
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
         try:
             rc = proc.wait(timeout=limit)
             reason = "TERM_OWNER" if rc < 0 else None
@@ -303,20 +305,24 @@ def each(ref: str, act: Callable[[str], int]) -> int:
 
 
 def bkill(job_id: str) -> int:
-    job = load(job_id)
-    if job is None:
-        print(f"Job <{job_id}> is not found", file=sys.stderr)
-        return 255
-    if job["stat"] in FINISHED:
-        print(f"Job <{job_id}>: Job has already finished", file=sys.stderr)
-        return 255
-    if job["stat"] in ("PEND", "PSUSP"):
-        update(job_id, stat="EXIT", exit_code=130, reason="TERM_OWNER", end=time.time())
-    else:
-        pgid = job.get("pgid")
-        if isinstance(pgid, int):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGTERM)
+    with locked():  # decided under the lock the job's runner takes to start it
+        job = load(job_id)
+        if job is None:
+            print(f"Job <{job_id}> is not found", file=sys.stderr)
+            return 255
+        if job["stat"] in FINISHED:
+            print(f"Job <{job_id}>: Job has already finished", file=sys.stderr)
+            return 255
+        pgid = None
+        if job["stat"] in ("PEND", "PSUSP"):
+            job.update(stat="EXIT", exit_code=130, reason="TERM_OWNER", end=time.time())
+        else:  # running: a runner that has not recorded its process group yet kills it when it does
+            job["killed"] = True
+            pgid = job.get("pgid")
+        save(job_id, job)
+    if isinstance(pgid, int):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
     print(f"Job <{job_id}> is being terminated")
     return 0
 
