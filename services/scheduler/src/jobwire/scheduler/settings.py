@@ -39,7 +39,8 @@ class SchedulerSettings:
     )
     migrate: bool = True
     #: trace each command's handling (spans continue the trace its headers carry). Unset: when
-    #: ``OTEL_TRACES_EXPORTER`` names an exporter (or this process set tracing up already)
+    #: ``OTEL_TRACES_EXPORTER`` names an exporter (unset: ``otlp`` when an
+    #: ``OTEL_EXPORTER_OTLP_*ENDPOINT`` is given) or this process set tracing up already
     tracing: bool | None = None
     #: who this replica is in the leader lease; a restart under the same id takes its lease back at
     #: once, so replicas on one host need distinct ids (default: the host name)
