@@ -72,3 +72,8 @@ def test_each_service_exports_what_a_real_job_did(stack: Stack, ports: dict[str,
         assert sample(gw, "jobwire_node_slots", node="m-local") == 2
         assert sample(gw, "jobwire_submits_total", status="201") == 1
         assert api.get("/metrics", headers={"Authorization": ""}).status_code == 401
+
+        # each series on the process that counts it, not a constant 0 on the others
+        assert "jobwire_submits_total" not in sched and "jobwire_log_bytes" not in sched
+        assert "jobwire_scheduler_" not in ex and "jobwire_submit_duration_seconds" not in ex
+        assert "jobwire_scheduler_" not in gw and "jobwire_artifact_bytes" not in gw

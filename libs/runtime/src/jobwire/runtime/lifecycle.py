@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from .metrics import serve_metrics
+from .metrics import role_of, serve_metrics
 
 
 def setup_logging(service: str) -> None:
@@ -25,10 +25,10 @@ def setup_logging(service: str) -> None:
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]], service: str) -> None:
     """Run ``main(stop)``; SIGINT/SIGTERM set ``stop`` so the service drains and exits cleanly.
 
-    With ``JOBWIRE_METRICS_PORT`` set, the process's metrics are served there while it runs.
+    With ``JOBWIRE_METRICS_PORT`` set, the process's own metrics are served there while it runs.
     """
     setup_logging(service)
-    serve_metrics()
+    serve_metrics(role=role_of(service))
 
     async def runner() -> None:
         stop = asyncio.Event()

@@ -5,15 +5,20 @@ scheduler and executors serve it on their own ``JOBWIRE_METRICS_PORT`` (no token
 monitoring network reaches); the gateway serves it at ``GET /metrics`` behind the ``metrics:read`` scope,
 plus the fleet view it reads from the database at scrape time (jobs by state, nodes, queues, GPUs).
 Names follow Prometheus conventions: a ``jobwire_`` prefix, ``_total`` counters, ``_seconds``, base units.
+Each process exports only the series it counts (``registry(role)``): every series is defined in every
+process, and one that is never counted there would be exported as a constant 0 (the gateway showed the
+scheduler's batch histograms and failed batches, the scheduler the gateway's submits), which reads as a
+statement about that process and doubles the series a dashboard sums over instances.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger(__name__)
 PORT_ENV = "JOBWIRE_METRICS_PORT"
@@ -81,13 +86,62 @@ ARTIFACT_BYTES = Counter("jobwire_artifact_bytes", "Artifact bytes uploaded to t
 NATS_RECONNECTS = Counter("jobwire_nats_reconnects", "Reconnections to NATS", ["client"])
 
 
-def serve_metrics(environ: Mapping[str, str] | None = None, *, addr: str = "0.0.0.0") -> int | None:  # noqa: S104
-    """Serve ``/metrics`` on ``$JOBWIRE_METRICS_PORT`` when set (in a thread); the bound port, else None."""
+def _names(*metrics: Counter | Histogram) -> frozenset[str]:
+    return frozenset(family.name for m in metrics for family in m.describe())
+
+
+#: the series each kind of process counts; ``jobwire_nats_reconnects`` is every process's
+OWNED: dict[str, frozenset[str]] = {
+    "gateway": _names(SUBMITS, SUBMITTED_JOBS, SUBMIT_SECONDS),
+    "scheduler": _names(SUBMIT_TO_RUNNING, BATCH_MESSAGES, BATCH_SECONDS, BATCHES_FAILED, DISPATCHES),
+    "executor": _names(POLL_SECONDS, BACKEND_ERRORS, LOG_BYTES, ARTIFACT_BYTES),
+}
+_EVERY = _names(NATS_RECONNECTS)
+_ANYONES = frozenset().union(*OWNED.values())
+
+
+def role_of(service: str) -> str:
+    """``scheduler``, ``gateway`` or ``executor`` for a service name (``jobwire-executor-ssh`` ...)."""
+    for role in ("scheduler", "gateway"):
+        if role in service:
+            return role
+    return "executor"
+
+
+class _Own:
+    """The default registry's families less the jobwire series another kind of process counts."""
+
+    def __init__(self, role: str) -> None:
+        self.keep = OWNED[role] | _EVERY
+
+    def collect(self) -> Iterator[Metric]:
+        for family in REGISTRY.collect():
+            if family.name not in _ANYONES or family.name in self.keep:
+                yield family
+
+
+def registry(role: str) -> CollectorRegistry:
+    """What ``role``'s process exports: its own jobwire series, NATS reconnects, process and Python."""
+    if role not in OWNED:
+        raise ValueError(f"unknown metrics role {role!r} (one of {sorted(OWNED)})")
+    own = CollectorRegistry(auto_describe=False)
+    own.register(_Own(role))
+    return own
+
+
+def serve_metrics(
+    environ: Mapping[str, str] | None = None,
+    *,
+    addr: str = "0.0.0.0",  # noqa: S104
+    role: str = "executor",
+) -> int | None:
+    """Serve ``role``'s ``/metrics`` on ``$JOBWIRE_METRICS_PORT`` when set (in a thread); the bound port,
+    else None."""
     env = environ if environ is not None else os.environ
     value = env.get(PORT_ENV, "").strip()
     if not value:
         return None
-    server, _ = start_http_server(int(value), addr=env.get(ADDR_ENV, addr))
+    server, _ = start_http_server(int(value), addr=env.get(ADDR_ENV, addr), registry=registry(role))
     bound = int(server.server_address[1])
     log.info("metrics on :%d/metrics", bound)
     return bound

@@ -10,15 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from litestar import Controller, Response, get
-from prometheus_client import REGISTRY, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from jobwire.contracts import v1
+from jobwire.runtime.metrics import registry
 from jobwire.store import queries
 
 from ..params import Res
+
+#: the gateway's own series (the scheduler's and executors' are theirs to export)
+GATEWAY = registry("gateway")
 
 METRICS_SCOPE = "metrics:read"
 
@@ -88,5 +92,5 @@ class MetricsController(Controller):
             nodes = await queries.list_nodes(session)
         fleet = CollectorRegistry(auto_describe=False)
         fleet.register(_Fleet(per_node, nodes))
-        body = generate_latest(REGISTRY) + generate_latest(fleet)
+        body = generate_latest(GATEWAY) + generate_latest(fleet)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
