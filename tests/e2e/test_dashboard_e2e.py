@@ -10,6 +10,7 @@ GPUs with an inventory, and the page must show which job holds which GPU.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -455,3 +456,127 @@ def test_a_workflows_page_draws_its_levels_with_states_and_links(
     page.goto(f"{stack.api_url}/ui#/workflows/{wf}")
     page.click(".dag-job[data-name=c] a")
     expect(page.locator("#job-id")).to_have_text(ids["c"])
+
+
+def test_hold_release_and_delete_buttons_act_as_the_tokens_scopes_allow(
+    page: Page, stack: Stack, admin: httpx.Client, alice: str, as_alice: httpx.Client
+) -> None:
+    """A job waiting for another is held, released and deleted from its page; a token without
+    ``jobs:cancel`` sees the same buttons disabled, saying why, and no re-submit without ``jobs:submit``."""
+    first = submit(as_alice, command=["sleep", "60"], name="ui-first", node="ui-local")
+    waiting = submit(as_alice, command=["true"], name="ui-waits-for-first", after=[{"job": first["id"]}])
+    try:
+        r = admin.post("/v1/tokens", json={"owner": "alice", "scopes": ["jobs:read"]})
+        assert r.status_code == 201, r.text
+        sign_in(page, stack, r.json()["secret"])
+        page.goto(f"{stack.api_url}/ui#/jobs/{waiting['id']}")
+        expect(page.locator("#summary .badge[data-state=queued]")).to_be_visible()
+        for verb in ("hold", "delete"):
+            expect(page.locator(f"#do-{verb}")).to_be_disabled()
+            expect(page.locator(f"#do-{verb}")).to_have_attribute("title", re.compile("jobs:cancel"))
+        expect(page.locator("#resubmit")).to_have_count(0)
+
+        page.evaluate("sessionStorage.clear()")
+        sign_in(page, stack, alice)
+        page.goto(f"{stack.api_url}/ui#/jobs/{waiting['id']}")
+        page.click("#do-hold")
+        expect(page.locator("#summary .badge[data-state=held]")).to_be_visible()
+        expect(page.locator("#do-hold")).to_have_count(0)
+        assert as_alice.get(f"/v1/jobs/{waiting['id']}").json()["state"] == "held"
+        page.click("#do-release")
+        expect(page.locator("#summary .badge[data-state=queued]")).to_be_visible()
+        expect(page.locator("#do-release")).to_have_count(0)
+        assert as_alice.get(f"/v1/jobs/{waiting['id']}").json()["state"] == "queued"
+
+        as_alice.post(f"/v1/jobs/{first['id']}/cancel")
+        expect(page.locator("#summary .badge[data-state=cancelled]")).to_be_visible()  # its dependency failed
+        page.click("#do-delete")
+        page.wait_for_url(re.compile(r"#/jobs$"))
+        expect(page.locator(f"tr[data-id='{waiting['id']}']")).to_have_count(0)
+        assert as_alice.get(f"/v1/jobs/{waiting['id']}").status_code == 404
+    finally:
+        as_alice.post(f"/v1/jobs/{first['id']}/cancel")
+
+
+def test_published_ports_are_links_and_programs_are_listed_per_cluster(
+    page: Page, stack: Stack, alice: str, as_alice: httpx.Client
+) -> None:
+    """A node that publishes a running job's port: the job's page links it. Two clusters' program
+    catalogs (as the HPC executors put them in the ``jobwire_programs`` bucket): the nodes page lists
+    each cluster's programs under its name."""
+    url = "http://127.0.0.1:18888/lab?token=abc"
+    stop = threading.Event()
+    node = threading.Thread(target=_node_publishing_ports, args=(stack.nats_url, url, stop), daemon=True)
+    node.start()
+    try:
+
+        def up(body: dict[str, Any]) -> bool:
+            return any(n["name"] == "sim-ports" and n["state"] == "up" for n in body["items"])
+
+        assert up(wait_for(as_alice, "/v1/nodes", up))
+        job = submit(as_alice, command=["jupyter", "lab"], name="ui-notebook", node="sim-ports")
+        wait_state(as_alice, job["id"], "running")
+        sign_in(page, stack, alice)
+        page.goto(f"{stack.api_url}/ui#/jobs/{job['id']}")
+        link = page.locator("#summary a", has_text="jupyter")
+        expect(link).to_have_attribute("href", url)
+        expect(link).to_have_attribute("target", "_blank")
+        expect(link).to_have_attribute("rel", "noopener")
+
+        page.click("text=Nodes")
+        catalog = page.locator("#catalog")
+        expect(catalog.locator("h3")).to_have_text(["alpha", "beta"])
+        alpha = catalog.locator("table").nth(0)
+        expect(alpha).to_contain_text("NEWAVE@v28.16.4")
+        expect(alpha).to_contain_text("hpc-a1")
+        expect(alpha).to_contain_text("hydro-thermal dispatch")
+        expect(catalog.locator("table").nth(1)).to_contain_text("DECOMP@v31")
+        expect(catalog.locator("table").nth(1)).not_to_contain_text("NEWAVE")
+        shot(page, "nodes-catalog")
+    finally:
+        stop.set()
+        node.join(15)
+
+
+def _node_publishing_ports(nats_url: str, url: str, stop: threading.Event) -> None:
+    """A node (``sim-ports``) that runs what it is sent, reporting it running with a ``jupyter`` port
+    and ending it as succeeded when the test is done; it also publishes two clusters' catalogs."""
+
+    async def run() -> None:
+        from jobwire.contracts.v1 import codec
+        from jobwire.contracts.v1 import programs as pv
+        from jobwire.runtime.bus import connect
+        from jobwire.runtime.settings import BusSettings
+        from tests.support.fake_node import FakeNode
+
+        bus = await connect(BusSettings(nats_url=nats_url), name="ui-sim-ports")
+        kv = await bus.js.key_value(sj.PROGRAM_BUCKET)
+        for name, cluster, ids in (
+            ("hpc-a1", "alpha", ["NEWAVE@v28.16.4", "NEWAVE@v10"]),
+            ("hpc-b1", "beta", ["DECOMP@v31"]),
+        ):
+            entries = [
+                pv.ProgramEntry(
+                    name=i.split("@")[0], version=i.split("@")[1], description="hydro-thermal dispatch"
+                )
+                for i in ids
+            ]
+            catalog = pv.ProgramCatalog(node=name, cluster=cluster, at=datetime.now(UTC), programs=entries)
+            await kv.put(name, codec.encode(catalog))
+        node = await FakeNode(bus, "sim-ports", slots=2).start()
+        reported: set[str] = set()
+        try:
+            while not stop.is_set():
+                for job_id in set(node.runs) - reported:
+                    reported.add(job_id)
+                    await node.report(job_id, "running", ports={"jupyter": url})
+                await asyncio.sleep(0.2)
+            for job_id in reported:
+                await node.report(job_id, "finished", outcome=v1.JobState.SUCCEEDED, exit_code=0)
+            for name in ("hpc-a1", "hpc-b1"):
+                await kv.delete(name)
+        finally:
+            await node.stop()
+            await bus.close()
+
+    asyncio.run(run())

@@ -63,7 +63,9 @@ export function render(main, ctx) {
       if (!clusters.has(p.cluster)) clusters.set(p.cluster, []);
       clusters.get(p.cluster).push(p);
     }
-    replace(catalog, h("h2", {}, "Program catalog"), items.length ? [...clusters.entries()].map(([cluster, progs]) => [
+    // clusters by name (the API sorts programs by name, which would order clusters by their first program)
+    const byName = [...clusters.entries()].sort(([a], [b]) => a.localeCompare(b));
+    replace(catalog, h("h2", {}, "Program catalog"), items.length ? byName.map(([cluster, progs]) => [
       h("h3", {}, cluster),
       h("table", {}, h("thead", {}, h("tr", {}, ["Program", "Node", "Description"].map((c) => h("th", {}, c)))),
         h("tbody", {}, progs.map((p) => h("tr", {}, h("td", { class: "mono" }, `${p.name}@${p.version}`), h("td", {}, p.node), h("td", {}, p.description || "")))))])
