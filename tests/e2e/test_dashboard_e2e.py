@@ -580,3 +580,40 @@ def _node_publishing_ports(nats_url: str, url: str, stop: threading.Event) -> No
             await bus.close()
 
     asyncio.run(run())
+
+
+def test_an_uploaded_input_reaches_the_job_and_a_resubmit_carries_the_changes(
+    page: Page, stack: Stack, alice: str, as_alice: httpx.Client, tmp_path: Path
+) -> None:
+    """The submit form's file upload lands in the job's working directory; "Re-submit with changes"
+    starts from that job's spec, and what the user edits (here an env value) is what the new job gets,
+    the uploaded input kept."""
+    data = tmp_path / "data.txt"
+    data.write_text("payload-42\n")
+    sign_in(page, stack, alice)
+    page.click("text=Submit")
+    page.fill("#f-name", "ui-upload")
+    page.fill("#f-command", "sh -c 'cat data.txt; echo \"who=$WHO\"'")
+    page.fill("#f-env", "WHO=first")
+    page.set_input_files("#f-inputs", str(data))
+    page.click("#f-submit")
+    expect(page.locator("#job-id")).to_have_text(re.compile(r"^[0-9a-f-]{36}$"), timeout=TIMEOUT)
+    first = page.locator("#job-id").inner_text()
+    expect(page.locator("#summary .badge[data-state=succeeded]")).to_be_visible()
+    expect(page.locator("#log-output")).to_contain_text("payload-42")
+    expect(page.locator("#log-output")).to_contain_text("who=first")
+
+    page.click("#resubmit")
+    expect(page.locator("#f-env")).to_have_value("WHO=first")
+    page.fill("#f-env", "WHO=second")
+    page.click("#f-submit")
+    expect(page.locator("#job-id")).not_to_have_text(first, timeout=TIMEOUT)
+    expect(page.locator("#job-id")).to_have_text(re.compile(r"^[0-9a-f-]{36}$"))
+    again = page.locator("#job-id").inner_text()
+    expect(page.locator("#summary .badge[data-state=succeeded]")).to_be_visible()
+    expect(page.locator("#log-output")).to_contain_text("who=second")
+    expect(page.locator("#log-output")).to_contain_text("payload-42")
+    old, new = as_alice.get(f"/v1/jobs/{first}").json(), as_alice.get(f"/v1/jobs/{again}").json()
+    assert new["env"] == {"WHO": "second"} and old["env"] == {"WHO": "first"}
+    assert new["inputs"] == old["inputs"] and old["inputs"][0]["path"] == "data.txt"
+    assert new["name"] == "ui-upload" and new["command"] == old["command"]
