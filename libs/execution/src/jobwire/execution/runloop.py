@@ -233,7 +233,7 @@ class RunLoop:
                 outcome=outcome, reason=reason, grace=max(0.0, grace), at=time.time()
             )
             await self.save(t)
-        await self.executor.signal(t.handle, signal.SIGTERM)
+        await self._signal(t, signal.SIGTERM)
         if t.journal.stop.grace <= 0:
             await self._kill(t)
 
@@ -241,7 +241,15 @@ class RunLoop:
         assert t.journal.stop is not None
         t.journal.stop.killed = True
         await self.save(t)
-        await self.executor.signal(t.handle, signal.SIGKILL)
+        await self._signal(t, signal.SIGKILL)
+
+    async def _signal(self, t: Tracked, sig: signal.Signals) -> None:
+        """``executor.signal`` (scancel, qdel, docker kill, kill over SSH), its failures counted."""
+        try:
+            await self.executor.signal(t.handle, sig)
+        except Exception:
+            metrics.BACKEND_ERRORS.labels(backend=self.settings.backend, call="signal").inc()
+            raise
 
     # --- logs and progress ----------------------------------------------------------------------
 

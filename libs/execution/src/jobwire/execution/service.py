@@ -536,6 +536,9 @@ class ExecutorService:
         except HoldRefused as e:
             log.warning("%s for %s attempt %d refused: %s", what, hold.job_id, hold.attempt, e)
             return
+        except Exception:
+            metrics.BACKEND_ERRORS.labels(backend=self.settings.backend, call="hold").inc()
+            raise
         log.info("%s of %s attempt %d done", what, hold.job_id, hold.attempt)
 
     async def _on_cancel(self, cancel: CancelRun) -> None:

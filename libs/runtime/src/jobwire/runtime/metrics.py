@@ -75,7 +75,8 @@ POLL_SECONDS = Histogram(
 )
 BACKEND_ERRORS = Counter(
     "jobwire_backend_errors",
-    "Backend calls that failed (sbatch, qstat, slurmrestd, docker, ssh ...)",
+    "Backend calls that failed (sbatch, qstat, slurmrestd, docker, ssh ...), by what was asked: start, "
+    "poll, signal (cancel, timeout, kill), hold",
     ["backend", "call"],
 )
 # (one executor process serves one node: Prometheus's instance label tells nodes apart)
