@@ -91,3 +91,33 @@ async def test_batches_arrays_and_workflows_are_counted_by_kind_and_jobs(gateway
     assert grew(text, "jobwire_submitted_jobs_total", kind="batch") == 3
     assert grew(text, "jobwire_submitted_jobs_total", kind="workflow") == 2
     assert grew(text, "jobwire_submit_duration_seconds_count") == 5
+
+
+async def test_queue_depth_queued_time_gpus_in_use_and_heartbeat_per_node(gateway, seed, sessions) -> None:
+    """The per-node gauges an operator graphs (issue 15): queue depth, queued time (what placement
+    minimises: expected runtime queued over the node's slots), GPUs a job holds, the last heartbeat."""
+    beat = datetime.now(UTC)
+    holder = await seed.job(state="running", node="gpu-box", expected_runtime=0.0)
+    async with sessions() as session, session.begin():
+        session.add(
+            NodeRow(
+                name="gpu-box",
+                backend="ssh",
+                state="up",
+                capacity=v1.encode(v1.NodeCapacity(slots=2, gpus=2)),
+                gpus=v1.encode([v1.GpuInfo(index=0, job_id=holder), v1.GpuInfo(index=1)]),
+                registered_at=beat,
+                last_heartbeat=beat,
+            )
+        )
+    await seed.job(state="queued", node="gpu-box", expected_runtime=300.0)
+    await seed.job(state="queued", node="gpu-box", expected_runtime=100.0)
+
+    text = (await gateway.get("/metrics")).text
+    assert sample(text, "jobwire_node_queued_jobs", node="gpu-box") == 2
+    assert sample(text, "jobwire_node_queued_seconds", node="gpu-box") == 200.0  # (300 + 100) / 2 slots
+    assert sample(text, "jobwire_node_running_jobs", node="gpu-box") == 1
+    assert sample(text, "jobwire_node_gpus", node="gpu-box") == 2
+    assert sample(text, "jobwire_node_gpus_used", node="gpu-box") == 1
+    assert sample(text, "jobwire_node_last_heartbeat_timestamp_seconds", node="gpu-box") == beat.timestamp()
+    assert sample(text, "jobwire_jobs", state="queued", backend="ssh") == 2
