@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import subprocess
 import time
 
 import httpx
@@ -13,6 +14,8 @@ import pytest
 
 from jobwire.gateway import serve
 from jobwire.runtime.settings import BusSettings
+from jobwire.store import migrate
+from tests.fixtures.postgres import start_postgres, stop_postgres
 from tests.support.private_nats import PrivateNats, free_port
 
 from .conftest import bearer
@@ -122,3 +125,50 @@ async def test_nats_down_is_503_with_retry_after_and_back_when_it_returns(settin
                 await asyncio.sleep(0.5)
     finally:
         nats.stop()
+
+
+async def test_postgres_going_down_under_a_running_gateway_is_503_and_it_recovers(settings, clean_bus):
+    """The database stops while the gateway holds pooled connections to it (a restart, a failover):
+    reads are 503 problems with ``Retry-After`` — not 500s from the dead connections —, a submit is
+    still queued on the bus, and the same process answers again once the server is back."""
+    server = start_postgres()
+    try:
+        url = server.database_url("postgres")
+        await migrate(url)
+        changed = dataclasses.replace(settings, database_url=url, api_key=KEY)
+        async with (
+            serve(changed, port=0) as base,
+            httpx.AsyncClient(base_url=base, headers=bearer(KEY), timeout=30) as c,
+        ):
+            for path in ("/v1/jobs", "/v1/nodes", "/ready"):
+                assert (await c.get(path)).status_code == 200, path  # the pool now holds connections
+            _pg_ctl(server, "stop", "-m", "immediate")
+            for method, path, body in [
+                ("GET", "/v1/jobs", None),
+                ("GET", "/v1/nodes", None),
+                ("GET", "/v1/quotas", None),
+                ("GET", "/ready", None),
+            ]:
+                r = await c.request(method, path, json=body)
+                assert_problem(r, 503)
+                assert int(r.headers["retry-after"]) > 0, path
+            # a submit needs no database: it is queued on the bus, nothing lost (the scheduler stores it)
+            assert (await c.post("/v1/jobs", json={"command": ["true"]})).status_code == 202
+            port = server.url.port
+            _pg_ctl(
+                server, "start", "-l", str(server.base / "postgres.log"), "-o", f"-p {port} -k {server.base}"
+            )
+            deadline = time.monotonic() + 60
+            while (r := await c.get("/v1/jobs")).status_code != 200:
+                assert r.status_code == 503, r.text
+                assert time.monotonic() < deadline, "the gateway never came back"
+                await asyncio.sleep(0.5)
+    finally:
+        stop_postgres(server)
+
+
+def _pg_ctl(server, *args: str) -> None:  # type: ignore[no-untyped-def]
+    data = str(server.base / "data")
+    subprocess.run(
+        [*(server.as_user or []), server.pg_ctl, "-D", data, "-w", *args], check=True, capture_output=True
+    )
