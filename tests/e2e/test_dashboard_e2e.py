@@ -33,6 +33,9 @@ ACTIVE = ("queued", "held", "starting", "running")
 pytestmark = [pytest.mark.e2e, pytest.mark.backend("browser"), pytest.mark.slow]
 
 TIMEOUT = 30_000  # ms: a job's life on two busy cores
+# every expect() waits as long as a page action may (its own default is 5 s: a job's run on a loaded
+# machine outlasts that)
+expect.set_options(timeout=TIMEOUT)
 
 
 @pytest.fixture(scope="module")
@@ -506,13 +509,13 @@ def test_published_ports_are_links_and_programs_are_listed_per_cluster(
     each cluster's programs under its name."""
     url = "http://127.0.0.1:18888/lab?token=abc"
     stop = threading.Event()
+
+    def up(body: dict[str, Any]) -> bool:
+        return any(n["name"] == "sim-ports" and n["state"] == "up" for n in body["items"])
+
     node = threading.Thread(target=_node_publishing_ports, args=(stack.nats_url, url, stop), daemon=True)
     node.start()
     try:
-
-        def up(body: dict[str, Any]) -> bool:
-            return any(n["name"] == "sim-ports" and n["state"] == "up" for n in body["items"])
-
         assert up(wait_for(as_alice, "/v1/nodes", up))
         job = submit(as_alice, command=["jupyter", "lab"], name="ui-notebook", node="sim-ports")
         wait_state(as_alice, job["id"], "running")
@@ -536,6 +539,9 @@ def test_published_ports_are_links_and_programs_are_listed_per_cluster(
     finally:
         stop.set()
         node.join(15)
+        # gone before the next test: the scheduler would place that test's jobs on it while it looks up
+        gone = wait_for(as_alice, "/v1/nodes", lambda body: not up(body))
+        assert not up(gone), "sim-ports still up after it stopped heart-beating"
 
 
 def _node_publishing_ports(nats_url: str, url: str, stop: threading.Event) -> None:
@@ -617,3 +623,32 @@ def test_an_uploaded_input_reaches_the_job_and_a_resubmit_carries_the_changes(
     assert new["env"] == {"WHO": "second"} and old["env"] == {"WHO": "first"}
     assert new["inputs"] == old["inputs"] and old["inputs"][0]["path"] == "data.txt"
     assert new["name"] == "ui-upload" and new["command"] == old["command"]
+
+
+def test_a_filtered_list_takes_new_matching_jobs_live_and_only_those(
+    page: Page, stack: Stack, alice: str, as_alice: httpx.Client
+) -> None:
+    """Filtered by label (from the form) or by name, the list still shows new jobs as they are
+    submitted — the matching ones only — without a reload; the counts follow the filter."""
+    sign_in(page, stack, alice)
+    page.fill("#filters input[name=label]", "batch=ui-filter")
+    page.click("#filters button[type=submit]")
+    expect(page.locator("#live")).to_have_text("live")
+    expect(page.locator("#job-rows")).to_contain_text("No jobs match.")
+    page.evaluate("window.__same_document = true")
+    other = submit(as_alice, command=["true"], name="ui-unlabelled", labels={"batch": "other"})
+    mine = submit(as_alice, command=["true"], name="ui-labelled", labels={"batch": "ui-filter"})
+    row = page.locator(f"tr[data-id='{mine['id']}']")
+    expect(row).to_be_visible()
+    expect(row.locator(".badge[data-state=succeeded]")).to_be_visible()
+    expect(page.locator(".bar[data-state=succeeded]")).to_have_attribute("data-count", "1")
+    assert page.locator(f"tr[data-id='{other['id']}']").count() == 0
+    assert page.evaluate("window.__same_document") is True
+
+    page.goto(f"{stack.api_url}/ui#/jobs?name=ui-named-later")
+    expect(page.locator("#live")).to_have_text("live")
+    expect(page.locator("#job-rows")).to_contain_text("No jobs match.")
+    named = submit(as_alice, command=["true"], name="ui-named-later")
+    submit(as_alice, command=["true"], name="ui-named-otherwise")
+    expect(page.locator(f"tr[data-id='{named['id']}']")).to_be_visible()
+    expect(page.locator("#job-rows tr")).to_have_count(1)

@@ -119,6 +119,17 @@ export function render(main, ctx) {
     return true;
   }
 
+  function matchesJob(job) {
+    if (filters.name && filters.name !== job.name) return false;
+    if (filters.array && filters.array !== job.array_id) return false;
+    if (filters.label) {
+      const at = filters.label.indexOf("=");
+      const [key, value] = [filters.label.slice(0, at), filters.label.slice(at + 1)];
+      if (at < 0 || (job.labels || {})[key] !== value) return false;
+    }
+    return true;
+  }
+
   // Events are applied one at a time, in stream order: a slow read for one must not let an older state
   // overwrite a newer one. A shown job is updated from the event itself (no request); a new one is read once.
   let chain = Promise.resolve();
@@ -140,10 +151,11 @@ export function render(main, ctx) {
       return;
     }
     // A job we do not show that now matches the filters: put it where the newest-first order wants it
-    // (ids sort by creation time), if that is on this page.
-    if (pageIndex !== 0 || !matches(event) || filters.name || filters.label || filters.array || filters.workflow) return;
+    // (ids sort by creation time), if that is on this page. Name, label and array are read from the job
+    // itself (an event does not carry them); a workflow's jobs all exist from its submit, so none is new.
+    if (pageIndex !== 0 || !matches(event) || filters.workflow) return;
     const job = await api(`/v1/jobs/${event.job_id}`, { signal: abort.signal }).catch(() => null);
-    if (!job || rows.has(job.id)) return;
+    if (!job || rows.has(job.id) || !matchesJob(job)) return;
     const after = [...tbody.children].find((tr) => tr.dataset.id && tr.dataset.id < job.id);
     if (!after && rows.size >= PAGE) return;
     tbody.querySelector(".empty")?.closest("tr")?.remove();
