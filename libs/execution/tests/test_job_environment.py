@@ -24,8 +24,8 @@ SECRETS = {
     "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer otel-secret",
     "AWS_SECRET_ACCESS_KEY": "aws-secret",
 }
-#: what /bin/sh (the wrapper) sets by itself in what it exports
-SHELL_OWN = {"PWD", "OLDPWD", "SHLVL", "_"}
+#: what /bin/sh (the wrapper) sets by itself in what it exports (not OLDPWD: the executor's directory)
+SHELL_OWN = {"PWD", "SHLVL", "_"}
 JOBWIRE_FOR_JOB = {
     "JOBWIRE_JOB_ID",
     "JOBWIRE_ATTEMPT",
@@ -86,6 +86,7 @@ async def test_a_job_never_sees_the_executors_secrets(harness, tmp_path):
         assert name not in env
         assert all(value not in v for v in env.values()), name
     assert "EXTRA_ONE" not in env
+    assert os.getcwd() not in env.values()  # the executor's directory (OLDPWD after the wrapper's cd)
     assert env["GREETING"] == "hi" and env["PATHLIKE"] == "x"
     assert env["PATH"] == os.environ["PATH"] and env["HOME"] == os.environ["HOME"]
     assert (env["LANG"], env["LC_TIME"], env["TZ"]) == ("C.UTF-8", "C", "UTC")

@@ -126,6 +126,7 @@ case $log_max in
 esac
 trap 'jobwire_signalled=1' TERM INT HUP
 if cd "$work_dir"; then
+  unset OLDPWD  # cd set it to where the executor runs: nothing of the executor's reaches the job
   (trap - TERM INT HUP; echo "$$" >"$job_dir/pid" && "$@")
   rc=$?
 else
