@@ -11,7 +11,7 @@ import pytest
 
 from jobwire.contracts import v1
 from jobwire.store import get_job, list_jobs
-from jobwire.store.estimates import fair_position, start_offsets
+from jobwire.store.estimates import NodeQueue, fair_position, start_offsets
 from jobwire.store.models import NodeRow, QuotaRow
 
 
@@ -103,3 +103,21 @@ async def test_listed_and_single_jobs_show_fair_positions_and_starts(sessions, m
     )
     # not queued: no position, no estimate
     assert not_queued and all(j.estimated_start is None and j.queue_position is None for j in not_queued)
+
+
+def test_a_node_queue_gives_fair_position_for_every_job_and_share():
+    """``NodeQueue.position`` (bisection over owners grouped by share, what a page uses) is
+    ``fair_position`` exactly: shares equal, mixed, fractional, zero; counts from 0 to thousands."""
+    rnd = random.Random(11)
+    for _ in range(3000):
+        drawn = [rnd.uniform(0, 4) for _ in range(5)]
+        shares = rnd.choice([[1.0], [1.0, 2.0, 0.5], [0.3, 1.7, 3.0, 0.0], drawn])
+        queued = [
+            (rnd.choice([0, 1, 2, rnd.randrange(50), rnd.randrange(5000)]), rnd.choice(shares))
+            for _ in range(rnd.randrange(0, 60))
+        ]
+        queue = NodeQueue(queued)
+        for _ in range(10):
+            ahead = rnd.choice([0, 1, rnd.randrange(100), rnd.randrange(6000)])
+            share = rnd.choice([*shares, 0.0, 1.0])
+            assert queue.position(ahead, share) == fair_position(ahead, share, queued), (ahead, share, queued)
