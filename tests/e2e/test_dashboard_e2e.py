@@ -591,7 +591,8 @@ def _node_publishing_ports(nats_url: str, url: str, stop: threading.Event) -> No
 def test_an_uploaded_input_reaches_the_job_and_a_resubmit_carries_the_changes(
     page: Page, stack: Stack, alice: str, as_alice: httpx.Client, tmp_path: Path
 ) -> None:
-    """The submit form's file upload lands in the job's working directory; "Re-submit with changes"
+    """The submit form's file upload lands in the job's working directory, and the file the job wrote
+    is downloaded from its page as an artifact; "Re-submit with changes"
     starts from that job's spec, and what the user edits (here an env value) is what the new job gets,
     the uploaded input kept."""
     data = tmp_path / "data.txt"
@@ -599,7 +600,10 @@ def test_an_uploaded_input_reaches_the_job_and_a_resubmit_carries_the_changes(
     sign_in(page, stack, alice)
     page.click("text=Submit")
     page.fill("#f-name", "ui-upload")
-    page.fill("#f-command", "sh -c 'cat data.txt; echo \"who=$WHO\"'")
+    page.fill(
+        "#f-command",
+        'sh -c \'cat data.txt; echo "who=$WHO"; echo "result of $WHO" > "$JOBWIRE_OUTPUT_DIR/result.txt"\'',
+    )
     page.fill("#f-env", "WHO=first")
     page.set_input_files("#f-inputs", str(data))
     page.click("#f-submit")
@@ -608,6 +612,11 @@ def test_an_uploaded_input_reaches_the_job_and_a_resubmit_carries_the_changes(
     expect(page.locator("#summary .badge[data-state=succeeded]")).to_be_visible()
     expect(page.locator("#log-output")).to_contain_text("payload-42")
     expect(page.locator("#log-output")).to_contain_text("who=first")
+    # the job's output is an artifact on its page, downloaded as the file it wrote
+    with page.expect_download() as dl:
+        page.locator("#artifacts button", has_text="result.txt").click()
+    assert Path(dl.value.path()).read_text() == "result of first\n"
+    assert dl.value.suggested_filename == "result.txt"
 
     page.click("#resubmit")
     expect(page.locator("#f-env")).to_have_value("WHO=first")
