@@ -47,11 +47,7 @@ def _gateway(python: str, home: Path, url: str) -> Stack:
         sys.executable = own
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its threads so far (``/proc/PID/stat``): what a request costs
-    the gateway, which the machine's load does not change the way it changes latencies."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+cpu_seconds = rb.cpu_seconds
 
 
 async def _http(stacks: dict[str, Stack], figures: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -66,6 +62,10 @@ async def _http(stacks: dict[str, Stack], figures: dict[str, list[dict[str, Any]
             for _ in range(20):  # warm connections and caches
                 (await client.get("/v1/jobs", params={"limit": 1})).raise_for_status()
         for figure, samples in figures.items():
+            for params in samples[: rb.WARMUP]:  # untimed, as read_bench: each gateway's steady state
+                path, query = rb._path(figure, params)
+                for client in clients.values():
+                    (await client.get(path, params=query)).raise_for_status()
             latencies: dict[str, list[float]] = {k: [] for k in stacks}
             cpu = {k: cpu_seconds(pid) for k, pid in pids.items()}
             for i, params in enumerate(samples):
@@ -91,6 +91,7 @@ def measure(kind: str, base_python: str, home: Path) -> dict[str, Any]:
         "database": kind,
         "jobs": rb.JOBS,
         "samples_per_figure": rb.SAMPLES,
+        "warmup_requests_per_figure": rb.WARMUP,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "cores": os.cpu_count(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -42,6 +42,9 @@ from jobwire.store.bootstrap import local_admin_token
 
 JOBS = int(os.environ.get("BENCH_READ_JOBS", "1000000"))
 SAMPLES = int(os.environ.get("BENCH_READ_SAMPLES", "300"))
+#: requests of each figure sent and not timed before its samples: a server's steady state is measured (its
+#: statement caches, page cache and connections warm for that query's shape), not its first request of it
+WARMUP = int(os.environ.get("BENCH_READ_WARMUP", "5"))
 DATABASES = os.environ.get("BENCH_READ_DATABASES", "sqlite,postgresql").split(",")
 TARGET_P99_MS = 20.0
 
@@ -276,7 +279,21 @@ def _path(figure: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def summary(latencies: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(pct(latencies, 50) * 1000, 2), "p99_ms": round(pct(latencies, 99) * 1000, 2)}
+    """p50 and p99 (the p99 of fewer than 100 samples is their maximum: ``samples`` says how many), and
+    the maximum apart."""
+    return {
+        "p50_ms": round(pct(latencies, 50) * 1000, 2),
+        "p99_ms": round(pct(latencies, 99) * 1000, 2),
+        "max_ms": round(max(latencies, default=float("nan")) * 1000, 2),
+        "samples": len(latencies),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its threads so far (``/proc/PID/stat``): what a request costs
+    the gateway, which the machine's load does not change the way it changes latencies."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def measure_store(engine: AsyncEngine, figures: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -290,6 +307,9 @@ async def measure_store(engine: AsyncEngine, figures: dict[str, list[dict[str, A
 
     out: dict[str, Any] = {}
     for figure, samples in figures.items():
+        for params in samples[:WARMUP]:  # not timed: the statement's first compile and plan
+            async with sessions() as session:
+                await _store_call(figure, params)(session)
         store, raw = [], []
         for params in samples:
             sent.clear()
@@ -311,14 +331,23 @@ async def measure_store(engine: AsyncEngine, figures: dict[str, list[dict[str, A
 
 
 async def measure_http(
-    api: str, headers: dict[str, str], figures: dict[str, list[dict[str, Any]]]
+    api: str,
+    headers: dict[str, str],
+    figures: dict[str, list[dict[str, Any]]],
+    gateway_pid: int | None = None,
 ) -> dict[str, Any]:
+    """One request at a time per figure, after ``WARMUP`` untimed ones of it; with ``gateway_pid``, the
+    gateway's CPU per timed request beside the latencies (the load of others moves latencies far more)."""
     out: dict[str, Any] = {}
     async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as client:
         for _ in range(20):  # warm the connection and the gateway's caches
             (await client.get("/v1/jobs", params={"limit": 1})).raise_for_status()
         for figure, samples in figures.items():
+            for params in samples[:WARMUP]:
+                path, query = _path(figure, params)
+                (await client.get(path, params=query)).raise_for_status()
             latencies = []
+            cpu = cpu_seconds(gateway_pid) if gateway_pid is not None else 0.0
             for params in samples:
                 path, query = _path(figure, params)
                 t = time.perf_counter()
@@ -326,6 +355,9 @@ async def measure_http(
                 latencies.append(time.perf_counter() - t)
                 r.raise_for_status()
             out[figure] = summary(latencies)
+            if gateway_pid is not None:
+                used = cpu_seconds(gateway_pid) - cpu
+                out[figure]["gateway_cpu_ms_per_request"] = round(used / len(samples) * 1000, 2)
     return out
 
 
@@ -385,7 +417,8 @@ def bench_database(kind: str, data: Data, home: Path) -> dict[str, Any]:
         store, counts_exact = asyncio.run(in_process())
         stack = gateway_only(home / f"stack-{kind}", url)
         try:
-            http = asyncio.run(measure_http(stack.api_url, stack.auth_headers, figures))
+            pid = stack.services["gateway"].pid
+            http = asyncio.run(measure_http(stack.api_url, stack.auth_headers, figures, pid))
         finally:
             stack.stop()
     finally:
@@ -411,6 +444,8 @@ def measure() -> dict[str, Any]:
     out: dict[str, Any] = {
         "jobs": JOBS,
         "samples_per_figure": SAMPLES,
+        "warmup_requests_per_figure": WARMUP,
+        "steady_state": "each figure's first WARMUP requests are sent and not timed",
         "one_request_at_a_time": True,
         "target_p99_ms": TARGET_P99_MS,
         "generate_seconds": round(made, 1),

@@ -327,6 +327,8 @@ def reads_at_scale(run: Run, home: Path) -> None:
         return {
             "jobs": read_bench.JOBS,
             "samples_per_figure": read_bench.SAMPLES,
+            "warmup_requests_per_figure": read_bench.WARMUP,
+            "steady_state": "each figure's first WARMUP requests are sent and not timed",
             "one_request_at_a_time": True,
             "target_p99_ms": read_bench.TARGET_P99_MS,
             "generate_seconds": round(time.perf_counter() - t, 1),

@@ -82,6 +82,11 @@ def test_make_bench_tiny_run_writes_figures_ratios_and_plot(tmp_path: Path) -> N
     assert "unknown database 'nosuchdb'" in doc["databases"]["nosuchdb"]["stack"]["failed"]
     reads = doc["reads_at_scale"]
     assert reads["data"]["jobs"] == 2000 and reads["sqlite"]["counts_table_exact_after_seeding"]
+    # each figure says how many samples its percentiles are of, and what a request cost the gateway
+    page = reads["sqlite"]["figures"]["newest_page"]
+    assert page["http"]["samples"] == page["store"]["samples"] == 2, page
+    assert page["http"]["gateway_cpu_ms_per_request"] >= 0
+    assert reads["data"]["warmup_requests_per_figure"] == 5
     scale = doc["scale_memory"]
     assert scale["seeded_database"]["jobs_stored"] == 2010 and scale["empty_database"]["jobs_stored"] == 10
     assert scale["seeded_database"]["submits"] == {"201": 10} and scale["empty_database"]["rss_mib"] > 10
