@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import stat
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, text
@@ -64,6 +64,42 @@ async def test_audit_rows_list_newest_first(sessions):
     async with sessions() as s:
         entries = await audit.list_entries(s, actor="alice", limit=2)
     assert [e.target for e in entries] == ["j2", "j1"]
+
+
+def _submitted(job: str, status: int, request: str | None = "") -> v1.AuditRecord:
+    return v1.AuditRecord(
+        at=datetime.now(UTC),
+        actor="alice",
+        action="jobs.submit",
+        method="POST",
+        path="/v1/jobs",
+        status=status,
+        target=job,
+        request=job if request == "" else request,
+    )
+
+
+async def test_a_submits_record_is_one_row_whichever_copy_comes_first_and_how_often(sessions):
+    """The record a submit command carried (201) and the one the gateway sent when it answered 202
+    name one row, in either order and redelivered; unkeyed records are each a row."""
+    async with sessions() as s, s.begin():
+        await audit.insert_records(s, [_submitted("j1", 201)], carried=True)  # stored with the job
+        await audit.insert_records(s, [_submitted("j1", 201)], carried=True)  # redelivered command
+        await audit.insert_records(s, [_submitted("j1", 202)])  # the gateway answered 202
+        await audit.insert_records(s, [_submitted("j2", 202)])  # the gateway's record came first
+        await audit.insert_records(s, [_submitted("j2", 201)], carried=True)
+        await audit.insert_records(s, [_submitted("j3", 201)], carried=True)  # answered 201: only this
+        plain = _submitted("x", 401, request=None)
+        await audit.insert_records(s, [plain, plain])
+    async with sessions() as s:
+        entries = await audit.list_entries(s, action="jobs.submit")
+    assert sorted((e.target, e.status) for e in entries) == [
+        ("j1", 202),
+        ("j2", 202),
+        ("j3", 201),
+        ("x", 401),
+        ("x", 401),
+    ]
 
 
 async def test_fifty_concurrent_admissions_never_over_admit(engine):

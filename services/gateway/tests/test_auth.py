@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import text, update
 
+from jobwire.contracts import v1
 from jobwire.gateway import GatewaySettings, create_app
 from jobwire.store.models import TokenRow
 
@@ -281,6 +282,29 @@ async def test_token_secrets_never_reach_logs_events_or_the_database(
         assert secret[3:20] not in dump
 
 
+async def test_a_submit_carries_its_audit_record_and_sends_its_own_only_when_answered_otherwise(
+    gateway, mint, seed
+):
+    """One message per submit: the SubmitJob carries the record (201, keyed by the job id); no scheduler
+    answers here, so the client gets 202 and the gateway also sends the record with that status under the
+    same key, which the scheduler writes over the carried one (one row, the status the client got)."""
+    alice = await mint("alice")
+    r = await gateway.post("/v1/jobs", json=SPEC, headers=bearer(alice))
+    assert r.status_code == 202, r.text
+    job = r.json()["id"]
+    (command,) = [v1.decode(m.data, v1.Command) for m in await seed.commands()]
+    assert isinstance(command, v1.SubmitJob) and command.audit is not None
+    carried = command.audit
+    assert (carried.actor, carried.action, carried.status) == ("alice", "jobs.submit", 201)
+    assert carried.target == job
+    assert carried.request == job and carried.address == "127.0.0.1" and carried.token_id
+    sent = await seed.audit()
+    assert [(e.actor, e.status, e.target, e.request) for e in sent] == [("alice", 202, job, job)]
+    # a refused submit publishes no command, so its record is sent as before, with no key
+    assert (await gateway.post("/v1/jobs", json={"command": []}, headers=bearer(alice))).status_code == 422
+    assert [(e.status, e.request) for e in (await seed.audit())[1:]] == [(422, None)]
+
+
 async def test_state_changes_are_audited(gateway, mint, scheduler):
     alice = await mint("alice")
     job = (await gateway.post("/v1/jobs", json=SPEC, headers=bearer(alice))).json()["id"]
@@ -294,7 +318,9 @@ async def test_state_changes_are_audited(gateway, mint, scheduler):
     assert got[1][:2] == ("alice", "jobs.cancel") and got[1][3] == job
     assert got[2] == (None, "jobs.submit", 401, None)
     assert got[3] == ("root", "quotas.set", 200, "alice")
+    assert [e["target"] for e in entries].count(job) == 2  # one row for the submit, one for the cancel
     assert all(e["address"] == "127.0.0.1" and e["method"] != "GET" for e in entries)
     assert is_problem(await gateway.get("/v1/audit", headers=bearer(alice)), 403)
     mine = (await gateway.get("/v1/audit", params={"actor": "alice", "limit": 1})).json()
     assert len(mine["items"]) == 1 and mine["next_before"]
+

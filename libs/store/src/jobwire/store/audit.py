@@ -4,9 +4,12 @@ the scheduler, listed by admins."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
 from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobwire.contracts import v1
@@ -60,27 +63,51 @@ async def record(session: AsyncSession, *entries: NewEntry) -> None:
     await session.flush()
 
 
-async def insert_records(session: AsyncSession, records: list[v1.AuditRecord]) -> None:
-    """Add ``records`` in one bulk statement (the scheduler's batch); the caller's transaction commits."""
-    if not records:
+def _row(r: v1.AuditRecord) -> dict[str, object]:
+    return {
+        "at": r.at,
+        "actor": r.actor[:128] if r.actor else None,
+        "action": r.action[:64],
+        "method": r.method[:8],
+        "path": r.path[:1024],
+        "status": r.status,
+        "target": r.target[:255] if r.target else None,
+        "address": r.address[:64] if r.address else None,
+        "token_id": r.token_id[:32] if r.token_id else None,
+        "request": r.request[:64] if r.request else None,
+    }
+
+
+def _insert(session: AsyncSession) -> Any:
+    """An INSERT of the session's dialect, which knows ``ON CONFLICT`` (SQLite and PostgreSQL)."""
+    dialect = session.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(AuditRow)
+
+
+async def insert_records(
+    session: AsyncSession, records: list[v1.AuditRecord], *, carried: bool = False
+) -> None:
+    """Add ``records`` in one bulk statement per kind (the scheduler's batch); the caller commits.
+
+    A record naming its ``request`` has one row: a record a submit command ``carried`` is inserted only
+    where its row is not there yet (a redelivered command, or the gateway's record came first); one the
+    gateway sent inserts the row or sets its status and time (what the client was really answered).
+    """
+    plain = [_row(r) for r in records if r.request is None]
+    keyed = {r.request: _row(r) for r in records if r.request is not None}  # the last one per request
+    if plain:
+        await session.execute(insert(AuditRow), plain)
+    if not keyed:
         return
-    await session.execute(
-        insert(AuditRow),
-        [
-            {
-                "at": r.at,
-                "actor": r.actor[:128] if r.actor else None,
-                "action": r.action[:64],
-                "method": r.method[:8],
-                "path": r.path[:1024],
-                "status": r.status,
-                "target": r.target[:255] if r.target else None,
-                "address": r.address[:64] if r.address else None,
-                "token_id": r.token_id[:32] if r.token_id else None,
-            }
-            for r in records
-        ],
-    )
+    stmt = _insert(session)
+    if carried:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["request"])
+    else:
+        excluded = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["request"], set_={"status": excluded.status, "at": excluded.at}
+        )
+    await session.execute(stmt, list(keyed.values()))
 
 
 async def list_entries(

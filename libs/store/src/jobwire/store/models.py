@@ -265,8 +265,14 @@ class AuditRow(Base):
     target: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[int] = mapped_column(Integer)
     address: Mapped[str | None] = mapped_column(String(64))
+    #: a request whose record may come twice (a submit's job id: carried by the command, and sent again
+    #: by the gateway when it answered otherwise than 201) has one row; NULL for the rest
+    request: Mapped[str | None] = mapped_column(String(64))
 
-    __table_args__ = (Index("ix_audit_log_actor_id", "actor", "id"),)
+    __table_args__ = (
+        Index("ix_audit_log_actor_id", "actor", "id"),
+        Index("ux_audit_log_request", "request", unique=True),
+    )
 
 
 class QuotaRow(Base):

@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.runtime import metrics, telemetry
-from jobwire.store import SQLITE_BEGIN, quotas
+from jobwire.store import SQLITE_BEGIN, audit, quotas
 from jobwire.store.models import WorkflowRow, now
 
 from .access import Access
@@ -224,6 +225,13 @@ class Pipeline:
             txn = Txn(session)
             await self.relay.forget_published(session)
             tokens = await self.access.apply(session, access)
+            # the audit records submits carried: in this transaction with their jobs, once each
+            carried = [
+                msgspec.structs.replace(c.audit, request=c.audit.request or c.job_id)
+                for _, c in decoded
+                if isinstance(c, v1.SubmitJob) and c.audit is not None
+            ]
+            await audit.insert_records(session, carried, carried=True)
             ids = {c.job_id for _, c in decoded_cmds}
             arrays = {c.job_id for _, c in decoded_cmds if isinstance(c, v1.SubmitJob) and c.spec.array}
             await txn.load_arrays(arrays)

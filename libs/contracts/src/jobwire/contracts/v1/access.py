@@ -25,6 +25,10 @@ class AuditRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     target: str | None = None
     address: str | None = None
     token_id: str | None = None
+    #: the request's own key where its record may be sent twice: a submit's job id. The submit command
+    #: carries the record (status 201) and the gateway sends one with the status it really answered only
+    #: when that differs (202 after the wait, an error); both name the same row, and the sent one wins.
+    request: str | None = None
 
 
 class TokenRecord(msgspec.Struct, kw_only=True):

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from .access import CreateToken, RecordAudit, RevokeToken, TouchTokens
+from .access import AuditRecord, CreateToken, RecordAudit, RevokeToken, TouchTokens
 from .job import Artifact, GpuInfo, NodeCapacity, Usage
 from .spec import JobSpec
 from .states import JobState
@@ -24,6 +24,9 @@ class SubmitJob(msgspec.Struct, kw_only=True, tag="submit", tag_field="type"):
     spec: JobSpec
     owner: str = "anonymous"
     submitted_at: datetime | None = None
+    #: the audit record of the request that made this submit, written with the job in the scheduler's
+    #: transaction: one message per submit instead of a second one for the audit log
+    audit: AuditRecord | None = None
 
 
 class SubmitJobs(msgspec.Struct, kw_only=True, tag="submit_batch", tag_field="type"):

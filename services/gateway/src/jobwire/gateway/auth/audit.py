@@ -2,7 +2,9 @@
 
 The record is stored in JetStream (``jobwire.cmd.audit``) when the response starts, so it is kept before
 the client hears back; the scheduler writes it to the audit log in its next batch. Refused requests (401,
-403, 429, ...) are recorded too, with whoever could be authenticated.
+403, 429, ...) are recorded too, with whoever could be authenticated. A submit's record rides in its
+``SubmitJob`` instead (stored in JetStream before the publish returns, written with the job), so a
+submit costs one message, not two; it is sent here again only when the answer was not the 201 it says.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ READS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: a handler sets this in the scope to name what it acted on when the path does not (a new job's id)
 TARGET_KEY = "jobwire.audit_target"
 WRITER_KEY = "jobwire.audit_writer"
+#: the job id of a submit whose command carried this request's record (see ``carried_record``)
+CARRIED_KEY = "jobwire.audit_carried"
+CARRIED_STATUS = 201
 
 
 def set_target(scope: Any, target: str) -> None:
@@ -101,10 +106,10 @@ def _writer(scope: Any) -> GroupCommit:
     return writer
 
 
-async def _record(scope: Any, status: int) -> None:
+def _entry(scope: Any, status: int, *, request: str | None = None) -> v1.AuditRecord:
     principal = maybe_principal(scope)
     client = scope.get("client")
-    entry = v1.AuditRecord(
+    return v1.AuditRecord(
         actor=principal.owner if principal else None,
         token_id=principal.token_id if principal else None,
         action=_action(scope),
@@ -114,7 +119,24 @@ async def _record(scope: Any, status: int) -> None:
         target=_target(scope),
         address=client[0] if client else None,
         at=now(),
+        request=request,
     )
+
+
+def carried_record(scope: Any, job_id: str) -> v1.AuditRecord:
+    """This submit's record as answered 201, for its ``SubmitJob`` to carry: the scheduler writes it with
+    the job, and this request publishes no record of its own unless it is answered otherwise."""
+    scope[CARRIED_KEY] = job_id
+    set_target(scope, job_id)
+    return _entry(scope, CARRIED_STATUS, request=job_id)
+
+
+async def _record(scope: Any, status: int) -> None:
+    carried: str | None = scope.get(CARRIED_KEY)
+    if carried is not None and status == CARRIED_STATUS:
+        return  # the submit command carried it, stored before the scheduler said the job was
+    # a submit answered otherwise (202 after the wait, an error) names its row: its status wins
+    entry = _entry(scope, status, request=carried)
     try:
         await _writer(scope).write(entry)
     except Exception:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
@@ -11,7 +12,7 @@ from litestar.params import FromQuery, HeaderParameter, QueryParameter
 from jobwire.contracts import v1
 from jobwire.runtime.metrics import SUBMITTED_JOBS
 
-from ..auth.audit import set_target
+from ..auth.audit import carried_record, set_target
 from ..owner import owner_of
 from ..params import Caller, JobId, Res
 from ..problems import InvalidBody, ProblemDetails
@@ -93,7 +94,13 @@ class JobController(Controller):
             )
         key = submit.check_idempotency_key(idempotency_key)
         await multipart.store_files(res, owner_of(request), staged)
-        done = await submit.submit(res, spec, owner=owner_of(request), idempotency_key=key)
+        done = await submit.submit(
+            res,
+            spec,
+            owner=owner_of(request),
+            idempotency_key=key,
+            audit=functools.partial(carried_record, request.scope),
+        )
         set_target(request.scope, done.job.id)
         if not done.replayed:
             kind, n = ("array", spec.array.count) if spec.array is not None else ("job", 1)

@@ -7,6 +7,7 @@ stores the job. If it answers in time the client gets the stored job (201), else
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -118,7 +119,16 @@ def _is_transition(event: v1.Event) -> bool:
     return isinstance(event, v1.JobTransitioned)
 
 
-async def submit(res: Resources, spec: v1.JobSpec, *, owner: str, idempotency_key: str | None) -> Submitted:
+async def submit(
+    res: Resources,
+    spec: v1.JobSpec,
+    *,
+    owner: str,
+    idempotency_key: str | None,
+    audit: Callable[[str], v1.AuditRecord] | None = None,
+) -> Submitted:
+    """Publish the submit and wait briefly for the scheduler. ``audit`` makes the request's audit record
+    for the command to carry (not for a replay: JetStream drops a replay's publish as a duplicate)."""
     job_id, replayed = v1.new_job_id(), False
     earlier = None if idempotency_key is None else await claimed_id(res, owner, idempotency_key)
     if earlier is None:  # a replay was admitted the first time
@@ -136,7 +146,10 @@ async def submit(res: Resources, spec: v1.JobSpec, *, owner: str, idempotency_ke
             return Submitted(as_submitted(command), accepted=True, replayed=True)
     # A replay whose job is not stored yet publishes again under the same msg id: JetStream drops the
     # duplicate, and a first request that died between claiming the key and publishing is completed.
-    command = v1.SubmitJob(job_id=job_id, spec=spec, owner=owner, submitted_at=datetime.now(UTC))
+    record = audit(job_id) if audit is not None and not replayed else None
+    command = v1.SubmitJob(
+        job_id=job_id, spec=spec, owner=owner, submitted_at=datetime.now(UTC), audit=record
+    )
     with res.waiters.watch(job_id, _is_transition) as accepted:
         try:
             await res.bus.publish(sj.cmd_subject("submit"), command, msg_id=job_id)
