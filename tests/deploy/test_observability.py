@@ -1,22 +1,28 @@
 """deploy/observability against a real Prometheus (Debian's, as installed by install-backends.sh
 ``prometheus``): the alert rules pass promtool, and the shipped scrape config, pointed at a real stack
 (gateway with a ``metrics:read`` token, scheduler and executor on their metrics ports), yields jobwire series
-in Prometheus's query API after a job ran. The Grafana dashboard asks only for series jobwire exports."""
+in Prometheus's query API after a job ran, and a node that stops heart-beating makes ``JobwireNodeDown``
+pending. The Grafana dashboard asks only for series jobwire exports."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 import yaml
 
+from jobwire.contracts import v1
+from jobwire.contracts.v1 import subjects as sj
 from jobwire.stack.processes import free_port
 from jobwire.stack.stack import ExecutorConfig, Stack
 from tests.e2e.conftest import make_stack, submit, wait_for, wait_state
@@ -166,3 +172,44 @@ def test_prometheus_scrapes_every_service_and_sees_the_job(stack: Stack, prometh
     assert len(rules) == 5 and all(r["health"] == "ok" for r in rules), rules
     firing = {r["name"] for r in rules if r["state"] == "firing"}
     assert not firing, firing
+
+
+def test_a_node_that_stops_heart_beating_raises_the_node_down_alert(stack: Stack, prometheus: str) -> None:
+    """The alert rule is held to what jobwire really exports: a node that beat, then went silent, is
+    ``jobwire_node_up == 0`` at the next scrape and ``JobwireNodeDown`` goes pending for it (it fires after
+    its ``for: 2m``); the nodes still beating raise nothing."""
+    node = "obs-vanishing"
+
+    async def beat_then_stop() -> None:
+        nc = await nats.connect(stack.nats_url)
+        try:
+            for _ in range(6):  # three seconds of heartbeats, then silence
+                beat = v1.NodeHeartbeat(
+                    node=node,
+                    backend="ssh",
+                    capacity=v1.NodeCapacity(slots=1, cpus=1),
+                    at=datetime.now(UTC),
+                    instance="obs-test",
+                    interval=0.5,
+                )
+                await nc.publish(sj.heartbeat_subject(node), v1.encode(beat))
+                await asyncio.sleep(0.5)
+        finally:
+            await nc.close()
+
+    asyncio.run(beat_then_stop())
+    wait_for(
+        lambda: _query(prometheus, f'jobwire_node_up{{node="{node}"}} == 0') or None,
+        60,
+        every=0.5,
+        what=f"{node} down in Prometheus",
+    )
+
+    def down_alerts() -> list[dict] | None:
+        alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+        found = [a for a in alerts if a["labels"]["alertname"] == "JobwireNodeDown"]
+        return found or None
+
+    alerts = wait_for(down_alerts, 30, every=0.5, what="JobwireNodeDown pending")
+    assert [(a["labels"]["node"], a["labels"]["backend"]) for a in alerts] == [(node, "ssh")]
+    assert alerts[0]["state"] in ("pending", "firing")
