@@ -166,7 +166,15 @@ def stack(
         ),
         ExecutorConfig(node="hpc-rest", backend="hpc", slots=32, env=rest),
         ExecutorConfig(
-            node="count-sge", backend="hpc", slots=400, env={**sge, "JOBWIRE_HPC_BIN_DIR": str(count_sge)}
+            node="count-sge",
+            backend="hpc",
+            slots=400,
+            # accounting no more often than the list (test_scale: qacct calls <= qstat calls + 5)
+            env={**sge, "JOBWIRE_HPC_BIN_DIR": str(count_sge), "JOBWIRE_HPC_ACCOUNTING_INTERVAL": "0.5"},
+        ),
+        # lists the queue every 2 minutes only: a job's end must come from accounting (test_sge)
+        ExecutorConfig(
+            node="sge-rare-list", backend="hpc", slots=4, env={**sge, "JOBWIRE_HPC_POLL_INTERVAL": "120"}
         ),
         ExecutorConfig(
             node="hpc-rest-faults",

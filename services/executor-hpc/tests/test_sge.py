@@ -49,6 +49,20 @@ def test_failing_exit_code(api):
     assert (done["state"], done["exit_code"], done["reason"]) == ("failed", 9, "exit code 9"), done
 
 
+def test_an_end_is_taken_from_accounting_without_waiting_for_the_next_list(api):
+    """``sge-rare-list`` lists the queue every 120 s: each job is listed (pending) once at most, and
+    its end arrives from qacct, asked as soon as its wrapper wrote the exit code, with accounting's
+    exit code and usage; without that it would wait for the next list, two minutes away."""
+    for script, state, code in (("exit 7\n", "failed", 7), ("true\n", "succeeded", 0)):
+        began = time.monotonic()
+        j = api.submit(node="sge-rare-list", script=script, resources={"walltime": 120})
+        done = api.wait_state(j["id"], api.END, timeout=100)
+        took = time.monotonic() - began
+        assert (done["state"], done["exit_code"]) == (state, code), done
+        assert done["usage"]["node_list"], done  # qacct's hostname: the record was read
+        assert took < 90, f"{took:.0f} s: the end waited for the next list call"
+
+
 def test_hostile_args_and_env_are_inert(api, stack, sge_cell, batch_id):
     j = api.submit(
         node="hpc-sge",

@@ -438,16 +438,15 @@ class HpcExecutor(Executor):
             # submitted no earlier than its batch id file was written (accounting is asked from then)
             return min((p.stats[BATCH_ID].mtime for p in probes if BATCH_ID in p.stats), default=time.time())
 
-        view = await self.poller.view(ids, since)
+        # the wrapper's end marker: when to ask accounting, never the end itself (poller.py)
+        ending = {i for i, p in zip(ids, probes, strict=True) if L.EXIT_CODE in p.stats}
+        view = await self.poller.view(ids, since, ending)
         out: dict[RunKey, RunStatus] = {}
-        if view.queue is None:
-            for h, probe in zip(handles, probes, strict=True):
-                out[h.key] = _waiting(probe, None)
-            return out
         now = time.monotonic()
         for h, i, probe in zip(handles, ids, probes, strict=True):
             if i not in view.left:
-                out[h.key] = _waiting(probe, view.queue[i], self.scheduler.name)
+                entry = None if view.queue is None else view.queue[i]
+                out[h.key] = _waiting(probe, entry, self.scheduler.name)
                 continue
             out[h.key] = self._ended(probe, view.accounting.get(i), waited=self.poller.gone_for(i, now))
             if out[h.key].ended:

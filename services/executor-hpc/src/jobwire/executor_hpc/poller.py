@@ -1,6 +1,9 @@
 """The queue poller: one list call for every batch job of the cluster, never more often than the poll
-interval, backing off while the batch system does not answer; accounting asked only together with a
-fresh list, for the jobs that left the queue.
+interval, backing off while the batch system does not answer; accounting asked together with a fresh
+list, for the jobs that left the queue. Where accounting records a job's end at once (SGE,
+``BatchSystem.accounting_ends_jobs``), it is also asked between two lists, for the jobs whose wrapper
+wrote its exit code: one call for all of them, at most every ``accounting_interval``. The exit code
+file is only the hint to ask (a job could write it early): the end is accounting's final record.
 
 Apart from the batch lifecycle (``executor.py``) because it is the part with memory across ticks: the
 last answer, when the next call is due, since when a job is missing from the queue.
@@ -11,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from jobwire.execution.executor import StartDeferred
@@ -69,6 +72,10 @@ class QueuePoller:
         self._interval = hpc.poll_interval
         self._next_list = 0.0
         self._gone_since: dict[str, float] = {}
+        #: the ids the last list no longer showed (asked of accounting until it has them), and when
+        #: accounting may be asked again (``accounting_ends_jobs`` adapters)
+        self._want: set[str] = set()
+        self._next_acct = 0.0
 
     def refresh_soon(self) -> None:
         """Ask the batch system on the next poll (after a kill or hold, to show its effect)."""
@@ -114,22 +121,64 @@ class QueuePoller:
             for i, e in entries.items()
         }
 
-    async def view(self, ids: Sequence[str], since: Callable[[], float]) -> QueueView:
-        """The queue for ``ids``; ``since`` gives the earliest submit time, for accounting's window."""
+    async def view(
+        self, ids: Sequence[str], since: Callable[[], float], ending: Collection[str] = ()
+    ) -> QueueView:
+        """The queue for ``ids``; ``since`` gives the earliest submit time, for accounting's window;
+        ``ending``: the ids whose wrapper wrote its exit code (asked of accounting at once where
+        accounting records an end when it happens). ``left`` holds the ids the list no longer shows
+        and those accounting already has a final record of."""
         queue, fresh = await self._list(list(ids))
+        gone = [] if queue is None else [i for i in ids if i not in queue or queue[i].phase is Phase.DONE]
+        if queue is not None:
+            for i in ids:
+                if i not in gone:
+                    self._gone_since.pop(i, None)
+        if self.scheduler.accounting_ends_jobs:
+            if fresh:
+                self._want = set(gone)
+            await self._account_ending(ids, ending, since)
+        elif gone and fresh:
+            await self._account(gone, since, replace=True)
         if queue is None:
-            return QueueView(None, False, [], {})
-        left = [i for i in ids if i not in queue or queue[i].phase is Phase.DONE]
-        for i in ids:
-            if i not in left:
-                self._gone_since.pop(i, None)
-        if left and fresh:
-            self._count("accounting")
-            try:
-                self._acct = await self.scheduler.account(self.transport, left, since())
-            except (SchedulerError, TransportError) as e:
-                log.warning("accounting for %d batch jobs failed: %s", len(left), e)
+            done = [i for i in ids if self._final(i)]
+            return QueueView(None, False, done, self._acct) if done else QueueView(None, False, [], {})
+        left = gone + [i for i in ids if i not in gone and self._final(i)]
         return QueueView(queue, fresh, left, self._acct)
+
+    def _final(self, batch_id: str) -> bool:
+        acct = self._acct.get(batch_id)
+        return acct is not None and acct.final
+
+    async def _account_ending(
+        self, ids: Sequence[str], ending: Collection[str], since: Callable[[], float]
+    ) -> None:
+        """One accounting call for every job that left the last list or wrote its exit code and has
+        no final record yet, at most every ``accounting_interval``."""
+        need = [i for i in ids if (i in self._want or i in ending) and not self._final(i)]
+        now = time.monotonic()
+        if not need or now < self._next_acct:
+            return
+        self._next_acct = now + self.hpc.accounting_interval
+        await self._account(need, since, replace=False, keep=frozenset(ids))
+
+    async def _account(
+        self,
+        ids: list[str],
+        since: Callable[[], float],
+        replace: bool,
+        keep: frozenset[str] = frozenset(),
+    ) -> None:
+        self._count("accounting")
+        try:
+            found = await self.scheduler.account(self.transport, ids, since())
+        except (SchedulerError, TransportError) as e:
+            log.warning("accounting for %d batch jobs failed: %s", len(ids), e)
+            return
+        if replace:
+            self._acct = found
+        else:  # records of jobs still followed are kept until their end is reported
+            self._acct = {**{k: v for k, v in self._acct.items() if k in keep}, **found}
 
     def last_phase(self, batch_id: str) -> Phase | None:
         """Where the last list call saw ``batch_id`` (None: not listed, or not asked yet)."""

@@ -26,6 +26,10 @@ class HpcSettings:
     poll_interval: float = 1.0
     #: longest wait between list commands after errors (doubling backoff)
     max_backoff: float = 30.0
+    #: where accounting records a job's end at once (SGE): seconds between two accounting calls at
+    #: least, asked for the jobs whose wrapper has written its exit code (one call for all of them)
+    #: without waiting for the next list call to show them gone
+    accounting_interval: float = 0.25
     #: seconds a job that left the queue may wait for its accounting record before it is ended anyway
     accounting_wait: float = 30.0
     #: for ``ssh``: the login node (``user@host:port``), optional jump host, key file

@@ -172,6 +172,11 @@ class BatchSystem(ABC):
     #: a gang (``resources.nodes`` > 1) is one batch job that starts its ranks itself, one per node,
     #: with jobwire's rank variables (SLURM's ``srun``): :meth:`gang_tail`, :meth:`launch_files`
     gang_launch: ClassVar[bool] = False
+    #: accounting holds a job's final record as soon as the job has ended, often before the list
+    #: drops it (SGE writes it when qmaster learns of the end): a job whose wrapper wrote its exit
+    #: code is then asked of accounting at once (one call for all such jobs, at most every
+    #: ``accounting_interval``) instead of after the next list call shows it gone
+    accounting_ends_jobs: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -56,6 +56,9 @@ class Sge(BatchSystem):
     directive_prefix = "#$"
     array_task_variable = "SGE_TASK_ID"
     array_first_id = 1
+    #: qmaster writes the record when it learns of the end (``accounting_flush_time=00:00:00``), the
+    #: same moment the job leaves qstat; qacct reads the file and asks qmaster nothing
+    accounting_ends_jobs = True
 
     def directives(self, req: BatchRequest) -> list[Directive]:
         res, opt = req.spec.resources, req.spec.sge
