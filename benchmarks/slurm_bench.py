@@ -35,6 +35,10 @@ POLL = os.environ.get("BENCH_HPC_POLL_INTERVAL", "1.0")
 SGE_BIN = "/usr/lib/gridengine"
 SGE_ENV = {"SGE_ROOT": "/var/lib/gridengine", "SGE_CELL": "default"}
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+#: the no-op job, with no time limit that raw ``qsub``/``sbatch`` do not have: ``expected_runtime`` 1
+#: gave a 2 s timeout from the job's start, and on a loaded machine a third of the jobs were qdel'ed
+#: as timed out (finishing sooner than a job that runs to its end, and not succeeded)
+HPC_NOOP: dict[str, Any] = {"command": ["true"], "expected_runtime": 60}
 
 
 def _take_lock(wait: float) -> int | None:
@@ -177,7 +181,7 @@ def cpu_seconds(pid: int) -> float:
 
 def through_jobwire(kind: str, env: dict[str, str], jobs: int, home: Path) -> dict[str, Any]:
     """The same jobs through gateway, scheduler and one executor-hpc driving the same cluster."""
-    from benchmarks.e2e import NOOP, Watcher, submit_burst
+    from benchmarks.e2e import Watcher, submit_burst
 
     node = f"hpc-{kind}"
     trace = home / "trace.log" if os.environ.get("BENCH_HPC_TRACE") == "1" else None
@@ -207,7 +211,7 @@ def through_jobwire(kind: str, env: dict[str, str], jobs: int, home: Path) -> di
         await watcher.start(stack.nats_url)
         t0_wall = time.time()
         t0 = time.perf_counter()
-        ids, _, submit_s = await submit_burst(stack.api_url, jobs, 8, stack.auth_headers, spec=NOOP)
+        ids, _, submit_s = await submit_burst(stack.api_url, jobs, 8, stack.auth_headers, spec=HPC_NOOP)
         await watcher.wait_done(ids, timeout=600)
         await watcher.nc.close()
         done = max(watcher.done[i] for i in ids) - t0
