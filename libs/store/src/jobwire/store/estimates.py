@@ -162,12 +162,12 @@ def estimate(session: Session, rows: Sequence[Any], now: datetime) -> dict[str, 
     # 16 nodes of 50 owners), and a row at a time through the result's iterator cost 10 us each
     result = session.connection().execute(_context(dialect, len(nodes), len(spread)), params).all()
     for kind, key, sub, n, x in result:
-        if kind == "ahead":
+        if kind == "owner":  # most rows: tested first
+            per_owner[key][sub] = (int(n), max(0.0, float(x or 0.0)))
+        elif kind == "ahead":
             own[key] = int(n)
         elif kind == "stretch":
             found.append((int(n), key))
-        elif kind == "owner":
-            per_owner[key][sub] = (int(n), max(0.0, float(x or 0.0)))
         elif kind == "node":
             slots[key] = int(n)
         elif kind == "run":
