@@ -10,6 +10,7 @@ migrations only add columns and indexes it does not use).
 
     BENCH_READ_BASE_PYTHON=/work/wt-base/.venv/bin/python python -m benchmarks.read_ab sqlite out.json
     BENCH_READ_SQLITE=/path/seeded.db ...   # reuse a database read_bench seeded (migrated here first)
+    BENCH_READ_POSTGRES_URL=postgresql://... python -m benchmarks.read_ab postgresql out.json   # the same
 """
 
 from __future__ import annotations
@@ -86,6 +87,16 @@ async def _http(stacks: dict[str, Stack], figures: dict[str, list[dict[str, Any]
     return res
 
 
+async def _postgres_ids(url: str) -> list[str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return [r[0] for r in await conn.fetch("SELECT id FROM jobs ORDER BY id")]
+    finally:
+        await conn.close()
+
+
 def measure(kind: str, base_python: str, home: Path) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "database": kind,
@@ -110,6 +121,10 @@ def measure(kind: str, base_python: str, home: Path) -> dict[str, Any]:
             data = _Ids([r[0] for r in conn.execute("SELECT id FROM jobs ORDER BY id")])
         finally:
             conn.close()
+    elif os.environ.get("BENCH_READ_POSTGRES_URL"):  # a database read_bench's data was seeded into
+        url = os.environ["BENCH_READ_POSTGRES_URL"]
+        asyncio.run(migrate(url))
+        data = _Ids(asyncio.run(_postgres_ids(url)))
     else:
         from tests.fixtures.postgres import start_postgres
 
