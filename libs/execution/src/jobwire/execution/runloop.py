@@ -308,8 +308,8 @@ class RunLoop:
                 if not final.ended:
                     final = status
                 await self._pump(t, final, final=True)
-                for pump in t.pumps.values():
-                    await pump.eof(self._publish)
+                # each stream's end is its own subject's message: sent together, acked together
+                await asyncio.gather(*(pump.eof(self._publish) for pump in t.pumps.values()))
                 await self._progress(t, final)
                 uploaded = await upload_outputs(
                     self.executor, t.handle, self.bus.artifacts, self.settings.artifact_max_bytes

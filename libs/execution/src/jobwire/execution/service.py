@@ -389,13 +389,14 @@ class ExecutorService:
         await self.runs.reporter.send(msg, sj.attempt_msg_id(msg.job_id, msg.attempt, kind))
 
     async def _report_started(self, handle: RunHandle, running_at: float | None) -> None:
-        """Re-report a launched attempt: ``running`` only where the loop already saw it run, dated
-        when it really began (``running_at``), so a short job never ends before it started."""
+        """Report a launched attempt (or re-report it, for a redelivered RunJob): ``running`` where
+        the loop saw it run, dated when it really began (``running_at``), so a short job never ends
+        before it started; ``starting`` while it does not run yet. Never both: the scheduler made the
+        job ``starting`` when it dispatched it, and ``running`` alone keeps one message id per report,
+        so a re-report is the same message again (the stream drops the copy)."""
         run = handle.run
-        at = now()
-        starting = self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=at))
         if running_at is None:
-            await starting
+            await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=now()))
             return
         running = RunRunning(
             job_id=run.job_id,
@@ -405,8 +406,7 @@ class ExecutorService:
             ports=dict(handle.ports),
             details=dict(handle.details),
         )
-        # handed in together: one message, in this order
-        await asyncio.gather(starting, self._report(running))
+        await self._report(running)
 
     async def _known(self, run: RunJob) -> bool:
         """Whether the attempt was launched before (in memory or on disk): then it is re-reported, or
@@ -431,7 +431,10 @@ class ExecutorService:
         """Start the attempt once; a redelivered RunJob finds it (in memory or on disk) and re-reports."""
         if await self._known(run):
             return
-        await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=now()))
+        # No ``starting`` report before the launch: the scheduler made the job ``starting`` when it
+        # dispatched it, and one without a reason changes nothing there; it cost a round trip to the
+        # stream before every launch. The launch's own report (``starting`` and ``running``, or why it
+        # waits) follows at once.
         try:
             refuse_image(run, self.settings.backend)
             await self._refuse_owner(run)
@@ -453,8 +456,7 @@ class ExecutorService:
         for run in work.runs:
             if await self._known(run):
                 continue
-            await self._report(RunStarting(job_id=run.job_id, attempt=run.attempt, node=self.node, at=now()))
-            try:
+            try:  # no ``starting`` report before the launch (see _on_run)
                 refuse_image(run, self.settings.backend)
                 await self._refuse_owner(run)
                 fresh.append(self.executor.with_options(run))
