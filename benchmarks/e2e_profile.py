@@ -77,8 +77,24 @@ class Timeline(Watcher):
         return out
 
 
+async def bus_messages(stack: Stack) -> dict[str, int]:
+    """Messages each client connection has published so far (NATS monitoring ``/connz``), by its
+    name: a count that no other load on the machine disturbs, unlike CPU time."""
+    if stack.nats is None:
+        return {}
+    url = f"http://127.0.0.1:{stack.nats.monitor_port}/connz"
+    async with httpx.AsyncClient(timeout=10) as c:
+        conns = (await c.get(url, params={"limit": 1024})).json().get("connections", [])
+    out: dict[str, int] = {}
+    for conn in conns:
+        name = conn.get("name") or f"cid{conn['cid']}"
+        out[name] = out.get(name, 0) + int(conn.get("in_msgs", 0))
+    return out
+
+
 async def one_round(stack: Stack, watcher: Timeline, jobs: int) -> dict[str, Any]:
     pids = {name: proc.pid for name, proc in stack.services.items()}
+    msgs0 = await bus_messages(stack)
     if stack.nats is not None:
         pids["nats"] = stack.nats.process.pid
     before = {n: cpu_seconds(p) for n, p in pids.items()}
@@ -93,6 +109,8 @@ async def one_round(stack: Stack, watcher: Timeline, jobs: int) -> dict[str, Any
     end = max(watcher.done[i] for i in ids)
     elapsed = end - t0
     after = {n: cpu_seconds(p) for n, p in pids.items()}
+    msgs1 = await bus_messages(stack)
+    published = {n: round((v - msgs0.get(n, 0)) / jobs, 2) for n, v in msgs1.items() if v > msgs0.get(n, 0)}
     services = sum(after[n] - before[n] for n in pids)
     machine = children_cpu() - busy0
     runs = sorted(watcher.running[i] - t0 for i in ids if i in watcher.running)
@@ -108,6 +126,8 @@ async def one_round(stack: Stack, watcher: Timeline, jobs: int) -> dict[str, Any
         "not_succeeded": sum(watcher.final.get(i) != "succeeded" for i in ids),
         "cpu_ms_per_job": {n: round((after[n] - before[n]) / jobs * 1000, 3) for n in pids},
         "machine_cpu_ms_per_job_outside_services": round((machine - services) / jobs * 1000, 3),
+        # publishes (reports, events, acks, fetch requests, heartbeats) per job, by NATS connection
+        "bus_messages_per_job": published,
         "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
 
