@@ -118,3 +118,44 @@ async def test_a_retry_that_cannot_be_placed_says_why_it_waits(scheduler, clean_
         assert (await job(scheduler, jid)).reason == retry
     finally:
         await node.stop()
+
+
+async def test_jobs_no_node_can_take_are_read_again_only_when_a_node_comes_up(
+    scheduler, clean_bus, events, monkeypatch
+):
+    """A job that waits for a node that does not exist costs nothing per tick: its row is not read
+    again until a node comes up or changes (issue 11: 20,000 such jobs cost 0.3 s of CPU per idle
+    second when each tick read them all); when one that fits comes, the job runs there."""
+    from jobwire.scheduler.txn import Txn
+
+    reads: list[set[str]] = []
+    load = Txn.load
+
+    async def spy(self: Txn, job_ids: set[str]) -> None:
+        reads.append(set(job_ids))
+        await load(self, job_ids)
+
+    monkeypatch.setattr(Txn, "load", spy)
+    cpu = await FakeNode(clean_bus, "idle-cpu").start()
+    gpu = FakeNode(clean_bus, "idle-gpu", gpus=1)
+    try:
+        await wait_until(lambda: _up(scheduler, "idle-cpu"))
+        ids = [
+            await submit(clean_bus, v1.JobSpec(command=["true"], resources=v1.Resources(gpus=1)))
+            for _ in range(3)
+        ]
+        await events.wait(lambda: all(events.states(i) == ["queued"] for i in ids))
+        start = len(reads)
+
+        async def ticked() -> bool:
+            return len(reads) >= start + 30  # every tick loads what it touches (tick = 0.1 s here)
+
+        await wait_until(ticked, timeout=60)
+        assert not any(set(ids) & r for r in reads[start:]), "pending rows were read while nothing changed"
+        await gpu.start()  # a node that fits appears: they are read once, placed and run there
+        await gpu.wait_runs(1)
+        assert next(iter(gpu.runs)) in ids
+        assert any(set(ids) <= r for r in reads[start:])
+    finally:
+        await gpu.stop()
+        await cpu.stop()

@@ -113,7 +113,9 @@ class Liveness:
                 self.persisted_beat[beat.node] = mono
                 self.persisted_gpus[beat.node] = holders
             self.reconcile(txn, beat)
-        if came_up:
+        if came_up and cluster.pending:
+            # the one moment a pending job may find a node: its row is read now, not on every tick
+            await txn.load(set(cluster.pending))
             self.core.node_up(txn)
 
     def reconcile(self, txn: Txn, beat: v1.NodeHeartbeat) -> None:

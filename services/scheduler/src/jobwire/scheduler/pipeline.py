@@ -357,9 +357,10 @@ class Pipeline:
 
     # --- periodic work -------------------------------------------------------------------------
     def tick_ids(self) -> set[str]:
-        """Jobs the tick may touch: pending ones, on nodes going down or heart-beating, overdue ones."""
-        ids: set[str] = set(self.core.cluster.pending)
-        ids |= {job_id for job_id, _ in self.core.overdue(time.monotonic())}
+        """Jobs the tick may touch: on nodes going down or heart-beating, overdue ones. Pending jobs (no
+        node can take them) are not among them: they are read only when a node comes up or changes
+        (``Liveness.apply_heartbeats``), not twice a second each."""
+        ids = {job_id for job_id, _ in self.core.overdue(time.monotonic())}
         return ids | self.liveness.tick_ids()
 
     async def tick(self, txn: Txn) -> None:
