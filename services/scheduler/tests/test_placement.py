@@ -18,9 +18,13 @@ def node(name, slots=1, cpus=4.0, gpus=0, memory=None, backend="local", labels=N
     )
 
 
-def job(jid, runtime=10.0, priority=0, **spec):
-    spec.setdefault("command", ["true"])
-    return QueuedJob(jid, priority, runtime, v1.JobSpec(expected_runtime=runtime, **spec), "u", 0, 1)
+def spec(**fields):
+    fields.setdefault("command", ["true"])
+    return v1.JobSpec(**fields)
+
+
+def job(jid, runtime=10.0, priority=0, **fields):
+    return QueuedJob(jid, priority, runtime, spec(expected_runtime=runtime, **fields).resources, "u")
 
 
 def test_least_queued_time_picks_the_node_that_drains_first():
@@ -28,7 +32,7 @@ def test_least_queued_time_picks_the_node_that_drains_first():
     a.enqueue(job("1", 100))
     b.enqueue(job("2", 100))
     b.enqueue(job("3", 60))  # b: 160 s over 2 slots = 80 s < a's 100 s
-    assert place(LeastQueuedTime(), job("x").spec, [a, b], NOW) is b
+    assert place(LeastQueuedTime(), spec(), [a, b], NOW) is b
 
 
 def test_queued_time_follows_the_queue_as_jobs_come_and_go():
@@ -56,7 +60,7 @@ def test_remaining_time_of_running_jobs_counts():
     a.running["r"] = RunningJob("r", 1, v1.Resources(), expected_runtime=100, since=NOW - 90)  # 10 s left
     b.enqueue(job("q", 30))
     assert a.queued_time(NOW) == pytest.approx(10)
-    assert place(LeastQueuedTime(), job("x").spec, [a, b], NOW) is a
+    assert place(LeastQueuedTime(), spec(), [a, b], NOW) is a
 
 
 def test_overrun_jobs_count_as_zero_left_not_negative():
@@ -66,7 +70,7 @@ def test_overrun_jobs_count_as_zero_left_not_negative():
 
 
 @pytest.mark.parametrize(
-    ("spec", "ok"),
+    ("fields", "ok"),
     [
         ({"resources": v1.Resources(gpus=1)}, False),
         ({"resources": v1.Resources(cpus=8)}, False),
@@ -78,9 +82,9 @@ def test_overrun_jobs_count_as_zero_left_not_negative():
         ({"pool": "gpu"}, False),
     ],
 )
-def test_eligibility(spec, ok):
+def test_eligibility(fields, ok):
     n = node("a", cpus=4, memory=1024**3)
-    assert eligible(n, job("x", **spec).spec) is ok
+    assert eligible(n, spec(**fields)) is ok
 
 
 def test_down_nodes_and_nodes_too_small_are_never_chosen():
@@ -88,12 +92,9 @@ def test_down_nodes_and_nodes_too_small_are_never_chosen():
     down.up = False
     for i in range(5):
         gpu.enqueue(job(f"g{i}", 1000))
-    chosen = place(LeastQueuedTime(), job("x", resources=v1.Resources(gpus=1)).spec, [small, down, gpu], NOW)
+    chosen = place(LeastQueuedTime(), spec(resources=v1.Resources(gpus=1)), [small, down, gpu], NOW)
     assert chosen is gpu
-    assert (
-        place(LeastQueuedTime(), job("x", resources=v1.Resources(gpus=4)).spec, [small, down, gpu], NOW)
-        is None
-    )
+    assert place(LeastQueuedTime(), spec(resources=v1.Resources(gpus=4)), [small, down, gpu], NOW) is None
 
 
 def test_slots_and_free_resources_gate_starting():

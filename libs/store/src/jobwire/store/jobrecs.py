@@ -9,7 +9,7 @@ outbox messages (ids returned in order) and deletes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -130,10 +130,23 @@ async def load(conn: AsyncConnection | AsyncSession, ids: Iterable[str]) -> list
     return out
 
 
-async def load_in_states(conn: AsyncConnection | AsyncSession, states: Sequence[str]) -> list[JobRec]:
-    """Every job in one of ``states`` (the scheduler's view on start)."""
-    result = await conn.execute(select(JOBS).where(JOBS.c.state.in_(list(states))))
-    return [JobRec.of(row) for row in result]
+async def pages_in_states(
+    conn: AsyncConnection | AsyncSession, states: Sequence[str], size: int = 2000
+) -> AsyncIterator[list[JobRec]]:
+    """The jobs in ``states``, ``size`` at a time in id order per state (the ``(state, id)`` index):
+    the scheduler's view on start is built page by page, never holding every active row at once."""
+    for state in states:
+        last = ""
+        while True:
+            query = (
+                select(JOBS).where(JOBS.c.state == state, JOBS.c.id > last).order_by(JOBS.c.id).limit(size)
+            )
+            page = [JobRec.of(row) for row in await conn.execute(query)]
+            if page:
+                yield page
+            if len(page) < size:
+                break
+            last = page[-1].id
 
 
 @dataclass

@@ -11,34 +11,57 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import msgspec
+
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
 
 from .fairshare import FairShare
 from .waits import Waits
 
+#: at most this many distinct resource shapes are shared (``shared``); past it each job keeps its own
+SHARED_MAX = 4096
+_shapes: dict[tuple[object, ...], v1.Resources] = {}
 
-@dataclass
+
+def shared(res: v1.Resources) -> v1.Resources:
+    """One object per distinct resource shape: tens of thousands of queued jobs mostly ask for a few
+    shapes, and each kept its own copy (nothing mutates them once decoded)."""
+    key = msgspec.structs.astuple(res)
+    got = _shapes.get(key)
+    if got is None:
+        if len(_shapes) >= SHARED_MAX:
+            return res
+        got = _shapes[key] = res
+    return got
+
+
+@dataclass(slots=True)
 class QueuedJob:
-    """What placement and dispatch need to know about a job that waits."""
+    """What placement and dispatch need to know about a job that waits, kept small: a site holds tens
+    of thousands (issue 11: each held its decoded spec, about 1.3 KB). The spec stays in the job's
+    row and is read when the job is dispatched or placed again; only a gang keeps it (``gang``), its
+    nodes being chosen again each round."""
 
     id: str
     priority: int
     expected_runtime: float
-    spec: v1.JobSpec
+    resources: v1.Resources
     owner: str
-    attempt: int
-    max_attempts: int
-    trace: dict[str, str] = field(default_factory=dict)
+    #: the trace context of its submit, continued when it is dispatched (None: none came)
+    trace: dict[str, str] | None = None
     #: monotonic time before which it is not started (a retry's backoff); 0: at once
     not_before: float = 0.0
+    #: the whole spec of a gang job (ranks on several nodes at once); None for a job of one node
+    gang: v1.JobSpec | None = None
+    #: its place in queues: priority first, then submit order; one tuple shared by every queue it is in
+    key: tuple[int, str] = field(init=False)
 
-    @property
-    def key(self) -> tuple[int, str]:
-        return (-self.priority, self.id)
+    def __post_init__(self) -> None:
+        self.key = (-self.priority, self.id)
 
 
-@dataclass
+@dataclass(slots=True)
 class RunningJob:
     id: str
     attempt: int
@@ -222,7 +245,7 @@ class Cluster:
 
     def enqueue(self, node: str | None, job: QueuedJob) -> int | None:
         self.remove_queued(job.id)
-        if job.spec.resources.nodes > 1 and not feasibility.batch_gang(job.spec):
+        if job.gang is not None:
             self.gangs[job.id] = job
             return None
         if node is None:

@@ -6,6 +6,7 @@ Every method runs inside one batch transaction (``Txn``) from the scheduler's si
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +22,7 @@ from jobwire.store.jobrecs import JobRec
 
 from . import gang
 from .arrays import Arrays
-from .cluster import Cluster, GangRun, NodeState, QueuedJob, RunningJob
+from .cluster import Cluster, GangRun, NodeState, QueuedJob, RunningJob, shared
 from .fairshare import units
 from .placement import eligible, place
 from .settings import SchedulerSettings
@@ -48,49 +49,63 @@ class Core:
         )
 
     def queued_job(self, row: JobRec, spec: v1.JobSpec, trace: dict[str, str] | None = None) -> QueuedJob:
+        """The job as it waits in a queue: what placement and dispatch read, not its spec (``QueuedJob``)."""
         not_before = 0.0
         if row.not_before is not None:
             wait = (row.not_before - datetime.now(UTC)).total_seconds()
             not_before = time.monotonic() + wait if wait > 0 else 0.0
+        res = spec.resources
         return QueuedJob(
             id=row.id,
             priority=row.priority,
             expected_runtime=self.expected(spec),
-            spec=spec,
-            owner=row.owner,
-            attempt=row.attempt,
-            max_attempts=row.max_attempts,
-            trace=trace or {},
+            resources=shared(res),
+            owner=sys.intern(row.owner),
+            trace=trace or None,
             not_before=not_before,
+            gang=spec if res.nodes > 1 and not feasibility.batch_gang(spec) else None,
         )
 
-    def place(self, txn: Txn, row: JobRec, job: QueuedJob) -> int | None:
+    def spec_of(self, txn: Txn, row: JobRec) -> v1.JobSpec:
+        """The job's spec, decoded once per batch (a job placed and dispatched in one batch is decoded
+        once); a queued job does not keep it between batches."""
+        spec = txn.specs.get(row.id)
+        if spec is None:
+            spec = txn.specs[row.id] = v1.decode(row.spec, v1.JobSpec)
+        return spec
+
+    def place(self, txn: Txn, row: JobRec, job: QueuedJob, spec: v1.JobSpec | None = None) -> int | None:
         """Queue the job on the best node now (or keep it pending); returns its queue position.
+        ``spec``: the job's, when the caller has it decoded already (else read from its row).
 
         The reason says why it would wait: the nodes that fit are busy, or down (named, since when), or
         none fits. A job pinned to a node shows that node while it waits for it.
         """
         nodes = list(self.cluster.nodes.values())
-        if job.spec.resources.nodes > 1 and not feasibility.batch_gang(job.spec):
+        if job.gang is not None:
             row.node = None
-            row.reason = gang.waiting_reason(nodes, job.spec)
+            row.reason = gang.waiting_reason(nodes, job.gang)
             return self.cluster.enqueue(None, job)
-        node = place(self.policy, job.spec, nodes, time.monotonic())
+        if spec is None:
+            spec = self.spec_of(txn, row)
+        else:
+            txn.specs[row.id] = spec
+        node = place(self.policy, spec, nodes, time.monotonic())
         if node is None:
-            pinned = job.spec.node if job.spec.node in self.cluster.nodes else None
+            pinned = spec.node if spec.node in self.cluster.nodes else None
             row.node = pinned
             row.backend = self.cluster.nodes[pinned].backend if pinned else row.backend
             down = {n.name: n.down_since for n in nodes if not n.up}
-            row.reason = feasibility.waiting_reason(nodes, job.spec, down)
+            row.reason = feasibility.waiting_reason(nodes, spec, down)
             return self.cluster.enqueue(None, job)
         row.node = node.name
         row.backend = node.backend
         position = self.cluster.enqueue(node.name, job)
         free = node.capacity.slots - len(node.running)
-        if position is not None and position < free and node.fits_now(job.spec.resources):
+        if position is not None and position < free and node.fits_now(job.resources):
             row.reason = None  # dispatched in this batch
         else:
-            row.reason = feasibility.busy_reason([n for n in nodes if eligible(n, job.spec)], job.spec)
+            row.reason = feasibility.busy_reason([n for n in nodes if eligible(n, spec)], spec)
         return position
 
     def on_node(self, row: JobRec) -> bool:
@@ -157,7 +172,7 @@ class Core:
         txn.add(row, spec.labels)
         if spec.after and self.wait_for(txn, row, spec.after):
             return
-        position = self.place(txn, row, self.queued_job(row, spec, trace))
+        position = self.place(txn, row, self.queued_job(row, spec, trace), spec)
         txn.first_transition(row, position)
 
     # --- dependencies --------------------------------------------------------------------------
@@ -240,8 +255,8 @@ class Core:
         release, which places it."""
         if row.state != S.QUEUED.value:
             return
-        spec = v1.decode(row.spec, v1.JobSpec)
-        self.place(txn, row, self.queued_job(row, spec))
+        spec = self.spec_of(txn, row)
+        self.place(txn, row, self.queued_job(row, spec), spec)
 
     def cancel(self, txn: Txn, job_id: str, reason: str) -> None:
         row = txn.rows.get(job_id)
@@ -327,8 +342,8 @@ class Core:
             if waiting is not None:  # released into the wait for its dependencies, in no queue yet
                 txn.transition(row, rule.to, _and_why("released", waiting))
                 return
-            spec = v1.decode(row.spec, v1.JobSpec)
-            position = self.place(txn, row, self.queued_job(row, spec))
+            spec = self.spec_of(txn, row)
+            position = self.place(txn, row, self.queued_job(row, spec), spec)
             txn.transition(row, rule.to, _and_why("released", row.reason), queue_position=position)
 
     def requeue(self, txn: Txn, job_id: str, reason: str) -> None:
@@ -349,7 +364,7 @@ class Core:
         row.ended_at = None
         row.cancel_requested = False
         row.not_before = None
-        spec = v1.decode(row.spec, v1.JobSpec)
+        spec = self.spec_of(txn, row)
         row.max_attempts = row.attempt + spec.max_attempts
         if row.attempt == 0 and spec.after:  # it never ran: it waits for its dependencies again
             unmet, broken = self.check_after(txn, spec.after)
@@ -362,7 +377,7 @@ class Core:
                 else:
                     self.cluster.waits.add(row.id, unmet)
                 return
-        position = self.place(txn, row, self.queued_job(row, spec))
+        position = self.place(txn, row, self.queued_job(row, spec), spec)
         txn.transition(row, S.QUEUED, reason, queue_position=position)
 
     def ask_hold(self, txn: Txn, row: JobRec, *, release: bool) -> None:
@@ -511,13 +526,14 @@ class Core:
             if job.not_before > now:
                 continue
             nodes = [n for n in self.cluster.nodes.values() if n.up and n.name not in taken]
-            chosen = gang.free_nodes(job.spec, nodes, now)
+            assert job.gang is not None  # only gangs wait in ``cluster.gangs``
+            chosen = gang.free_nodes(job.gang, nodes, now)
             row = txn.rows.get(job.id)
             if chosen is not None and row is not None:
                 self.cluster.remove_queued(job.id)
                 self.start_gang(txn, row, job, chosen)
                 continue
-            kept = gang.reservation(job.spec, nodes, self.cluster.reserved.get(job.id), now)
+            kept = gang.reservation(job.gang, nodes, self.cluster.reserved.get(job.id), now)
             if kept:
                 self.cluster.reserved[job.id] = kept
                 taken.update(kept)
@@ -529,7 +545,8 @@ class Core:
         kept = [
             self.cluster.nodes[n] for n in self.cluster.reserved.get(held.id, []) if n in self.cluster.nodes
         ]
-        start = gang.start_in(held.spec, kept, now)
+        assert held.gang is not None
+        start = gang.start_in(held.gang, kept, now)
         room = max(0, node.capacity.slots - len(node.running))
         return gang.backfill(node, held, start, now, self.cluster.fair, room) if room else []
 
@@ -547,9 +564,10 @@ class Core:
         txn.transition(row, S.STARTING, f"dispatched {len(nodes)} ranks to {', '.join(names)}")
         row.artifacts = None  # gathered from this attempt's ranks as they end
         mono = time.monotonic()
-        res, expected = job.spec.resources, job.expected_runtime
+        assert job.gang is not None
+        res, expected = job.resources, job.expected_runtime
         runs = [
-            RunningJob(row.id, row.attempt, res, expected, mono, row.timeout, owner=row.owner) for _ in nodes
+            RunningJob(row.id, row.attempt, res, expected, mono, row.timeout, owner=job.owner) for _ in nodes
         ]
         self.cluster.start_gang(names, runs)
         row.gang = gang.record(names)
@@ -565,7 +583,7 @@ class Core:
                 job_id=row.id,
                 attempt=row.attempt,
                 node=node.name,
-                spec=job.spec,
+                spec=job.gang,
                 owner=row.owner,
                 timeout=row.timeout,
                 gang=ranked,
@@ -610,11 +628,11 @@ class Core:
     def retry(self, txn: Txn, row: JobRec, why: str | None) -> None:
         """Queue the job for its next attempt after its backoff. Its queue key (priority, id) is the one
         it was submitted with, so it keeps its place among its owner's jobs."""
-        spec = v1.decode(row.spec, v1.JobSpec)
+        spec = self.spec_of(txn, row)
         delay = spec.retry.delay(row.attempt) if spec.retry is not None else 0.0
         row.not_before = txn.at + timedelta(seconds=delay) if delay > 0 else None
         row.ended_at = None
-        position = self.place(txn, row, self.queued_job(row, spec))
+        position = self.place(txn, row, self.queued_job(row, spec), spec)
         what = f"retry {row.attempt + 1} of {row.max_attempts}" + (f" in {delay:g} s" if delay > 0 else "")
         what = f"{why}; {what}" if why else what
         txn.transition(row, S.QUEUED, _and_why(what, row.reason), queue_position=position)
@@ -640,7 +658,7 @@ class Core:
                 if job is None:
                     break
                 out.add(job.id)
-                extra[job.owner] = extra.get(job.owner, 0.0) + units(job.spec.resources)
+                extra[job.owner] = extra.get(job.owner, 0.0) + units(job.resources)
         out.update(self.cluster.gangs)  # few: each may find its nodes free in this round
         return out
 
@@ -654,7 +672,7 @@ class Core:
                 row = self.arrays.make_task(txn, array, offset)
                 row.expected_runtime = self.expected(array.spec)
                 row.timeout = array.spec.timeout_seconds()
-                position = self.place(txn, row, self.queued_job(row, array.spec))
+                position = self.place(txn, row, self.queued_job(row, array.spec), array.spec)
                 txn.first_transition(row, position)
             array.materialised += n
             txn.array_updates.setdefault(array.id, {})["materialised"] = array.materialised
@@ -681,7 +699,7 @@ class Core:
                 continue
             while node.up:
                 job = node.pick(now, fair)
-                if job is None or not node.fits_now(job.spec.resources):
+                if job is None or not node.fits_now(job.resources):
                     break
                 row = txn.rows.get(job.id)
                 if row is None:  # not loaded: next batch
@@ -724,18 +742,18 @@ class Core:
             RunningJob(
                 row.id,
                 row.attempt,
-                job.spec.resources,
+                job.resources,
                 job.expected_runtime,
                 time.monotonic(),
                 row.timeout,
-                owner=row.owner,
+                owner=job.owner,
             ),
         )
         run = v1.RunJob(
             job_id=row.id,
             attempt=row.attempt,
             node=node.name,
-            spec=job.spec,
+            spec=self.spec_of(txn, row),
             owner=row.owner,
             timeout=row.timeout,
         )

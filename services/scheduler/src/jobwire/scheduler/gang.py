@@ -105,7 +105,7 @@ def backfill(
     priority): each fits now, and either is expected to end before the gang starts or leaves room for
     the gang's rank beside everything on the node. A stream of short jobs cannot hold the gang back:
     once the work before it overruns, ``start`` is 0 and only jobs that leave its rank room start."""
-    rank = gang.spec.resources
+    rank = gang.resources
     used = [r.resources for r in node.running.values()]
     out: list[QueuedJob] = []
     looked: set[str] = set()
@@ -116,7 +116,7 @@ def backfill(
         if job is None:
             break
         looked.add(job.id)
-        res = job.spec.resources
+        res = job.resources
         if not fits_beside(node.capacity, used, res):
             continue
         if job.expected_runtime <= start or fits_beside(node.capacity, [*used, res], rank):

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
@@ -33,7 +35,7 @@ from jobwire.store.models import ArrayRow, JobRow, NodeRow, now
 from . import __version__, gang
 from .access import Access
 from .arrays import Arrays
-from .cluster import Cluster, NodeState, RunningJob
+from .cluster import Cluster, NodeState, RunningJob, shared
 from .core import Core, started_since
 from .fairshare import USAGE_HALF_LIVES, FairShare, units
 from .lease import Lease
@@ -49,6 +51,14 @@ CMD_CONSUMER = "scheduler-cmd"
 REPORT_CONSUMER = "scheduler-report"
 #: seconds between tries to take over again while NATS or the database is unreachable
 RETRY_WAIT = 1.0
+#: rows per page as fair share's recent usage is read back on start
+USAGE_PAGE = 2000
+
+
+class _Ran(msgspec.Struct):
+    """What fair share reads of an ended job's spec: its resources (the rest is skipped unparsed)."""
+
+    resources: v1.Resources = msgspec.field(default_factory=v1.Resources)
 
 
 class Scheduler:
@@ -264,35 +274,45 @@ class Scheduler:
                 )
             await self.rebuild_arrays(session)
             await self.rebuild_usage(session, at)
-            active = [s.value for s in v1.ACTIVE]
-            rows = await jobrecs.load_in_states(session, active)
             mono = time.monotonic()
-            waiting = await self.rebuild_waits(session, rows)
-            for row in rows:
-                spec = v1.decode(row.spec, v1.JobSpec)
-                if row.array_id is not None and row.array_id in self.core.arrays.open:
-                    self.core.arrays.open[row.array_id].live.add(row.id)
-                if row.id in waiting:
-                    continue  # in no queue until its dependencies are met
-                if row.state == S.QUEUED.value:
-                    # a job pinned to a node that is down waits pending, shown on that node
-                    known = self.cluster.nodes.get(row.node or "")
-                    node = row.node if known is not None and known.up else None
-                    self.cluster.enqueue(node, self.core.queued_job(row, spec))
-                elif row.gang is not None and self.core.on_node(row) and spec.resources.nodes > 1:
-                    self.rebuild_gang(row, spec, mono - started_since(row, at))
-                elif row.node in self.cluster.nodes and self.core.on_node(row):
-                    run = RunningJob(
-                        row.id,
-                        row.attempt,
-                        spec.resources,
-                        self.core.expected(spec),
-                        mono - started_since(row, at),
-                        row.timeout,
-                        running=row.state == S.RUNNING.value,
-                        owner=row.owner,
-                    )
-                    self.cluster.start(row.node, run)
+            # page by page: the active rows are never all in memory at once (issue 11); the few that
+            # name dependencies wait until every page is read, to learn which still wait
+            deferred: list[tuple[JobRec, v1.JobSpec]] = []
+            async for page in jobrecs.pages_in_states(session, [s.value for s in v1.ACTIVE]):
+                for row in page:
+                    spec = v1.decode(row.spec, v1.JobSpec)
+                    if row.array_id is not None and row.array_id in self.core.arrays.open:
+                        self.core.arrays.open[row.array_id].live.add(row.id)
+                    if spec.after and row.state in (S.QUEUED.value, S.HELD.value):
+                        deferred.append((row, spec))
+                    else:
+                        self.rebuild_job(row, spec, mono, at)
+            waiting = await self.rebuild_waits(session, deferred)
+            for row, spec in deferred:
+                if row.id not in waiting:  # in no queue until its dependencies are met
+                    self.rebuild_job(row, spec, mono, at)
+
+    def rebuild_job(self, row: JobRec, spec: v1.JobSpec, mono: float, at: datetime) -> None:
+        """One active job back in the view: queued on its node (or pending), or holding its slot."""
+        if row.state == S.QUEUED.value:
+            # a job pinned to a node that is down waits pending, shown on that node
+            known = self.cluster.nodes.get(row.node or "")
+            node = row.node if known is not None and known.up else None
+            self.cluster.enqueue(node, self.core.queued_job(row, spec))
+        elif row.gang is not None and self.core.on_node(row) and spec.resources.nodes > 1:
+            self.rebuild_gang(row, spec, mono - started_since(row, at))
+        elif row.node in self.cluster.nodes and self.core.on_node(row):
+            run = RunningJob(
+                row.id,
+                row.attempt,
+                shared(spec.resources),
+                self.core.expected(spec),
+                mono - started_since(row, at),
+                row.timeout,
+                running=row.state == S.RUNNING.value,
+                owner=sys.intern(row.owner),
+            )
+            self.cluster.start(row.node, run)
 
     async def rebuild_usage(self, session: AsyncSession, at: datetime) -> None:
         """On start, fair share's recent usage from the runs that ended within ``USAGE_HALF_LIVES``
@@ -302,17 +322,19 @@ class Scheduler:
         if fair.at is not None or fair.half_life <= 0:
             return
         since = at - timedelta(seconds=USAGE_HALF_LIVES * fair.half_life)
-        ended = await session.execute(
-            select(JobRow.owner, JobRow.spec, JobRow.started_at, JobRow.dispatched_at, JobRow.ended_at).where(
-                JobRow.ended_at > since
-            )
-        )
-        for owner, spec, started, dispatched, ended_at in ended:
-            begin = started or dispatched
-            if begin is None or ended_at is None:
-                continue  # never ran
-            res = v1.decode(spec, v1.JobSpec).resources
-            fair.add_past(owner, units(res), (at - ended_at).total_seconds(), (at - begin).total_seconds())
+        query = select(JobRow.owner, JobRow.spec, JobRow.started_at, JobRow.dispatched_at, JobRow.ended_at)
+        # streamed a page at a time, each spec read for its resources only: a busy site ends hundreds of
+        # thousands of runs within the window, which were all held at once, every spec decoded whole
+        recent = query.where(JobRow.ended_at > since).execution_options(yield_per=USAGE_PAGE)
+        ended = await session.stream(recent)
+        async for page in ended.partitions():
+            for owner, spec, started, dispatched, ended_at in page:
+                begin = started or dispatched
+                if begin is None or ended_at is None:
+                    continue  # never ran
+                res = v1.decode(spec, _Ran).resources
+                age_end, age_start = (at - ended_at).total_seconds(), (at - begin).total_seconds()
+                fair.add_past(owner, units(res), age_end, age_start)
         fair.at = time.monotonic()
 
     def rebuild_gang(self, row: JobRec, spec: v1.JobSpec, since: float) -> None:
@@ -323,12 +345,12 @@ class Scheduler:
             RunningJob(
                 row.id,
                 row.attempt,
-                spec.resources,
+                shared(spec.resources),
                 self.core.expected(spec),
                 since,
                 row.timeout,
                 running=row.state == S.RUNNING.value,
-                owner=row.owner,
+                owner=sys.intern(row.owner),
             )
             for _ in left
         ]
@@ -353,15 +375,10 @@ class Scheduler:
             if array_id is not None:
                 arrays.open[array_id].unsuccessful.add(task_id)
 
-    async def rebuild_waits(self, session: AsyncSession, rows: list[JobRec]) -> set[str]:
-        """The queued and held jobs that still wait for dependencies, back in ``cluster.waits``; the
-        dependencies' states are read in one query per 500 of them."""
-        after: dict[str, list[v1.Dependency]] = {}
-        for row in rows:
-            if row.state in (S.QUEUED.value, S.HELD.value) and b'"after"' in row.spec:
-                spec = v1.decode(row.spec, v1.JobSpec)
-                if spec.after:
-                    after[row.id] = spec.after
+    async def rebuild_waits(self, session: AsyncSession, rows: list[tuple[JobRec, v1.JobSpec]]) -> set[str]:
+        """The queued and held jobs (``rows``: those naming dependencies) that still wait for them, back
+        in ``cluster.waits``; the dependencies' states are read in one query per 500 of them."""
+        after = {row.id: spec.after for row, spec in rows}
         wanted = sorted({d.job for deps in after.values() for d in deps})
         ended: dict[str, bool] = {}
         for start in range(0, len(wanted), 500):

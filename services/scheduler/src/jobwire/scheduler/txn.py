@@ -47,6 +47,8 @@ class Txn:
         self.ended: list[str] = []
         #: how arrays named in ``after`` ended: those closed in this batch, or before it (loaded)
         self.array_ends: dict[str, v1.JobState] = {}
+        #: specs decoded in this batch, by job id (``Core.spec_of``): queued jobs keep none between batches
+        self.specs: dict[str, v1.JobSpec] = {}
         self.at = now()
 
     async def load(self, job_ids: set[str]) -> None:
