@@ -82,10 +82,13 @@ def _memory(doc: dict[str, Any], ax: Axes) -> None:
     ax.axvspan(0, mem["warmup_s"] / 60, color="grey", alpha=0.15, label="warm-up")
     scale = doc.get("scale_memory")
     title = f"RSS, {mem['seconds'] / 60:.1f} min at {mem['load']['offered_per_s']}/s"
-    if isinstance(scale, dict) and "growth" in scale:
-        empty, full = scale["empty_database"]["rss_mib"], scale["seeded_database"]["rss_mib"]
-        stored = scale["seeded_database"]["jobs_stored"]
-        ax.axhline(full, color="black", linestyle=":", label=f"scheduler, {stored:,} jobs stored: {full} MiB")
+    if isinstance(scale, dict) and "stored_jobs" in scale:
+        empty, ended = scale["empty_database"]["rss_mib"], scale["ended_database"]["rss_mib"]
+        full, active = scale["seeded_database"]["rss_mib"], scale["active_jobs"]["jobs_active"]
+        stored = scale["ended_database"]["jobs_stored"]
+        label = f"scheduler, {active:,} of them active: {full} MiB"
+        ax.axhline(full, color="black", linestyle=":", label=label)
+        ax.axhline(ended, color="black", linestyle="--", label=f"scheduler, {stored:,} ended: {ended} MiB")
         ax.axhline(empty, color="black", linestyle="-.", label=f"scheduler, empty database: {empty} MiB")
     ax.set_xlabel("minutes")
     ax.set_ylabel("MiB")

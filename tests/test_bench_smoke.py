@@ -90,7 +90,12 @@ def test_make_bench_tiny_run_writes_figures_ratios_and_plot(tmp_path: Path) -> N
     scale = doc["scale_memory"]
     assert scale["seeded_database"]["jobs_stored"] == 2010 and scale["empty_database"]["jobs_stored"] == 10
     assert scale["seeded_database"]["submits"] == {"201": 10} and scale["empty_database"]["rss_mib"] > 10
-    assert any(r["figure"] == "scheduler RSS, 2,010 stored jobs vs an empty database" for r in doc["ratios"])
+    # stored jobs and active jobs apart: the copy with every job ended holds only the 10 submitted
+    assert scale["ended_database"]["jobs_stored"] == 2010 and scale["ended_database"]["jobs_active"] == 10
+    assert scale["active_jobs"]["jobs_active"] == scale["seeded_database"]["jobs_active"] - 10 > 0
+    assert isinstance(scale["stored_jobs"]["flat"], bool)
+    figure = "scheduler RSS, 2,010 stored jobs (none active) vs an empty database"
+    assert any(r["figure"] == figure for r in doc["ratios"])
     target = next(r for r in doc["ratios"] if r["figure"] == "durable submits/s, sqlite, 32 connections")
     assert target["reference_value"] == doc["bare_route"][1]["requests_per_s"]
     assert target["ratio"] == pytest.approx(target["value"] / target["reference_value"], abs=0.001)
