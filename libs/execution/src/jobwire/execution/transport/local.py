@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import grp
 import os
 import pwd
@@ -211,18 +212,43 @@ class LocalTransport(Transport):
 
 
 def _read(path: str, offset: int, size: int | None) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read() if size is None else f.read(size)
+    """``size`` bytes from ``offset`` (all to the end with None) by raw ``pread``: a Python file
+    object also asked fstat, isatty (ioctl) and lseek of every small file a probe reads."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        parts: list[bytes] = []
+        want = -1 if size is None else size
+        while want != 0:
+            try:
+                got = os.pread(fd, (1 << 20) if want < 0 else min(want, 1 << 20), offset)
+            except OSError as e:
+                if e.errno != errno.ESPIPE or parts:
+                    raise
+                with open(fd, "rb", closefd=False) as f:  # not a regular file: read it in order
+                    return f.read() if size is None else f.read(size)
+            if not got:
+                break
+            parts.append(got)
+            offset += len(got)
+            if want > 0:
+                want -= len(got)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def _write_atomic(path: str, data: bytes, mode: int) -> None:
+    """Written beside ``path`` and renamed over it, with raw writes (no Python file object)."""
     tmp = f"{path}.tmp-{secrets.token_hex(4)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
