@@ -26,7 +26,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,12 +34,14 @@ from typing import Any
 import httpx
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Session
 
 from jobwire.contracts import v1
 from jobwire.stack.processes import NatsProcess, free_port
 from jobwire.stack.stack import Stack, StackConfig
 from jobwire.store import make_engine, migrate, queries, session_factory
 from jobwire.store.bootstrap import local_admin_token
+from jobwire.store.engine import make_reader
 
 JOBS = int(os.environ.get("BENCH_READ_JOBS", "1000000"))
 SAMPLES = int(os.environ.get("BENCH_READ_SAMPLES", "300"))
@@ -255,14 +257,15 @@ def cases(data: Data) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def _store_call(figure: str, params: dict[str, Any]) -> Callable[[Any], Awaitable[Any]]:
+def _store_call(figure: str, params: dict[str, Any]) -> Callable[[Session], Any]:
+    """The read the gateway makes for a figure: one of the store's synchronous queries on a session."""
     if figure == "one job":
-        return lambda s: queries.get_job(s, params["id"])
+        return lambda s: queries.get_job_sync(s, params["id"])
     if figure.startswith("counts"):
-        return lambda s: queries.count_jobs(s, **params)
+        return lambda s: queries.count_jobs_sync(s, **params)
     labels = dict([params["label"].split("=", 1)]) if "label" in params else None
     states = params["state"].split(",") if "state" in params else None
-    return lambda s: queries.list_jobs(
+    return lambda s: queries.list_jobs_sync(
         s,
         states=states,
         node=params.get("node"),
@@ -298,36 +301,53 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def measure_store(engine: AsyncEngine, figures: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """In-process: the store's query functions (SQLAlchemy + decoding), then the page's own SQL alone."""
+    """In-process: the store's query functions as the gateway calls them (``Resources.read``: on SQLite a
+    synchronous session in a worker thread, on PostgreSQL one greenlet of an async session; the session's
+    opening and closing timed with it), then the page's own SQL alone."""
     sessions = session_factory(engine)
+    reader = make_reader(engine.url)
+    watched = reader if reader is not None else engine.sync_engine
     sent: list[tuple[str, Any]] = []
 
     def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
         if statement.lstrip().upper().startswith("SELECT"):
             sent.append((statement, parameters))
 
+    async def read(call: Callable[[Session], Any]) -> Any:
+        if reader is not None:
+
+            def in_thread() -> Any:
+                with Session(reader) as session:
+                    return call(session)
+
+            return await asyncio.to_thread(in_thread)
+        async with sessions() as session:
+            return await session.run_sync(call)
+
     out: dict[str, Any] = {}
-    for figure, samples in figures.items():
-        for params in samples[:WARMUP]:  # not timed: the statement's first compile and plan
-            async with sessions() as session:
-                await _store_call(figure, params)(session)
-        store, raw = [], []
-        for params in samples:
-            sent.clear()
-            event.listen(engine.sync_engine, "before_cursor_execute", record)
-            try:
-                async with sessions() as session:
+    try:
+        for figure, samples in figures.items():
+            for params in samples[:WARMUP]:  # not timed: the statement's first compile and plan
+                await read(_store_call(figure, params))
+            store, raw = [], []
+            for params in samples:
+                sent.clear()
+                event.listen(watched, "before_cursor_execute", record)
+                try:
                     t = time.perf_counter()
-                    await _store_call(figure, params)(session)
+                    await read(_store_call(figure, params))
                     store.append(time.perf_counter() - t)
-            finally:
-                event.remove(engine.sync_engine, "before_cursor_execute", record)
-            statement, parameters = sent[0]  # the page, the row or the counts; then the transitions
-            async with engine.connect() as conn:
-                t = time.perf_counter()
-                (await conn.exec_driver_sql(statement, parameters)).all()
-                raw.append(time.perf_counter() - t)
-        out[figure] = {"store": summary(store), "sql": summary(raw), "queries": len(sent)}
+                finally:
+                    event.remove(watched, "before_cursor_execute", record)
+                statement, parameters = sent[0]  # the page, the row or the counts; then the transitions
+                async with engine.connect() as conn:
+                    t = time.perf_counter()
+                    (await conn.exec_driver_sql(statement, parameters)).all()
+                    raw.append(time.perf_counter() - t)
+            out[figure] = {"store": summary(store), "sql": summary(raw), "queries": len(sent)}
+    finally:
+        if reader is not None:
+            reader.dispose()
     return out
 
 
