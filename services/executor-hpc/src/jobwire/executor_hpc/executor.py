@@ -443,8 +443,9 @@ class HpcExecutor(Executor):
         view = await self.poller.view(ids, since, ending)
         out: dict[RunKey, RunStatus] = {}
         now = time.monotonic()
+        left = set(view.left)
         for h, i, probe in zip(handles, ids, probes, strict=True):
-            if i not in view.left:
+            if i not in left:
                 entry = None if view.queue is None else view.queue[i]
                 out[h.key] = _waiting(probe, entry, self.scheduler.name)
                 continue

@@ -131,9 +131,9 @@ class QueuePoller:
         queue, fresh = await self._list(list(ids))
         gone = [] if queue is None else [i for i in ids if i not in queue or queue[i].phase is Phase.DONE]
         if queue is not None:
-            for i in ids:
-                if i not in gone:
-                    self._gone_since.pop(i, None)
+            listed = set(ids).difference(gone)  # sets: 300 ids made list scans 90,000 compares a tick
+            for i in listed.intersection(self._gone_since):
+                self._gone_since.pop(i, None)
         if self.scheduler.accounting_ends_jobs:
             if fresh:
                 self._want = set(gone)
@@ -143,7 +143,8 @@ class QueuePoller:
         if queue is None:
             done = [i for i in ids if self._final(i)]
             return QueueView(None, False, done, self._acct) if done else QueueView(None, False, [], {})
-        left = gone + [i for i in ids if i not in gone and self._final(i)]
+        left = [i for i in ids if queue.get(i) is not None and queue[i].phase is not Phase.DONE]
+        left = gone + [i for i in left if self._final(i)]
         return QueueView(queue, fresh, left, self._acct)
 
     def _final(self, batch_id: str) -> bool:
