@@ -324,3 +324,32 @@ async def test_state_changes_are_audited(gateway, mint, scheduler):
     mine = (await gateway.get("/v1/audit", params={"actor": "alice", "limit": 1})).json()
     assert len(mine["items"]) == 1 and mine["next_before"]
 
+
+def test_the_gateway_refuses_to_start_with_a_route_that_skips_authentication():
+    """Authentication is the app's before_request hook; a controller setting its own would replace it
+    on its routes, so building such an app fails instead of serving them unauthenticated."""
+    from litestar import Controller, Litestar, get
+
+    from jobwire.gateway.auth.guard import authorize_request, check_every_route
+
+    async def other(request: object) -> None:
+        return None
+
+    class Open(Controller):
+        path = "/open"
+        before_request = other
+
+        @get("/")
+        async def read(self) -> str:
+            return "secret"
+
+    class Closed(Controller):
+        path = "/closed"
+
+        @get("/")
+        async def read(self) -> str:
+            return "fine"
+
+    check_every_route(Litestar([Closed], before_request=authorize_request))
+    with pytest.raises(RuntimeError, match="/open"):
+        check_every_route(Litestar([Closed, Open], before_request=authorize_request))

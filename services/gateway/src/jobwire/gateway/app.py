@@ -28,7 +28,7 @@ from .artifacts.controllers import ArtifactController
 from .auth.audit import audit_middleware
 from .auth.controllers import AuditController, QuotaController, TokenController
 from .auth.credentials import check_mode, check_sources, shared_keys
-from .auth.guard import authorize
+from .auth.guard import authorize_request, check_every_route
 from .auth.principal import provide_caller
 from .auth.tokens import TokenMemory
 from .auth.whoami import WhoamiController
@@ -163,7 +163,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
             "res": Provide(provide_resources, sync_to_thread=False),
             "caller": Provide(provide_caller, sync_to_thread=False),
         },
-        guards=[authorize],
+        before_request=authorize_request,
         middleware=[body_timeout(settings.body_read_timeout), submit_metrics_middleware, audit_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[allow],
@@ -176,4 +176,5 @@ def create_app(settings: GatewaySettings) -> Litestar:
     document_problems(app)
     complete(app.plugins.get(OpenAPIPlugin).provide_openapi_schema())
     allow.learn(app)
+    check_every_route(app)
     return app
