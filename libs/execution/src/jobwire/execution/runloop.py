@@ -38,6 +38,9 @@ TRACER = "jobwire.execution"
 #: chunks per stream per tick, so one chatty job cannot hold up the others
 CHUNKS_PER_TICK = 8
 FINISH_RETRY = 2.0
+#: how far a file's time (the kernel's coarse clock, one tick behind at most) may read before the
+#: moment it was really written: a job that ended within this of its stop request ended by the stop
+MTIME_SLACK = 0.05
 TRACE_HEADERS = ("traceparent", "tracestate")
 
 
@@ -336,7 +339,7 @@ class RunLoop:
             # StartedAt a fraction of a millisecond after its FinishedAt
             ended_at = max(ended_at, t.journal.running_at)
         stop = t.journal.stop
-        if stop is not None and not (status.ended_at is not None and status.ended_at < stop.at):
+        if stop is not None and not (status.ended_at is not None and status.ended_at < stop.at - MTIME_SLACK):
             outcome, reason = stop.outcome, stop.reason
         elif status.outcome is not None and status.outcome != JobState.SUCCEEDED:
             reason = status.reason or (exit_reason(code) if code is not None else str(status.outcome))
