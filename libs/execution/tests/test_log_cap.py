@@ -56,11 +56,16 @@ async def test_a_job_under_the_cap_is_logged_whole_and_zero_means_no_cap(harness
     assert await harness.text(big, "stdout") == "a" * 60000 + "\nafter-out\n"
 
 
-async def test_a_cancelled_job_keeps_its_last_words(harness):
+async def test_a_cancelled_job_keeps_its_last_words(harness, until, tmp_path):
     svc = await harness.executor(log_max_bytes=CAP)
-    script = "trap 'echo bye; echo gone >&2; exit 7' TERM; echo ready; while :; do sleep 0.1; done"
-    job = await harness.run(svc.node, {"command": ["sh", "-c", script]})
+    trapped = tmp_path / "trapped"
+    script = (
+        "trap 'echo bye; echo gone >&2; exit 7' TERM; echo ready; : > \"$1\"; while :; do sleep 0.1; done"
+    )
+    job = await harness.run(svc.node, {"command": ["sh", "-c", script, "sh", str(trapped)]})
     await harness.wait(job, "running")
+    # running means started, not that the shell has set its trap yet: cancel once it has
+    await until(trapped.exists, what="the job set its TERM trap")
     await harness.cancel(svc.node, job, reason="stop", grace=5)
     done = await harness.wait(job, "finished")
     assert (done.outcome, done.exit_code) == (JobState.CANCELLED, 7)
