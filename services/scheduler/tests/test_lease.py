@@ -150,3 +150,32 @@ async def test_the_lease_is_taken_when_free_kept_by_its_holder_and_handed_over(c
     await asyncio.sleep(1.3)  # two never refreshed: the key expires with the bucket's TTL
     assert await one.try_acquire()
     assert not await two.refresh()
+
+
+async def test_a_rebuild_longer_than_the_lease_period_keeps_the_lease(
+    clean_bus, nats_url, database_url, bucket, monkeypatch
+):
+    """A scheduler coming up on a big database (issue 11: 40,000 active jobs, or a busy hour of ended runs
+    read back for fair share) rebuilt its view for longer than the lease period before its keeper
+    started, and lost the lease as it came up. The rebuild renews it between pages: here six pages of
+    half a period each, three periods in all, and the replica is active with no loss."""
+    from jobwire.store import jobrecs
+
+    async def slow_pages(conn, states, size=2000):  # type: ignore[no-untyped-def]
+        for _ in range(6):
+            await asyncio.sleep(TTL / 2)
+            yield []
+
+    monkeypatch.setattr(jobrecs, "pages_in_states", slow_pages)
+    a = replica("a", bucket, database_url, nats_url)
+    started = time.monotonic()
+    await a.start()
+    try:
+        assert time.monotonic() - started >= 3 * TTL
+        assert a.role == "active" and a.losses == 0
+        await asyncio.sleep(2 * TTL)  # the keeper carries on from the last renewal
+        kv = await clean_bus.js.key_value(bucket)
+        assert (await kv.get(KEY)).value == b"a"
+        assert a.role == "active" and a.losses == 0
+    finally:
+        await a.stop()

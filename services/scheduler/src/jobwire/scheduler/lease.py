@@ -71,6 +71,10 @@ class Lease:
             self.revision = None
             return False
 
+    def renewal_due(self) -> bool:
+        """A third of the period has passed since the last write: ``keep`` would refresh now."""
+        return time.monotonic() >= self._valid_until - self.ttl / 3
+
     async def release(self) -> None:
         """Hand over at once (graceful stop) instead of making the standby wait for the expiry."""
         if self.revision is not None:

@@ -56,6 +56,10 @@ RETRY_WAIT = 1.0
 USAGE_PAGE = 2000
 
 
+class LeaseLost(RuntimeError):
+    """The leader lease could not be renewed while the view was being rebuilt: another replica may hold it."""
+
+
 class _Ran(msgspec.Struct):
     """What fair share reads of an ended job's spec: its resources (the rest is skipped unparsed)."""
 
@@ -108,7 +112,13 @@ class Scheduler:
             status=self.status,
         )
         if await self.lease.try_acquire():
-            await self.activate()
+            try:
+                await self.activate()
+            except LeaseLost:
+                log.warning("scheduler lost the leader lease while rebuilding its view; standing by")
+                await self.deactivate()
+                self.role = "standby"
+                self.standby = asyncio.create_task(self.stand_by(), name="standby")
         else:
             log.info("scheduler standing by: another replica holds the leader lease")
             self.standby = asyncio.create_task(self.stand_by(), name="standby")
@@ -259,6 +269,18 @@ class Scheduler:
         }
 
     # --- rebuilding the in-memory view ---------------------------------------------------------
+    async def renew_lease(self) -> None:
+        """Called between pages of a rebuild. Before the lease keeper starts (``activate``) a rebuild
+        of tens of thousands of active jobs, or of a busy hour's ended runs, outlived the lease period
+        and the lease was lost as the scheduler came up: it is renewed here when due. While the keeper
+        runs (a rebuild after a failed batch) this only lets it run."""
+        keeper_runs = self.keeper is not None and not self.keeper.done()
+        if self.lease is None or keeper_runs or not self.lease.renewal_due():
+            await asyncio.sleep(0)
+            return
+        if not await self.lease.refresh():
+            raise LeaseLost("the leader lease could not be renewed while rebuilding")
+
     async def rebuild(self) -> None:
         """Load nodes and active jobs, so a restarted scheduler carries on where it stopped."""
         assert self.sessions is not None
@@ -285,6 +307,7 @@ class Scheduler:
             # name dependencies wait until every page is read, to learn which still wait
             deferred: list[tuple[JobRec, v1.JobSpec]] = []
             async for page in jobrecs.pages_in_states(session, [s.value for s in v1.ACTIVE]):
+                await self.renew_lease()
                 for row in page:
                     spec = v1.decode(row.spec, v1.JobSpec)
                     if row.array_id is not None and row.array_id in self.core.arrays.open:
@@ -334,6 +357,7 @@ class Scheduler:
         recent = query.where(JobRow.ended_at > since).execution_options(yield_per=USAGE_PAGE)
         ended = await session.stream(recent)
         async for page in ended.partitions():
+            await self.renew_lease()
             for owner, spec, started, dispatched, ended_at in page:
                 begin = started or dispatched
                 if begin is None or ended_at is None:
