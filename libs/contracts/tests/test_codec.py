@@ -1,10 +1,11 @@
+import threading
 from datetime import UTC, datetime
 
 import msgspec
 import pytest
 
 from jobwire.contracts import v1
-from jobwire.contracts.v1 import schemas
+from jobwire.contracts.v1 import codec, schemas
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -132,3 +133,28 @@ def test_committed_schemas_match_the_code():
     rendered = schemas.render()
     on_disk = {p.name: p.read_text() for p in schemas.DEFAULT_DIR.glob("*.json")}
     assert on_disk == rendered, "schemas drifted: run `python -m jobwire.contracts.v1.schemas`"
+
+
+def test_decode_stored_gives_the_same_job_and_skips_only_the_checks_already_run():
+    """A stored spec decodes to the very job ``decode`` gives; the cross-field checks (run when it was
+    accepted) are skipped only inside ``decode_stored``: the same bytes through ``decode`` are refused
+    after it, and a decode on another thread meanwhile still checks."""
+    stored = v1.encode(SPEC)
+    assert v1.decode_stored(stored, v1.JobSpec) == v1.decode(stored, v1.JobSpec) == SPEC
+    as_job = b'{"id":"j1",' + stored[1:]
+    assert v1.decode_stored(as_job, v1.Job) == v1.decode(as_job, v1.Job)
+    two = b'{"command":["true"],"script":"echo hi"}'  # never stored: refused when submitted
+    assert v1.decode_stored(two, v1.JobSpec).script == "echo hi"
+    with pytest.raises(msgspec.ValidationError, match="exactly one"):
+        v1.decode(two, v1.JobSpec)
+    with pytest.raises(msgspec.ValidationError, match="length <= 128"):  # types and limits still apply
+        v1.decode_stored(b'{"command":["true"],"name":"' + b"x" * 200 + b'"}', v1.JobSpec)
+    seen: list[bool] = []
+    other = threading.Thread(target=lambda: seen.append(codec.decoding_stored()))
+    codec._STORED.on = True  # as inside decode_stored on this thread
+    try:
+        other.start()
+        other.join()
+    finally:
+        codec._STORED.on = False
+    assert seen == [False]

@@ -9,7 +9,7 @@ from .access import (
     TokenRecord,
     TouchTokens,
 )
-from .codec import UnknownField, convert_strict, decode, decode_strict, encode
+from .codec import UnknownField, convert_strict, decode, decode_stored, decode_strict, encode
 from .deps import When
 from .eligibility import (
     RULES,
@@ -203,6 +203,7 @@ __all__ = [
     "check_transition",
     "convert_strict",
     "decode",
+    "decode_stored",
     "decode_strict",
     "describe_states",
     "eligible_states",

@@ -13,6 +13,7 @@ import msgspec
 from msgspec import Meta
 
 from .asks import check_backend_asks
+from .codec import decoding_stored
 from .deps import When
 from .units import parse_duration, parse_size
 
@@ -441,6 +442,8 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
     after: Annotated[list[Dependency], Meta(max_length=MAX_AFTER)] = []
 
     def __post_init__(self) -> None:
+        if decoding_stored():  # checked when it was accepted (and ``max_attempts`` set then)
+            return
         if self.retry is not None:
             if self.max_attempts not in (1, self.retry.attempts):
                 raise ValueError("give either max_attempts or retry.attempts, not two different counts")
