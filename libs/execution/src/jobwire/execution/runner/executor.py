@@ -207,6 +207,9 @@ class ProcessExecutor(Executor):
         deadline = time.monotonic() + self.settings.launch_timeout
         wait = PID_POLL_FIRST
         while True:
+            # the first look waits too: a wrapper spawned a moment ago has not yet written its pid
+            await asyncio.sleep(wait)
+            wait = min(PID_POLL_MAX, wait * 2)
             [probe] = await self.transport.probe([d.private], read=[L.PID], stat=[L.PID])
             pid = _pid(probe.files.get(L.PID))
             if pid is not None:
@@ -215,8 +218,6 @@ class ProcessExecutor(Executor):
                 raise TransportError(
                     f"the wrapper in {d.path} did not record its pid within {self.settings.launch_timeout} s"
                 )
-            await asyncio.sleep(wait)
-            wait = min(PID_POLL_MAX, wait * 2)
 
     async def existing(self, job_id: str, attempt: int, rank: int = 0) -> Existing | None:
         d = self.files().dir(job_id, attempt, rank)
