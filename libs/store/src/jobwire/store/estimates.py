@@ -159,17 +159,20 @@ def estimate(session: Session, rows: Sequence[Any], now: datetime) -> dict[str, 
         }
     own: dict[str, int] = {}
     found: list[tuple[int, str]] = []
-    per_owner: dict[str, dict[str, tuple[int, float]]] = defaultdict(dict)
+    per_owner: dict[str, dict[str, int]] = defaultdict(dict)  # node -> owner -> queued there
+    expected: dict[str, list[float]] = defaultdict(list)  # node -> its owners' queued seconds
     slots: dict[str, int] = {}
     free_in: dict[str, list[float]] = defaultdict(list)
     shares: dict[str, float] = {}
     epoch_now = now.timestamp()
     # fetched at once: one row per owner queued on each node is most of what comes back (800 rows for
-    # 16 nodes of 50 owners), and a row at a time through the result's iterator cost 10 us each
+    # 16 nodes of 50 owners), and a row at a time through the result's iterator cost 10 us each; its
+    # values come typed and clamped from the statement, so each row is two appends and no conversion
     result = session.connection().execute(statement, params).all()
     for kind, key, sub, n, x in result:
         if kind == "owner":  # most rows: tested first
-            per_owner[key][sub] = (int(n), max(0.0, float(x or 0.0)))
+            per_owner[key][sub] = n
+            expected[key].append(x)
         elif kind == "ahead":
             own[key] = int(n)
         elif kind == "stretch":
@@ -185,28 +188,28 @@ def estimate(session: Session, rows: Sequence[Any], now: datetime) -> dict[str, 
     own.update(pos.count_ahead_sync(session, pos.missing(bands, own), by_owner=True))
 
     default = shares.get("*", 1.0)
-
-    def share_of(owner: str) -> float:
-        return shares.get(owner, default)
+    share_of = shares.get  # ``share_of(owner, default)``: no function of ours per owner (~600 a page)
 
     # each node's owners with their shares, looked up once a page (not once per job and owner); a job's
     # own owner is in its node's queue too, and its term taken off again (no queue per owner to build)
-    queues = {node: NodeQueue([(n, share_of(o)) for o, (n, _) in per_owner[node].items()]) for node in nodes}
+    queues = {
+        node: NodeQueue([(n, share_of(o, default)) for o, n in per_owner[node].items()]) for node in nodes
+    }
     positions: dict[str, int] = {}
     on_node: dict[str, list[Any]] = defaultdict(list)
     for r in queued:
         on_node[r.node].append(r)
-        ahead, share = own.get(r.id, 0), share_of(r.owner)
+        ahead, share = own.get(r.id, 0), share_of(r.owner, default)
         position = queues[r.node].position(ahead, share)
         theirs = per_owner[r.node].get(r.owner)
         if ahead and theirs is not None:
-            position -= min(theirs[0], int(ahead * share / (share if share > 0 else 1.0)))
+            position -= min(theirs, int(ahead * share / (share if share > 0 else 1.0)))
         positions[r.id] = position
     out: dict[str, tuple[int, datetime]] = {}
     for node in nodes:
         mine = on_node[node]
-        count = sum(n for n, _ in per_owner[node].values())
-        total = sum(t for _, t in per_owner[node].values())
+        count = sum(per_owner[node].values())
+        total = sum(expected[node])
         mean = total / count if count else 0.0
         offsets = start_offsets(free_in[node], slots.get(node, 1), mean, [positions[r.id] for r in mine])
         for r in mine:
@@ -241,7 +244,8 @@ _STRETCHES = (
 )
 _OWNERS = (
     "SELECT 'owner', job_counts.node, job_counts.owner, CAST(job_counts.n AS INTEGER),"
-    " CAST(job_counts.seconds AS FLOAT) FROM job_counts WHERE job_counts.node IN :nodes"
+    " CAST(CASE WHEN job_counts.seconds > 0 THEN job_counts.seconds ELSE 0 END AS FLOAT)"
+    " FROM job_counts WHERE job_counts.node IN :nodes"
     " AND job_counts.state = 'queued' AND job_counts.owner != '*' AND job_counts.n > 0"
 )
 _NODES = (
