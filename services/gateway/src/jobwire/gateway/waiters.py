@@ -1,8 +1,12 @@
-"""Requests that wait for a job's next event, resolved by one long-lived core NATS subscription.
+"""Requests that wait for a job's next event, resolved by long-lived core NATS subscriptions.
 
 A submit waits for its acceptance, a cancel for the terminal transition, a delete for ``deleted``. One
-subscription per process on ``jobwire.evt.job.>`` serves them all: no polling, no consumer per request.
-A waiter is registered *before* the command is published, so an event cannot slip past it.
+subscription per process and event kind a waiter can need (``KINDS``) serves them all: no polling, no
+consumer per request. ``starting`` and ``running`` are left out, half of a job's events under an
+executor, which every gateway process took off the wire, parsed and dropped for nobody; the few waits
+that need them (hold, release) subscribe to their one job's events while they wait
+(``watch_every_event``). A waiter is registered *before* the command is published, so an event cannot
+slip past it.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 import msgspec
@@ -23,7 +27,9 @@ from jobwire.contracts.v1 import subjects as sj
 
 log = logging.getLogger(__name__)
 
-SUBJECT = sj.JOB_EVENT_SUBJECTS
+#: the event kinds every job's waiters may need: every state but ``starting`` and ``running``, and deletion
+KINDS = (*(s.value for s in v1.JobState if s not in (v1.JobState.STARTING, v1.JobState.RUNNING)), "deleted")
+SUBJECTS = tuple(f"{sj.JOB_EVENT_SUBJECTS.removesuffix('>')}*.{kind}" for kind in KINDS)
 _EVENTS: msgspec.json.Decoder[v1.Event] = msgspec.json.Decoder(v1.Event)
 Match = Callable[[v1.Event], bool]
 
@@ -42,17 +48,17 @@ class EventWaiters:
     def __init__(self, nc: Client) -> None:
         self._nc = nc
         self._by_job: dict[str, list[_Waiter]] = {}
-        self._sub: Subscription | None = None
+        self._subs: list[Subscription] = []
 
     async def start(self) -> None:
-        self._sub = await self._nc.subscribe(SUBJECT, cb=self._on_message)
+        self._subs = [await self._nc.subscribe(subject, cb=self._on_message) for subject in SUBJECTS]
         await self._nc.flush()  # the server knows the interest before any request can wait on it
 
     async def stop(self) -> None:
-        if self._sub is not None:
+        for sub in self._subs:
             with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
+                await sub.unsubscribe()
+        self._subs = []
         for waiters in self._by_job.values():
             for w in waiters:
                 w.future.cancel()
@@ -73,6 +79,19 @@ class EventWaiters:
                 self._by_job.pop(job_id, None)
             if not waiter.future.done():
                 waiter.future.cancel()
+
+    @contextlib.asynccontextmanager
+    async def watch_every_event(self, job_id: str, match: Match) -> AsyncIterator[asyncio.Future[v1.Event]]:
+        """``watch`` for a wait that needs kinds outside ``KINDS`` (a hold answered by ``running``, a
+        release by ``starting``): this one job's events all come while the block runs."""
+        sub = await self._nc.subscribe(sj.event_subject(job_id, "*"), cb=self._on_message)
+        try:
+            await self._nc.flush()  # subscribed before the command goes out
+            with self.watch(job_id, match) as future:
+                yield future
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def _on_message(self, msg: Msg) -> None:
         tokens = msg.subject.split(".")
