@@ -106,3 +106,13 @@ async def test_another_users_job_is_404_and_holds_are_audited(gateway, seed, min
     assert r.status_code == 202, r.text
     got = [(e.actor, e.action, e.status) for e in await seed.audit()]  # stored before each answer
     assert got == [("alice", "jobs.hold", 404), ("alice", "jobs.release", 404), ("bob", "jobs.hold", 202)]
+
+
+@pytest.mark.parametrize("job_id", ["not-a-job", "%C3%8E%F1%97%9A%98%0CVGW", "a.b", "abc%0A"])
+async def test_hold_and_release_of_a_text_that_is_no_job_id_is_404_not_500(gateway, seed, job_id):
+    # Schemathesis sent ids like these: the wait subscribed to the job's subject before reading the job
+    for action in ("hold", "release"):
+        r = await gateway.post(f"/v1/jobs/{job_id}/{action}")
+        assert is_problem(r, 404), r.text
+        assert "there is no job" in r.json()["detail"]
+    assert await seed.commands() == []

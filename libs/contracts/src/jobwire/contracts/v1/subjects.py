@@ -31,12 +31,12 @@ TOKEN_BUCKET = "jobwire_tokens"  # noqa: S105 - a bucket name, not a secret
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def check_token(value: str, what: str) -> str:
     """Refuse anything that would change a subject's shape (dots, wildcards, spaces)."""
-    if not _TOKEN.match(value):
+    if not _TOKEN.fullmatch(value):  # fullmatch: `$` would also admit a trailing newline
         raise ValueError(f"{what} {value!r} may use only letters, digits, '_' and '-' (at most 128)")
     return value
 

@@ -10,7 +10,7 @@ from jobwire.store.models import NodeRow
 from ..problems import Conflict
 from ..resources import Resources
 from ..waiters import wait
-from .lookup import load_job, require_job
+from .lookup import load_job, require_job, require_job_id
 
 S = v1.JobState
 
@@ -40,7 +40,7 @@ async def hold(res: Resources, job_id: str, *, visible: str | None) -> tuple[v1.
     def held(event: v1.Event) -> bool:
         return isinstance(event, v1.JobTransitioned) and event.state in (S.HELD, S.RUNNING, *v1.TERMINAL)
 
-    async with res.waiters.watch_every_event(job_id, held) as seen:
+    async with res.waiters.watch_every_event(require_job_id(job_id), held) as seen:
         job = await require_job(res, job_id, owner=visible)
         rule = v1.rule_for(v1.Verb.HOLD, job.state, v1.where_of(job.state, dispatched=None))
         if rule is None:
@@ -68,7 +68,7 @@ async def release(res: Resources, job_id: str, *, visible: str | None) -> tuple[
     def released(event: v1.Event) -> bool:
         return isinstance(event, v1.JobTransitioned) and event.previous is S.HELD
 
-    async with res.waiters.watch_every_event(job_id, released) as seen:
+    async with res.waiters.watch_every_event(require_job_id(job_id), released) as seen:
         job = await require_job(res, job_id, owner=visible)
         if v1.rule_for(v1.Verb.RELEASE, job.state) is None:
             raise NotHeld(

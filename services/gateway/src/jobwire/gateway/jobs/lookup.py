@@ -16,6 +16,14 @@ async def load_job(res: Resources, job_id: str, *, owner: str | None = None) -> 
     return await res.read(queries.get_job_sync, job_id, owner=owner)
 
 
+def require_job_id(job_id: str) -> str:
+    """The id, or the 404 a lookup would give: for a wait that subscribes to the job's own subject
+    before it reads the job, a text that is no id of ours must never reach a subject."""
+    if not v1.is_job_id(job_id):
+        raise JobNotFound(f"there is no job {job_id!r}")
+    return job_id
+
+
 async def require_job(res: Resources, job_id: str, *, owner: str | None = None) -> v1.Job:
     """The job, or a 404 problem (also for another owner's job: ids leak nothing)."""
     job = await load_job(res, job_id, owner=owner)
