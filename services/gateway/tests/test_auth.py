@@ -187,6 +187,9 @@ async def test_token_admin_over_rest_shows_the_secret_once(gateway, admin_token,
     assert is_problem(await gateway.delete("/v1/tokens/tok_nope"), 404)
     bad = await gateway.post("/v1/tokens", json={"owner": "x", "scopes": ["root"]})
     assert is_problem(bad, 422) and "unknown scope" in bad.json()["detail"]
+    for owner in ("mallory\n", "mallory\r\n", "a.b\n"):  # Python's `$` alone admits a final newline
+        bad = await gateway.post("/v1/tokens", json={"owner": owner, "scopes": ["jobs:read"]})
+        assert is_problem(bad, 422), (owner, bad.text)
 
 
 async def test_every_route_declares_a_scope_or_is_public(settings):

@@ -21,7 +21,7 @@ from jobwire.contracts import v1
 
 SPEC_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 _SOURCES = ("command", "script", "program", "code")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+=-]{0,127}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+=-]{0,127}$(?!\n)")
 
 
 class UsageError(Exception):

@@ -37,7 +37,7 @@ DEFAULT_HOME_BASE = "/var/lib/jobwire/home"
 #: shadow-utils' limit on a user name (``useradd`` refuses longer ones on Debian).
 NAME_MAX = 32
 #: A portable POSIX user name as useradd's default NAME_REGEX accepts it (no trailing ``$``).
-_VALID = re.compile(r"^[a-z_][a-z0-9_-]*$")
+_VALID = re.compile(r"^[a-z_][a-z0-9_-]*$(?!\n)")
 _INVALID_CHARS = re.compile(r"[^a-z0-9_-]+")
 #: ``useradd`` exit status for "username already in use" (another executor won the race).
 _USERADD_EXISTS = 9
@@ -161,7 +161,7 @@ class RunAs:
                 with open(accounts_file, encoding="utf-8") as f:
                     mapping = parse_mapping(f.read(), accounts_file)
             rule = prefix if prefix is not None else (None if accounts_file else DEFAULT_PREFIX)
-            if rule and not re.match(r"^[a-z_][a-z0-9_-]*$", rule):
+            if rule and not re.match(r"^[a-z_][a-z0-9_-]*$(?!\n)", rule):
                 raise ValueError(f"JOBWIRE_EXECUTOR_ACCOUNT_PREFIX={rule!r} cannot start a user name")
             if not allow_root and "root" in mapping.values():
                 raise ValueError(_ROOT_REFUSED)

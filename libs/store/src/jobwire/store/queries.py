@@ -43,7 +43,7 @@ from .models import JobCountRow, JobLabelRow, JobRow, NodeRow, TransitionRow, Wo
 
 #: The largest page ``list_jobs`` serves; keeps the ``IN`` lists of the follow-up queries bounded.
 MAX_PAGE_SIZE = 1000
-_ID_PATTERN = re.compile(r"^[0-9A-Za-z-]{1,36}$")
+_ID_PATTERN = re.compile(r"^[0-9A-Za-z-]{1,36}$(?!\n)")
 #: the hex of 1 to 36 ASCII characters, lower case as ``bytes.hex`` writes it
 _HEX_CURSOR = re.compile(r"(?:[0-7][0-9a-f]){1,36}")
 _QUEUED = v1.JobState.QUEUED.value

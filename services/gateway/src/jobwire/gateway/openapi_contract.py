@@ -52,7 +52,7 @@ PARAMETERS: dict[tuple[str, str], Schema] = {
     ("/v1/jobs", "state"): {"type": "array", "items": {"type": "string", "pattern": STATE_LIST}},
     ("/v1/jobs", "cursor"): {"type": "string", "pattern": CURSOR},
     ("/v1/workflows", "cursor"): {"type": "string", "pattern": CURSOR},
-    ("/v1/arrays/{array_id}", "cursor"): {"type": "string", "pattern": r"^[0-9]{1,10}$"},
+    ("/v1/arrays/{array_id}", "cursor"): {"type": "string", "pattern": r"^[0-9]{1,10}$(?!\n)"},
     ("/v1/arrays/{array_id}", "state"): {"type": "array", "items": {"type": "string", "pattern": STATE_LIST}},
     ("/v1/jobs", "Idempotency-Key"): {"type": "string", "pattern": IDEMPOTENCY_KEY},
     # Litestar drops a bound of 0 from an optional parameter

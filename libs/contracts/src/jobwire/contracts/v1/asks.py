@@ -22,10 +22,10 @@ if TYPE_CHECKING:
 #: generic resources that hand a job (a share of) a GPU on Slurm: counted against ``resources.gpus``
 SLURM_GPU_GRES = frozenset({"gpu"})
 SLURM_GPU_SHARES = frozenset({"mps", "shard"})
-_GRES_ENTRY = re.compile(r"^(?:gres/)?([A-Za-z][A-Za-z0-9_-]*)((?::[A-Za-z0-9_.-]+)*)$")
+_GRES_ENTRY = re.compile(r"^(?:gres/)?([A-Za-z][A-Za-z0-9_-]*)((?::[A-Za-z0-9_.-]+)*)$(?!\n)")
 #: lines a batch system reads as its own directives, anywhere in a script it is given
 _DIRECTIVE = re.compile(r"^\s*#\s*(SBATCH|PBS|BSUB|\$)", re.IGNORECASE)
-_TORQUE_PART = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)((?::[A-Za-z0-9_.=-]+)*)$")
+_TORQUE_PART = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)((?::[A-Za-z0-9_.=-]+)*)$(?!\n)")
 _TORQUE_KEYS = ("ppn", "gpus")
 
 

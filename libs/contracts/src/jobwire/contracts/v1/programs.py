@@ -16,7 +16,7 @@ import msgspec
 from msgspec import Meta
 
 #: a name or a version: a letter or digit first (so never ``.``, ``..`` or an option), then ``._+-``
-PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$(?!\n)")
 Part = Annotated[str, Meta(min_length=1, max_length=128, pattern=PART.pattern)]
 
 

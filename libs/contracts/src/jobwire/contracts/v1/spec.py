@@ -17,10 +17,10 @@ from .codec import decoding_stored
 from .deps import When
 from .units import parse_duration, parse_size
 
-Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+=-]*$")]
-LabelKey = Annotated[str, Meta(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+=-]*$(?!\n)")]
+LabelKey = Annotated[str, Meta(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$(?!\n)")]
 LabelValue = Annotated[str, Meta(max_length=256)]
-EnvName = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+EnvName = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$(?!\n)")]
 Size = int | str
 Duration = float | int | str
 MAX_WALLTIME = 366 * 86400
@@ -28,7 +28,7 @@ PositiveSeconds = Annotated[float, Meta(gt=0, le=MAX_WALLTIME)]
 #: the most memory a job may ask for: refused beyond it before any node is asked (1 EiB)
 MAX_MEMORY = 1 << 60
 MIN_CPUS = 0.01
-PROGRAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*@[A-Za-z0-9][A-Za-z0-9._+-]*$")
+PROGRAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*@[A-Za-z0-9][A-Za-z0-9._+-]*$(?!\n)")
 #: Names of environment variables jobwire sets itself; a spec may not override them.
 RESERVED_ENV_PREFIX = "JOBWIRE_"
 #: A batch system's name for a partition, queue, account, QOS or parallel environment (lists with
@@ -146,7 +146,9 @@ class CodeFile(msgspec.Struct, kw_only=True):
     """An uploaded script: the job runs ``interpreter filename *args`` in its directory."""
 
     #: a plain file name that starts with a letter, digit or ``_``: never ``.``, ``..`` or an option
-    filename: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")]
+    filename: Annotated[
+        str, Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$(?!\n)")
+    ]
     content: str
     interpreter: list[str] | None = None
 
@@ -173,10 +175,10 @@ FORBIDDEN_BIND_SOURCES = (
 SYSTEM_DIRS = (
     *("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr", "/root", "/var/lib", "/var/log"),
 )
-_PORT = re.compile(r"^([0-9]{1,5})(?:/(tcp|udp|sctp))?$")
-_NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})?$")
-_GPU_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:.-]{0,127}$")
+_PORT = re.compile(r"^([0-9]{1,5})(?:/(tcp|udp|sctp))?$(?!\n)")
+_NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$(?!\n)")
+_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})?$(?!\n)")
+_GPU_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:.-]{0,127}$(?!\n)")
 
 
 def _clean_abs(path: Any, what: str) -> str:

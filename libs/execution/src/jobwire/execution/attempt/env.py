@@ -38,7 +38,7 @@ LOCALE_NAMES: tuple[str, ...] = (
     "LC_TELEPHONE",
 )
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$(?!\n)")
 
 
 def check_allow(patterns: Iterable[str]) -> tuple[str, ...]:

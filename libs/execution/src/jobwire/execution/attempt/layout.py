@@ -230,7 +230,7 @@ def attempt_name(attempt: int, rank: int = 0) -> str:
 
 
 #: what :func:`attempt_name` gives: an attempt number, maybe a rank
-ATTEMPT_NAME = re.compile(r"^[0-9]+(-rank[0-9]+)?$")
+ATTEMPT_NAME = re.compile(r"^[0-9]+(-rank[0-9]+)?$(?!\n)")
 
 
 def rank_subdir(rank: int) -> str:
@@ -247,9 +247,9 @@ def rank_log(stream: str, rank: int) -> str:
 
 
 #: what :func:`rank_log` gives for a rank > 0
-RANK_LOG = re.compile(r"^rank[1-9][0-9]{0,3}/(stdout|stderr)$")
+RANK_LOG = re.compile(r"^rank[1-9][0-9]{0,3}/(stdout|stderr)$(?!\n)")
 
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$(?!\n)")
 
 
 def check_job_id(job_id: str) -> str:

@@ -14,7 +14,7 @@ from ..executor import StartRefused
 TOKEN = re.compile(BATCH_EXPR)
 #: paths written into directives (output files): the scheduler does not shell-parse them, but a
 #: space or newline would still split or end the line
-PATH = re.compile(r"^/[A-Za-z0-9_./+@=-]{0,4095}$")
+PATH = re.compile(r"^/[A-Za-z0-9_./+@=-]{0,4095}$(?!\n)")
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
 
 
@@ -76,7 +76,7 @@ def memory_mb(size: int) -> int:
     return max(1, -(-size // (1024 * 1024)))
 
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,255}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,255}$(?!\n)")
 
 
 def check_env_name(name: str) -> str:

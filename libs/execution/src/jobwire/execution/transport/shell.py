@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from ..attempt.env import inherit_words
 from .base import DirEntry, DirProbe, FileStat, TransportError
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$(?!\n)")
 
 
 def _check(value: str, what: str) -> str:

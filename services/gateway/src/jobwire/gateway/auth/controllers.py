@@ -21,7 +21,7 @@ from . import audit as recording
 ADMIN_OPT = {"scope": tokens.ADMIN}
 #: an owner a token is made for over the API: a name as jobs, nodes and templates have (the store's
 #: CLI still takes any 1 to 128 printable characters); a stated rule, so the OpenAPI schema can say it
-OWNER_NAME = r"^[A-Za-z0-9_][A-Za-z0-9._@+-]{0,127}$"
+OWNER_NAME = r"^[A-Za-z0-9_][A-Za-z0-9._@+-]{0,127}$(?!\n)"
 
 
 class TokenRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -33,7 +33,7 @@ DEFAULT_GPUS = 1
 #: where the config's stored copies live among the owner's inputs
 INPUT_PREFIX = "gpu-queue"
 DEFAULT_CONFIG_NAME = "config.yaml"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$(?!\n)")
 
 
 def config_input(filename: str | None, raw: bytes, config: dict[str, Any]) -> tuple[str, str, bytes]:

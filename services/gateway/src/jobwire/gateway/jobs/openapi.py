@@ -23,7 +23,7 @@ from jobwire.contracts.v1 import spec as contract
 from . import form
 
 #: ``templates.service.NAME``
-TEMPLATE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+TEMPLATE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$(?!\n)"
 
 
 def _inline(node: Any, defs: dict[str, Any]) -> Any:

@@ -19,7 +19,7 @@ from jobwire.store import templates
 from ..problems import InvalidBody, InvalidParameter, MalformedJson, NotFound, invalid_body
 from ..resources import Resources
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$(?!\n)")
 RUNS = ("command", "script", "program", "code")
 MERGED = ("env", "labels", "resources", "docker", "slurm", "sge", "torque", "ssh")
 _PLACEHOLDER = {"command": ["true"]}
