@@ -15,6 +15,31 @@ from tests.support.prom import sample
 pytestmark = pytest.mark.integration
 
 
+async def add_node(  # type: ignore[no-untyped-def]
+    sessions,
+    name: str,
+    backend: str,
+    capacity: v1.NodeCapacity,
+    *,
+    gpus: list[v1.GpuInfo] | None = None,
+    at: datetime | None = None,
+) -> None:
+    """A node row as the scheduler keeps it (up, heart-beating at ``at``): what the gateway reads."""
+    at = at or datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        session.add(
+            NodeRow(
+                name=name,
+                backend=backend,
+                state="up",
+                capacity=v1.encode(capacity),
+                gpus=v1.encode(gpus) if gpus is not None else None,
+                registered_at=at,
+                last_heartbeat=at,
+            )
+        )
+
+
 async def test_metrics_need_the_metrics_scope(gateway, mint) -> None:
     assert (await gateway.get("/metrics", headers={"Authorization": ""})).status_code == 401
     user = await mint("alice")
@@ -30,17 +55,7 @@ async def test_metrics_need_the_metrics_scope(gateway, mint) -> None:
 
 
 async def test_jobs_by_state_and_backend_and_submits_counted(gateway, seed, sessions) -> None:
-    async with sessions() as session, session.begin():
-        session.add(
-            NodeRow(
-                name="cluster-a",
-                backend="slurm",
-                state="up",
-                capacity=v1.encode(v1.NodeCapacity(slots=4, gpus=2)),
-                registered_at=datetime.now(UTC),
-                last_heartbeat=datetime.now(UTC),
-            )
-        )
+    await add_node(sessions, "cluster-a", "slurm", v1.NodeCapacity(slots=4, gpus=2))
     for _ in range(3):
         await seed.job(state="succeeded", node="cluster-a")
     await seed.job(state="queued")
@@ -98,18 +113,8 @@ async def test_queue_depth_queued_time_gpus_in_use_and_heartbeat_per_node(gatewa
     minimises: expected runtime queued over the node's slots), GPUs a job holds, the last heartbeat."""
     beat = datetime.now(UTC)
     holder = await seed.job(state="running", node="gpu-box", expected_runtime=0.0)
-    async with sessions() as session, session.begin():
-        session.add(
-            NodeRow(
-                name="gpu-box",
-                backend="ssh",
-                state="up",
-                capacity=v1.encode(v1.NodeCapacity(slots=2, gpus=2)),
-                gpus=v1.encode([v1.GpuInfo(index=0, job_id=holder), v1.GpuInfo(index=1)]),
-                registered_at=beat,
-                last_heartbeat=beat,
-            )
-        )
+    gpus = [v1.GpuInfo(index=0, job_id=holder), v1.GpuInfo(index=1)]
+    await add_node(sessions, "gpu-box", "ssh", v1.NodeCapacity(slots=2, gpus=2), gpus=gpus, at=beat)
     await seed.job(state="queued", node="gpu-box", expected_runtime=300.0)
     await seed.job(state="queued", node="gpu-box", expected_runtime=100.0)
 
