@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from jobwire.gateway.nodes.snapshot import RECHECK_AFTER
 from jobwire.stack.stack import ExecutorConfig, Stack
 from tests.fixtures.ssh import SshCluster, start_cluster, stop_cluster
 
@@ -114,9 +112,6 @@ def api(stack: Stack) -> Iterator[httpx.Client]:
             return {n["name"] for n in items if n["state"] == "up"} >= set(NODES)
 
         wait_for(up, 60, what=f"nodes {sorted(NODES)} up")
-        # the gateway's submit check re-reads the nodes table at most once a second: a node stored
-        # within the last second may not be in its snapshot yet (1 in 2 full runs refused env-local)
-        time.sleep(RECHECK_AFTER + 0.2)
         yield client
 
 

@@ -129,11 +129,34 @@ async def test_a_node_heard_heart_beating_counts_before_it_is_stored(nodes, gate
 
 
 async def test_a_node_stored_after_the_gateway_started_is_seen_before_refusing(serve_gateway, seed, sessions):
+    await store_node(sessions, "small")
     async with serve_gateway(nodes_refresh=3600) as client:
+        wanted = {"command": ["true"], "resources": {"gpus": 2}}
+        assert_problem(await client.post("/v1/jobs", json=wanted), 422, path="$.resources.gpus")
         await store_node(sessions, "late", gpus=2)
-        await asyncio.sleep(1.1)  # the snapshot is older than the re-check age
-        r = await client.post("/v1/jobs", json={"command": ["true"], "resources": {"gpus": 2}})
+        # at once: a node the scheduler stored before the submit arrived is seen, however young the
+        # snapshot (a one-second re-check age once refused the first submits after `make run`)
+        r = await client.post("/v1/jobs", json=wanted)
         assert r.status_code == 202, r.text
+
+
+async def test_refusals_arriving_together_share_one_read_of_the_nodes(nodes, serve_gateway, seed):
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    async with serve_gateway(nodes_refresh=3600) as client:
+        event.listen(Engine, "before_cursor_execute", seen)
+        try:
+            infeasible = {"command": ["true"], "resources": {"gpus": 64}}
+            answers = await asyncio.gather(*(client.post("/v1/jobs", json=infeasible) for _ in range(20)))
+        finally:
+            event.remove(Engine, "before_cursor_execute", seen)
+    for r in answers:
+        assert_problem(r, 422, path="$.resources.gpus")
+    reads = [s for s in statements if "FROM nodes" in s]
+    assert 1 <= len(reads) <= 3, f"{len(reads)} reads of the nodes table for 20 refusals"
 
 
 async def test_accepted_submits_read_no_node_from_the_database(nodes, serve_gateway, seed):

@@ -3,7 +3,8 @@
 Loaded from the nodes table at start and every ``refresh`` seconds after (what the scheduler stored:
 every node ever registered, up or down), and updated at once from the executors' heartbeats, so a node
 that just appeared counts before the scheduler has stored it. A submit that would be refused is first
-checked against a fresh read (at most once a second), so a stale snapshot never refuses a job that fits.
+checked against a read of the table that began after the submit arrived, so a node the scheduler had
+stored by then (and ``GET /v1/nodes`` shows) is never missed; refusals arriving together share a read.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from jobwire.store.models import NodeRow
 
 log = logging.getLogger(__name__)
 _BEATS: msgspec.json.Decoder[v1.NodeHeartbeat] = msgspec.json.Decoder(v1.NodeHeartbeat)
-#: a would-be refusal re-reads the table when the snapshot is older than this (seconds)
-RECHECK_AFTER = 1.0
 
 
 @dataclass
@@ -51,7 +50,8 @@ class NodeSnapshot:
         self._nc = nc
         self._refresh = refresh
         self.nodes: dict[str, Registered] = {}
-        self.loaded_at = 0.0
+        #: when the newest read of the table began (monotonic); a read started later is at least as fresh
+        self.read_from = float("-inf")
         self._sub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -75,6 +75,7 @@ class NodeSnapshot:
 
     async def reload(self) -> None:
         """Every stored node; nodes known only from heartbeats so far are kept."""
+        started = time.monotonic()
         try:
             async with self._sessions() as session:
                 rows = list((await session.execute(select(NodeRow))).scalars())
@@ -89,15 +90,16 @@ class NodeSnapshot:
                 labels=v1.decode(row.labels, dict[str, str]) if row.labels else {},
                 pool=row.pool,
             )
-        self.loaded_at = time.monotonic()
+        self.read_from = max(self.read_from, started)
 
     async def refusal(self, spec: v1.JobSpec) -> feasibility.Refusal | None:
         """Why no registered node could ever run ``spec`` (None: some node could, or none is known)."""
+        arrived = time.monotonic()
         why = feasibility.refusal(list(self.nodes.values()), spec)
-        if why is None or time.monotonic() - self.loaded_at < RECHECK_AFTER:
+        if why is None or self.read_from >= arrived:
             return why
-        async with self._lock:
-            if time.monotonic() - self.loaded_at >= RECHECK_AFTER:
+        async with self._lock:  # one read at a time: the refusals that waited for it need no other
+            if self.read_from < arrived:
                 await self.reload()
         return feasibility.refusal(list(self.nodes.values()), spec)
 
