@@ -4,6 +4,8 @@
   uvicorn settings (``benchmarks.bare_route``), loaded exactly like the gateway;
 - JetStream publish with ack (what a durable submit needs at least), one at a time and pipelined;
 - SQLite, one row per commit in WAL mode with the store's pragmas (what storing a job needs at least);
+- the durable-submit floor: the bare route plus what a durable submit cannot skip (a JetStream publish
+  with ack, a second process committing the batch to SQLite and replying), ``benchmarks.durable_floor``;
 - raw ``sbatch --wrap=true`` on the project's test SLURM (``bench_slurm``).
 """
 
@@ -14,6 +16,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,17 +26,14 @@ import nats
 from nats.js.api import StorageType, StreamConfig
 
 from benchmarks import loadgen
-from jobwire.stack.processes import free_port
+from jobwire.stack.processes import NatsProcess, free_port
 
 
 @contextmanager
-def bare_route(workers: int) -> Iterator[str]:
-    """The bare-route server on a free port, for as long as the block runs; yields its URL."""
-    port = free_port()
+def _server(args: list[str], port: int, what: str) -> Iterator[str]:
+    """``python -m ARGS`` serving on ``port`` for as long as the block runs; yields its URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.bare_route", str(port), str(workers)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 30
@@ -43,12 +43,41 @@ def bare_route(workers: int) -> Iterator[str]:
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the bare-route server did not start") from None
+                    raise RuntimeError(f"the {what} server did not start") from None
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextmanager
+def bare_route(workers: int) -> Iterator[str]:
+    """The bare-route server on a free port, for as long as the block runs; yields its URL."""
+    port = free_port()
+    with _server(["benchmarks.bare_route", str(port), str(workers)], port, "bare-route") as url:
+        yield url
+
+
+@contextmanager
+def durable_floor(home: Path) -> Iterator[str]:
+    """A NATS server of its own, the floor's writer and its route; yields the route's URL."""
+    nats_proc = NatsProcess(home, free_port(), free_port(), None)
+    nats_proc.start()
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.durable_floor", "store", nats_proc.url, str(home / "floor.db")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port = free_port()
+        route = ["benchmarks.durable_floor", "route", str(port), nats_proc.url]
+        with _server(route, port, "floor route") as url:
+            yield url
+    finally:
+        writer.terminate()
+        writer.wait(10)
+        nats_proc.process.stop()
 
 
 async def jetstream_publish(url: str, sequential: int, pipelined: int, window: int = 256) -> dict[str, float]:
@@ -100,6 +129,14 @@ def bare_route_curve(
     workers: int, connections: list[int], seconds: float, body: bytes
 ) -> list[dict[str, object]]:
     with bare_route(workers) as url:
+        load = loadgen.Load(url, "/v1/jobs", body, {})
+        loadgen.run(load, connections[0], 1)  # warm-up
+        return [loadgen.run(load, c, seconds) for c in connections]
+
+
+def durable_floor_curve(connections: list[int], seconds: float, body: bytes) -> list[dict[str, object]]:
+    """The durable-submit floor loaded like the gateway (same body, connections and seconds)."""
+    with tempfile.TemporaryDirectory(prefix="jobwire-floor-") as home, durable_floor(Path(home)) as url:
         load = loadgen.Load(url, "/v1/jobs", body, {})
         loadgen.run(load, connections[0], 1)  # warm-up
         return [loadgen.run(load, c, seconds) for c in connections]

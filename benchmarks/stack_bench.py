@@ -4,7 +4,8 @@ Starts its own stacks (nats-server, SQLite and PostgreSQL, scheduler, a local ex
 ports in temporary directories, and measures:
 
 - the curve: durable submits/s, p50, p99 and errors at 1, 8, 32 and 128 connections (``wrk`` when
-  installed), on each database, beside the bare Litestar route under the same server settings;
+  installed), on each database, beside the bare Litestar route under the same server settings and the
+  durable-submit floor (``benchmarks.durable_floor``: the least this design's submit can cost);
 - end to end: no-op jobs completed/s, a ``POST /v1/jobs:batch`` of ``BENCH_BATCH_JOBS`` completed/s, an
   array of ``BENCH_ARRAY_TASKS`` tasks completed/s, submit -> running on an idle stack, authenticated reads;
 - memory: gateway, scheduler, executor and NATS RSS every 10 s over ``BENCH_SOAK_S`` (600) of load at half
@@ -69,9 +70,7 @@ HPC_JOBS = _env_int("BENCH_SLURM_JOBS", 200)
 SGE_JOBS = _env_int("BENCH_SGE_JOBS", 100)
 DRAIN_S = float(os.environ.get("BENCH_DRAIN_S", "120"))
 OUT = Path(os.environ.get("BENCH_OUT", "build/bench"))
-ALL_PARTS = (
-    "bare_route,curve,references,end_to_end,batch,array,latency_idle,reads,soak,slurm,sge,reads_at_scale"
-)
+ALL_PARTS = "bare_route,durable_floor,curve,references,end_to_end,batch,array,latency_idle,reads,soak,slurm,sge,reads_at_scale"
 PARTS = set(os.environ.get("BENCH_PARTS", ALL_PARTS).split(","))
 if os.environ.get("BENCH_SLURM", "1") == "0":
     PARTS -= {"slurm", "sge"}
@@ -399,6 +398,13 @@ def main() -> None:
                 doc,
                 "bare_route",
                 lambda: ceilings.bare_route_curve(workers, CONNECTIONS, CURVE_S, BODY),
+            )
+        if "durable_floor" in PARTS:
+            run.part(
+                "durable-submit floor",
+                doc,
+                "durable_floor",
+                lambda: ceilings.durable_floor_curve(CONNECTIONS, CURVE_S, BODY),
             )
         with tempfile.TemporaryDirectory(prefix="jobwire-bench-") as home:
             for i, kind in enumerate(DATABASES):
