@@ -39,9 +39,9 @@ from sqlalchemy.orm import Session
 from jobwire.contracts import v1
 from jobwire.stack.processes import NatsProcess, free_port
 from jobwire.stack.stack import Stack, StackConfig
-from jobwire.store import make_engine, migrate, queries, session_factory
+from jobwire.store import make_engine, migrate, queries
 from jobwire.store.bootstrap import local_admin_token
-from jobwire.store.engine import make_reader
+from jobwire.store.reads import Reads
 
 JOBS = int(os.environ.get("BENCH_READ_JOBS", "1000000"))
 SAMPLES = int(os.environ.get("BENCH_READ_SAMPLES", "300"))
@@ -301,12 +301,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def measure_store(engine: AsyncEngine, figures: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """In-process: the store's query functions as the gateway calls them (``Resources.read``: on SQLite a
-    synchronous session in a worker thread, on PostgreSQL one greenlet of an async session; the session's
-    opening and closing timed with it), then the page's own SQL alone."""
-    sessions = session_factory(engine)
-    reader = make_reader(engine.url)
-    watched = reader if reader is not None else engine.sync_engine
+    """In-process: the store's query functions as the gateway calls them (``Resources.read``, that is
+    ``jobwire.store.reads``: on SQLite a synchronous session in a worker thread, on PostgreSQL one greenlet
+    of an async session in autocommit; the session's opening and closing timed with it), then the page's
+    own SQL alone."""
+    reads = Reads(engine.url.render_as_string(hide_password=False))
+    watched = reads.watched
     sent: list[tuple[str, Any]] = []
 
     def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
@@ -314,15 +314,7 @@ async def measure_store(engine: AsyncEngine, figures: dict[str, list[dict[str, A
             sent.append((statement, parameters))
 
     async def read(call: Callable[[Session], Any]) -> Any:
-        if reader is not None:
-
-            def in_thread() -> Any:
-                with Session(reader) as session:
-                    return call(session)
-
-            return await asyncio.to_thread(in_thread)
-        async with sessions() as session:
-            return await session.run_sync(call)
+        return await reads(call)
 
     out: dict[str, Any] = {}
     try:
@@ -346,8 +338,7 @@ async def measure_store(engine: AsyncEngine, figures: dict[str, list[dict[str, A
                     raw.append(time.perf_counter() - t)
             out[figure] = {"store": summary(store), "sql": summary(raw), "queries": len(sent)}
     finally:
-        if reader is not None:
-            reader.dispose()
+        await reads.dispose()
     return out
 
 

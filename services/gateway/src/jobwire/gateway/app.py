@@ -19,7 +19,8 @@ from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlu
 from jobwire.runtime import telemetry
 from jobwire.runtime.bus import connect
 from jobwire.runtime.heap import freeze_startup_heap, thaw_heap
-from jobwire.store.engine import make_engine, make_reader, session_factory
+from jobwire.store.engine import make_engine, session_factory
+from jobwire.store.reads import Reads
 
 from .allow import AllowHeaders
 from .apidocs import assets_router, openapi_config
@@ -76,7 +77,7 @@ def _lifespan(settings: GatewaySettings) -> Callable[[Litestar], AbstractAsyncCo
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         bus = await connect(settings.bus, name=f"jobwire-{SERVICE}", declare=True)
         engine = make_engine(settings.database_url)
-        reader = make_reader(settings.database_url)
+        reads = Reads(settings.database_url)
         waiters = EventWaiters(bus.nc)
         sessions = session_factory(engine)
         nodes = NodeSnapshot(sessions, bus.nc, refresh=settings.nodes_refresh)
@@ -102,7 +103,7 @@ def _lifespan(settings: GatewaySettings) -> Callable[[Litestar], AbstractAsyncCo
                 tokens=memory,
                 admissions=Admissions(engine, limits),
                 keys=shared_keys(settings),
-                reader=reader,
+                reads=reads,
             )
             await check_sources(res, res.keys)
             app.state[STATE_KEY] = res
@@ -119,8 +120,7 @@ def _lifespan(settings: GatewaySettings) -> Callable[[Litestar], AbstractAsyncCo
             await waiters.stop()
             await bus.close()
             await engine.dispose()
-            if reader is not None:
-                reader.dispose()
+            await reads.dispose()
 
     return lifespan
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Concatenate, ParamSpec, TypeVar, cast
 
 from litestar.datastructures import State
-from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from jobwire.runtime.bus import Bus
 from jobwire.store import SQLITE_BEGIN
+from jobwire.store.reads import Reads
 
 from .auth.tokens import TokenMemory
 from .jobs.admission import Admissions
@@ -43,8 +42,9 @@ class Resources:
     keys: list[tuple[str, bytes]] = field(default_factory=list)
     #: open log and event streams per owner (this process)
     streams: StreamSlots = field(default_factory=lambda: StreamSlots(20))
-    #: SQLite only: a synchronous engine on the same file, for ``read`` in a worker thread
-    reader: Engine | None = None
+    #: how ``read`` runs a query (``jobwire.store.reads``: a worker thread on SQLite, an autocommit
+    #: engine of its own on PostgreSQL)
+    reads: Reads | None = None
 
     def __post_init__(self) -> None:
         self.streams.per_owner = self.settings.streams_per_owner
@@ -57,17 +57,10 @@ class Resources:
             yield session
 
     async def read(self, query: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """``query(session, ...)``, a synchronous read of the store (``queries.*_sync``), in one step:
-        in a worker thread on SQLite (one hand-off for the whole read, where aiosqlite takes several per
-        statement), in one greenlet of an async session on PostgreSQL."""
-        reader = self.reader
-        if reader is not None:
-
-            def in_thread() -> T:
-                with Session(reader) as session:
-                    return query(session, *args, **kwargs)
-
-            return await asyncio.to_thread(in_thread)
+        """``query(session, ...)``, a synchronous read of the store (``queries.*_sync``), in one step
+        (``jobwire.store.reads``); without ``reads``, in one greenlet of a session of ``sessions``."""
+        if self.reads is not None:
+            return await self.reads(query, *args, **kwargs)
         async with self.sessions() as session:
             return await session.run_sync(query, *args, **kwargs)
 
