@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections import defaultdict, namedtuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -154,6 +154,16 @@ def get_job_sync(session: Session, job_id: str, *, owner: str | None = None) -> 
 _JOB_COLUMNS = tuple(JobRow.__table__.c)
 _TRANSITION_COLUMNS = tuple(TransitionRow.__table__.c)
 _AWARE = DateTime(timezone=True)
+#: a fetched row as the read path hands it on (to ``row_to_job`` and ``estimates``): a named tuple of
+#: the columns' keys. An attribute of SQLAlchemy 2.1's ``Row`` costs 0.7-1 us (its by-name lookup runs
+#: after the normal one misses; an index costs 0.03), 25 a job: ``row_to_job`` took 2.0 ms of a page of
+#: 50 on rows against 0.6 ms on these (in-process, 1M jobs on PostgreSQL), each made in ~1 us.
+_job_fields: Callable[[Iterable[Any]], Any] = namedtuple(  # type: ignore[attr-defined]
+    "JobFields", [c.key for c in _JOB_COLUMNS]
+)._make
+_transition_fields: Callable[[Iterable[Any]], Any] = namedtuple(  # type: ignore[attr-defined]
+    "TransitionFields", [c.key for c in _TRANSITION_COLUMNS]
+)._make
 
 
 def _fetched(columns: Iterable[ColumnElement[Any]], postgres: bool) -> list[ColumnElement[Any]]:
@@ -460,11 +470,13 @@ def _assemble(session: Session, rows: Sequence[Any]) -> list[v1.Job]:
     """
     if not rows:
         return []
+    rows = [_job_fields(r) for r in rows]
     transitions: dict[str, list[Any]] = defaultdict(list)
     conn = session.connection()
     statement = _TRANSITIONS_OF[conn.dialect.name == "postgresql"]
     for t in conn.execute(statement, {"ids": [r.id for r in rows]}).all():
-        transitions[t.job_id].append(t)
+        fields = _transition_fields(t)
+        transitions[fields.job_id].append(fields)
     # queued jobs: their place under fair share and when they should start (replaces the node-wide rank)
     fair = estimates.estimate(session, rows, datetime.now(UTC))
     out = []
