@@ -70,7 +70,10 @@ HPC_JOBS = _env_int("BENCH_SLURM_JOBS", 200)
 SGE_JOBS = _env_int("BENCH_SGE_JOBS", 100)
 DRAIN_S = float(os.environ.get("BENCH_DRAIN_S", "120"))
 OUT = Path(os.environ.get("BENCH_OUT", "build/bench"))
-ALL_PARTS = "bare_route,durable_floor,curve,references,end_to_end,batch,array,latency_idle,reads,soak,slurm,sge,reads_at_scale"
+ALL_PARTS = (
+    "bare_route,durable_floor,curve,references,end_to_end,batch,array,latency_idle,reads,soak,slurm,sge,"
+    "reads_at_scale"
+)
 PARTS = set(os.environ.get("BENCH_PARTS", ALL_PARTS).split(","))
 if os.environ.get("BENCH_SLURM", "1") == "0":
     PARTS -= {"slurm", "sge"}
