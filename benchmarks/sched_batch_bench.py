@@ -55,13 +55,13 @@ class Relay:
         self.sent = 0
         self.pending = False
 
-    async def forget_published(self, session: Any) -> None:
+    async def forget_published(self, session: Any, *, due: bool = True) -> None:
         from sqlalchemy import delete
 
-        from jobwire.store.models import OutboxRow
+        from jobwire.store.jobrecs import OUTBOX
 
-        if self.published:
-            await session.execute(delete(OutboxRow).where(OutboxRow.id.in_(self.published)))
+        if self.published and (due or len(self.published) >= 500):  # as the real relay
+            await session.execute(delete(OUTBOX).where(OUTBOX.c.id.in_(self.published)))
             self.published = []
 
     async def publish(self, rows: list[tuple[Any, ...]]) -> None:

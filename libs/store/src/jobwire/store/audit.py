@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from jobwire.contracts import v1
 
@@ -78,14 +78,35 @@ def _row(r: v1.AuditRecord) -> dict[str, object]:
     }
 
 
-def _insert(session: AsyncSession) -> Any:
-    """An INSERT of the session's dialect, which knows ``ON CONFLICT`` (SQLite and PostgreSQL)."""
-    dialect = session.get_bind().dialect.name
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(AuditRow)
+#: the table, not the mapped class: a statement on the class takes the ORM's bulk path through a session
+AUDIT: Table = AuditRow.__table__  # type: ignore[assignment]
+_INSERT = insert(AUDIT)
+
+
+#: the ``ON CONFLICT`` inserts, built once per (dialect, carried): a statement object keeps its cache key
+_KEYED: dict[tuple[str, bool], Any] = {}
+
+
+def _keyed(conn: AsyncConnection | AsyncSession, carried: bool) -> Any:
+    """The INSERT of a record naming its request, in the connection's dialect (SQLite and PostgreSQL
+    know ``ON CONFLICT``): a ``carried`` one only where the row is missing, else it sets status and time."""
+    dialect = (conn.dialect if isinstance(conn, AsyncConnection) else conn.get_bind().dialect).name
+    stmt = _KEYED.get((dialect, carried))
+    if stmt is None:
+        stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(AUDIT)
+        if carried:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["request"])
+        else:
+            excluded = stmt.excluded
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["request"], set_={"status": excluded.status, "at": excluded.at}
+            )
+        _KEYED[(dialect, carried)] = stmt
+    return stmt
 
 
 async def insert_records(
-    session: AsyncSession, records: list[v1.AuditRecord], *, carried: bool = False
+    session: AsyncConnection | AsyncSession, records: list[v1.AuditRecord], *, carried: bool = False
 ) -> None:
     """Add ``records`` in one bulk statement per kind (the scheduler's batch); the caller commits.
 
@@ -96,18 +117,9 @@ async def insert_records(
     plain = [_row(r) for r in records if r.request is None]
     keyed = {r.request: _row(r) for r in records if r.request is not None}  # the last one per request
     if plain:
-        await session.execute(insert(AuditRow), plain)
-    if not keyed:
-        return
-    stmt = _insert(session)
-    if carried:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["request"])
-    else:
-        excluded = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["request"], set_={"status": excluded.status, "at": excluded.at}
-        )
-    await session.execute(stmt, list(keyed.values()))
+        await session.execute(_INSERT, plain)
+    if keyed:
+        await session.execute(_keyed(session, carried), list(keyed.values()))
 
 
 async def list_entries(

@@ -28,6 +28,18 @@ COLUMNS: tuple[str, ...] = tuple(c.name for c in JOBS.columns)
 #: how many ids one ``IN (...)`` carries (SQLite allows 32,766 bound parameters; this keeps plans small)
 CHUNK = 500
 
+# The hot path's statements, built once: a statement object memoizes its cache key, so executing it again
+# finds its compiled form without walking the statement (a new ``select(...)`` per batch was walked anew).
+_LOAD = select(JOBS).where(JOBS.c.id.in_(bindparam("ids", expanding=True)))
+_INSERT = insert(JOBS)
+#: the SET clause is made of the parameters' keys (the same for each executemany)
+_UPDATE = update(JOBS).where(JOBS.c.id == bindparam("_id"))
+_INSERT_TRANSITIONS = insert(TRANSITIONS)
+_INSERT_LABELS = insert(LABELS)
+_INSERT_OUTBOX = insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True)
+_DELETE = delete(JOBS).where(JOBS.c.id.in_(bindparam("ids", expanding=True)))
+_DELETE_OUTBOX = delete(OUTBOX).where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+
 
 class JobRec:
     """One ``jobs`` row; setting an attribute marks its column changed, for the batch's UPDATE."""
@@ -125,7 +137,7 @@ async def load(conn: AsyncConnection | AsyncSession, ids: Iterable[str]) -> list
     out: list[JobRec] = []
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
-        result = await conn.execute(select(JOBS).where(JOBS.c.id.in_(chunk)))
+        result = await conn.execute(_LOAD, {"ids": chunk})
         out.extend(JobRec.of(row) for row in result)
     return out
 
@@ -164,7 +176,7 @@ class Writes:
 async def write(conn: AsyncConnection | AsyncSession, w: Writes) -> None:
     """One executemany statement per kind of write; outbox ids are set from the insert's RETURNING."""
     if w.new:
-        await conn.execute(insert(JOBS), [rec.values() for rec in w.new])
+        await conn.execute(_INSERT, [rec.values() for rec in w.new])
     groups: dict[frozenset[str], list[JobRec]] = {}
     new_ids = {rec.id for rec in w.new}
     for rec in w.touched:
@@ -172,23 +184,27 @@ async def write(conn: AsyncConnection | AsyncSession, w: Writes) -> None:
         if names and rec.id not in new_ids:
             groups.setdefault(names, []).append(rec)
     for names, recs in groups.items():
-        # the SET clause is made of the parameters' keys (the same for the whole group)
         params = [{"_id": rec.id, **rec.values(names)} for rec in recs]
-        await conn.execute(update(JOBS).where(JOBS.c.id == bindparam("_id")), params)
+        await conn.execute(_UPDATE, params)
     if w.transitions:
-        await conn.execute(insert(TRANSITIONS), w.transitions)
+        await conn.execute(_INSERT_TRANSITIONS, w.transitions)
     if w.labels:
-        await conn.execute(insert(LABELS), w.labels)
+        await conn.execute(_INSERT_LABELS, w.labels)
     if w.outbox:
-        returning = insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True)
         params = [
             {"subject": m.subject, "payload": m.payload, "msg_id": m.msg_id, "headers": m.headers}
             for m in w.outbox
         ]
-        result = await conn.execute(returning, params)
+        result = await conn.execute(_INSERT_OUTBOX, params)
         for msg, (row_id,) in zip(w.outbox, result.all(), strict=True):
             msg.id = row_id
     for start in range(0, len(w.deleted), CHUNK):
-        await conn.execute(delete(JOBS).where(JOBS.c.id.in_(w.deleted[start : start + CHUNK])))
+        await conn.execute(_DELETE, {"ids": w.deleted[start : start + CHUNK]})
     for rec in (*w.new, *w.touched):
         rec.saved()
+
+
+async def delete_outbox(conn: AsyncConnection | AsyncSession, ids: Sequence[int]) -> None:
+    """Forget outbox rows that were published, one statement per ``CHUNK`` ids."""
+    for start in range(0, len(ids), CHUNK):
+        await conn.execute(_DELETE_OUTBOX, {"ids": list(ids[start : start + CHUNK])})

@@ -222,8 +222,8 @@ class Pipeline:
         access = [c for _, c in decoded if isinstance(c, ACCESS)]
         decoded_reps = [(m, rep) for m in reports for rep in self.reports_of(m)]
         async with self.transaction() as session:
-            txn = Txn(session)
-            await self.relay.forget_published(session)
+            txn = Txn(session, self.conn)
+            await self.relay.forget_published(txn.conn, due=tick)
             tokens = await self.access.apply(session, access)
             # the audit records submits carried: in this transaction with their jobs, once each
             carried = [
@@ -231,7 +231,7 @@ class Pipeline:
                 for _, c in decoded
                 if isinstance(c, v1.SubmitJob) and c.audit is not None
             ]
-            await audit.insert_records(session, carried, carried=True)
+            await audit.insert_records(txn.conn, carried, carried=True)
             ids = {c.job_id for _, c in decoded_cmds}
             arrays = {c.job_id for _, c in decoded_cmds if isinstance(c, v1.SubmitJob) and c.spec.array}
             await txn.load_arrays(arrays)

@@ -10,18 +10,21 @@ import asyncio
 import contextlib
 import logging
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.runtime.bus import Bus
+from jobwire.store import jobrecs
 from jobwire.store.models import OutboxRow
 
 log = logging.getLogger(__name__)
 
 #: (row id, subject, payload, Nats-Msg-Id, encoded extra headers)
 OutboxMessage = tuple[int, str, bytes, str | None, bytes | None]
+#: published rows forgotten at once when this many wait (else on the next tick)
+FORGET_AT = 500
 
 
 class Relay:
@@ -35,10 +38,13 @@ class Relay:
         #: a publish failed or a predecessor left rows: the next tick flushes the outbox
         self.pending = True
 
-    async def forget_published(self, session: AsyncSession) -> None:
-        """Delete the rows already sent, inside the caller's transaction."""
-        if self.published:
-            await session.execute(delete(OutboxRow).where(OutboxRow.id.in_(self.published)))
+    async def forget_published(self, conn: AsyncConnection | AsyncSession, *, due: bool = True) -> None:
+        """Delete the rows already sent, inside the caller's transaction: when ``due`` (the pipeline's
+        tick) or once ``FORGET_AT`` wait, not in every batch, where this statement was one of a lone
+        submit's seven. A row sent and not yet forgotten is sent again by a scheduler that starts
+        (``flush``), with its message id, so JetStream's de-duplication drops the copy."""
+        if self.published and (due or len(self.published) >= FORGET_AT):
+            await jobrecs.delete_outbox(conn, self.published)
             self.published = []
 
     async def publish(self, rows: list[OutboxMessage]) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
@@ -24,11 +24,15 @@ class Txn:
     """The unit of work of one batch. Nothing here talks to NATS: messages go to the outbox.
 
     Jobs are plain records (``JobRec``): handlers change them in memory, and ``write`` stores the whole
-    batch with one bulk statement per kind of write, just before the commit.
+    batch with one bulk statement per kind of write, just before the commit. Those statements go to
+    ``conn``, the session's own connection, as Core: through the session each took its ORM path
+    (bulk-insert and autoflush machinery) for tables whose rows the session never holds.
     """
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, conn: AsyncConnection | None = None) -> None:
         self.session = session
+        #: where the job statements go: the connection the session is bound to (or the session itself)
+        self.conn: AsyncConnection | AsyncSession = conn if conn is not None else session
         self.rows: dict[str, JobRec] = {}
         #: jobs created in this batch (inserted with their final values)
         self.new: list[JobRec] = []
@@ -55,7 +59,7 @@ class Txn:
         """Fetch every row this batch will touch in one query per 500 (no N+1)."""
         missing = [i for i in job_ids if i not in self.rows]
         if missing:
-            for rec in await jobrecs.load(self.session, missing):
+            for rec in await jobrecs.load(self.conn, missing):
                 self.rows[rec.id] = rec
 
     def add(self, row: JobRec, labels: dict[str, str]) -> None:
@@ -75,7 +79,9 @@ class Txn:
             outbox=self.outbox,
             deleted=gone,
         )
-        await jobrecs.write(self.session, writes)
+        if self.conn is not self.session:
+            await self.session.flush()  # what the ORM holds goes first, as its autoflush did
+        await jobrecs.write(self.conn, writes)
 
     async def load_arrays(self, ids: set[str]) -> None:
         """The arrays among ``ids`` (an array's id names it in commands, as a job's does)."""
