@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from opentelemetry import context, propagate, trace
+from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -86,9 +86,24 @@ def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
 
 
+#: the headers the default propagators (W3C trace context and baggage) read
+_CONTEXT_HEADERS = ("traceparent", "baggage")
+
+
+def _silent(headers: Mapping[str, str] | None) -> bool:
+    """No tracer provider is installed and ``headers`` carry no trace context: a span would be the API's
+    no-op span with nothing to continue or pass on. The scheduler asks this per submitted job; the no-op
+    path (extract, attach, detach, inject) was ~7% of its CPU per submit at 32 connections."""
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return False
+    return not headers or not any(h in headers for h in _CONTEXT_HEADERS)
+
+
 def inject(headers: dict[str, str] | None = None) -> dict[str, str]:
     """Headers carrying the current trace context (W3C traceparent)."""
     carrier: dict[str, str] = dict(headers or {})
+    if _silent(None) and not trace.get_current_span().get_span_context().is_valid and not baggage.get_all():
+        return carrier  # nothing to carry
     propagate.inject(carrier)
     return carrier
 
@@ -102,6 +117,9 @@ def span_from(
     headers: Mapping[str, str] | None, tracer_name: str, name: str, **attrs: Any
 ) -> Iterator[trace.Span]:
     """A span that continues the trace whose context came in ``headers``."""
+    if _silent(headers):
+        yield trace.INVALID_SPAN
+        return
     ctx = extract(headers)
     with tracer(tracer_name).start_as_current_span(name, context=ctx, attributes=attrs) as span:
         yield span
