@@ -43,7 +43,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = make_stack(
         tmp_path_factory.mktemp("ui-stack"),
         # the dashboard's user is alice: the node runs her jobs as the stack's account, and no one
-        # else's (issue 12; bob's and the admin's jobs here need not run)
+        # else's (issue 12); bob's and the admin's jobs here need not run: they wait for ui-anyone
         [
             ExecutorConfig(
                 node="ui-local",
@@ -53,8 +53,30 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ],
     )
     s.start()
+    asyncio.run(_register_a_node_for_every_owner(s.nats_url))
     yield s
     s.stop()
+
+
+async def _register_a_node_for_every_owner(nats_url: str) -> None:
+    """One heartbeat of a node that serves every owner and then falls silent: the jobs of owners
+    ui-local does not serve are accepted and wait for it (a job no node serves is a 422)."""
+    import nats
+
+    nc = await nats.connect(nats_url)
+    try:
+        beat = v1.NodeHeartbeat(
+            node="ui-anyone",
+            backend="ssh",
+            capacity=v1.NodeCapacity(slots=1, cpus=1),
+            at=datetime.now(UTC),
+            instance="ui-test",
+            interval=0.5,
+        )
+        await nc.publish(sj.heartbeat_subject("ui-anyone"), v1.encode(beat))
+        await nc.flush()
+    finally:
+        await nc.close()
 
 
 @pytest.fixture(scope="module")

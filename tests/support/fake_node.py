@@ -65,9 +65,12 @@ class FakeNode:
         gpus: int = 0,
         backend: str = "local",
         native_arrays: bool = False,
+        owner: str | None = None,
     ):
         self.bus, self.name = bus, name
-        self.capacity = v1.NodeCapacity(slots=slots, cpus=cpus, gpus=gpus, native_arrays=native_arrays)
+        self.capacity = v1.NodeCapacity(
+            slots=slots, cpus=cpus, gpus=gpus, native_arrays=native_arrays, owner=owner
+        )
         self.backend = backend
         self.instance = uuid.uuid4().hex
         self.runs: dict[str, v1.RunJob] = {}
@@ -162,11 +165,12 @@ class FakeNode:
         await self.bus.publish(sj.report_subject(self.name, job_id, kind), msg, msg_id=msg_id)
 
 
-async def submit(bus: Bus, spec: v1.JobSpec, job_id: str | None = None) -> str:
+async def submit(bus: Bus, spec: v1.JobSpec, job_id: str | None = None, owner: str | None = None) -> str:
     job_id = job_id or v1.new_job_id()
-    await bus.publish(
-        sj.cmd_subject("submit"), v1.SubmitJob(job_id=job_id, spec=spec, submitted_at=utcnow()), msg_id=job_id
-    )
+    command = v1.SubmitJob(job_id=job_id, spec=spec, submitted_at=utcnow())
+    if owner is not None:
+        command.owner = owner
+    await bus.publish(sj.cmd_subject("submit"), command, msg_id=job_id)
     return job_id
 
 

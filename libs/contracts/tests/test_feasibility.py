@@ -217,3 +217,40 @@ def test_docker_and_ssh_nodes_take_gangs_but_never_mixed_with_another_backend():
     why = fz.refusal([*DOCKER, *ssh], spec(resources={"nodes": 3}))  # 2 + 2 is not 3 of one backend
     assert why is not None and why.path == "$.resources.nodes"
     assert "runs gangs (docker, local, ssh)" in why.detail and "the most is 2 of backend" in why.detail
+
+
+def served(name: str, owner: str | None, **kw) -> Node:  # type: ignore[no-untyped-def]
+    """A node whose executor runs jobs as its own account, for ``owner`` only (None: every owner's)."""
+    n = node(name, **kw)
+    n.capacity = msgspec.structs.replace(n.capacity, owner=owner)
+    return n
+
+
+def test_a_node_serving_one_owner_is_no_candidate_for_anothers_job():
+    alices, shared = served("alices", "alice"), served("shared", None)
+    job = spec()
+    assert fz.eligible(alices, job, "alice") and fz.eligible(shared, job, "bob")
+    assert not fz.eligible(alices, job, "bob")
+    assert fz.eligible(alices, job)  # owner not known (a node's own view of a spec): not judged here
+    assert fz.refusal([alices, shared], job, "bob") is None  # the shared node takes bob's job
+
+
+def test_when_only_other_owners_nodes_fit_the_refusal_names_them_and_the_setting():
+    nodes = [served("alices", "alice"), served("carols", "carol", cpus=64), node("small", cpus=1)]
+    why = fz.refusal(nodes, spec(resources={"cpus": 8}), "bob")
+    assert why is not None and why.path == "$.resources.cpus"  # small is bob's only node, too small
+    only_theirs = [served("alices", "alice"), served("carols", "carol")]
+    why = fz.refusal(only_theirs, spec(), "bob")
+    assert why is not None and why.path == "$"
+    assert why.detail.startswith("no node runs jobs of owner 'bob': alices (alice), carols (carol) run only")
+    assert "JOBWIRE_EXECUTOR_RUN_AS=owner" in why.detail
+    pinned = fz.refusal(only_theirs, spec(node="alices"), "bob")
+    assert pinned is not None and pinned.detail.startswith("no node named 'alices' runs jobs of owner 'bob'")
+    assert fz.refusal(only_theirs, spec(), "alice") is None
+    # a gang's ranks each need a node that serves its owner
+    gang = spec(resources={"nodes": 2})
+    assert fz.refusal([served("a1", "alice"), served("a2", "alice")], gang, "alice") is None
+    mixed = fz.refusal([served("a1", "alice"), served("s1", None)], gang, "bob")
+    assert mixed is not None and mixed.path == "$.resources.nodes"
+    why_waits = fz.waiting_reason(only_theirs, spec(), {}, "bob")
+    assert why_waits.startswith("no registered node can run it: no node runs jobs of owner 'bob'")

@@ -174,3 +174,24 @@ async def test_accepted_submits_read_no_node_from_the_database(nodes, serve_gate
         finally:
             event.remove(Engine, "before_cursor_execute", seen)
     assert not [s for s in statements if "FROM nodes" in s]
+
+
+async def test_a_job_only_another_owners_node_could_run_is_refused_at_submit(
+    serve_gateway, sessions, mint, seed
+):
+    """``make run``'s executor runs jobs as its own account for the owner of its token only: another
+    owner's job is a 422 naming that node and what to configure, not a 201 that then fails."""
+    await store_node(sessions, "loc-root", owner="root")
+    bob = await mint("bob")
+    async with serve_gateway(token=bob, nodes_refresh=3600) as client:
+        job = {"command": ["true"]}
+        body = assert_problem(await client.post("/v1/jobs", json=job), 422, path="$")
+        assert body["detail"].startswith("no node runs jobs of owner 'bob': loc-root (root) run only")
+        assert "JOBWIRE_EXECUTOR_RUN_AS=owner" in body["detail"]
+        batch = await client.post("/v1/jobs:batch", json={"jobs": [job]})
+        assert_problem(batch, 422, path="$.jobs[0]")
+        await store_node(sessions, "loc-all")  # a node that runs every owner's jobs, each as its own account
+        assert (await client.post("/v1/jobs", json=job)).status_code == 202
+    async with serve_gateway(nodes_refresh=3600) as client:  # root's own jobs were never refused
+        pinned = await client.post("/v1/jobs", json={"command": ["true"], "node": "loc-root"})
+        assert pinned.status_code == 202, pinned.text

@@ -159,3 +159,33 @@ async def test_jobs_no_node_can_take_are_read_again_only_when_a_node_comes_up(
     finally:
         await gpu.stop()
         await cpu.stop()
+
+
+async def test_another_owners_node_is_passed_over_and_named_when_it_is_the_only_one(
+    scheduler, clean_bus, events
+):
+    """A node whose executor runs jobs as its own account serves one owner: bob's job waits for the
+    shared node rather than fail there, and with no shared node it says which node serves whom."""
+    alices = await FakeNode(clean_bus, "own-alice", slots=2, owner="alice").start()
+    try:
+        await wait_until(lambda: _up(scheduler, "own-alice"))
+        only = await submit(clean_bus, v1.JobSpec(command=["true"]), owner="bob")
+        await events.wait_state(only, "queued")
+        reason = events.by_job[only][0].reason or ""
+        assert reason.startswith("no registered node can run it: no node runs jobs of owner 'bob'"), reason
+        assert "own-alice (alice)" in reason
+        shared = await FakeNode(clean_bus, "own-shared", slots=1).start()
+        try:
+            await shared.wait_runs(1)  # the shared node, once up, takes bob's waiting job
+            assert list(shared.runs) == [only]
+            again = await submit(clean_bus, v1.JobSpec(command=["true"]), owner="bob")
+            hers = await submit(clean_bus, v1.JobSpec(command=["true"]), owner="alice")
+            await alices.wait_runs(1)
+            await events.wait_state(again, "queued")
+            await asyncio.sleep(0.5)  # alice's node has a free slot: bob's job must still not go there
+            assert list(alices.runs) == [hers] and list(shared.runs) == [only]
+            assert (await job(scheduler, again)).node == "own-shared"
+        finally:
+            await shared.stop()
+    finally:
+        await alices.stop()

@@ -123,6 +123,14 @@ class ExecutorService:
         refuse_owner(run, self.settings, self._first_owner)
 
     @property
+    def served_owner(self) -> str | None:
+        """The one owner whose jobs this node runs (as its own account), for placement to know before
+        it sends another owner's job here; None: it runs every owner's (each as its own account)."""
+        if not self.executor.run_as.is_self:
+            return None
+        return self.settings.owner or self._first_owner
+
+    @property
     def bus(self) -> Bus:
         if self._bus is None:
             raise RuntimeError("the executor service is not started")
@@ -321,6 +329,7 @@ class ExecutorService:
                 self.executor.capacity(),
                 hold=self.executor.can_hold(),
                 options_schema=self.executor.options_schema(),
+                owner=self.served_owner,
             ),
             at=now(),
             instance=self.instance,

@@ -175,7 +175,7 @@ class Arrays:
     def native(self, array: ArrayState) -> bool:
         """Whether the array's tasks run as native array jobs: every node it may use runs arrays
         natively (a mixed set keeps jobwire's own parallelism)."""
-        nodes = [n for n in self.cluster.nodes.values() if eligible(n, array.spec)]
+        nodes = [n for n in self.cluster.nodes.values() if eligible(n, array.spec, array.owner)]
         return bool(nodes) and all(n.capacity.native_arrays for n in nodes)
 
     def is_native(self, array_id: str | None) -> bool:
@@ -191,7 +191,7 @@ class Arrays:
         slots = sum(
             feasibility.usable_slots(n.capacity, array.spec.resources)
             for n in self.cluster.nodes.values()
-            if eligible(n, array.spec)
+            if eligible(n, array.spec, array.owner)
         )
         if self.native(array):
             # the next chunk (one round of slots) only once the previous native job's tasks all ended

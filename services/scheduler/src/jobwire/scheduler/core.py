@@ -84,19 +84,19 @@ class Core:
         nodes = list(self.cluster.nodes.values())
         if job.gang is not None:
             row.node = None
-            row.reason = gang.waiting_reason(nodes, job.gang)
+            row.reason = gang.waiting_reason(nodes, job.gang, row.owner)
             return self.cluster.enqueue(None, job)
         if spec is None:
             spec = self.spec_of(txn, row)
         else:
             txn.specs[row.id] = spec
-        node = place(self.policy, spec, nodes, time.monotonic())
+        node = place(self.policy, spec, nodes, time.monotonic(), row.owner)
         if node is None:
             pinned = spec.node if spec.node in self.cluster.nodes else None
             row.node = pinned
             row.backend = self.cluster.nodes[pinned].backend if pinned else row.backend
             down = {n.name: n.down_since for n in nodes if not n.up}
-            row.reason = feasibility.waiting_reason(nodes, spec, down)
+            row.reason = feasibility.waiting_reason(nodes, spec, down, row.owner)
             return self.cluster.enqueue(None, job)
         row.node = node.name
         row.backend = node.backend
@@ -105,7 +105,7 @@ class Core:
         if position is not None and position < free and node.fits_now(job.resources):
             row.reason = None  # dispatched in this batch
         else:
-            row.reason = feasibility.busy_reason([n for n in nodes if eligible(n, spec)], spec)
+            row.reason = feasibility.busy_reason([n for n in nodes if eligible(n, spec, row.owner)], spec)
         return position
 
     def on_node(self, row: JobRec) -> bool:
@@ -527,13 +527,13 @@ class Core:
                 continue
             nodes = [n for n in self.cluster.nodes.values() if n.up and n.name not in taken]
             assert job.gang is not None  # only gangs wait in ``cluster.gangs``
-            chosen = gang.free_nodes(job.gang, nodes, now)
+            chosen = gang.free_nodes(job.gang, nodes, now, job.owner)
             row = txn.rows.get(job.id)
             if chosen is not None and row is not None:
                 self.cluster.remove_queued(job.id)
                 self.start_gang(txn, row, job, chosen)
                 continue
-            kept = gang.reservation(job.gang, nodes, self.cluster.reserved.get(job.id), now)
+            kept = gang.reservation(job.gang, nodes, self.cluster.reserved.get(job.id), now, job.owner)
             if kept:
                 self.cluster.reserved[job.id] = kept
                 taken.update(kept)

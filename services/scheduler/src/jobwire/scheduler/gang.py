@@ -35,11 +35,13 @@ def read_record(raw: bytes) -> Record:
     return msgspec.json.decode(raw, type=Record)
 
 
-def free_nodes(spec: v1.JobSpec, nodes: Sequence[NodeState], now: float) -> list[NodeState] | None:
-    """``resources.nodes`` up nodes of one backend that each fit one rank now (the least loaded
-    first, rank 0 on the first), or None when no backend has that many free."""
+def free_nodes(
+    spec: v1.JobSpec, nodes: Sequence[NodeState], now: float, owner: str | None = None
+) -> list[NodeState] | None:
+    """``resources.nodes`` up nodes of one backend that each fit one of ``owner``'s ranks now (the least
+    loaded first, rank 0 on the first), or None when no backend has that many free."""
     want = spec.resources.nodes
-    groups = feasibility.gang_groups([n for n in nodes if n.up], spec)
+    groups = feasibility.gang_groups([n for n in nodes if n.up], spec, owner)
     for backend in sorted(groups):
         free = [n for n in groups[backend] if isinstance(n, NodeState) and n.fits_now(spec.resources)]
         if len(free) >= want:
@@ -50,12 +52,12 @@ def free_nodes(spec: v1.JobSpec, nodes: Sequence[NodeState], now: float) -> list
 
 
 def reservation(
-    spec: v1.JobSpec, nodes: Sequence[NodeState], kept: list[str] | None, now: float
+    spec: v1.JobSpec, nodes: Sequence[NodeState], kept: list[str] | None, now: float, owner: str | None = None
 ) -> list[str]:
     """The nodes a waiting gang keeps: those it kept before while all are still up and eligible,
     else the ``resources.nodes`` of one backend whose work ends soonest; [] when no backend has enough."""
     want = spec.resources.nodes
-    groups = feasibility.gang_groups([n for n in nodes if n.up], spec)
+    groups = feasibility.gang_groups([n for n in nodes if n.up], spec, owner)
     if kept is not None:
         names = {n.name for group in groups.values() for n in group}
         if all(name in names for name in kept):
@@ -125,11 +127,11 @@ def backfill(
     return out
 
 
-def waiting_reason(nodes: Sequence[NodeState], spec: v1.JobSpec) -> str:
+def waiting_reason(nodes: Sequence[NodeState], spec: v1.JobSpec, owner: str | None = None) -> str:
     """Why a gang has not started: too few nodes that could take a rank are up, or they are busy."""
     want = spec.resources.nodes
     up = [n for n in nodes if n.up]
-    why = feasibility.gang_refusal(up, spec)
+    why = feasibility.gang_refusal(up, spec, owner)
     if why is not None:
         return f"waiting for {want} nodes that are up: {why.detail}"
     return f"waiting for {want} nodes of one backend to be free at once (nodes reserved for it)"

@@ -13,10 +13,10 @@ from jobwire.runtime.placement import Candidate, PlacementPolicy
 from .cluster import NodeState
 
 
-def eligible(node: NodeState, spec: v1.JobSpec) -> bool:
+def eligible(node: NodeState, spec: v1.JobSpec, owner: str | None = None) -> bool:
     """Hard constraints: up, and the rules the gateway checks at submit (name, backend, pool, cluster,
-    labels, image, big enough at all), from the one module both use."""
-    return node.up and feasibility.eligible(node, spec)
+    labels, image, the owners it serves, big enough at all), from the one module both use."""
+    return node.up and feasibility.eligible(node, spec, owner)
 
 
 N = TypeVar("N", bound=Candidate)
@@ -34,8 +34,10 @@ class LeastQueuedTime(PlacementPolicy):
         return min(nodes, key=lambda n: (n.queued_time(now, res), len(n.running) + len(n.queued), n.name))
 
 
-def place(policy: PlacementPolicy, spec: v1.JobSpec, nodes: list[NodeState], now: float) -> NodeState | None:
-    return policy.choose(spec, [n for n in nodes if eligible(n, spec)], now)
+def place(
+    policy: PlacementPolicy, spec: v1.JobSpec, nodes: list[NodeState], now: float, owner: str | None = None
+) -> NodeState | None:
+    return policy.choose(spec, [n for n in nodes if eligible(n, spec, owner)], now)
 
 
 def load_policy(name: str) -> PlacementPolicy:

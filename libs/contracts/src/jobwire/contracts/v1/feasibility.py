@@ -103,9 +103,16 @@ def fits_at_all(cap: NodeCapacity, res: Resources) -> bool:
     return not (cap.memory is not None and res.memory_bytes is not None and res.memory_bytes > cap.memory)
 
 
-def eligible(node: Offer, spec: JobSpec) -> bool:
-    """The node satisfies every hint and is big enough; whether it is up is the caller's concern."""
-    return mismatch(node, spec) is None and fits_at_all(node.capacity, spec.resources)
+def serves(node: Offer, owner: str | None) -> bool:
+    """The node runs ``owner``'s jobs: it serves every owner, or that one (None: owner not known here)."""
+    only = node.capacity.owner
+    return only is None or owner is None or owner == only
+
+
+def eligible(node: Offer, spec: JobSpec, owner: str | None = None) -> bool:
+    """The node satisfies every hint, serves ``owner`` and is big enough; whether it is up is the
+    caller's concern."""
+    return mismatch(node, spec) is None and serves(node, owner) and fits_at_all(node.capacity, spec.resources)
 
 
 def usable_slots(cap: NodeCapacity, res: Resources) -> int:
@@ -125,14 +132,14 @@ def node_labels(spec: JobSpec) -> dict[str, str]:
     return {k: v for k, v in spec.labels.items() if k.startswith(NODE_LABEL_PREFIX)}
 
 
-def refusal(nodes: Sequence[Offer], spec: JobSpec) -> Refusal | None:
-    """Why no node in ``nodes`` (every registered node, up or down) could ever run ``spec``; None when one
-    could, or when no node is registered yet (nothing to judge by: the job waits for one)."""
+def refusal(nodes: Sequence[Offer], spec: JobSpec, owner: str | None = None) -> Refusal | None:
+    """Why no node in ``nodes`` (every registered node, up or down) could ever run ``owner``'s ``spec``;
+    None when one could, or when no node is registered yet (nothing to judge by: the job waits for one)."""
     if not nodes:
         return None
-    why = _node_refusal(nodes, spec)
+    why = _node_refusal(nodes, spec, owner)
     if why is None and spec.resources.nodes > 1 and not batch_gang(spec):
-        return gang_refusal(nodes, spec)
+        return gang_refusal(nodes, spec, owner)
     return why
 
 
@@ -141,19 +148,19 @@ def batch_gang(spec: JobSpec) -> bool:
     return spec.resources.nodes > 1 and spec.backend in BATCH_GANG_BACKENDS
 
 
-def gang_groups(nodes: Sequence[Offer], spec: JobSpec) -> dict[str, list[Offer]]:
-    """The nodes that could each run one rank of a gang, by backend (a gang's ranks share one)."""
+def gang_groups(nodes: Sequence[Offer], spec: JobSpec, owner: str | None = None) -> dict[str, list[Offer]]:
+    """The nodes that could each run one rank of ``owner``'s gang, by backend (a gang's ranks share one)."""
     out: dict[str, list[Offer]] = {}
     for n in nodes:
-        if n.backend in GANG_BACKENDS and eligible(n, spec):
+        if n.backend in GANG_BACKENDS and eligible(n, spec, owner):
             out.setdefault(n.backend, []).append(n)
     return out
 
 
-def gang_refusal(nodes: Sequence[Offer], spec: JobSpec) -> Refusal | None:
+def gang_refusal(nodes: Sequence[Offer], spec: JobSpec, owner: str | None = None) -> Refusal | None:
     """Why no backend here has ``resources.nodes`` nodes that could each run one rank, or None."""
     want = spec.resources.nodes
-    groups = gang_groups(nodes, spec)
+    groups = gang_groups(nodes, spec, owner)
     most = max(groups.items(), key=lambda kv: len(kv[1]), default=None)
     if most is not None and len(most[1]) >= want:
         return None
@@ -165,7 +172,7 @@ def gang_refusal(nodes: Sequence[Offer], spec: JobSpec) -> Refusal | None:
     )
 
 
-def _node_refusal(nodes: Sequence[Offer], spec: JobSpec) -> Refusal | None:
+def _node_refusal(nodes: Sequence[Offer], spec: JobSpec, owner: str | None) -> Refusal | None:
     """Why no node in ``nodes`` could run ``spec`` (one rank of it, for a gang), or None."""
     cands = list(nodes)
     scope = ""
@@ -174,6 +181,10 @@ def _node_refusal(nodes: Sequence[Offer], spec: JobSpec) -> Refusal | None:
         if refused is not None:
             return refused
         cands, scope = kept
+    why = _owner_refusal(cands, owner, scope)
+    if why is not None:
+        return why
+    cands = [n for n in cands if serves(n, owner)]
     res = spec.resources
     if res.gpus:
         best = max(cands, key=lambda n: n.capacity.gpus)
@@ -205,17 +216,19 @@ def _node_refusal(nodes: Sequence[Offer], spec: JobSpec) -> Refusal | None:
     return None
 
 
-def waiting_reason(nodes: Sequence[Offer], spec: JobSpec, down: dict[str, datetime | None]) -> str:
+def waiting_reason(
+    nodes: Sequence[Offer], spec: JobSpec, down: dict[str, datetime | None], owner: str | None = None
+) -> str:
     """Why a job that no up node takes waits: the nodes that fit are down (named, with since when), or
     none fits (the refusal the gateway would give). ``down`` maps down nodes to when they went down."""
-    fit = [n for n in nodes if eligible(n, spec)]
+    fit = [n for n in nodes if eligible(n, spec, owner)]
     if fit and all(n.name in down for n in fit):
         if len(fit) == 1:
             return f"node {fit[0].name} is down{_since(down[fit[0].name])}"
         shown = [f"{n.name}{_since(down[n.name])}" for n in fit[:MAX_LISTED]]
         more = f" and {len(fit) - MAX_LISTED} more" if len(fit) > MAX_LISTED else ""
         return f"all {len(fit)} nodes that fit are down: {', '.join(shown)}{more}"
-    why = refusal(nodes, spec)
+    why = refusal(nodes, spec, owner)
     if why is not None:
         return f"no registered node can run it: {why.detail}"
     if not nodes:
@@ -239,6 +252,19 @@ def with_position(reason: str | None, position: int | None, node: str | None) ->
         return reason
     ahead = "nothing waits ahead of it" if position == 0 else f"{_count(position, 'job')} ahead of it"
     return f"{reason}; {ahead}" + (f" on {node}" if node and position else "")
+
+
+def _owner_refusal(cands: list[Offer], owner: str | None, scope: str) -> Refusal | None:
+    """Every node the hints leave runs another owner's jobs only: name them and what to configure."""
+    if owner is None or any(serves(n, owner) for n in cands):
+        return None
+    theirs = _listed(sorted(f"{n.name} ({n.capacity.owner})" for n in cands))
+    return Refusal(
+        f"no node{scope} runs jobs of owner {owner!r}: {theirs} run only their one owner's jobs, as "
+        "their executor's own OS account; an executor with JOBWIRE_EXECUTOR_RUN_AS=owner (an account per "
+        "owner) or its own JOBWIRE_EXECUTOR_OWNER serves this owner",
+        "$",
+    )
 
 
 # --- the placement hints, in the order a refusal names them -------------------------------------------

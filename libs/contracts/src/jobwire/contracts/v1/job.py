@@ -150,6 +150,10 @@ class NodeCapacity(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: the node launches a gang's ranks itself inside one batch job (SLURM: ``--nodes N`` and one
     #: ``srun`` step): a job of ``"backend": "hpc"`` and ``resources.nodes`` > 1 runs here as one job
     gang_launch: bool = False
+    #: the node runs the jobs of this owner only: its executor runs jobs as its own OS account
+    #: (``JOBWIRE_EXECUTOR_RUN_AS=self`` with ``JOBWIRE_EXECUTOR_OWNER``), which one owner's files may
+    #: share but two owners' may not; None: any owner's
+    owner: str | None = None
 
 
 class NodeView(msgspec.Struct, kw_only=True):

@@ -57,9 +57,9 @@ def parse_batch(body: bytes, content_type: str | None) -> list[v1.JobSpec]:
     return specs
 
 
-async def check_feasible(res: Resources, specs: list[v1.JobSpec]) -> None:
+async def check_feasible(res: Resources, specs: list[v1.JobSpec], owner: str) -> None:
     """422 for the first of ``specs`` (at ``$.jobs[i]``) naming a program no node offers or asking
-    for what no registered node could ever give; each distinct program and spec is checked once."""
+    for what no registered node could ever give ``owner``; each distinct program and spec is checked once."""
     for spec in {s.program: s for s in specs if s.program is not None}.values():
         await programs.check_offered(res, spec)  # once per program named
     seen: set[bytes] = set()
@@ -68,14 +68,14 @@ async def check_feasible(res: Resources, specs: list[v1.JobSpec]) -> None:
         if shape in seen:
             continue  # the same spec was found feasible already
         seen.add(shape)
-        why = await res.nodes.refusal(spec)
+        why = await res.nodes.refusal(spec, owner)
         if why is not None:
             path = f"$.jobs[{i}]" + (why.path or "$")[1:]
             raise feasible.NoNodeFits(f"job {i}: {why.detail} (see GET /v1/nodes)", extra={"path": path})
 
 
 async def submit_batch(res: Resources, specs: list[v1.JobSpec], *, owner: str) -> BatchSubmitted:
-    await check_feasible(res, specs)
+    await check_feasible(res, specs, owner)
     await after.check_specs(res, owner, specs)
     at = datetime.now(UTC)
     jobs = [v1.SubmitJob(job_id=v1.new_job_id(), spec=s, owner=owner, submitted_at=at) for s in specs]

@@ -84,8 +84,8 @@ class JobController(Controller):
         staged: list[tuple[str, bytes]] = []  # files the form sent that the job reads as inputs
         spec = multipart.parse_any(body, request.headers.get("content-type"), warnings, staged)
         await programs.check_offered(res, spec)
-        await feasible.check(res, spec)
-        options.check_backend_options(res, spec)
+        await feasible.check(res, spec, owner_of(request))
+        options.check_backend_options(res, spec, owner_of(request))
         await after.check(res, owner_of(request), after.refs([spec]))
         if spec.array is not None and wait is not None:
             # the body and the query together are what cannot be processed: a 422 naming the field

@@ -16,8 +16,8 @@ class NoNodeFits(Problem):
     status, slug, title = 422, "no-node-fits", "No registered node could ever run this job"
 
 
-async def check(res: Resources, spec: v1.JobSpec) -> None:
-    """422 naming the resource or hint no node satisfies, and the most any node offers."""
-    why = await res.nodes.refusal(spec)
+async def check(res: Resources, spec: v1.JobSpec, owner: str) -> None:
+    """422 naming the resource or hint no node satisfies for ``owner``, and the most any node offers."""
+    why = await res.nodes.refusal(spec, owner)
     if why is not None:
         raise NoNodeFits(f"{why.detail} (see GET /v1/nodes)", extra={"path": why.path})

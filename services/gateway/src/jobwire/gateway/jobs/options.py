@@ -15,7 +15,7 @@ from ..problems import InvalidBody
 from ..resources import Resources
 
 
-def check_backend_options(res: Resources, spec: v1.JobSpec) -> None:
+def check_backend_options(res: Resources, spec: v1.JobSpec, owner: str | None = None) -> None:
     """422 unless the options fit the schema of some node the job may land on.
 
     No candidate known (no node registered yet): left to the executor, which decodes them with its
@@ -25,7 +25,7 @@ def check_backend_options(res: Resources, spec: v1.JobSpec) -> None:
         return
     errors: dict[str, str] = {}
     for node in res.nodes.nodes.values():
-        if not feasibility.eligible(node, spec):
+        if not feasibility.eligible(node, spec, owner):
             continue
         schema = node.capacity.options_schema
         if schema is None:

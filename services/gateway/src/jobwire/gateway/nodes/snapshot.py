@@ -92,16 +92,17 @@ class NodeSnapshot:
             )
         self.read_from = max(self.read_from, started)
 
-    async def refusal(self, spec: v1.JobSpec) -> feasibility.Refusal | None:
-        """Why no registered node could ever run ``spec`` (None: some node could, or none is known)."""
+    async def refusal(self, spec: v1.JobSpec, owner: str | None = None) -> feasibility.Refusal | None:
+        """Why no registered node could ever run ``owner``'s ``spec`` (None: some node could, or none is
+        known)."""
         arrived = time.monotonic()
-        why = feasibility.refusal(list(self.nodes.values()), spec)
+        why = feasibility.refusal(list(self.nodes.values()), spec, owner)
         if why is None or self.read_from >= arrived:
             return why
         async with self._lock:  # one read at a time: the refusals that waited for it need no other
             if self.read_from < arrived:
                 await self.reload()
-        return feasibility.refusal(list(self.nodes.values()), spec)
+        return feasibility.refusal(list(self.nodes.values()), spec, owner)
 
     async def _keep_fresh(self) -> None:
         while True:

@@ -56,7 +56,7 @@ def plan(spec: v1.WorkflowSpec) -> tuple[list[int], set[str]]:
 
 async def submit(res: Resources, spec: v1.WorkflowSpec, *, owner: str) -> v1.WorkflowSubmitted:
     order, outside = plan(spec)
-    await batch.check_feasible(res, spec.jobs)
+    await batch.check_feasible(res, spec.jobs, owner)
     named_outside = [
         (f"$.jobs[{i}].after[{k}].job", d.job)
         for i, job in enumerate(spec.jobs)
