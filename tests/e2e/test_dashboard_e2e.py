@@ -325,11 +325,13 @@ def test_nodes_page_shows_gpus_and_the_job_holding_each(
         local = page.locator("[data-node=ui-local]")
         expect(local).to_contain_text("up")
         expect(local.locator(".gpu-cell")).to_contain_text("2")
+        expect(local.locator(".served-owner")).to_have_text("alice only")  # its account is alice's alone
         sim = page.locator("[data-node=sim-gpu]")
         expect(sim.locator(".gpus li")).to_have_count(2, timeout=TIMEOUT)
         expect(sim.locator(".gpus li[data-index='0']")).to_contain_text("NVIDIA A100")
         expect(sim.locator(".gpus li[data-index='0'] a")).to_have_attribute("href", f"#/jobs/{holder}")
         expect(sim.locator(".gpus li[data-index='1']")).to_contain_text("free")
+        expect(sim.locator(".served-owner")).to_have_count(0)  # a node for every owner says nothing
         expect(page.locator("#node-summary")).to_contain_text("GPUs")
         # an aborted request of a page left behind is not an error to show here
         expect(page.locator("main .error")).to_have_count(0)

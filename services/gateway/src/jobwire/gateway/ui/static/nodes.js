@@ -36,6 +36,7 @@ function nodeCard(node, maxQueued) {
       h("dt", {}, "Memory"), h("dd", {}, cap.memory ? bytes(cap.memory) : "—"),
       h("dt", {}, "GPUs"), h("dd", { class: "gpu-cell" }, gpuList(node)),
       h("dt", {}, "Heartbeat"), h("dd", { title: node.last_heartbeat || "" }, ago(node.last_heartbeat)),
+      cap.owner ? [h("dt", {}, "Runs jobs of"), h("dd", { class: "served-owner", title: "its jobs run as the executor's own account, which one owner's files may share" }, `${cap.owner} only`)] : null,
       Object.keys(node.labels || {}).length ? [h("dt", {}, "Labels"), h("dd", {}, Object.entries(node.labels).map(([k, v]) => h("span", { class: "chip" }, `${k}=${v}`)))] : null,
       node.version ? [h("dt", {}, "Version"), h("dd", { class: "muted" }, node.version)] : null));
 }
