@@ -60,12 +60,14 @@ def bare_route(workers: int) -> Iterator[str]:
 
 
 @contextmanager
-def durable_floor(home: Path) -> Iterator[str]:
-    """A NATS server of its own, the floor's writer and its route; yields the route's URL."""
+def durable_floor(home: Path, database_url: str | None = None) -> Iterator[str]:
+    """A NATS server of its own, the floor's writer (SQLite in ``home``, or ``database_url``'s
+    PostgreSQL) and its route; yields the route's URL."""
     nats_proc = NatsProcess(home, free_port(), free_port(), None)
     nats_proc.start()
+    database = database_url or str(home / "floor.db")
     writer = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.durable_floor", "store", nats_proc.url, str(home / "floor.db")],
+        [sys.executable, "-m", "benchmarks.durable_floor", "store", nats_proc.url, database],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -134,9 +136,15 @@ def bare_route_curve(
         return [loadgen.run(load, c, seconds) for c in connections]
 
 
-def durable_floor_curve(connections: list[int], seconds: float, body: bytes) -> list[dict[str, object]]:
-    """The durable-submit floor loaded like the gateway (same body, connections and seconds)."""
-    with tempfile.TemporaryDirectory(prefix="jobwire-floor-") as home, durable_floor(Path(home)) as url:
+def durable_floor_curve(
+    connections: list[int], seconds: float, body: bytes, database_url: str | None = None
+) -> list[dict[str, object]]:
+    """The durable-submit floor loaded like the gateway (same body, connections and seconds), writing
+    to SQLite or to ``database_url``'s PostgreSQL."""
+    with (
+        tempfile.TemporaryDirectory(prefix="jobwire-floor-") as home,
+        durable_floor(Path(home), database_url) as url,
+    ):
         load = loadgen.Load(url, "/v1/jobs", body, {})
         loadgen.run(load, connections[0], 1)  # warm-up
         return [loadgen.run(load, c, seconds) for c in connections]

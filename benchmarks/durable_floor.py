@@ -10,7 +10,8 @@ reply message per batch and route process. Its rate is what the same parts on th
 jobwire figure at or near it is the design's limit, not the code's.
 
     python -m benchmarks.durable_floor route PORT NATS_URL      # the HTTP side (uvloop + httptools)
-    python -m benchmarks.durable_floor store NATS_URL DB_PATH   # the one writer
+    python -m benchmarks.durable_floor store NATS_URL DB        # the one writer: a SQLite path or a
+                                                                # postgresql:// URL (asyncpg)
 
 ``ceilings.durable_floor_curve`` starts a NATS server, both processes, and loads the route like the gateway.
 """
@@ -24,6 +25,7 @@ import sys
 import time
 import uuid
 
+import asyncpg
 import msgspec
 import nats
 import uvicorn
@@ -104,12 +106,47 @@ async def ensure_stream(nats_url: str) -> None:
         await nc.close()
 
 
-async def store(nats_url: str, db_path: str) -> None:
+class SqliteRows:
+    """SQLite in WAL mode with the store's pragmas: one executemany and one COMMIT per batch."""
+
+    def __init__(self, path: str) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None)
+        for pragma in ("journal_mode=WAL", "busy_timeout=5000", "synchronous=NORMAL"):
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, state TEXT, spec BLOB, at REAL)"
+        )
+
+    async def insert(self, rows: list[tuple[str, str, bytes, float]]) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany("INSERT OR IGNORE INTO jobs VALUES (?, ?, ?, ?)", rows)
+        self.db.execute("COMMIT")
+
+
+class PostgresRows:
+    """PostgreSQL through asyncpg, one connection: one executemany in one transaction per batch."""
+
+    async def open(self, url: str) -> PostgresRows:
+        self.db = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        await self.db.execute(
+            "CREATE TABLE IF NOT EXISTS floor_jobs (id text PRIMARY KEY, state text, spec bytea, at float8)"
+        )
+        return self
+
+    async def insert(self, rows: list[tuple[str, str, bytes, float]]) -> None:
+        async with self.db.transaction():
+            await self.db.executemany(
+                "INSERT INTO floor_jobs VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", rows
+            )
+
+
+async def store(nats_url: str, database: str) -> None:
     """The one writer: pull what is there (up to BATCH), insert it in one transaction, ack, reply."""
-    db = sqlite3.connect(db_path, isolation_level=None)
-    for pragma in ("journal_mode=WAL", "busy_timeout=5000", "synchronous=NORMAL"):
-        db.execute(f"PRAGMA {pragma}")
-    db.execute("CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, state TEXT, spec BLOB, at REAL)")
+    db: SqliteRows | PostgresRows
+    if database.startswith("postgresql"):
+        db = await PostgresRows().open(database)
+    else:
+        db = SqliteRows(database)
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     sub = await js.pull_subscribe(SUBJECT, "floor-store", config=ConsumerConfig(ack_policy=AckPolicy.ALL))
@@ -120,9 +157,7 @@ async def store(nats_url: str, db_path: str) -> None:
             continue
         now = time.time()
         rows = [(m.headers["Floor-Id"], "queued", m.data, now) for m in msgs if m.headers]  # type: ignore[index]
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany("INSERT OR IGNORE INTO jobs VALUES (?, ?, ?, ?)", rows)
-        db.execute("COMMIT")
+        await db.insert(rows)
         await msgs[-1].ack()  # AckAll: the last message acknowledges the batch
         replies: dict[str, list[str]] = {}
         for m in msgs:

@@ -25,9 +25,9 @@ def _curves(doc: dict[str, Any], rate: Axes, latency: Axes) -> None:
     series: dict[str, list[dict[str, Any]]] = {}
     if isinstance(doc.get("bare_route"), list):
         series["bare route (ceiling)"] = doc["bare_route"]
-    if isinstance(doc.get("durable_floor"), list):
-        series["durable-submit floor"] = doc["durable_floor"]
     for kind, result in (doc.get("databases") or {}).items():
+        if isinstance(result, dict) and isinstance(result.get("durable_floor"), list):
+            series[f"durable-submit floor, {kind}"] = result["durable_floor"]
         if isinstance(result, dict) and isinstance(result.get("curve"), list):
             series[f"jobwire, {kind}"] = result["curve"]
     if not series:

@@ -5,7 +5,8 @@ ports in temporary directories, and measures:
 
 - the curve: durable submits/s, p50, p99 and errors at 1, 8, 32 and 128 connections (``wrk`` when
   installed), on each database, beside the bare Litestar route under the same server settings and the
-  durable-submit floor (``benchmarks.durable_floor``: the least this design's submit can cost);
+  durable-submit floor on that database (``benchmarks.durable_floor``: the least this design's submit
+  can cost);
 - end to end: no-op jobs completed/s, a ``POST /v1/jobs:batch`` of ``BENCH_BATCH_JOBS`` completed/s, an
   array of ``BENCH_ARRAY_TASKS`` tasks completed/s, submit -> running on an idle stack, authenticated reads;
 - memory: gateway, scheduler, executor and NATS RSS every 10 s over ``BENCH_SOAK_S`` (600) of load at half
@@ -233,7 +234,7 @@ def bench_database(run: Run, kind: str, home: Path, first: bool) -> None:
 
     def start() -> dict[str, Any]:
         server, url = _postgres(kind)
-        started["server"] = server
+        started["server"], started["url"] = server, url
         stack = started["stack"] = _stack(home / kind, url)
         stack.start()
         what = "throwaway PostgreSQL" if server else "JOBWIRE_DATABASE_URL" if url else "SQLite"
@@ -245,6 +246,9 @@ def bench_database(run: Run, kind: str, home: Path, first: bool) -> None:
         stack: Stack = started["stack"]
         if "curve" in PARTS:
             run.part(f"{kind}: curve", out, "curve", lambda: curve(stack))
+        if "durable_floor" in PARTS:
+            floor = lambda: ceilings.durable_floor_curve(CONNECTIONS, CURVE_S, BODY, started["url"])  # noqa: E731
+            run.part(f"{kind}: durable-submit floor", out, "durable_floor", floor)
         if not first:
             return
         if "references" in PARTS:
@@ -401,13 +405,6 @@ def main() -> None:
                 doc,
                 "bare_route",
                 lambda: ceilings.bare_route_curve(workers, CONNECTIONS, CURVE_S, BODY),
-            )
-        if "durable_floor" in PARTS:
-            run.part(
-                "durable-submit floor",
-                doc,
-                "durable_floor",
-                lambda: ceilings.durable_floor_curve(CONNECTIONS, CURVE_S, BODY),
             )
         with tempfile.TemporaryDirectory(prefix="jobwire-bench-") as home:
             for i, kind in enumerate(DATABASES):

@@ -58,7 +58,8 @@ def test_make_bench_tiny_run_writes_figures_ratios_and_plot(tmp_path: Path) -> N
     assert printed["databases"] == doc["databases"]
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    for points in (doc["bare_route"], doc["durable_floor"], doc["databases"]["sqlite"]["curve"]):
+    floors = doc["databases"]["sqlite"]["durable_floor"]
+    for points in (doc["bare_route"], floors, doc["databases"]["sqlite"]["curve"]):
         assert [p["connections"] for p in points] == [1, 32]
         for p in points:
             assert p["requests"] > 0 and p["requests_per_s"] > 0, p
@@ -101,8 +102,8 @@ def test_make_bench_tiny_run_writes_figures_ratios_and_plot(tmp_path: Path) -> N
     assert target["ratio"] == pytest.approx(target["value"] / target["reference_value"], abs=0.001)
     assert isinstance(target["met"], bool)
     # the floor: beside the bare route, and each jobwire point beside it
-    floor = next(r for r in doc["ratios"] if r["figure"] == "durable-submit floor/s, 32 connections")
-    assert floor["value"] == doc["durable_floor"][1]["requests_per_s"]
+    floor = next(r for r in doc["ratios"] if r["figure"] == "durable-submit floor/s, sqlite, 32 connections")
+    assert floor["value"] == floors[1]["requests_per_s"]
     assert floor["reference_value"] == doc["bare_route"][1]["requests_per_s"]
     beside = "durable submits/s beside the floor, sqlite, 32 connections"
     near = next(r for r in doc["ratios"] if r["figure"] == beside)
