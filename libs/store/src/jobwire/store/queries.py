@@ -1,11 +1,12 @@
 """The read side: jobs and nodes as contract types, in a fixed number of queries per call.
 
 The gateway answers every GET from here. A page of jobs, or one job, costs two statements whatever its size
-(the rows, then the transitions of them all) and a third when it holds queued jobs (their queue positions
-and estimated starts with everything those need, ``estimates``), so a list never degrades into one query per
-job; each is served by an index that matches it, so it costs the same at a million jobs and at any cursor
-depth. Rows are fetched as plain result rows, not ORM objects (building those cost more than the SQL).
-Counts are read from ``job_counts``, which triggers keep (migrations 0003, 0005, 0011).
+(the rows, then the transitions of them all; on SQLite one, the rows bringing their transitions) and one
+more when it holds queued jobs (their queue positions and estimated starts with everything those need,
+``estimates``), so a list never degrades into one query per job; each is served by an index that matches it,
+so it costs the same at a million jobs and at any cursor depth. Rows are fetched as plain result rows, not
+ORM objects (building those cost more than the SQL). Counts are read from ``job_counts``, which triggers
+keep (migrations 0003, 0005, 0011).
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Select,
+    String,
     Subquery,
     any_,
     bindparam,
     exists,
     func,
+    literal_column,
     select,
     type_coerce,
     union_all,
@@ -131,7 +134,8 @@ def _job_of_spec(job_id: str, spec: bytes) -> v1.Job:
 async def get_job(session: AsyncSession, job_id: str, *, owner: str | None = None) -> v1.Job | None:
     """One job, or None when it does not exist (or, with ``owner``, belongs to someone else).
 
-    Two statements: the row, then its transitions; a queued one's position and estimated start add one
+    Two statements: the row, then its transitions (SQLite: one, the row with them); a queued one's
+    position and estimated start add one
     (``estimates``).
     """
     return await session.run_sync(get_job_sync, job_id, owner=owner)
@@ -161,6 +165,10 @@ _AWARE = DateTime(timezone=True)
 _job_fields: Callable[[Iterable[Any]], Any] = namedtuple(  # type: ignore[attr-defined]
     "JobFields", [c.key for c in _JOB_COLUMNS]
 )._make
+#: ``_job_fields`` of a SQLite row, which ends with the job's transitions as JSON
+_job_fields_transitions: Callable[[Iterable[Any]], Any] = namedtuple(  # type: ignore[attr-defined]
+    "JobFieldsTransitions", [*(c.key for c in _JOB_COLUMNS), "transitions"]
+)._make
 _transition_fields: Callable[[Iterable[Any]], Any] = namedtuple(  # type: ignore[attr-defined]
     "TransitionFields", [c.key for c in _TRANSITION_COLUMNS]
 )._make
@@ -180,9 +188,47 @@ def _fetched(columns: Iterable[ColumnElement[Any]], postgres: bool) -> list[Colu
     ]
 
 
+class _Transition(msgspec.Struct, array_like=True):
+    """A transition as ``_SQLITE_TRANSITIONS`` hands it over (what ``row_to_job`` and ``attempts_of``
+    read of a ``TransitionRow``)."""
+
+    state: str
+    at: datetime
+    reason: str | None
+    attempt: int
+    node: str | None
+    exit_code: int | None
+
+
+_decode_transitions = msgspec.json.Decoder(list[_Transition]).decode
+
+
+def _sqlite_transitions(job_id: Any) -> ColumnElement[Any]:
+    """SQLite: a job's transitions as one JSON text column of the statement that reads the job, in id
+    order (``ix_job_transitions_job_id`` walked for the one job: its entries follow the rowid), each an
+    array of ``_Transition``'s fields, the time in RFC 3339 UTC (stored as naive UTC text). A page's
+    transitions were a second statement: its ``IN`` list of the page's ids, which SQLAlchemy renders
+    into a new text on every page, then ~200 rows each wrapped, converted (``UTCDateTime``: two calls
+    per time) and grouped in Python. msgspec decodes this in C, times included."""
+    t = TransitionRow.__table__.c
+    at = func.replace(t.at, literal_column("' '"), literal_column("'T'")).concat(literal_column("'Z'"))
+    entry = func.json_array(t.state, at, t.reason, t.attempt, t.node, t.exit_code)
+    ordered = (
+        select(type_coerce(entry, String).label("t"))
+        .where(t.job_id == job_id)
+        .order_by(t.id)
+        .correlate(job_id.table)
+        .subquery()
+    )
+    return select(func.json_group_array(func.json(ordered.c.t))).scalar_subquery()
+
+
 @functools.cache
 def _job_statement(by_owner: bool, postgres: bool) -> Select[Any]:
-    query = select(*_fetched(_JOB_COLUMNS, postgres)).where(JobRow.id == bindparam("id"))
+    columns = _fetched(_JOB_COLUMNS, postgres)
+    if not postgres:
+        columns.append(_sqlite_transitions(JobRow.id).label("transitions"))
+    query = select(*columns).where(JobRow.id == bindparam("id"))
     return query.where(JobRow.owner == bindparam("owner")) if by_owner else query  # position: estimates
 
 
@@ -236,7 +282,8 @@ def list_jobs_sync(
     ``InvalidCursor`` for a cursor this module did not produce and ``ValueError`` for a limit outside
     1..MAX_PAGE_SIZE.
 
-    Two statements whatever the page size (the page, then its transitions), and one more for a page
+    Two statements whatever the page size (the page, then its transitions; on SQLite the page's rows
+    bring their transitions: one), and one more for a page
     holding queued jobs (their positions and estimated starts, ``estimates.estimate``). The statement is
     built once per combination of filters (with bound parameters) and kept: building it costs more
     Python time than the database spends answering it.
@@ -308,6 +355,8 @@ class _Shape:
 def _page_statement(shape: _Shape) -> Select[Any]:
     page = _page(shape)
     columns = _fetched((page.c[c.key] for c in _JOB_COLUMNS), shape.postgres)
+    if not shape.postgres:
+        columns.append(_sqlite_transitions(page.c.id).label("transitions"))
     return select(*columns).order_by(page.c.id.desc())
 
 
@@ -448,18 +497,15 @@ def _conditions(
     return conditions
 
 
-_TRANSITIONS_OF = {
-    # SQLite has no arrays: an ``IN`` list, its text made for each number of ids
-    False: select(*_fetched(_TRANSITION_COLUMNS, False))
-    .where(TransitionRow.job_id.in_(bindparam("ids", expanding=True)))
-    .order_by(TransitionRow.id),
-    # PostgreSQL: one array parameter, so one text whatever the page's size. The expanding ``IN`` made
-    # SQLAlchemy render the list's placeholders and casts into a new text on every page (7% of the
-    # gateway's samples under read_ab), and each new length was a new statement for asyncpg to prepare
-    True: select(*_fetched(_TRANSITION_COLUMNS, True))
+#: PostgreSQL: a page's transitions with one array parameter, so one text whatever the page's size. The
+#: expanding ``IN`` made SQLAlchemy render the list's placeholders and casts into a new text on every page
+#: (7% of the gateway's samples under read_ab), and each new length was a new statement for asyncpg to
+#: prepare. (SQLite reads them in the page's own statement: ``_sqlite_transitions``.)
+_PG_TRANSITIONS_OF = (
+    select(*_fetched(_TRANSITION_COLUMNS, True))
     .where(TransitionRow.job_id == any_(bindparam("ids", type_=postgresql.ARRAY(TransitionRow.job_id.type))))
-    .order_by(TransitionRow.id),
-}
+    .order_by(TransitionRow.id)
+)
 
 
 def _assemble(session: Session, rows: Sequence[Any]) -> list[v1.Job]:
@@ -470,13 +516,17 @@ def _assemble(session: Session, rows: Sequence[Any]) -> list[v1.Job]:
     """
     if not rows:
         return []
-    rows = [_job_fields(r) for r in rows]
     transitions: dict[str, list[Any]] = defaultdict(list)
-    conn = session.connection()
-    statement = _TRANSITIONS_OF[conn.dialect.name == "postgresql"]
-    for t in conn.execute(statement, {"ids": [r.id for r in rows]}).all():
-        fields = _transition_fields(t)
-        transitions[fields.job_id].append(fields)
+    if len(rows[0]) > len(_JOB_COLUMNS):  # SQLite: each row brings its transitions (``_sqlite_transitions``)
+        rows = [_job_fields_transitions(r) for r in rows]
+        for r in rows:
+            transitions[r.id] = _decode_transitions(r.transitions)
+    else:
+        rows = [_job_fields(r) for r in rows]
+        conn = session.connection()
+        for t in conn.execute(_PG_TRANSITIONS_OF, {"ids": [r.id for r in rows]}).all():
+            fields = _transition_fields(t)
+            transitions[fields.job_id].append(fields)
     # queued jobs: their place under fair share and when they should start (replaces the node-wide rank)
     fair = estimates.estimate(session, rows, datetime.now(UTC))
     out = []
