@@ -26,8 +26,10 @@ from sqlalchemy import (
     Select,
     String,
     Subquery,
+    Text,
     any_,
     bindparam,
+    cast,
     exists,
     func,
     literal_column,
@@ -156,21 +158,14 @@ def get_job_sync(session: Session, job_id: str, *, owner: str | None = None) -> 
 
 #: every column of a job, fetched as plain rows: building ORM objects cost more than the query
 _JOB_COLUMNS = tuple(JobRow.__table__.c)
-_TRANSITION_COLUMNS = tuple(TransitionRow.__table__.c)
 _AWARE = DateTime(timezone=True)
 #: a fetched row as the read path hands it on (to ``row_to_job`` and ``estimates``): a named tuple of
 #: the columns' keys. An attribute of SQLAlchemy 2.1's ``Row`` costs 0.7-1 us (its by-name lookup runs
 #: after the normal one misses; an index costs 0.03), 25 a job: ``row_to_job`` took 2.0 ms of a page of
 #: 50 on rows against 0.6 ms on these (in-process, 1M jobs on PostgreSQL), each made in ~1 us.
 _job_fields: Callable[[Iterable[Any]], Any] = namedtuple(  # type: ignore[attr-defined]
-    "JobFields", [c.key for c in _JOB_COLUMNS]
-)._make
-#: ``_job_fields`` of a SQLite row, which ends with the job's transitions as JSON
-_job_fields_transitions: Callable[[Iterable[Any]], Any] = namedtuple(  # type: ignore[attr-defined]
-    "JobFieldsTransitions", [*(c.key for c in _JOB_COLUMNS), "transitions"]
-)._make
-_transition_fields: Callable[[Iterable[Any]], Any] = namedtuple(  # type: ignore[attr-defined]
-    "TransitionFields", [c.key for c in _TRANSITION_COLUMNS]
+    "JobFields",
+    [*(c.key for c in _JOB_COLUMNS), "transitions"],  # the last: ``_transitions``
 )._make
 
 
@@ -203,20 +198,26 @@ class _Transition(msgspec.Struct, array_like=True):
 _decode_transitions = msgspec.json.Decoder(list[_Transition]).decode
 
 
-def _sqlite_transitions(job_id: Any) -> ColumnElement[Any]:
-    """SQLite: a job's transitions as one JSON text column of the statement that reads the job, in id
-    order (``ix_job_transitions_job_id`` walked for the one job: its entries follow the rowid), each an
-    array of ``_Transition``'s fields, the time in RFC 3339 UTC (stored as naive UTC text). A page's
-    transitions were a second statement: its ``IN`` list of the page's ids, which SQLAlchemy renders
-    into a new text on every page, then ~200 rows each wrapped, converted (``UTCDateTime``: two calls
-    per time) and grouped in Python. msgspec decodes this in C, times included."""
+def _transitions(job_id: Any, postgres: bool) -> ColumnElement[Any]:
+    """A job's transitions as one JSON text column of the statement that reads the job, in id order,
+    each an array of ``_Transition``'s fields, the time in RFC 3339 UTC (stored as naive UTC), found on
+    ``ix_job_transitions_job_id`` for the one job. A page's transitions were a second statement: a
+    round trip, and ~200 rows each wrapped by SQLAlchemy, converted (on SQLite ``UTCDateTime``: two
+    calls per time) and grouped in Python; on SQLite its ``IN`` list of the page's ids was rendered into
+    a new text on every page too. msgspec decodes this in C, times included."""
     t = TransitionRow.__table__.c
+    if postgres:
+        text_at = func.to_char(t.at, literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"""))
+        entry = func.json_build_array(t.state, text_at, t.reason, t.attempt, t.node, t.exit_code)
+        listed = cast(func.json_agg(postgresql.aggregate_order_by(entry, t.id)), Text)
+        found = func.coalesce(listed, literal_column("'[]'"))
+        return select(found).where(t.job_id == job_id).scalar_subquery()
     at = func.replace(t.at, literal_column("' '"), literal_column("'T'")).concat(literal_column("'Z'"))
     entry = func.json_array(t.state, at, t.reason, t.attempt, t.node, t.exit_code)
     ordered = (
         select(type_coerce(entry, String).label("t"))
         .where(t.job_id == job_id)
-        .order_by(t.id)
+        .order_by(t.id)  # walked in this order: the index's entries for one job follow the rowid
         .correlate(job_id.table)
         .subquery()
     )
@@ -225,9 +226,7 @@ def _sqlite_transitions(job_id: Any) -> ColumnElement[Any]:
 
 @functools.cache
 def _job_statement(by_owner: bool, postgres: bool) -> Select[Any]:
-    columns = _fetched(_JOB_COLUMNS, postgres)
-    if not postgres:
-        columns.append(_sqlite_transitions(JobRow.id).label("transitions"))
+    columns = [*_fetched(_JOB_COLUMNS, postgres), _transitions(JobRow.id, postgres).label("transitions")]
     query = select(*columns).where(JobRow.id == bindparam("id"))
     return query.where(JobRow.owner == bindparam("owner")) if by_owner else query  # position: estimates
 
@@ -355,8 +354,7 @@ class _Shape:
 def _page_statement(shape: _Shape) -> Select[Any]:
     page = _page(shape)
     columns = _fetched((page.c[c.key] for c in _JOB_COLUMNS), shape.postgres)
-    if not shape.postgres:
-        columns.append(_sqlite_transitions(page.c.id).label("transitions"))
+    columns.append(_transitions(page.c.id, shape.postgres).label("transitions"))
     return select(*columns).order_by(page.c.id.desc())
 
 
@@ -497,42 +495,21 @@ def _conditions(
     return conditions
 
 
-#: PostgreSQL: a page's transitions with one array parameter, so one text whatever the page's size. The
-#: expanding ``IN`` made SQLAlchemy render the list's placeholders and casts into a new text on every page
-#: (7% of the gateway's samples under read_ab), and each new length was a new statement for asyncpg to
-#: prepare. (SQLite reads them in the page's own statement: ``_sqlite_transitions``.)
-_PG_TRANSITIONS_OF = (
-    select(*_fetched(_TRANSITION_COLUMNS, True))
-    .where(TransitionRow.job_id == any_(bindparam("ids", type_=postgresql.ARRAY(TransitionRow.job_id.type))))
-    .order_by(TransitionRow.id)
-)
-
-
 def _assemble(session: Session, rows: Sequence[Any]) -> list[v1.Job]:
-    """Jobs for rows of ``_JOB_COLUMNS`` with their transitions, in one statement for all of them,
-    and for the queued ones their fair-share positions and estimated starts in one more.
+    """Jobs for rows of ``_JOB_COLUMNS`` and their transitions (``_transitions``), and for the queued
+    ones their fair-share positions and estimated starts, in one more statement.
 
     Labels come from the stored spec (they never change after submit; ``job_labels`` is their index).
     """
     if not rows:
         return []
-    transitions: dict[str, list[Any]] = defaultdict(list)
-    if len(rows[0]) > len(_JOB_COLUMNS):  # SQLite: each row brings its transitions (``_sqlite_transitions``)
-        rows = [_job_fields_transitions(r) for r in rows]
-        for r in rows:
-            transitions[r.id] = _decode_transitions(r.transitions)
-    else:
-        rows = [_job_fields(r) for r in rows]
-        conn = session.connection()
-        for t in conn.execute(_PG_TRANSITIONS_OF, {"ids": [r.id for r in rows]}).all():
-            fields = _transition_fields(t)
-            transitions[fields.job_id].append(fields)
+    rows = [_job_fields(r) for r in rows]
     # queued jobs: their place under fair share and when they should start (replaces the node-wide rank)
     fair = estimates.estimate(session, rows, datetime.now(UTC))
     out = []
     for row in rows:
         position, start = fair.get(row.id, (None, None))
-        out.append(row_to_job(row, transitions[row.id], None, position, start))
+        out.append(row_to_job(row, _decode_transitions(row.transitions), None, position, start))
     return out
 
 
