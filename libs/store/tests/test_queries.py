@@ -369,12 +369,12 @@ async def test_list_jobs_of_an_array_or_a_workflow_pages_newest_first(sessions, 
 
 
 async def test_transitions_read_as_stored_in_their_order(sessions, make_job, add):
-    """A job's history on a page and alone: every transition in the order it was written (not by time),
-    its instant exact to the microsecond and in UTC, a reason with quotes, a newline and non-ASCII
+    """A job's times and history on a page and alone: every transition in the order it was written (not
+    by time), its instant exact to the microsecond and in UTC, a reason with quotes, a newline and non-ASCII
     characters as written, and each attempt's node and exit code (they come as JSON in the job's row)."""
-    seed = make_job(state="failed", node="b")
-    seed.job.attempt = 2
     base = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    seed = make_job(state="failed", node="b", started_at=base + timedelta(seconds=8), ended_at=base)
+    seed.job.attempt, seed.job.created_at = 2, base - timedelta(microseconds=1)
     written = [
         ("queued", base, None, 0, None, None),
         ("starting", base + timedelta(microseconds=1), None, 1, "a", None),
@@ -395,6 +395,9 @@ async def test_transitions_read_as_stored_in_their_order(sessions, make_job, add
     got = [(t.state.value, t.at, t.reason, t.attempt) for t in alone.transitions]
     assert got == [(s, at, r, a) for s, at, r, a, _, _ in written]
     assert all(t.at.utcoffset() == timedelta(0) for t in alone.transitions)
+    times = (alone.created_at, alone.started_at, alone.ended_at, alone.not_before)
+    assert times == (base - timedelta(microseconds=1), base + timedelta(seconds=8), base, None)
+    assert alone.created_at.utcoffset() == timedelta(0)
     assert [(a.attempt, a.node, a.exit_code, a.reason) for a in alone.attempts] == [
         (1, "a", 3, written[3][2]),
         (2, "b", 137, None),

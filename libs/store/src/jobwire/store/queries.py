@@ -38,8 +38,10 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import processors
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+from sqlalchemy.types import UserDefinedType
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import feasibility
@@ -169,14 +171,37 @@ _job_fields: Callable[[Iterable[Any]], Any] = namedtuple(  # type: ignore[attr-d
 )._make
 
 
+class _SqliteAware(UserDefinedType[datetime]):
+    """A SQLite time text with its zone (``_fetched``), read into an aware datetime in C."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "TEXT"
+
+    def result_processor(self, dialect: Any, coltype: object) -> Callable[[Any], datetime | None]:
+        convert: Callable[[Any], datetime | None] = processors.str_to_datetime
+        return convert
+
+
 def _fetched(columns: Iterable[ColumnElement[Any]], postgres: bool) -> list[ColumnElement[Any]]:
     """``columns`` as a read selects them. On PostgreSQL a time column (naive UTC, ``UTCDateTime``) is
     read as ``timestamptz`` (``timezone('UTC', at)``), which asyncpg decodes into an aware UTC datetime
     in C, the same value ``UTCDateTime`` makes in Python: a function call per time of a page (four a
     job and one a transition, 6% of the gateway's samples under read_ab). Labelled with the column's
-    key, so rows read the same."""
+    key, so rows read the same.
+
+    On SQLite (naive UTC as ``YYYY-MM-DD HH:MM:SS.ffffff`` text) a time is read with ``+00:00``
+    appended, which SQLAlchemy's compiled ``str_to_datetime`` (``fromisoformat``) makes into the same
+    aware UTC datetime in one C call; ``UTCDateTime`` took three Python calls around it for each of a
+    page's ~250 times (~6% of a page's CPU in-process)."""
     if not postgres:
-        return list(columns)
+        return [
+            type_coerce(c.op("||")(literal_column("'+00:00'")), _SqliteAware()).label(c.key)
+            if isinstance(c.type, UTCDateTime)
+            else c
+            for c in columns
+        ]
     return [
         type_coerce(func.timezone("UTC", c), _AWARE).label(c.key) if isinstance(c.type, UTCDateTime) else c
         for c in columns
