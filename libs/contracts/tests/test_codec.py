@@ -158,3 +158,17 @@ def test_decode_stored_gives_the_same_job_and_skips_only_the_checks_already_run(
     finally:
         codec._STORED.on = False
     assert seen == [False]
+
+
+def test_from_checked_builds_a_job_without_the_spec_checks_and_leaves_them_on():
+    """A submitted job is built from its accepted spec without re-running the spec's checks (they ran
+    when it was parsed); a spec built or decoded afterwards is checked again."""
+    spec = v1.decode_strict(b'{"command": ["true"], "retry": {"attempts": 3}}', v1.JobSpec)
+    fields = {**msgspec.structs.asdict(spec), "command": ["true"], "script": "true"}  # two things to run
+    fields.update(id=v1.new_job_id(), owner="alice", created_at=datetime.now(UTC), state=v1.JobState.QUEUED)
+    job = v1.from_checked(v1.Job, fields)
+    assert job.script == "true" and job.max_attempts == 3
+    with pytest.raises(ValueError, match="exactly one"):
+        v1.Job(**fields)
+    with pytest.raises(msgspec.ValidationError, match="exactly one"):
+        v1.decode_strict(b'{"command": ["true"], "script": "true"}', v1.JobSpec)

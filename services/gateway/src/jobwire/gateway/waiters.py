@@ -116,8 +116,13 @@ def decode_event(data: bytes) -> v1.Event:
 
 
 async def wait(future: asyncio.Future[v1.Event], timeout: float) -> v1.Event | None:
-    """The event, or None when it did not come within ``timeout`` seconds."""
+    """The event, or None when it did not come within ``timeout`` seconds.
+
+    A deadline on the awaiting task rather than ``wait_for(shield(...))``, which made a shield future, a
+    waiter future and their callbacks on every submit. The future is the caller's own (``watch``), so
+    the timeout cancelling it loses nothing; an event that came as the deadline struck still counts."""
     try:
-        return await asyncio.wait_for(asyncio.shield(future), timeout)
+        async with asyncio.timeout(timeout):
+            return await future
     except TimeoutError:
-        return None
+        return future.result() if future.done() and not future.cancelled() else None

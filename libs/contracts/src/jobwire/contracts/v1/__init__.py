@@ -9,7 +9,7 @@ from .access import (
     TokenRecord,
     TouchTokens,
 )
-from .codec import UnknownField, convert_strict, decode, decode_stored, decode_strict, encode
+from .codec import UnknownField, convert_strict, decode, decode_stored, decode_strict, encode, from_checked
 from .deps import When
 from .eligibility import (
     RULES,
@@ -209,6 +209,7 @@ __all__ = [
     "eligible_states",
     "encode",
     "format_hms",
+    "from_checked",
     "is_finished",
     "is_job_id",
     "job_spec_of",

@@ -49,6 +49,17 @@ def decode_stored(data: bytes | str, tp: type[T]) -> T:
     return result
 
 
+def from_checked(tp: type[T], fields: dict[str, Any]) -> T:
+    """``tp(**fields)`` from the fields of a spec that was checked when it was accepted (a submitted job
+    built from its spec): ``JobSpec.__post_init__`` skips its checks as in ``decode_stored``. The gateway
+    built every submit's answer this way, re-running them (~3% of its CPU per submit, issue 11)."""
+    _STORED.on = True
+    try:
+        return tp(**fields)
+    finally:
+        _STORED.on = False
+
+
 def decoding_stored() -> bool:
     """Whether this thread is inside ``decode_stored`` (its validated specs skip their checks)."""
     return getattr(_STORED, "on", False)

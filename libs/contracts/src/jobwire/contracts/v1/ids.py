@@ -18,6 +18,7 @@ _seq = 0
 
 def new_job_id() -> str:
     global _last_ms, _seq
+    rand = int.from_bytes(os.urandom(10), "big")  # one read: 62 bits of rand_b, 11 for a new counter
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
@@ -27,12 +28,13 @@ def new_job_id() -> str:
                 ms += 1
                 _seq = 0
         else:
-            _seq = int.from_bytes(os.urandom(2), "big") & 0x7FF  # random start, half the room left
+            _seq = rand >> 64 & 0x7FF  # random start, half the room left
         _last_ms = ms
         seq = _seq
-    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | rand_b
-    return str(uuid.UUID(int=value))
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | seq << 64 | 0b10 << 62 | rand & ((1 << 62) - 1)
+    # formatted here, not by ``str(uuid.UUID(int=...))``: half of this function's cost on every submit
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def is_job_id(value: str) -> bool:

@@ -15,7 +15,16 @@ from functools import cache
 from typing import Any
 
 import msgspec
-from litestar.openapi.spec import Encoding, OpenAPIMediaType, Operation, RequestBody
+from litestar.enums import ParamType
+from litestar.openapi.spec import (
+    Encoding,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    Parameter,
+    RequestBody,
+    Schema,
+)
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import spec as contract
@@ -149,11 +158,31 @@ def form_encoding() -> dict[str, Encoding]:
     return {f.name: Encoding(content_type=f.content_types) for f in form.FIELDS.values()}
 
 
+IDEMPOTENCY_HELP = "A retry with the same key returns the same job"
+IDEMPOTENCY_KEY = Parameter(
+    name="Idempotency-Key",
+    param_in=ParamType.HEADER,
+    schema=Schema(type=OpenAPIType.STRING, description=IDEMPOTENCY_HELP),
+    description=IDEMPOTENCY_HELP,
+    required=False,
+)
+
+
+def raw_header(scope: Any, name: bytes) -> str | None:
+    """The first header ``name`` (lower case) from the ASGI scope's raw headers, as Litestar decodes one."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 @dataclass
 class JobSpecBody(Operation):
-    """The submit operation, with ``JobSpec`` as its JSON request body."""
+    """The submit operation, with ``JobSpec`` as its JSON request body and its ``Idempotency-Key`` header
+    (read by the handler from the raw headers, ``raw_header``)."""
 
     def __post_init__(self) -> None:
+        self.parameters = [IDEMPOTENCY_KEY, *(self.parameters or [])]
         body_schema: Any = submit_schema()  # a plain JSON-schema dict; Litestar serialises it as is
         form_body: Any = form_schema()
         self.request_body = RequestBody(

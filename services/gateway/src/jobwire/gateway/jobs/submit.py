@@ -106,13 +106,9 @@ async def _array_stored(res: Resources, array_id: str) -> bool:
 
 def as_submitted(command: v1.SubmitJob) -> v1.Job:
     fields = msgspec.structs.asdict(command.spec)
-    return v1.Job(
-        **fields,
-        id=command.job_id,
-        owner=command.owner,
-        created_at=command.submitted_at,
-        state=v1.JobState.QUEUED,
-    )
+    fields.update(id=command.job_id, owner=command.owner, created_at=command.submitted_at)
+    fields["state"] = v1.JobState.QUEUED
+    return v1.from_checked(v1.Job, fields)  # the spec's checks ran when it was parsed
 
 
 def _is_transition(event: v1.Event) -> bool:
