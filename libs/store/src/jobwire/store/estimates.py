@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import TextClause, bindparam
+from sqlalchemy import TextClause
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
@@ -137,6 +137,10 @@ def _kth(free: list[float], mean: float, k: int) -> float:
 _pairs = msgspec.json.Decoder(list[tuple[str, int]]).decode
 
 
+def _json_list(values: Sequence[str]) -> str:
+    return msgspec.json.encode(values).decode()
+
+
 def estimate(session: Session, rows: Sequence[Any], now: datetime) -> dict[str, tuple[int, datetime]]:
     """(queue position under fair share, estimated start) for each queued row with a node, by id.
 
@@ -156,8 +160,8 @@ def estimate(session: Session, rows: Sequence[Any], now: datetime) -> dict[str, 
     else:
         statement = _context(dialect, len(nodes), len(spread))
         params = {
-            "ids": firsts,
-            "nodes": nodes,
+            "ids": _json_list(firsts),
+            "nodes": _json_list(nodes),
             **{f"n{i}": node for i, node in enumerate(nodes)},
             **(pos.stretch_params(spread) if spread else {}),
         }
@@ -305,9 +309,10 @@ def _context(dialect: str, nodes: int, spread: int) -> TextClause:
         epoch = _END_EPOCH[dialect].format(e=f"run{i}.e")
         parts.append(_RUN.format(i=i, end=end, epoch=epoch, slots=slots, active=_ACTIVE))
     parts.append(_SHARES)
-    return sql_text(" UNION ALL ".join(parts)).bindparams(
-        bindparam("ids", expanding=True), bindparam("nodes", expanding=True)
-    )
+    # the ids and the nodes as JSON texts read by ``json_each``, not ``IN`` lists: SQLAlchemy rendered an
+    # expanding list's placeholders into a new text on every page (its own text is then cached too)
+    statement = " UNION ALL ".join(parts).replace("IN :ids", "IN (SELECT value FROM json_each(:ids))")
+    return sql_text(statement.replace("IN :nodes", "IN (SELECT value FROM json_each(:nodes))"))
 
 
 #: ``_RUN`` for every node at once (PostgreSQL)
