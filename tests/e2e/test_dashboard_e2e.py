@@ -25,6 +25,8 @@ from playwright.sync_api import BrowserContext, Page, expect
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.stack.stack import ExecutorConfig, Stack
+from jobwire.store import make_engine, session_factory
+from jobwire.store.models import NodeRow
 from tests.e2e.conftest import make_stack, submit, wait_state
 from tests.support.browser import SHOTS, chromium
 
@@ -53,30 +55,31 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ],
     )
     s.start()
-    asyncio.run(_register_a_node_for_every_owner(s.nats_url))
+    asyncio.run(_store_a_down_node_for_every_owner(s.config.db_url()))
     yield s
     s.stop()
 
 
-async def _register_a_node_for_every_owner(nats_url: str) -> None:
-    """One heartbeat of a node that serves every owner and then falls silent: the jobs of owners
-    ui-local does not serve are accepted and wait for it (a job no node serves is a 422)."""
-    import nats
-
-    nc = await nats.connect(nats_url)
+async def _store_a_down_node_for_every_owner(database_url: str) -> None:
+    """A node row as the scheduler keeps one that registered once and went down: the jobs of owners
+    ui-local does not serve are accepted and wait for it (a job no node serves is a 422). Stored, not
+    heart-beaten: a node up even for a moment could take alice's jobs away from ui-local."""
+    engine = make_engine(database_url)
     try:
-        beat = v1.NodeHeartbeat(
-            node="ui-anyone",
-            backend="ssh",
-            capacity=v1.NodeCapacity(slots=1, cpus=1),
-            at=datetime.now(UTC),
-            instance="ui-test",
-            interval=0.5,
-        )
-        await nc.publish(sj.heartbeat_subject("ui-anyone"), v1.encode(beat))
-        await nc.flush()
+        async with session_factory(engine)() as session, session.begin():
+            session.add(
+                NodeRow(
+                    name="ui-anyone",
+                    backend="ssh",
+                    state="down",
+                    capacity=v1.encode(v1.NodeCapacity(slots=1, cpus=1)),
+                    labels=v1.encode({}),
+                    registered_at=datetime.now(UTC),
+                    last_heartbeat=datetime.now(UTC),
+                )
+            )
     finally:
-        await nc.close()
+        await engine.dispose()
 
 
 @pytest.fixture(scope="module")
