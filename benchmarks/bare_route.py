@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from typing import Any
 
 import msgspec
 import uvicorn
@@ -28,12 +29,10 @@ def app() -> Litestar:
     return Litestar([submit], openapi_config=None)
 
 
-def main() -> None:
-    port, workers = int(sys.argv[1]), int(sys.argv[2])
+def serve(target: Litestar | str, port: int, **settings: Any) -> None:
+    """Under the gateway's own uvicorn settings (uvloop, httptools, no access log) on loopback."""
     uvicorn.run(
-        "benchmarks.bare_route:app" if workers > 1 else app(),
-        factory=workers > 1,
-        workers=workers if workers > 1 else None,
+        target,
         host="127.0.0.1",
         port=port,
         loop="uvloop",
@@ -41,7 +40,16 @@ def main() -> None:
         log_config=None,
         log_level="warning",
         lifespan="on",
+        **settings,
     )
+
+
+def main() -> None:
+    port, workers = int(sys.argv[1]), int(sys.argv[2])
+    if workers > 1:
+        serve("benchmarks.bare_route:app", port, factory=True, workers=workers)
+    else:
+        serve(app(), port)
 
 
 if __name__ == "__main__":

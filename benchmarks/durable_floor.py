@@ -28,10 +28,10 @@ import uuid
 import asyncpg
 import msgspec
 import nats
-import uvicorn
 from litestar import Litestar, Request, Response, post
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
+from benchmarks import bare_route
 from jobwire.contracts import v1
 
 STREAM = "FLOOR"
@@ -172,16 +172,7 @@ def main() -> None:
     if role == "route":
         port, nats_url = int(sys.argv[2]), sys.argv[3]
         asyncio.run(ensure_stream(nats_url))
-        uvicorn.run(
-            route_app(nats_url),
-            host="127.0.0.1",
-            port=port,
-            loop="uvloop",
-            http="httptools",
-            log_config=None,
-            log_level="warning",
-            lifespan="on",
-        )
+        bare_route.serve(route_app(nats_url), port)
     elif role == "store":
         import uvloop
 

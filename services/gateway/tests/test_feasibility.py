@@ -4,6 +4,8 @@ offer), from the gateway's in-memory view of the nodes: stored ones and ones onl
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -140,19 +142,26 @@ async def test_a_node_stored_after_the_gateway_started_is_seen_before_refusing(s
         assert r.status_code == 202, r.text
 
 
-async def test_refusals_arriving_together_share_one_read_of_the_nodes(nodes, serve_gateway, seed):
+@contextlib.contextmanager
+def statements_run() -> Iterator[list[str]]:
+    """The SQL every engine of this process runs while the block does."""
     statements: list[str] = []
 
     def seen(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
         statements.append(statement)
 
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+
+
+async def test_refusals_arriving_together_share_one_read_of_the_nodes(nodes, serve_gateway, seed):
     async with serve_gateway(nodes_refresh=3600) as client:
-        event.listen(Engine, "before_cursor_execute", seen)
-        try:
+        with statements_run() as statements:
             infeasible = {"command": ["true"], "resources": {"gpus": 64}}
             answers = await asyncio.gather(*(client.post("/v1/jobs", json=infeasible) for _ in range(20)))
-        finally:
-            event.remove(Engine, "before_cursor_execute", seen)
     for r in answers:
         assert_problem(r, 422, path="$.resources.gpus")
     reads = [s for s in statements if "FROM nodes" in s]
@@ -160,19 +169,11 @@ async def test_refusals_arriving_together_share_one_read_of_the_nodes(nodes, ser
 
 
 async def test_accepted_submits_read_no_node_from_the_database(nodes, serve_gateway, seed):
-    statements: list[str] = []
-
-    def seen(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
     async with serve_gateway(nodes_refresh=3600) as client:
-        event.listen(Engine, "before_cursor_execute", seen)
-        try:
+        with statements_run() as statements:
             for _ in range(5):
                 r = await client.post("/v1/jobs", json={"command": ["true"], "backend": "docker"})
                 assert r.status_code == 202, r.text
-        finally:
-            event.remove(Engine, "before_cursor_execute", seen)
     assert not [s for s in statements if "FROM nodes" in s]
 
 
