@@ -11,8 +11,10 @@ import pytest
 
 from jobwire.contracts.v1 import JobState, NodeHeartbeat
 from jobwire.contracts.v1 import subjects as sj
+from jobwire.execution import ExecutorService
 from jobwire.execution.runner.executor import VANISHED
 from jobwire.runtime import telemetry
+from jobwire.runtime.settings import BusSettings
 
 pytestmark = pytest.mark.integration
 
@@ -151,10 +153,15 @@ async def test_an_arrays_tasks_sent_together_run_each_as_its_own_attempt(harness
 async def test_a_started_executor_keeps_its_heap_out_of_full_collections(harness):
     """A full collection walked the executor's whole started heap, holding up job starts and reports
     for 66-123 ms: what exists once it has started is frozen, and given back when it stops."""
-    svc = await harness.executor("frozen-node")
+    settings = harness.settings("frozen-node")
+    svc = ExecutorService(settings, bus_settings=BusSettings(nats_url=harness.nats_url), freeze_heap=True)
+    await svc.start()
+    harness.services.append(svc)
     assert gc.get_freeze_count() > 10_000
     job = await harness.run("frozen-node", {"command": ["true"]})
     await harness.wait(job, "finished")  # runs as before, frozen
     await svc.stop()
     harness.services.remove(svc)
     assert gc.get_freeze_count() == 0
+    shared = await harness.executor("shared-process")  # a service in a process it does not own
+    assert gc.get_freeze_count() == 0 and shared.freeze_heap is False

@@ -71,7 +71,7 @@ def settings_from(argv: Sequence[str] | None = None) -> tuple[ExecutorSettings, 
 
 def main(argv: Sequence[str] | None = None) -> None:
     settings, bus = settings_from(argv)
-    service = ExecutorService(settings, bus_settings=bus)
+    service = ExecutorService(settings, bus_settings=bus, freeze_heap=True)
 
     async def serve(stop: asyncio.Event) -> None:
         await service.run(stop)

@@ -90,7 +90,12 @@ class ExecutorService:
         *,
         bus_settings: BusSettings | None = None,
         executor: Executor | None = None,
+        freeze_heap: bool = False,
     ) -> None:
+        """``freeze_heap``: the service owns its process (the executor's ``__main__``), so what exists
+        once it has started may be frozen out of the collector's walks (``runtime.heap``); never in a
+        process that hosts other work, such as a test run, whose whole heap each start would collect."""
+        self.freeze_heap = freeze_heap
         self.settings = settings or executor_settings()
         sj.check_token(self.settings.node, "node")
         self.bus_settings = bus_settings or _default_bus_settings()
@@ -181,10 +186,11 @@ class ExecutorService:
             publishing = keep_published(self._bus, self.node, self.executor.catalog, self._stopping)
             self._tasks.append(asyncio.create_task(publishing, name="programs"))
         log.info("executor %s (%s) started; %d run(s) adopted", self.node, self.settings.backend, adopted)
-        # what exists now (modules, the backend's client, the adopted runs) lives on; a full collection
-        # walking it held up the one loop that starts and reports jobs for 66-123 ms (``runtime.heap``)
-        frozen = freeze_startup_heap()
-        log.debug("executor %s: %d objects kept out of the collector's walks", self.node, frozen)
+        if self.freeze_heap:
+            # what exists now (modules, the backend's client, the adopted runs) lives on; a full collection
+            # walking it held up the one loop that starts and reports jobs for 66-123 ms (``runtime.heap``)
+            frozen = freeze_startup_heap()
+            log.debug("executor %s: %d objects kept out of the collector's walks", self.node, frozen)
 
     async def stop(self) -> None:
         """Stop taking work and reporting; jobs keep running and are adopted on the next start."""
@@ -207,7 +213,8 @@ class ExecutorService:
         if self._bus is not None:
             await self._bus.close()
         await self.executor.close()
-        thaw_heap()
+        if self.freeze_heap:
+            thaw_heap()
         log.info("executor %s stopped", self.node)
 
     async def run(self, stop: asyncio.Event) -> None:

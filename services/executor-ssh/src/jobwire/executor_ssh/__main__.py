@@ -54,7 +54,8 @@ async def serve_node(
     settings = node_settings(base, node)
     delay = 1.0
     while not stop.is_set():
-        svc = ExecutorService(settings, bus_settings=bus, executor=SshExecutor(settings, node, nodes.hosts))
+        executor = SshExecutor(settings, node, nodes.hosts)
+        svc = ExecutorService(settings, bus_settings=bus, executor=executor, freeze_heap=True)
         try:
             await svc.start()
         except Exception as e:
