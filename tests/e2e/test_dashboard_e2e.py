@@ -26,9 +26,9 @@ from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
 from jobwire.stack.stack import ExecutorConfig, Stack
 from jobwire.store import make_engine, session_factory
-from jobwire.store.models import NodeRow
 from tests.e2e.conftest import make_stack, submit, wait_state
 from tests.support.browser import SHOTS, chromium
+from tests.support.nodes import store_node
 
 ACTIVE = ("queued", "held", "starting", "running")
 
@@ -66,18 +66,8 @@ async def _store_a_down_node_for_every_owner(database_url: str) -> None:
     heart-beaten: a node up even for a moment could take alice's jobs away from ui-local."""
     engine = make_engine(database_url)
     try:
-        async with session_factory(engine)() as session, session.begin():
-            session.add(
-                NodeRow(
-                    name="ui-anyone",
-                    backend="ssh",
-                    state="down",
-                    capacity=v1.encode(v1.NodeCapacity(slots=1, cpus=1)),
-                    labels=v1.encode({}),
-                    registered_at=datetime.now(UTC),
-                    last_heartbeat=datetime.now(UTC),
-                )
-            )
+        capacity = v1.NodeCapacity(slots=1, cpus=1)
+        await store_node(session_factory(engine), "ui-anyone", "ssh", capacity, state="down")
     finally:
         await engine.dispose()
 

@@ -3,13 +3,11 @@ option is a 422 naming the field, although the gateway knows no backend's option
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1.options import schema_of
-from jobwire.store.models import NodeRow
+from tests.support import nodes as stored_nodes
 
 from .test_submit import assert_problem
 
@@ -18,18 +16,7 @@ pytestmark = pytest.mark.integration
 
 async def store_node(sessions, name: str, backend: str, options: type | None) -> None:  # type: ignore[no-untyped-def]
     capacity = v1.NodeCapacity(slots=4, cpus=4, options_schema=schema_of(options) if options else None)
-    async with sessions() as s, s.begin():
-        s.add(
-            NodeRow(
-                name=name,
-                backend=backend,
-                state="up",
-                capacity=v1.encode(capacity),
-                labels=v1.encode({}),
-                registered_at=datetime.now(UTC),
-                last_heartbeat=datetime.now(UTC),
-            )
-        )
+    await stored_nodes.store_node(sessions, name, backend, capacity)
 
 
 @pytest.fixture

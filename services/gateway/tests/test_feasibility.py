@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from jobwire.contracts import v1
 from jobwire.contracts.v1 import subjects as sj
-from jobwire.store.models import NodeRow
+from tests.support import nodes as stored_nodes
 
 from .test_submit import assert_problem
 
@@ -24,18 +24,7 @@ pytestmark = pytest.mark.integration
 async def store_node(sessions, name: str, backend: str = "local", state: str = "up", **cap) -> None:  # type: ignore[no-untyped-def]
     """What the scheduler stores when a node registers (and marks when it stops answering)."""
     capacity = v1.NodeCapacity(slots=cap.pop("slots", 2), cpus=cap.pop("cpus", 4), **cap)
-    async with sessions() as session, session.begin():
-        session.add(
-            NodeRow(
-                name=name,
-                backend=backend,
-                state=state,
-                capacity=v1.encode(capacity),
-                labels=v1.encode({}),
-                registered_at=datetime.now(UTC),
-                last_heartbeat=datetime.now(UTC),
-            )
-        )
+    await stored_nodes.store_node(sessions, name, backend, capacity, state=state)
 
 
 @pytest.fixture

@@ -3,12 +3,10 @@ its users send it, with only an Authorization header added; a ``token`` in the c
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from jobwire.contracts import v1
-from jobwire.store.models import NodeRow
+from tests.support.nodes import store_node
 
 pytestmark = pytest.mark.integration
 
@@ -24,17 +22,7 @@ learning_rate: 0.001
 
 @pytest.fixture
 async def gpu_node(sessions) -> None:  # type: ignore[no-untyped-def]
-    async with sessions() as session, session.begin():
-        session.add(
-            NodeRow(
-                name="gpu-1",
-                backend="ssh",
-                state="up",
-                capacity=v1.encode(v1.NodeCapacity(slots=2, gpus=2)),
-                registered_at=datetime.now(UTC),
-                last_heartbeat=datetime.now(UTC),
-            )
-        )
+    await store_node(sessions, "gpu-1", "ssh", v1.NodeCapacity(slots=2, gpus=2))
 
 
 async def test_code_and_config_file_become_a_one_gpu_job_with_labels(gateway, gpu_node, caplog) -> None:

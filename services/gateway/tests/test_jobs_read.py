@@ -10,6 +10,7 @@ import pytest
 
 from jobwire.contracts import v1
 from jobwire.gateway.server import serve
+from tests.support.nodes import store_node
 
 pytestmark = pytest.mark.integration
 
@@ -102,20 +103,7 @@ async def test_bad_list_parameters_are_400(gateway, params, detail_has):
 
 
 async def test_nodes_are_listed(gateway, sessions):
-    from datetime import UTC, datetime
-
-    from jobwire.store.models import NodeRow
-
-    async with sessions() as session, session.begin():
-        session.add(
-            NodeRow(
-                name="gpu1",
-                backend="ssh",
-                state="up",
-                capacity=v1.encode(v1.NodeCapacity(slots=2, gpus=4)),
-                registered_at=datetime.now(UTC),
-            )
-        )
+    await store_node(sessions, "gpu1", "ssh", v1.NodeCapacity(slots=2, gpus=4))
     r = await gateway.get("/v1/nodes")
     assert r.status_code == 200
     [node] = r.json()["items"]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from jobwire.contracts import v1
-from jobwire.store.models import NodeRow
+from tests.support.nodes import store_node
 from tests.support.prom import sample
 
 pytestmark = pytest.mark.integration
@@ -25,19 +25,7 @@ async def add_node(  # type: ignore[no-untyped-def]
     at: datetime | None = None,
 ) -> None:
     """A node row as the scheduler keeps it (up, heart-beating at ``at``): what the gateway reads."""
-    at = at or datetime.now(UTC)
-    async with sessions() as session, session.begin():
-        session.add(
-            NodeRow(
-                name=name,
-                backend=backend,
-                state="up",
-                capacity=v1.encode(capacity),
-                gpus=v1.encode(gpus) if gpus is not None else None,
-                registered_at=at,
-                last_heartbeat=at,
-            )
-        )
+    await store_node(sessions, name, backend, capacity, gpus=gpus, at=at)
 
 
 async def test_metrics_need_the_metrics_scope(gateway, mint) -> None:
