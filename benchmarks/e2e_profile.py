@@ -35,6 +35,8 @@ ROUNDS = int(os.environ.get("E2E_ROUNDS", "1"))
 IDLE = int(os.environ.get("E2E_IDLE_SAMPLES", "20"))
 #: E2E_CPUS: the CPUs the node declares (default: the machine's, which caps 1-CPU jobs at that many)
 EXECUTOR_ENV = {"JOBWIRE_EXECUTOR_CPUS": os.environ["E2E_CPUS"]} if os.environ.get("E2E_CPUS") else {}
+#: E2E_TICK: the executor's tick interval in seconds (``make bench``'s 0.05), or ``default`` (make run's)
+TICK = os.environ.get("E2E_TICK", "0.05")
 
 
 def children_cpu() -> float:
@@ -164,7 +166,9 @@ async def measure(stack: Stack, pyspy_dir: str | None) -> list[dict[str, Any]]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="jobwire-e2e-") as home:
-        env = {"JOBWIRE_LOG_LEVEL": "WARNING", "JOBWIRE_EXECUTOR_TICK_INTERVAL": "0.05"}
+        env = {"JOBWIRE_LOG_LEVEL": "WARNING"}
+        if TICK != "default":
+            env["JOBWIRE_EXECUTOR_TICK_INTERVAL"] = TICK
         config = StackConfig(
             home=Path(home),
             api_port=free_port(),

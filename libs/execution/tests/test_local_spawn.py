@@ -93,6 +93,41 @@ async def test_many_launches_at_once_leave_no_zombie(tmp_path):
         await asyncio.sleep(0.05)
 
 
+async def test_the_end_of_a_detached_process_is_heard_at_once_and_reaped():
+    """With ``on_exit`` set, the transport hears a detached process end through its pidfd (the run loop
+    polls then, not a tick later) and reaps it there; one still running is not taken for ended."""
+    ended: list[tuple[int, float]] = []
+    transport = LocalTransport()
+    transport.on_exit = lambda pid: ended.append((pid, time.monotonic()))
+    began = time.monotonic()
+    await transport.spawn_detached(["/bin/sh", "-c", "sleep 0.4"])
+    [pid] = transport._watched.values()
+    deadline = began + 20
+    while not ended:
+        assert time.monotonic() < deadline, "the end was never heard"
+        await asyncio.sleep(0.01)
+    assert ended[0][0] == pid
+    assert ended[0][1] - began >= 0.35, "heard before the process ended"
+    assert not Path(f"/proc/{pid}").exists(), "the ended process was left a zombie"
+    assert transport._watched == {}
+
+
+async def test_a_closed_transport_stops_watching_and_leaves_the_process_running():
+    heard: list[int] = []
+    transport = LocalTransport()
+    transport.on_exit = heard.append
+    await transport.spawn_detached(["/bin/sh", "-c", "sleep 30"])
+    [pid] = transport._watched.values()
+    await transport.close()
+    try:
+        assert transport._watched == {}
+        os.kill(pid, 0)  # still there: a restarted executor adopts it
+    finally:
+        os.killpg(pid, 9)
+    await asyncio.sleep(0.2)
+    assert heard == []
+
+
 @pytest.mark.parametrize("stale", ["file", "fifo", "dangling-link"])
 def test_wrapper_replaces_pipes_a_dead_launch_left(tmp_path, stale):
     """A launch that died between mkfifo and removing the pipes' names leaves them; the next launch of

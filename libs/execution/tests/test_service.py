@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import signal
@@ -124,6 +125,21 @@ async def test_a_job_naming_an_image_is_never_run_on_the_host_of_a_local_node(ha
     assert done.outcome is JobState.FAILED
     assert done.reason is not None and "runs no images" in done.reason and "python:3.11-slim" in done.reason
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["true"], ["sleep", "0.3"]], ids=["ends-before-its-launch-is-recorded", "ends-later"]
+)
+async def test_a_short_job_is_reported_ended_without_waiting_for_the_next_tick(harness, command):
+    """A job that ends is polled at once (the local backend hears its wrapper exit), not at the next
+    tick: a no-op job held its slot for up to a whole tick interval after it had ended."""
+    svc = await harness.executor(tick_interval=30.0)
+    await asyncio.sleep(0.2)  # past the start's first tick: the next one is 30 s away
+    jobs = [await harness.run(svc.node, {"command": command}) for _ in range(3)]
+    for job in jobs:
+        done = await harness.wait(job, "finished", timeout=10)
+        assert (done.outcome, done.exit_code) == (JobState.SUCCEEDED, 0)
+    assert not svc.runs.runs and not svc.runs.heard
 
 
 async def test_an_arrays_tasks_sent_together_run_each_as_its_own_attempt(harness):

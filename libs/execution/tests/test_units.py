@@ -212,3 +212,23 @@ def test_backend_options_are_decoded_by_the_backends_own_type(tmp_path):
     both = JobSpec(command=["true"], docker=DockerOptions(), backend_options={"user": "1000"})
     with pytest.raises(StartRefused, match="not both"):
         ex.with_options(RunJob(job_id="j", attempt=1, node="n", spec=both))
+
+
+@pytest.mark.unit
+def test_a_wrapper_end_heard_is_told_by_run_whether_it_came_before_or_after_its_pid_was_read(tmp_path):
+    """The local transport hears a wrapper end by pid; the executor tells the run loop which run. A
+    no-op job's wrapper often ends before its launch has read the pid: that end is kept and told
+    once the pid is read, and only then."""
+    ex = LocalExecutor(ExecutorSettings(node="n", root=str(tmp_path)))
+    woken: list[tuple[str, int]] = []
+    ex.on_run_change(woken.append)
+    assert ex.transport.on_exit is not None
+    ex._watch_pid(101, ("late", 1))
+    ex.transport.on_exit(101)  # ends after its launch recorded it
+    ex.transport.on_exit(202)  # ends before its launch read the pid
+    assert woken == [("late", 1)]
+    ex._watch_pid(202, ("early", 1))
+    assert woken == [("late", 1), ("early", 1)]
+    ex.transport.on_exit(202)  # told once: a second end of that pid is nobody's
+    ex.transport.on_exit(101)
+    assert woken == [("late", 1), ("early", 1)]

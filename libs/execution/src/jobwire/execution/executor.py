@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -172,6 +172,11 @@ class Executor(ABC):
     def gpus(self) -> list[GpuInfo]:
         """The node's GPUs for the heartbeat; busy ones name their job."""
         return []
+
+    def on_run_change(self, wake: Callable[[RunKey], None]) -> None:  # noqa: B027 - optional hook
+        """Have ``wake`` called (on the event loop) with a run's key when that run may have ended, where
+        the backend hears of it sooner than its next poll would; the run loop then polls that run at
+        once. A backend that cannot tell (the default) leaves the tick's interval as the only clock."""
 
     def describe(self) -> dict[str, str]:
         """A few facts for the micro-service metadata and status (host, transport, root)."""

@@ -80,6 +80,8 @@ class RunLoop:
         #: every report of this node goes through it (grouped while a publish is in flight)
         self.reporter = Reporter(bus, self.node)
         self._finishers: set[asyncio.Task[None]] = set()
+        #: runs the backend heard end (``Executor.on_run_change``) that no poll has looked at yet
+        self.heard: set[RunKey] = set()
 
     # --- tracking -------------------------------------------------------------------------------
 
@@ -138,9 +140,16 @@ class RunLoop:
 
     # --- the tick -------------------------------------------------------------------------------
 
-    async def tick(self) -> None:
+    async def tick(self, *, ended_only: bool = False) -> None:
+        """Poll every run and advance each; ``ended_only``: poll only the runs the backend heard end
+        (:attr:`heard`) and start finishing them, the rest waits for the next full tick."""
         mono = time.monotonic()
         active = [t for t in self.runs.values() if not t.finishing and t.retry_at <= mono]
+        if ended_only:
+            active = [t for t in active if t.key in self.heard]
+            self.heard.difference_update(t.key for t in active)
+        else:  # a full tick polls them all; a run heard end and never tracked is forgotten here
+            self.heard.intersection_update(self.runs)
         if not active:
             return
         backend = self.settings.backend
@@ -152,15 +161,24 @@ class RunLoop:
             metrics.BACKEND_ERRORS.labels(backend=backend, call="poll").inc()
             raise
         metrics.POLL_SECONDS.labels(backend=backend).observe(time.perf_counter() - began)
+        if ended_only:
+            for t in active:
+                if statuses[t.key].ended:
+                    self._finish_soon(t, statuses[t.key])
+            return
         await asyncio.gather(*(self._advance(t, statuses[t.key], polled_at) for t in active))
+
+    def _finish_soon(self, t: Tracked, status: RunStatus) -> None:
+        """Finish an ended run in a task of its own (see the module's docstring)."""
+        t.finishing = True
+        task = asyncio.create_task(self._finish(t, status), name=f"finish {t.key}")
+        self._finishers.add(task)
+        task.add_done_callback(self._finishers.discard)
 
     async def _advance(self, t: Tracked, status: RunStatus, polled_at: float) -> None:
         try:
             if status.ended:
-                t.finishing = True
-                task = asyncio.create_task(self._finish(t, status), name=f"finish {t.key}")
-                self._finishers.add(task)
-                task.add_done_callback(self._finishers.discard)
+                self._finish_soon(t, status)
                 return
             await self._phase(t, status, polled_at)
             await self._pump(t, status, final=False)

@@ -52,7 +52,7 @@ from . import journal as jr
 from .attempt.files import rank_of
 from .attempt.layout import OWN_TREE
 from .catalog import keep_published
-from .executor import Executor, HoldRefused, RunHandle, StartDeferred, StartRefused, load_executor
+from .executor import Executor, HoldRefused, RunHandle, RunKey, StartDeferred, StartRefused, load_executor
 from .inputs import InputSource
 from .runloop import TRACER, RunLoop, now, trace_of
 from .settings import ExecutorSettings, executor_settings
@@ -66,6 +66,8 @@ MAX_START_TRIES = 5
 RETRY_DELAY = 2.0
 #: the longest wait between launch tries while the infrastructure cannot take jobs (StartDeferred)
 DEFER_MAX = 60.0
+#: the shortest time between two ticks when runs end (each polls every run of the node)
+TICK_GAP = 0.01
 WORK_KINDS: dict[type, str] = {
     RunJob: "run",
     RunArray: "run_array",
@@ -115,6 +117,8 @@ class ExecutorService:
         self.reachable = True
         #: the last tick failed on the transport (logged once until a tick succeeds)
         self._tick_failing = False
+        #: set when the backend hears a run end: the next tick comes at once, not at its interval
+        self._run_changed = asyncio.Event()
         #: with ``self`` and no configured owner, the owner this executor took on (first_owner)
         self._first_owner: str | None = None
 
@@ -159,6 +163,7 @@ class ExecutorService:
         )
         self.executor.inputs = InputSource(self._bus)
         self._loop = RunLoop(self.executor, self._bus, self.settings)
+        self.executor.on_run_change(self._heard_end)
         adopted = await self._loop.adopt()
         sub = await self._bus.js.pull_subscribe(
             sj.exec_filter(self.node),
@@ -291,10 +296,14 @@ class ExecutorService:
             await self._handle(m)
 
     async def _ticks(self) -> None:
+        """A full tick every ``tick_interval``; in between, when the backend says a run ended, a short
+        one that only finishes the runs that ended (``RunLoop.tick(ended_only=True)``)."""
+        due = 0.0
         while not self._stopping.is_set():
+            full = time.monotonic() >= due
             try:
                 if self.reachable:
-                    await self.runs.tick()
+                    await self.runs.tick(ended_only=not full)
             except TransportError as e:
                 # the node does not answer (yet reported up until the probes agree): one line when
                 # that starts, one when it ends, never a traceback per tick
@@ -307,7 +316,23 @@ class ExecutorService:
                 if self._tick_failing and self.reachable:
                     log.warning("node %s: polling its runs works again", self.node)
                     self._tick_failing = False
-            await self._sleep(self.settings.tick_interval)
+            if full:
+                due = time.monotonic() + self.settings.tick_interval
+            await self._until_next_tick(due)
+
+    def _heard_end(self, key: RunKey) -> None:
+        """The backend heard a run end: poll it at once (it may be tracked a moment later, see
+        :meth:`_launched`)."""
+        self.runs.heard.add(key)
+        self._run_changed.set()
+
+    async def _until_next_tick(self, due: float) -> None:
+        """Until the next full tick is due, or less when the backend says a run ended (no sooner than
+        ``TICK_GAP`` after the last tick: ends that come close together are found by one poll)."""
+        await asyncio.sleep(min(TICK_GAP, max(0.0, due - time.monotonic())))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._run_changed.wait(), max(0.0, due - time.monotonic()))
+        self._run_changed.clear()
 
     async def _heartbeats(self) -> None:
         while not self._stopping.is_set():
@@ -523,6 +548,8 @@ class ExecutorService:
                 launched, sj.attempt_msg_id(run.job_id, run.attempt, "starting", "launched")
             )
         await loop.track(handle, journal)
+        if handle.key in loop.heard:  # it ended before it was tracked (a no-op job): poll it now
+            self._run_changed.set()
 
     async def _on_files(self, msg: Msg) -> None:
         """A job's directory listed or read for the gateway (request/reply, never through the work

@@ -15,7 +15,7 @@ import logging
 import posixpath
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from jobwire.contracts.v1 import NodeCapacity, RunJob
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 #: load): look again after 2 ms, then 4, 8, up to 20 ms; a flat 20 ms added up to that to every start
 PID_POLL_FIRST = 0.002
 PID_POLL_MAX = 0.02
+#: wrapper ends heard before their launch read the pid, kept to be matched (a launch that failed
+#: leaves one behind; the oldest go first)
+EXITED_KEPT = 4096
 VANISHED = (
     "the job's processes ended without recording an exit code (killed outside jobwire or the host restarted)"
 )
@@ -161,6 +164,12 @@ class ProcessExecutor(Executor):
         self.transport = transport
         self.attempts = AttemptFiles(transport, root)
         self._alive: dict[RunKey, bool] = {}
+        #: called with a run's key when its wrapper is heard to end (:meth:`on_run_change`)
+        self._wake: Callable[[RunKey], None] | None = None
+        #: the launched wrappers' pids, by run, until heard to end; and ends heard before the launch
+        #: had the pid (oldest first, at most ``EXITED_KEPT``)
+        self._pid_runs: dict[int, RunKey] = {}
+        self._exited: dict[int, None] = {}
 
     @property
     def root(self) -> str:
@@ -179,6 +188,30 @@ class ProcessExecutor(Executor):
     async def close(self) -> None:
         await self.transport.close()
 
+    def on_run_change(self, wake: Callable[[RunKey], None]) -> None:
+        """The wrappers' ends, where the transport sees them (:attr:`Transport.on_exit`), by run."""
+        self._wake = wake
+        self.transport.on_exit = self._wrapper_exited
+
+    def _wrapper_exited(self, pid: int) -> None:
+        key = self._pid_runs.pop(pid, None)
+        if key is not None and self._wake is not None:
+            self._wake(key)
+        elif key is None:  # a no-op job may end before its launch has read its pid
+            self._exited[pid] = None
+            while len(self._exited) > EXITED_KEPT:
+                del self._exited[next(iter(self._exited))]
+
+    def _watch_pid(self, pid: int, key: RunKey) -> None:
+        """Tie a launched wrapper's pid to its run, for :meth:`_wrapper_exited`."""
+        if self._wake is None:
+            return
+        if pid in self._exited:
+            del self._exited[pid]
+            self._wake(key)
+        else:
+            self._pid_runs[pid] = key
+
     async def start(self, run: RunJob) -> RunHandle:
         return await self.launch(await prepare_wrapped(self, run), run)
 
@@ -194,6 +227,7 @@ class ProcessExecutor(Executor):
                 raise StartRefused("the command line or environment is too long for this node") from e
             raise
         pid, began = await self._wait_for_pid(d)
+        self._watch_pid(pid, (run.job_id, run.attempt))
         if made:  # the wrapper and its readers hold both ends by now: the names are done
             await self.transport.remove_files(fifos)
         log.info("started %s attempt %d as process group %d in %s", run.job_id, run.attempt, pid, d.path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -70,6 +70,10 @@ class Transport(ABC):
     """Run commands and touch files on one machine. Implementations: ``local`` (here), ``ssh`` later."""
 
     name: ClassVar[str] = ""
+    #: called on the event loop with the pid of a process this transport started with
+    #: :meth:`spawn_detached` once it has ended, by a transport that can tell at once (the local one,
+    #: through pidfds); others never call it
+    on_exit: Callable[[int], None] | None = None
 
     @abstractmethod
     async def run(
