@@ -5,6 +5,7 @@ ranks' containers and attempt directories must be told apart by rank."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +25,13 @@ PUBLISH_NODES = [f"dgang-p{i}" for i in range(2)]
 
 
 def bridge_gateway(engine: docker.DockerClient) -> str:
-    """The host's address on the engine's default bridge: where a container reaches a published port."""
-    return str(engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"])
+    """The host's address on the engine's default bridge: where a container reaches a published port.
+    An engine started for the first time may list only the bridge's subnet, not its gateway: that is
+    then the subnet's first address, which the engine gives its bridge."""
+    config = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    if "Gateway" in config:
+        return str(config["Gateway"])
+    return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 @pytest.fixture(scope="module")
