@@ -131,6 +131,20 @@ async def test_a_node_stored_after_the_gateway_started_is_seen_before_refusing(s
         assert r.status_code == 202, r.text
 
 
+async def test_the_first_nodes_stored_after_the_gateway_started_are_seen_before_accepting(
+    serve_gateway, seed, sessions
+):
+    """With no node known at its start, the gateway still reads the table before it accepts a job that
+    the nodes stored since could never run (on a stack's start it read the table a moment before the
+    scheduler stored its nodes, and accepted a GPU job that then waited for ever)."""
+    async with serve_gateway(nodes_refresh=3600) as client:
+        await store_node(sessions, "first")
+        wanted = {"command": ["true"], "resources": {"gpus": 2}}
+        assert_problem(await client.post("/v1/jobs", json=wanted), 422, path="$.resources.gpus")
+        r = await client.post("/v1/jobs", json={"command": ["true"]})
+        assert r.status_code == 202, r.text
+
+
 @contextlib.contextmanager
 def statements_run() -> Iterator[list[str]]:
     """The SQL every engine of this process runs while the block does."""

@@ -94,10 +94,14 @@ class NodeSnapshot:
 
     async def refusal(self, spec: v1.JobSpec, owner: str | None = None) -> feasibility.Refusal | None:
         """Why no registered node could ever run ``owner``'s ``spec`` (None: some node could, or none is
-        known)."""
+        known). A would-be refusal, and an acceptance only because no node is known yet, are checked
+        against a read that began after the submit arrived: a gateway that started just before the
+        scheduler stored the first nodes accepted jobs none of them could run (201, then queued for
+        ever with the reason) while ``GET /v1/nodes`` already listed them. A cluster with no node at
+        all pays one read per such submit, shared by the submits waiting for it."""
         arrived = time.monotonic()
         why = feasibility.refusal(list(self.nodes.values()), spec, owner)
-        if why is None or self.read_from >= arrived:
+        if (why is None and self.nodes) or self.read_from >= arrived:
             return why
         async with self._lock:  # one read at a time: the refusals that waited for it need no other
             if self.read_from < arrived:
