@@ -66,7 +66,7 @@ MAX_START_TRIES = 5
 RETRY_DELAY = 2.0
 #: the longest wait between launch tries while the infrastructure cannot take jobs (StartDeferred)
 DEFER_MAX = 60.0
-#: the shortest time between two ticks when runs end (each polls every run of the node)
+#: the shortest time between two ticks when runs end: ends that come close together are polled together
 TICK_GAP = 0.01
 WORK_KINDS: dict[type, str] = {
     RunJob: "run",
