@@ -160,6 +160,20 @@ def statements_run() -> Iterator[list[str]]:
         event.remove(Engine, "before_cursor_execute", seen)
 
 
+async def test_no_node_heard_for_a_node_timeout_is_believed_without_a_read(serve_gateway, seed, monkeypatch):
+    """An empty cluster's submits read no node from the database once the gateway has followed the
+    heartbeats long enough that a live node would have been heard (here: at once)."""
+    from jobwire.gateway.nodes import snapshot
+
+    monkeypatch.setattr(snapshot, "SILENCE_PROVES_EMPTY", 0.0)
+    async with serve_gateway(nodes_refresh=3600) as client:
+        with statements_run() as statements:
+            for _ in range(5):
+                r = await client.post("/v1/jobs", json={"command": ["true"], "resources": {"gpus": 1}})
+                assert r.status_code == 202, r.text
+    assert not [s for s in statements if "FROM nodes" in s]
+
+
 async def test_refusals_arriving_together_share_one_read_of_the_nodes(nodes, serve_gateway, seed):
     async with serve_gateway(nodes_refresh=3600) as client:
         with statements_run() as statements:

@@ -28,6 +28,9 @@ from jobwire.contracts.v1 import subjects as sj
 from jobwire.store.models import NodeRow
 
 log = logging.getLogger(__name__)
+#: seconds of hearing no heartbeat that prove no node is up: the scheduler's default node timeout
+#: (an executor beats every 2 s by default; one silent this long is down)
+SILENCE_PROVES_EMPTY = 10.0
 _BEATS: msgspec.json.Decoder[v1.NodeHeartbeat] = msgspec.json.Decoder(v1.NodeHeartbeat)
 
 
@@ -53,6 +56,8 @@ class NodeSnapshot:
         #: when the newest read of the table began (monotonic); a read started later is at least as fresh
         self.read_from = float("-inf")
         self._sub: Subscription | None = None
+        #: when the heartbeat subscription began (monotonic; None: not following heartbeats)
+        self._listening_since: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -60,6 +65,7 @@ class NodeSnapshot:
         await self.reload()
         try:
             self._sub = await self._nc.subscribe(sj.HEARTBEAT_SUBJECTS, cb=self._on_heartbeat)
+            self._listening_since = time.monotonic()
         except Exception as e:  # e.g. a NATS user without that permission: the table alone still serves
             log.warning("node heartbeats cannot be followed (%s); new nodes count once stored", e)
         self._task = asyncio.create_task(self._keep_fresh(), name="node-snapshot")
@@ -97,16 +103,23 @@ class NodeSnapshot:
         known). A would-be refusal, and an acceptance only because no node is known yet, are checked
         against a read that began after the submit arrived: a gateway that started just before the
         scheduler stored the first nodes accepted jobs none of them could run (201, then queued for
-        ever with the reason) while ``GET /v1/nodes`` already listed them. A cluster with no node at
-        all pays one read per such submit, shared by the submits waiting for it."""
+        ever with the reason) while ``GET /v1/nodes`` already listed them. No node known after
+        ``SILENCE_PROVES_EMPTY`` seconds of following heartbeats needs no read: a node the scheduler
+        stored since would have been heard (a read per submit doubled the gateway's CPU per submit)."""
         arrived = time.monotonic()
         why = feasibility.refusal(list(self.nodes.values()), spec, owner)
-        if (why is None and self.nodes) or self.read_from >= arrived:
+        if why is None and (self.nodes or self._silence_proves_empty(arrived)):
+            return why
+        if self.read_from >= arrived:
             return why
         async with self._lock:  # one read at a time: the refusals that waited for it need no other
             if self.read_from < arrived:
                 await self.reload()
         return feasibility.refusal(list(self.nodes.values()), spec, owner)
+
+    def _silence_proves_empty(self, now: float) -> bool:
+        since = self._listening_since
+        return since is not None and now - since >= SILENCE_PROVES_EMPTY
 
     async def _keep_fresh(self) -> None:
         while True:
