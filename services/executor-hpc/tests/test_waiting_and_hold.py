@@ -150,3 +150,32 @@ def test_submit_cut_short_before_batch_id_is_not_submitted_twice(kind, tmp_path,
         assert named(kind, name, slurm_cluster, sge_cell) == [first]
     finally:
         (slurm_cluster.run("scancel", first) if kind == "slurm" else sge_cell.run("qdel", first))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_list_of_fewer_jobs_keeps_where_the_others_were_seen(kind, tmp_path, slurm_cluster, sge_cell):
+    """An array's hold or release goes out as one command when it covers every task the lists saw
+    waiting. A poll that lists only some jobs (the others sat the tick out) once made the rest
+    unknown, so a running task counted as waiting and a release went out as one command per task."""
+    ex = executor_for(kind, tmp_path / "root", slurm_cluster, sge_cell)
+    runs = [
+        RunJob(job_id=new_job_id(), attempt=1, node=f"crash-{kind}", spec=JobSpec(command=["sleep", "30"]))
+        for _ in range(2)
+    ]
+
+    async def scenario() -> tuple[list[str], Any, Any]:
+        ids = [str((await ex.start(r)).details["batch_id"]) for r in runs]
+        await ex.poller.view(ids, time.time, ())
+        seen = ex.poller.last_phase(ids[1])
+        ex.poller.refresh_soon()
+        await ex.poller.view(ids[:1], time.time, ())
+        return ids, seen, ex.poller.last_phase(ids[1])
+
+    ids, seen, after = asyncio.run(scenario())
+    try:
+        assert ex.calls["list"] == 2
+        assert seen is not None and seen.value in ("queued", "running")
+        assert after == seen
+    finally:
+        for i in ids:
+            (slurm_cluster.run("scancel", i) if kind == "slurm" else sge_cell.run("qdel", i))

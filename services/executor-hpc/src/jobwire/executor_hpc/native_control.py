@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: requests for one native job's tasks asked less than this many seconds apart go out together
 WINDOW = 0.3
+#: ... or this many while they do not cover the native job yet
+WINDOW_PARTIAL = 1.0
 #: ... for at most this long from the first: an array's requests reach a loaded executor spread out
 WINDOW_MAX = 2.0
 Action = Literal["kill", "hold", "release"]
@@ -99,14 +101,42 @@ class NativeControl:
             task.add_done_callback(self._tasks.discard)
 
     async def _gathered(self, key: tuple[str, Action]) -> set[str]:
-        """The requests of ``key`` once they stop coming (each within WINDOW of the last)."""
-        deadline = time.monotonic() + WINDOW_MAX
-        seen = 0
-        while len(self._asked.get(key, ())) > seen and time.monotonic() < deadline:
-            seen = len(self._asked.get(key, ()))
+        """The requests of ``key`` once they stop coming: none for WINDOW while they cover the native
+        job (one command will do), none for WINDOW_PARTIAL while they do not yet (a loaded executor
+        is handed an array's requests spread out; a lone task's request waits that much longer)."""
+        job, action = key
+        last = time.monotonic()
+        deadline = last + WINDOW_MAX
+        seen = len(self._asked.get(key, ()))
+        while True:
             await asyncio.sleep(WINDOW)
+            now = time.monotonic()
+            asked = self._asked.get(key, set())
+            if len(asked) > seen:
+                seen, last = len(asked), now
+            elif not asked or self._covers(job, action, asked) or now - last >= WINDOW_PARTIAL:
+                break
+            if now >= deadline:
+                break
         self._sending.discard(key)
         return self._asked.pop(key, set())
+
+    def _covers(self, job: str, action: Action, asked: set[str]) -> bool:
+        """Whether ``asked`` reaches every task of ``job`` that ``action`` concerns."""
+        tasks = self._kill_rest(job) if action == "kill" else self._waiting(job)
+        return bool(tasks) and tasks <= asked
+
+    def _kill_rest(self, job: str) -> set[str]:
+        """The tasks followed and not killed alone yet (those killed stay followed until a poll sees
+        them end)."""
+        return self.live.get(job, set()) - self.killed.get(job, set())
+
+    def _waiting(self, job: str) -> set[str]:
+        """The followed tasks that still wait, as the lists saw them (one never listed yet counts as
+        waiting): an array's hold reaches only its waiting tasks, the batch system leaves the running
+        ones running (:meth:`BatchSystem.tasks_target`)."""
+        done = (Phase.RUNNING, Phase.DONE)
+        return {t for t in self._kill_rest(job) if self.ex.poller.last_phase(t) not in done}
 
     async def _send(self, job: str, action: Action) -> None:
         asked = await self._gathered((job, action))
@@ -123,9 +153,7 @@ class NativeControl:
     async def _send_kills(self, job: str, asked: set[str]) -> None:
         ex = self.ex
         live = self.live.get(job, set())
-        # tasks killed alone earlier still count as followed until a poll sees them end
-        rest = live - self.killed.get(job, set())
-        if rest and rest <= asked:
+        if self._covers(job, "kill", asked):
             ex._count("kill")
             await ex.scheduler.kill(ex.transport, job)
             self.whole.add(job)
@@ -138,18 +166,10 @@ class NativeControl:
                 self.killed.setdefault(job, set()).add(batch_id)
 
     async def _send_holds(self, job: str, asked: set[str], release: bool) -> None:
-        """One command for the native job when the request covers every task of it that still waits
-        (as the last list saw them; one not yet listed counts as waiting): an array's hold reaches
-        only its waiting tasks, so the running ones are left out of the comparison (the batch
-        system leaves them running: :meth:`BatchSystem.tasks_target`)."""
+        """One command for the native job when the request covers every task of it that still waits."""
         ex = self.ex
-        what = "release" if release else "hold"
-        waiting = {
-            t
-            for t in self.live.get(job, set()) - self.killed.get(job, set())
-            if ex.poller.last_phase(t) not in (Phase.RUNNING, Phase.DONE)
-        }
-        if waiting and waiting <= asked:
+        what: Action = "release" if release else "hold"
+        if self._covers(job, what, asked):
             ex._count(what)
             await ex.scheduler.hold_tasks(ex.transport, job, sorted(asked), release)
             ex.poller.refresh_soon()

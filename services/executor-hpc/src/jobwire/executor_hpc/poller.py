@@ -72,6 +72,9 @@ class QueuePoller:
         self._interval = hpc.poll_interval
         self._next_list = 0.0
         self._gone_since: dict[str, float] = {}
+        #: where the newest list that asked for it saw each id (a list of fewer ids, when some runs
+        #: sat a tick out, does not make the others unknown)
+        self._phases: dict[str, Phase] = {}
         #: the ids the last list no longer showed (asked of accounting until it has them), and when
         #: accounting may be asked again (``accounting_ends_jobs`` adapters)
         self._want: set[str] = set()
@@ -101,6 +104,9 @@ class QueuePoller:
         self._next_list = now + self._interval
         entries = await self._with_reasons(entries, now)
         self._seen = _Seen(now, entries, frozenset(ids))
+        for i in ids:
+            entry = entries.get(i)
+            self._phases[i] = Phase.DONE if entry is None else entry.phase
         return entries, True
 
     async def _with_reasons(self, entries: dict[str, QueueEntry], now: float) -> dict[str, QueueEntry]:
@@ -182,12 +188,9 @@ class QueuePoller:
             self._acct = {**{k: v for k, v in self._acct.items() if k in keep}, **found}
 
     def last_phase(self, batch_id: str) -> Phase | None:
-        """Where the last list call saw ``batch_id`` (None: not listed, or not asked yet)."""
-        entries = self._seen.entries or {}
-        entry = entries.get(batch_id)
-        if entry is None:
-            return Phase.DONE if batch_id in self._seen.ids and self._seen.entries is not None else None
-        return entry.phase
+        """Where the newest list that asked for ``batch_id`` saw it (DONE: not shown; None: never
+        asked yet)."""
+        return self._phases.get(batch_id)
 
     def gone_for(self, batch_id: str, now: float) -> float:
         """Seconds since ``batch_id`` was first seen missing from the queue."""
@@ -195,3 +198,4 @@ class QueuePoller:
 
     def forget(self, batch_id: str) -> None:
         self._gone_since.pop(batch_id, None)
+        self._phases.pop(batch_id, None)
