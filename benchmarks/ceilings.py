@@ -6,12 +6,17 @@
 - SQLite, one row per commit in WAL mode with the store's pragmas (what storing a job needs at least);
 - the durable-submit floor: the bare route plus what a durable submit cannot skip (a JetStream publish
   with ack, a second process committing the batch to SQLite and replying), ``benchmarks.durable_floor``;
-- raw ``sbatch --wrap=true`` on the project's test SLURM (``bench_slurm``).
+- raw ``sbatch --wrap=true`` on the project's test SLURM (``bench_slurm``);
+- no-op jobs with nothing around them: each only the attempt wrapper the local executor runs (its default
+  log cap, the pipes made ahead), and each only ``/bin/true``, started as the executor starts them, as
+  many at once as the bench's slots: what the end-to-end figure can reach on this machine at most.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 import socket
 import sqlite3
 import subprocess
@@ -125,6 +130,55 @@ def sqlite_commits(path: Path, rows: int) -> dict[str, float]:
     rate = rows / (time.perf_counter() - t0)
     db.close()
     return {"commits_per_s": round(rate, 1), "rows": rows}
+
+
+def bare_jobs(root: Path, jobs: int, parallel: int, wrapped: bool) -> dict[str, float]:
+    """``jobs`` no-op jobs, ``parallel`` at once, each started by ``posix_spawn`` as a session leader
+    like the local executor starts them and waited for: with ``wrapped``, through the attempt wrapper
+    (``jobwire.execution.attempt.layout``) with the default log cap and the pipes made ahead, as the
+    local transport does; without, ``/bin/true`` alone. No bus, database or bookkeeping: the most
+    no-op jobs/s this machine completes that way."""
+    from jobwire.execution.attempt.layout import WRAPPER_SCRIPT
+    from jobwire.runtime.settings import LOG_MAX_BYTES_PER_JOB
+
+    wrapper = root / "wrapper.sh"
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
+    wrapper.write_text(WRAPPER_SCRIPT)
+    env = {"PATH": "/usr/bin:/bin"}
+    quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+
+    def start(i: int) -> int:
+        if not wrapped:
+            return os.posix_spawn("/bin/true", ["true"], env, file_actions=quiet, setsid=True)
+        d = root / str(i)
+        (d / "work").mkdir(parents=True)
+        for stream in ("stdout", "stderr"):
+            os.mkfifo(d / f"{stream}.fifo", 0o600)
+        argv = ["sh", str(wrapper), str(d), str(d / "work"), str(LOG_MAX_BYTES_PER_JOB), "true"]
+        return os.posix_spawn("/bin/sh", argv, env, file_actions=quiet, setsid=True)
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    running = {start(i) for i in range(min(parallel, jobs))}
+    started = len(running)
+    failed = 0
+    while running:
+        pid, status = os.wait()
+        running.discard(pid)
+        failed += os.waitstatus_to_exitcode(status) != 0
+        if started < jobs:
+            running.add(start(started))
+            started += 1
+    elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return {
+        "jobs": jobs,
+        "parallel": parallel,
+        "jobs_per_s": round(jobs / elapsed, 1),
+        "cpu_ms_per_job": round(cpu / jobs * 1000, 2),
+        "nonzero_exits": failed,
+    }
 
 
 def bare_route_curve(

@@ -312,6 +312,8 @@ def _references(stack: Stack, home: Path) -> dict[str, Any]:
     measures: tuple[tuple[str, Callable[[], Any]], ...] = (
         ("jetstream_publish", lambda: asyncio.run(ceilings.jetstream_publish(stack.nats_url, 2000, 20000))),
         ("sqlite_one_row_per_commit", lambda: ceilings.sqlite_commits(home / "ceiling.db", 5000)),
+        ("wrapped_noop_jobs", lambda: ceilings.bare_jobs(home / "bare-wrapped", JOBS, SLOTS, wrapped=True)),
+        ("bare_processes", lambda: ceilings.bare_jobs(home / "bare-true", JOBS, SLOTS, wrapped=False)),
     )
     for key, fn in measures:
         try:

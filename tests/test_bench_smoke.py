@@ -73,6 +73,14 @@ def test_make_bench_tiny_run_writes_figures_ratios_and_plot(tmp_path: Path) -> N
     assert sqlite["latency_idle"]["submit_to_running_ms_p50"] > 0
     assert sqlite["references"]["jetstream_publish"]["pipelined_per_s"] > 0
     assert sqlite["references"]["sqlite_one_row_per_commit"]["commits_per_s"] > 0
+    # the end-to-end figure's ceiling: the same jobs as only their wrapper, and as bare processes
+    for key in ("wrapped_noop_jobs", "bare_processes"):
+        bare = sqlite["references"][key]
+        assert bare["jobs"] == 20 and bare["nonzero_exits"] == 0 and bare["jobs_per_s"] > 0, bare
+        assert bare["cpu_ms_per_job"] > 0, bare
+    e2e_rows = [r for r in doc["ratios"] if r["figure"].startswith("no-op jobs completed/s end to end")]
+    wrapped = sqlite["references"]["wrapped_noop_jobs"]["jobs_per_s"]
+    assert any(r["reference_value"] == wrapped for r in e2e_rows), e2e_rows
     for service in ("gateway", "scheduler", "executor-bench", "nats"):
         mem = sqlite["memory"][service]
         assert mem["samples"] >= 3 and len(mem["series_s_mib"]) == mem["samples"], mem
