@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,6 +27,8 @@ class Load:
     path: str
     body: bytes
     headers: dict[str, str]
+    #: a fresh ``Idempotency-Key`` on every request (as a client that retries safely sends them)
+    keyed: bool = False
 
 
 def pct(values: list[float], p: float) -> float:
@@ -59,6 +62,15 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), latency.max))
 end
 """
+#: with ``Load.keyed``: each request its own key (the prefix tells one run's keys from another's)
+_LUA_KEYED = """
+sent = 0
+request = function()
+  sent = sent + 1
+  wrk.headers["Idempotency-Key"] = {prefix} .. sent
+  return wrk.format()
+end
+"""
 
 
 def _lua_string(value: str | bytes) -> str:
@@ -71,6 +83,8 @@ def _wrk(load: Load, connections: int, seconds: float) -> dict[str, float | int 
     lines = "\n".join(f"wrk.headers[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items())
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(_LUA.format(body=_lua_string(load.body), headers=lines))
+        if load.keyed:
+            f.write(_LUA_KEYED.format(prefix=_lua_string(f"{uuid.uuid4().hex}-")))
         script = f.name
     try:
         done = subprocess.run(
@@ -110,13 +124,14 @@ def _wrk(load: Load, connections: int, seconds: float) -> dict[str, float | int 
 
 def _request(load: Load) -> bytes:
     host = urlsplit(load.url).netloc
+    keyed = {"Idempotency-Key": uuid.uuid4().hex} if load.keyed else {}
     head = [
         f"POST {load.path} HTTP/1.1",
         f"Host: {host}",
         "Content-Type: application/json",
         f"Content-Length: {len(load.body)}",
     ]
-    head += [f"{k}: {v}" for k, v in load.headers.items()]
+    head += [f"{k}: {v}" for k, v in {**load.headers, **keyed}.items()]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + load.body
 
 
@@ -147,8 +162,9 @@ async def _python(load: Load, connections: int, seconds: float) -> dict[str, flo
         try:
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
+                one = _request(load) if load.keyed else request
                 try:
-                    status = await asyncio.wait_for(_exchange(reader, writer, request), 10)
+                    status = await asyncio.wait_for(_exchange(reader, writer, one), 10)
                 except (TimeoutError, OSError, asyncio.IncompleteReadError):
                     errors += 1
                     writer.close()

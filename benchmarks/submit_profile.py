@@ -4,7 +4,8 @@ kernel's account of the process (utime + stime), and optionally a py-spy profile
 
 CPU per submit is steadier than a rate on a shared machine: other load slows the run but does not make a
 service do more work per request. The executor runs the jobs meanwhile, as in ``make bench``; with
-``SUBMIT_EXECUTOR=0`` there is none, and the jobs only queue (the submit path alone).
+``SUBMIT_EXECUTOR=0`` there is none, and the jobs only queue (the submit path alone). ``SUBMIT_KEYS=1``
+sends a fresh ``Idempotency-Key`` with each submit, as a client that retries safely does.
 
     uv run --frozen python -m benchmarks.submit_profile
     SUBMIT_PYSPY=/tmp/prof SUBMIT_DB=postgresql uv run --frozen python -m benchmarks.submit_profile
@@ -33,6 +34,7 @@ CONNECTIONS = [int(c) for c in os.environ.get("SUBMIT_CONNECTIONS", "1,32").spli
 SECONDS = float(os.environ.get("SUBMIT_SECONDS", "10"))
 EXECUTOR = os.environ.get("SUBMIT_EXECUTOR", "1") != "0"
 DB = os.environ.get("SUBMIT_DB", "sqlite")
+KEYS = os.environ.get("SUBMIT_KEYS", "0") != "0"
 PYSPY = os.environ.get("SUBMIT_PYSPY")  # a path prefix: <prefix>-<service>-<connections>.txt
 
 
@@ -108,10 +110,13 @@ def main() -> None:
         stack = _stack(Path(tmp), url)
         stack.start()
         try:
-            load = loadgen.Load(stack.api_url, "/v1/jobs", msgspec.json.encode(NOOP), stack.auth_headers)
+            body = msgspec.json.encode(NOOP)
+            load = loadgen.Load(stack.api_url, "/v1/jobs", body, stack.auth_headers, keyed=KEYS)
             loadgen.run(load, 4, 2)  # warm up
             points = [point(stack, load, c) for c in CONNECTIONS]
-            print(json.dumps({"database": DB, "executor": EXECUTOR, "points": points}, indent=1))
+            print(
+                json.dumps({"database": DB, "executor": EXECUTOR, "keyed": KEYS, "points": points}, indent=1)
+            )
         finally:
             stack.stop()
             if server is not None:

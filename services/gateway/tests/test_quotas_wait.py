@@ -49,6 +49,14 @@ async def test_rate_and_gpu_quotas_and_defaults(gateway, mint):
         "/v1/jobs", json=SPEC, headers={**bearer(await mint("bob")), "idempotency-key": "k"}
     )
     assert again.json()["id"] == first.json()["id"]
+    # ... also once the quota is full: the key's job was admitted the first time; a new key is refused
+    bob = bearer(await mint("bob"))
+    second = await gateway.post("/v1/jobs", json=SPEC, headers={**bob, "idempotency-key": "k2"})
+    assert second.status_code == 202
+    full = await gateway.post("/v1/jobs", json=SPEC, headers={**bob, "idempotency-key": "k3"})
+    assert full.status_code == 429 and full.json()["limit"] == "max_per_minute"
+    late = await gateway.post("/v1/jobs", json=SPEC, headers={**bob, "idempotency-key": "k"})
+    assert late.status_code in (200, 201, 202) and late.json()["id"] == first.json()["id"], late.text
     quotas = (await gateway.get("/v1/quotas")).json()["items"]
     assert quotas == [{"owner": "*", "max_active": None, "max_per_minute": 2, "max_gpus": 1, "share": None}]
     assert (await gateway.delete("/v1/quotas/*")).status_code == 204

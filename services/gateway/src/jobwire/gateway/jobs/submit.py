@@ -99,6 +99,12 @@ async def claim_id(res: Resources, owner: str, key: str, job_id: str) -> tuple[s
         return entry.value.decode(), True
 
 
+async def unclaim(res: Resources, owner: str, key: str) -> None:
+    """Free ``owner``'s key again (claimed for a job that was refused before it was published)."""
+    kv = await res.bus.idempotency()
+    await kv.delete(_entry_key(owner, key))
+
+
 async def _array_stored(res: Resources, array_id: str) -> bool:
     async with res.session() as session:
         return await session.get(ArrayRow, array_id) is not None
@@ -126,13 +132,22 @@ async def submit(
     """Publish the submit and wait briefly for the scheduler. ``audit`` makes the request's audit record
     for the command to carry (not for a replay: JetStream drops a replay's publish as a duplicate)."""
     job_id, replayed = v1.new_job_id(), False
-    earlier = None if idempotency_key is None else await claimed_id(res, owner, idempotency_key)
-    if earlier is None:  # a replay was admitted the first time
+    refused: TooManyRequests | None = None
+    try:  # admitted before the key is claimed: a claimed key always stands for an admitted job
         await admit(res, owner, job_id, spec)
+    except TooManyRequests as e:
+        # a replay was admitted the first time: a full quota refuses only a key never claimed (read
+        # here, so a first request does not pay for that read)
+        if idempotency_key is None or await claimed_id(res, owner, idempotency_key) is None:
+            raise
+        refused = e
     if idempotency_key is not None:
         new_id = job_id
         job_id, replayed = await claim_id(res, owner, idempotency_key, job_id)
-        if replayed and earlier is None:  # lost a race with the same key: that request's admission counts
+        if not replayed and refused is not None:  # the earlier claim expired meanwhile
+            await unclaim(res, owner, idempotency_key)
+            raise refused
+        if replayed and refused is None:  # a replay, or lost a race with the same key: the first counts
             res.admissions.release(owner, new_id)
         if replayed and (stored := await load_job(res, job_id)) is not None:
             return Submitted(stored, accepted=True, replayed=True)
