@@ -44,17 +44,35 @@ def states(job: dict[str, Any]) -> list[str]:
 KINDS = [pytest.param(k, marks=pytest.mark.backend(k)) for k in ("slurm", "sge")]
 
 
+def batch_view(kind: str, slurm_cluster: Any, sge_cell: Any) -> str:
+    """What the batch system itself shows of its queue and nodes (for a failure's message)."""
+    try:
+        if kind == "slurm":
+            runs = [("squeue", "-a", "-l"), ("sinfo", "-N", "-l")]
+            return "\n".join(slurm_cluster.run(*argv).stdout for argv in runs)
+        runs = [("qstat", "-f", "-u", "*"), ("qstat", "-g", "c"), ("qstat", "-j", "*")]
+        return "\n".join(sge_cell.run(*argv).stdout[-3000:] for argv in runs)
+    except Exception as e:  # the message must not hide the failure it explains
+        return f"(could not ask: {e!r})"
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_queued_batch_job_is_starting_then_held_released_and_run(api, kind):
+def test_queued_batch_job_is_starting_then_held_released_and_run(api, kind, slurm_cluster, sge_cell):
     node, fill, held_reason = CASES[kind]
     blocker = api.submit(node=node, command=["sh", "-c", "echo up; sleep 120"], **fill)
-    api.wait_state(blocker["id"], "running")
-    refused = api.post(f"/v1/jobs/{blocker['id']}/hold")  # it runs: too late to hold
-    assert refused.status_code == 409 and refused.headers["content-type"].startswith(
-        "application/problem+json"
-    )
-    assert "running" in refused.json()["detail"]
     try:
+        # the whole node: it starts only once every slot there is free, which once took SGE over a
+        # minute in CI ("PE smp only offers 0 slots" with nothing running): the batch system's own
+        # view goes into the message if it never does
+        try:
+            api.wait_state(blocker["id"], "running", timeout=150)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{kind} shows:\n{batch_view(kind, slurm_cluster, sge_cell)}") from None
+        refused = api.post(f"/v1/jobs/{blocker['id']}/hold")  # it runs: too late to hold
+        assert refused.status_code == 409 and refused.headers["content-type"].startswith(
+            "application/problem+json"
+        )
+        assert "running" in refused.json()["detail"]
         j = api.submit(node=node, command=["echo", "ran"], resources={"walltime": 300})
         waiting = api.wait_for(
             lambda: (job := api.job(j["id"]))["reason"] and "pending in" in job["reason"] and job,
