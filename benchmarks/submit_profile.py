@@ -5,7 +5,9 @@ kernel's account of the process (utime + stime), and optionally a py-spy profile
 CPU per submit is steadier than a rate on a shared machine: other load slows the run but does not make a
 service do more work per request. The executor runs the jobs meanwhile, as in ``make bench``; with
 ``SUBMIT_EXECUTOR=0`` there is none, and the jobs only queue (the submit path alone). ``SUBMIT_KEYS=1``
-sends a fresh ``Idempotency-Key`` with each submit, as a client that retries safely does.
+sends a fresh ``Idempotency-Key`` with each submit, as a client that retries safely does. ``machine`` is
+the CPU the whole machine spent per submit (the jobs and ``wrk`` too). The stack passes this process's
+environment on: ``JOBWIRE_EXECUTOR_JOB_NICE=0`` runs the jobs at the services' priority.
 
     uv run --frozen python -m benchmarks.submit_profile
     SUBMIT_PYSPY=/tmp/prof SUBMIT_DB=postgresql uv run --frozen python -m benchmarks.submit_profile
@@ -73,6 +75,13 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def busy_cpu() -> float:
+    """CPU seconds every process of this machine has spent (user, nice, system, irq...; not idle or
+    iowait): beside the services' own, what the jobs, their wrappers and the load generator took."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def point(stack: Stack, load: loadgen.Load, connections: int) -> dict[str, object]:
     pids = _pids(stack)
     spies = []
@@ -84,16 +93,16 @@ def point(stack: Stack, load: loadgen.Load, connections: int) -> dict[str, objec
             argv += ["-d", str(round(SECONDS))]
             spies.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(1.0)
-    before = {n: tree_cpu(p) for n, p in pids.items()}
+    before = {**{n: tree_cpu(p) for n, p in pids.items()}, "machine": busy_cpu()}
     load0 = os.getloadavg()
     result = loadgen.run(load, connections, SECONDS)
-    after = {n: tree_cpu(p) for n, p in pids.items()}
+    after = {**{n: tree_cpu(p) for n, p in pids.items()}, "machine": busy_cpu()}
     for spy in spies:
         spy.wait(timeout=120)
     n = max(1, int(result["requests"]))
     return {
         **result,
-        "cpu_ms_per_submit": {k: round((after[k] - before[k]) * 1000 / n, 2) for k in pids},
+        "cpu_ms_per_submit": {k: round((after[k] - before[k]) * 1000 / n, 2) for k in before},
         "load_average": [round(x, 2) for x in (*load0, *os.getloadavg()[:1])],
     }
 

@@ -226,3 +226,59 @@ async def test_the_wrapper_reads_the_pipes_the_executor_made(tmp_path):
     assert made and proc.wait(timeout=60) == 0
     assert (_text(tmp_path / "stdout"), _text(tmp_path / "stderr")) == ("out\n", "err\n")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith((".pipe", ".fifo"))) == sorted(FIFOS)
+
+
+def _autogroup_nice(pid: int) -> int | None:
+    """The nice of ``pid``'s session autogroup, None where the kernel has no autogroups."""
+    try:
+        text = Path(f"/proc/{pid}/autogroup").read_text()  # "/autogroup-123 nice 7"
+    except OSError:
+        return None
+    return int(text.split()[-1])
+
+
+async def test_a_lowered_job_and_what_it_starts_run_at_its_nice(tmp_path):
+    """The wrapper is lowered right after it is spawned; a child it starts inherits the value, and its
+    session's autogroup (where the kernel has them) is lowered with it, so a job that keeps the cores
+    busy yields to the control plane on the same machine."""
+    script = tmp_path / "nice.sh"
+    script.write_text(
+        'sleep 0.3; echo "$$ $(ps -o ni= -p $$) $(sh -c \'ps -o ni= -p $$\')" > "$1/nice.tmp"\n'
+        'mv "$1/nice.tmp" "$1/nice"; sleep 30\n'
+    )
+    ours = _autogroup_nice(os.getpid())
+    await LocalTransport(job_nice=7).spawn_detached(["/bin/sh", str(script), str(tmp_path)], inherit=["PATH"])
+    leader, own, child = (int(x) for x in (await _wait_for(tmp_path / "nice")).split())
+    try:
+        assert (own, child) == (7, 7)
+        if ours is not None:
+            assert _autogroup_nice(leader) == 7
+            assert _autogroup_nice(os.getpid()) == ours, "the executor's own session keeps its priority"
+    finally:
+        os.killpg(leader, 9)
+
+
+async def test_without_a_nice_the_job_runs_at_the_executors_priority(tmp_path):
+    script = tmp_path / "nice.sh"
+    script.write_text('echo "$(ps -o ni= -p $$)" > "$1/nice.tmp"; mv "$1/nice.tmp" "$1/nice"\n')
+    await LocalTransport().spawn_detached(["/bin/sh", str(script), str(tmp_path)], inherit=["PATH"])
+    assert int(await _wait_for(tmp_path / "nice")) == os.getpriority(os.PRIO_PROCESS, 0)
+
+
+async def test_the_local_executor_runs_jobs_at_its_job_nice(harness):
+    """``JOBWIRE_EXECUTOR_JOB_NICE``: 19 unless set; 0 leaves jobs at the executor's own priority."""
+    show = {"command": ["sh", "-c", "ps -o ni= -p $$"]}
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    for kw, expected in (({}, 19), ({"job_nice": 0}, ours), ({"job_nice": 5}, 5)):
+        svc = await harness.executor(**kw)
+        job = await harness.run(svc.node, show)
+        assert (await harness.wait(job, "finished", timeout=20)).exit_code == 0
+        assert int(await harness.text(job, "stdout")) == expected, kw
+
+
+def test_a_job_nice_outside_0_to_19_refuses_the_start(harness):
+    from jobwire.execution.local import LocalExecutor
+
+    for bad in (-1, 20):
+        with pytest.raises(ValueError, match="JOB_NICE"):
+            LocalExecutor(harness.settings(job_nice=bad))

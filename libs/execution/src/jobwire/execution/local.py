@@ -59,7 +59,11 @@ class LocalExecutor(ProcessExecutor):
     run_as_modes: ClassVar[frozenset[str]] = frozenset({"self", "fixed", "owner"})
 
     def __init__(self, settings: ExecutorSettings) -> None:
-        super().__init__(settings, LocalTransport(), os.path.abspath(settings.root_dir()))
+        if not 0 <= settings.job_nice <= 19:
+            raise ValueError(f"JOBWIRE_EXECUTOR_JOB_NICE={settings.job_nice}: a nice value from 0 to 19")
+        super().__init__(
+            settings, LocalTransport(job_nice=settings.job_nice), os.path.abspath(settings.root_dir())
+        )
         if not self.run_as.is_self and os.geteuid() != 0:
             raise ValueError(
                 f"JOBWIRE_EXECUTOR_RUN_AS={settings.run_as!r} needs the executor to run as root "

@@ -55,6 +55,11 @@ class ExecutorSettings:
     kill_grace: float = 10.0
     #: seconds to wait for a launched job's wrapper to record its pid
     launch_timeout: float = 10.0
+    #: the CPU priority jobs of the local executor run at (a nice value, 0-19; 0: the executor's own).
+    #: The lowest by default, as background work: where the gateway, scheduler and bus share the
+    #: machine with the jobs (``make run``), jobs that keep every core busy leave the API and the
+    #: executor their turn first; with nothing else wanting the CPU a job runs as fast as at 0
+    job_nice: int = 19
     #: how many work messages one fetch takes
     fetch_batch: int = 16
     #: create or update the jobwire streams and buckets on start

@@ -72,14 +72,34 @@ def _reap_one(pid: int) -> None:
         _SPAWNED.discard(pid)
 
 
+def lower_priority(pid: int, nice: int) -> None:
+    """Give process ``pid`` (a job's wrapper, just started) the CPU priority ``nice``, for it and all it
+    starts. Two knobs, because which one the kernel weighs depends on the host:
+
+    - the process's own nice value, which its children inherit: what counts between processes of one
+      cgroup where session autogroups are off (a systemd service with its own CPU controller);
+    - its session's autogroup nice (``/proc/<pid>/autogroup``): with autogroups on (Debian's default
+      outside such a cgroup), the kernel shares the CPU between sessions first, and every job leads a
+      session of its own, so one job's session weighed as much as the whole gateway's, whatever its
+      processes' nice. The whole session is lowered at once, children started before this included.
+
+    The process may have ended already (a no-op job): nothing is left to lower then."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/autogroup", "w") as group:
+        group.write(str(nice))
+
+
 class LocalTransport(Transport):
     """Runs everything on the machine the executor runs on."""
 
     name: ClassVar[str] = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, job_nice: int = 0) -> None:
         #: pidfd -> pid of each detached process watched for its end (see :meth:`_watch`)
         self._watched: dict[int, int] = {}
+        #: the CPU priority (nice, 0-19) of the detached processes (the jobs): 0 leaves them at ours
+        self.job_nice = job_nice
 
     async def run(
         self,
@@ -126,7 +146,8 @@ class LocalTransport(Transport):
         the setsid process was a tenth of a no-op job's wrapper CPU). The process is this executor's
         child, so it is reaped here (:func:`_reap`, at each launch, probe and signal) instead of by
         init; it outlives the executor all the same. Every descriptor of the executor is
-        close-on-exec; stdin, stdout and stderr are /dev/null until the wrapper sets its own."""
+        close-on-exec; stdin, stdout and stderr are /dev/null until the wrapper sets its own.
+        With :attr:`job_nice` the process is lowered as soon as it runs (:func:`lower_priority`)."""
         start = base_environment() if inherit is None else inherited(os.environ, inherit)
         if not argv:
             raise ValueError("argv is empty")
@@ -144,6 +165,8 @@ class LocalTransport(Transport):
             setsid=True,
         )
         _SPAWNED.add(pid)
+        if self.job_nice:
+            lower_priority(pid, self.job_nice)
         self._watch(pid)
 
     def _watch(self, pid: int) -> None:
