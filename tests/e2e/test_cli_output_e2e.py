@@ -81,8 +81,8 @@ def test_every_listing_answers_json_and_dash_o_json_alike(
 ) -> None:
     if command == ["input", "ls"]:
         api.put("/v1/inputs/configs/listed.yaml", content=b"a: 1\n")
-    if command == ["ls"]:
-        submit(api, command=["true"], expected_runtime=5)
+    if command == ["ls"]:  # ended before the two listings, so both show it in the same state
+        wait_state(api, submit(api, command=["true"], expected_runtime=5)["id"], "succeeded")
 
     long = json.loads(cli(stack, *command, "--json").stdout)
     short = json.loads(cli(stack, *command, "-o", "json").stdout)
