@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from jobwire.execution.local import LocalExecutor
 from jobwire.execution.transport.local import LocalTransport
 
 pytestmark = pytest.mark.integration
@@ -277,8 +278,6 @@ async def test_the_local_executor_runs_jobs_at_its_job_nice(harness):
 
 
 def test_a_job_nice_outside_0_to_19_refuses_the_start(harness):
-    from jobwire.execution.local import LocalExecutor
-
     for bad in (-1, 20):
         with pytest.raises(ValueError, match="JOB_NICE"):
             LocalExecutor(harness.settings(job_nice=bad))
