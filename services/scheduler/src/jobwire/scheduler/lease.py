@@ -31,6 +31,8 @@ class Lease:
         self.key = key
         self.revision: int | None = None
         self._valid_until = 0.0
+        #: when our last accepted write was sent: the server keeps it for a period from then, at least
+        self._written_at = 0.0
 
     @property
     def held(self) -> bool:
@@ -39,6 +41,7 @@ class Lease:
 
     def _took(self, revision: int, started: float) -> bool:
         self.revision = revision
+        self._written_at = started
         # Counted from before the write: the server's expiry clock started no earlier. A margin of a
         # third of the period leaves room for a paused process to notice before a standby may act.
         self._valid_until = started + self.ttl * 2 / 3
@@ -83,18 +86,38 @@ class Lease:
         self.revision = None
 
     async def keep(self) -> None:
-        """Refresh every third of the period; return as soon as the lease is lost or runs out."""
+        """Refresh once a third of the period has passed since the last write (at once when the keeper
+        starts late, after a long rebuild); return as soon as the lease is lost or runs out.
+
+        A refresh answered after our margin (the process or the server stalled for more than two thirds
+        of a period) still proves that no one else wrote since our last write: while the server's period
+        from it lasts the lease is ours, so it is refreshed again at once rather than given up and taken
+        back with a rebuild of the whole view."""
         while True:
-            deadline = self._valid_until
-            await asyncio.sleep(self.ttl / 3)
-            try:
-                ok = await asyncio.wait_for(self.refresh(), timeout=max(0.1, deadline - time.monotonic()))
-            except (TimeoutError, Exception) as e:
-                log.warning("leader lease: refresh failed (%s)", type(e).__name__)
-                ok = False
-            if not ok or not self.held:
+            await asyncio.sleep(max(0.0, self._valid_until - self.ttl / 3 - time.monotonic()))
+            if not await self._renew(until=self._valid_until):
+                return
+            if self.held:
+                continue
+            late = time.monotonic() - self._written_at
+            log.warning("leader lease: a refresh was answered after %.1f s; refreshing again", late)
+            if late >= self.ttl or not await self._renew(until=self._written_at + self.ttl) or not self.held:
+                log.warning("leader lease: lost, no refresh answered within the margin")
                 self.revision = None
                 return
+
+    async def _renew(self, until: float) -> bool:
+        """One refresh that must be answered by ``until`` (0.1 s at least); False when it was not, or
+        was refused (another write since ours, or our entry expired)."""
+        try:
+            ok = await asyncio.wait_for(self.refresh(), timeout=max(0.1, until - time.monotonic()))
+        except Exception as e:  # TimeoutError included: the bus did not answer in time
+            log.warning("leader lease: refresh failed (%s)", type(e).__name__)
+            ok = False
+        if not ok:
+            log.warning("leader lease: lost (refresh not answered in time, or refused)")
+            self.revision = None
+        return ok
 
     async def wait_acquire(self, poll: float | None = None) -> None:
         """Stand by until the lease is ours (polls a fraction of the period)."""
