@@ -122,6 +122,11 @@ def _wrk(load: Load, connections: int, seconds: float) -> dict[str, float | int 
     }
 
 
+def request_bytes(load: Load) -> bytes:
+    """The raw HTTP/1.1 request of ``load`` (a fresh ``Idempotency-Key`` each call where keyed)."""
+    return _request(load)
+
+
 def _request(load: Load) -> bytes:
     host = urlsplit(load.url).netloc
     keyed = {"Idempotency-Key": uuid.uuid4().hex} if load.keyed else {}
@@ -137,6 +142,14 @@ def _request(load: Load) -> bytes:
 
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
     """One request on a kept-alive connection; the answer's status (its body is read and dropped)."""
+    return (await exchange(reader, writer, request))[0]
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes]:
+    """One request on a kept-alive connection: the answer's status and body (``Content-Length`` framed,
+    as the gateway answers)."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
@@ -144,9 +157,7 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     for line in head.split(b"\r\n"):
         if line[:15].lower() == b"content-length:":
             length = int(line[15:])
-    if length:
-        await reader.readexactly(length)
-    return status
+    return status, await reader.readexactly(length) if length else b""
 
 
 async def _python(load: Load, connections: int, seconds: float) -> dict[str, float | int | str]:
