@@ -124,10 +124,6 @@ def _wrk(load: Load, connections: int, seconds: float) -> dict[str, float | int 
 
 def request_bytes(load: Load) -> bytes:
     """The raw HTTP/1.1 request of ``load`` (a fresh ``Idempotency-Key`` each call where keyed)."""
-    return _request(load)
-
-
-def _request(load: Load) -> bytes:
     host = urlsplit(load.url).netloc
     keyed = {"Idempotency-Key": uuid.uuid4().hex} if load.keyed else {}
     head = [
@@ -162,7 +158,7 @@ async def exchange(
 
 async def _python(load: Load, connections: int, seconds: float) -> dict[str, float | int | str]:
     split = urlsplit(load.url)
-    request = _request(load)
+    request = request_bytes(load)
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
@@ -173,7 +169,7 @@ async def _python(load: Load, connections: int, seconds: float) -> dict[str, flo
         try:
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
-                one = _request(load) if load.keyed else request
+                one = request_bytes(load) if load.keyed else request
                 try:
                     status = await asyncio.wait_for(_exchange(reader, writer, one), 10)
                 except (TimeoutError, OSError, asyncio.IncompleteReadError):
@@ -204,7 +200,7 @@ async def paced(load: Load, rate: float, seconds: float, connections: int = 32) 
     """``rate`` requests/s for ``seconds`` over a pool of connections (requests that find every connection
     busy wait for one: the offered rate is kept only while the server keeps up, which is reported)."""
     split = urlsplit(load.url)
-    request = _request(load)
+    request = request_bytes(load)
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(connections):
         pool.put_nowait(await asyncio.open_connection(split.hostname, split.port))
