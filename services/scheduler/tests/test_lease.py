@@ -174,7 +174,9 @@ async def test_a_refresh_answered_after_the_margin_is_renewed_at_once_or_given_u
         async def stalled_update(*args, **kw):  # type: ignore[no-untyped-def]
             revision = await update(*args, **kw)
             if stalls:
-                time.sleep(stalls.pop())  # the whole process, its event loop included, is stalled
+                # blocking on purpose: the whole process, event loop included, stalls, so the keeper's
+                # own timeout cannot fire first (an asyncio.sleep would test a late answer instead)
+                time.sleep(stalls.pop())
             return revision
 
         kv.update = stalled_update  # type: ignore[method-assign]

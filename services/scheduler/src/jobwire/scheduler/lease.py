@@ -74,9 +74,13 @@ class Lease:
             self.revision = None
             return False
 
+    def _renewal_at(self) -> float:
+        """When a third of the period has passed since the last write: the next refresh is due."""
+        return self._valid_until - self.ttl / 3
+
     def renewal_due(self) -> bool:
-        """A third of the period has passed since the last write: ``keep`` would refresh now."""
-        return time.monotonic() >= self._valid_until - self.ttl / 3
+        """``keep`` would refresh now."""
+        return time.monotonic() >= self._renewal_at()
 
     async def release(self) -> None:
         """Hand over at once (graceful stop) instead of making the standby wait for the expiry."""
@@ -94,15 +98,21 @@ class Lease:
         from it lasts the lease is ours, so it is refreshed again at once rather than given up and taken
         back with a rebuild of the whole view."""
         while True:
-            await asyncio.sleep(max(0.0, self._valid_until - self.ttl / 3 - time.monotonic()))
+            await asyncio.sleep(max(0.0, self._renewal_at() - time.monotonic()))
             if not await self._renew(until=self._valid_until):
                 return
             if self.held:
                 continue
             late = time.monotonic() - self._written_at
+            if late >= self.ttl:
+                log.warning("leader lease: lost, a refresh was answered after %.1f s, past the period", late)
+                self.revision = None
+                return
             log.warning("leader lease: a refresh was answered after %.1f s; refreshing again", late)
-            if late >= self.ttl or not await self._renew(until=self._written_at + self.ttl) or not self.held:
-                log.warning("leader lease: lost, no refresh answered within the margin")
+            if not await self._renew(until=self._written_at + self.ttl):
+                return
+            if not self.held:
+                log.warning("leader lease: lost, the second refresh was answered late too")
                 self.revision = None
                 return
 
